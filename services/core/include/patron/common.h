@@ -1,0 +1,46 @@
+/*
+ * Shared conventions of the core library.
+ *
+ * Errors: functions that can fail return int, 0 on success and a negative
+ * PATRON_E* code on failure; when a function that takes a callback fails,
+ * the callback never runs. Out of memory aborts (as Redis does): a CRM
+ * engine that limps on without memory would lose events silently.
+ *
+ * Threads: every service is a single libuv loop. Unless a header says
+ * otherwise, a function may only be called from that loop's thread.
+ */
+#ifndef PATRON_COMMON_H
+#define PATRON_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PATRON_MUST_USE __attribute__((warn_unused_result))
+#define PATRON_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define PATRON_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+enum patron_error {
+    PATRON_OK = 0,
+    PATRON_EINVAL = -1,   /* bad argument or input */
+    PATRON_ENOMEM = -2,   /* never returned: allocation failure aborts */
+    PATRON_ETOOBIG = -3,  /* input exceeds a documented maximum */
+    PATRON_EIO = -4,      /* a peer (Kafka, Redis, socket) failed */
+    PATRON_ENOTFOUND = -5,
+    PATRON_ECONFLICT = -6, /* a compare-and-set lost the race */
+};
+
+/* Identifiers (customer, event, item, order, category) are at most this many
+ * bytes; longer ones are a contract violation and go to the DLQ. */
+#define PATRON_ID_MAX 64
+
+/* Allocation that aborts on failure (see above). */
+void *patron_malloc(size_t n);
+void *patron_calloc(size_t count, size_t n);
+void *patron_realloc(void *p, size_t n);
+char *patron_strdup(const char *s);
+char *patron_strndup(const char *s, size_t n);
+
+/* A human name of a PATRON_E* code. */
+const char *patron_strerror(int err);
+
+#endif

@@ -1,0 +1,63 @@
+#include "patron/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *oom(size_t n)
+{
+    fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"out of memory\",\"bytes\":%zu}\n", n);
+    abort();
+}
+
+void *patron_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    return p ? p : oom(n);
+}
+
+void *patron_calloc(size_t count, size_t n)
+{
+    void *p = calloc(count ? count : 1, n ? n : 1);
+    return p ? p : oom(count * n);
+}
+
+void *patron_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    return q ? q : oom(n);
+}
+
+char *patron_strdup(const char *s)
+{
+    return patron_strndup(s, strlen(s));
+}
+
+char *patron_strndup(const char *s, size_t n)
+{
+    char *d = patron_malloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+const char *patron_strerror(int err)
+{
+    switch (err) {
+    case PATRON_OK:
+        return "ok";
+    case PATRON_EINVAL:
+        return "invalid argument";
+    case PATRON_ENOMEM:
+        return "out of memory";
+    case PATRON_ETOOBIG:
+        return "too big";
+    case PATRON_EIO:
+        return "i/o error";
+    case PATRON_ENOTFOUND:
+        return "not found";
+    case PATRON_ECONFLICT:
+        return "conflict";
+    }
+    return "unknown error";
+}
