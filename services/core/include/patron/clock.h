@@ -1,0 +1,62 @@
+/*
+ * One clock for every service (DESIGN.md "Time").
+ *
+ * PATRON_CLOCK_WALL is the real time. PATRON_CLOCK_EVENT makes "now" the
+ * event time that ingest has applied on every partition: ingest stores, per
+ * partition of patron.events, the highest event time it applied and whether
+ * the partition is idle (key PATRON_KEY_CLOCK, value "ms:idle"); every service
+ * reads those values (the I/O is the caller's) and computes the low watermark
+ * with patron_clock_watermark. Everything here is pure except the two
+ * functions that read the system clocks. A struct patron_clock is a plain
+ * value owned by its service; not thread-safe.
+ */
+#ifndef PATRON_CLOCK_H
+#define PATRON_CLOCK_H
+
+#include "patron/common.h"
+
+enum patron_clock_kind { PATRON_CLOCK_WALL, PATRON_CLOCK_EVENT };
+
+struct patron_clock {
+    enum patron_clock_kind kind;
+    int64_t event_now_ms; /* the last watermark read, epoch ms; never decreases */
+};
+
+/* "wall" or "event". */
+int patron_clock_kind_parse(const char *s, enum patron_clock_kind *kind) PATRON_MUST_USE;
+const char *patron_clock_kind_name(enum patron_clock_kind kind);
+
+void patron_clock_init(struct patron_clock *c, enum patron_clock_kind kind);
+/* Wall: CLOCK_REALTIME in epoch ms. Event: event_now_ms. */
+int64_t patron_clock_now_ms(const struct patron_clock *c);
+/* Moves the event clock to `watermark` unless that is earlier than where it
+ * is: a partition that wakes up with older events must not turn time back
+ * (timers already fired would fire again). Returns the new event_now_ms. */
+int64_t patron_clock_advance(struct patron_clock *c, int64_t watermark);
+
+int64_t patron_wall_ms(void);      /* CLOCK_REALTIME, epoch ms */
+int64_t patron_monotonic_ms(void); /* CLOCK_MONOTONIC, for timeouts and durations */
+
+/* One partition's share of the event clock. */
+struct patron_partition_time {
+    int64_t ms; /* highest event time applied, epoch ms, >= 0 */
+    bool idle;  /* no unapplied messages: it must not hold the clock back */
+};
+
+/* The low watermark: the minimum over non-idle partitions; if every partition
+ * is idle, the maximum over all (time moves on to what has been applied);
+ * 0 when n == 0. */
+int64_t patron_clock_watermark(const struct patron_partition_time *parts, size_t n);
+
+/* The stored value "ms:idle", e.g. "1291192000000:1": ms in canonical decimal
+ * (no sign, no leading zero), idle 0 or 1. */
+#define PATRON_CLOCK_VALUE_MAX 24 /* 19 digits, ':', flag, NUL, spare */
+/* Returns the length written (NUL not counted), or PATRON_ETOOBIG if cap is
+ * too small, PATRON_EINVAL if t->ms < 0. */
+int patron_clock_value_encode(char *dst, size_t cap,
+                              const struct patron_partition_time *t) PATRON_MUST_USE;
+/* Strict: anything but the canonical form above is PATRON_EINVAL. */
+int patron_clock_value_decode(const char *s, size_t len,
+                              struct patron_partition_time *t) PATRON_MUST_USE;
+
+#endif

@@ -1,0 +1,186 @@
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "patron/clock.h"
+
+#define P(ms, idle)                                                                                \
+    {                                                                                              \
+        (ms), (idle)                                                                               \
+    }
+
+Test(clock, watermark_table)
+{
+    static const struct {
+        const char *name;
+        struct patron_partition_time parts[4];
+        size_t n;
+        int64_t want;
+    } cases[] = {
+        {"no partitions", {{0}}, 0, 0},
+        {"one busy", {P(100, false)}, 1, 100},
+        {"one idle", {P(100, true)}, 1, 100},
+        {"min of busy", {P(300, false), P(100, false), P(200, false)}, 3, 100},
+        {"idle ahead does not count", {P(100, false), P(900, true)}, 2, 100},
+        {"idle behind does not hold back", {P(500, false), P(100, true)}, 2, 500},
+        {"all idle: max", {P(300, true), P(900, true), P(100, true)}, 3, 900},
+        {"busy partition that applied nothing holds all", {P(0, false), P(900, false)}, 2, 0},
+        {"idle empty partition ignored", {P(0, true), P(700, false)}, 2, 700},
+        {"several busy, several idle",
+         {P(800, false), P(50, true), P(600, false), P(5000, true)},
+         4,
+         600},
+        {"large epoch values",
+         {P(1291192000000, false), P(1291300000000, false)},
+         2,
+         1291192000000},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++)
+        cr_assert_eq(patron_clock_watermark(cases[i].parts, cases[i].n), cases[i].want, "%s",
+                     cases[i].name);
+}
+
+Test(clock, watermark_null_with_zero)
+{
+    cr_assert_eq(patron_clock_watermark(NULL, 0), 0);
+}
+
+Test(clock, encode_table)
+{
+    static const struct {
+        struct patron_partition_time t;
+        const char *want;
+    } cases[] = {
+        {P(1291192000000, true), "1291192000000:1"},
+        {P(1291192000000, false), "1291192000000:0"},
+        {P(0, false), "0:0"},
+        {P(INT64_MAX, true), "9223372036854775807:1"},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++) {
+        char buf[PATRON_CLOCK_VALUE_MAX];
+        int n = patron_clock_value_encode(buf, sizeof(buf), &cases[i].t);
+        cr_assert_eq(n, (int)strlen(cases[i].want), "case %zu", i);
+        cr_assert_str_eq(buf, cases[i].want, "case %zu", i);
+        struct patron_partition_time back;
+        cr_assert_eq(patron_clock_value_decode(buf, (size_t)n, &back), 0, "case %zu", i);
+        cr_assert_eq(back.ms, cases[i].t.ms);
+        cr_assert_eq(back.idle, cases[i].t.idle);
+    }
+}
+
+Test(clock, encode_errors)
+{
+    char buf[PATRON_CLOCK_VALUE_MAX];
+    struct patron_partition_time neg = P(-1, false);
+    cr_assert_eq(patron_clock_value_encode(buf, sizeof(buf), &neg), PATRON_EINVAL);
+    struct patron_partition_time t = P(1291192000000, true);
+    cr_assert_eq(patron_clock_value_encode(buf, 15, &t), PATRON_ETOOBIG, "needs 16 with the NUL");
+    cr_assert_eq(patron_clock_value_encode(buf, 16, &t), 15);
+    cr_assert_eq(patron_clock_value_encode(buf, 0, &t), PATRON_ETOOBIG);
+}
+
+Test(clock, decode_rejects_everything_but_the_canonical_form)
+{
+    static const char *const bad[] = {
+        "",
+        ":",
+        ":1",
+        "1:",
+        "1",
+        "1:2",
+        "1:00",
+        "01:0",
+        "00:1",
+        "+1:0",
+        "-1:0",
+        " 1:0",
+        "1:0 ",
+        "1 :0",
+        "1:0\n",
+        "1.5:0",
+        "0x10:0",
+        "abc:1",
+        "1:1:1",
+        "9223372036854775808:0",  /* INT64_MAX + 1 */
+        "99999999999999999999:0", /* 20 digits */
+        "1:true",
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(bad); i++) {
+        struct patron_partition_time t = P(77, true);
+        cr_assert_eq(patron_clock_value_decode(bad[i], strlen(bad[i]), &t), PATRON_EINVAL,
+                     "\"%s\" accepted", bad[i]);
+        cr_assert_eq(t.ms, 77, "output untouched on error");
+    }
+    struct patron_partition_time t;
+    cr_assert_eq(patron_clock_value_decode(NULL, 3, &t), PATRON_EINVAL);
+    /* the length is what counts, not a NUL: embedded NUL and short lengths */
+    cr_assert_eq(patron_clock_value_decode("5:1\0", 4, &t), PATRON_EINVAL);
+    cr_assert_eq(patron_clock_value_decode("5:1xyz", 3, &t), 0);
+    cr_assert_eq(t.ms, 5);
+    cr_assert(t.idle);
+}
+
+Test(clock, decode_garbage_bytes)
+{
+    /* every 3-byte string over a few interesting bytes: only d:f forms pass */
+    static const char alphabet[] = {'0', '1', '9', ':', '-', '\0', '\xff', 'a'};
+    for (size_t a = 0; a < sizeof(alphabet); a++)
+        for (size_t b = 0; b < sizeof(alphabet); b++)
+            for (size_t c = 0; c < sizeof(alphabet); c++) {
+                char s[3] = {alphabet[a], alphabet[b], alphabet[c]};
+                struct patron_partition_time t;
+                bool valid =
+                    s[0] >= '0' && s[0] <= '9' && s[1] == ':' && (s[2] == '0' || s[2] == '1');
+                int rc = patron_clock_value_decode(s, 3, &t);
+                cr_assert_eq(rc, valid ? 0 : PATRON_EINVAL, "%02x %02x %02x", (unsigned char)s[0],
+                             (unsigned char)s[1], (unsigned char)s[2]);
+            }
+}
+
+Test(clock, kind_parse_table)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        enum patron_clock_kind kind;
+    } cases[] = {
+        {"wall", 0, PATRON_CLOCK_WALL}, {"event", 0, PATRON_CLOCK_EVENT},
+        {"Wall", PATRON_EINVAL, 0},     {"", PATRON_EINVAL, 0},
+        {"events", PATRON_EINVAL, 0},   {NULL, PATRON_EINVAL, 0},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++) {
+        enum patron_clock_kind k = PATRON_CLOCK_WALL;
+        cr_assert_eq(patron_clock_kind_parse(cases[i].in, &k), cases[i].rc, "case %zu", i);
+        if (cases[i].rc == 0)
+            cr_assert_eq(k, cases[i].kind, "case %zu", i);
+    }
+    cr_assert_str_eq(patron_clock_kind_name(PATRON_CLOCK_EVENT), "event");
+    cr_assert_str_eq(patron_clock_kind_name(PATRON_CLOCK_WALL), "wall");
+}
+
+Test(clock, event_clock_reads_the_watermark_and_never_goes_back)
+{
+    struct patron_clock c;
+    patron_clock_init(&c, PATRON_CLOCK_EVENT);
+    cr_assert_eq(patron_clock_now_ms(&c), 0);
+    cr_assert_eq(patron_clock_advance(&c, 1000), 1000);
+    cr_assert_eq(patron_clock_now_ms(&c), 1000);
+    cr_assert_eq(patron_clock_advance(&c, 400), 1000, "an older watermark does not turn time back");
+    cr_assert_eq(patron_clock_now_ms(&c), 1000);
+    cr_assert_eq(patron_clock_advance(&c, 1001), 1001);
+}
+
+/* Reading the system clock is not I/O; these only check sanity and units. */
+Test(clock, wall_and_monotonic)
+{
+    struct patron_clock c;
+    patron_clock_init(&c, PATRON_CLOCK_WALL);
+    c.event_now_ms = 5; /* ignored by the wall clock */
+    int64_t now = patron_clock_now_ms(&c);
+    cr_assert_gt(now, INT64_C(1577836800000), "after 2020 in ms");
+    cr_assert_lt(now, INT64_C(4102444800000), "before 2100 in ms");
+    int64_t w = patron_wall_ms();
+    cr_assert_geq(w, now);
+    cr_assert_lt(w - now, 60000);
+    int64_t m1 = patron_monotonic_ms(), m2 = patron_monotonic_ms();
+    cr_assert_geq(m2, m1);
+}

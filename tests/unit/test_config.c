@@ -1,0 +1,486 @@
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patron/config.h"
+#include "patron/log.h"
+
+#define ENV_MAX 8
+
+/* A field of the configuration as text, so that one table can check any. */
+static void field_str(const struct patron_config *c, const char *field, char *out, size_t cap)
+{
+    const struct patron_profile_config *p = &c->profile;
+#define S(name, expr)                                                                              \
+    if (strcmp(field, name) == 0) {                                                                \
+        snprintf(out, cap, "%s", (expr) ? (expr) : "(null)");                                      \
+        return;                                                                                    \
+    }
+#define I(name, expr)                                                                              \
+    if (strcmp(field, name) == 0) {                                                                \
+        snprintf(out, cap, "%lld", (long long)(expr));                                             \
+        return;                                                                                    \
+    }
+#define L4(name, a)                                                                                \
+    if (strcmp(field, name) == 0) {                                                                \
+        snprintf(out, cap, "%lld,%lld,%lld,%lld", (long long)a[0], (long long)a[1],                \
+                 (long long)a[2], (long long)a[3]);                                                \
+        return;                                                                                    \
+    }
+    S("service", c->service);
+    S("kafka_brokers", c->kafka_brokers);
+    S("redis.host", c->redis.host);
+    I("redis.port", c->redis.port);
+    S("redis_user", c->redis_user);
+    S("redis_password", c->redis_password);
+    I("redis_db", c->redis_db);
+    I("n_redis_cluster", c->n_redis_cluster);
+    S("http_addr", c->http_addr);
+    S("http.host", c->http.host);
+    I("http.port", c->http.port);
+    S("campaigns_path", c->campaigns_path);
+    S("clock", patron_clock_kind_name(c->clock));
+    S("log_level", patron_log_level_name(c->log_level));
+    S("group_id", c->group_id);
+    S("topic_events", c->topic_events);
+    S("topic_catalog", c->topic_catalog);
+    S("topic_profile_updates", c->topic_profile_updates);
+    S("topic_dlq", c->topic_dlq);
+    S("topic_campaign_prefix", c->topic_campaign_prefix);
+    S("api_token", c->api_token);
+    I("n_rdkafka_props", c->n_rdkafka_props);
+    I("batch_max", c->batch_max);
+    I("inflight_batches", c->inflight_batches);
+    I("graph_history", c->graph_history);
+    I("graph_topk", c->graph_topk);
+    I("shutdown_timeout_ms", c->shutdown_timeout_ms);
+    L4("rfm_recency_days", p->rfm_recency_days);
+    L4("rfm_frequency", p->rfm_frequency);
+    L4("rfm_monetary_cents", p->rfm_monetary_cents);
+    I("tier_gold_cents", p->tier_gold_cents);
+    I("tier_platinum_cents", p->tier_platinum_cents);
+    I("points_per_review", p->points_per_review);
+#undef S
+#undef I
+#undef L4
+    cr_assert_fail("unknown field %s", field);
+}
+
+struct env_case {
+    const char *env[ENV_MAX]; /* "NAME=value", NULL-ended */
+    const char *field;        /* checked on success */
+    const char *want;         /* its value, or the variable the error must name */
+    bool fails;
+};
+
+#define OK(field, want, ...)                                                                       \
+    {                                                                                              \
+        {__VA_ARGS__}, field, want, false                                                          \
+    }
+#define BAD(var, ...)                                                                              \
+    {                                                                                              \
+        {__VA_ARGS__}, NULL, var, true                                                             \
+    }
+
+static const struct env_case CASES[] = {
+    /* defaults */
+    OK("service", "patron-ingest", NULL),
+    OK("kafka_brokers", "127.0.0.1:9092", NULL),
+    OK("redis.host", "127.0.0.1", NULL),
+    OK("redis.port", "6379", NULL),
+    OK("redis_user", "(null)", NULL),
+    OK("redis_password", "(null)", NULL),
+    OK("redis_db", "0", NULL),
+    OK("n_redis_cluster", "0", NULL),
+    OK("http_addr", "0.0.0.0:8080", NULL),
+    OK("http.host", "0.0.0.0", NULL),
+    OK("http.port", "8080", NULL),
+    OK("campaigns_path", "(null)", NULL),
+    OK("clock", "wall", NULL),
+    OK("log_level", "info", NULL),
+    OK("group_id", "patron-ingest", NULL),
+    OK("topic_events", "patron.events", NULL),
+    OK("topic_catalog", "patron.catalog", NULL),
+    OK("topic_profile_updates", "patron.profile-updates", NULL),
+    OK("topic_dlq", "patron.dlq", NULL),
+    OK("topic_campaign_prefix", "patron.campaign.", NULL),
+    OK("api_token", "(null)", NULL),
+    OK("n_rdkafka_props", "0", NULL),
+    OK("batch_max", "2000", NULL),
+    OK("inflight_batches", "4", NULL),
+    OK("graph_history", "8", NULL),
+    OK("graph_topk", "50", NULL),
+    OK("shutdown_timeout_ms", "10000", NULL),
+    OK("rfm_recency_days", "14,30,90,180", NULL),
+    OK("rfm_frequency", "20,10,5,2", NULL),
+    OK("rfm_monetary_cents", "500000,100000,30000,10000", NULL),
+    OK("tier_gold_cents", "100000", NULL),
+    OK("tier_platinum_cents", "500000", NULL),
+    OK("points_per_review", "10", NULL),
+
+    /* overrides */
+    OK("kafka_brokers", "k1:9092,k2:9092", "PATRON_KAFKA_BROKERS=k1:9092,k2:9092"),
+    OK("redis.host", "redis.svc", "PATRON_REDIS_URL=redis://redis.svc:6380/2"),
+    OK("redis.port", "6380", "PATRON_REDIS_URL=redis://redis.svc:6380/2"),
+    OK("redis_db", "2", "PATRON_REDIS_URL=redis://redis.svc:6380/2"),
+    OK("redis_user", "app", "PATRON_REDIS_URL=redis://app:s3cret@r:1"),
+    OK("redis_password", "s3cret", "PATRON_REDIS_URL=redis://app:s3cret@r:1"),
+    OK("redis_user", "(null)", "PATRON_REDIS_URL=redis://:pw@r"),
+    OK("redis_password", "pw", "PATRON_REDIS_URL=redis://:pw@r"),
+    OK("redis.port", "6379", "PATRON_REDIS_URL=redis://:pw@r"),
+    OK("redis_password", "p@ss:w", "PATRON_REDIS_URL=redis://u:p%40ss%3aw@r:1"),
+    OK("redis.host", "::1", "PATRON_REDIS_URL=redis://[::1]:7000"),
+    OK("n_redis_cluster", "3", "PATRON_REDIS_CLUSTER=a:7000,b:7001,[::1]:7002"),
+    OK("redis.host", "(null)", "PATRON_REDIS_CLUSTER=a:7000"),
+    OK("http_addr", "127.0.0.1:0", "PATRON_HTTP_ADDR=127.0.0.1:0"),
+    OK("http.port", "0", "PATRON_HTTP_ADDR=127.0.0.1:0"),
+    OK("http.host", "0.0.0.0", "PATRON_HTTP_ADDR=:9000"),
+    OK("http.host", "::", "PATRON_HTTP_ADDR=[::]:65535"),
+    OK("http.port", "65535", "PATRON_HTTP_ADDR=[::]:65535"),
+    OK("campaigns_path", "/etc/patron/campaigns.yaml",
+       "PATRON_CAMPAIGNS=/etc/patron/campaigns.yaml"),
+    OK("clock", "event", "PATRON_CLOCK=event"),
+    OK("log_level", "debug", "PATRON_LOG_LEVEL=debug"),
+    OK("log_level", "warn", "PATRON_LOG_LEVEL=WARNING"),
+    OK("group_id", "my-group", "PATRON_GROUP_ID=my-group"),
+    OK("topic_events", "shop.events_v2", "PATRON_TOPIC_EVENTS=shop.events_v2"),
+    OK("topic_campaign_prefix", "mkt-", "PATRON_TOPIC_CAMPAIGN_PREFIX=mkt-"),
+    OK("api_token", "t0ken", "PATRON_API_TOKEN=t0ken"),
+    OK("batch_max", "1", "PATRON_BATCH_MAX=1"),
+    OK("batch_max", "100000", "PATRON_BATCH_MAX=100000"),
+    OK("inflight_batches", "64", "PATRON_INFLIGHT_BATCHES=64"),
+    OK("graph_history", "0", "PATRON_GRAPH_HISTORY=0"),
+    OK("graph_topk", "1000", "PATRON_GRAPH_TOPK=1000"),
+    OK("shutdown_timeout_ms", "0", "PATRON_SHUTDOWN_TIMEOUT_MS=0"),
+    OK("rfm_recency_days", "7,14,60,365", "PATRON_RFM_RECENCY_DAYS=7,14,60,365"),
+    OK("rfm_frequency", "50,20,10,3", "PATRON_RFM_FREQUENCY=50,20,10,3"),
+    OK("rfm_monetary_cents", "9,7,5,3", "PATRON_RFM_MONETARY_CENTS=9,7,5,3"),
+    OK("tier_gold_cents", "1", "PATRON_TIER_CENTS=1,2"),
+    OK("tier_platinum_cents", "2", "PATRON_TIER_CENTS=1,2"),
+    OK("points_per_review", "0", "PATRON_POINTS_PER_REVIEW=0"),
+    /* empty counts as unset */
+    OK("kafka_brokers", "127.0.0.1:9092", "PATRON_KAFKA_BROKERS="),
+    OK("api_token", "(null)", "PATRON_API_TOKEN="),
+    OK("batch_max", "2000", "PATRON_BATCH_MAX="),
+    OK("n_redis_cluster", "1", "PATRON_REDIS_URL=", "PATRON_REDIS_CLUSTER=c:1"),
+
+    /* bad values name their variable */
+    BAD("PATRON_REDIS_CLUSTER", "PATRON_REDIS_URL=redis://a:1", "PATRON_REDIS_CLUSTER=b:2"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=http://a:1"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=rediss://a:1"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://a:0"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://a:65536"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://a:-1"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://a:12x"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://a:1/x"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://a:1/-1"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://a:1?timeout=1"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://user@a:1"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://u:p%zz@a:1"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://u:p%00@a:1"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://a b:1"),
+    BAD("PATRON_REDIS_URL", "PATRON_REDIS_URL=redis://[::1:1"),
+    BAD("PATRON_REDIS_CLUSTER", "PATRON_REDIS_CLUSTER=a:1,,b:2"),
+    BAD("PATRON_REDIS_CLUSTER", "PATRON_REDIS_CLUSTER=a:1,b"),
+    BAD("PATRON_REDIS_CLUSTER", "PATRON_REDIS_CLUSTER=a:1,"),
+    BAD("PATRON_REDIS_CLUSTER", "PATRON_REDIS_CLUSTER=:1"),
+    BAD("PATRON_HTTP_ADDR", "PATRON_HTTP_ADDR=8080"),
+    BAD("PATRON_HTTP_ADDR", "PATRON_HTTP_ADDR=0.0.0.0:65536"),
+    BAD("PATRON_HTTP_ADDR", "PATRON_HTTP_ADDR=0.0.0.0:"),
+    BAD("PATRON_HTTP_ADDR", "PATRON_HTTP_ADDR=0.0.0.0:+80"),
+    BAD("PATRON_HTTP_ADDR", "PATRON_HTTP_ADDR=0.0.0.0: 80"),
+    BAD("PATRON_HTTP_ADDR", "PATRON_HTTP_ADDR=localhost:80"),
+    BAD("PATRON_HTTP_ADDR", "PATRON_HTTP_ADDR=::1:80"),
+    BAD("PATRON_HTTP_ADDR", "PATRON_HTTP_ADDR=[::1]80"),
+    BAD("PATRON_CLOCK", "PATRON_CLOCK=event-time"),
+    BAD("PATRON_LOG_LEVEL", "PATRON_LOG_LEVEL=verbose"),
+    BAD("PATRON_TOPIC_EVENTS", "PATRON_TOPIC_EVENTS=bad topic"),
+    BAD("PATRON_TOPIC_DLQ", "PATRON_TOPIC_DLQ=a/b"),
+    BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=0"),
+    BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=100001"),
+    BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=12abc"),
+    BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX= 12"),
+    BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=+12"),
+    BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=1e3"),
+    BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=99999999999999999999999"),
+    BAD("PATRON_INFLIGHT_BATCHES", "PATRON_INFLIGHT_BATCHES=65"),
+    BAD("PATRON_GRAPH_HISTORY", "PATRON_GRAPH_HISTORY=-1"),
+    BAD("PATRON_GRAPH_TOPK", "PATRON_GRAPH_TOPK=0"),
+    BAD("PATRON_SHUTDOWN_TIMEOUT_MS", "PATRON_SHUTDOWN_TIMEOUT_MS=3600001"),
+    BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,30,90"),
+    BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,30,90,180,365"),
+    BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=180,90,30,14"),
+    BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,14,90,180"),
+    BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,,90,180"),
+    BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,30,90,180,"),
+    BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14, 30,90,180"),
+    BAD("PATRON_RFM_FREQUENCY", "PATRON_RFM_FREQUENCY=2,5,10,20"),
+    BAD("PATRON_RFM_FREQUENCY", "PATRON_RFM_FREQUENCY=20,10,5,0"),
+    BAD("PATRON_RFM_MONETARY_CENTS", "PATRON_RFM_MONETARY_CENTS=5,5,3,1"),
+    BAD("PATRON_TIER_CENTS", "PATRON_TIER_CENTS=500000,100000"),
+    BAD("PATRON_TIER_CENTS", "PATRON_TIER_CENTS=100000"),
+    BAD("PATRON_TIER_CENTS", "PATRON_TIER_CENTS=x,y"),
+    BAD("PATRON_POINTS_PER_REVIEW", "PATRON_POINTS_PER_REVIEW=-1"),
+    BAD("PATRON_POINTS_PER_REVIEW", "PATRON_POINTS_PER_REVIEW=ten"),
+    BAD("PATRON_RDKAFKA_", "PATRON_RDKAFKA_=x"),
+    BAD("PATRON_RDKAFKA_SSL-CA", "PATRON_RDKAFKA_SSL-CA=x"),
+    BAD("PATRON_RDKAFKA__X", "PATRON_RDKAFKA__X=x"),
+    BAD("PATRON_RDKAFKA_X_", "PATRON_RDKAFKA_X_=x"),
+};
+
+/* A table-backed getenv over the same envp: the two lookup paths must agree. */
+static const char *table_getenv(void *ud, const char *name)
+{
+    char *const *env = ud;
+    size_t n = strlen(name);
+    for (; *env; env++)
+        if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
+            return *env + n + 1;
+    return NULL;
+}
+
+static void run_case(size_t i, const struct env_case *tc, bool via_getenv)
+{
+    char *envp[ENV_MAX + 1] = {0};
+    for (size_t k = 0; k < ENV_MAX && tc->env[k]; k++)
+        envp[k] = (char *)tc->env[k];
+    struct patron_config cfg;
+    char err[256] = "untouched";
+    int rc = patron_config_load(&cfg, "patron-ingest", via_getenv ? table_getenv : NULL,
+                                via_getenv ? envp : NULL, envp, err, sizeof(err));
+    if (tc->fails) {
+        cr_assert_eq(rc, PATRON_EINVAL, "case %zu (%s) should fail", i, tc->env[0]);
+        size_t n = strlen(tc->want);
+        cr_assert(strncmp(err, tc->want, n) == 0 && err[n] == ':',
+                  "case %zu: error \"%s\" should name %s", i, err, tc->want);
+        cr_assert_null(cfg.service, "case %zu: cfg left empty", i);
+    } else {
+        cr_assert_eq(rc, 0, "case %zu (%s): %s", i, tc->env[0] ? tc->env[0] : "defaults", err);
+        char got[256];
+        field_str(&cfg, tc->field, got, sizeof(got));
+        cr_assert_str_eq(got, tc->want, "case %zu: %s", i, tc->field);
+        cr_assert_str_eq(err, "", "case %zu: err cleared on success", i);
+    }
+    patron_config_free(&cfg);
+}
+
+Test(config, table_via_envp)
+{
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(CASES); i++)
+        run_case(i, &CASES[i], false);
+}
+
+Test(config, table_via_getenv_fn)
+{
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(CASES); i++)
+        run_case(i, &CASES[i], true);
+}
+
+Test(config, rdkafka_pass_through)
+{
+    char *envp[] = {
+        "PATRON_RDKAFKA_SECURITY_PROTOCOL=ssl",
+        "HOME=/root",
+        "PATRON_RDKAFKA_SSL_CA_LOCATION=/etc/ca.pem",
+        "PATRON_RDKAFKA_SASL_PASSWORD=hunter2",
+        "PATRON_RDKAFKA_SOME__ODD_NAME=1",
+        "PATRON_RDKAFKA_EMPTY=",
+        "PATRON_RDKAFKA_statistics_interval_ms=1000",
+        NULL,
+    };
+    static const char *const want[] = {
+        "security.protocol",      "ssl",     "ssl.ca.location", "/etc/ca.pem",
+        "sasl.password",          "hunter2", "some_odd.name",   "1",
+        "statistics.interval.ms", "1000",
+    };
+    struct patron_config cfg;
+    char err[256];
+    cr_assert_eq(patron_config_load(&cfg, "patron-trigger", NULL, NULL, envp, err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert_eq(2 * cfg.n_rdkafka_props, PATRON_ARRAY_LEN(want), "pairs");
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(want); i++)
+        cr_assert_str_eq(cfg.rdkafka_props[i], want[i], "string %zu", i);
+    cr_assert_eq(cfg.n_unknown_vars, 0);
+    patron_config_free(&cfg);
+}
+
+Test(config, rdkafka_count_is_bounded)
+{
+    enum { N = PATRON_CONFIG_RDKAFKA_MAX + 1 };
+    static char vars[N][48];
+    char *envp[N + 1];
+    for (int i = 0; i < N; i++) {
+        snprintf(vars[i], sizeof(vars[i]), "PATRON_RDKAFKA_P%d=v", i);
+        envp[i] = vars[i];
+    }
+    envp[N] = NULL;
+    struct patron_config cfg;
+    char err[256];
+    cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, envp, err, sizeof(err)), PATRON_EINVAL);
+    cr_assert(strncmp(err, "PATRON_RDKAFKA_P", 16) == 0, "%s", err);
+    envp[N - 1] = NULL; /* exactly the maximum is fine */
+    cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, envp, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cfg.n_rdkafka_props, PATRON_CONFIG_RDKAFKA_MAX);
+    patron_config_free(&cfg);
+}
+
+Test(config, unknown_patron_variables_are_reported)
+{
+    char *envp[] = {"PATRON_BACH_MAX=10", "PATRON_BATCH_MAX=10", "PATH=/bin",
+                    "PATRONX=1",          "PATRON_NOEQUALS",     NULL};
+    struct patron_config cfg;
+    char err[256];
+    cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, envp, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cfg.n_unknown_vars, 1);
+    cr_assert_str_eq(cfg.unknown_vars[0], "PATRON_BACH_MAX");
+    cr_assert_eq(cfg.batch_max, 10);
+    patron_config_free(&cfg);
+}
+
+Test(config, secrets_are_not_echoed_but_plain_values_are)
+{
+    struct patron_config cfg;
+    char err[256];
+    char *secret[] = {"PATRON_REDIS_URL=redis://u:hunter2@:1", NULL};
+    cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, secret, err, sizeof(err)),
+                 PATRON_EINVAL);
+    cr_assert_null(strstr(err, "hunter2"), "%s", err);
+    char *plain[] = {"PATRON_BATCH_MAX=lots", NULL};
+    cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, plain, err, sizeof(err)), PATRON_EINVAL);
+    cr_assert_str_eq(err, "PATRON_BATCH_MAX: must be an integer in 1..100000 (got \"lots\")");
+    /* garbage bytes are not echoed raw */
+    char *junk[] = {"PATRON_CLOCK=\x01\xff\"x", NULL};
+    cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, junk, err, sizeof(err)), PATRON_EINVAL);
+    cr_assert_str_eq(err, "PATRON_CLOCK: must be wall or event (got \"???x\")");
+}
+
+Test(config, huge_values_are_refused)
+{
+    size_t n = PATRON_CONFIG_VALUE_MAX + 1;
+    char *var = malloc(n + 32);
+    int k = snprintf(var, 32, "PATRON_KAFKA_BROKERS=");
+    memset(var + k, 'a', n);
+    var[k + n] = '\0';
+    char *envp[] = {var, NULL};
+    struct patron_config cfg;
+    char err[256];
+    cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, envp, err, sizeof(err)), PATRON_EINVAL);
+    cr_assert(strncmp(err, "PATRON_KAFKA_BROKERS:", 21) == 0, "%s", err);
+    cr_assert_lt(strlen(err), 200, "the value is not echoed whole");
+    free(var);
+}
+
+Test(config, cluster_nodes_parsed)
+{
+    char *envp[] = {"PATRON_REDIS_CLUSTER=r1:7000,r2.svc:7001,[fe80::1]:7002", NULL};
+    struct patron_config cfg;
+    char err[256];
+    cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, envp, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cfg.n_redis_cluster, 3);
+    cr_assert_str_eq(cfg.redis_cluster[0].host, "r1");
+    cr_assert_eq(cfg.redis_cluster[0].port, 7000);
+    cr_assert_str_eq(cfg.redis_cluster[1].host, "r2.svc");
+    cr_assert_eq(cfg.redis_cluster[1].port, 7001);
+    cr_assert_str_eq(cfg.redis_cluster[2].host, "fe80::1");
+    cr_assert_eq(cfg.redis_cluster[2].port, 7002);
+    patron_config_free(&cfg);
+}
+
+Test(config, cluster_size_is_bounded)
+{
+    char *val = malloc(16 * (PATRON_CONFIG_CLUSTER_MAX + 1) + 32);
+    size_t o = (size_t)snprintf(val, 32, "PATRON_REDIS_CLUSTER=");
+    for (int i = 0; i <= PATRON_CONFIG_CLUSTER_MAX; i++)
+        o += (size_t)snprintf(val + o, 16, "%sh%d:1", i ? "," : "", i);
+    char *envp[] = {val, NULL};
+    struct patron_config cfg;
+    char err[256];
+    cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, envp, err, sizeof(err)), PATRON_EINVAL);
+    cr_assert(strncmp(err, "PATRON_REDIS_CLUSTER:", 21) == 0, "%s", err);
+    free(val);
+}
+
+Test(config, no_environment_at_all)
+{
+    struct patron_config cfg;
+    cr_assert_eq(patron_config_load(&cfg, NULL, NULL, NULL, NULL, NULL, 0), 0);
+    cr_assert_str_eq(cfg.service, "patron");
+    cr_assert_str_eq(cfg.group_id, "patron");
+    patron_config_free(&cfg);
+    patron_config_free(&cfg); /* twice is harmless: free leaves it empty */
+}
+
+Test(config, hostport_table)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        const char *host;
+        int port;
+    } cases[] = {
+        {"127.0.0.1:8080", 0, "127.0.0.1", 8080},
+        {":80", 0, "0.0.0.0", 80},
+        {"[::1]:0", 0, "::1", 0},
+        {"h:65535", 0, "h", 65535},
+        {"h", PATRON_EINVAL, NULL, 0},
+        {"h:", PATRON_EINVAL, NULL, 0},
+        {"h:65536", PATRON_EINVAL, NULL, 0},
+        {"h:-1", PATRON_EINVAL, NULL, 0},
+        {"h:0x50", PATRON_EINVAL, NULL, 0},
+        {"h:1:2", PATRON_EINVAL, NULL, 0},
+        {"[::1]", PATRON_EINVAL, NULL, 0},
+        {"[]:1", PATRON_EINVAL, NULL, 0},
+        {"h h:1", PATRON_EINVAL, NULL, 0},
+        {"", PATRON_EINVAL, NULL, 0},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++) {
+        char host[64];
+        int port = -7;
+        int rc = patron_config_parse_hostport(cases[i].in, host, sizeof(host), &port);
+        cr_assert_eq(rc, cases[i].rc, "case %zu (%s)", i, cases[i].in);
+        if (rc == 0) {
+            cr_assert_str_eq(host, cases[i].host, "case %zu", i);
+            cr_assert_eq(port, cases[i].port, "case %zu", i);
+        }
+    }
+    char tiny[4];
+    int port;
+    cr_assert_eq(patron_config_parse_hostport("hostname:1", tiny, sizeof(tiny), &port),
+                 PATRON_EINVAL, "a host that does not fit is refused");
+}
+
+Test(config, redis_url_parse_direct)
+{
+    struct patron_endpoint ep;
+    char *user, *pw, why[128];
+    int db = -1;
+    cr_assert_eq(
+        patron_config_parse_redis_url("REDIS://h:1/15", &ep, &user, &pw, &db, why, sizeof(why)), 0,
+        "%s", why);
+    cr_assert_str_eq(ep.host, "h");
+    cr_assert_eq(ep.port, 1);
+    cr_assert_eq(db, 15);
+    cr_assert_null(user);
+    cr_assert_null(pw);
+    free(ep.host);
+    cr_assert_eq(
+        patron_config_parse_redis_url("redis://h/", &ep, &user, &pw, &db, why, sizeof(why)), 0,
+        "%s", why);
+    cr_assert_eq(db, 0);
+    free(ep.host);
+    cr_assert_eq(
+        patron_config_parse_redis_url("redis://u:@h", &ep, &user, &pw, &db, why, sizeof(why)), 0,
+        "%s", why);
+    cr_assert_str_eq(user, "u");
+    cr_assert_null(pw, "an empty password is no password");
+    free(user);
+    free(ep.host);
+    cr_assert_eq(patron_config_parse_redis_url("redis://u:p@h:99999", &ep, &user, &pw, &db, why,
+                                               sizeof(why)),
+                 PATRON_EINVAL);
+    cr_assert_null(ep.host);
+    cr_assert_null(user, "nothing leaks on failure");
+    cr_assert_null(pw);
+}
