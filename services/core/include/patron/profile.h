@@ -1,0 +1,193 @@
+/*
+ * The customer profile and how events change it (DESIGN.md "Profile
+ * semantics"), its stored form (protobuf ProfileState) and its API form
+ * (JSON).
+ *
+ * A struct patron_profile is a plain value with fixed capacities and no
+ * pointers: copy it with `=`, keep it on the stack or in an array. Unused
+ * slots of its lists are kept zeroed, so that an erased profile holds no
+ * stale personal data. Everything here is pure (time comes in as arguments,
+ * Unix epoch ms) and allocation-free except the codec and the JSON, which
+ * abort on out of memory (common.h). No shared state: safe from any thread
+ * on distinct profiles.
+ *
+ * Exactly-once apply: patron_profile_apply remembers, per profile, the
+ * highest Kafka offset applied from the customer's partition and a ring of
+ * recent event-id hashes; a replayed offset or a resent event id leaves the
+ * profile unchanged and says so in the outcome.
+ */
+#ifndef PATRON_PROFILE_H
+#define PATRON_PROFILE_H
+
+#include <jansson.h>
+
+#include "patron/common.h"
+#include "patron/rfm.h"
+#include "patron/v1/event.pb-c.h"
+
+#define PATRON_PROFILE_VIEWED_MAX 10    /* recently viewed items, most recent first */
+#define PATRON_PROFILE_BOUGHT_MAX 64    /* recently bought items, most recent first */
+#define PATRON_PROFILE_CART_MAX 32      /* open cart lines, oldest first */
+#define PATRON_PROFILE_CATEGORIES_MAX 8 /* category affinities kept */
+#define PATRON_PROFILE_EVENT_IDS_MAX 32 /* ring of recent event-id hashes (resend dedupe) */
+#define PATRON_PROFILE_MONTHS 12        /* months of net spend in the tier window */
+#define PATRON_PROFILE_TIME_ZONE_MAX 63 /* bytes, without the NUL */
+#define PATRON_PROFILE_LOCALE_MAX 35
+#define PATRON_PROFILE_COUNTRY_MAX 63
+#define PATRON_PROFILE_BIRTHDAY_LEN 5 /* "MM-DD" */
+
+/* Largest stored form patron_profile_decode accepts; a full profile encodes
+ * to about 9 KiB. */
+#define PATRON_PROFILE_ENCODED_MAX (64 * 1024)
+
+/* Thresholds and weights; patron_profile_config_default gives DESIGN.md's
+ * defaults and the configuration loader overrides them from the environment.
+ * Threshold lists go from the best score down. */
+struct patron_profile_config {
+    int64_t rfm_recency_days[4];       /* days since last purchase <= [0] -> R 5, <= [1] -> 4 ... */
+    int64_t rfm_frequency[4];          /* orders >= [0] -> F 5, >= [1] -> 4 ... */
+    int64_t rfm_monetary_cents[4];     /* net spend >= [0] -> M 5, >= [1] -> 4 ... */
+    int64_t tier_gold_cents;           /* 12-month net spend from which the tier is gold */
+    int64_t tier_platinum_cents;       /* ... and platinum */
+    int64_t points_per_review;         /* loyalty points a review earns */
+    int64_t category_half_life_ms;     /* affinity halves in this time; <= 0: no decay */
+    double weight_view;                /* affinity a product view adds to its category */
+    double weight_cart_add;            /* ... a cart add */
+    double weight_purchase;            /* ... each line of a purchase */
+    int64_t churn_default_rhythm_days; /* purchase rhythm assumed below 2 orders */
+};
+
+void patron_profile_config_default(struct patron_profile_config *cfg);
+
+struct patron_profile_month {
+    int32_t month; /* year * 12 + (month - 1), UTC */
+    int64_t cents; /* net spend whose event time falls in that month */
+};
+
+struct patron_profile_category {
+    char category[PATRON_ID_MAX + 1];
+    double score;       /* decayed weight as of updated_ms */
+    int64_t updated_ms; /* event time the score refers to */
+};
+
+struct patron_profile_cart_line {
+    char item_id[PATRON_ID_MAX + 1];
+    int32_t quantity; /* > 0 */
+};
+
+/* Times are event times in Unix epoch ms; 0 means "never". Money is in
+ * cents of the shop's currency. */
+struct patron_profile {
+    char customer_id[PATRON_ID_MAX + 1];
+    int64_t orders;                      /* purchases applied */
+    int64_t net_spend_cents;             /* purchases minus refunds, lifetime; may be negative */
+    int64_t points;                      /* loyalty balance; may be negative */
+    int64_t reviews;                     /* reviews applied */
+    int64_t refunds;                     /* refunds applied */
+    int64_t first_seen_ms, last_seen_ms; /* earliest and latest event time */
+    int64_t first_purchase_ms, last_purchase_ms; /* 0 until the first purchase */
+    int64_t last_event_ms;                       /* latest event time: anchors the tier window */
+    int64_t cart_updated_ms;                     /* latest cart_add, cart_remove or purchase */
+
+    /* Ascending by month, all within [month(last_event_ms) - 11, month(last_event_ms)]. */
+    struct patron_profile_month months[PATRON_PROFILE_MONTHS];
+    size_t n_months;
+    /* In no particular order; see patron_profile_top_categories. */
+    struct patron_profile_category categories[PATRON_PROFILE_CATEGORIES_MAX];
+    size_t n_categories;
+    char viewed[PATRON_PROFILE_VIEWED_MAX][PATRON_ID_MAX + 1];
+    size_t n_viewed;
+    char bought[PATRON_PROFILE_BOUGHT_MAX][PATRON_ID_MAX + 1];
+    size_t n_bought;
+    struct patron_profile_cart_line cart[PATRON_PROFILE_CART_MAX];
+    size_t n_cart;
+
+    bool consent_sms, consent_push, consent_email;    /* false until granted */
+    char time_zone[PATRON_PROFILE_TIME_ZONE_MAX + 1]; /* IANA name, "" when unknown */
+    char locale[PATRON_PROFILE_LOCALE_MAX + 1];       /* e.g. "en-GB", "" when unknown */
+    char birthday[PATRON_PROFILE_BIRTHDAY_LEN + 1];   /* "MM-DD", "" when unknown */
+    char country[PATRON_PROFILE_COUNTRY_MAX + 1];
+
+    uint64_t event_ids[PATRON_PROFILE_EVENT_IDS_MAX]; /* FNV-1a of event_id, most recent first */
+    size_t n_event_ids;
+    bool has_source;          /* source_* hold a Kafka position */
+    int32_t source_partition; /* partition of patron.events last applied from */
+    int64_t source_offset;    /* highest offset applied from that partition */
+
+    /* A tombstone after an erasure: no personal data left, only customer_id
+     * and the dedupe state (event ids, source position). */
+    bool erased;
+};
+
+/* An empty profile. customer_id must be a checked id (at most PATRON_ID_MAX
+ * bytes; a longer one is cut). */
+void patron_profile_init(struct patron_profile *p, const char *customer_id);
+
+enum patron_apply_result {
+    PATRON_APPLY_APPLIED,   /* the profile changed */
+    PATRON_APPLY_DUPLICATE, /* the event id was applied before (a producer resend) */
+    PATRON_APPLY_REPLAYED,  /* the Kafka offset was applied before (a consumer replay) */
+};
+
+struct patron_apply_outcome {
+    enum patron_apply_result result;
+    /* Before and after the event, with now = the event's time; equal unless
+     * the result is APPLIED. */
+    enum patron_tier tier_before, tier_after;
+    enum patron_segment segment_before, segment_after;
+    int64_t value_cents; /* purchase value or refund amount (>= 0), whatever the result */
+    /* The event is an erasure (whatever the result, so that a replay deletes
+     * again what a crash may have left): the caller deletes the customer's
+     * other keys and stores the tombstone. */
+    bool erased;
+};
+
+/* Applies one event to the customer's profile. partition/offset are the
+ * event's Kafka position; offset < 0 means none (API, tests): no replay check,
+ * nothing stored. The event is checked with patron_event_check first; an
+ * event that fails it, or whose customer_id is not p's, is PATRON_EINVAL and
+ * changes nothing. An erased profile comes back to life (empty) on the next
+ * applied event. */
+int patron_profile_apply(struct patron_profile *p, const Patron__V1__Event *ev, int32_t partition,
+                         int64_t offset, const struct patron_profile_config *cfg,
+                         struct patron_apply_outcome *out) PATRON_MUST_USE;
+
+/* The UTC calendar month of a time: year * 12 + (month - 1). Total over int64. */
+int64_t patron_month_of_ms(int64_t ms);
+
+/* Category i's score decayed to now_ms (a now before the score's time does
+ * not grow it). */
+double patron_profile_category_score(const struct patron_profile *p, size_t i, int64_t now_ms,
+                                     const struct patron_profile_config *cfg);
+
+struct patron_category_rank {
+    const char *category; /* borrowed from the profile */
+    double score;         /* decayed to now */
+};
+/* The categories by decayed score, highest first (ties by name); writes at
+ * most max, returns how many. */
+size_t patron_profile_top_categories(const struct patron_profile *p, int64_t now_ms,
+                                     const struct patron_profile_config *cfg,
+                                     struct patron_category_rank *out, size_t max);
+
+/* The stored form: protobuf patron.v1.ProfileState (zero fields omitted).
+ * Encodes into a new buffer the caller frees with free(). Fails with
+ * PATRON_EINVAL only for a profile that breaks the invariants above (a list
+ * longer than its capacity). */
+int patron_profile_encode(const struct patron_profile *p, uint8_t **buf,
+                          size_t *len) PATRON_MUST_USE;
+/* Strict: PATRON_ETOOBIG above PATRON_PROFILE_ENCODED_MAX; PATRON_EINVAL on
+ * bytes that are not a ProfileState, an empty customer_id, a string longer
+ * than its field or not UTF-8, a list over capacity, a non-finite score or a
+ * cart quantity <= 0. On failure *p is unchanged. */
+int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t len) PATRON_MUST_USE;
+
+/* The profile as GET /v1/customers/{id}/profile returns it (DESIGN.md), plus
+ * reviews, refunds and country; scores are evaluated at now_ms. Returns a new
+ * reference (the caller json_decref's it). Absent values are null:
+ * last_purchase_ms and rfm.recency_days without a purchase, time_zone,
+ * locale, birthday and country when unknown. */
+json_t *patron_profile_to_json(const struct patron_profile *p, int64_t now_ms,
+                               const struct patron_profile_config *cfg);
+
+#endif

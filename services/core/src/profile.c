@@ -1,0 +1,454 @@
+#include "patron/profile.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patron/event_check.h"
+#include "patron/strmap.h"
+
+#define DAY_MS INT64_C(86400000)
+
+void patron_profile_config_default(struct patron_profile_config *cfg)
+{
+    *cfg = (struct patron_profile_config){
+        .rfm_recency_days = {14, 30, 90, 180},
+        .rfm_frequency = {20, 10, 5, 2},
+        .rfm_monetary_cents = {500000, 100000, 30000, 10000},
+        .tier_gold_cents = 100000,
+        .tier_platinum_cents = 500000,
+        .points_per_review = 10,
+        .category_half_life_ms = 30 * DAY_MS,
+        .weight_view = 1.0,
+        .weight_cart_add = 2.0,
+        .weight_purchase = 3.0,
+        .churn_default_rhythm_days = 90,
+    };
+}
+
+/* Profiles decoded from storage may hold any int64: counters saturate
+ * instead of overflowing. */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+static int64_t min_set(int64_t cur, int64_t t)
+{
+    return cur == 0 || t < cur ? t : cur;
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* Copies a checked id into a fixed slot, zero-filling the rest so that no
+ * byte of a previous occupant survives. */
+static void set_id(char dst[PATRON_ID_MAX + 1], const char *src)
+{
+    size_t len = strnlen(src, PATRON_ID_MAX);
+    memset(dst, 0, PATRON_ID_MAX + 1);
+    memcpy(dst, src, len);
+}
+
+static void set_text(char *dst, size_t cap, const char *src)
+{
+    size_t len = strnlen(src, cap - 1);
+    memset(dst, 0, cap);
+    memcpy(dst, src, len);
+}
+
+void patron_profile_init(struct patron_profile *p, const char *customer_id)
+{
+    memset(p, 0, sizeof(*p));
+    set_id(p->customer_id, customer_id);
+}
+
+int64_t patron_month_of_ms(int64_t ms)
+{
+    int64_t days = ms / DAY_MS;
+    if (ms % DAY_MS < 0)
+        days--;
+    /* Howard Hinnant's civil_from_days; |days| < 2^47, no overflow. */
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    if (m <= 2)
+        y++;
+    return y * 12 + (m - 1);
+}
+
+/* 2^(-(to - from) / half_life), not above 1: a score never grows by looking
+ * at it from before its time. */
+static double decay(int64_t from_ms, int64_t to_ms, int64_t half_life_ms)
+{
+    if (half_life_ms <= 0 || to_ms <= from_ms)
+        return 1.0;
+    return exp2(-((double)to_ms - (double)from_ms) / (double)half_life_ms);
+}
+
+double patron_profile_category_score(const struct patron_profile *p, size_t i, int64_t now_ms,
+                                     const struct patron_profile_config *cfg)
+{
+    if (i >= p->n_categories)
+        return 0.0;
+    const struct patron_profile_category *c = &p->categories[i];
+    return c->score * decay(c->updated_ms, now_ms, cfg->category_half_life_ms);
+}
+
+static int rank_cmp(const void *a, const void *b)
+{
+    const struct patron_category_rank *x = a, *y = b;
+    if (x->score > y->score)
+        return -1;
+    if (x->score < y->score)
+        return 1;
+    return strcmp(x->category, y->category);
+}
+
+size_t patron_profile_top_categories(const struct patron_profile *p, int64_t now_ms,
+                                     const struct patron_profile_config *cfg,
+                                     struct patron_category_rank *out, size_t max)
+{
+    struct patron_category_rank all[PATRON_PROFILE_CATEGORIES_MAX];
+    size_t n = p->n_categories < PATRON_PROFILE_CATEGORIES_MAX ? p->n_categories
+                                                               : PATRON_PROFILE_CATEGORIES_MAX;
+    for (size_t i = 0; i < n; i++) {
+        all[i].category = p->categories[i].category;
+        all[i].score = patron_profile_category_score(p, i, now_ms, cfg);
+    }
+    qsort(all, n, sizeof(all[0]), rank_cmp);
+    if (n > max)
+        n = max;
+    if (n)
+        memcpy(out, all, n * sizeof(all[0]));
+    return n;
+}
+
+/* Adds `weight` at event time t. A score lives at its updated_ms: a later
+ * event decays it forward first; an earlier one (out of order) adds its
+ * weight decayed to updated_ms. When the table is full, the lowest score as
+ * of the latest event time makes room, unless the newcomer is lower still;
+ * on a tie the newcomer wins (recency). */
+static void category_add(struct patron_profile *p, const char *category, double weight, int64_t t,
+                         const struct patron_profile_config *cfg)
+{
+    if (!category || !category[0] || !(weight > 0))
+        return;
+    int64_t hl = cfg->category_half_life_ms;
+    for (size_t i = 0; i < p->n_categories; i++) {
+        struct patron_profile_category *c = &p->categories[i];
+        if (strcmp(c->category, category) != 0)
+            continue;
+        if (t >= c->updated_ms) {
+            c->score = c->score * decay(c->updated_ms, t, hl) + weight;
+            c->updated_ms = t;
+        } else {
+            c->score += weight * decay(t, c->updated_ms, hl);
+        }
+        return;
+    }
+    size_t slot = p->n_categories;
+    if (slot == PATRON_PROFILE_CATEGORIES_MAX) {
+        int64_t ref = max64(t, p->last_event_ms);
+        double low = 0;
+        for (size_t i = 0; i < p->n_categories; i++) {
+            const struct patron_profile_category *c = &p->categories[i];
+            double s = c->score * decay(c->updated_ms, ref, hl);
+            if (i == 0 || s < low) {
+                low = s;
+                slot = i;
+            }
+        }
+        if (weight * decay(t, ref, hl) < low)
+            return;
+    } else {
+        p->n_categories++;
+    }
+    struct patron_profile_category *c = &p->categories[slot];
+    set_id(c->category, category);
+    c->score = weight;
+    c->updated_ms = t;
+}
+
+/* Moves id to the front of a most-recent-first list without duplicates,
+ * dropping the last entry when full. */
+static void recent_push(char (*list)[PATRON_ID_MAX + 1], size_t *n, size_t cap, const char *id)
+{
+    size_t i;
+    for (i = 0; i < *n; i++)
+        if (strcmp(list[i], id) == 0)
+            break;
+    if (i == *n) {
+        if (*n < cap)
+            (*n)++;
+        i = *n - 1;
+    }
+    memmove(&list[1], &list[0], i * sizeof(list[0]));
+    set_id(list[0], id);
+}
+
+static void cart_add(struct patron_profile *p, const Patron__V1__LineItem *li)
+{
+    for (size_t i = 0; i < p->n_cart; i++) {
+        struct patron_profile_cart_line *l = &p->cart[i];
+        if (strcmp(l->item_id, li->item_id) == 0) {
+            int64_t q = (int64_t)l->quantity + li->quantity;
+            l->quantity = q > INT32_MAX ? INT32_MAX : (int32_t)q;
+            return;
+        }
+    }
+    if (p->n_cart == PATRON_PROFILE_CART_MAX) {
+        memmove(&p->cart[0], &p->cart[1], (p->n_cart - 1) * sizeof(p->cart[0]));
+        p->n_cart--;
+    }
+    struct patron_profile_cart_line *l = &p->cart[p->n_cart++];
+    memset(l, 0, sizeof(*l));
+    set_id(l->item_id, li->item_id);
+    l->quantity = li->quantity;
+}
+
+static void cart_remove(struct patron_profile *p, const char *item_id)
+{
+    for (size_t i = 0; i < p->n_cart; i++) {
+        if (strcmp(p->cart[i].item_id, item_id) != 0)
+            continue;
+        memmove(&p->cart[i], &p->cart[i + 1], (p->n_cart - i - 1) * sizeof(p->cart[0]));
+        p->n_cart--;
+        memset(&p->cart[p->n_cart], 0, sizeof(p->cart[0]));
+        return;
+    }
+}
+
+static void cart_clear(struct patron_profile *p)
+{
+    memset(p->cart, 0, sizeof(p->cart));
+    p->n_cart = 0;
+}
+
+/* Drops the months that left the 12-month window ending at last_event_ms. */
+static void months_prune(struct patron_profile *p)
+{
+    int64_t first = patron_month_of_ms(p->last_event_ms) - (PATRON_PROFILE_MONTHS - 1);
+    size_t keep = 0;
+    for (size_t i = 0; i < p->n_months; i++)
+        if (p->months[i].month >= first)
+            p->months[keep++] = p->months[i];
+    memset(&p->months[keep], 0, (p->n_months - keep) * sizeof(p->months[0]));
+    p->n_months = keep;
+}
+
+/* Adds cents to the bucket of time t, if t is inside the window (call
+ * months_prune first). Buckets stay sorted by month. */
+static void months_add(struct patron_profile *p, int64_t t, int64_t cents)
+{
+    int64_t month = patron_month_of_ms(t);
+    int64_t first = patron_month_of_ms(p->last_event_ms) - (PATRON_PROFILE_MONTHS - 1);
+    if (month < first || month > INT32_MAX)
+        return;
+    size_t i = 0;
+    while (i < p->n_months && p->months[i].month < month)
+        i++;
+    if (i < p->n_months && p->months[i].month == month) {
+        p->months[i].cents = sat_add(p->months[i].cents, cents);
+        return;
+    }
+    if (p->n_months == PATRON_PROFILE_MONTHS) {
+        /* Only a corrupt profile gets here (future months): drop the oldest. */
+        if (i == 0)
+            return;
+        memmove(&p->months[0], &p->months[1], (i - 1) * sizeof(p->months[0]));
+        p->months[i - 1].month = (int32_t)month;
+        p->months[i - 1].cents = cents;
+        return;
+    }
+    memmove(&p->months[i + 1], &p->months[i], (p->n_months - i) * sizeof(p->months[0]));
+    p->months[i].month = (int32_t)month;
+    p->months[i].cents = cents;
+    p->n_months++;
+}
+
+/* Erasure: nothing personal stays; the dedupe state does, so that a replay of
+ * anything before the erasure cannot bring data back. */
+static void tombstone(struct patron_profile *p)
+{
+    struct patron_profile t;
+    patron_profile_init(&t, p->customer_id);
+    memcpy(t.event_ids, p->event_ids, sizeof(t.event_ids));
+    t.n_event_ids = p->n_event_ids;
+    t.has_source = p->has_source;
+    t.source_partition = p->source_partition;
+    t.source_offset = p->source_offset;
+    t.erased = true;
+    *p = t;
+}
+
+static void remember(struct patron_profile *p, uint64_t id_hash, int32_t partition, int64_t offset)
+{
+    size_t n = p->n_event_ids < PATRON_PROFILE_EVENT_IDS_MAX ? p->n_event_ids + 1
+                                                             : PATRON_PROFILE_EVENT_IDS_MAX;
+    memmove(&p->event_ids[1], &p->event_ids[0], (n - 1) * sizeof(p->event_ids[0]));
+    p->event_ids[0] = id_hash;
+    p->n_event_ids = n;
+    if (offset >= 0) {
+        p->has_source = true;
+        p->source_partition = partition;
+        p->source_offset = offset;
+    }
+}
+
+static void apply_purchase(struct patron_profile *p, const Patron__V1__Purchase *pu, int64_t t,
+                           int64_t value, const struct patron_profile_config *cfg)
+{
+    p->orders = sat_add(p->orders, 1);
+    p->net_spend_cents = sat_add(p->net_spend_cents, value);
+    p->points = sat_add(p->points, value / 100);
+    p->last_purchase_ms = max64(p->last_purchase_ms, t);
+    p->first_purchase_ms = min_set(p->first_purchase_ms, t);
+    months_add(p, t, value);
+    for (size_t i = 0; i < pu->n_items; i++) {
+        const Patron__V1__LineItem *li = pu->items[i];
+        recent_push(p->bought, &p->n_bought, PATRON_PROFILE_BOUGHT_MAX, li->item_id);
+        category_add(p, li->category, cfg->weight_purchase, t, cfg);
+    }
+    cart_clear(p);
+    p->cart_updated_ms = max64(p->cart_updated_ms, t);
+}
+
+static void apply_refund(struct patron_profile *p, int64_t t, int64_t amount)
+{
+    p->net_spend_cents = sat_add(p->net_spend_cents, -amount);
+    p->points = sat_add(p->points, -(amount / 100));
+    months_add(p, t, -amount);
+    p->refunds = sat_add(p->refunds, 1);
+}
+
+static void apply_customer(struct patron_profile *p, const Patron__V1__CustomerUpdate *cu)
+{
+    if (cu->birthday && cu->birthday[0])
+        set_text(p->birthday, sizeof(p->birthday), cu->birthday);
+    if (cu->time_zone && cu->time_zone[0])
+        set_text(p->time_zone, sizeof(p->time_zone), cu->time_zone);
+    if (cu->locale && cu->locale[0])
+        set_text(p->locale, sizeof(p->locale), cu->locale);
+    if (cu->country && cu->country[0])
+        set_text(p->country, sizeof(p->country), cu->country);
+}
+
+static void apply_consent(struct patron_profile *p, const Patron__V1__ConsentChange *cc)
+{
+    bool granted = cc->granted != 0;
+    switch (cc->channel) {
+    case PATRON__V1__CHANNEL__SMS:
+        p->consent_sms = granted;
+        break;
+    case PATRON__V1__CHANNEL__PUSH:
+        p->consent_push = granted;
+        break;
+    case PATRON__V1__CHANNEL__EMAIL:
+        p->consent_email = granted;
+        break;
+    default:
+        break; /* rejected by patron_event_check */
+    }
+}
+
+static void evaluate(const struct patron_profile *p, int64_t now_ms,
+                     const struct patron_profile_config *cfg, enum patron_tier *tier,
+                     enum patron_segment *segment)
+{
+    struct patron_rfm rfm = patron_rfm_score(p, now_ms, cfg);
+    *tier = patron_tier_of(p, cfg);
+    *segment = patron_segment_of(&rfm, p->orders);
+}
+
+int patron_profile_apply(struct patron_profile *p, const Patron__V1__Event *ev, int32_t partition,
+                         int64_t offset, const struct patron_profile_config *cfg,
+                         struct patron_apply_outcome *out)
+{
+    const char *why;
+    if (patron_event_check(ev, &why) < 0)
+        return PATRON_EINVAL;
+    if (strncmp(ev->customer_id, p->customer_id, PATRON_ID_MAX + 1) != 0)
+        return PATRON_EINVAL;
+
+    int64_t t = ev->occurred_at_ms;
+    memset(out, 0, sizeof(*out));
+    out->value_cents = patron_event_value_cents(ev);
+    out->erased = ev->kind_case == PATRON__V1__EVENT__KIND_ERASURE;
+    evaluate(p, t, cfg, &out->tier_before, &out->segment_before);
+    out->tier_after = out->tier_before;
+    out->segment_after = out->segment_before;
+
+    if (offset >= 0 && p->has_source && partition == p->source_partition &&
+        offset <= p->source_offset) {
+        out->result = PATRON_APPLY_REPLAYED;
+        return 0;
+    }
+    uint64_t id_hash = patron_hash64(ev->event_id, strlen(ev->event_id));
+    size_t n_ids = p->n_event_ids < PATRON_PROFILE_EVENT_IDS_MAX ? p->n_event_ids
+                                                                 : PATRON_PROFILE_EVENT_IDS_MAX;
+    for (size_t i = 0; i < n_ids; i++) {
+        if (p->event_ids[i] == id_hash) {
+            out->result = PATRON_APPLY_DUPLICATE;
+            return 0;
+        }
+    }
+
+    out->result = PATRON_APPLY_APPLIED;
+    p->erased = false; /* a tombstone holds nothing: it starts afresh */
+    p->first_seen_ms = min_set(p->first_seen_ms, t);
+    p->last_seen_ms = max64(p->last_seen_ms, t);
+    p->last_event_ms = max64(p->last_event_ms, t);
+    months_prune(p);
+
+    switch (ev->kind_case) {
+    case PATRON__V1__EVENT__KIND_VIEW:
+        recent_push(p->viewed, &p->n_viewed, PATRON_PROFILE_VIEWED_MAX, ev->view->item_id);
+        category_add(p, ev->view->category, cfg->weight_view, t, cfg);
+        break;
+    case PATRON__V1__EVENT__KIND_CART_ADD:
+        cart_add(p, ev->cart_add->item);
+        category_add(p, ev->cart_add->item->category, cfg->weight_cart_add, t, cfg);
+        p->cart_updated_ms = max64(p->cart_updated_ms, t);
+        break;
+    case PATRON__V1__EVENT__KIND_CART_REMOVE:
+        cart_remove(p, ev->cart_remove->item_id);
+        p->cart_updated_ms = max64(p->cart_updated_ms, t);
+        break;
+    case PATRON__V1__EVENT__KIND_PURCHASE:
+        apply_purchase(p, ev->purchase, t, out->value_cents, cfg);
+        break;
+    case PATRON__V1__EVENT__KIND_REFUND:
+        apply_refund(p, t, out->value_cents);
+        break;
+    case PATRON__V1__EVENT__KIND_REVIEW:
+        p->points = sat_add(p->points, cfg->points_per_review);
+        p->reviews = sat_add(p->reviews, 1);
+        break;
+    case PATRON__V1__EVENT__KIND_CUSTOMER:
+        apply_customer(p, ev->customer);
+        break;
+    case PATRON__V1__EVENT__KIND_CONSENT:
+        apply_consent(p, ev->consent);
+        break;
+    case PATRON__V1__EVENT__KIND_ERASURE:
+        tombstone(p);
+        break;
+    default:
+        break; /* rejected by patron_event_check */
+    }
+
+    remember(p, id_hash, partition, offset);
+    evaluate(p, t, cfg, &out->tier_after, &out->segment_after);
+    return 0;
+}

@@ -1,0 +1,234 @@
+/* The stored form of a profile: protobuf patron.v1.ProfileState. proto3
+ * leaves zero scalars and empty strings out, which keeps a typical customer
+ * at a few hundred bytes. */
+#include "patron/profile.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patron/event_check.h"
+#include "patron/v1/profile.pb-c.h"
+
+/* Encoding builds the message on the stack, pointing into the profile: no
+ * copies, and the sizes below are the capacities. */
+struct encode_scratch {
+    Patron__V1__MonthSpend months[PATRON_PROFILE_MONTHS];
+    Patron__V1__MonthSpend *month_ptrs[PATRON_PROFILE_MONTHS];
+    Patron__V1__CategoryScore categories[PATRON_PROFILE_CATEGORIES_MAX];
+    Patron__V1__CategoryScore *category_ptrs[PATRON_PROFILE_CATEGORIES_MAX];
+    char *viewed[PATRON_PROFILE_VIEWED_MAX];
+    char *bought[PATRON_PROFILE_BOUGHT_MAX];
+    Patron__V1__CartLine cart[PATRON_PROFILE_CART_MAX];
+    Patron__V1__CartLine *cart_ptrs[PATRON_PROFILE_CART_MAX];
+    uint64_t event_ids[PATRON_PROFILE_EVENT_IDS_MAX];
+    Patron__V1__SourcePosition source;
+};
+
+/* protobuf-c's message structs take char *, never writing through it. */
+static char *text(const char *s)
+{
+    return (char *)s;
+}
+
+int patron_profile_encode(const struct patron_profile *p, uint8_t **buf, size_t *len)
+{
+    if (p->n_months > PATRON_PROFILE_MONTHS || p->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
+        p->n_viewed > PATRON_PROFILE_VIEWED_MAX || p->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
+        p->n_cart > PATRON_PROFILE_CART_MAX || p->n_event_ids > PATRON_PROFILE_EVENT_IDS_MAX)
+        return PATRON_EINVAL;
+
+    struct encode_scratch s;
+    Patron__V1__ProfileState m = PATRON__V1__PROFILE_STATE__INIT;
+    m.customer_id = text(p->customer_id);
+    m.orders = p->orders;
+    m.net_spend_cents = p->net_spend_cents;
+    m.points = p->points;
+    m.reviews = p->reviews;
+    m.refunds = p->refunds;
+    m.first_seen_ms = p->first_seen_ms;
+    m.last_seen_ms = p->last_seen_ms;
+    m.first_purchase_ms = p->first_purchase_ms;
+    m.last_purchase_ms = p->last_purchase_ms;
+    m.last_event_ms = p->last_event_ms;
+    m.cart_updated_ms = p->cart_updated_ms;
+
+    for (size_t i = 0; i < p->n_months; i++) {
+        patron__v1__month_spend__init(&s.months[i]);
+        s.months[i].month = p->months[i].month;
+        s.months[i].cents = p->months[i].cents;
+        s.month_ptrs[i] = &s.months[i];
+    }
+    m.n_months = p->n_months;
+    m.months = s.month_ptrs;
+
+    for (size_t i = 0; i < p->n_categories; i++) {
+        patron__v1__category_score__init(&s.categories[i]);
+        s.categories[i].category = text(p->categories[i].category);
+        s.categories[i].score = p->categories[i].score;
+        s.categories[i].updated_ms = p->categories[i].updated_ms;
+        s.category_ptrs[i] = &s.categories[i];
+    }
+    m.n_categories = p->n_categories;
+    m.categories = s.category_ptrs;
+
+    for (size_t i = 0; i < p->n_viewed; i++)
+        s.viewed[i] = text(p->viewed[i]);
+    m.n_viewed = p->n_viewed;
+    m.viewed = s.viewed;
+    for (size_t i = 0; i < p->n_bought; i++)
+        s.bought[i] = text(p->bought[i]);
+    m.n_bought = p->n_bought;
+    m.bought = s.bought;
+
+    for (size_t i = 0; i < p->n_cart; i++) {
+        patron__v1__cart_line__init(&s.cart[i]);
+        s.cart[i].item_id = text(p->cart[i].item_id);
+        s.cart[i].quantity = p->cart[i].quantity;
+        s.cart_ptrs[i] = &s.cart[i];
+    }
+    m.n_cart = p->n_cart;
+    m.cart = s.cart_ptrs;
+
+    m.consent_sms = p->consent_sms;
+    m.consent_push = p->consent_push;
+    m.consent_email = p->consent_email;
+    m.time_zone = text(p->time_zone);
+    m.locale = text(p->locale);
+    m.birthday = text(p->birthday);
+    m.country = text(p->country);
+
+    memcpy(s.event_ids, p->event_ids, p->n_event_ids * sizeof(s.event_ids[0]));
+    m.n_recent_event_ids = p->n_event_ids;
+    m.recent_event_ids = s.event_ids;
+    if (p->has_source) {
+        patron__v1__source_position__init(&s.source);
+        s.source.partition = p->source_partition;
+        s.source.offset = p->source_offset;
+        m.source = &s.source;
+    }
+    m.erased = p->erased;
+
+    size_t n = patron__v1__profile_state__get_packed_size(&m);
+    uint8_t *out = patron_malloc(n ? n : 1);
+    size_t written = patron__v1__profile_state__pack(&m, out);
+    if (written != n) {
+        free(out);
+        return PATRON_EINVAL;
+    }
+    *buf = out;
+    *len = n;
+    return 0;
+}
+
+/* Copies src (NULL = "") into dst of capacity max + 1, zero-filled. */
+static int take(char *dst, size_t max, const char *src)
+{
+    size_t len = src ? strlen(src) : 0;
+    if (len > max || (len && !patron_event_text_valid(src, len)))
+        return PATRON_EINVAL;
+    memset(dst, 0, max + 1);
+    if (len)
+        memcpy(dst, src, len);
+    return 0;
+}
+
+static int take_id(char *dst, const char *src)
+{
+    if (!src || !src[0])
+        return PATRON_EINVAL;
+    return take(dst, PATRON_ID_MAX, src);
+}
+
+static int fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
+{
+    if (take_id(p->customer_id, m->customer_id) < 0)
+        return PATRON_EINVAL;
+    if (m->n_months > PATRON_PROFILE_MONTHS || m->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
+        m->n_viewed > PATRON_PROFILE_VIEWED_MAX || m->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
+        m->n_cart > PATRON_PROFILE_CART_MAX || m->n_recent_event_ids > PATRON_PROFILE_EVENT_IDS_MAX)
+        return PATRON_EINVAL;
+
+    p->orders = m->orders;
+    p->net_spend_cents = m->net_spend_cents;
+    p->points = m->points;
+    p->reviews = m->reviews;
+    p->refunds = m->refunds;
+    p->first_seen_ms = m->first_seen_ms;
+    p->last_seen_ms = m->last_seen_ms;
+    p->first_purchase_ms = m->first_purchase_ms;
+    p->last_purchase_ms = m->last_purchase_ms;
+    p->last_event_ms = m->last_event_ms;
+    p->cart_updated_ms = m->cart_updated_ms;
+
+    for (size_t i = 0; i < m->n_months; i++) {
+        /* Kept sorted by month: the apply code inserts by order. */
+        if (i > 0 && m->months[i]->month <= m->months[i - 1]->month)
+            return PATRON_EINVAL;
+        p->months[i].month = m->months[i]->month;
+        p->months[i].cents = m->months[i]->cents;
+    }
+    p->n_months = m->n_months;
+
+    for (size_t i = 0; i < m->n_categories; i++) {
+        const Patron__V1__CategoryScore *c = m->categories[i];
+        if (take_id(p->categories[i].category, c->category) < 0 || !isfinite(c->score))
+            return PATRON_EINVAL;
+        p->categories[i].score = c->score;
+        p->categories[i].updated_ms = c->updated_ms;
+    }
+    p->n_categories = m->n_categories;
+
+    for (size_t i = 0; i < m->n_viewed; i++)
+        if (take_id(p->viewed[i], m->viewed[i]) < 0)
+            return PATRON_EINVAL;
+    p->n_viewed = m->n_viewed;
+    for (size_t i = 0; i < m->n_bought; i++)
+        if (take_id(p->bought[i], m->bought[i]) < 0)
+            return PATRON_EINVAL;
+    p->n_bought = m->n_bought;
+    for (size_t i = 0; i < m->n_cart; i++) {
+        if (take_id(p->cart[i].item_id, m->cart[i]->item_id) < 0 || m->cart[i]->quantity <= 0)
+            return PATRON_EINVAL;
+        p->cart[i].quantity = m->cart[i]->quantity;
+    }
+    p->n_cart = m->n_cart;
+
+    p->consent_sms = m->consent_sms != 0;
+    p->consent_push = m->consent_push != 0;
+    p->consent_email = m->consent_email != 0;
+    if (take(p->time_zone, PATRON_PROFILE_TIME_ZONE_MAX, m->time_zone) < 0 ||
+        take(p->locale, PATRON_PROFILE_LOCALE_MAX, m->locale) < 0 ||
+        take(p->birthday, PATRON_PROFILE_BIRTHDAY_LEN, m->birthday) < 0 ||
+        take(p->country, PATRON_PROFILE_COUNTRY_MAX, m->country) < 0)
+        return PATRON_EINVAL;
+
+    if (m->n_recent_event_ids)
+        memcpy(p->event_ids, m->recent_event_ids, m->n_recent_event_ids * sizeof(p->event_ids[0]));
+    p->n_event_ids = m->n_recent_event_ids;
+    if (m->source) {
+        p->has_source = true;
+        p->source_partition = m->source->partition;
+        p->source_offset = m->source->offset;
+    }
+    p->erased = m->erased != 0;
+    return 0;
+}
+
+int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t len)
+{
+    if (len > PATRON_PROFILE_ENCODED_MAX)
+        return PATRON_ETOOBIG;
+    static const uint8_t empty[1];
+    Patron__V1__ProfileState *m = patron__v1__profile_state__unpack(NULL, len, buf ? buf : empty);
+    if (!m)
+        return PATRON_EINVAL;
+    /* Into a scratch copy, so that a failure leaves *p as it was. */
+    struct patron_profile tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    int rc = fill(&tmp, m);
+    patron__v1__profile_state__free_unpacked(m, NULL);
+    if (rc == 0)
+        *p = tmp;
+    return rc;
+}
