@@ -1,0 +1,360 @@
+/*
+ * The pure parts of patron-replay: CSV records, exact decimal prices, strict
+ * integers, Europe/London local time to UTC, and the customer id of an
+ * encoded event. No I/O, no allocation, no globals; every function works on
+ * the caller's buffers and bounds, so tests/unit/test_replay_parse.c covers
+ * them without a file or a broker. Header-only (static inline) because the
+ * tool is a program, not part of the core library. The rules implemented
+ * here are data/README.md's mapping; scripts/expected_profiles.py implements
+ * the same independently.
+ */
+#ifndef PATRON_REPLAY_PARSE_H
+#define PATRON_REPLAY_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "patron/common.h"
+
+/* A field of a CSV record, pointing into the record's buffer. */
+struct replay_field {
+    char *s;
+    size_t len;
+};
+
+/*
+ * Splits one CSV record (RFC 4180, without its line terminator) into fields,
+ * in place: a quoted field loses its quotes and its doubled quotes become
+ * one, so the fields point into `rec`, which they alter. A quote inside an
+ * unquoted field is taken literally, as Python's csv does. Returns the number
+ * of fields, PATRON_ETOOBIG if there are more than `max`, PATRON_EINVAL for an
+ * unterminated quote or text after a closing quote.
+ */
+PATRON_MUST_USE static inline int replay_csv_split(char *rec, size_t len,
+                                                   struct replay_field *fields, size_t max)
+{
+    size_t n = 0, i = 0;
+    for (;;) {
+        if (n == max)
+            return PATRON_ETOOBIG;
+        if (i < len && rec[i] == '"') {
+            size_t w = i; /* unquoted bytes are written back from here */
+            i++;
+            fields[n].s = rec + w;
+            for (;;) {
+                if (i == len)
+                    return PATRON_EINVAL;
+                if (rec[i] == '"') {
+                    if (i + 1 < len && rec[i + 1] == '"') {
+                        rec[w++] = '"';
+                        i += 2;
+                        continue;
+                    }
+                    i++;
+                    break;
+                }
+                rec[w++] = rec[i++];
+            }
+            fields[n].len = w - (size_t)(fields[n].s - rec);
+            if (i < len && rec[i] != ',')
+                return PATRON_EINVAL;
+        } else {
+            fields[n].s = rec + i;
+            while (i < len && rec[i] != ',')
+                i++;
+            fields[n].len = (size_t)(rec + i - fields[n].s);
+        }
+        n++;
+        if (i == len)
+            return (int)n;
+        i++; /* the comma; a record ending in a comma has an empty last field */
+    }
+}
+
+/* True when `rec` has an odd number of quotes: a quoted field goes on past
+ * the end of this line. */
+static inline bool replay_csv_open_quote(const char *rec, size_t len)
+{
+    size_t q = 0;
+    for (size_t i = 0; i < len; i++)
+        q += rec[i] == '"';
+    return q % 2 == 1;
+}
+
+/* Integer digits a price may have: 10^15 pounds in cents still fits in int64. */
+#define REPLAY_PRICE_INT_DIGITS_MAX 15
+
+/*
+ * A decimal price `[-]digits[.digits]` in pounds to cents, rounded half away
+ * from zero, exactly (the digits decide, never a double): "2.55" -> 255,
+ * "0.125" -> 13, "-0.125" -> -13, "0.001" -> 0. `*positive` tells whether the
+ * price is > 0 (a price of "0.001" is positive and worth 0 cents).
+ * PATRON_EINVAL if malformed, PATRON_ETOOBIG past 15 integer digits.
+ */
+PATRON_MUST_USE static inline int replay_price_cents(const char *s, size_t len, int64_t *cents,
+                                                     bool *positive)
+{
+    size_t i = 0;
+    bool neg = false, nonzero = false;
+    if (i < len && s[i] == '-') {
+        neg = true;
+        i++;
+    }
+    size_t start = i;
+    int64_t v = 0;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+        if (i - start == REPLAY_PRICE_INT_DIGITS_MAX)
+            return PATRON_ETOOBIG;
+        v = v * 10 + (s[i] - '0');
+        nonzero |= s[i] != '0';
+        i++;
+    }
+    if (i == start)
+        return PATRON_EINVAL;
+    int frac[3] = {0, 0, 0};
+    if (i < len && s[i] == '.') {
+        i++;
+        size_t fstart = i;
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            if (i - fstart < 3)
+                frac[i - fstart] = s[i] - '0';
+            nonzero |= s[i] != '0';
+            i++;
+        }
+        if (i == fstart)
+            return PATRON_EINVAL;
+    }
+    if (i != len)
+        return PATRON_EINVAL;
+    /* |value| * 100 = v*100 + d1d2 + 0.d3...; the half rounds up iff d3 >= 5. */
+    int64_t c = v * 100 + frac[0] * 10 + frac[1] + (frac[2] >= 5);
+    *cents = neg ? -c : c;
+    *positive = !neg && nonzero;
+    return 0;
+}
+
+/* A strict `[-]digits` in int32 range (leading zeros allowed, no '+', no
+ * spaces). PATRON_EINVAL if malformed, PATRON_ETOOBIG if out of range. */
+PATRON_MUST_USE static inline int replay_parse_int32(const char *s, size_t len, int32_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < len && s[i] == '-') {
+        neg = true;
+        i++;
+    }
+    if (i == len)
+        return PATRON_EINVAL;
+    int64_t v = 0;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return PATRON_EINVAL;
+        v = v * 10 + (s[i] - '0');
+        if (v > (int64_t)INT32_MAX + 1)
+            return PATRON_ETOOBIG;
+    }
+    if (neg)
+        v = -v;
+    if (v > INT32_MAX || v < INT32_MIN)
+        return PATRON_ETOOBIG;
+    *out = (int32_t)v;
+    return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil); valid for any year an int64 of days can hold. */
+static inline int64_t replay_days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* The year of a day number (the inverse's year part). */
+static inline int64_t replay_year_of_days(int64_t z)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    return yoe + era * 400 + (m <= 2);
+}
+
+static inline bool replay_is_leap(int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static inline int replay_days_in_month(int64_t y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && replay_is_leap(y) ? 29 : days[m - 1];
+}
+
+#define REPLAY_MS_PER_DAY INT64_C(86400000)
+#define REPLAY_MS_PER_HOUR INT64_C(3600000)
+
+/* 01:00 UTC of the last Sunday of `month` in `year`, epoch ms: when the UK
+ * changes clocks (both ways, since 1996). */
+static inline int64_t replay_uk_change_ms(int64_t year, int month)
+{
+    int64_t last = replay_days_from_civil(year, month, replay_days_in_month(year, month));
+    int64_t weekday = ((last % 7) + 11) % 7; /* 0 = Sunday; day 0 was a Thursday */
+    return (last - weekday) * REPLAY_MS_PER_DAY + REPLAY_MS_PER_HOUR;
+}
+
+/* Whether British Summer Time (UTC+1) is in force at this UTC instant. */
+static inline bool replay_london_is_bst(int64_t utc_ms)
+{
+    int64_t days = utc_ms >= 0 ? utc_ms / REPLAY_MS_PER_DAY
+                               : -((-utc_ms + REPLAY_MS_PER_DAY - 1) / REPLAY_MS_PER_DAY);
+    int64_t year = replay_year_of_days(days);
+    return utc_ms >= replay_uk_change_ms(year, 3) && utc_ms < replay_uk_change_ms(year, 10);
+}
+
+/*
+ * Europe/London wall-clock time, given as the epoch ms it would be if it were
+ * UTC, to the real UTC epoch ms. The October hour that happens twice is taken
+ * as its first occurrence (BST) and the March hour that never happens is read
+ * as GMT: the offset in force just before the change, like Python's zoneinfo
+ * with fold=0. Independent of the process's TZ.
+ */
+static inline int64_t replay_london_to_utc_ms(int64_t local_ms)
+{
+    int64_t if_bst = local_ms - REPLAY_MS_PER_HOUR;
+    return replay_london_is_bst(if_bst) ? if_bst : local_ms;
+}
+
+static inline bool replay_digits(const char *s, size_t n, int *out)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Strict "YYYY-MM-DD HH:MM:SS" (year 0001..9999, a real date, seconds
+ * 00..59) in Europe/London local time to UTC epoch ms. PATRON_EINVAL if
+ * malformed. */
+PATRON_MUST_USE static inline int replay_london_datetime_ms(const char *s, size_t len,
+                                                            int64_t *utc_ms)
+{
+    int y, mo, d, h, mi, se;
+    if (len != 19 || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':')
+        return PATRON_EINVAL;
+    if (!replay_digits(s, 4, &y) || !replay_digits(s + 5, 2, &mo) || !replay_digits(s + 8, 2, &d) ||
+        !replay_digits(s + 11, 2, &h) || !replay_digits(s + 14, 2, &mi) ||
+        !replay_digits(s + 17, 2, &se))
+        return PATRON_EINVAL;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > replay_days_in_month(y, mo) || h > 23 ||
+        mi > 59 || se > 59)
+        return PATRON_EINVAL;
+    int64_t local = replay_days_from_civil(y, mo, d) * REPLAY_MS_PER_DAY +
+                    ((int64_t)h * 3600 + mi * 60 + se) * 1000;
+    *utc_ms = replay_london_to_utc_ms(local);
+    return 0;
+}
+
+/* The category of a StockCode (data/README.md): its first 3 bytes. */
+#define REPLAY_CATEGORY_LEN 3
+static inline size_t replay_category_len(size_t stock_code_len)
+{
+    return stock_code_len < REPLAY_CATEGORY_LEN ? stock_code_len : REPLAY_CATEGORY_LEN;
+}
+
+/* Reads a protobuf varint; returns bytes used, 0 if truncated or too long. */
+static inline size_t replay_varint(const uint8_t *p, size_t len, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (size_t i = 0; i < len && i < 10; i++) {
+        r |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            *v = r;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Field numbers of patron.v1.Event's oneof kind (event.proto). */
+#define REPLAY_EVENT_KIND_FIRST 10
+#define REPLAY_EVENT_KIND_LAST 18
+
+/*
+ * The Kafka key of an encoded patron.v1.Event: its customer_id (field 2),
+ * found by walking the top-level fields without decoding the rest, so that
+ * `patron-replay file` keys a stored event as its producer did, at the cost
+ * of a few bytes read. `*id` points into `buf`. Returns 0 only when every
+ * top-level field is well-formed up to the end and the event has a non-empty
+ * customer_id of at most PATRON_ID_MAX bytes (the last one, as protobuf
+ * reads it) and a kind (one of fields 10..18, length-delimited); otherwise
+ * PATRON_EINVAL (not a message: bad tag, wire type or length) or
+ * PATRON_ENOTFOUND (a message, but not a keyable event: garbage to the DLQ).
+ */
+PATRON_MUST_USE static inline int replay_event_key(const uint8_t *buf, size_t len, const char **id,
+                                                   size_t *id_len)
+{
+    size_t i = 0;
+    const uint8_t *cid = NULL;
+    uint64_t cid_len = 0;
+    bool kind = false;
+    while (i < len) {
+        uint64_t key, v;
+        size_t n = replay_varint(buf + i, len - i, &key);
+        uint64_t field = key >> 3;
+        if (n == 0 || field == 0)
+            return PATRON_EINVAL;
+        i += n;
+        switch (key & 7) {
+        case 0:
+            n = replay_varint(buf + i, len - i, &v);
+            if (n == 0)
+                return PATRON_EINVAL;
+            i += n;
+            break;
+        case 1:
+            if (len - i < 8)
+                return PATRON_EINVAL;
+            i += 8;
+            break;
+        case 5:
+            if (len - i < 4)
+                return PATRON_EINVAL;
+            i += 4;
+            break;
+        case 2:
+            n = replay_varint(buf + i, len - i, &v);
+            if (n == 0 || v > len - i - n)
+                return PATRON_EINVAL;
+            i += n;
+            if (field == 2) {
+                cid = buf + i;
+                cid_len = v;
+            }
+            kind |= field >= REPLAY_EVENT_KIND_FIRST && field <= REPLAY_EVENT_KIND_LAST;
+            i += (size_t)v;
+            break;
+        default:
+            return PATRON_EINVAL;
+        }
+    }
+    if (!kind || !cid || cid_len == 0 || cid_len > PATRON_ID_MAX)
+        return PATRON_ENOTFOUND;
+    *id = (const char *)cid;
+    *id_len = (size_t)cid_len;
+    return 0;
+}
+
+#endif

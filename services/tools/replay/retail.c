@@ -1,0 +1,506 @@
+/*
+ * `patron-replay online-retail`: the UCI Online Retail CSV as contract events,
+ * following data/README.md's mapping (kept rows, runs, one Purchase or Refund
+ * per run, optional derived browsing). The file is read once, streaming: the
+ * only state is the open run, the invoices seen (for split invoices) and the
+ * customers seen (for the summary), so memory grows with invoices, not rows.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "parse.h"
+#include "patron/v1/event.pb-c.h"
+#include "replay.h"
+
+#define CSV_HEADER                                                                                 \
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+#define CSV_FIELDS 8
+/* A record (several lines when a quoted field holds newlines) is at most this
+ * many bytes; the data set's longest is under 200. */
+#define CSV_RECORD_MAX ((size_t)64 * 1024)
+/* Leaves room in PATRON_ID_MAX for "dv-" + invoice + "-" + run + "-" + line. */
+#define INVOICE_MAX 40
+#define RUNS_PER_INVOICE_MAX 999999
+/* Lines of one event; the data set's largest invoice has about 1,100. */
+#define RUN_LINES_MAX 10000
+#define WARNINGS_MAX 10
+#define READ_CHUNK ((size_t)1 << 16)
+
+enum { RNG_STREAM_DERIVE = 3 };
+
+struct reader {
+    gzFile f;
+    const char *path;
+    char *chunk; /* READ_CHUNK bytes */
+    size_t pos, end;
+    bool eof;
+    uint64_t line_no; /* lines consumed */
+};
+
+struct line {
+    char item[PATRON_ID_MAX + 1];
+    char category[REPLAY_CATEGORY_LEN + 1];
+    int32_t quantity; /* > 0; a refund's is -Quantity */
+    int64_t cents;
+};
+
+/* The open run: consecutive kept rows of one invoice and customer. */
+struct run {
+    bool open;
+    char invoice[INVOICE_MAX + 1];
+    char customer[PATRON_ID_MAX + 1];
+    int64_t ms;
+    bool refund;
+    struct line *lines;
+    size_t n_lines, cap;
+};
+
+/* How many runs an invoice has had: a later run is a split invoice. */
+struct invoice_runs {
+    uint64_t runs;
+    char invoice[]; /* the map's key */
+};
+
+struct counts {
+    uint64_t rows, kept, no_customer, price_or_quantity, wrong_sign, malformed;
+};
+
+struct retail {
+    const struct replay_options *o;
+    struct replay_emitter *em;
+    struct reader rd;
+    char *rec; /* CSV_RECORD_MAX + 1 bytes */
+    struct run run;
+    struct patron_strmap runs_of; /* invoice -> struct invoice_runs (owned, holds the key) */
+    struct replay_rng derive_rng;
+    uint64_t invoice_events; /* what --limit counts */
+    int64_t last_ms;         /* the latest event time produced */
+    uint8_t *pack;
+    size_t pack_cap;
+    struct counts n;
+};
+
+/* Appends one line, without its '\n', at rec[*len]. 1: a line; 0: end of
+ * file before any byte; < 0: error. */
+static int reader_line(struct reader *rd, char *rec, size_t *len)
+{
+    bool any = false;
+    for (;;) {
+        if (rd->pos == rd->end) {
+            if (rd->eof)
+                break;
+            int got = gzread(rd->f, rd->chunk, (unsigned)READ_CHUNK);
+            if (got < 0) {
+                int zerr;
+                fprintf(stderr, "patron-replay: %s: %s\n", rd->path, gzerror(rd->f, &zerr));
+                return PATRON_EIO;
+            }
+            rd->pos = 0;
+            rd->end = (size_t)got;
+            rd->eof = got == 0;
+            continue;
+        }
+        any = true;
+        const char *start = rd->chunk + rd->pos;
+        const char *nl = memchr(start, '\n', rd->end - rd->pos);
+        size_t take = nl ? (size_t)(nl - start) : rd->end - rd->pos;
+        if (take > CSV_RECORD_MAX - *len)
+            return PATRON_ETOOBIG;
+        memcpy(rec + *len, start, take);
+        *len += take;
+        rd->pos += take + (nl != NULL);
+        if (nl)
+            break;
+    }
+    if (!any)
+        return 0;
+    rd->line_no++;
+    return 1;
+}
+
+/* One CSV record into r->rec: 1, 0 at end of file, < 0 on error. */
+static int read_record(struct retail *r, size_t *len)
+{
+    *len = 0;
+    int rc = reader_line(&r->rd, r->rec, len);
+    if (rc <= 0)
+        return rc;
+    while (replay_csv_open_quote(r->rec, *len)) {
+        if (*len == CSV_RECORD_MAX)
+            return PATRON_ETOOBIG;
+        r->rec[(*len)++] = '\n';
+        rc = reader_line(&r->rd, r->rec, len);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            fprintf(stderr, "patron-replay: %s: unterminated quote at end of file\n", r->rd.path);
+            return PATRON_EINVAL;
+        }
+    }
+    if (*len > 0 && r->rec[*len - 1] == '\r')
+        (*len)--;
+    r->rec[*len] = '\0';
+    return 1;
+}
+
+static void warn_row(struct retail *r, const char *why)
+{
+    if (r->n.malformed++ < WARNINGS_MAX)
+        fprintf(stderr, "patron-replay: %s: line %" PRIu64 ": %s, row skipped\n", r->rd.path,
+                r->rd.line_no, why);
+}
+
+/* Identifiers become protobuf strings and Kafka keys: no control bytes (a NUL
+ * would cut them), not empty, bounded. */
+static bool id_ok(const struct replay_field *f, size_t max)
+{
+    if (f->len == 0 || f->len > max)
+        return false;
+    for (size_t i = 0; i < f->len; i++)
+        if ((unsigned char)f->s[i] < 0x20 || f->s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static uint8_t *pack_event(struct retail *r, const Patron__V1__Event *ev, size_t *len)
+{
+    size_t need = patron__v1__event__get_packed_size(ev);
+    if (need > REPLAY_MESSAGE_MAX)
+        return NULL;
+    if (need > r->pack_cap) {
+        r->pack_cap = need < 4096 ? 4096 : need;
+        r->pack = patron_realloc(r->pack, r->pack_cap);
+    }
+    *len = patron__v1__event__pack(ev, r->pack);
+    return r->pack;
+}
+
+static int emit_event(struct retail *r, const Patron__V1__Event *ev)
+{
+    size_t len;
+    uint8_t *buf = pack_event(r, ev, &len);
+    if (!buf) {
+        fprintf(stderr, "patron-replay: event %s is larger than %zu bytes\n", ev->event_id,
+                REPLAY_MESSAGE_MAX);
+        return PATRON_ETOOBIG;
+    }
+    int rc = replay_emit(r->em, ev->customer_id, strlen(ev->customer_id), buf, len);
+    if (rc == 0 && ev->occurred_at_ms > r->last_ms)
+        r->last_ms = ev->occurred_at_ms;
+    return rc;
+}
+
+struct derived {
+    int64_t ms;
+    size_t order; /* 2 * line + (0 view, 1 cart add): the tie-break */
+};
+
+static int derived_cmp(const void *a, const void *b)
+{
+    const struct derived *x = a, *y = b;
+    if (x->ms != y->ms)
+        return x->ms < y->ms ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* data/README.md "Derived browsing": a view and a cart add per line, 1-30
+ * minutes before the purchase, never earlier than what was produced last. */
+static int emit_derived(struct retail *r, const char *suffix, Patron__V1__LineItem *const *items)
+{
+    struct run *run = &r->run;
+    struct derived *d = patron_malloc(2 * run->n_lines * sizeof(*d));
+    for (size_t j = 0; j < run->n_lines; j++) {
+        int64_t minutes = replay_rng_range(&r->derive_rng, 1, 30);
+        d[2 * j] = (struct derived){run->ms - minutes * 60000, 2 * j};
+        d[2 * j + 1] = (struct derived){run->ms - minutes * 60000 + 30000, 2 * j + 1};
+    }
+    qsort(d, 2 * run->n_lines, sizeof(*d), derived_cmp);
+    int rc = 0;
+    for (size_t k = 0; k < 2 * run->n_lines && rc == 0; k++) {
+        size_t j = d[k].order / 2;
+        bool cart = d[k].order % 2;
+        char id[PATRON_ID_MAX + 1];
+        int n = snprintf(id, sizeof(id), "%s-%s-%zu", cart ? "dc" : "dv", suffix, j);
+        if (n < 0 || (size_t)n >= sizeof(id)) {
+            rc = PATRON_ETOOBIG;
+            break;
+        }
+        Patron__V1__Event ev = PATRON__V1__EVENT__INIT;
+        Patron__V1__ProductView view = PATRON__V1__PRODUCT_VIEW__INIT;
+        Patron__V1__CartAdd add = PATRON__V1__CART_ADD__INIT;
+        ev.event_id = id;
+        ev.customer_id = run->customer;
+        ev.occurred_at_ms = d[k].ms > r->last_ms ? d[k].ms : r->last_ms;
+        if (cart) {
+            add.item = items[j];
+            ev.kind_case = PATRON__V1__EVENT__KIND_CART_ADD;
+            ev.cart_add = &add;
+        } else {
+            view.item_id = items[j]->item_id;
+            view.category = items[j]->category;
+            ev.kind_case = PATRON__V1__EVENT__KIND_VIEW;
+            ev.view = &view;
+        }
+        rc = emit_event(r, &ev);
+    }
+    free(d);
+    return rc;
+}
+
+/* The open run becomes its event (and, with --derive-browse, what led to it). */
+static int close_run(struct retail *r)
+{
+    struct run *run = &r->run;
+    if (!run->open)
+        return 0;
+    run->open = false;
+
+    size_t inv_len = strlen(run->invoice);
+    struct invoice_runs *seen = patron_strmap_get(&r->runs_of, run->invoice, inv_len);
+    if (!seen) {
+        seen = patron_malloc(sizeof(*seen) + inv_len + 1);
+        seen->runs = 0;
+        memcpy(seen->invoice, run->invoice, inv_len + 1);
+        (void)patron_strmap_put(&r->runs_of, seen->invoice, inv_len, seen);
+    }
+    if (seen->runs == RUNS_PER_INVOICE_MAX) {
+        fprintf(stderr, "patron-replay: invoice %s is split into too many runs\n", run->invoice);
+        return PATRON_ETOOBIG;
+    }
+    uint64_t k = ++seen->runs;
+
+    char suffix[INVOICE_MAX + 16]; /* the event id without "oi-" */
+    int n = k > 1 ? snprintf(suffix, sizeof(suffix), "%s-%" PRIu64, run->invoice, k)
+                  : snprintf(suffix, sizeof(suffix), "%s", run->invoice);
+    char event_id[PATRON_ID_MAX + 1];
+    if (n < 0 || (size_t)n >= sizeof(suffix) ||
+        snprintf(event_id, sizeof(event_id), "oi-%s", suffix) >= (int)sizeof(event_id))
+        return PATRON_ETOOBIG;
+
+    Patron__V1__LineItem *line_items = patron_malloc(run->n_lines * sizeof(*line_items));
+    Patron__V1__LineItem **items = patron_malloc(run->n_lines * sizeof(*items));
+    int64_t amount = 0;
+    for (size_t i = 0; i < run->n_lines; i++) {
+        Patron__V1__LineItem li = PATRON__V1__LINE_ITEM__INIT;
+        li.item_id = run->lines[i].item;
+        li.category = run->lines[i].category;
+        li.quantity = run->lines[i].quantity;
+        li.unit_price_cents = run->lines[i].cents;
+        line_items[i] = li;
+        items[i] = &line_items[i];
+        amount += (int64_t)li.quantity * li.unit_price_cents;
+    }
+
+    Patron__V1__Event ev = PATRON__V1__EVENT__INIT;
+    Patron__V1__Purchase purchase = PATRON__V1__PURCHASE__INIT;
+    Patron__V1__Refund refund = PATRON__V1__REFUND__INIT;
+    ev.event_id = event_id;
+    ev.customer_id = run->customer;
+    ev.occurred_at_ms = run->ms;
+    if (run->refund) {
+        refund.order_id = run->invoice;
+        refund.amount_cents = amount;
+        refund.n_items = run->n_lines;
+        refund.items = items;
+        ev.kind_case = PATRON__V1__EVENT__KIND_REFUND;
+        ev.refund = &refund;
+    } else {
+        purchase.order_id = run->invoice;
+        purchase.currency = "GBP";
+        purchase.n_items = run->n_lines;
+        purchase.items = items;
+        ev.kind_case = PATRON__V1__EVENT__KIND_PURCHASE;
+        ev.purchase = &purchase;
+    }
+
+    int rc = 0;
+    if (!run->refund && r->o->derive_browse)
+        rc = emit_derived(r, suffix, items);
+    if (rc == 0)
+        rc = emit_event(r, &ev);
+    if (rc == 0)
+        r->invoice_events++;
+    free(items);
+    free(line_items);
+    run->n_lines = 0;
+    return rc;
+}
+
+static int add_line(struct retail *r, const struct replay_field *stock, int32_t quantity,
+                    int64_t cents)
+{
+    struct run *run = &r->run;
+    if (run->n_lines == RUN_LINES_MAX) {
+        fprintf(stderr, "patron-replay: invoice %s has more than %d lines\n", run->invoice,
+                RUN_LINES_MAX);
+        return PATRON_ETOOBIG;
+    }
+    if (run->n_lines == run->cap) {
+        run->cap = run->cap ? 2 * run->cap : 64;
+        run->lines = patron_realloc(run->lines, run->cap * sizeof(*run->lines));
+    }
+    struct line *l = &run->lines[run->n_lines++];
+    memcpy(l->item, stock->s, stock->len);
+    l->item[stock->len] = '\0';
+    size_t cl = replay_category_len(stock->len);
+    memcpy(l->category, stock->s, cl);
+    l->category[cl] = '\0';
+    l->quantity = quantity;
+    l->cents = cents;
+    return 0;
+}
+
+/* One data row: skipped (counted), added to the open run, or the start of a
+ * new run after the open one became an event. */
+static int take_row(struct retail *r, size_t len)
+{
+    struct replay_field f[CSV_FIELDS + 1];
+    r->n.rows++;
+    int n = replay_csv_split(r->rec, len, f, PATRON_ARRAY_LEN(f));
+    if (n != CSV_FIELDS) {
+        warn_row(r, n < 0 ? "bad quoting or too many fields" : "not 8 fields");
+        return 0;
+    }
+    const struct replay_field *invoice = &f[0], *stock = &f[1], *customer = &f[6];
+    if (customer->len == 0) {
+        r->n.no_customer++;
+        return 0;
+    }
+    int32_t quantity;
+    int64_t cents, ms;
+    bool positive;
+    if (!id_ok(invoice, INVOICE_MAX) || !id_ok(stock, PATRON_ID_MAX) ||
+        !id_ok(customer, PATRON_ID_MAX)) {
+        warn_row(r, "empty, long or unprintable InvoiceNo, StockCode or CustomerID");
+        return 0;
+    }
+    /* INT32_MIN is refused too: a refund line's quantity is -Quantity. */
+    if (replay_parse_int32(f[3].s, f[3].len, &quantity) < 0 || quantity == INT32_MIN) {
+        warn_row(r, "bad Quantity");
+        return 0;
+    }
+    if (replay_price_cents(f[5].s, f[5].len, &cents, &positive) < 0) {
+        warn_row(r, "bad UnitPrice");
+        return 0;
+    }
+    if (replay_london_datetime_ms(f[4].s, f[4].len, &ms) < 0) {
+        warn_row(r, "bad InvoiceDate");
+        return 0;
+    }
+    if (!positive || quantity == 0) {
+        r->n.price_or_quantity++;
+        return 0;
+    }
+    bool cancel = invoice->s[0] == 'C';
+    if ((quantity < 0) != cancel) {
+        r->n.wrong_sign++;
+        return 0;
+    }
+    r->n.kept++;
+
+    struct run *run = &r->run;
+    bool same = run->open && strlen(run->invoice) == invoice->len &&
+                memcmp(run->invoice, invoice->s, invoice->len) == 0 &&
+                strlen(run->customer) == customer->len &&
+                memcmp(run->customer, customer->s, customer->len) == 0;
+    if (!same) {
+        int rc = close_run(r);
+        if (rc < 0)
+            return rc;
+        if (r->o->limit && r->invoice_events >= r->o->limit)
+            return 1;
+        run->open = true;
+        memcpy(run->invoice, invoice->s, invoice->len);
+        run->invoice[invoice->len] = '\0';
+        memcpy(run->customer, customer->s, customer->len);
+        run->customer[customer->len] = '\0';
+        run->ms = ms;
+        run->refund = cancel;
+    }
+    return add_line(r, stock, quantity < 0 ? -quantity : quantity, cents);
+}
+
+static int run_file(struct retail *r)
+{
+    size_t len;
+    int rc = read_record(r, &len);
+    if (rc <= 0) {
+        fprintf(stderr, "patron-replay: %s: %s\n", r->rd.path,
+                rc == 0 ? "empty file" : patron_strerror(rc));
+        return rc == 0 ? PATRON_EINVAL : rc;
+    }
+    if (strcmp(r->rec, CSV_HEADER) != 0) {
+        fprintf(stderr, "patron-replay: %s: the header is not %s\n", r->rd.path, CSV_HEADER);
+        return PATRON_EINVAL;
+    }
+    for (;;) {
+        rc = read_record(r, &len);
+        if (rc == PATRON_ETOOBIG)
+            fprintf(stderr, "patron-replay: %s: line %" PRIu64 ": record longer than %zu bytes\n",
+                    r->rd.path, r->rd.line_no + 1, CSV_RECORD_MAX);
+        if (rc <= 0)
+            break;
+        rc = take_row(r, len);
+        if (rc != 0)
+            break; /* an error, or --limit reached */
+    }
+    if (rc < 0)
+        return rc;
+    if (r->o->limit && r->invoice_events >= r->o->limit)
+        return 0;
+    return close_run(r);
+}
+
+int replay_online_retail(const struct replay_options *o)
+{
+    struct replay_sink sink;
+    struct replay_emitter em;
+    struct retail r = {.o = o, .em = &em, .last_ms = INT64_MIN};
+    int exit_code = 1;
+
+    r.rd.path = o->csv_path;
+    r.rd.f = gzopen(o->csv_path, "rb"); /* reads plain files as they are */
+    if (!r.rd.f) {
+        fprintf(stderr, "patron-replay: %s: %s\n", o->csv_path,
+                errno ? strerror(errno) : "cannot open");
+        return 1;
+    }
+    if (replay_sink_open(&sink, o, false) < 0)
+        goto out_close_file;
+    replay_emitter_init(&em, &sink, o, true);
+    replay_rng_init(&r.derive_rng, o->seed, RNG_STREAM_DERIVE);
+    patron_strmap_init(&r.runs_of);
+    r.rd.chunk = patron_malloc(READ_CHUNK);
+    r.rec = patron_malloc(CSV_RECORD_MAX + 1);
+
+    int rc = run_file(&r);
+    if (rc == 0)
+        rc = replay_emitter_finish(&em);
+    int close_rc = replay_sink_close(&sink, o->flush_timeout_ms);
+    fprintf(stderr,
+            "{\"rows\":%" PRIu64 ",\"kept\":%" PRIu64 ",\"skipped\":{\"no_customer\":%" PRIu64
+            ",\"price_or_quantity\":%" PRIu64 ",\"wrong_sign\":%" PRIu64 ",\"malformed\":%" PRIu64
+            "},\"invoice_events\":%" PRIu64 "}\n",
+            r.n.rows, r.n.kept, r.n.no_customer, r.n.price_or_quantity, r.n.wrong_sign,
+            r.n.malformed, r.invoice_events);
+    if (rc == 0 && close_rc == 0) {
+        replay_emitter_summary(&em, stdout);
+        exit_code = 0;
+    }
+
+    for (size_t i = 0; i < r.runs_of.cap; i++)
+        free(r.runs_of.slots[i].value);
+    patron_strmap_free(&r.runs_of);
+    free(r.run.lines);
+    free(r.pack);
+    free(r.rec);
+    free(r.rd.chunk);
+    replay_emitter_free(&em);
+out_close_file:
+    gzclose(r.rd.f);
+    return exit_code;
+}
