@@ -1,0 +1,769 @@
+#include "patron/redis.h"
+
+#include <hiredis/async.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patron/log.h"
+
+#define BACKOFF_MIN_MS 50
+#define DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define DEFAULT_MAX_BACKOFF_MS 5000
+#define DEFAULT_PORT 6379
+#define HOST_MAX 1024
+#define SCRIPT_MAX (1u << 20) /* bytes of one Lua script */
+
+/*
+ * States of one client. A connection goes CONNECTING (TCP connect and the
+ * handshake: AUTH, SELECT, SCRIPT LOADs, PING, all pipelined) -> READY;
+ * losing it in either state leads to IDLE with the reconnect timer armed.
+ * CLOSING is final: the client is freed when its last uv handle is closed.
+ */
+enum redis_state { ST_IDLE, ST_CONNECTING, ST_READY, ST_CLOSING };
+
+struct patron_redis_script {
+    struct patron_redis_script *next;
+    char *lua;
+    size_t len;
+    char sha[41];
+};
+
+/*
+ * Our own libuv glue for hiredis' event hooks (instead of adapters/libuv.h):
+ * it lets a poll error reach hiredis as a read error, checks the read
+ * buffer's size after every read, and tells the client when its handle is
+ * closed so that close can wait for it. hiredis may call cleanup more than
+ * once; the io is freed in the uv close callback, after hiredis let go.
+ */
+struct redis_io {
+    uv_poll_t poll;
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+    struct patron_redis *r;
+    int events;
+};
+
+struct patron_redis {
+    uv_loop_t *loop;
+    enum redis_state state;
+    redisAsyncContext *ac; /* the live connection, NULL in IDLE and CLOSING */
+    uv_timer_t timer;      /* connect timeout in CONNECTING, backoff in IDLE */
+    int handles;           /* open uv handles: the timer and any io */
+    char *host, *user, *password;
+    int port, db, connect_timeout_ms, max_backoff_ms, backoff_ms;
+    size_t max_pending, max_reply_bytes, pending;
+    void (*on_state)(void *ud, bool connected);
+    void *ud;
+    void (*on_closed)(void *ud);
+    void *closed_ud;
+    const struct patron_log *log;
+    struct patron_redis_script *scripts;
+    uint64_t rng;
+};
+
+/* A user command in flight. Script calls keep their arguments, for the EVAL
+ * retry after NOSCRIPT. */
+struct redis_req {
+    struct patron_redis *r;
+    patron_redis_cb cb;
+    void *ud;
+    struct patron_redis_script *script;
+    int argc; /* of args, the keys and arguments after "numkeys" */
+    const char **args;
+    size_t *arglens;
+    char nkeys[16];
+};
+
+static void start_connect(struct patron_redis *r);
+static void conn_lost(struct patron_redis *r, const redisAsyncContext *ac, const char *why);
+
+static void rlog(const struct patron_redis *r, int level, const char *msg, const char *detail)
+{
+    if (!r->log || !patron_log_enabled(r->log, level))
+        return;
+    char esc[512];
+    char host[256];
+    (void)patron_json_escape(esc, sizeof esc, detail ? detail : "");
+    (void)patron_json_escape(host, sizeof host, r->host);
+    patron_log(r->log, level, msg, "\"redis\":\"%s:%d\",\"detail\":\"%s\"", host, r->port, esc);
+}
+
+/* ---- the libuv adapter ---------------------------------------------------- */
+
+/* One of the client's uv handles finished closing; the last one frees it. */
+static void handle_closed(struct patron_redis *r)
+{
+    r->handles--;
+    if (r->state != ST_CLOSING || r->handles > 0)
+        return;
+    void (*on_closed)(void *) = r->on_closed;
+    void *ud = r->closed_ud;
+    for (struct patron_redis_script *s = r->scripts, *next; s; s = next) {
+        next = s->next;
+        free(s->lua);
+        free(s);
+    }
+    free(r->host);
+    free(r->user);
+    free(r->password);
+    free(r);
+    if (on_closed)
+        on_closed(ud);
+}
+
+static void io_closed(uv_handle_t *h)
+{
+    struct redis_io *io = h->data;
+    struct patron_redis *r = io->r;
+    free(io);
+    handle_closed(r);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
+static void io_poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct redis_io *io = h->data;
+    /* A poll error is a socket error: let hiredis find it with read(). */
+    if (io->ac && (status < 0 || (events & UV_READABLE))) {
+        redisAsyncContext *ac = io->ac;
+        redisAsyncHandleRead(ac);
+        struct patron_redis *r = io->r;
+        if (io->ac && ac == r->ac) {
+            redisReader *reader = ac->c.reader;
+            if (reader && reader->len - reader->pos > r->max_reply_bytes) {
+                rlog(r, PATRON_LOG_ERROR, "redis reply exceeds max_reply_bytes", NULL);
+                conn_lost(r, ac, "reply too big");
+                redisAsyncFree(ac); /* not inside a hiredis callback: frees now */
+                return;
+            }
+        }
+    }
+    if (io->ac && status == 0 && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(io->ac);
+}
+
+static void io_update(struct redis_io *io)
+{
+    if (!io->ac)
+        return;
+    int rc =
+        io->events ? uv_poll_start(&io->poll, io->events, io_poll_cb) : uv_poll_stop(&io->poll);
+    if (rc < 0)
+        rlog(io->r, PATRON_LOG_ERROR, "redis uv_poll failed", uv_strerror(rc));
+}
+
+static void io_add_read(void *p)
+{
+    struct redis_io *io = p;
+    io->events |= UV_READABLE;
+    io_update(io);
+}
+
+static void io_del_read(void *p)
+{
+    struct redis_io *io = p;
+    io->events &= ~UV_READABLE;
+    io_update(io);
+}
+
+static void io_add_write(void *p)
+{
+    struct redis_io *io = p;
+    io->events |= UV_WRITABLE;
+    io_update(io);
+}
+
+static void io_del_write(void *p)
+{
+    struct redis_io *io = p;
+    io->events &= ~UV_WRITABLE;
+    io_update(io);
+}
+
+static void io_cleanup(void *p)
+{
+    struct redis_io *io = p;
+    if (!io->ac)
+        return;
+    io->ac = NULL;
+    uv_close((uv_handle_t *)&io->poll, io_closed);
+}
+
+static int io_attach(struct patron_redis *r, redisAsyncContext *ac)
+{
+    struct redis_io *io = patron_calloc(1, sizeof *io);
+    int rc = uv_poll_init(r->loop, &io->poll, ac->c.fd);
+    if (rc < 0) {
+        rlog(r, PATRON_LOG_ERROR, "redis uv_poll_init failed", uv_strerror(rc));
+        free(io);
+        return PATRON_EIO;
+    }
+    io->poll.data = io;
+    io->ac = ac;
+    io->r = r;
+    r->handles++;
+    ac->ev.data = io;
+    ac->ev.addRead = io_add_read;
+    ac->ev.delRead = io_del_read;
+    ac->ev.addWrite = io_add_write;
+    ac->ev.delWrite = io_del_write;
+    ac->ev.cleanup = io_cleanup;
+    return 0;
+}
+
+/* ---- connection life cycle ------------------------------------------------ */
+
+static uint64_t next_random(struct patron_redis *r)
+{
+    /* xorshift64*: jitter only, no need for quality. */
+    r->rng ^= r->rng >> 12;
+    r->rng ^= r->rng << 25;
+    r->rng ^= r->rng >> 27;
+    return r->rng * 2685821657736338717ull;
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct patron_redis *r = t->data;
+    if (r->state == ST_IDLE) {
+        start_connect(r);
+    } else if (r->state == ST_CONNECTING && r->ac) {
+        redisAsyncContext *ac = r->ac;
+        /* Not READY, so no on_state; handshake callbacks see NULL and return. */
+        conn_lost(r, ac, "connect timed out");
+        redisAsyncFree(ac);
+    }
+}
+
+static void schedule_reconnect(struct patron_redis *r)
+{
+    int delay = r->backoff_ms / 2 + (int)(next_random(r) % (uint64_t)(r->backoff_ms / 2 + 1));
+    r->backoff_ms = r->backoff_ms * 2 > r->max_backoff_ms ? r->max_backoff_ms : r->backoff_ms * 2;
+    r->state = ST_IDLE;
+    /* uv_timer_start on an initialised timer only fails for a NULL callback. */
+    (void)uv_timer_start(&r->timer, timer_cb, (uint64_t)delay, 0);
+}
+
+/* The connection `ac` is gone (or going): called once per connection, by
+ * whichever of hiredis' callbacks notices first. hiredis frees `ac` itself. */
+static void conn_lost(struct patron_redis *r, const redisAsyncContext *ac, const char *why)
+{
+    if (ac != r->ac || r->state == ST_CLOSING)
+        return;
+    bool was_ready = r->state == ST_READY;
+    r->ac = NULL;
+    rlog(r, was_ready ? PATRON_LOG_WARN : PATRON_LOG_INFO, "redis connection lost", why);
+    schedule_reconnect(r);
+    if (was_ready && r->on_state)
+        r->on_state(r->ud, false);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct patron_redis *r = ac->data;
+    if (status != REDIS_OK) {
+        conn_lost(r, ac, ac->errstr);
+        return;
+    }
+    /* A dead peer behind a silent network otherwise goes unnoticed. */
+    if (redisEnableKeepAlive((redisContext *)&ac->c) != REDIS_OK)
+        rlog(r, PATRON_LOG_WARN, "redis keepalive failed", ac->errstr);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    conn_lost(ac->data, ac, ac->err ? ac->errstr : "disconnected");
+}
+
+/* Drops the live connection from inside one of its reply callbacks: hiredis
+ * defers the free until the callback returns. */
+static void drop_from_callback(struct patron_redis *r, redisAsyncContext *ac, const char *why)
+{
+    conn_lost(r, ac, why);
+    redisAsyncFree(ac);
+}
+
+static bool reply_is_error(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ERROR;
+}
+
+static void handshake_step_cb(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    struct patron_redis *r = ac->data;
+    redisReply *reply = reply_;
+    (void)privdata;
+    if (!reply || ac != r->ac)
+        return;
+    if (reply_is_error(reply)) {
+        rlog(r, PATRON_LOG_ERROR, "redis handshake failed", reply->str);
+        drop_from_callback(r, ac, reply->str);
+    }
+}
+
+static void script_load_cb(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    struct patron_redis *r = ac->data;
+    redisReply *reply = reply_;
+    (void)privdata;
+    /* Not fatal: EVALSHA falls back to EVAL, which reports the error to the
+     * caller of the script. */
+    if (reply && reply_is_error(reply))
+        rlog(r, PATRON_LOG_ERROR, "redis SCRIPT LOAD failed", reply->str);
+}
+
+static void handshake_done_cb(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    struct patron_redis *r = ac->data;
+    redisReply *reply = reply_;
+    (void)privdata;
+    if (!reply || ac != r->ac || r->state != ST_CONNECTING)
+        return;
+    if (reply_is_error(reply)) {
+        rlog(r, PATRON_LOG_ERROR, "redis handshake failed", reply->str);
+        drop_from_callback(r, ac, reply->str);
+        return;
+    }
+    uv_timer_stop(&r->timer);
+    r->state = ST_READY;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    rlog(r, PATRON_LOG_INFO, "redis connected", NULL);
+    if (r->on_state)
+        r->on_state(r->ud, true);
+}
+
+static int send_script_load(struct patron_redis *r, const struct patron_redis_script *s)
+{
+    const char *argv[] = {"SCRIPT", "LOAD", s->lua};
+    size_t lens[] = {6, 4, s->len};
+    return redisAsyncCommandArgv(r->ac, script_load_cb, NULL, 3, argv, lens) == REDIS_OK
+               ? 0
+               : PATRON_EIO;
+}
+
+static int send_handshake(struct patron_redis *r)
+{
+    redisAsyncContext *ac = r->ac;
+    if (r->password) {
+        const char *argv[3];
+        int argc = 0;
+        argv[argc++] = "AUTH";
+        if (r->user)
+            argv[argc++] = r->user;
+        argv[argc++] = r->password;
+        if (redisAsyncCommandArgv(ac, handshake_step_cb, NULL, argc, argv, NULL) != REDIS_OK)
+            return PATRON_EIO;
+    }
+    if (r->db != 0 &&
+        redisAsyncCommand(ac, handshake_step_cb, NULL, "SELECT %d", r->db) != REDIS_OK)
+        return PATRON_EIO;
+    for (const struct patron_redis_script *s = r->scripts; s; s = s->next)
+        if (send_script_load(r, s) < 0)
+            return PATRON_EIO;
+    if (redisAsyncCommand(ac, handshake_done_cb, NULL, "PING") != REDIS_OK)
+        return PATRON_EIO;
+    return 0;
+}
+
+static void start_connect(struct patron_redis *r)
+{
+    redisAsyncContext *ac =
+        r->host[0] == '/' ? redisAsyncConnectUnix(r->host) : redisAsyncConnect(r->host, r->port);
+    if (!ac) {
+        rlog(r, PATRON_LOG_ERROR, "redis connect failed", "out of memory");
+        schedule_reconnect(r);
+        return;
+    }
+    if (ac->err) {
+        rlog(r, PATRON_LOG_INFO, "redis connect failed", ac->errstr);
+        redisAsyncFree(ac);
+        schedule_reconnect(r);
+        return;
+    }
+    if (io_attach(r, ac) < 0) {
+        redisAsyncFree(ac);
+        schedule_reconnect(r);
+        return;
+    }
+    ac->data = r;
+    /* Both setters only fail when a callback is already set. */
+    (void)redisAsyncSetConnectCallback(ac, on_connect);
+    (void)redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    r->ac = ac;
+    r->state = ST_CONNECTING;
+    if (send_handshake(r) < 0) {
+        r->ac = NULL;
+        redisAsyncFree(ac);
+        schedule_reconnect(r);
+        return;
+    }
+    (void)uv_timer_start(&r->timer, timer_cb, (uint64_t)r->connect_timeout_ms, 0);
+}
+
+/* ---- public API ------------------------------------------------------------ */
+
+int patron_redis_open(struct patron_redis **out, uv_loop_t *loop,
+                      const struct patron_redis_options *opt)
+{
+    if (!out || !loop || !opt)
+        return PATRON_EINVAL;
+    const char *host = opt->host ? opt->host : "127.0.0.1";
+    int port = opt->port ? opt->port : DEFAULT_PORT;
+    if (!host[0] || strlen(host) > HOST_MAX || port < 1 || port > 65535 || opt->db < 0 ||
+        opt->connect_timeout_ms < 0 || opt->max_backoff_ms < 0)
+        return PATRON_EINVAL;
+    if (opt->user && !opt->password)
+        return PATRON_EINVAL;
+
+    struct patron_redis *r = patron_calloc(1, sizeof *r);
+    r->loop = loop;
+    r->host = patron_strdup(host);
+    r->user = opt->user ? patron_strdup(opt->user) : NULL;
+    r->password = opt->password ? patron_strdup(opt->password) : NULL;
+    r->port = port;
+    r->db = opt->db;
+    r->connect_timeout_ms =
+        opt->connect_timeout_ms ? opt->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    r->max_backoff_ms = opt->max_backoff_ms ? opt->max_backoff_ms : DEFAULT_MAX_BACKOFF_MS;
+    if (r->max_backoff_ms < BACKOFF_MIN_MS)
+        r->max_backoff_ms = BACKOFF_MIN_MS;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->max_pending = opt->max_pending ? opt->max_pending : PATRON_REDIS_MAX_PENDING;
+    r->max_reply_bytes = opt->max_reply_bytes ? opt->max_reply_bytes : PATRON_REDIS_MAX_REPLY_BYTES;
+    r->on_state = opt->on_state;
+    r->ud = opt->ud;
+    r->log = opt->log;
+    r->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)r;
+    if (!r->rng)
+        r->rng = 1;
+    /* uv_timer_init cannot fail on a valid loop. */
+    (void)uv_timer_init(loop, &r->timer);
+    r->timer.data = r;
+    r->handles = 1;
+    r->state = ST_IDLE;
+    start_connect(r);
+    *out = r;
+    return 0;
+}
+
+bool patron_redis_connected(const struct patron_redis *r)
+{
+    return r->state == ST_READY;
+}
+
+size_t patron_redis_pending(const struct patron_redis *r)
+{
+    return r->pending;
+}
+
+static void req_free(struct redis_req *req)
+{
+    free(req); /* args and arglens share the allocation */
+}
+
+static int eval_retry(struct redis_req *req);
+
+static void req_cb(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    struct redis_req *req = privdata;
+    struct patron_redis *r = req->r;
+    redisReply *reply = reply_;
+    if (!reply)
+        conn_lost(r, ac, ac->err ? ac->errstr : "connection closed");
+    else if (req->script && reply->type == REDIS_REPLY_ERROR && reply->str &&
+             strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        if (eval_retry(req) == 0)
+            return;
+        reply = NULL;
+    }
+    r->pending--;
+    patron_redis_cb cb = req->cb;
+    void *ud = req->ud;
+    req_free(req);
+    cb(ud, reply);
+}
+
+static int eval_retry(struct redis_req *req)
+{
+    struct patron_redis *r = req->r;
+    struct patron_redis_script *s = req->script;
+    req->script = NULL; /* retry once */
+    if (r->state != ST_READY)
+        return PATRON_EIO;
+    size_t argc = 3 + (size_t)req->argc;
+    const char **argv = patron_malloc(argc * sizeof *argv);
+    size_t *lens = patron_malloc(argc * sizeof *lens);
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = s->lua;
+    lens[1] = s->len;
+    argv[2] = req->nkeys;
+    lens[2] = strlen(req->nkeys);
+    for (int i = 0; i < req->argc; i++) {
+        argv[3 + i] = req->args[i];
+        lens[3 + i] = req->arglens[i];
+    }
+    int rc = redisAsyncCommandArgv(r->ac, req_cb, req, (int)argc, argv, lens);
+    free(argv);
+    free(lens);
+    return rc == REDIS_OK ? 0 : PATRON_EIO;
+}
+
+static int check_can_send(const struct patron_redis *r)
+{
+    if (r->state != ST_READY || !r->ac)
+        return PATRON_EIO;
+    if (r->pending >= r->max_pending)
+        return PATRON_ETOOBIG;
+    return 0;
+}
+
+int patron_redis_commandv(struct patron_redis *r, patron_redis_cb cb, void *ud, int argc,
+                          const char **argv, const size_t *argvlen)
+{
+    if (!r || !cb || argc < 1 || !argv)
+        return PATRON_EINVAL;
+    int rc = check_can_send(r);
+    if (rc < 0)
+        return rc;
+    struct redis_req *req = patron_calloc(1, sizeof *req);
+    req->r = r;
+    req->cb = cb;
+    req->ud = ud;
+    if (redisAsyncCommandArgv(r->ac, req_cb, req, argc, argv, argvlen) != REDIS_OK) {
+        free(req);
+        return PATRON_EIO;
+    }
+    r->pending++;
+    return 0;
+}
+
+int patron_redis_command(struct patron_redis *r, patron_redis_cb cb, void *ud, const char *fmt, ...)
+{
+    if (!r || !cb || !fmt)
+        return PATRON_EINVAL;
+    int rc = check_can_send(r);
+    if (rc < 0)
+        return rc;
+    struct redis_req *req = patron_calloc(1, sizeof *req);
+    req->r = r;
+    req->cb = cb;
+    req->ud = ud;
+    va_list ap;
+    va_start(ap, fmt);
+    rc = redisvAsyncCommand(r->ac, req_cb, req, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK) {
+        free(req);
+        /* hiredis also fails on a bad format string. */
+        return r->ac && !(r->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) ? PATRON_EINVAL
+                                                                                  : PATRON_EIO;
+    }
+    r->pending++;
+    return 0;
+}
+
+int patron_redis_script(struct patron_redis *r, const char *lua, struct patron_redis_script **out)
+{
+    if (!r || !lua || !out || r->state == ST_CLOSING)
+        return PATRON_EINVAL;
+    size_t len = strlen(lua);
+    if (len > SCRIPT_MAX)
+        return PATRON_ETOOBIG;
+    char sha[41];
+    patron_sha1_hex(lua, len, sha);
+    for (struct patron_redis_script *s = r->scripts; s; s = s->next) {
+        if (memcmp(s->sha, sha, sizeof sha) == 0) {
+            *out = s;
+            return 0;
+        }
+    }
+    struct patron_redis_script *s = patron_calloc(1, sizeof *s);
+    s->lua = patron_strndup(lua, len);
+    s->len = len;
+    memcpy(s->sha, sha, sizeof sha);
+    s->next = r->scripts;
+    r->scripts = s;
+    /* A connection being set up already queued its loads; add this one. */
+    if (r->ac && send_script_load(r, s) < 0)
+        rlog(r, PATRON_LOG_WARN, "redis SCRIPT LOAD not sent", s->sha);
+    *out = s;
+    return 0;
+}
+
+const char *patron_redis_script_sha(const struct patron_redis_script *s)
+{
+    return s->sha;
+}
+
+int patron_redis_evalsha(struct patron_redis *r, struct patron_redis_script *s, patron_redis_cb cb,
+                         void *ud, int nkeys, int nargs, const char **argv, const size_t *argvlen)
+{
+    if (!r || !s || !cb || nkeys < 0 || nargs < 0 || nkeys > INT32_MAX / 2 - 8 ||
+        nargs > INT32_MAX / 2 - 8 || (nkeys + nargs > 0 && !argv))
+        return PATRON_EINVAL;
+    int rc = check_can_send(r);
+    if (rc < 0)
+        return rc;
+    int n = nkeys + nargs;
+    /* One allocation: the request, the argument pointers and lengths, and a
+     * copy of the argument bytes (kept for the EVAL retry). */
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes += argvlen ? argvlen[i] : strlen(argv[i]);
+    size_t head = sizeof(struct redis_req) + (size_t)n * (sizeof(char *) + sizeof(size_t));
+    struct redis_req *req = patron_calloc(1, head + bytes);
+    req->r = r;
+    req->cb = cb;
+    req->ud = ud;
+    req->script = s;
+    req->argc = n;
+    req->args = (const char **)(void *)(req + 1);
+    req->arglens = (size_t *)(void *)(req->args + n);
+    char *data = (char *)(req->arglens + n);
+    for (int i = 0; i < n; i++) {
+        size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
+        if (len)
+            memcpy(data, argv[i], len);
+        req->args[i] = data;
+        req->arglens[i] = len;
+        data += len;
+    }
+    (void)snprintf(req->nkeys, sizeof req->nkeys, "%d", nkeys);
+
+    size_t argc = 3 + (size_t)n;
+    const char **cargv = patron_malloc(argc * sizeof *cargv);
+    size_t *clens = patron_malloc(argc * sizeof *clens);
+    cargv[0] = "EVALSHA";
+    clens[0] = 7;
+    cargv[1] = s->sha;
+    clens[1] = 40;
+    cargv[2] = req->nkeys;
+    clens[2] = strlen(req->nkeys);
+    for (int i = 0; i < n; i++) {
+        cargv[3 + i] = req->args[i];
+        clens[3 + i] = req->arglens[i];
+    }
+    rc = redisAsyncCommandArgv(r->ac, req_cb, req, (int)argc, cargv, clens);
+    free(cargv);
+    free(clens);
+    if (rc != REDIS_OK) {
+        req_free(req);
+        return PATRON_EIO;
+    }
+    r->pending++;
+    return 0;
+}
+
+void patron_redis_close(struct patron_redis *r, void (*on_closed)(void *ud), void *ud)
+{
+    if (!r || r->state == ST_CLOSING)
+        return;
+    r->state = ST_CLOSING;
+    r->on_closed = on_closed;
+    r->closed_ud = ud;
+    uv_timer_stop(&r->timer);
+    /* io_closed frees the client when the last handle is closed; the timer
+     * counts as one, so that happens on a later loop iteration at the
+     * earliest, after hiredis is done with the connection. */
+    uv_close((uv_handle_t *)&r->timer, timer_closed);
+    if (r->ac) {
+        redisAsyncContext *ac = r->ac;
+        r->ac = NULL;
+        redisAsyncFree(ac); /* pending callbacks run with NULL */
+    }
+}
+
+/* ---- SHA-1 (FIPS 180-4), for script names ------------------------------------ */
+
+struct sha1 {
+    uint32_t h[5];
+    uint64_t bytes;
+    unsigned char block[64];
+    size_t fill;
+};
+
+static uint32_t rol32(uint32_t x, int n)
+{
+    return (x << n) | (x >> (32 - n));
+}
+
+static void sha1_block(struct sha1 *c, const unsigned char *p)
+{
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
+    for (int i = 16; i < 80; i++)
+        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = c->h[0], b = c->h[1], d = c->h[3], e = c->h[4], cc = c->h[2];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) {
+            f = (b & cc) | (~b & d);
+            k = 0x5a827999;
+        } else if (i < 40) {
+            f = b ^ cc ^ d;
+            k = 0x6ed9eba1;
+        } else if (i < 60) {
+            f = (b & cc) | (b & d) | (cc & d);
+            k = 0x8f1bbcdc;
+        } else {
+            f = b ^ cc ^ d;
+            k = 0xca62c1d6;
+        }
+        uint32_t t = rol32(a, 5) + f + e + k + w[i];
+        e = d;
+        d = cc;
+        cc = rol32(b, 30);
+        b = a;
+        a = t;
+    }
+    c->h[0] += a;
+    c->h[1] += b;
+    c->h[2] += cc;
+    c->h[3] += d;
+    c->h[4] += e;
+}
+
+static void sha1_update(struct sha1 *c, const unsigned char *p, size_t len)
+{
+    c->bytes += len;
+    while (len > 0) {
+        size_t n = 64 - c->fill < len ? 64 - c->fill : len;
+        memcpy(c->block + c->fill, p, n);
+        c->fill += n;
+        p += n;
+        len -= n;
+        if (c->fill == 64) {
+            sha1_block(c, c->block);
+            c->fill = 0;
+        }
+    }
+}
+
+void patron_sha1_hex(const void *data, size_t len, char out[41])
+{
+    struct sha1 c = {.h = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0}};
+    sha1_update(&c, data, len);
+    uint64_t bits = c.bytes * 8;
+    unsigned char pad[72] = {0x80};
+    size_t padlen = c.fill < 56 ? 56 - c.fill : 120 - c.fill;
+    for (int i = 0; i < 8; i++)
+        pad[padlen + (size_t)i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha1_update(&c, pad, padlen + 8);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 20; i++) {
+        unsigned char byte = (unsigned char)(c.h[i / 4] >> (24 - 8 * (i % 4)));
+        out[2 * i] = hex[byte >> 4];
+        out[2 * i + 1] = hex[byte & 15];
+    }
+    out[40] = '\0';
+}
