@@ -13,6 +13,7 @@
 #define PATRON_COMMON_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define PATRON_MUST_USE __attribute__((warn_unused_result))
@@ -21,10 +22,10 @@
 
 enum patron_error {
     PATRON_OK = 0,
-    PATRON_EINVAL = -1,   /* bad argument or input */
-    PATRON_ENOMEM = -2,   /* never returned: allocation failure aborts */
-    PATRON_ETOOBIG = -3,  /* input exceeds a documented maximum */
-    PATRON_EIO = -4,      /* a peer (Kafka, Redis, socket) failed */
+    PATRON_EINVAL = -1,  /* bad argument or input */
+    PATRON_ENOMEM = -2,  /* never returned: allocation failure aborts */
+    PATRON_ETOOBIG = -3, /* input exceeds a documented maximum */
+    PATRON_EIO = -4,     /* a peer (Kafka, Redis, socket) failed */
     PATRON_ENOTFOUND = -5,
     PATRON_ECONFLICT = -6, /* a compare-and-set lost the race */
 };

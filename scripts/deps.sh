@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Patron builds, tests and demos with, when any is
+# missing. Idempotent; needs root (or sudo) only when something must be installed.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  librdkafka-dev libhiredis-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler
+  libjansson-dev libyaml-dev libhttp-parser-dev zlib1g-dev libcriterion-dev
+  redis-server redis-tools kcat wrk curl
+  python3 python3-redis python3-confluent-kafka python3-protobuf protobuf-compiler
+)
+[ "${PATRON_DEPS_EXTRA:-}" ] && read -r -a extra <<<"$PATRON_DEPS_EXTRA" && PACKAGES+=("${extra[@]}")
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: installs missing Debian packages, builds with AddressSanitizer
+# and UndefinedBehaviorSanitizer, then runs unit and integration tests with ctest.
+# The integration tests start their own redis-server and embedded Kafka.
+#   scripts/test.sh            everything
+#   scripts/test.sh -L unit    only the unit tests (any ctest arguments pass through)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+BUILD=${PATRON_TEST_BUILD:-build-test}
+cmake -S . -B "$BUILD" -G Ninja -DPATRON_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+ninja -C "$BUILD"
+
+# LeakSanitizer is on: a leak fails the test like a crash does.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+ctest --test-dir "$BUILD" --output-on-failure --timeout 900 "$@"

@@ -1,0 +1,57 @@
+/*
+ * Redis key names: the one place that knows them.
+ *
+ * Every key carries a hash tag — {c:<customer>} for a customer's keys,
+ * {i:<item>} for an item's — so that every command or script touches one
+ * slot and the same code runs on one Redis and on Redis Cluster.
+ *
+ *   {c:<id>}            string: 8-byte big-endian version + ProfileState protobuf
+ *   {c:<id>}:<suffix>   the customer's other keys (trigger timers, caps, ledger);
+ *                       PATRON_CUSTOMER_KEY_SUFFIXES lists them all, so that an
+ *                       erasure deletes every one
+ *   {i:<id>}            hash: catalog fields (title, category, price_cents,
+ *                       in_stock)
+ *   {i:<id>}:co         sorted set: co-occurrence counts with other items, top K
+ *   {items}:pop         hash: item -> distinct buyers (normalises similarities)
+ *   {items}:trend       sorted set: item -> purchases weighted by
+ *                       patron_trend_weight (popularity with time decay)
+ *   {items}:cat         hash: item -> category
+ *   {items}:oos         set: items out of stock
+ *   {clock}             hash: partition -> "event_ms:idle" (the event clock)
+ *
+ * The {items}:* keys share one slot on purpose: one script updates them all
+ * once per ingest batch, and one pipeline reads them for a recommendation.
+ *
+ * Functions write into a caller buffer of PATRON_KEY_MAX bytes; ids are at
+ * most PATRON_ID_MAX bytes (checked before), so a key always fits.
+ */
+#ifndef PATRON_KEYS_H
+#define PATRON_KEYS_H
+
+#include "patron/common.h"
+
+#define PATRON_KEY_MAX (PATRON_ID_MAX + 32)
+
+/* Suffixes of the customer's keys besides the profile itself, NULL-ended. */
+extern const char *const PATRON_CUSTOMER_KEY_SUFFIXES[];
+
+#define PATRON_KEY_CLOCK "{clock}"
+#define PATRON_KEY_ITEMS_POP "{items}:pop"
+#define PATRON_KEY_ITEMS_TREND "{items}:trend"
+#define PATRON_KEY_ITEMS_CAT "{items}:cat"
+#define PATRON_KEY_ITEMS_OOS "{items}:oos"
+
+/* Each returns the key length, or PATRON_ETOOBIG if it would not fit. */
+int patron_key_customer(char *dst, size_t cap, const char *customer_id,
+                        size_t id_len) PATRON_MUST_USE;
+int patron_key_customer_sub(char *dst, size_t cap, const char *customer_id, size_t id_len,
+                            const char *suffix) PATRON_MUST_USE;
+int patron_key_item(char *dst, size_t cap, const char *item_id, size_t id_len) PATRON_MUST_USE;
+int patron_key_item_cooc(char *dst, size_t cap, const char *item_id, size_t id_len) PATRON_MUST_USE;
+
+/* The stored profile value: version prefix, then the encoded ProfileState. */
+#define PATRON_PROFILE_VERSION_LEN 8
+uint64_t patron_profile_version_get(const void *value, size_t len);
+void patron_profile_version_put(void *dst, uint64_t version);
+
+#endif

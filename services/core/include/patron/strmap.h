@@ -1,0 +1,38 @@
+/*
+ * A string-keyed hash map (open addressing, linear probing, backward-shift
+ * deletion). Keys are BORROWED: the map stores the pointer and length, and
+ * the caller keeps the bytes alive and unchanged while the entry exists.
+ * Values are opaque pointers the map never frees.
+ */
+#ifndef PATRON_STRMAP_H
+#define PATRON_STRMAP_H
+
+#include "patron/common.h"
+
+struct patron_strmap_slot {
+    const char *key;
+    size_t len;
+    uint64_t hash;
+    void *value;
+};
+
+struct patron_strmap {
+    struct patron_strmap_slot *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t count;
+};
+
+uint64_t patron_hash64(const void *data, size_t len); /* FNV-1a, 64 bits */
+
+void patron_strmap_init(struct patron_strmap *m);
+void patron_strmap_free(struct patron_strmap *m);
+void patron_strmap_clear(struct patron_strmap *m);
+void *patron_strmap_get(const struct patron_strmap *m, const char *key, size_t len);
+/* Inserts or replaces; returns the previous value or NULL. */
+void *patron_strmap_put(struct patron_strmap *m, const char *key, size_t len, void *value);
+/* Removes; returns the removed value or NULL. */
+void *patron_strmap_del(struct patron_strmap *m, const char *key, size_t len);
+
+/* Iteration: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key) ... */
+
+#endif

@@ -1,0 +1,43 @@
+#include "patron/catalog.h"
+
+#include <string.h>
+
+static bool id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > PATRON_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20)
+            return false;
+    return true;
+}
+
+int patron_item_update_decode(const void *buf, size_t len, Patron__V1__ItemUpdate **out,
+                              const char **reason)
+{
+    *out = NULL;
+    if (len > PATRON_ITEM_UPDATE_MAX) {
+        *reason = "item update too large";
+        return PATRON_ETOOBIG;
+    }
+    Patron__V1__ItemUpdate *u = patron__v1__item_update__unpack(NULL, len, buf);
+    if (!u) {
+        *reason = "decode: not an ItemUpdate";
+        return PATRON_EINVAL;
+    }
+    if (!id_ok(u->item_id))
+        *reason = "missing or invalid item_id";
+    else if (u->category[0] && !id_ok(u->category))
+        *reason = "invalid category";
+    else if (u->price_cents < 0)
+        *reason = "negative price";
+    else if (strlen(u->title) > PATRON_TITLE_MAX)
+        *reason = "title too long";
+    else {
+        *out = u;
+        return 0;
+    }
+    patron__v1__item_update__free_unpacked(u, NULL);
+    return PATRON_EINVAL;
+}

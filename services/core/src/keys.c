@@ -1,0 +1,61 @@
+#include "patron/keys.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *const PATRON_CUSTOMER_KEY_SUFFIXES[] = {
+    "timers", "pending", "caps", "cooldown", "ledger", "sends", NULL,
+};
+
+static int key_format(char *dst, size_t cap, const char *prefix, const char *id, size_t id_len,
+                      const char *suffix)
+{
+    if (id_len > PATRON_ID_MAX)
+        return PATRON_ETOOBIG;
+    int n = snprintf(dst, cap, "{%s:%.*s}%s%s", prefix, (int)id_len, id, suffix ? ":" : "",
+                     suffix ? suffix : "");
+    if (n < 0 || (size_t)n >= cap)
+        return PATRON_ETOOBIG;
+    return n;
+}
+
+int patron_key_customer(char *dst, size_t cap, const char *customer_id, size_t id_len)
+{
+    return key_format(dst, cap, "c", customer_id, id_len, NULL);
+}
+
+int patron_key_customer_sub(char *dst, size_t cap, const char *customer_id, size_t id_len,
+                            const char *suffix)
+{
+    return key_format(dst, cap, "c", customer_id, id_len, suffix);
+}
+
+int patron_key_item(char *dst, size_t cap, const char *item_id, size_t id_len)
+{
+    return key_format(dst, cap, "i", item_id, id_len, NULL);
+}
+
+int patron_key_item_cooc(char *dst, size_t cap, const char *item_id, size_t id_len)
+{
+    return key_format(dst, cap, "i", item_id, id_len, "co");
+}
+
+uint64_t patron_profile_version_get(const void *value, size_t len)
+{
+    if (len < PATRON_PROFILE_VERSION_LEN)
+        return 0;
+    const unsigned char *b = value;
+    uint64_t v = 0;
+    for (int i = 0; i < PATRON_PROFILE_VERSION_LEN; i++)
+        v = (v << 8) | b[i];
+    return v;
+}
+
+void patron_profile_version_put(void *dst, uint64_t version)
+{
+    unsigned char *b = dst;
+    for (int i = PATRON_PROFILE_VERSION_LEN - 1; i >= 0; i--) {
+        b[i] = (unsigned char)(version & 0xff);
+        version >>= 8;
+    }
+}

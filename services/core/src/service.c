@@ -1,0 +1,128 @@
+#include "patron/service.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int patron_service_init(struct patron_service *s, const char *name, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    int rc = patron_config_load_environ(&s->cfg, name, err, errlen);
+    if (rc)
+        return rc;
+    patron_log_init(&s->log, name, s->cfg.log_level, stderr);
+    for (size_t i = 0; i < s->cfg.n_unknown_vars; i++)
+        patron_log(&s->log, PATRON_LOG_WARN, "unknown variable (a typo?)", "\"name\":\"%s\"",
+                   s->cfg.unknown_vars[i]);
+    rc = uv_loop_init(&s->loop);
+    if (rc) {
+        snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
+        patron_config_free(&s->cfg);
+        return PATRON_EIO;
+    }
+    s->metrics = patron_metrics_new();
+    /* a peer closing a socket must not kill the process */
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+void patron_service_error(struct patron_http_response *res, int status, const char *code,
+                          const char *msg)
+{
+    char body[512], esc[384];
+    patron_json_escape(esc, sizeof(esc), msg);
+    snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", code, esc);
+    patron_http_respond_json(res, status, body);
+}
+
+static void on_http(void *ud, const struct patron_http_request *req,
+                    struct patron_http_response *res)
+{
+    struct patron_service *s = ud;
+    bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    if (get && strcmp(req->path, "/healthz") == 0) {
+        patron_http_respond_json(res, 200, "{\"status\":\"ok\"}");
+    } else if (get && strcmp(req->path, "/readyz") == 0) {
+        bool ready = !s->stopping && (!s->hooks.ready || s->hooks.ready(s->hooks.ud));
+        patron_http_respond_json(res, ready ? 200 : 503,
+                                 ready ? "{\"status\":\"ready\"}" : "{\"status\":\"not ready\"}");
+    } else if (get && strcmp(req->path, "/metrics") == 0) {
+        char *text;
+        size_t len;
+        if (patron_metrics_render(s->metrics, &text, &len)) {
+            patron_service_error(res, 500, "internal", "metrics did not render");
+            return;
+        }
+        patron_http_respond(res, 200, "text/plain; version=0.0.4", text, len);
+        free(text);
+    } else if (s->hooks.route) {
+        s->hooks.route(s->hooks.ud, req, res);
+    } else {
+        patron_service_error(res, 404, "not_found", "no such route");
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct patron_service *s = h->data;
+    if (signum == SIGHUP) {
+        if (s->hooks.on_reload)
+            s->hooks.on_reload(s->hooks.ud);
+        return;
+    }
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    patron_log(&s->log, PATRON_LOG_INFO, "stop requested", "\"signal\":%d", signum);
+    if (s->hooks.on_stop)
+        s->hooks.on_stop(s->hooks.ud);
+    else
+        patron_service_shutdown(s);
+}
+
+int patron_service_listen(struct patron_service *s, const struct patron_service_hooks *hooks)
+{
+    s->hooks = *hooks;
+    uv_signal_t *sigs[] = {&s->sigterm, &s->sigint, &s->sighup};
+    int nums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(sigs); i++) {
+        uv_signal_init(&s->loop, sigs[i]);
+        sigs[i]->data = s;
+        uv_signal_start(sigs[i], on_signal, nums[i]);
+    }
+    int rc = patron_http_server_start(&s->http, &s->loop, s->cfg.http_addr, on_http, s);
+    if (rc) {
+        patron_log(&s->log, PATRON_LOG_ERROR, "http server did not start", "\"addr\":\"%s\"",
+                   s->cfg.http_addr);
+        return rc;
+    }
+    patron_log(&s->log, PATRON_LOG_INFO, "listening", "\"port\":%d",
+               patron_http_server_port(s->http));
+    return 0;
+}
+
+int patron_service_run(struct patron_service *s)
+{
+    return uv_run(&s->loop, UV_RUN_DEFAULT) == 0 ? 0 : PATRON_EIO;
+}
+
+void patron_service_shutdown(struct patron_service *s)
+{
+    uv_signal_t *sigs[] = {&s->sigterm, &s->sigint, &s->sighup};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(sigs); i++)
+        if (!uv_is_closing((uv_handle_t *)sigs[i]))
+            uv_close((uv_handle_t *)sigs[i], NULL);
+    if (s->http) {
+        patron_http_server_close(s->http, NULL, NULL);
+        s->http = NULL;
+    }
+}
+
+void patron_service_free(struct patron_service *s)
+{
+    if (uv_loop_close(&s->loop))
+        patron_log(&s->log, PATRON_LOG_WARN, "loop closed with open handles", NULL);
+    patron_metrics_free(s->metrics);
+    patron_config_free(&s->cfg);
+}
