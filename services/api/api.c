@@ -1,0 +1,374 @@
+/*
+ * patron-api: the HTTP face of Patron. Stateless: every answer is read from
+ * Redis (profiles, the item graph, campaign statistics) and rendered by the
+ * pure core; an erasure is published as an ErasureRequest event so that
+ * ingest applies it in order with the customer's other events.
+ *
+ * @locality: one libuv loop; a request whose answer needs Redis is deferred
+ * and completed from the Redis callback.
+ */
+#include "api.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "patron/clock.h"
+#include "patron/kafka.h"
+#include "patron/keys.h"
+#include "patron/profile.h"
+#include "patron/redis.h"
+#include "patron/v1/event.pb-c.h"
+
+#define CLOCK_PARTITIONS_MAX 4096
+
+struct api {
+    uv_loop_t *loop;
+    const struct patron_config *cfg;
+    const struct patron_log *log;
+    struct patron_metrics *metrics;
+    struct patron_redis *redis;
+    struct patron_producer *producer;
+    struct patron_clock clock;
+    uv_timer_t clock_timer;
+    bool redis_up;
+    uint64_t erasures;
+    struct patron_counter *m_requests_ok, *m_requests_client_err, *m_requests_server_err;
+    void (*on_stopped)(void *ud);
+    void *stopped_ud;
+};
+
+/* A request waiting for Redis or Kafka. */
+struct pending {
+    struct api *api;
+    struct patron_http_response *res;
+    char customer_id[PATRON_ID_MAX + 1];
+};
+
+static void count_status(struct api *api, int status)
+{
+    if (status < 400)
+        patron_counter_inc(api->m_requests_ok);
+    else if (status < 500)
+        patron_counter_inc(api->m_requests_client_err);
+    else
+        patron_counter_inc(api->m_requests_server_err);
+}
+
+static void respond_error(struct api *api, struct patron_http_response *res, int status,
+                          const char *code, const char *msg)
+{
+    count_status(api, status);
+    patron_service_error(res, status, code, msg);
+}
+
+static void respond_json(struct api *api, struct patron_http_response *res, int status,
+                         json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) {
+        respond_error(api, res, 500, "internal", "response did not render");
+        return;
+    }
+    count_status(api, status);
+    patron_http_respond_json(res, status, text);
+    free(text);
+}
+
+/* Constant-time, so that the token does not leak through timing. */
+static bool authorized(const struct api *api, const struct patron_http_request *req)
+{
+    const char *token = api->cfg->api_token;
+    if (!token || !*token)
+        return true;
+    const char *h = req->authorization;
+    static const char prefix[] = "Bearer ";
+    if (!h || strncmp(h, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    h += sizeof(prefix) - 1;
+    size_t a = strlen(h), b = strlen(token);
+    unsigned char diff = (unsigned char)(a != b);
+    for (size_t i = 0; i < b; i++)
+        diff |= (unsigned char)(h[i < a ? i : 0] ^ token[i]);
+    return diff == 0;
+}
+
+static bool id_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > PATRON_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == '/')
+            return false;
+    return true;
+}
+
+/* ---- GET /v1/customers/{id}/profile --------------------------------------- */
+
+static void on_profile(void *ud, redisReply *reply)
+{
+    struct pending *pd = ud;
+    struct api *api = pd->api;
+    /* the handle stays valid until answered, even if the client left */
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        respond_error(api, pd->res, 503, "unavailable", "redis unavailable");
+    } else if (reply->type != REDIS_REPLY_STRING) {
+        respond_error(api, pd->res, 404, "not_found", "unknown customer");
+    } else {
+        struct patron_profile *p = patron_malloc(sizeof(*p));
+        size_t len = (size_t)reply->len;
+        if (len < PATRON_PROFILE_VERSION_LEN ||
+            patron_profile_decode(p, (const uint8_t *)reply->str + PATRON_PROFILE_VERSION_LEN,
+                                  len - PATRON_PROFILE_VERSION_LEN)) {
+            patron_log(api->log, PATRON_LOG_ERROR, "stored profile does not decode",
+                       "\"bytes\":%zu", len);
+            respond_error(api, pd->res, 500, "internal", "stored profile does not decode");
+        } else if (p->erased) {
+            respond_error(api, pd->res, 404, "not_found", "unknown customer");
+        } else {
+            json_t *body =
+                patron_profile_to_json(p, patron_clock_now_ms(&api->clock), &api->cfg->profile);
+            respond_json(api, pd->res, 200, body);
+        }
+        free(p);
+    }
+    free(pd);
+}
+
+static void get_profile(struct api *api, const char *id, size_t id_len,
+                        struct patron_http_response *res)
+{
+    char key[PATRON_KEY_MAX];
+    int klen = patron_key_customer(key, sizeof(key), id, id_len);
+    if (klen < 0) {
+        respond_error(api, res, 400, "bad_request", "customer id too long");
+        return;
+    }
+    struct pending *pd = patron_calloc(1, sizeof(*pd));
+    pd->api = api;
+    pd->res = patron_http_defer(res);
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, (size_t)klen};
+    if (patron_redis_commandv(api->redis, on_profile, pd, 2, argv, lens)) {
+        respond_error(api, pd->res, 503, "unavailable", "redis unavailable");
+        free(pd);
+    }
+}
+
+/* ---- DELETE /v1/customers/{id} -------------------------------------------- */
+
+static void on_erasure_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
+{
+    (void)msg;
+    struct pending *pd = ud;
+    struct api *api = pd->api;
+    if (err) {
+        respond_error(api, pd->res, 503, "unavailable", rd_kafka_err2str(err));
+    } else {
+        json_t *body =
+            json_pack("{s:s, s:s}", "customer_id", pd->customer_id, "status", "erasure accepted");
+        respond_json(api, pd->res, 202, body);
+    }
+    free(pd);
+}
+
+static void delete_customer(struct api *api, const char *id, size_t id_len,
+                            struct patron_http_response *res)
+{
+    char event_id[PATRON_ID_MAX + 1];
+    int64_t now = patron_wall_ms();
+    snprintf(event_id, sizeof(event_id), "api-erasure-%" PRId64 "-%" PRIu64, now, ++api->erasures);
+    struct pending *pd = patron_calloc(1, sizeof(*pd));
+    pd->api = api;
+    memcpy(pd->customer_id, id, id_len);
+
+    Patron__V1__Event ev = PATRON__V1__EVENT__INIT;
+    Patron__V1__ErasureRequest er = PATRON__V1__ERASURE_REQUEST__INIT;
+    ev.event_id = event_id;
+    ev.customer_id = pd->customer_id;
+    ev.occurred_at_ms = now;
+    ev.kind_case = PATRON__V1__EVENT__KIND_ERASURE;
+    ev.erasure = &er;
+    uint8_t buf[256];
+    size_t len = patron__v1__event__get_packed_size(&ev);
+    if (len > sizeof(buf)) {
+        free(pd);
+        respond_error(api, res, 400, "bad_request", "customer id too long");
+        return;
+    }
+    patron__v1__event__pack(&ev, buf);
+    pd->res = patron_http_defer(res);
+    if (patron_producer_send(api->producer, api->cfg->topic_events, RD_KAFKA_PARTITION_UA, id,
+                             id_len, buf, len, NULL, on_erasure_delivered, pd)) {
+        respond_error(api, pd->res, 503, "unavailable", "kafka unavailable");
+        free(pd);
+    }
+}
+
+/* ---- routing -------------------------------------------------------------- */
+
+void api_route(void *ud, const struct patron_http_request *req, struct patron_http_response *res)
+{
+    struct api *api = ud;
+    static const char customers[] = "/v1/customers/";
+    const char *path = req->path;
+    if (strncmp(path, customers, sizeof(customers) - 1) == 0) {
+        const char *id = path + sizeof(customers) - 1;
+        const char *slash = strchr(id, '/');
+        size_t id_len = slash ? (size_t)(slash - id) : strlen(id);
+        const char *rest = slash ? slash : "";
+        if (!id_valid(id, id_len)) {
+            respond_error(api, res, 400, "bad_request", "invalid customer id");
+            return;
+        }
+        bool is_get = strcmp(req->method, "GET") == 0;
+        if (strcmp(rest, "/profile") == 0) {
+            if (!is_get) {
+                respond_error(api, res, 405, "method_not_allowed", "use GET");
+            } else if (!authorized(api, req)) {
+                respond_error(api, res, 401, "unauthorized", "bearer token required");
+            } else {
+                get_profile(api, id, id_len, res);
+            }
+            return;
+        }
+        if (*rest == '\0') {
+            if (strcmp(req->method, "DELETE") != 0) {
+                respond_error(api, res, 405, "method_not_allowed", "use DELETE");
+            } else if (!authorized(api, req)) {
+                respond_error(api, res, 401, "unauthorized", "bearer token required");
+            } else {
+                delete_customer(api, id, id_len, res);
+            }
+            return;
+        }
+    }
+    respond_error(api, res, 404, "not_found", "no such route");
+}
+
+/* ---- the event clock ------------------------------------------------------ */
+
+static void on_clock(void *ud, redisReply *reply)
+{
+    struct api *api = ud;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    size_t n = reply->elements / 2;
+    if (n > CLOCK_PARTITIONS_MAX)
+        n = CLOCK_PARTITIONS_MAX;
+    struct patron_partition_time *parts = patron_calloc(n ? n : 1, sizeof(*parts));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *v = reply->element[2 * i + 1];
+        if (v->type == REDIS_REPLY_STRING &&
+            patron_clock_value_decode(v->str, (size_t)v->len, &parts[k]) == 0)
+            k++;
+    }
+    (void)patron_clock_advance(&api->clock, patron_clock_watermark(parts, k));
+    free(parts);
+}
+
+static void on_clock_timer(uv_timer_t *t)
+{
+    struct api *api = t->data;
+    if (!api->redis_up)
+        return;
+    const char *argv[] = {"HGETALL", PATRON_KEY_CLOCK};
+    size_t lens[] = {7, strlen(PATRON_KEY_CLOCK)};
+    if (patron_redis_commandv(api->redis, on_clock, api, 2, argv, lens))
+        return; /* disconnected: the next tick asks again */
+}
+
+static void on_redis_state(void *ud, bool connected)
+{
+    struct api *api = ud;
+    api->redis_up = connected;
+    patron_log(api->log, connected ? PATRON_LOG_INFO : PATRON_LOG_WARN,
+               connected ? "redis connected" : "redis disconnected", NULL);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg,
+              const struct patron_log *log, struct patron_metrics *metrics)
+{
+    char err[512];
+    struct api *api = patron_calloc(1, sizeof(*api));
+    api->loop = loop;
+    api->cfg = cfg;
+    api->log = log;
+    api->metrics = metrics;
+    patron_clock_init(&api->clock, cfg->clock);
+    const char *name = "patron_api_requests_total", *help = "HTTP requests by status class";
+    api->m_requests_ok = patron_metrics_counter(metrics, name, help, "class=\"2xx\"");
+    api->m_requests_client_err = patron_metrics_counter(metrics, name, help, "class=\"4xx\"");
+    api->m_requests_server_err = patron_metrics_counter(metrics, name, help, "class=\"5xx\"");
+
+    struct patron_redis_options ro = {
+        .host = cfg->redis.host,
+        .port = cfg->redis.port,
+        .user = cfg->redis_user,
+        .password = cfg->redis_password,
+        .db = cfg->redis_db,
+        .connect_timeout_ms = 2000,
+        .max_backoff_ms = 2000,
+        .on_state = on_redis_state,
+        .ud = api,
+    };
+    int rc = patron_redis_open(&api->redis, loop, &ro);
+    if (rc)
+        goto out_free;
+    rc = patron_producer_open(&api->producer, loop, cfg->kafka_brokers,
+                              (const char *const *)cfg->rdkafka_props, 2 * cfg->n_rdkafka_props,
+                              err, sizeof(err));
+    if (rc) {
+        patron_log(log, PATRON_LOG_ERROR, "producer", "\"error\":\"%s\"", err);
+        goto out_close_redis;
+    }
+    uv_timer_init(loop, &api->clock_timer);
+    api->clock_timer.data = api;
+    if (cfg->clock == PATRON_CLOCK_EVENT)
+        uv_timer_start(&api->clock_timer, on_clock_timer, 0, 250);
+    *out = api;
+    return 0;
+
+out_close_redis:
+    patron_redis_close(api->redis, NULL, NULL);
+out_free:
+    free(api);
+    return rc;
+}
+
+bool api_ready(const struct api *api)
+{
+    return api->redis_up;
+}
+
+static void on_redis_closed(void *ud)
+{
+    struct api *api = ud;
+    if (api->on_stopped)
+        api->on_stopped(api->stopped_ud);
+}
+
+void api_stop(struct api *api, void (*on_stopped)(void *ud), void *ud)
+{
+    api->on_stopped = on_stopped;
+    api->stopped_ud = ud;
+    uv_close((uv_handle_t *)&api->clock_timer, NULL);
+    size_t undelivered = patron_producer_close(api->producer, api->cfg->shutdown_timeout_ms);
+    api->producer = NULL;
+    if (undelivered)
+        patron_log(api->log, PATRON_LOG_WARN, "undelivered at shutdown", "\"messages\":%zu",
+                   undelivered);
+    patron_redis_close(api->redis, on_redis_closed, api);
+}
+
+void api_free(struct api *api)
+{
+    free(api);
+}

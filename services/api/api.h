@@ -1,0 +1,23 @@
+/*
+ * patron-api's routes over Redis and Kafka (see api.c). Borrowed: cfg, log
+ * and metrics outlive the api.
+ */
+#ifndef PATRON_API_H
+#define PATRON_API_H
+
+#include <uv.h>
+
+#include "patron/service.h"
+
+struct api;
+
+int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg,
+              const struct patron_log *log, struct patron_metrics *metrics) PATRON_MUST_USE;
+bool api_ready(const struct api *api);
+/* The service's routes (a patron_http_handler); ud is the api. */
+void api_route(void *ud, const struct patron_http_request *req, struct patron_http_response *res);
+/* Flushes the producer, closes Redis, then calls on_stopped. */
+void api_stop(struct api *api, void (*on_stopped)(void *ud), void *ud);
+void api_free(struct api *api);
+
+#endif

@@ -1,0 +1,1439 @@
+/*
+ * The ingest pipeline (see ingest.h for the guarantees).
+ *
+ * @locality: everything here runs on the service's single libuv loop;
+ * Kafka and Redis callbacks are delivered on it by the core adapters.
+ */
+#include "ingest.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patron/catalog.h"
+#include "patron/clock.h"
+#include "patron/event_check.h"
+#include "patron/graph.h"
+#include "patron/kafka.h"
+#include "patron/keys.h"
+#include "patron/profile.h"
+#include "patron/redis.h"
+#include "patron/rfm.h"
+#include "patron/strmap.h"
+#include "patron/trend.h"
+#include "patron/v1/profile.pb-c.h"
+
+/* Seconds an erased customer's tombstone (no personal data: its id and its
+ * Kafka position) is kept, so that replaying the events before the erasure
+ * does not bring the profile back. Longer than any replay we expect. */
+#define TOMBSTONE_TTL_S "604800"
+
+/* Neighbour pairs one purchase may add to the item graph. */
+#define GRAPH_PAIRS_MAX 4096
+
+/* Compare-and-set of a profile. KEYS[1] the profile, KEYS[2..] keys to delete
+ * (an erasure); ARGV[1] the version read ("" when absent), ARGV[2] the new
+ * value, ARGV[3] a TTL in seconds or "0". Returns 1, or 0 when the version
+ * moved (another writer won). */
+static const char CAS_LUA[] =
+    "local cur = redis.call('GETRANGE', KEYS[1], 0, 7)\n"
+    "if cur ~= ARGV[1] then return 0 end\n"
+    "if ARGV[3] ~= '0' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
+    "else redis.call('SET', KEYS[1], ARGV[2]) end\n"
+    "for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+    "return 1\n";
+
+/* Item co-occurrence: KEYS[1] {i:a}:co, ARGV[1] top K, then neighbour,
+ * increment pairs. Keeps at most 2K members between trims, K after. */
+static const char GRAPH_LUA[] =
+    "local k = tonumber(ARGV[1])\n"
+    "for i = 2, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i]) end\n"
+    "if redis.call('ZCARD', KEYS[1]) > 2 * k then\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(k + 1)) end\n"
+    "return 1\n";
+
+/* Item statistics: KEYS {items}:pop, {items}:trend, {items}:cat; ARGV item,
+ * new buyers, trend weight, category quadruples ("0"/"" when unchanged). */
+static const char ITEMS_LUA[] =
+    "for i = 1, #ARGV, 4 do\n"
+    "  if ARGV[i + 1] ~= '0' then redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+    "  if ARGV[i + 2] ~= '0' then redis.call('ZINCRBY', KEYS[2], ARGV[i + 2], ARGV[i]) end\n"
+    "  if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 3]) end\n"
+    "end\n"
+    "return 1\n";
+
+/* The event clock: KEYS[1] {clock}; ARGV partition, event_ms, idle triples.
+ * A partition's time only moves forward; its idle flag is the latest. */
+static const char CLOCK_LUA[] =
+    "for i = 1, #ARGV, 3 do\n"
+    "  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"
+    "  local ms = tonumber(ARGV[i + 1])\n"
+    "  if cur then local c = tonumber(string.match(cur, '^(%d+)')) or 0\n"
+    "    if c > ms then ms = c end end\n"
+    "  redis.call('HSET', KEYS[1], ARGV[i], ms .. ':' .. ARGV[i + 2])\n"
+    "end\n"
+    "return 1\n";
+
+enum topic_kind { TOPIC_EVENTS, TOPIC_CATALOG };
+
+struct customer;
+
+/* One consumed message and what became of it. */
+struct event {
+    rd_kafka_message_t *msg;
+    Patron__V1__Event *ev; /* NULL for DLQ and catalog messages */
+    struct customer *cust;
+    struct event *next_of_customer;
+    uint8_t *update; /* packed ProfileUpdate to publish, or NULL */
+    size_t update_len;
+};
+
+/* A customer touched by a batch: the profile read, then written. */
+struct customer {
+    const char *id; /* borrowed from its first event */
+    size_t id_len;
+    char key[PATRON_KEY_MAX];
+    size_t key_len;
+    struct event *first, *last;
+    uint8_t *stored; /* the value as read (version + protobuf), or NULL: new */
+    size_t stored_len;
+    uint8_t *written; /* the value written, or NULL: unchanged */
+    size_t written_len;
+};
+
+enum phase { PHASE_READING, PHASE_WRITING, PHASE_DONE };
+
+/* The next offset to store for one partition of one topic. */
+struct position {
+    enum topic_kind topic;
+    int32_t partition;
+    int64_t next_offset;
+    int64_t max_event_ms; /* events topic: the batch's latest event time */
+};
+
+struct batch {
+    struct ingest *ing;
+    uint64_t seq;
+    struct event *events;
+    size_t n_events;
+    struct customer *customers;
+    size_t n_customers;
+    struct patron_strmap by_customer;
+    struct position *positions;
+    size_t n_positions;
+    /* What the batch's purchases add to the item statistics, aggregated so
+     * that each item's keys are written once per batch. */
+    struct patron_strmap strings; /* interned item ids: id -> owned copy */
+    struct patron_strmap graph;   /* item -> struct graph_row */
+    struct patron_strmap stats;   /* item -> struct item_stat */
+    size_t pending;               /* Redis replies and delivery reports outstanding */
+    enum phase phase;
+    bool failed;
+    bool cancelled;
+    int64_t started_ms;
+    struct batch *next;
+};
+
+/* Co-occurrence increments of one item's neighbour list. */
+struct graph_row {
+    const char *item;
+    struct graph_cell {
+        const char *item;
+        uint32_t count;
+    } * cells;
+    size_t n, cap;
+};
+
+/* Popularity, trend and category of one item. */
+struct item_stat {
+    const char *item;
+    int64_t buyers; /* new distinct buyers */
+    double trend;   /* sum of patron_trend_weight of its purchases */
+    const char *category;
+};
+
+/* A profile value written by a batch that has not completed yet: the
+ * next batch reads it here instead of from Redis. */
+struct overlay {
+    char *id;
+    size_t id_len;
+    uint8_t *value;
+    size_t len;
+    uint64_t seq;
+};
+
+struct ingest {
+    uv_loop_t *loop;
+    const struct patron_config *cfg;
+    const struct patron_log *log;
+    struct patron_metrics *metrics;
+
+    struct patron_consumer *consumer;
+    struct patron_producer *producer;
+    struct patron_redis *redis;
+    struct patron_redis_script *cas, *graph, *clock, *items;
+
+    struct batch *head, *tail; /* in-flight batches, oldest first */
+    size_t inflight;
+    uint64_t next_seq;
+    bool reading; /* a batch is between read and write */
+
+    struct patron_strmap overlay;
+    struct position *positions; /* last stored per partition */
+    size_t n_positions, cap_positions;
+
+    rd_kafka_message_t **poll_buf;
+    bool redis_up;
+    bool resetting;
+    bool stopping;
+    void (*on_stopped)(void *ud);
+    void *stopped_ud;
+    uv_timer_t tick; /* idle partitions, reset retries, shutdown deadline */
+    int64_t stop_deadline_ms;
+
+    struct patron_counter *m_events_applied, *m_events_duplicate, *m_events_replayed;
+    struct patron_counter *m_catalog, *m_batches, *m_resets, *m_updates;
+    struct patron_gauge *m_inflight;
+    struct patron_histogram *m_batch_seconds;
+};
+
+static void pump(struct ingest *ing);
+static void reset(struct ingest *ing, const char *why);
+static void batch_settle(struct batch *b);
+
+/* ---- positions ----------------------------------------------------------- */
+
+static struct position *position_find(struct position *v, size_t n, enum topic_kind t, int32_t p)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].topic == t && v[i].partition == p)
+            return &v[i];
+    return NULL;
+}
+
+static const char *topic_name(const struct ingest *ing, enum topic_kind t)
+{
+    return t == TOPIC_EVENTS ? ing->cfg->topic_events : ing->cfg->topic_catalog;
+}
+
+static int topic_of(const struct ingest *ing, const rd_kafka_message_t *m, enum topic_kind *out)
+{
+    const char *name = rd_kafka_topic_name(m->rkt);
+    if (strcmp(name, ing->cfg->topic_events) == 0)
+        *out = TOPIC_EVENTS;
+    else if (strcmp(name, ing->cfg->topic_catalog) == 0)
+        *out = TOPIC_CATALOG;
+    else
+        return PATRON_EINVAL;
+    return 0;
+}
+
+/* The first message of a partition after an assignment or a seek tells
+ * where consumption stands, should the pipeline have to seek back. */
+static void position_learn(struct ingest *ing, enum topic_kind t, int32_t p, int64_t offset)
+{
+    if (position_find(ing->positions, ing->n_positions, t, p))
+        return;
+    if (ing->n_positions == ing->cap_positions) {
+        ing->cap_positions = ing->cap_positions ? ing->cap_positions * 2 : 16;
+        ing->positions =
+            patron_realloc(ing->positions, ing->cap_positions * sizeof(*ing->positions));
+    }
+    ing->positions[ing->n_positions++] =
+        (struct position){.topic = t, .partition = p, .next_offset = offset};
+}
+
+/* ---- overlay ------------------------------------------------------------- */
+
+static void overlay_free(struct overlay *o)
+{
+    free(o->id);
+    free(o->value);
+    free(o);
+}
+
+static void overlay_clear(struct ingest *ing)
+{
+    for (size_t i = 0; i < ing->overlay.cap; i++)
+        if (ing->overlay.slots[i].key)
+            overlay_free(ing->overlay.slots[i].value);
+    patron_strmap_clear(&ing->overlay);
+}
+
+static void overlay_put(struct ingest *ing, const struct customer *c, uint64_t seq)
+{
+    struct overlay *o = patron_strmap_get(&ing->overlay, c->id, c->id_len);
+    if (!o) {
+        o = patron_calloc(1, sizeof(*o));
+        o->id = patron_strndup(c->id, c->id_len);
+        o->id_len = c->id_len;
+        patron_strmap_put(&ing->overlay, o->id, o->id_len, o);
+    }
+    free(o->value);
+    o->value = patron_malloc(c->written_len);
+    memcpy(o->value, c->written, c->written_len);
+    o->len = c->written_len;
+    o->seq = seq;
+}
+
+/* Drops the entries a completed batch was the last writer of: Redis has them now. */
+static void overlay_release(struct ingest *ing, const struct batch *b)
+{
+    for (size_t i = 0; i < b->n_customers; i++) {
+        const struct customer *c = &b->customers[i];
+        struct overlay *o = patron_strmap_get(&ing->overlay, c->id, c->id_len);
+        if (o && o->seq == b->seq) {
+            patron_strmap_del(&ing->overlay, c->id, c->id_len);
+            overlay_free(o);
+        }
+    }
+}
+
+/* ---- batch lifecycle ------------------------------------------------------ */
+
+static void batch_free(struct batch *b)
+{
+    for (size_t i = 0; i < b->n_events; i++) {
+        struct event *e = &b->events[i];
+        if (e->ev)
+            patron__v1__event__free_unpacked(e->ev, NULL);
+        free(e->update);
+        rd_kafka_message_destroy(e->msg);
+    }
+    for (size_t i = 0; i < b->n_customers; i++) {
+        free(b->customers[i].stored);
+        free(b->customers[i].written);
+    }
+    patron_strmap_free(&b->by_customer);
+    for (size_t i = 0; i < b->graph.cap; i++) {
+        struct graph_row *row = b->graph.slots[i].value;
+        if (b->graph.slots[i].key) {
+            free(row->cells);
+            free(row);
+        }
+    }
+    patron_strmap_free(&b->graph);
+    for (size_t i = 0; i < b->stats.cap; i++)
+        if (b->stats.slots[i].key)
+            free(b->stats.slots[i].value);
+    patron_strmap_free(&b->stats);
+    for (size_t i = 0; i < b->strings.cap; i++)
+        if (b->strings.slots[i].key)
+            free(b->strings.slots[i].value);
+    patron_strmap_free(&b->strings);
+    free(b->events);
+    free(b->customers);
+    free(b->positions);
+    free(b);
+}
+
+static void batch_unlink(struct ingest *ing, struct batch *b)
+{
+    struct batch **pp = &ing->head;
+    while (*pp != b)
+        pp = &(*pp)->next;
+    *pp = b->next;
+    if (ing->tail == b) {
+        ing->tail = NULL;
+        for (struct batch *x = ing->head; x; x = x->next)
+            ing->tail = x;
+    }
+    ing->inflight--;
+    patron_gauge_set(ing->m_inflight, (double)ing->inflight);
+}
+
+static void batch_fail(struct batch *b, const char *why)
+{
+    if (!b->failed && !b->cancelled) {
+        b->failed = true;
+        reset(b->ing, why);
+    }
+}
+
+/* A callback of this batch came back; the last one moves it on. */
+static void batch_release(struct batch *b)
+{
+    b->pending--;
+    batch_settle(b);
+}
+
+/* ---- completing batches in order ------------------------------------------ */
+
+static void store_offsets(struct ingest *ing, const struct batch *b)
+{
+    for (size_t i = 0; i < b->n_positions; i++) {
+        const struct position *bp = &b->positions[i];
+        int err = patron_consumer_store(ing->consumer, topic_name(ing, bp->topic), bp->partition,
+                                        bp->next_offset);
+        if (err) {
+            /* the partition was revoked meanwhile: its new owner replays */
+            patron_log(ing->log, PATRON_LOG_WARN, "offset not stored",
+                       "\"partition\":%d,\"offset\":%" PRId64, bp->partition, bp->next_offset);
+            continue;
+        }
+        struct position *p =
+            position_find(ing->positions, ing->n_positions, bp->topic, bp->partition);
+        if (p)
+            p->next_offset = bp->next_offset;
+    }
+}
+
+static void complete_ready(struct ingest *ing)
+{
+    while (ing->head && ing->head->phase == PHASE_DONE && ing->head->pending == 0 &&
+           !ing->head->cancelled) {
+        struct batch *b = ing->head;
+        store_offsets(ing, b);
+        overlay_release(ing, b);
+        patron_counter_add(ing->m_batches, 1);
+        patron_histogram_observe(ing->m_batch_seconds,
+                                 (double)(patron_monotonic_ms() - b->started_ms) / 1000.0);
+        batch_unlink(ing, b);
+        batch_free(b);
+    }
+}
+
+/* ---- publishing ----------------------------------------------------------- */
+
+static void on_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
+{
+    (void)msg;
+    struct batch *b = ud;
+    if (err)
+        batch_fail(b, rd_kafka_err2str(err));
+    batch_release(b);
+}
+
+static void publish(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    for (size_t i = 0; i < b->n_events; i++) {
+        struct event *e = &b->events[i];
+        if (!e->update)
+            continue;
+        int err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
+                                       RD_KAFKA_PARTITION_UA, e->cust->id, e->cust->id_len,
+                                       e->update, e->update_len, NULL, on_delivered, b);
+        if (err) {
+            batch_fail(b, "profile update not produced");
+            return;
+        }
+        b->pending++;
+        patron_counter_add(ing->m_updates, 1);
+    }
+}
+
+/* Moves a batch on when its outstanding callbacks are all back:
+ * READING -> apply and write; WRITING -> publish; then DONE. */
+static void apply_and_write(struct batch *b);
+
+static void batch_settle(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    if (b->pending > 0)
+        return;
+    if (b->cancelled || b->failed) {
+        if (b->phase == PHASE_READING)
+            ing->reading = false;
+        batch_unlink(ing, b);
+        batch_free(b);
+        if (ing->resetting)
+            reset(ing, NULL); /* maybe the last one we waited for */
+        return;
+    }
+    switch (b->phase) {
+    case PHASE_READING:
+        apply_and_write(b);
+        ing->reading = false;
+        if (b->pending == 0)
+            batch_settle(b); /* nothing to write (all duplicates): go on */
+        pump(ing);
+        return;
+    case PHASE_WRITING:
+        b->phase = PHASE_DONE;
+        publish(b); /* DLQ entries were sent at the start */
+        if (b->pending == 0)
+            batch_settle(b);
+        return;
+    case PHASE_DONE:
+        complete_ready(ing);
+        if (ing->stopping && !ing->head)
+            uv_timer_start(&ing->tick, NULL, 0, 0); /* handled by the tick */
+        pump(ing);
+        return;
+    }
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+/* The customer and its batch travel together in the read callback. */
+struct read_ctx {
+    struct batch *b;
+    struct customer *c;
+};
+
+static void on_read(void *ud, redisReply *reply)
+{
+    struct read_ctx *rc = ud;
+    struct batch *b = rc->b;
+    struct customer *c = rc->c;
+    free(rc);
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        batch_fail(b, reply ? reply->str : "redis disconnected");
+    } else if (reply->type == REDIS_REPLY_STRING && !b->cancelled) {
+        c->stored = patron_malloc((size_t)reply->len);
+        memcpy(c->stored, reply->str, (size_t)reply->len);
+        c->stored_len = (size_t)reply->len;
+    }
+    batch_release(b);
+}
+
+static void read_profiles(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    for (size_t i = 0; i < b->n_customers; i++) {
+        struct customer *c = &b->customers[i];
+        struct overlay *o = patron_strmap_get(&ing->overlay, c->id, c->id_len);
+        if (o) {
+            c->stored = patron_malloc(o->len);
+            memcpy(c->stored, o->value, o->len);
+            c->stored_len = o->len;
+            continue;
+        }
+        struct read_ctx *rc = patron_malloc(sizeof(*rc));
+        *rc = (struct read_ctx){b, c};
+        const char *argv[] = {"GET", c->key};
+        size_t lens[] = {3, c->key_len};
+        if (patron_redis_commandv(ing->redis, on_read, rc, 2, argv, lens)) {
+            free(rc);
+            batch_fail(b, "redis unavailable");
+            return;
+        }
+        b->pending++;
+    }
+}
+
+/* ---- applying and writing ------------------------------------------------- */
+
+static void on_written(void *ud, redisReply *reply)
+{
+    struct batch *b = ud;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        batch_fail(b, reply ? reply->str : "redis disconnected");
+    else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        batch_fail(b, "profile version conflict");
+    batch_release(b);
+}
+
+static Patron__V1__EventKind event_kind(const Patron__V1__Event *ev)
+{
+    switch (ev->kind_case) {
+    case PATRON__V1__EVENT__KIND_VIEW:
+        return PATRON__V1__EVENT_KIND__VIEW;
+    case PATRON__V1__EVENT__KIND_CART_ADD:
+        return PATRON__V1__EVENT_KIND__CART_ADD;
+    case PATRON__V1__EVENT__KIND_CART_REMOVE:
+        return PATRON__V1__EVENT_KIND__CART_REMOVE;
+    case PATRON__V1__EVENT__KIND_PURCHASE:
+        return PATRON__V1__EVENT_KIND__PURCHASE;
+    case PATRON__V1__EVENT__KIND_REFUND:
+        return PATRON__V1__EVENT_KIND__REFUND;
+    case PATRON__V1__EVENT__KIND_REVIEW:
+        return PATRON__V1__EVENT_KIND__REVIEW;
+    case PATRON__V1__EVENT__KIND_CUSTOMER:
+        return PATRON__V1__EVENT_KIND__CUSTOMER;
+    case PATRON__V1__EVENT__KIND_CONSENT:
+        return PATRON__V1__EVENT_KIND__CONSENT;
+    case PATRON__V1__EVENT__KIND_ERASURE:
+        return PATRON__V1__EVENT_KIND__ERASURE;
+    default:
+        return PATRON__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED;
+    }
+}
+
+/* The event's items, for the trigger service (borrowed pointers). */
+static size_t event_items(const Patron__V1__Event *ev, char **out, size_t max)
+{
+    size_t n = 0;
+    switch (ev->kind_case) {
+    case PATRON__V1__EVENT__KIND_VIEW:
+        out[n++] = ev->view->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_CART_ADD:
+        out[n++] = ev->cart_add->item->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_CART_REMOVE:
+        out[n++] = ev->cart_remove->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_PURCHASE:
+        for (size_t i = 0; i < ev->purchase->n_items && n < max; i++)
+            out[n++] = ev->purchase->items[i]->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_REFUND:
+        for (size_t i = 0; i < ev->refund->n_items && n < max; i++)
+            out[n++] = ev->refund->items[i]->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_REVIEW:
+        out[n++] = ev->review->item_id;
+        break;
+    default:
+        break;
+    }
+    return n;
+}
+
+struct event_apply {
+    const struct patron_profile *p;
+    const struct patron_apply_outcome *out;
+    int32_t partition;
+    int64_t offset;
+};
+
+#define UPDATE_ITEMS_MAX 1000
+
+/* The ProfileUpdate of one event, as the profile stands right after it. */
+static void build_update(struct event *e, const struct event_apply *ea)
+{
+    const Patron__V1__Event *ev = e->ev;
+    const struct patron_profile *p = ea->p;
+    Patron__V1__ProfileUpdate u = PATRON__V1__PROFILE_UPDATE__INIT;
+    char *items[UPDATE_ITEMS_MAX];
+
+    u.customer_id = ev->customer_id;
+    u.event_id = ev->event_id;
+    u.kind = event_kind(ev);
+    u.occurred_at_ms = ev->occurred_at_ms;
+    u.replayed = ea->out->result == PATRON_APPLY_REPLAYED;
+    u.n_item_ids = event_items(ev, items, UPDATE_ITEMS_MAX);
+    u.item_ids = items;
+    u.value_cents = ea->out->value_cents;
+    u.tier = (char *)patron_tier_name(ea->out->tier_after);
+    u.previous_tier = (char *)patron_tier_name(ea->out->tier_before);
+    u.segment = (char *)patron_segment_name(ea->out->segment_after);
+    u.previous_segment = (char *)patron_segment_name(ea->out->segment_before);
+    u.orders = p->orders;
+    u.net_spend_cents = p->net_spend_cents;
+    u.points = p->points;
+    u.last_purchase_ms = p->last_purchase_ms;
+    u.consent_sms = p->consent_sms;
+    u.consent_push = p->consent_push;
+    u.consent_email = p->consent_email;
+    u.time_zone = (char *)p->time_zone;
+    u.locale = (char *)p->locale;
+    u.birthday = (char *)p->birthday;
+    if (ev->kind_case == PATRON__V1__EVENT__KIND_CONSENT) {
+        u.consent_channel = ev->consent->channel;
+        u.consent_granted = ev->consent->granted;
+    }
+    u.partition = ea->partition;
+    u.offset = ea->offset;
+    e->update_len = patron__v1__profile_update__get_packed_size(&u);
+    e->update = patron_malloc(e->update_len);
+    patron__v1__profile_update__pack(&u, e->update);
+}
+
+/* A copy of s that lives as long as the batch. */
+static const char *batch_intern(struct batch *b, const char *s)
+{
+    size_t len = strlen(s);
+    char *copy = patron_strmap_get(&b->strings, s, len);
+    if (!copy) {
+        copy = patron_strndup(s, len);
+        patron_strmap_put(&b->strings, copy, len, copy);
+    }
+    return copy;
+}
+
+static struct item_stat *batch_stat(struct batch *b, const char *item)
+{
+    struct item_stat *st = patron_strmap_get(&b->stats, item, strlen(item));
+    if (!st) {
+        st = patron_calloc(1, sizeof(*st));
+        st->item = batch_intern(b, item);
+        patron_strmap_put(&b->stats, st->item, strlen(st->item), st);
+    }
+    return st;
+}
+
+static void graph_add(struct batch *b, const char *a, const char *x)
+{
+    struct graph_row *row = patron_strmap_get(&b->graph, a, strlen(a));
+    if (!row) {
+        row = patron_calloc(1, sizeof(*row));
+        row->item = batch_intern(b, a);
+        patron_strmap_put(&b->graph, row->item, strlen(row->item), row);
+    }
+    for (size_t i = 0; i < row->n; i++) {
+        if (strcmp(row->cells[i].item, x) == 0) {
+            row->cells[i].count++;
+            return;
+        }
+    }
+    if (row->n == row->cap) {
+        row->cap = row->cap ? row->cap * 2 : 8;
+        row->cells = patron_realloc(row->cells, row->cap * sizeof(*row->cells));
+    }
+    row->cells[row->n++] = (struct graph_cell){batch_intern(b, x), 1};
+}
+
+/* What an applied purchase adds to the item statistics: a buyer for each
+ * item new to the customer, trend weight and category for every line, and
+ * co-occurrence pairs with the customer's recent history. */
+static void batch_note_purchase(struct batch *b, const char (*prior)[PATRON_ID_MAX + 1],
+                                size_t n_prior, const Patron__V1__Event *ev)
+{
+    const Patron__V1__Purchase *purchase = ev->purchase;
+    const char *items[PATRON_GRAPH_LINES_MAX];
+    size_t n = patron_graph_new_items(prior, n_prior, purchase, items, PATRON_GRAPH_LINES_MAX);
+    for (size_t i = 0; i < n; i++)
+        batch_stat(b, items[i])->buyers++;
+    double w = patron_trend_weight(ev->occurred_at_ms);
+    for (size_t i = 0; i < purchase->n_items; i++) {
+        const Patron__V1__LineItem *li = purchase->items[i];
+        struct item_stat *st = batch_stat(b, li->item_id);
+        st->trend += w;
+        if (li->category[0])
+            st->category = li->category; /* the event lives as long as the batch */
+    }
+    struct patron_graph_pair *pairs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*pairs));
+    size_t np = patron_graph_pairs(prior, n_prior, (size_t)b->ing->cfg->graph_history, purchase,
+                                   pairs, GRAPH_PAIRS_MAX);
+    for (size_t i = 0; i < np; i++)
+        graph_add(b, pairs[i].a, pairs[i].b);
+    free(pairs);
+}
+
+/* One script call per item whose neighbour list changed. */
+static void write_graph(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    char topk[24], key[PATRON_KEY_MAX];
+    int topk_len = snprintf(topk, sizeof(topk), "%d", ing->cfg->graph_topk);
+    for (size_t s = 0; s < b->graph.cap && !b->failed; s++) {
+        const struct graph_row *row = b->graph.slots[s].value;
+        if (!b->graph.slots[s].key)
+            continue;
+        int klen = patron_key_item_cooc(key, sizeof(key), row->item, strlen(row->item));
+        if (klen < 0)
+            continue; /* ids were checked: cannot happen */
+        size_t argc = 0, max = 2 + 2 * row->n;
+        const char **argv = patron_malloc(max * sizeof(*argv));
+        size_t *lens = patron_malloc(max * sizeof(*lens));
+        char(*counts)[12] = patron_malloc(row->n * sizeof(*counts));
+        argv[argc] = key;
+        lens[argc++] = (size_t)klen;
+        argv[argc] = topk;
+        lens[argc++] = (size_t)topk_len;
+        for (size_t i = 0; i < row->n; i++) {
+            argv[argc] = row->cells[i].item;
+            lens[argc++] = strlen(row->cells[i].item);
+            argv[argc] = counts[i];
+            lens[argc++] =
+                (size_t)snprintf(counts[i], sizeof(counts[i]), "%u", row->cells[i].count);
+        }
+        if (patron_redis_evalsha(ing->redis, ing->graph, on_written, b, 1, (int)argc - 1, argv,
+                                 lens))
+            batch_fail(b, "redis unavailable");
+        else
+            b->pending++;
+        free(counts);
+        free(lens);
+        free(argv);
+    }
+}
+
+/* One script call for every item statistic of the batch. */
+static void write_item_stats(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    size_t n = b->stats.count;
+    if (n == 0)
+        return;
+    const char **argv = patron_malloc((3 + 4 * n) * sizeof(*argv));
+    size_t *lens = patron_malloc((3 + 4 * n) * sizeof(*lens));
+    char(*nums)[2][32] = patron_malloc(n * sizeof(*nums));
+    size_t argc = 0, k = 0;
+    const char *keys[] = {PATRON_KEY_ITEMS_POP, PATRON_KEY_ITEMS_TREND, PATRON_KEY_ITEMS_CAT};
+    for (size_t i = 0; i < 3; i++) {
+        argv[argc] = keys[i];
+        lens[argc++] = strlen(keys[i]);
+    }
+    for (size_t s = 0; s < b->stats.cap; s++) {
+        const struct item_stat *st = b->stats.slots[s].value;
+        if (!b->stats.slots[s].key)
+            continue;
+        argv[argc] = st->item;
+        lens[argc++] = strlen(st->item);
+        argv[argc] = nums[k][0];
+        lens[argc++] = (size_t)snprintf(nums[k][0], sizeof(nums[k][0]), "%" PRId64, st->buyers);
+        argv[argc] = nums[k][1];
+        lens[argc++] = st->trend > 0
+                           ? (size_t)snprintf(nums[k][1], sizeof(nums[k][1]), "%.17g", st->trend)
+                           : (size_t)snprintf(nums[k][1], sizeof(nums[k][1]), "0");
+        argv[argc] = st->category ? st->category : "";
+        lens[argc] = strlen(argv[argc]);
+        argc++;
+        k++;
+    }
+    if (patron_redis_evalsha(ing->redis, ing->items, on_written, b, 3, (int)argc - 3, argv, lens))
+        batch_fail(b, "redis unavailable");
+    else
+        b->pending++;
+    free(nums);
+    free(lens);
+    free(argv);
+}
+
+/* Compare-and-set of the customer's profile; an erasure also deletes the
+ * customer's other keys, and a tombstone expires. */
+static void write_profile(struct batch *b, struct customer *c, uint64_t version, bool erasure,
+                          bool tombstone)
+{
+    struct ingest *ing = b->ing;
+    enum { KEYS_MAX = 16 };
+    char keys[KEYS_MAX][PATRON_KEY_MAX];
+    const char *argv[KEYS_MAX + 3];
+    size_t lens[KEYS_MAX + 3];
+    int nkeys = 0;
+
+    argv[nkeys] = c->key;
+    lens[nkeys++] = c->key_len;
+    if (erasure) {
+        for (size_t i = 0; PATRON_CUSTOMER_KEY_SUFFIXES[i] && nkeys < KEYS_MAX; i++) {
+            int klen = patron_key_customer_sub(keys[i], sizeof(keys[i]), c->id, c->id_len,
+                                               PATRON_CUSTOMER_KEY_SUFFIXES[i]);
+            if (klen < 0)
+                continue;
+            argv[nkeys] = keys[i];
+            lens[nkeys++] = (size_t)klen;
+        }
+    }
+    int argc = nkeys;
+    argv[argc] = (const char *)c->stored;
+    lens[argc++] = version ? PATRON_PROFILE_VERSION_LEN : 0;
+    argv[argc] = (const char *)c->written;
+    lens[argc++] = c->written_len;
+    argv[argc] = tombstone ? TOMBSTONE_TTL_S : "0";
+    lens[argc] = strlen(argv[argc]);
+    argc++;
+    if (patron_redis_evalsha(ing->redis, ing->cas, on_written, b, nkeys, argc - nkeys, argv,
+                             lens)) {
+        batch_fail(b, "redis unavailable");
+        return;
+    }
+    b->pending++;
+    overlay_put(ing, c, b->seq);
+}
+
+static void apply_customer(struct batch *b, struct customer *c)
+{
+    struct ingest *ing = b->ing;
+    struct patron_profile *p = patron_malloc(sizeof(*p));
+    char(*prior)[PATRON_ID_MAX + 1] = NULL;
+    size_t n_prior = 0;
+    uint64_t version = 0;
+    bool changed = false, erasure = false;
+
+    if (c->stored && c->stored_len >= PATRON_PROFILE_VERSION_LEN) {
+        version = patron_profile_version_get(c->stored, c->stored_len);
+        if (patron_profile_decode(p, c->stored + PATRON_PROFILE_VERSION_LEN,
+                                  c->stored_len - PATRON_PROFILE_VERSION_LEN)) {
+            /* Never overwrite what we cannot read: stop and let a human look. */
+            batch_fail(b, "stored profile does not decode");
+            goto out_free_profile;
+        }
+    } else {
+        char id[PATRON_ID_MAX + 1];
+        memcpy(id, c->id, c->id_len);
+        id[c->id_len] = '\0';
+        patron_profile_init(p, id);
+    }
+
+    for (struct event *e = c->first; e; e = e->next_of_customer) {
+        struct patron_apply_outcome out;
+        bool purchase = e->ev->kind_case == PATRON__V1__EVENT__KIND_PURCHASE;
+        if (purchase) {
+            if (!prior)
+                prior = patron_malloc(sizeof(p->bought));
+            memcpy(prior, p->bought, sizeof(p->bought));
+            n_prior = p->n_bought;
+        }
+        if (patron_profile_apply(p, e->ev, e->msg->partition, e->msg->offset, &ing->cfg->profile,
+                                 &out)) {
+            /* event_check accepted it, so apply must too: a bug, not input */
+            batch_fail(b, "apply rejected a checked event");
+            goto out_free_prior;
+        }
+        switch (out.result) {
+        case PATRON_APPLY_DUPLICATE:
+            patron_counter_add(ing->m_events_duplicate, 1);
+            continue;
+        case PATRON_APPLY_REPLAYED:
+            patron_counter_add(ing->m_events_replayed, 1);
+            break;
+        case PATRON_APPLY_APPLIED:
+            patron_counter_add(ing->m_events_applied, 1);
+            changed = true;
+            erasure |= out.erased;
+            if (purchase)
+                batch_note_purchase(b, (const char(*)[PATRON_ID_MAX + 1]) prior, n_prior, e->ev);
+            break;
+        }
+        struct event_apply ea = {p, &out, e->msg->partition, e->msg->offset};
+        build_update(e, &ea);
+    }
+
+    if (changed) {
+        uint8_t *body;
+        size_t len;
+        if (patron_profile_encode(p, &body, &len)) {
+            batch_fail(b, "profile does not encode");
+            goto out_free_prior;
+        }
+        c->written_len = PATRON_PROFILE_VERSION_LEN + len;
+        c->written = patron_malloc(c->written_len);
+        patron_profile_version_put(c->written, version + 1);
+        memcpy(c->written + PATRON_PROFILE_VERSION_LEN, body, len);
+        free(body);
+        write_profile(b, c, version, erasure, p->erased);
+    }
+
+out_free_prior:
+    free(prior);
+out_free_profile:
+    free(p);
+}
+
+/* The event clock: each partition's latest event time, and whether the
+ * partition has nothing more to read (idle partitions must not stall it). */
+static void write_clock(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_positions; i++)
+        n += b->positions[i].topic == TOPIC_EVENTS && b->positions[i].max_event_ms > 0;
+    if (n == 0)
+        return;
+    const char **argv = patron_malloc((1 + 3 * n) * sizeof(*argv));
+    size_t *lens = patron_malloc((1 + 3 * n) * sizeof(*lens));
+    char(*buf)[3][24] = patron_malloc(n * sizeof(*buf));
+    size_t argc = 0, k = 0;
+    argv[argc] = PATRON_KEY_CLOCK;
+    lens[argc++] = strlen(PATRON_KEY_CLOCK);
+    for (size_t i = 0; i < b->n_positions; i++) {
+        const struct position *bp = &b->positions[i];
+        if (bp->topic != TOPIC_EVENTS || bp->max_event_ms <= 0)
+            continue;
+        int64_t lag = patron_consumer_lag(ing->consumer, ing->cfg->topic_events, bp->partition,
+                                          bp->next_offset);
+        snprintf(buf[k][0], sizeof(buf[k][0]), "%d", bp->partition);
+        snprintf(buf[k][1], sizeof(buf[k][1]), "%" PRId64, bp->max_event_ms);
+        snprintf(buf[k][2], sizeof(buf[k][2]), "%d", lag == 0 ? 1 : 0);
+        for (int j = 0; j < 3; j++) {
+            argv[argc] = buf[k][j];
+            lens[argc++] = strlen(buf[k][j]);
+        }
+        k++;
+    }
+    if (patron_redis_evalsha(ing->redis, ing->clock, on_written, b, 1, (int)argc - 1, argv, lens))
+        batch_fail(b, "redis unavailable");
+    else
+        b->pending++;
+    free(buf);
+    free(lens);
+    free(argv);
+}
+
+static void apply_and_write(struct batch *b)
+{
+    b->phase = PHASE_WRITING;
+    for (size_t i = 0; i < b->n_customers && !b->failed; i++)
+        apply_customer(b, &b->customers[i]);
+    /* after the profiles, so that the statistics follow what was applied */
+    if (!b->failed)
+        write_graph(b);
+    if (!b->failed)
+        write_item_stats(b);
+    if (!b->failed)
+        write_clock(b);
+}
+
+/* ---- starting a batch ----------------------------------------------------- */
+
+static void send_dlq(struct batch *b, struct event *e, const char *reason)
+{
+    struct ingest *ing = b->ing;
+    patron_counter_add(patron_metrics_counter(ing->metrics, "patron_ingest_dlq_total",
+                                              "Messages sent to the dead-letter topic", NULL),
+                       1);
+    patron_log(ing->log, PATRON_LOG_WARN, "message to DLQ", "\"partition\":%d,\"offset\":%" PRId64,
+               e->msg->partition, e->msg->offset);
+    (void)reason;
+    if (patron_dlq_send(ing->producer, ing->cfg->topic_dlq, e->msg, reason, on_delivered, b)) {
+        batch_fail(b, "dlq not produced");
+        return;
+    }
+    b->pending++;
+}
+
+static void send_command(struct batch *b, int argc, const char **argv, const size_t *lens)
+{
+    if (patron_redis_commandv(b->ing->redis, on_written, b, argc, argv, lens)) {
+        batch_fail(b, "redis unavailable");
+        return;
+    }
+    b->pending++;
+}
+
+/* The item's catalog hash, its category for filters and its stock state
+ * (last write wins: the catalog topic is keyed by item, so in order). */
+static void write_catalog(struct batch *b, const Patron__V1__ItemUpdate *u)
+{
+    char key[PATRON_KEY_MAX], price[24];
+    size_t id_len = strlen(u->item_id);
+    int klen = patron_key_item(key, sizeof(key), u->item_id, id_len);
+    if (klen < 0)
+        return;
+    int plen = snprintf(price, sizeof(price), "%" PRId64, u->price_cents);
+    const char *hset[] = {"HSET",      key,           "title", u->title,   "category",
+                          u->category, "price_cents", price,   "in_stock", u->in_stock ? "1" : "0"};
+    size_t hset_lens[] = {
+        4, (size_t)klen, 5, strlen(u->title), 8, strlen(u->category), 11, (size_t)plen, 8, 1};
+    send_command(b, 10, hset, hset_lens);
+    const char *stock[] = {u->in_stock ? "SREM" : "SADD", PATRON_KEY_ITEMS_OOS, u->item_id};
+    size_t stock_lens[] = {4, strlen(PATRON_KEY_ITEMS_OOS), id_len};
+    send_command(b, 3, stock, stock_lens);
+    if (u->category[0]) {
+        const char *cat[] = {"HSET", PATRON_KEY_ITEMS_CAT, u->item_id, u->category};
+        size_t cat_lens[] = {4, strlen(PATRON_KEY_ITEMS_CAT), id_len, strlen(u->category)};
+        send_command(b, 4, cat, cat_lens);
+    }
+    patron_counter_add(b->ing->m_catalog, 1);
+}
+
+static void batch_position(struct batch *b, enum topic_kind t, const rd_kafka_message_t *m,
+                           int64_t event_ms)
+{
+    struct position *p = position_find(b->positions, b->n_positions, t, m->partition);
+    if (!p) {
+        p = &b->positions[b->n_positions++];
+        *p = (struct position){.topic = t, .partition = m->partition};
+    }
+    if (m->offset + 1 > p->next_offset)
+        p->next_offset = m->offset + 1;
+    if (event_ms > p->max_event_ms)
+        p->max_event_ms = event_ms;
+}
+
+/* Sorts the messages into customers; bad ones go to the DLQ, catalog
+ * updates straight to their item (they carry no profile). */
+static void batch_classify(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    for (size_t i = 0; i < b->n_events; i++) {
+        struct event *e = &b->events[i];
+        enum topic_kind t;
+        if (topic_of(ing, e->msg, &t)) {
+            send_dlq(b, e, "unexpected topic");
+            continue;
+        }
+        position_learn(ing, t, e->msg->partition, e->msg->offset);
+        const char *reason = NULL;
+        if (t == TOPIC_CATALOG) {
+            batch_position(b, t, e->msg, 0);
+            Patron__V1__ItemUpdate *u;
+            if (patron_item_update_decode(e->msg->payload, e->msg->len, &u, &reason)) {
+                send_dlq(b, e, reason);
+                continue;
+            }
+            write_catalog(b, u);
+            patron__v1__item_update__free_unpacked(u, NULL);
+            continue;
+        }
+        if (patron_event_decode(e->msg->payload, e->msg->len, &e->ev, &reason)) {
+            batch_position(b, t, e->msg, 0);
+            send_dlq(b, e, reason);
+            continue;
+        }
+        batch_position(b, t, e->msg, e->ev->occurred_at_ms);
+        const char *id = e->ev->customer_id;
+        size_t id_len = strlen(id);
+        struct customer *c = patron_strmap_get(&b->by_customer, id, id_len);
+        if (!c) {
+            c = &b->customers[b->n_customers++];
+            c->id = id;
+            c->id_len = id_len;
+            int klen = patron_key_customer(c->key, sizeof(c->key), id, id_len);
+            c->key_len = klen > 0 ? (size_t)klen : 0; /* ids were checked: always fits */
+            patron_strmap_put(&b->by_customer, id, id_len, c);
+        }
+        e->cust = c;
+        if (c->last)
+            c->last->next_of_customer = e;
+        else
+            c->first = e;
+        c->last = e;
+    }
+}
+
+static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
+{
+    struct batch *b = patron_calloc(1, sizeof(*b));
+    b->ing = ing;
+    b->seq = ++ing->next_seq;
+    b->started_ms = patron_monotonic_ms();
+    b->events = patron_calloc(n, sizeof(*b->events));
+    b->customers = patron_calloc(n, sizeof(*b->customers));
+    b->positions = patron_calloc(n, sizeof(*b->positions));
+    b->n_events = n;
+    patron_strmap_init(&b->by_customer);
+    patron_strmap_init(&b->strings);
+    patron_strmap_init(&b->graph);
+    patron_strmap_init(&b->stats);
+    for (size_t i = 0; i < n; i++)
+        b->events[i].msg = msgs[i];
+
+    if (ing->tail)
+        ing->tail->next = b;
+    else
+        ing->head = b;
+    ing->tail = b;
+    ing->inflight++;
+    patron_gauge_set(ing->m_inflight, (double)ing->inflight);
+
+    ing->reading = true;
+    b->phase = PHASE_READING;
+    b->pending++; /* held while the batch is being set up */
+    batch_classify(b);
+    if (!b->failed)
+        read_profiles(b);
+    batch_release(b);
+}
+
+/* Takes batches off the consumer while there is room in the pipeline. */
+static void pump(struct ingest *ing)
+{
+    size_t max = (size_t)ing->cfg->batch_max;
+    while (!ing->resetting && !ing->stopping && !ing->reading &&
+           ing->inflight < (size_t)ing->cfg->inflight_batches && ing->redis_up) {
+        size_t n = patron_consumer_poll(ing->consumer, ing->poll_buf, max);
+        if (n == 0)
+            return;
+        batch_start(ing, ing->poll_buf, n);
+    }
+}
+
+static void on_consumer_ready(void *ud)
+{
+    pump(ud);
+}
+
+/* ---- recovering ----------------------------------------------------------- */
+
+/* Cancels every in-flight batch and, once their callbacks are back and
+ * Redis is up, seeks each partition to its last stored offset. Called
+ * again (why == NULL) whenever one of those conditions may have changed. */
+static void reset(struct ingest *ing, const char *why)
+{
+    if (why) {
+        if (!ing->resetting) {
+            patron_log(ing->log, PATRON_LOG_WARN, "pipeline reset", "\"why\":\"%s\"",
+                       why); /* static strings or Redis errors, no quotes in practice */
+            patron_counter_add(ing->m_resets, 1);
+        }
+        ing->resetting = true;
+        for (struct batch *b = ing->head; b; b = b->next)
+            b->cancelled = true;
+        overlay_clear(ing);
+        if (patron_consumer_pause_all(ing->consumer))
+            patron_log(ing->log, PATRON_LOG_WARN, "pause failed", NULL);
+    }
+    if (!ing->resetting)
+        return;
+    /* free the cancelled batches whose callbacks are all back */
+    for (struct batch *b = ing->head, *next; b; b = next) {
+        next = b->next;
+        if (b->pending == 0) {
+            if (b->phase == PHASE_READING)
+                ing->reading = false;
+            batch_unlink(ing, b);
+            batch_free(b);
+        }
+    }
+    if (ing->head || !ing->redis_up || ing->stopping)
+        return;
+    for (size_t i = 0; i < ing->n_positions; i++) {
+        const struct position *p = &ing->positions[i];
+        if (patron_consumer_seek(ing->consumer, topic_name(ing, p->topic), p->partition,
+                                 p->next_offset))
+            patron_log(ing->log, PATRON_LOG_WARN, "seek failed", "\"partition\":%d", p->partition);
+    }
+    if (patron_consumer_resume_all(ing->consumer)) {
+        patron_log(ing->log, PATRON_LOG_WARN, "resume failed", NULL);
+        return; /* the tick tries again */
+    }
+    ing->resetting = false;
+    patron_log(ing->log, PATRON_LOG_INFO, "pipeline resumed", NULL);
+    pump(ing);
+}
+
+static void on_redis_state(void *ud, bool connected)
+{
+    struct ingest *ing = ud;
+    ing->redis_up = connected;
+    patron_log(ing->log, connected ? PATRON_LOG_INFO : PATRON_LOG_WARN,
+               connected ? "redis connected" : "redis disconnected", NULL);
+    if (!connected)
+        reset(ing, "redis disconnected");
+    else if (ing->resetting)
+        reset(ing, NULL);
+    else
+        pump(ing);
+}
+
+/* A rebalance takes partitions away: what is in flight may belong to them,
+ * so start over from the stored offsets of what is still ours. */
+static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts)
+{
+    struct ingest *ing = ud;
+    for (int i = 0; i < parts->cnt; i++) {
+        enum topic_kind t = strcmp(parts->elems[i].topic, ing->cfg->topic_events) == 0
+                                ? TOPIC_EVENTS
+                                : TOPIC_CATALOG;
+        struct position *p =
+            position_find(ing->positions, ing->n_positions, t, parts->elems[i].partition);
+        if (p)
+            *p = ing->positions[--ing->n_positions];
+    }
+    if (ing->head)
+        reset(ing, "partitions revoked");
+}
+
+static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts)
+{
+    struct ingest *ing = ud;
+    patron_log(ing->log, PATRON_LOG_INFO, "partitions assigned", "\"count\":%d", parts->cnt);
+}
+
+/* ---- the tick: idle partitions, retries, shutdown --------------------------- */
+
+static void on_clock_written(void *ud, redisReply *reply)
+{
+    (void)ud;
+    (void)reply; /* best effort: the next tick writes again */
+}
+
+/* Partitions with nothing left to read are marked idle, so that the event
+ * clock's low watermark does not wait for them. */
+static void mark_idle_partitions(struct ingest *ing)
+{
+    enum { MAX = 256 };
+    const char *argv[1 + 3 * MAX];
+    size_t lens[1 + 3 * MAX];
+    char buf[MAX][12];
+    size_t argc = 0;
+    argv[argc] = PATRON_KEY_CLOCK;
+    lens[argc++] = strlen(PATRON_KEY_CLOCK);
+    for (size_t i = 0, k = 0; i < ing->n_positions && k < MAX; i++) {
+        const struct position *p = &ing->positions[i];
+        if (p->topic != TOPIC_EVENTS || patron_consumer_lag(ing->consumer, ing->cfg->topic_events,
+                                                            p->partition, p->next_offset) != 0)
+            continue;
+        snprintf(buf[k], sizeof(buf[k]), "%d", p->partition);
+        argv[argc] = buf[k];
+        lens[argc++] = strlen(buf[k]);
+        argv[argc] = "0";
+        lens[argc++] = 1;
+        argv[argc] = "1";
+        lens[argc++] = 1;
+        k++;
+    }
+    if (argc > 1 && patron_redis_evalsha(ing->redis, ing->clock, on_clock_written, ing, 1,
+                                         (int)argc - 1, argv, lens) == 0)
+        return;
+}
+
+static void on_redis_closed(void *ud)
+{
+    struct ingest *ing = ud;
+    ing->redis = NULL;
+    uv_close((uv_handle_t *)&ing->tick, NULL);
+    if (ing->on_stopped)
+        ing->on_stopped(ing->stopped_ud);
+}
+
+static void finish_stop(struct ingest *ing)
+{
+    uv_timer_stop(&ing->tick);
+    if (ing->head) {
+        /* Out of time: what is unfinished is replayed by the next owner.
+         * Cancelled batches store nothing when their callbacks come back
+         * (some do, from inside the producer's close below). */
+        patron_log(ing->log, PATRON_LOG_WARN, "shutdown timeout: unfinished batches replay",
+                   "\"batches\":%zu", ing->inflight);
+        for (struct batch *b = ing->head; b; b = b->next)
+            b->cancelled = true;
+    }
+    /* offsets stored so far are committed by the close; then the producer
+     * flushes whatever is still queued (the DLQ, late updates) */
+    patron_consumer_close(ing->consumer);
+    ing->consumer = NULL;
+    size_t undelivered = patron_producer_close(ing->producer, ing->cfg->shutdown_timeout_ms);
+    ing->producer = NULL;
+    if (undelivered)
+        patron_log(ing->log, PATRON_LOG_WARN, "undelivered at shutdown", "\"messages\":%zu",
+                   undelivered);
+    patron_redis_close(ing->redis, on_redis_closed, ing);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct ingest *ing = t->data;
+    if (ing->stopping) {
+        if (!ing->head || patron_monotonic_ms() >= ing->stop_deadline_ms)
+            finish_stop(ing);
+        return;
+    }
+    if (ing->resetting) {
+        reset(ing, NULL);
+        return;
+    }
+    if (!ing->head && ing->redis_up)
+        mark_idle_partitions(ing);
+    pump(ing);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static void make_metrics(struct ingest *ing)
+{
+    struct patron_metrics *m = ing->metrics;
+    const char *ev = "patron_ingest_events_total";
+    const char *help = "Events read from Kafka, by what became of them";
+    ing->m_events_applied = patron_metrics_counter(m, ev, help, "result=\"applied\"");
+    ing->m_events_duplicate = patron_metrics_counter(m, ev, help, "result=\"duplicate\"");
+    ing->m_events_replayed = patron_metrics_counter(m, ev, help, "result=\"replayed\"");
+    ing->m_catalog = patron_metrics_counter(m, "patron_ingest_catalog_updates_total",
+                                            "Catalog updates written", NULL);
+    ing->m_batches =
+        patron_metrics_counter(m, "patron_ingest_batches_total", "Batches completed", NULL);
+    ing->m_resets = patron_metrics_counter(
+        m, "patron_ingest_resets_total",
+        "Pipeline resets (Redis failure, conflict, rebalance): replays from stored offsets", NULL);
+    ing->m_updates = patron_metrics_counter(m, "patron_ingest_profile_updates_total",
+                                            "ProfileUpdates produced", NULL);
+    ing->m_inflight =
+        patron_metrics_gauge(m, "patron_ingest_inflight_batches", "Batches in flight", NULL);
+    static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+    ing->m_batch_seconds =
+        patron_metrics_histogram(m, "patron_ingest_batch_seconds", "From consume to offsets stored",
+                                 NULL, bounds, PATRON_ARRAY_LEN(bounds));
+}
+
+int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_config *cfg,
+                 const struct patron_log *log, struct patron_metrics *metrics)
+{
+    char err[512];
+    struct ingest *ing = patron_calloc(1, sizeof(*ing));
+    ing->loop = loop;
+    ing->cfg = cfg;
+    ing->log = log;
+    ing->metrics = metrics;
+    patron_strmap_init(&ing->overlay);
+    ing->poll_buf = patron_calloc((size_t)cfg->batch_max, sizeof(*ing->poll_buf));
+    make_metrics(ing);
+
+    struct patron_redis_options ro = {
+        .host = cfg->redis.host,
+        .port = cfg->redis.port,
+        .user = cfg->redis_user,
+        .password = cfg->redis_password,
+        .db = cfg->redis_db,
+        .connect_timeout_ms = 2000,
+        .max_backoff_ms = 2000,
+        .on_state = on_redis_state,
+        .ud = ing,
+    };
+    int rc = patron_redis_open(&ing->redis, loop, &ro);
+    if (rc)
+        goto out_free;
+    if ((rc = patron_redis_script(ing->redis, CAS_LUA, &ing->cas)) ||
+        (rc = patron_redis_script(ing->redis, GRAPH_LUA, &ing->graph)) ||
+        (rc = patron_redis_script(ing->redis, CLOCK_LUA, &ing->clock)) ||
+        (rc = patron_redis_script(ing->redis, ITEMS_LUA, &ing->items)))
+        goto out_close_redis;
+
+    rc = patron_producer_open_log(&ing->producer, loop, cfg->kafka_brokers,
+                                  (const char *const *)cfg->rdkafka_props, 2 * cfg->n_rdkafka_props,
+                                  log, err, sizeof(err));
+    if (rc) {
+        patron_log(log, PATRON_LOG_ERROR, "producer", "\"error\":\"%s\"", err);
+        goto out_close_redis;
+    }
+    const char *topics[] = {cfg->topic_events, cfg->topic_catalog};
+    struct patron_consumer_options co = {
+        .brokers = cfg->kafka_brokers,
+        .group_id = cfg->group_id,
+        .topics = topics,
+        .n_topics = 2,
+        .props = (const char *const *)cfg->rdkafka_props,
+        .n_props = 2 * cfg->n_rdkafka_props,
+        .log = log,
+        .on_assign = on_assign,
+        .on_revoke = on_revoke,
+        .ud = ing,
+    };
+    rc = patron_consumer_open(&ing->consumer, loop, &co, err, sizeof(err));
+    if (rc) {
+        patron_log(log, PATRON_LOG_ERROR, "consumer", "\"error\":\"%s\"", err);
+        goto out_close_producer;
+    }
+    patron_consumer_set_ready_cb(ing->consumer, on_consumer_ready, ing);
+
+    uv_timer_init(loop, &ing->tick);
+    ing->tick.data = ing;
+    uv_timer_start(&ing->tick, on_tick, 1000, 1000);
+    *out = ing;
+    return 0;
+
+out_close_producer:
+    (void)patron_producer_close(ing->producer, 0);
+out_close_redis:
+    patron_redis_close(ing->redis, NULL, NULL);
+out_free:
+    free(ing->poll_buf);
+    free(ing);
+    return rc ? rc : PATRON_EIO;
+}
+
+bool ingest_ready(const struct ingest *ing)
+{
+    return ing->redis_up && !ing->resetting && !ing->stopping;
+}
+
+void ingest_stop(struct ingest *ing, void (*on_stopped)(void *ud), void *ud)
+{
+    if (ing->stopping)
+        return;
+    ing->stopping = true;
+    ing->on_stopped = on_stopped;
+    ing->stopped_ud = ud;
+    ing->stop_deadline_ms = patron_monotonic_ms() + ing->cfg->shutdown_timeout_ms;
+    patron_log(ing->log, PATRON_LOG_INFO, "stopping", "\"inflight\":%zu", ing->inflight);
+    uv_timer_start(&ing->tick, on_tick, 0, 50);
+}
+
+void ingest_free(struct ingest *ing)
+{
+    while (ing->head) {
+        struct batch *b = ing->head;
+        ing->head = b->next;
+        batch_free(b);
+    }
+    overlay_clear(ing);
+    patron_strmap_free(&ing->overlay);
+    free(ing->positions);
+    free(ing->poll_buf);
+    free(ing);
+}

@@ -1,0 +1,57 @@
+/*
+ * patron-ingest: events from Kafka into Redis-resident profiles.
+ *
+ * The pipeline, one libuv loop, no threads of its own:
+ *
+ *   consume a batch ─► read the batch's profiles (one pipelined GET each,
+ *   skipped for customers an in-flight batch already holds) ─► apply the
+ *   events in order (pure domain code) ─► write every changed profile with
+ *   a compare-and-set on its version, plus the item graph and the event
+ *   clock, in one pipeline ─► publish a ProfileUpdate per applied event and
+ *   the DLQ entries ─► when Redis acknowledged every write and Kafka every
+ *   message, store the batch's offsets (batches complete in order).
+ *
+ * Guarantees:
+ * - Offsets are stored only after Redis acknowledged the writes and the
+ *   ProfileUpdates (and DLQ entries) were delivered, so a crash replays
+ *   at most the unfinished batches.
+ * - A replayed event changes nothing twice: each profile remembers the
+ *   highest offset it applied from its partition and a ring of recent
+ *   event-id hashes (see patron/profile.h). A replay re-publishes its
+ *   ProfileUpdate (flagged `replayed`) in case the first one was lost.
+ * - A write conflict (another writer changed a profile, e.g. a zombie pod
+ *   during a rebalance), a Redis failure or a failed delivery cancels every
+ *   in-flight batch, pauses consumption and, once Redis is back, seeks each
+ *   partition to the last stored offset: nothing is lost, nothing doubled.
+ * - Only one batch is between "read" and "write" at a time, so that a batch
+ *   always reads the profile its predecessors wrote (Redis runs one
+ *   connection's commands in order).
+ */
+#ifndef PATRON_INGEST_H
+#define PATRON_INGEST_H
+
+#include <uv.h>
+
+#include "patron/common.h"
+#include "patron/config.h"
+#include "patron/log.h"
+#include "patron/metrics.h"
+
+struct ingest;
+
+/* Starts consuming. Borrows cfg, log and metrics for its lifetime. */
+int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_config *cfg,
+                 const struct patron_log *log, struct patron_metrics *metrics) PATRON_MUST_USE;
+
+/* True while Redis is connected and the pipeline is not recovering. */
+bool ingest_ready(const struct ingest *ing);
+
+/* Stops taking new batches, lets the in-flight ones finish (bounded by the
+ * configured shutdown timeout), commits offsets, flushes the producer and
+ * closes Kafka and Redis; then calls on_stopped. */
+void ingest_stop(struct ingest *ing, void (*on_stopped)(void *ud), void *ud);
+
+/* Frees what is left after on_stopped ran. */
+void ingest_free(struct ingest *ing);
+
+#endif
