@@ -323,7 +323,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     if (rc)
         goto out_free;
     rc = patron_producer_open(&api->producer, loop, cfg->kafka_brokers,
-                              (const char *const *)cfg->rdkafka_props, 2 * cfg->n_rdkafka_props,
+                              (const char *const *)cfg->rdkafka_props, cfg->n_rdkafka_props,
                               err, sizeof(err));
     if (rc) {
         patron_log(log, PATRON_LOG_ERROR, "producer", "\"error\":\"%s\"", err);

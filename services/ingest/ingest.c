@@ -1365,7 +1365,7 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
         goto out_close_redis;
 
     rc = patron_producer_open_log(&ing->producer, loop, cfg->kafka_brokers,
-                                  (const char *const *)cfg->rdkafka_props, 2 * cfg->n_rdkafka_props,
+                                  (const char *const *)cfg->rdkafka_props, cfg->n_rdkafka_props,
                                   log, err, sizeof(err));
     if (rc) {
         patron_log(log, PATRON_LOG_ERROR, "producer", "\"error\":\"%s\"", err);
@@ -1378,7 +1378,7 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
         .topics = topics,
         .n_topics = 2,
         .props = (const char *const *)cfg->rdkafka_props,
-        .n_props = 2 * cfg->n_rdkafka_props,
+        .n_props = cfg->n_rdkafka_props,
         .log = log,
         .on_assign = on_assign,
         .on_revoke = on_revoke,

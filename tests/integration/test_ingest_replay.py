@@ -54,8 +54,10 @@ def main():
         assert summary["garbage"] == 50 and summary["resent"] > 0, summary
         total = summary["events"] + summary["resent"] + summary["garbage"]
 
-        # Small batches so that the kill lands mid-stream.
-        env = {"PATRON_BATCH_MAX": "20", "PATRON_INFLIGHT_BATCHES": "2"}
+        # Small batches so that the kill lands mid-stream; a short session so
+        # that the group notices the killed member in seconds, not 45.
+        env = {"PATRON_BATCH_MAX": "20", "PATRON_INFLIGHT_BATCHES": "2",
+               "PATRON_RDKAFKA_SESSION_TIMEOUT_MS": "6000", "PATRON_RDKAFKA_HEARTBEAT_INTERVAL_MS": "500"}
         ingest = st.start_service("patron-ingest", **env)
         wait_for("ingest halfway", lambda: metric(ingest.http_port, "patron_ingest_events_total") >= total // 2,
                  timeout=120, interval=0.02)
