@@ -180,3 +180,32 @@ def run_tool(argv, timeout=300):
     if r.returncode != 0:
         raise AssertionError(f"{argv[0]} failed ({r.returncode}): {r.stderr.decode(errors='replace')[-2000:]}")
     return r.stdout.decode()
+
+
+# ---- the Online Retail oracle ------------------------------------------------
+
+SUBSET = os.path.join(SRC, "data", "online-retail-subset.csv.gz")
+FIELDS = ("orders", "net_spend_cents", "points", "tier", "last_purchase_ms")
+
+
+def expected_profiles(path=None):
+    """What scripts/expected_profiles.py computes from the CSV, independently of the C code."""
+    out = run_tool(["/usr/bin/python3", os.path.join(SRC, "scripts", "expected_profiles.py"), path or SUBSET])
+    return json.loads(out)
+
+
+def mismatches(api_port, expected):
+    """The fields where the API's profiles differ from the oracle's."""
+    bad = []
+    for cid, exp in expected.items():
+        status, body = http(api_port, "GET", f"/v1/customers/{cid}/profile")
+        if status != 200:
+            bad.append((cid, "status", status))
+            continue
+        for f in FIELDS:
+            if body.get(f) != exp[f]:
+                bad.append((cid, f, body.get(f), exp[f]))
+        for f in ("f", "m"):
+            if body["rfm"][f] != exp[f]:
+                bad.append((cid, "rfm." + f, body["rfm"][f], exp[f]))
+    return bad

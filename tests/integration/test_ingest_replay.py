@@ -14,32 +14,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, SRC, Stack, consume_all, free_port, http, metric, run_tool, wait_for  # noqa: E402
+from harness import (BIN, SUBSET, Stack, consume_all, expected_profiles, http, metric, mismatches,  # noqa: E402
+                     run_tool, wait_for)
 
-SUBSET = os.path.join(SRC, "data", "online-retail-subset.csv.gz")
 TOPICS = {"patron.events": 8, "patron.catalog": 2, "patron.profile-updates": 8, "patron.dlq": 2}
-FIELDS = ("orders", "net_spend_cents", "points", "tier", "last_purchase_ms")
-
-
-def expected_profiles():
-    out = run_tool(["/usr/bin/python3", os.path.join(SRC, "scripts", "expected_profiles.py"), SUBSET])
-    return json.loads(out)
-
-
-def mismatches(api_port, expected):
-    bad = []
-    for cid, exp in expected.items():
-        status, body = http(api_port, "GET", f"/v1/customers/{cid}/profile")
-        if status != 200:
-            bad.append((cid, "status", status))
-            continue
-        for f in FIELDS:
-            if body.get(f) != exp[f]:
-                bad.append((cid, f, body.get(f), exp[f]))
-        for f in ("f", "m"):
-            if body["rfm"][f] != exp[f]:
-                bad.append((cid, "rfm." + f, body["rfm"][f], exp[f]))
-    return bad
 
 
 def main():
