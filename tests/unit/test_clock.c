@@ -2,6 +2,9 @@
 #include <string.h>
 
 #include "patron/clock.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(clock);
 
 #define P(ms, idle)                                                                                \
     {                                                                                              \

@@ -5,6 +5,9 @@
 
 #include "patron/config.h"
 #include "patron/log.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(config);
 
 #define ENV_MAX 8
 

@@ -4,6 +4,9 @@
 
 #include "fixture_events.h"
 #include "patron/event_check.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(event_check);
 
 #define LONG_ID "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" /* 65 */
 #define MAX_ID "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"   /* 64 */

@@ -4,6 +4,9 @@
 
 #include "fixture_events.h"
 #include "patron/graph.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(graph);
 
 #define PAIRS_MAX 64
 

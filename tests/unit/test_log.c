@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "patron/log.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(log);
 
 /* The logger writes to a FILE; an in-memory stream keeps the test free of
  * files and file descriptors. */

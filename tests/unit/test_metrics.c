@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "patron/metrics.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(metrics);
 
 static char *render(const struct patron_metrics *m)
 {

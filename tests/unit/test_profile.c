@@ -5,6 +5,9 @@
 
 #include "fixture_events.h"
 #include "patron/profile.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(profile);
 
 static struct patron_profile_config defcfg(void)
 {

@@ -7,6 +7,10 @@
 #include "fixture_events.h"
 #include "patron/profile.h"
 #include "patron/v1/profile.pb-c.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(profile_codec);
+PATRON_LEAK_CHECKED_SUITE(profile_json);
 
 static struct patron_profile_config defcfg(void)
 {

@@ -9,6 +9,9 @@
 #include "../../services/tools/replay/parse.h"
 #include "patron/v1/catalog.pb-c.h"
 #include "patron/v1/event.pb-c.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(replay_parse);
 
 /* ---- CSV ---------------------------------------------------------------- */
 

@@ -4,6 +4,9 @@
 #include <math.h>
 
 #include "../../services/tools/replay/rng.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(replay_rng);
 
 Test(replay_rng, splitmix64_reference_vector)
 {

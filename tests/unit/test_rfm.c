@@ -4,6 +4,9 @@
 
 #include "patron/profile.h"
 #include "patron/rfm.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(rfm);
 
 #define DAY INT64_C(86400000)
 #define NOW INT64_C(1700000000000) /* 2023-11-14T22:13:20Z */

@@ -2,6 +2,9 @@
 #include <math.h>
 
 #include "patron/trend.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(trend);
 
 #define DAY 86400000LL
 
