@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Patron on a year of a real shop: one command on a fresh Debian machine.
+#
+#   scripts/demo.sh           installs what is missing, builds, starts Redis, the
+#                             embedded Kafka, patron-ingest and patron-api with the
+#                             event clock, replays the Online Retail subset (with
+#                             browse and cart events derived from the purchases),
+#                             prints a report and leaves the stack running
+#   scripts/demo.sh --once    the same, then stops everything cleanly
+#   scripts/demo.sh --stop    stops a stack left running
+#
+# Ports (override with the variables): API 8080 (PATRON_DEMO_API_PORT), ingest
+# metrics 8081, Redis 6390 (PATRON_DEMO_REDIS_PORT), Kafka bootstrap 19092.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STATE=${PATRON_DEMO_DIR:-/tmp/patron-demo}
+API_PORT=${PATRON_DEMO_API_PORT:-8080}
+INGEST_PORT=${PATRON_DEMO_INGEST_PORT:-8081}
+REDIS_PORT=${PATRON_DEMO_REDIS_PORT:-6390}
+KAFKA_PORT=${PATRON_DEMO_KAFKA_PORT:-19092}
+DATA=${PATRON_DEMO_DATA:-$ROOT/data/online-retail-subset.csv.gz}
+BUILD=$ROOT/build-demo
+
+stop_stack() {
+  [ -f "$STATE/pids" ] || return 0
+  # services first (they drain and commit), then Kafka, then Redis
+  tac "$STATE/pids" | while read -r name pid; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      if kill -0 "$pid" 2>/dev/null; then
+        echo "  $name did not stop, killing" >&2
+        kill -KILL "$pid" || true
+      fi
+    fi
+  done
+  rm -f "$STATE/pids"
+}
+
+if [ "${1:-}" = "--stop" ]; then
+  stop_stack
+  echo "stopped"
+  exit 0
+fi
+ONCE=0
+[ "${1:-}" = "--once" ] && ONCE=1
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+say "checking packages"
+scripts/deps.sh
+say "building (release)"
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPATRON_TESTS=OFF >/dev/null
+ninja -C "$BUILD" >/dev/null
+
+stop_stack
+mkdir -p "$STATE"
+rm -f "$STATE"/*.log "$STATE"/bootstrap
+[ $ONCE = 1 ] && trap 'stop_stack' EXIT
+
+spawn() { # name, then the command; logs to $STATE/name.log
+  local name=$1
+  shift
+  "$@" >"$STATE/$name.log" 2>&1 &
+  echo "$name $!" >>"$STATE/pids"
+}
+wait_http() { # port path
+  for _ in $(seq 1 200); do
+    curl -fsS "http://127.0.0.1:$1$2" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "nothing answers on port $1 (logs in $STATE)" >&2
+  return 1
+}
+
+say "starting redis-server :$REDIS_PORT, the embedded Kafka :$KAFKA_PORT"
+spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$STATE"
+spawn kafka "$BUILD/patron-devkafka" --port "$KAFKA_PORT" --bootstrap-file "$STATE/bootstrap" \
+  --topic patron.events:8 --topic patron.catalog:2 --topic patron.profile-updates:8 --topic patron.dlq:1 \
+  --topic patron.campaign.sms:2 --topic patron.campaign.push:2 --topic patron.campaign.email:2
+for _ in $(seq 1 100); do [ -s "$STATE/bootstrap" ] && break; sleep 0.1; done
+BROKERS=$(head -1 "$STATE/bootstrap")
+for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+export PATRON_KAFKA_BROKERS=$BROKERS PATRON_REDIS_URL=redis://127.0.0.1:$REDIS_PORT PATRON_CLOCK=event
+say "starting patron-ingest :$INGEST_PORT and patron-api :$API_PORT (event clock)"
+PATRON_HTTP_ADDR=127.0.0.1:$INGEST_PORT spawn ingest "$BUILD/patron-ingest"
+PATRON_HTTP_ADDR=127.0.0.1:$API_PORT spawn api "$BUILD/patron-api"
+wait_http "$INGEST_PORT" /healthz
+wait_http "$API_PORT" /healthz
+
+say "replaying $(basename "$DATA") (purchases and refunds as they happened; views and cart adds derived)"
+SUMMARY=$("$BUILD/patron-replay" online-retail --brokers "$BROKERS" --topic patron.events --file "$DATA" \
+  --derive-browse --progress | tail -1)
+EVENTS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events"])' "$SUMMARY")
+echo "    produced: $SUMMARY"
+
+say "waiting for patron-ingest to apply $EVENTS events"
+applied() {
+  curl -fsS "http://127.0.0.1:$INGEST_PORT/metrics" |
+    awk '/^patron_ingest_events_total/ {s += $2} END {printf "%d", s}'
+}
+start=$(date +%s)
+while :; do
+  n=$(applied)
+  printf '\r    %s / %s events' "$n" "$EVENTS"
+  [ "$n" -ge "$EVENTS" ] && break
+  if [ $(($(date +%s) - start)) -gt 300 ]; then
+    echo; echo "ingest did not catch up in 5 minutes (logs in $STATE)" >&2; exit 1
+  fi
+  sleep 0.5
+done
+echo
+
+/usr/bin/python3 scripts/demo_report.py --api "http://127.0.0.1:$API_PORT" --file "$DATA"
+
+if [ $ONCE = 1 ]; then
+  say "stopping (--once)"
+  stop_stack
+  trap - EXIT
+  echo "stopped cleanly"
+else
+  cat <<EOF
+
+Patron is running:
+  API        http://127.0.0.1:$API_PORT/v1/customers/17850/profile
+  metrics    http://127.0.0.1:$API_PORT/metrics, http://127.0.0.1:$INGEST_PORT/metrics
+  Kafka      $BROKERS (kcat -b $BROKERS -L)
+  Redis      redis-cli -p $REDIS_PORT
+  logs       $STATE/*.log
+Stop it with: scripts/demo.sh --stop
+EOF
+fi
