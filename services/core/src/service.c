@@ -11,6 +11,14 @@ int patron_service_init(struct patron_service *s, const char *name, char *err, s
     int rc = patron_config_load_environ(&s->cfg, name, err, errlen);
     if (rc)
         return rc;
+    if (s->cfg.n_redis_cluster > 0) {
+        /* routing by hash slot is not built yet: refuse rather than talk to
+         * the wrong Redis */
+        snprintf(err, errlen, "PATRON_REDIS_CLUSTER: Redis Cluster is not supported yet; "
+                              "use PATRON_REDIS_URL");
+        patron_config_free(&s->cfg);
+        return PATRON_EINVAL;
+    }
     patron_log_init(&s->log, name, s->cfg.log_level, stderr);
     for (size_t i = 0; i < s->cfg.n_unknown_vars; i++)
         patron_log(&s->log, PATRON_LOG_WARN, "unknown variable (a typo?)", "\"name\":\"%s\"",
