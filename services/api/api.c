@@ -308,23 +308,14 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     api->m_requests_client_err = patron_metrics_counter(metrics, name, help, "class=\"4xx\"");
     api->m_requests_server_err = patron_metrics_counter(metrics, name, help, "class=\"5xx\"");
 
-    struct patron_redis_options ro = {
-        .host = cfg->redis.host,
-        .port = cfg->redis.port,
-        .user = cfg->redis_user,
-        .password = cfg->redis_password,
-        .db = cfg->redis_db,
-        .connect_timeout_ms = 2000,
-        .max_backoff_ms = 2000,
-        .on_state = on_redis_state,
-        .ud = api,
-    };
+    struct patron_redis_options ro;
+    patron_service_redis_options(cfg, log, on_redis_state, api, &ro);
     int rc = patron_redis_open(&api->redis, loop, &ro);
     if (rc)
         goto out_free;
-    rc = patron_producer_open(&api->producer, loop, cfg->kafka_brokers,
-                              (const char *const *)cfg->rdkafka_props, cfg->n_rdkafka_props,
-                              err, sizeof(err));
+    rc = patron_producer_open_log(&api->producer, loop, cfg->kafka_brokers,
+                                  (const char *const *)cfg->rdkafka_props, cfg->n_rdkafka_props,
+                                  log, err, sizeof(err));
     if (rc) {
         patron_log(log, PATRON_LOG_ERROR, "producer", "\"error\":\"%s\"", err);
         goto out_close_redis;

@@ -35,6 +35,24 @@ int patron_service_init(struct patron_service *s, const char *name, char *err, s
     return 0;
 }
 
+void patron_service_redis_options(const struct patron_config *cfg, const struct patron_log *log,
+                                  void (*on_state)(void *ud, bool connected), void *ud,
+                                  struct patron_redis_options *out)
+{
+    *out = (struct patron_redis_options){
+        .host = cfg->redis.host,
+        .port = cfg->redis.port,
+        .user = cfg->redis_user,
+        .password = cfg->redis_password,
+        .db = cfg->redis_db,
+        .connect_timeout_ms = 2000,
+        .max_backoff_ms = 2000,
+        .on_state = on_state,
+        .ud = ud,
+        .log = log,
+    };
+}
+
 void patron_service_error(struct patron_http_response *res, int status, const char *code,
                           const char *msg)
 {
