@@ -19,9 +19,7 @@ static inline void patron_test_leak_check(void)
         abort();
 }
 #else
-static inline void patron_test_leak_check(void)
-{
-}
+static inline void patron_test_leak_check(void) {}
 #endif
 
 #define PATRON_LEAK_CHECKED_SUITE(name) TestSuite(name, .fini = patron_test_leak_check)

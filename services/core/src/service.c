@@ -14,8 +14,9 @@ int patron_service_init(struct patron_service *s, const char *name, char *err, s
     if (s->cfg.n_redis_cluster > 0) {
         /* routing by hash slot is not built yet: refuse rather than talk to
          * the wrong Redis */
-        snprintf(err, errlen, "PATRON_REDIS_CLUSTER: Redis Cluster is not supported yet; "
-                              "use PATRON_REDIS_URL");
+        snprintf(err, errlen,
+                 "PATRON_REDIS_CLUSTER: Redis Cluster is not supported yet; "
+                 "use PATRON_REDIS_URL");
         patron_config_free(&s->cfg);
         return PATRON_EINVAL;
     }
