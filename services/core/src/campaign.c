@@ -491,7 +491,7 @@ static const struct field qh_fields[] = {{"start", qh_start}, {"end", qh_end}};
 
 static int parse_quiet_hours(struct pctx *p, const yaml_node_t *n, struct patron_quiet_hours *qh)
 {
-    const yaml_node_t *keys[FIELDS_MAX];
+    const yaml_node_t *keys[FIELDS_MAX] = {0};
     int rc = parse_map(p, n, "quiet_hours", qh_fields, PATRON_ARRAY_LEN(qh_fields), qh, keys);
     for (size_t i = 0; rc == 0 && i < PATRON_ARRAY_LEN(qh_fields); i++)
         rc = require(p, n, keys, qh_fields, i, "quiet_hours");
@@ -541,7 +541,7 @@ static int def_caps(struct pctx *p, const yaml_node_t *v, void *obj)
         if (d->n_caps == PATRON_CAMPAIGN_CAPS_MAX)
             return fail(p, item, "more than %d frequency caps", PATRON_CAMPAIGN_CAPS_MAX);
         struct patron_frequency_cap *cap = &d->caps[d->n_caps];
-        const yaml_node_t *keys[FIELDS_MAX];
+        const yaml_node_t *keys[FIELDS_MAX] = {0};
         int rc = parse_map(p, item, "a frequency cap", cap_fields, PATRON_ARRAY_LEN(cap_fields),
                            cap, keys);
         for (size_t i = 0; rc == 0 && i < PATRON_ARRAY_LEN(cap_fields); i++)
@@ -635,7 +635,7 @@ static int c_id(struct pctx *p, const yaml_node_t *v, void *obj)
 
 static int c_when(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    const yaml_node_t *keys[FIELDS_MAX];
+    const yaml_node_t *keys[FIELDS_MAX] = {0};
     int rc = parse_map(p, v, "when", when_fields, PATRON_ARRAY_LEN(when_fields), obj, keys);
     if (rc)
         return rc;
@@ -669,7 +669,7 @@ static const struct field unless_fields[] = {{"event", unless_event}};
 
 static int c_unless(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    const yaml_node_t *keys[FIELDS_MAX];
+    const yaml_node_t *keys[FIELDS_MAX] = {0};
     int rc = parse_map(p, v, "unless", unless_fields, 1, obj, keys);
     return rc ? rc : require(p, v, keys, unless_fields, 0, "unless");
 }
@@ -690,7 +690,7 @@ static const struct field audience_fields[] = {{"segments", aud_segments}, {"tie
 
 static int c_audience(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    const yaml_node_t *keys[FIELDS_MAX];
+    const yaml_node_t *keys[FIELDS_MAX] = {0};
     return parse_map(p, v, "audience", audience_fields, PATRON_ARRAY_LEN(audience_fields), obj,
                      keys);
 }
@@ -793,7 +793,7 @@ static int c_variants(struct pctx *p, const yaml_node_t *v, void *obj)
         if (c->n_variants == PATRON_CAMPAIGN_VARIANTS_MAX)
             return fail(p, item, "more than %d variants", PATRON_CAMPAIGN_VARIANTS_MAX);
         struct patron_campaign_variant *var = &c->variants[c->n_variants];
-        const yaml_node_t *keys[FIELDS_MAX];
+        const yaml_node_t *keys[FIELDS_MAX] = {0};
         int rc = parse_map(p, item, "a variant", variant_fields, PATRON_ARRAY_LEN(variant_fields),
                            var, keys);
         if (rc == 0)
@@ -851,7 +851,7 @@ static const struct field campaign_fields[] = {
 
 static int parse_campaign(struct pctx *p, const yaml_node_t *n, struct patron_campaign *c)
 {
-    const yaml_node_t *keys[FIELDS_MAX];
+    const yaml_node_t *keys[FIELDS_MAX] = {0};
     c->audience_segments = PATRON_AUDIENCE_ANY_SEGMENT;
     c->audience_tiers = PATRON_AUDIENCE_ANY_TIER;
     c->line = (int)n->start_mark.line + 1;
@@ -892,7 +892,7 @@ struct root {
 static int root_defaults(struct pctx *p, const yaml_node_t *v, void *obj)
 {
     struct root *r = obj;
-    const yaml_node_t *keys[FIELDS_MAX];
+    const yaml_node_t *keys[FIELDS_MAX] = {0};
     return parse_map(p, v, "defaults", defaults_fields, PATRON_ARRAY_LEN(defaults_fields),
                      &r->cs->defaults, keys);
 }
@@ -1045,7 +1045,7 @@ int patron_campaigns_parse(const char *yaml, size_t len, struct patron_campaigns
     struct patron_campaigns *cs = patron_calloc(1, sizeof(*cs));
     cs->defaults.attribution_window_ms = DEFAULT_ATTRIBUTION_MS;
     struct root r = {.cs = cs};
-    const yaml_node_t *keys[FIELDS_MAX];
+    const yaml_node_t *keys[FIELDS_MAX] = {0};
     rc = parse_map(&p, root, "the campaigns file", root_fields, PATRON_ARRAY_LEN(root_fields), &r,
                    keys);
     if (rc == 0)
