@@ -319,6 +319,72 @@ Test(profile, bought_list_caps_at_max)
     cr_expect_str_eq(p.bought[PATRON_PROFILE_BOUGHT_MAX - 1], "b6");
 }
 
+/* Items pushed off the bought list are still known as bought (by hash), so
+ * that recommendations never bring them back; a repeat purchase pushes
+ * nothing off. */
+Test(profile, items_pushed_off_the_bought_list_stay_bought)
+{
+    struct patron_profile p = fresh();
+    struct fx_event f;
+    char items[PATRON_PROFILE_BOUGHT_MAX + 6][8];
+    struct fx_line lines[PATRON_PROFILE_BOUGHT_MAX + 6];
+    for (int i = 0; i < PATRON_PROFILE_BOUGHT_MAX + 6; i++) {
+        snprintf(items[i], sizeof(items[i]), "b%d", i);
+        lines[i] = (struct fx_line){items[i], "", 1, 1};
+    }
+    apply(&p, fx_purchase(&f, "p", FX_T0, PATRON_ARRAY_LEN(lines), lines));
+    cr_assert_eq(p.n_bought_earlier, 6);
+    for (size_t i = 1; i < p.n_bought_earlier; i++)
+        cr_expect_lt(p.bought_earlier[i - 1], p.bought_earlier[i], "ascending");
+    for (int i = 0; i < PATRON_PROFILE_BOUGHT_MAX + 6; i++)
+        cr_expect(patron_profile_has_bought(&p, items[i]), "%s", items[i]);
+    cr_expect_not(patron_profile_has_bought(&p, "never"));
+    cr_expect_not(patron_profile_has_bought(&p, ""));
+
+    struct fx_line again = {"b69", "", 1, 1};
+    apply(&p, fx_purchase(&f, "p2", FX_T0 + 1, 1, &again));
+    cr_expect_eq(p.n_bought_earlier, 6, "a repeat purchase pushes nothing off");
+}
+
+Test(profile, bought_earlier_stops_growing_when_full)
+{
+    struct patron_profile p = fresh();
+    struct fx_event f;
+    enum { LINES = 100, ORDERS = (PATRON_PROFILE_BOUGHT_EARLIER_MAX + 200) / LINES + 1 };
+    char items[LINES][12], order[16];
+    struct fx_line lines[LINES];
+    for (int o = 0; o < ORDERS; o++) {
+        for (int i = 0; i < LINES; i++) {
+            snprintf(items[i], sizeof(items[i]), "x%d", o * LINES + i);
+            lines[i] = (struct fx_line){items[i], "", 1, 1};
+        }
+        snprintf(order, sizeof(order), "o%d", o);
+        apply(&p, fx_purchase(&f, order, FX_T0 + o, LINES, lines));
+    }
+    cr_expect_eq(p.n_bought_earlier, PATRON_PROFILE_BOUGHT_EARLIER_MAX);
+    cr_expect(patron_profile_has_bought(&p, "x0"), "the first ones are kept");
+    cr_expect(patron_profile_has_bought(&p, items[LINES - 1]), "the recent ones are listed");
+}
+
+Test(profile, erasure_forgets_bought_earlier)
+{
+    struct patron_profile p = fresh();
+    p.bought_earlier[0] = 42;
+    p.n_bought_earlier = 1;
+    struct fx_event f;
+    apply(&p, fx_erasure(&f, "erase", FX_T0));
+    cr_expect_eq(p.n_bought_earlier, 0);
+    cr_expect_eq(p.bought_earlier[0], 0, "no stale personal data");
+}
+
+Test(profile, item_hash32_is_stable)
+{
+    /* the stored form depends on these values: they must never change */
+    cr_expect_eq(patron_item_hash32("", 0), 0xcbf29ce4u ^ 0x84222325u);
+    cr_expect_eq(patron_item_hash32("85123A", 6), patron_item_hash32("85123Axyz", 6));
+    cr_expect_neq(patron_item_hash32("85123A", 6), patron_item_hash32("85123B", 6));
+}
+
 Test(profile, refund_takes_back_spend_and_points)
 {
     static const struct {

@@ -58,6 +58,7 @@ static void expect_same(const struct patron_profile *a, const struct patron_prof
     SAME(source_partition);
     SAME(source_offset);
     SAME(erased);
+    SAME(n_bought_earlier);
 #undef SAME
     for (size_t i = 0; i < a->n_months; i++) {
         cr_expect_eq(a->months[i].month, b->months[i].month);
@@ -82,6 +83,8 @@ static void expect_same(const struct patron_profile *a, const struct patron_prof
     cr_expect_str_eq(a->country, b->country);
     for (size_t i = 0; i < a->n_event_ids; i++)
         cr_expect_eq(a->event_ids[i], b->event_ids[i]);
+    for (size_t i = 0; i < a->n_bought_earlier; i++)
+        cr_expect_eq(a->bought_earlier[i], b->bought_earlier[i]);
 }
 
 static struct patron_profile round_trip(const struct patron_profile *p, size_t *encoded_len)
@@ -138,6 +141,10 @@ static struct patron_profile full_profile(void)
     for (size_t i = 0; i < PATRON_PROFILE_BOUGHT_MAX; i++)
         snprintf(p.bought[i], sizeof(p.bought[i]), "%064zu", i);
     p.n_bought = PATRON_PROFILE_BOUGHT_MAX;
+    for (size_t i = 0; i < PATRON_PROFILE_BOUGHT_EARLIER_MAX; i++)
+        p.bought_earlier[i] =
+            UINT32_MAX - (uint32_t)(PATRON_PROFILE_BOUGHT_EARLIER_MAX - i) * 4099u;
+    p.n_bought_earlier = PATRON_PROFILE_BOUGHT_EARLIER_MAX;
     for (size_t i = 0; i < PATRON_PROFILE_CART_MAX; i++) {
         snprintf(p.cart[i].item_id, sizeof(p.cart[i].item_id), "%064zu", i + 1000);
         p.cart[i].quantity = INT32_MAX - (int32_t)i;
@@ -164,7 +171,8 @@ Test(profile_codec, full_profile_round_trips)
     size_t len;
     struct patron_profile q = round_trip(&p, &len);
     expect_same(&p, &q);
-    cr_expect_lt(len, 10 * 1024, "full profile: %zu bytes", len);
+    /* ~8.6 KiB of lists plus 4 KiB of bought_earlier hashes */
+    cr_expect_lt(len, 13 * 1024, "full profile: %zu bytes", len);
     cr_log_info("full profile encodes to %zu bytes", len);
 }
 
@@ -282,6 +290,9 @@ enum state_mutation {
     S_LONG_BIRTHDAY,
     S_LONG_COUNTRY,
     S_LONG_CATEGORY,
+    S_TOO_MANY_BOUGHT_EARLIER,
+    S_UNSORTED_BOUGHT_EARLIER,
+    S_DUPLICATE_BOUGHT_EARLIER,
     S_COUNT,
 };
 
@@ -293,6 +304,7 @@ Test(profile_codec, decode_rejects_what_breaks_the_limits)
     for (size_t i = 0; i < PATRON_ARRAY_LEN(strs); i++)
         strs[i] = "item";
     static uint64_t ids[PATRON_PROFILE_EVENT_IDS_MAX + 1];
+    static uint32_t earlier[PATRON_PROFILE_BOUGHT_EARLIER_MAX + 1];
     Patron__V1__CartLine cart[PATRON_PROFILE_CART_MAX + 1];
     Patron__V1__CartLine *cart_ptrs[PATRON_PROFILE_CART_MAX + 1];
     Patron__V1__MonthSpend months[PATRON_PROFILE_MONTHS + 1];
@@ -330,6 +342,10 @@ Test(profile_codec, decode_rejects_what_breaks_the_limits)
         s.n_categories = 1;
         s.recent_event_ids = ids;
         s.n_recent_event_ids = 1;
+        for (size_t i = 0; i < PATRON_ARRAY_LEN(earlier); i++)
+            earlier[i] = 10u + (uint32_t)i;
+        s.bought_earlier = earlier;
+        s.n_bought_earlier = 2;
 
         switch ((enum state_mutation)m) {
         case S_EMPTY_CUSTOMER:
@@ -395,6 +411,15 @@ Test(profile_codec, decode_rejects_what_breaks_the_limits)
             break;
         case S_LONG_CATEGORY:
             cats[0].category = long_id;
+            break;
+        case S_TOO_MANY_BOUGHT_EARLIER:
+            s.n_bought_earlier = PATRON_PROFILE_BOUGHT_EARLIER_MAX + 1;
+            break;
+        case S_UNSORTED_BOUGHT_EARLIER:
+            earlier[0] = 12;
+            break;
+        case S_DUPLICATE_BOUGHT_EARLIER:
+            earlier[1] = earlier[0];
             break;
         case S_COUNT:
             break;

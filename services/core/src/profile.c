@@ -197,6 +197,64 @@ static void recent_push(char (*list)[PATRON_ID_MAX + 1], size_t *n, size_t cap, 
     set_id(list[0], id);
 }
 
+uint32_t patron_item_hash32(const char *id, size_t len)
+{
+    uint64_t h = patron_hash64(id, len);
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+/* Index of the first element >= h. */
+static size_t earlier_lower_bound(const struct patron_profile *p, uint32_t h)
+{
+    size_t lo = 0, hi = p->n_bought_earlier;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->bought_earlier[mid] < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void earlier_add(struct patron_profile *p, const char *id)
+{
+    uint32_t h = patron_item_hash32(id, strlen(id));
+    size_t i = earlier_lower_bound(p, h);
+    if ((i < p->n_bought_earlier && p->bought_earlier[i] == h) ||
+        p->n_bought_earlier == PATRON_PROFILE_BOUGHT_EARLIER_MAX)
+        return;
+    memmove(&p->bought_earlier[i + 1], &p->bought_earlier[i],
+            (p->n_bought_earlier - i) * sizeof(p->bought_earlier[0]));
+    p->bought_earlier[i] = h;
+    p->n_bought_earlier++;
+}
+
+/* The item that a full list pushes off is remembered by its hash. */
+static void bought_push(struct patron_profile *p, const char *id)
+{
+    if (p->n_bought == PATRON_PROFILE_BOUGHT_MAX) {
+        size_t i = 0;
+        while (i < p->n_bought && strcmp(p->bought[i], id) != 0)
+            i++;
+        if (i == p->n_bought)
+            earlier_add(p, p->bought[p->n_bought - 1]);
+    }
+    recent_push(p->bought, &p->n_bought, PATRON_PROFILE_BOUGHT_MAX, id);
+}
+
+bool patron_profile_has_bought(const struct patron_profile *p, const char *item_id)
+{
+    for (size_t i = 0; i < p->n_bought; i++)
+        if (strcmp(p->bought[i], item_id) == 0)
+            return true;
+    if (p->n_bought_earlier == 0)
+        return false;
+    uint32_t h = patron_item_hash32(item_id, strlen(item_id));
+    size_t i = earlier_lower_bound(p, h);
+    return i < p->n_bought_earlier && p->bought_earlier[i] == h;
+}
+
 static void cart_add(struct patron_profile *p, const Patron__V1__LineItem *li)
 {
     for (size_t i = 0; i < p->n_cart; i++) {
@@ -317,7 +375,7 @@ static void apply_purchase(struct patron_profile *p, const Patron__V1__Purchase 
     months_add(p, t, value);
     for (size_t i = 0; i < pu->n_items; i++) {
         const Patron__V1__LineItem *li = pu->items[i];
-        recent_push(p->bought, &p->n_bought, PATRON_PROFILE_BOUGHT_MAX, li->item_id);
+        bought_push(p, li->item_id);
         category_add(p, li->category, cfg->weight_purchase, t, cfg);
     }
     cart_clear(p);

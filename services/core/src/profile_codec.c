@@ -35,7 +35,8 @@ int patron_profile_encode(const struct patron_profile *p, uint8_t **buf, size_t 
 {
     if (p->n_months > PATRON_PROFILE_MONTHS || p->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
         p->n_viewed > PATRON_PROFILE_VIEWED_MAX || p->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
-        p->n_cart > PATRON_PROFILE_CART_MAX || p->n_event_ids > PATRON_PROFILE_EVENT_IDS_MAX)
+        p->n_cart > PATRON_PROFILE_CART_MAX || p->n_event_ids > PATRON_PROFILE_EVENT_IDS_MAX ||
+        p->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX)
         return PATRON_EINVAL;
 
     struct encode_scratch s;
@@ -108,6 +109,8 @@ int patron_profile_encode(const struct patron_profile *p, uint8_t **buf, size_t 
         m.source = &s.source;
     }
     m.erased = p->erased;
+    m.n_bought_earlier = p->n_bought_earlier;
+    m.bought_earlier = (uint32_t *)p->bought_earlier; /* never written through */
 
     size_t n = patron__v1__profile_state__get_packed_size(&m);
     uint8_t *out = patron_malloc(n ? n : 1);
@@ -146,7 +149,9 @@ static int fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
         return PATRON_EINVAL;
     if (m->n_months > PATRON_PROFILE_MONTHS || m->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
         m->n_viewed > PATRON_PROFILE_VIEWED_MAX || m->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
-        m->n_cart > PATRON_PROFILE_CART_MAX || m->n_recent_event_ids > PATRON_PROFILE_EVENT_IDS_MAX)
+        m->n_cart > PATRON_PROFILE_CART_MAX ||
+        m->n_recent_event_ids > PATRON_PROFILE_EVENT_IDS_MAX ||
+        m->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX)
         return PATRON_EINVAL;
 
     p->orders = m->orders;
@@ -212,7 +217,44 @@ static int fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
         p->source_offset = m->source->offset;
     }
     p->erased = m->erased != 0;
+    /* strictly ascending, or the binary search would miss */
+    for (size_t i = 1; i < m->n_bought_earlier; i++)
+        if (m->bought_earlier[i] <= m->bought_earlier[i - 1])
+            return PATRON_EINVAL;
+    if (m->n_bought_earlier)
+        memcpy(p->bought_earlier, m->bought_earlier,
+               m->n_bought_earlier * sizeof(p->bought_earlier[0]));
+    p->n_bought_earlier = m->n_bought_earlier;
     return 0;
+}
+
+/* The unpacked message lives only inside patron_profile_decode: its many
+ * small allocations come from a stack buffer (malloc beyond it), which takes
+ * malloc off a hot path of ingest. */
+#define DECODE_STACK_BYTES 16384
+
+struct decode_arena {
+    max_align_t buf[DECODE_STACK_BYTES / sizeof(max_align_t)];
+    size_t used;
+};
+
+static void *decode_alloc(void *ud, size_t n)
+{
+    struct decode_arena *a = ud;
+    size_t need = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    if (need < n || sizeof(a->buf) - a->used < need)
+        return malloc(n);
+    void *p = (char *)a->buf + a->used;
+    a->used += need;
+    return p;
+}
+
+static void decode_free(void *ud, void *p)
+{
+    struct decode_arena *a = ud;
+    uintptr_t at = (uintptr_t)p, start = (uintptr_t)a->buf;
+    if (at < start || at >= start + sizeof(a->buf))
+        free(p);
 }
 
 int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t len)
@@ -220,14 +262,17 @@ int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t l
     if (len > PATRON_PROFILE_ENCODED_MAX)
         return PATRON_ETOOBIG;
     static const uint8_t empty[1];
-    Patron__V1__ProfileState *m = patron__v1__profile_state__unpack(NULL, len, buf ? buf : empty);
+    struct decode_arena arena;
+    arena.used = 0;
+    ProtobufCAllocator alloc = {decode_alloc, decode_free, &arena};
+    Patron__V1__ProfileState *m = patron__v1__profile_state__unpack(&alloc, len, buf ? buf : empty);
     if (!m)
         return PATRON_EINVAL;
     /* Into a scratch copy, so that a failure leaves *p as it was. */
     struct patron_profile tmp;
     memset(&tmp, 0, sizeof(tmp));
     int rc = fill(&tmp, m);
-    patron__v1__profile_state__free_unpacked(m, NULL);
+    patron__v1__profile_state__free_unpacked(m, &alloc);
     if (rc == 0)
         *p = tmp;
     return rc;

@@ -25,8 +25,11 @@
 #include "patron/rfm.h"
 #include "patron/v1/event.pb-c.h"
 
-#define PATRON_PROFILE_VIEWED_MAX 10    /* recently viewed items, most recent first */
-#define PATRON_PROFILE_BOUGHT_MAX 64    /* recently bought items, most recent first */
+#define PATRON_PROFILE_VIEWED_MAX 10 /* recently viewed items, most recent first */
+#define PATRON_PROFILE_BOUGHT_MAX 64 /* recently bought items, most recent first */
+/* Hashes of items that fell off the bought list: with it, every item bought
+ * is remembered (4 bytes each), so that it is never recommended again. */
+#define PATRON_PROFILE_BOUGHT_EARLIER_MAX 1024
 #define PATRON_PROFILE_CART_MAX 32      /* open cart lines, oldest first */
 #define PATRON_PROFILE_CATEGORIES_MAX 8 /* category affinities kept */
 #define PATRON_PROFILE_EVENT_IDS_MAX 32 /* ring of recent event-id hashes (resend dedupe) */
@@ -37,7 +40,7 @@
 #define PATRON_PROFILE_BIRTHDAY_LEN 5 /* "MM-DD" */
 
 /* Largest stored form patron_profile_decode accepts; a full profile encodes
- * to about 9 KiB. */
+ * to about 13 KiB (4 KiB of it bought_earlier). */
 #define PATRON_PROFILE_ENCODED_MAX (64 * 1024)
 
 /* Thresholds and weights; patron_profile_config_default gives DESIGN.md's
@@ -99,6 +102,12 @@ struct patron_profile {
     size_t n_viewed;
     char bought[PATRON_PROFILE_BOUGHT_MAX][PATRON_ID_MAX + 1];
     size_t n_bought;
+    /* patron_item_hash32 of the items pushed off `bought`, strictly
+     * ascending (binary search); empty until a customer has bought more than
+     * PATRON_PROFILE_BOUGHT_MAX distinct items, and no longer growing once
+     * full (beyond ~1,100 distinct items an old one may be recommended again). */
+    uint32_t bought_earlier[PATRON_PROFILE_BOUGHT_EARLIER_MAX];
+    size_t n_bought_earlier;
     struct patron_profile_cart_line cart[PATRON_PROFILE_CART_MAX];
     size_t n_cart;
 
@@ -152,6 +161,14 @@ int patron_profile_apply(struct patron_profile *p, const Patron__V1__Event *ev, 
                          int64_t offset, const struct patron_profile_config *cfg,
                          struct patron_apply_outcome *out) PATRON_MUST_USE;
 
+/* A stable 32-bit hash of an item id (FNV-1a 64 folded): the stored form of
+ * bought_earlier, so it must never change. */
+uint32_t patron_item_hash32(const char *id, size_t len);
+
+/* Whether the customer ever bought the item: in the bought list, or its hash
+ * among bought_earlier (a 32-bit collision may rarely say yes wrongly). */
+bool patron_profile_has_bought(const struct patron_profile *p, const char *item_id);
+
 /* The UTC calendar month of a time: year * 12 + (month - 1). Total over int64. */
 int64_t patron_month_of_ms(int64_t ms);
 
@@ -179,7 +196,7 @@ int patron_profile_encode(const struct patron_profile *p, uint8_t **buf,
 /* Strict: PATRON_ETOOBIG above PATRON_PROFILE_ENCODED_MAX; PATRON_EINVAL on
  * bytes that are not a ProfileState, an empty customer_id, a string longer
  * than its field or not UTF-8, a list over capacity, a non-finite score or a
- * cart quantity <= 0. On failure *p is unchanged. */
+ * cart quantity <= 0, or bought_earlier not strictly ascending. On failure *p is unchanged. */
 int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t len) PATRON_MUST_USE;
 
 /* The profile as GET /v1/customers/{id}/profile returns it (DESIGN.md), plus
