@@ -327,6 +327,21 @@ Test(replay_parse, london_datetime_rejects)
     }
 }
 
+Test(replay_parse, london_date_is_the_local_midnight)
+{
+    int64_t ms;
+    cr_assert_eq(replay_london_date_ms("2011-10-01", 10, &ms), 0);
+    cr_expect_eq(ms, 1317423600000LL, "BST: 2011-09-30T23:00Z");
+    cr_assert_eq(replay_london_date_ms("2011-12-01", 10, &ms), 0);
+    cr_expect_eq(ms, 1322697600000LL, "GMT");
+    const char *bad[] = {"2011-10-1", "2011-13-01",  "2011-02-30",
+                         "20111001",  "2011-10-01 ", "2011-10-01x",
+                         "",          "abcd-ef-gh",  "2011-10-01 00:00:00"};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(bad); i++)
+        cr_expect_eq(replay_london_date_ms(bad[i], strlen(bad[i]), &ms), PATRON_EINVAL, "%s",
+                     bad[i]);
+}
+
 Test(replay_parse, civil_days_round_trip)
 {
     cr_assert_eq(replay_days_from_civil(1970, 1, 1), 0);

@@ -9,13 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parse.h"
 #include "replay.h"
 
 static const char usage[] =
     "usage:\n"
     "  patron-replay online-retail --file F.csv[.gz] (--brokers B --topic T | --out FILE)\n"
     "      [--resend-percent P] [--garbage N] [--limit N] [--derive-browse] [--seed S]\n"
-    "      [--rate EVENTS_PER_S] [--progress]\n"
+    "      [--rate EVENTS_PER_S] [--progress] [--until YYYY-MM-DD]\n"
     "  patron-replay synthetic (--brokers B --topic T | --out FILE) [--events N]\n"
     "      [--customers 1000000] [--regulars 10000] [--items 100000] [--zipf 1.0]\n"
     "      [--step-ms 10] [--seed S] [--resend-percent P] [--garbage N] [--rate R]\n"
@@ -25,8 +26,9 @@ static const char usage[] =
     "        --flush-timeout-ms MS (default 300000).\n"
     "The last line on stdout is {\"events\":E,\"resent\":R,\"garbage\":G,\"customers\":C};\n"
     "--partitions-hint prints {\"partitions\":P,...} for the embedded Kafka and produces\n"
-    "nothing. The mapping of the CSV is data/README.md's. Exit 0 when every message was\n"
-    "delivered, 1 on failure, 2 on a usage error.\n";
+    "nothing. --until stops before the first invoice of that day (London time): a\n"
+    "training period. The mapping of the CSV is data/README.md's. Exit 0 when every\n"
+    "message was delivered, 1 on failure, 2 on a usage error.\n";
 
 enum opt_id {
     OPT_BROKERS = 256,
@@ -49,6 +51,7 @@ enum opt_id {
     OPT_STEP,
     OPT_HINT,
     OPT_FLUSH,
+    OPT_UNTIL,
     OPT_HELP,
 };
 
@@ -83,6 +86,7 @@ static const struct opt_rule rules[] = {
     {{"step-ms", required_argument, NULL, OPT_STEP}, REPLAY_SYNTHETIC, 0, 86400000},
     {{"partitions-hint", no_argument, NULL, OPT_HINT}, REPLAY_SYNTHETIC, 0, 0},
     {{"flush-timeout-ms", required_argument, NULL, OPT_FLUSH}, ALL_MODES, 0, 86400000},
+    {{"until", required_argument, NULL, OPT_UNTIL}, REPLAY_ONLINE_RETAIL, 0, 0},
     {{"help", no_argument, NULL, OPT_HELP}, ALL_MODES, 0, 0},
 };
 
@@ -276,6 +280,12 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
             break;
         case OPT_FLUSH:
             ok = set_number(r, optarg, &o->flush_timeout_ms);
+            break;
+        case OPT_UNTIL:
+            ok = replay_london_date_ms(optarg, strlen(optarg), &o->until_ms) == 0;
+            if (!ok)
+                fprintf(stderr, "patron-replay: --until %s: want a date YYYY-MM-DD\n", optarg);
+            o->has_until = ok;
             break;
         }
         if (!ok)

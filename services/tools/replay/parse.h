@@ -267,6 +267,18 @@ PATRON_MUST_USE static inline int replay_london_datetime_ms(const char *s, size_
     return 0;
 }
 
+/* Strict "YYYY-MM-DD": the start of that day in Europe/London local time,
+ * as UTC epoch ms (--until). PATRON_EINVAL if malformed. */
+PATRON_MUST_USE static inline int replay_london_date_ms(const char *s, size_t len, int64_t *utc_ms)
+{
+    char full[20];
+    if (len != 10)
+        return PATRON_EINVAL;
+    memcpy(full, s, 10);
+    memcpy(full + 10, " 00:00:00", 9);
+    return replay_london_datetime_ms(full, 19, utc_ms);
+}
+
 /* The category of a StockCode (data/README.md): its first 3 bytes. */
 #define REPLAY_CATEGORY_LEN 3
 static inline size_t replay_category_len(size_t stock_code_len)

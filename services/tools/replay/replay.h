@@ -58,6 +58,8 @@ struct replay_options {
     /* online-retail */
     const char *csv_path;
     bool derive_browse;
+    bool has_until;
+    int64_t until_ms; /* --until: only invoices before this (UTC epoch ms) */
     /* file */
     const char *in_path;
     /* synthetic */

@@ -79,6 +79,7 @@ struct retail {
     struct replay_rng derive_rng;
     uint64_t invoice_events; /* what --limit counts */
     int64_t last_ms;         /* the latest event time produced */
+    bool until_reached;      /* --until: the open run was already closed */
     uint8_t *pack;
     size_t pack_cap;
     struct counts n;
@@ -413,6 +414,10 @@ static int take_row(struct retail *r, size_t len)
             return rc;
         if (r->o->limit && r->invoice_events >= r->o->limit)
             return 1;
+        if (r->o->has_until && ms >= r->o->until_ms) {
+            r->until_reached = true; /* the file is in time order: the rest is later */
+            return 1;
+        }
         run->open = true;
         memcpy(run->invoice, invoice->s, invoice->len);
         run->invoice[invoice->len] = '\0';
@@ -450,7 +455,7 @@ static int run_file(struct retail *r)
     }
     if (rc < 0)
         return rc;
-    if (r->o->limit && r->invoice_events >= r->o->limit)
+    if ((r->o->limit && r->invoice_events >= r->o->limit) || r->until_reached)
         return 0;
     return close_run(r);
 }
