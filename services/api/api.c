@@ -20,7 +20,9 @@
 #include "patron/kafka.h"
 #include "patron/keys.h"
 #include "patron/profile.h"
+#include "patron/recommend_fetch.h"
 #include "patron/redis.h"
+#include "recommend.h"
 #include "patron/v1/event.pb-c.h"
 
 #define CLOCK_PARTITIONS_MAX 4096
@@ -32,6 +34,7 @@ struct api {
     struct patron_metrics *metrics;
     struct patron_redis *redis;
     struct patron_producer *producer;
+    struct patron_reco_fetcher *reco;
     struct patron_clock clock;
     uv_timer_t clock_timer;
     bool redis_up;
@@ -77,6 +80,19 @@ static void respond_json(struct api *api, struct patron_http_response *res, int 
     count_status(api, status);
     patron_http_respond_json(res, status, text);
     free(text);
+}
+
+void api_respond_error(struct api *api, struct patron_http_response *res, int status,
+                       const char *code, const char *msg)
+{
+    respond_error(api, res, status, code, msg);
+}
+
+void api_respond_json_text(struct api *api, struct patron_http_response *res, int status,
+                           const char *json)
+{
+    count_status(api, status);
+    patron_http_respond_json(res, status, json);
 }
 
 /* Constant-time, so that the token does not leak through timing. */
@@ -214,7 +230,7 @@ static void delete_customer(struct api *api, const char *id, size_t id_len,
 void api_route(void *ud, const struct patron_http_request *req, struct patron_http_response *res)
 {
     struct api *api = ud;
-    static const char customers[] = "/v1/customers/";
+    static const char customers[] = "/v1/customers/", items[] = "/v1/items/";
     const char *path = req->path;
     if (strncmp(path, customers, sizeof(customers) - 1) == 0) {
         const char *id = path + sizeof(customers) - 1;
@@ -226,6 +242,14 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
             return;
         }
         bool is_get = strcmp(req->method, "GET") == 0;
+        if (strcmp(rest, "/recommendations") == 0) {
+            if (!is_get)
+                respond_error(api, res, 405, "method_not_allowed", "use GET");
+            else
+                api_recommendations(api, api->reco, patron_clock_now_ms(&api->clock), id, id_len,
+                                    req, res);
+            return;
+        }
         if (strcmp(rest, "/profile") == 0) {
             if (!is_get) {
                 respond_error(api, res, 405, "method_not_allowed", "use GET");
@@ -244,6 +268,20 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
             } else {
                 delete_customer(api, id, id_len, res);
             }
+            return;
+        }
+    }
+    if (strncmp(path, items, sizeof(items) - 1) == 0) {
+        const char *id = path + sizeof(items) - 1;
+        const char *slash = strchr(id, '/');
+        size_t id_len = slash ? (size_t)(slash - id) : strlen(id);
+        if (slash && strcmp(slash, "/similar") == 0) {
+            if (!id_valid(id, id_len))
+                respond_error(api, res, 400, "bad_request", "invalid item id");
+            else if (strcmp(req->method, "GET") != 0)
+                respond_error(api, res, 405, "method_not_allowed", "use GET");
+            else
+                api_similar(api, api->reco, id, id_len, req, res);
             return;
         }
     }
@@ -313,12 +351,16 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     int rc = patron_redis_open(&api->redis, loop, &ro);
     if (rc)
         goto out_free;
+    struct patron_reco_fetcher_options fo = {.log = log, .metrics = metrics};
+    rc = patron_reco_fetcher_open(&api->reco, api->redis, &fo);
+    if (rc)
+        goto out_close_redis;
     rc = patron_producer_open_log(&api->producer, loop, cfg->kafka_brokers,
                                   (const char *const *)cfg->rdkafka_props, cfg->n_rdkafka_props,
                                   log, err, sizeof(err));
     if (rc) {
         patron_log(log, PATRON_LOG_ERROR, "producer", "\"error\":\"%s\"", err);
-        goto out_close_redis;
+        goto out_free_reco;
     }
     uv_timer_init(loop, &api->clock_timer);
     api->clock_timer.data = api;
@@ -327,6 +369,8 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     *out = api;
     return 0;
 
+out_free_reco:
+    patron_reco_fetcher_free(api->reco);
 out_close_redis:
     patron_redis_close(api->redis, NULL, NULL);
 out_free:
@@ -361,5 +405,7 @@ void api_stop(struct api *api, void (*on_stopped)(void *ud), void *ud)
 
 void api_free(struct api *api)
 {
+    /* after the loop ran: Redis has closed and called back every request */
+    patron_reco_fetcher_free(api->reco);
     free(api);
 }

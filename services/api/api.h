@@ -16,6 +16,12 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
 bool api_ready(const struct api *api);
 /* The service's routes (a patron_http_handler); ud is the api. */
 void api_route(void *ud, const struct patron_http_request *req, struct patron_http_response *res);
+/* Answers (JSON) and counts them by status class; for the routes in
+ * recommend.c. */
+void api_respond_error(struct api *api, struct patron_http_response *res, int status,
+                       const char *code, const char *msg);
+void api_respond_json_text(struct api *api, struct patron_http_response *res, int status,
+                           const char *json);
 /* Flushes the producer, closes Redis, then calls on_stopped. */
 void api_stop(struct api *api, void (*on_stopped)(void *ud), void *ud);
 void api_free(struct api *api);

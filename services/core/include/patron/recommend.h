@@ -1,0 +1,152 @@
+/*
+ * Recommendations by item-to-item collaborative filtering: the pure scoring.
+ *
+ * A customer's history (purchases > cart > views, each list decayed by
+ * position, most recent first) expands through each history item's
+ * neighbour list in the co-occurrence graph that ingest keeps ({i:<id>}:co,
+ * the strongest first). A neighbour b of history item a scores
+ *
+ *     weight(a) * cos(a, b)^locality,   cos(a, b) = c(a, b) / sqrt(n(a) n(b))
+ *
+ * with c the co-occurrence count and n the distinct buyers ({items}:pop),
+ * summed over the history, then multiplied by (1 + trend(b))^trend_exponent
+ * with trend(b) the item's popularity decayed to now (trend.h). Cosine is the
+ * normalisation because it divides by both popularities symmetrically, so
+ * a best seller that co-occurs with everything does not drown the specific
+ * neighbours; the locality exponent (cos^2 = P(b|a) * P(a|b)) makes a few
+ * strong associations outweigh many weak ones; the trend factor prefers
+ * what sells now among equally similar items. The defaults were chosen on the
+ * Online Retail evaluation (README "Recommendations"), where each idea was
+ * measured on its own.
+ *
+ * Never returned: items the customer bought (the bought list and the hashes
+ * of earlier ones, profile.h), items in the cart, items out of stock, and,
+ * with a category filter, items of another or an unknown category. When CF
+ * finds fewer items than asked, trending items fill the rest ("cf+popular";
+ * "popular" when CF found none, e.g. an unknown customer), always scored
+ * below the CF items. Order: score descending, then item id ascending.
+ *
+ * Pure: the caller fetches the inputs (recommend_fetch.h does, from Redis)
+ * and lends them; results borrow the item strings of the inputs. Bounded by
+ * the PATRON_RECO_*_MAX constants; scratch memory is allocated per call and
+ * freed before return (aborts on OOM, common.h). No shared state: safe from
+ * any thread.
+ */
+#ifndef PATRON_RECOMMEND_H
+#define PATRON_RECOMMEND_H
+
+#include "patron/common.h"
+#include "patron/profile.h"
+
+#define PATRON_RECO_LIMIT_MAX 100 /* items one answer may hold */
+#define PATRON_RECO_LIMIT_DEFAULT 10
+#define PATRON_RECO_SEEDS_MAX 64      /* history items expanded, the heaviest */
+#define PATRON_RECO_NEIGHBOURS_MAX 20 /* neighbours read per history item, the strongest */
+/* Trending items considered (cold start, top-up, trend factor). */
+#define PATRON_RECO_TRENDING_MAX 1000
+#define PATRON_RECO_SIMILAR_MAX 200 /* neighbours read for "similar items" */
+
+struct patron_reco_config {
+    double weight_purchase; /* a bought item's weight before decay */
+    double weight_cart;     /* ... an item in the cart */
+    double weight_view;     /* ... a viewed item */
+    double half_life_items; /* positions (most recent first) in which a weight halves; > 0 */
+    double locality;        /* exponent on the cosine, >= 1 sharpens; > 0 */
+    double trend_exponent;  /* exponent of (1 + decayed popularity); 0 turns it off */
+};
+
+/* purchase 1, cart 0.7, view 0.4, half-life 32 positions, locality 2,
+ * trend exponent 0.3. */
+void patron_reco_config_default(struct patron_reco_config *cfg);
+
+/* A history item and its weight; `item` is borrowed from the profile. */
+struct patron_reco_seed {
+    const char *item;
+    double weight;
+};
+
+/* The customer's history items, heaviest first (ties by id), each once (its
+ * heaviest role): at most max, and at most PATRON_RECO_SEEDS_MAX. */
+size_t patron_reco_seeds(const struct patron_profile *p, const struct patron_reco_config *cfg,
+                         struct patron_reco_seed *out, size_t max);
+
+struct patron_reco_neighbour {
+    const char *item;
+    double count; /* co-occurrence count, > 0 */
+};
+
+/* One item's neighbour list, strongest first (only the first
+ * PATRON_RECO_NEIGHBOURS_MAX are used for customers). */
+struct patron_reco_list {
+    const struct patron_reco_neighbour *v;
+    size_t n;
+};
+
+/* What is known of an item besides its neighbours. */
+struct patron_reco_item {
+    int64_t buyers;       /* distinct buyers; 0 when unknown */
+    const char *category; /* NULL or "" when unknown */
+    bool out_of_stock;
+    double trend; /* popularity decayed to now (patron_trend_decayed); 0 if unknown */
+};
+
+/* Fills *out for `item` (len bytes, hash = patron_hash64 of them, given so
+ * that a hash table keyed the same way needs no second pass); false when
+ * nothing is known (then the item counts as: no buyers, no category, in
+ * stock, no trend). Must not fail otherwise; pure from the scorer's view. */
+typedef bool (*patron_reco_lookup_fn)(void *ud, const char *item, size_t len, uint64_t hash,
+                                      struct patron_reco_item *out);
+
+/* A trending item: `trend` is its decayed popularity; the list comes
+ * most popular first. */
+struct patron_reco_trending {
+    const char *item;
+    double trend;
+};
+
+struct patron_reco_request {
+    const struct patron_profile *profile; /* NULL: unknown customer */
+    const struct patron_reco_seed *seeds; /* from patron_reco_seeds */
+    size_t n_seeds;
+    const struct patron_reco_list *lists; /* [n_seeds]: each seed's neighbours */
+    patron_reco_lookup_fn lookup;         /* facts about seeds, candidates, trending items */
+    void *lookup_ud;
+    const struct patron_reco_trending *trending;
+    size_t n_trending;    /* at most PATRON_RECO_TRENDING_MAX are read */
+    const char *category; /* NULL: any; else only items of exactly this category */
+    size_t limit;         /* 1 .. PATRON_RECO_LIMIT_MAX */
+};
+
+enum patron_reco_strategy {
+    PATRON_RECO_CF,         /* "cf": every item from the history */
+    PATRON_RECO_CF_POPULAR, /* "cf+popular": topped up with trending items */
+    PATRON_RECO_POPULAR,    /* "popular": trending items only */
+};
+
+const char *patron_reco_strategy_name(enum patron_reco_strategy s);
+
+struct patron_reco_scored {
+    const char *item; /* borrowed from the request's lists or trending */
+    double score;     /* > 0 for CF items; a popular item's is its decayed popularity */
+};
+
+struct patron_reco_result {
+    enum patron_reco_strategy strategy;
+    size_t n;
+    struct patron_reco_scored items[PATRON_RECO_LIMIT_MAX];
+};
+
+/* The top `limit` items for the customer. PATRON_EINVAL for a limit out of
+ * range, seeds without lists or a missing lookup. */
+int patron_reco_recommend(const struct patron_reco_request *rq,
+                          const struct patron_reco_config *cfg,
+                          struct patron_reco_result *out) PATRON_MUST_USE;
+
+/* Items similar to `item`: its neighbours (at most PATRON_RECO_SIMILAR_MAX
+ * read) by cosine, in (0, 1], out-of-stock ones and the item itself left
+ * out; strategy is PATRON_RECO_CF. Same errors. */
+int patron_reco_similar(const char *item, const struct patron_reco_list *neighbours,
+                        patron_reco_lookup_fn lookup, void *lookup_ud, size_t limit,
+                        struct patron_reco_result *out) PATRON_MUST_USE;
+
+#endif

@@ -1,0 +1,434 @@
+/* Item-to-item CF scoring (see recommend.h). */
+#include "patron/recommend.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patron/strmap.h"
+
+void patron_reco_config_default(struct patron_reco_config *cfg)
+{
+    *cfg = (struct patron_reco_config){
+        .weight_purchase = 1.0,
+        .weight_cart = 0.7,
+        .weight_view = 0.4,
+        .half_life_items = 32.0,
+        .locality = 2.0,
+        .trend_exponent = 0.3,
+    };
+}
+
+const char *patron_reco_strategy_name(enum patron_reco_strategy s)
+{
+    switch (s) {
+    case PATRON_RECO_CF:
+        return "cf";
+    case PATRON_RECO_CF_POPULAR:
+        return "cf+popular";
+    case PATRON_RECO_POPULAR:
+        return "popular";
+    }
+    return "popular";
+}
+
+/* ---- history --------------------------------------------------------------- */
+
+static double decay(const struct patron_reco_config *cfg, size_t position)
+{
+    return exp2(-(double)position / cfg->half_life_items);
+}
+
+static int seed_by_item(const void *a, const void *b)
+{
+    const struct patron_reco_seed *x = a, *y = b;
+    int c = strcmp(x->item, y->item);
+    if (c)
+        return c;
+    return x->weight > y->weight ? -1 : x->weight < y->weight;
+}
+
+static int seed_by_weight(const void *a, const void *b)
+{
+    const struct patron_reco_seed *x = a, *y = b;
+    if (x->weight != y->weight)
+        return x->weight > y->weight ? -1 : 1;
+    return strcmp(x->item, y->item);
+}
+
+size_t patron_reco_seeds(const struct patron_profile *p, const struct patron_reco_config *cfg,
+                         struct patron_reco_seed *out, size_t max)
+{
+    enum { ALL = PATRON_PROFILE_BOUGHT_MAX + PATRON_PROFILE_CART_MAX + PATRON_PROFILE_VIEWED_MAX };
+    struct patron_reco_seed all[ALL];
+    size_t n = 0;
+    if (!p || p->erased)
+        return 0;
+    for (size_t i = 0; i < p->n_bought && i < PATRON_PROFILE_BOUGHT_MAX; i++)
+        if (p->bought[i][0])
+            all[n++] =
+                (struct patron_reco_seed){p->bought[i], cfg->weight_purchase * decay(cfg, i)};
+    /* the cart is oldest first: its last line is the most recent */
+    size_t n_cart = p->n_cart < PATRON_PROFILE_CART_MAX ? p->n_cart : PATRON_PROFILE_CART_MAX;
+    for (size_t i = 0; i < n_cart; i++)
+        if (p->cart[i].item_id[0])
+            all[n++] = (struct patron_reco_seed){p->cart[i].item_id,
+                                                 cfg->weight_cart * decay(cfg, n_cart - 1 - i)};
+    for (size_t i = 0; i < p->n_viewed && i < PATRON_PROFILE_VIEWED_MAX; i++)
+        if (p->viewed[i][0])
+            all[n++] = (struct patron_reco_seed){p->viewed[i], cfg->weight_view * decay(cfg, i)};
+
+    /* each item once, in its heaviest role */
+    qsort(all, n, sizeof(all[0]), seed_by_item);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || strcmp(all[k - 1].item, all[i].item) != 0)
+            all[k++] = all[i];
+    qsort(all, k, sizeof(all[0]), seed_by_weight);
+    if (max > PATRON_RECO_SEEDS_MAX)
+        max = PATRON_RECO_SEEDS_MAX;
+    if (k > max)
+        k = max;
+    memcpy(out, all, k * sizeof(all[0]));
+    return k;
+}
+
+/* ---- small open-addressing tables keyed by item ------------------------------ */
+
+enum slot_state { SLOT_EMPTY, SLOT_CANDIDATE, SLOT_EXCLUDED, SLOT_CHOSEN };
+
+/* One item met in a call: excluded by the profile, or a candidate with what
+ * is known of it and its accumulated score. */
+struct slot {
+    const char *item;
+    uint64_t hash;
+    uint32_t len; /* ids are at most PATRON_ID_MAX bytes; longer ones never match */
+    uint8_t state;
+    double buyers;
+    double trend;
+    double acc; /* sum of weighted similarities */
+};
+
+/* Sized once per call for everything it may hold (at most half full), so it
+ * never grows. */
+struct table {
+    struct slot *slots;
+    size_t mask;
+    unsigned shift; /* 64 - log2(capacity) */
+};
+
+static void table_init(struct table *t, size_t entries)
+{
+    size_t cap = 16;
+    unsigned bits = 4;
+    while (cap < 2 * entries) {
+        cap *= 2;
+        bits++;
+    }
+    t->slots = patron_malloc(cap * sizeof(*t->slots));
+    for (size_t i = 0; i < cap; i++)
+        t->slots[i].state = SLOT_EMPTY;
+    t->mask = cap - 1;
+    t->shift = 64 - bits;
+}
+
+/* The item's slot: found, or the empty one where it belongs. The home slot
+ * takes the high bits of a multiplicative mix: FNV-1a's low bits cluster on
+ * ids that differ only at their end. */
+static struct slot *table_find(const struct table *t, const char *item, size_t len, uint64_t h)
+{
+    for (size_t i = (size_t)((h * 0x9E3779B97F4A7C15ULL) >> t->shift);; i = (i + 1) & t->mask) {
+        struct slot *s = &t->slots[i];
+        if (s->state == SLOT_EMPTY ||
+            (s->hash == h && s->len == len && memcmp(s->item, item, len) == 0))
+            return s;
+    }
+}
+
+/* ---- ranking ------------------------------------------------------------------ */
+
+static bool better(const struct patron_reco_scored *a, const struct patron_reco_scored *b)
+{
+    if (a->score != b->score)
+        return a->score > b->score;
+    return strcmp(a->item, b->item) < 0;
+}
+
+/* A heap of the best k so far, the worst at the root. */
+static void heap_offer(struct patron_reco_scored *h, size_t *n, size_t k,
+                       struct patron_reco_scored x)
+{
+    size_t i;
+    if (*n < k) {
+        i = (*n)++;
+        while (i > 0 && better(&h[(i - 1) / 2], &x)) {
+            h[i] = h[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        h[i] = x;
+        return;
+    }
+    if (!better(&x, &h[0]))
+        return;
+    i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        const struct patron_reco_scored *worst = &x;
+        if (l < *n && better(worst, &h[l])) {
+            w = l;
+            worst = &h[l];
+        }
+        if (r < *n && better(worst, &h[r]))
+            w = r;
+        if (w == i)
+            break;
+        h[i] = h[w];
+        i = w;
+    }
+    h[i] = x;
+}
+
+static int scored_cmp(const void *a, const void *b)
+{
+    const struct patron_reco_scored *x = a, *y = b;
+    return better(x, y) ? -1 : better(y, x) ? 1 : 0;
+}
+
+/* ---- exclusions ----------------------------------------------------------------- */
+
+struct context {
+    const struct patron_reco_request *rq;
+    struct table t; /* the profile's exclusions, then the candidates */
+};
+
+static size_t profile_items(const struct patron_profile *p)
+{
+    if (!p)
+        return 0;
+    return (p->n_bought < PATRON_PROFILE_BOUGHT_MAX ? p->n_bought : PATRON_PROFILE_BOUGHT_MAX) +
+           (p->n_cart < PATRON_PROFILE_CART_MAX ? p->n_cart : PATRON_PROFILE_CART_MAX);
+}
+
+static void exclude(struct table *t, const char *id)
+{
+    size_t len = strnlen(id, PATRON_ID_MAX + 1);
+    uint64_t h = patron_hash64(id, len);
+    struct slot *s = table_find(t, id, len, h);
+    *s = (struct slot){.item = id, .len = (uint32_t)len, .hash = h, .state = SLOT_EXCLUDED};
+}
+
+/* The table, sized for the profile's items and `more`, holding the profile's
+ * exclusions (bought list and cart). */
+static void context_init(struct context *cx, const struct patron_reco_request *rq, size_t more)
+{
+    const struct patron_profile *p = rq->profile;
+    cx->rq = rq;
+    table_init(&cx->t, profile_items(p) + more);
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n_bought && i < PATRON_PROFILE_BOUGHT_MAX; i++)
+        exclude(&cx->t, p->bought[i]);
+    for (size_t i = 0; i < p->n_cart && i < PATRON_PROFILE_CART_MAX; i++)
+        exclude(&cx->t, p->cart[i].item_id);
+}
+
+/* Binary search of bought_earlier for the 32-bit fold of h (profile.h). */
+static bool bought_earlier(const struct patron_profile *p, uint64_t h)
+{
+    uint32_t key = (uint32_t)(h ^ (h >> 32));
+    size_t lo = 0, hi = p->n_bought_earlier;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->bought_earlier[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < p->n_bought_earlier && p->bought_earlier[lo] == key;
+}
+
+/* Fills s (a slot not in the table yet) with what is known of its item, and
+ * whether it may be recommended at all (the profile's own exclusions are in
+ * the table already). */
+static void classify(const struct context *cx, struct slot *s)
+{
+    const struct patron_reco_request *rq = cx->rq;
+    struct patron_reco_item it = {0};
+    bool known = rq->lookup(rq->lookup_ud, s->item, s->len, s->hash, &it);
+    s->buyers = known && it.buyers > 0 ? (double)it.buyers : 0;
+    s->trend = known && isfinite(it.trend) && it.trend > 0 ? it.trend : 0;
+    s->acc = 0;
+    bool excluded = s->len == 0 || s->len > PATRON_ID_MAX || (known && it.out_of_stock) ||
+                    (rq->profile && bought_earlier(rq->profile, s->hash));
+    if (rq->category)
+        excluded |=
+            !known || !it.category || !it.category[0] || strcmp(it.category, rq->category) != 0;
+    s->state = excluded ? SLOT_EXCLUDED : SLOT_CANDIDATE;
+}
+
+/* The item's slot, classified and inserted on first sight. */
+static struct slot *intern(const struct context *cx, const char *item)
+{
+    size_t len = strnlen(item, PATRON_ID_MAX + 1);
+    uint64_t h = patron_hash64(item, len);
+    struct slot *s = table_find(&cx->t, item, len, h);
+    if (s->state == SLOT_EMPTY) {
+        *s = (struct slot){.item = item, .len = (uint32_t)len, .hash = h};
+        classify(cx, s);
+    }
+    return s;
+}
+
+/* cos(a, b) from the count and both buyer counts: a count above a buyer
+ * count (a customer counted twice, see graph.h) caps the cosine at 1. */
+static double cosine(double count, double buyers_a, double buyers_b)
+{
+    double na = buyers_a > count ? buyers_a : count;
+    double nb = buyers_b > count ? buyers_b : count;
+    return count / sqrt(na * nb);
+}
+
+static double sharpen(double c, double locality)
+{
+    return locality == 2.0 ? c * c : locality == 1.0 ? c : pow(c, locality);
+}
+
+static bool config_valid(const struct patron_reco_config *cfg)
+{
+    return cfg->half_life_items > 0 && cfg->locality > 0 && cfg->trend_exponent >= 0 &&
+           isfinite(cfg->weight_purchase) && isfinite(cfg->weight_cart) &&
+           isfinite(cfg->weight_view) && isfinite(cfg->half_life_items) &&
+           isfinite(cfg->locality) && isfinite(cfg->trend_exponent);
+}
+
+int patron_reco_recommend(const struct patron_reco_request *rq,
+                          const struct patron_reco_config *cfg, struct patron_reco_result *out)
+{
+    if (rq->limit < 1 || rq->limit > PATRON_RECO_LIMIT_MAX || !rq->lookup ||
+        (rq->n_seeds && !rq->lists) || (rq->n_trending && !rq->trending) || !config_valid(cfg))
+        return PATRON_EINVAL;
+    size_t n_seeds = rq->n_seeds < PATRON_RECO_SEEDS_MAX ? rq->n_seeds : PATRON_RECO_SEEDS_MAX;
+    size_t n_trending =
+        rq->n_trending < PATRON_RECO_TRENDING_MAX ? rq->n_trending : PATRON_RECO_TRENDING_MAX;
+    size_t entries = 0;
+    for (size_t i = 0; i < n_seeds; i++)
+        entries += rq->lists[i].n < PATRON_RECO_NEIGHBOURS_MAX ? rq->lists[i].n
+                                                               : PATRON_RECO_NEIGHBOURS_MAX;
+    struct context cx;
+    context_init(&cx, rq, entries + rq->limit);
+
+    /* expand each history item through its strongest neighbours */
+    for (size_t i = 0; i < n_seeds; i++) {
+        const struct patron_reco_seed *seed = &rq->seeds[i];
+        if (!(seed->weight > 0) || !isfinite(seed->weight) || !seed->item)
+            continue;
+        struct patron_reco_item it = {0};
+        size_t slen = strnlen(seed->item, PATRON_ID_MAX + 1);
+        double buyers_a =
+            rq->lookup(rq->lookup_ud, seed->item, slen, patron_hash64(seed->item, slen), &it) &&
+                    it.buyers > 0
+                ? (double)it.buyers
+                : 0;
+        const struct patron_reco_list *l = &rq->lists[i];
+        size_t n = l->n < PATRON_RECO_NEIGHBOURS_MAX ? l->n : PATRON_RECO_NEIGHBOURS_MAX;
+        for (size_t j = 0; j < n; j++) {
+            const struct patron_reco_neighbour *nb = &l->v[j];
+            if (!nb->item || !(nb->count > 0) || !isfinite(nb->count))
+                continue;
+            struct slot *s = intern(&cx, nb->item);
+            if (s->state != SLOT_CANDIDATE)
+                continue;
+            s->acc += seed->weight * sharpen(cosine(nb->count, buyers_a, s->buyers), cfg->locality);
+        }
+    }
+
+    struct patron_reco_scored *top = out->items;
+    size_t n_top = 0;
+    for (size_t i = 0; i <= cx.t.mask; i++) {
+        struct slot *s = &cx.t.slots[i];
+        if (s->state != SLOT_CANDIDATE || !(s->acc > 0))
+            continue;
+        double score = s->acc;
+        if (cfg->trend_exponent > 0)
+            score *= pow(1.0 + s->trend, cfg->trend_exponent);
+        heap_offer(top, &n_top, rq->limit, (struct patron_reco_scored){s->item, score});
+    }
+    size_t n_cf = n_top;
+    double min_cf = 0;
+    for (size_t i = 0; i < n_cf; i++) {
+        intern(&cx, top[i].item)->state = SLOT_CHOSEN;
+        if (i == 0 || top[i].score < min_cf)
+            min_cf = top[i].score;
+    }
+
+    /* top up from what sells now, below every CF item; only the items chosen
+     * enter the table (at most limit of them) */
+    double fill_max = 0;
+    for (size_t i = 0; i < n_trending && n_top < rq->limit; i++) {
+        const struct patron_reco_trending *t = &rq->trending[i];
+        if (!t->item)
+            continue;
+        size_t len = strnlen(t->item, PATRON_ID_MAX + 1);
+        uint64_t h = patron_hash64(t->item, len);
+        struct slot *s = table_find(&cx.t, t->item, len, h);
+        if (s->state == SLOT_EMPTY) {
+            struct slot probe = {.item = t->item, .len = (uint32_t)len, .hash = h};
+            classify(&cx, &probe);
+            if (probe.state != SLOT_CANDIDATE)
+                continue;
+            *s = probe;
+        } else if (s->state != SLOT_CANDIDATE) {
+            continue;
+        }
+        s->state = SLOT_CHOSEN;
+        double trend = isfinite(t->trend) && t->trend > 0 ? t->trend : 0;
+        if (trend > fill_max)
+            fill_max = trend;
+        top[n_top++] = (struct patron_reco_scored){t->item, trend};
+    }
+    if (n_cf > 0)
+        for (size_t i = n_cf; i < n_top; i++)
+            top[i].score = fill_max > 0 ? 0.5 * min_cf * top[i].score / fill_max : 0;
+
+    qsort(top, n_top, sizeof(top[0]), scored_cmp);
+    out->n = n_top;
+    out->strategy = n_cf == 0      ? PATRON_RECO_POPULAR
+                    : n_top > n_cf ? PATRON_RECO_CF_POPULAR
+                                   : PATRON_RECO_CF;
+    free(cx.t.slots);
+    return 0;
+}
+
+int patron_reco_similar(const char *item, const struct patron_reco_list *neighbours,
+                        patron_reco_lookup_fn lookup, void *lookup_ud, size_t limit,
+                        struct patron_reco_result *out)
+{
+    if (!item || !neighbours || (neighbours->n && !neighbours->v) || !lookup || limit < 1 ||
+        limit > PATRON_RECO_LIMIT_MAX)
+        return PATRON_EINVAL;
+    struct patron_reco_request rq = {.lookup = lookup, .lookup_ud = lookup_ud};
+    size_t n = neighbours->n < PATRON_RECO_SIMILAR_MAX ? neighbours->n : PATRON_RECO_SIMILAR_MAX;
+    struct context cx;
+    context_init(&cx, &rq, n + 1);
+    struct slot *self = intern(&cx, item);
+    double buyers_a = self->buyers;
+    self->state = SLOT_EXCLUDED;
+
+    size_t n_top = 0;
+    for (size_t j = 0; j < n; j++) {
+        const struct patron_reco_neighbour *nb = &neighbours->v[j];
+        if (!nb->item || !(nb->count > 0) || !isfinite(nb->count))
+            continue;
+        struct slot *s = intern(&cx, nb->item);
+        if (s->state != SLOT_CANDIDATE)
+            continue;
+        s->state = SLOT_CHOSEN; /* the first occurrence counts */
+        heap_offer(out->items, &n_top, limit,
+                   (struct patron_reco_scored){nb->item, cosine(nb->count, buyers_a, s->buyers)});
+    }
+    qsort(out->items, n_top, sizeof(out->items[0]), scored_cmp);
+    out->n = n_top;
+    out->strategy = PATRON_RECO_CF;
+    free(cx.t.slots);
+    return 0;
+}

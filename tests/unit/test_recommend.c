@@ -1,0 +1,608 @@
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "patron/recommend.h"
+#include "patron/strmap.h"
+#include "../support/leak_check.h"
+
+PATRON_LEAK_CHECKED_SUITE(recommend);
+PATRON_LEAK_CHECKED_SUITE(similar);
+
+/* ---- a small world: items, their facts and neighbour lists ------------------- */
+
+struct fact {
+    const char *item;
+    int64_t buyers;
+    const char *category;
+    bool oos;
+    double trend;
+};
+
+#define NB_MAX 64
+struct world {
+    const struct fact *facts;
+    size_t n_facts;
+    size_t lookups;
+    /* neighbour lists by seed item */
+    struct {
+        const char *item;
+        struct patron_reco_neighbour v[NB_MAX];
+        size_t n;
+    } lists[8];
+    size_t n_lists;
+};
+
+static bool lookup(void *ud, const char *item, size_t len, uint64_t hash,
+                   struct patron_reco_item *out)
+{
+    struct world *w = ud;
+    w->lookups++;
+    cr_assert_eq(hash, patron_hash64(item, len), "the hash of the item is passed along");
+    for (size_t i = 0; i < w->n_facts; i++) {
+        const struct fact *f = &w->facts[i];
+        if (strlen(f->item) == len && memcmp(f->item, item, len) == 0) {
+            *out = (struct patron_reco_item){f->buyers, f->category, f->oos, f->trend};
+            return true;
+        }
+    }
+    return false;
+}
+
+static void add_list(struct world *w, const char *item, const char *spec)
+{
+    /* spec: "x:3 y:2" (neighbour:count, strongest first) */
+    static char store[64][NB_MAX][16];
+    static size_t used;
+    cr_assert_lt(w->n_lists, PATRON_ARRAY_LEN(w->lists));
+    cr_assert_lt(used, PATRON_ARRAY_LEN(store));
+    char(*names)[16] = store[used++];
+    w->lists[w->n_lists].item = item;
+    size_t n = 0;
+    const char *p = spec;
+    while (*p) {
+        double count;
+        int consumed;
+        cr_assert_eq(sscanf(p, " %15[^:]:%lf%n", names[n], &count, &consumed), 2, "%s", p);
+        w->lists[w->n_lists].v[n] = (struct patron_reco_neighbour){names[n], count};
+        n++;
+        p += consumed;
+        while (*p == ' ')
+            p++;
+    }
+    w->lists[w->n_lists].n = n;
+    w->n_lists++;
+}
+
+static struct patron_reco_config defcfg(void)
+{
+    struct patron_reco_config c;
+    patron_reco_config_default(&c);
+    return c;
+}
+
+/* Comma-separated item lists (NULL: none) into a profile. */
+static struct patron_profile customer(const char *bought_csv, const char *cart_csv,
+                                      const char *viewed_csv)
+{
+    struct patron_profile p;
+    patron_profile_init(&p, "c1");
+    const char *lists[3] = {bought_csv, cart_csv, viewed_csv};
+    for (int k = 0; k < 3; k++) {
+        for (const char *s = lists[k]; s && *s;) {
+            size_t len = strcspn(s, ",");
+            char id[PATRON_ID_MAX + 1];
+            snprintf(id, sizeof(id), "%.*s", (int)len, s);
+            if (k == 0)
+                snprintf(p.bought[p.n_bought++], PATRON_ID_MAX + 1, "%s", id);
+            else if (k == 1) {
+                snprintf(p.cart[p.n_cart].item_id, PATRON_ID_MAX + 1, "%s", id);
+                p.cart[p.n_cart++].quantity = 1;
+            } else
+                snprintf(p.viewed[p.n_viewed++], PATRON_ID_MAX + 1, "%s", id);
+            s += len + (s[len] == ',');
+        }
+    }
+    return p;
+}
+
+static const struct patron_reco_list *list_of(const struct world *w, const char *item)
+{
+    static const struct patron_reco_list empty = {NULL, 0};
+    for (size_t i = 0; i < w->n_lists; i++)
+        if (strcmp(w->lists[i].item, item) == 0) {
+            static struct patron_reco_list l;
+            l = (struct patron_reco_list){w->lists[i].v, w->lists[i].n};
+            return &l;
+        }
+    return &empty;
+}
+
+/* Runs the whole pipeline as the fetcher does: seeds, their lists, scoring. */
+static struct patron_reco_result run(struct world *w, const struct patron_profile *p,
+                                     const struct patron_reco_trending *trending, size_t n_trending,
+                                     const char *category, size_t limit,
+                                     const struct patron_reco_config *cfg)
+{
+    struct patron_reco_seed seeds[PATRON_RECO_SEEDS_MAX];
+    struct patron_reco_list lists[PATRON_RECO_SEEDS_MAX];
+    size_t n = p ? patron_reco_seeds(p, cfg, seeds, PATRON_RECO_SEEDS_MAX) : 0;
+    for (size_t i = 0; i < n; i++)
+        lists[i] = *list_of(w, seeds[i].item);
+    struct patron_reco_request rq = {
+        .profile = p,
+        .seeds = seeds,
+        .n_seeds = n,
+        .lists = lists,
+        .lookup = lookup,
+        .lookup_ud = w,
+        .trending = trending,
+        .n_trending = n_trending,
+        .category = category,
+        .limit = limit,
+    };
+    struct patron_reco_result r;
+    memset(&r, 0x5A, sizeof(r));
+    cr_assert_eq(patron_reco_recommend(&rq, cfg, &r), 0);
+    return r;
+}
+
+/* "a b c" */
+static void expect_items(const struct patron_reco_result *r, const char *want)
+{
+    char got[1024] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < r->n; i++)
+        len +=
+            (size_t)snprintf(got + len, sizeof(got) - len, "%s%s", i ? " " : "", r->items[i].item);
+    cr_expect_str_eq(got, want);
+}
+
+static void expect_descending(const struct patron_reco_result *r)
+{
+    for (size_t i = 1; i < r->n; i++) {
+        cr_expect(r->items[i - 1].score > r->items[i].score ||
+                      (r->items[i - 1].score == r->items[i].score &&
+                       strcmp(r->items[i - 1].item, r->items[i].item) < 0),
+                  "order at %zu", i);
+    }
+}
+
+/* ---- configuration and history ------------------------------------------------ */
+
+Test(recommend, config_defaults)
+{
+    struct patron_reco_config c = defcfg();
+    cr_expect(c.weight_purchase > c.weight_cart && c.weight_cart > c.weight_view &&
+              c.weight_view > 0);
+    cr_expect_eq(c.half_life_items, 32.0);
+    cr_expect_eq(c.locality, 2.0);
+    cr_expect_eq(c.trend_exponent, 0.3);
+    cr_expect_str_eq(patron_reco_strategy_name(PATRON_RECO_CF), "cf");
+    cr_expect_str_eq(patron_reco_strategy_name(PATRON_RECO_CF_POPULAR), "cf+popular");
+    cr_expect_str_eq(patron_reco_strategy_name(PATRON_RECO_POPULAR), "popular");
+}
+
+Test(recommend, seeds_weigh_purchase_over_cart_over_view_and_decay_with_position)
+{
+    struct patron_reco_config c = defcfg();
+    /* the cart is oldest first: k2 is its most recent line */
+    struct patron_profile p = customer("b0,b1", "k1,k2", "v0,v1");
+    struct patron_reco_seed s[16];
+    size_t n = patron_reco_seeds(&p, &c, s, 16);
+    cr_assert_eq(n, 6);
+    const struct {
+        const char *item;
+        double weight;
+    } want[] = {
+        {"b0", 1.0}, {"b1", exp2(-1.0 / 32)},       {"k2", 0.7}, {"k1", 0.7 * exp2(-1.0 / 32)},
+        {"v0", 0.4}, {"v1", 0.4 * exp2(-1.0 / 32)},
+    };
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_str_eq(s[i].item, want[i].item, "seed %zu", i);
+        cr_expect_float_eq(s[i].weight, want[i].weight, 1e-12, "seed %zu", i);
+    }
+}
+
+Test(recommend, seeds_keep_an_item_once_in_its_heaviest_role)
+{
+    struct patron_reco_config c = defcfg();
+    struct patron_profile p = customer("x", "x,y", "y,x");
+    struct patron_reco_seed s[16];
+    size_t n = patron_reco_seeds(&p, &c, s, 16);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(s[0].item, "x");
+    cr_expect_float_eq(s[0].weight, 1.0, 1e-12);
+    cr_expect_str_eq(s[1].item, "y");
+    cr_expect_float_eq(s[1].weight, 0.7, 1e-12, "the cart beats the view");
+}
+
+Test(recommend, seeds_are_bounded)
+{
+    struct patron_reco_config c = defcfg();
+    struct patron_profile p;
+    patron_profile_init(&p, "c");
+    for (int i = 0; i < PATRON_PROFILE_BOUGHT_MAX; i++)
+        snprintf(p.bought[i], sizeof(p.bought[i]), "b%02d", i);
+    p.n_bought = PATRON_PROFILE_BOUGHT_MAX;
+    for (int i = 0; i < PATRON_PROFILE_VIEWED_MAX; i++)
+        snprintf(p.viewed[i], sizeof(p.viewed[i]), "v%02d", i);
+    p.n_viewed = PATRON_PROFILE_VIEWED_MAX;
+    struct patron_reco_seed s[PATRON_RECO_SEEDS_MAX + 10];
+    cr_expect_eq(patron_reco_seeds(&p, &c, s, PATRON_ARRAY_LEN(s)), PATRON_RECO_SEEDS_MAX);
+    cr_expect_eq(patron_reco_seeds(&p, &c, s, 3), 3);
+    cr_expect_str_eq(s[2].item, "b02");
+    /* a corrupt count beyond capacity reads no further than the arrays */
+    p.n_bought = 1000;
+    cr_expect_eq(patron_reco_seeds(&p, &c, s, PATRON_ARRAY_LEN(s)), PATRON_RECO_SEEDS_MAX);
+    p.erased = true;
+    cr_expect_eq(patron_reco_seeds(&p, &c, s, PATRON_ARRAY_LEN(s)), 0,
+                 "a tombstone has no history");
+    cr_expect_eq(patron_reco_seeds(NULL, &c, s, PATRON_ARRAY_LEN(s)), 0);
+}
+
+/* ---- exclusions and filters: one table -------------------------------------- */
+
+static const struct fact shop[] = {
+    {"a", 10, "home", false, 0},     {"b", 10, "home", false, 0},
+    {"c", 10, "toys", false, 0},     {"d", 10, "home", true, 0},
+    {"e", 10, NULL, false, 0},       {"f", 10, "home", false, 0},
+    {"g", 10, "home", false, 0},     {"h", 10, "home", false, 0},
+    {"hot", 100, "home", false, 50}, {"oos", 100, "home", true, 40},
+    {"toy", 100, "toys", false, 30},
+};
+
+static const struct patron_reco_trending shop_trending[] = {
+    {"hot", 50},
+    {"oos", 40},
+    {"toy", 30},
+    {"a", 1},
+};
+
+Test(recommend, exclusions_and_category_filter)
+{
+    static const struct {
+        const char *name;
+        const char *bought, *cart;
+        const char *category;
+        bool earlier_f; /* f bought long ago: only its hash is left */
+        size_t limit;
+        const char *want;
+        enum patron_reco_strategy strategy;
+    } rows[] = {
+        /* a's neighbours, strongest first: b c d(oos) e(no category) f g h */
+        {"nothing excluded but stock", "a", NULL, NULL, false, 6, "b c e f g h", PATRON_RECO_CF},
+        {"bought items", "a,b", NULL, NULL, false, 6, "c e f g h hot", PATRON_RECO_CF_POPULAR},
+        {"items in the cart", "a", "b,c", NULL, false, 4, "e f g h", PATRON_RECO_CF},
+        {"bought long ago", "a", NULL, NULL, true, 4, "b c e g", PATRON_RECO_CF},
+        {"category", "a", NULL, "toys", false, 3, "c toy", PATRON_RECO_CF_POPULAR},
+        {"unknown category never matches", "a", NULL, "", false, 3, "", PATRON_RECO_POPULAR},
+        {"category of nothing", "a", NULL, "garden", false, 5, "", PATRON_RECO_POPULAR},
+    };
+    struct patron_reco_config c = defcfg();
+    c.trend_exponent = 0;
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++) {
+        struct world w = {.facts = shop, .n_facts = PATRON_ARRAY_LEN(shop)};
+        add_list(&w, "a", "b:7 c:6 d:5 e:4 f:3 g:2 h:1");
+        add_list(&w, "b", "a:7");
+        struct patron_profile p = customer(rows[i].bought, rows[i].cart, NULL);
+        if (rows[i].earlier_f) {
+            p.bought_earlier[0] = patron_item_hash32("f", 1);
+            p.n_bought_earlier = 1;
+        }
+        struct patron_reco_result r = run(&w, &p, shop_trending, PATRON_ARRAY_LEN(shop_trending),
+                                          rows[i].category, rows[i].limit, &c);
+        char got[256] = "";
+        size_t len = 0;
+        for (size_t k = 0; k < r.n; k++)
+            len += (size_t)snprintf(got + len, sizeof(got) - len, "%s%s", k ? " " : "",
+                                    r.items[k].item);
+        cr_expect_str_eq(got, rows[i].want, "%s", rows[i].name);
+        cr_expect_eq(r.strategy, rows[i].strategy, "%s: strategy %d", rows[i].name, r.strategy);
+        expect_descending(&r);
+    }
+}
+
+/* ---- normalisation, decay, locality, trend, ties --------------------------------- */
+
+/* A best seller co-occurs with everything: its raw count is the highest, but
+ * the cosine puts the specific neighbour first. */
+Test(recommend, normalisation_keeps_best_sellers_from_drowning_the_rest)
+{
+    static const struct fact facts[] = {
+        {"a", 10, "x", false, 0}, {"best", 1000, "x", false, 0}, {"niche", 8, "x", false, 0}};
+    struct world w = {.facts = facts, .n_facts = 3};
+    add_list(&w, "a", "best:9 niche:6");
+    struct patron_profile p = customer("a", NULL, NULL);
+    struct patron_reco_config c = defcfg();
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "niche best");
+    /* the scores are the squared cosines */
+    cr_expect_float_eq(r.items[0].score, 36.0 / (10 * 8), 1e-12);
+    cr_expect_float_eq(r.items[1].score, 81.0 / (10 * 1000), 1e-12);
+}
+
+Test(recommend, older_history_counts_less)
+{
+    static const struct fact facts[] = {{"x", 4, "", false, 0},
+                                        {"y", 4, "", false, 0},
+                                        {"new_nb", 4, "", false, 0},
+                                        {"old_nb", 4, "", false, 0}};
+    struct world w = {.facts = facts, .n_facts = 4};
+    add_list(&w, "x", "new_nb:2");
+    add_list(&w, "y", "old_nb:2");
+    struct patron_reco_config c = defcfg();
+    struct patron_profile p = customer("x,y", NULL, NULL); /* x is the more recent */
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "new_nb old_nb");
+    cr_expect_float_eq(r.items[1].score / r.items[0].score, exp2(-1.0 / 32), 1e-12);
+    p = customer("y,x", NULL, NULL);
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "old_nb new_nb");
+    /* a view is weaker than a purchase whatever its position */
+    p = customer("y", NULL, "x");
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "old_nb new_nb");
+}
+
+Test(recommend, locality_prefers_one_strong_association_to_several_weak_ones)
+{
+    /* strong: cos 0.8 from s1; weak: cos 0.5 from s1 and from s2 */
+    static const struct fact facts[] = {{"s1", 100, "", false, 0},
+                                        {"s2", 100, "", false, 0},
+                                        {"strong", 100, "", false, 0},
+                                        {"weak", 100, "", false, 0}};
+    struct world w = {.facts = facts, .n_facts = 4};
+    add_list(&w, "s1", "strong:80 weak:50");
+    add_list(&w, "s2", "weak:50");
+    struct patron_profile p = customer("s1,s2", NULL, NULL);
+    struct patron_reco_config c = defcfg();
+    c.half_life_items = 1e9; /* equal weights: only locality matters */
+    c.trend_exponent = 0;
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "strong weak");
+    c.locality = 1;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "weak strong");
+}
+
+Test(recommend, trend_breaks_equal_similarity_towards_what_sells_now)
+{
+    static const struct fact facts[] = {
+        {"a", 10, "", false, 0}, {"p", 10, "", false, 0.5}, {"q", 10, "", false, 20}};
+    struct world w = {.facts = facts, .n_facts = 3};
+    add_list(&w, "a", "p:5 q:5");
+    struct patron_profile p = customer("a", NULL, NULL);
+    struct patron_reco_config c = defcfg();
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "q p");
+    cr_expect_float_eq(r.items[0].score / r.items[1].score, pow(21.0 / 1.5, 0.3), 1e-9);
+}
+
+Test(recommend, ties_break_by_item_id)
+{
+    static const struct fact facts[] = {{"a", 10, "", false, 0}};
+    struct world w = {.facts = facts, .n_facts = 1};
+    add_list(&w, "a", "zz:3 m:3 b:3 c:3");
+    struct patron_profile p = customer("a", NULL, NULL);
+    struct patron_reco_config c = defcfg();
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 3, &c);
+    expect_items(&r, "b c m");
+    /* popular ties too, whatever order the trending list came in */
+    static const struct patron_reco_trending t[] = {{"t3", 2}, {"t1", 2}, {"t2", 2}};
+    r = run(&w, NULL, t, 3, NULL, 3, &c);
+    expect_items(&r, "t1 t2 t3");
+}
+
+/* ---- cold start and thin histories ----------------------------------------------- */
+
+Test(recommend, unknown_customer_gets_trending_items)
+{
+    struct world w = {.facts = shop, .n_facts = PATRON_ARRAY_LEN(shop)};
+    struct patron_reco_config c = defcfg();
+    struct patron_reco_result r =
+        run(&w, NULL, shop_trending, PATRON_ARRAY_LEN(shop_trending), NULL, 10, &c);
+    cr_expect_eq(r.strategy, PATRON_RECO_POPULAR);
+    expect_items(&r, "hot toy a"); /* oos left out */
+    cr_expect_float_eq(r.items[0].score, 50, 1e-12, "a popular item's score is its trend");
+    r = run(&w, NULL, shop_trending, PATRON_ARRAY_LEN(shop_trending), "toys", 10, &c);
+    expect_items(&r, "toy");
+    r = run(&w, NULL, NULL, 0, NULL, 10, &c);
+    cr_expect_eq(r.n, 0, "nothing trending yet: an empty answer");
+    cr_expect_eq(r.strategy, PATRON_RECO_POPULAR);
+}
+
+Test(recommend, customer_without_neighbours_gets_trending_items_not_bought)
+{
+    struct world w = {.facts = shop, .n_facts = PATRON_ARRAY_LEN(shop)};
+    struct patron_reco_config c = defcfg();
+    struct patron_profile p = customer("hot,lonely", NULL, NULL);
+    struct patron_reco_result r =
+        run(&w, &p, shop_trending, PATRON_ARRAY_LEN(shop_trending), NULL, 10, &c);
+    cr_expect_eq(r.strategy, PATRON_RECO_POPULAR);
+    expect_items(&r, "toy a");
+}
+
+Test(recommend, thin_cf_is_topped_up_below_every_cf_item)
+{
+    struct world w = {.facts = shop, .n_facts = PATRON_ARRAY_LEN(shop)};
+    add_list(&w, "c", "a:1 toy:1");
+    struct patron_reco_config c = defcfg();
+    struct patron_profile p = customer("c", NULL, NULL);
+    struct patron_reco_result r =
+        run(&w, &p, shop_trending, PATRON_ARRAY_LEN(shop_trending), NULL, 4, &c);
+    cr_expect_eq(r.strategy, PATRON_RECO_CF_POPULAR);
+    /* a and toy from CF (a first: toy's 100 buyers weigh more than its trend),
+     * then hot; no duplicates */
+    expect_items(&r, "a toy hot");
+    cr_expect_lt(r.items[2].score, r.items[1].score);
+    cr_expect_gt(r.items[2].score, 0);
+    expect_descending(&r);
+    r = run(&w, &p, shop_trending, PATRON_ARRAY_LEN(shop_trending), NULL, 2, &c);
+    cr_expect_eq(r.strategy, PATRON_RECO_CF, "enough CF: no top-up");
+    expect_items(&r, "a toy");
+}
+
+/* ---- bad input ---------------------------------------------------------------------- */
+
+Test(recommend, rejects_bad_requests)
+{
+    struct world w = {.facts = shop, .n_facts = PATRON_ARRAY_LEN(shop)};
+    struct patron_reco_config c = defcfg();
+    struct patron_reco_seed seed = {"a", 1};
+    struct patron_reco_result r;
+    const struct {
+        const char *name;
+        struct patron_reco_request rq;
+        void (*mutate)(struct patron_reco_config *);
+    } rows[] = {
+        {"limit 0", {.lookup = lookup, .lookup_ud = &w, .limit = 0}, NULL},
+        {"limit too big",
+         {.lookup = lookup, .lookup_ud = &w, .limit = PATRON_RECO_LIMIT_MAX + 1},
+         NULL},
+        {"no lookup", {.limit = 10}, NULL},
+        {"seeds without lists",
+         {.seeds = &seed, .n_seeds = 1, .lookup = lookup, .lookup_ud = &w, .limit = 1},
+         NULL},
+        {"trending count without list",
+         {.n_trending = 3, .lookup = lookup, .lookup_ud = &w, .limit = 1},
+         NULL},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++)
+        cr_expect_eq(patron_reco_recommend(&rows[i].rq, &c, &r), PATRON_EINVAL, "%s", rows[i].name);
+    struct patron_reco_request ok = {.lookup = lookup, .lookup_ud = &w, .limit = 1};
+    const double bad_values[] = {0, -1, NAN, INFINITY};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(bad_values); i++) {
+        struct patron_reco_config b = c;
+        b.half_life_items = bad_values[i];
+        cr_expect_eq(patron_reco_recommend(&ok, &b, &r), PATRON_EINVAL, "half-life %g",
+                     bad_values[i]);
+        b = c;
+        b.locality = bad_values[i];
+        cr_expect_eq(patron_reco_recommend(&ok, &b, &r), PATRON_EINVAL, "locality %g",
+                     bad_values[i]);
+    }
+    cr_expect_eq(patron_reco_recommend(&ok, &c, &r), 0, "the control");
+}
+
+/* Garbage in the lists (what a corrupt Redis could hold) is skipped. */
+Test(recommend, skips_garbage_neighbours)
+{
+    static const struct fact facts[] = {{"a", 10, "", false, 0}, {"ok", 10, "", false, 0}};
+    struct world w = {.facts = facts, .n_facts = 2};
+    struct patron_reco_neighbour v[] = {{"nan", NAN}, {"neg", -3}, {"zero", 0}, {"inf", INFINITY},
+                                        {NULL, 5},    {"", 4},     {"ok", 1}};
+    struct patron_reco_seed seeds[] = {{"a", 1}, {"bad", NAN}, {NULL, 1}, {"neg", -1}};
+    struct patron_reco_list lists[] = {{v, PATRON_ARRAY_LEN(v)}, {v, 7}, {v, 7}, {v, 7}};
+    struct patron_reco_request rq = {.seeds = seeds,
+                                     .n_seeds = 4,
+                                     .lists = lists,
+                                     .lookup = lookup,
+                                     .lookup_ud = &w,
+                                     .limit = 10};
+    struct patron_reco_config c = defcfg();
+    struct patron_reco_result r;
+    cr_assert_eq(patron_reco_recommend(&rq, &c, &r), 0);
+    expect_items(&r, "ok");
+    cr_expect(isfinite(r.items[0].score) && r.items[0].score > 0);
+}
+
+/* Bounds: only the strongest PATRON_RECO_NEIGHBOURS_MAX of a list count, only
+ * PATRON_RECO_SEEDS_MAX seeds, only PATRON_RECO_TRENDING_MAX trending items.
+ * Everything scores the same (unknown buyers: cosine 1), and the items beyond
+ * the bounds have the smallest ids: read, they would win the ties. */
+Test(recommend, reads_no_more_than_its_bounds)
+{
+    enum { N = 3000 };
+    static char names[N][12];
+    static struct patron_reco_neighbour v[N];
+    static struct patron_reco_trending t[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "n%04d", N - 1 - i);
+        v[i] = (struct patron_reco_neighbour){names[i], 1.0};
+        t[i] = (struct patron_reco_trending){names[i], 1.0};
+    }
+    static struct patron_reco_seed seeds[PATRON_RECO_SEEDS_MAX + 5];
+    static struct patron_reco_list lists[PATRON_RECO_SEEDS_MAX + 5];
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(seeds); i++) {
+        seeds[i] = (struct patron_reco_seed){"s", 1};
+        /* seed i's strongest neighbours are names[20 i ...] */
+        lists[i] = (struct patron_reco_list){v + i * PATRON_RECO_NEIGHBOURS_MAX, N / 2};
+    }
+    struct world w = {0};
+    struct patron_reco_request rq = {.seeds = seeds,
+                                     .n_seeds = PATRON_ARRAY_LEN(seeds),
+                                     .lists = lists,
+                                     .lookup = lookup,
+                                     .lookup_ud = &w,
+                                     .limit = PATRON_RECO_LIMIT_MAX};
+    struct patron_reco_config c = defcfg();
+    struct patron_reco_result r;
+    cr_assert_eq(patron_reco_recommend(&rq, &c, &r), 0);
+    cr_expect_eq(r.n, PATRON_RECO_LIMIT_MAX);
+    size_t reach = PATRON_RECO_SEEDS_MAX * PATRON_RECO_NEIGHBOURS_MAX;
+    cr_expect_str_eq(r.items[0].item, names[reach - 1], "the smallest id within the bounds");
+    for (size_t i = 0; i < r.n; i++)
+        cr_expect_gt(strcmp(r.items[i].item, names[reach]), 0, "%s is beyond the bounds",
+                     r.items[i].item);
+
+    /* an unknown customer: the first PATRON_RECO_TRENDING_MAX trending items
+     * are out of stock, and those after them are not read */
+    static struct fact oos[PATRON_RECO_TRENDING_MAX];
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(oos); i++)
+        oos[i] = (struct fact){names[i], 1, "", true, 1};
+    w = (struct world){.facts = oos, .n_facts = PATRON_ARRAY_LEN(oos)};
+    rq = (struct patron_reco_request){
+        .lookup = lookup, .lookup_ud = &w, .trending = t, .n_trending = N, .limit = 10};
+    cr_assert_eq(patron_reco_recommend(&rq, &c, &r), 0);
+    cr_expect_eq(r.n, 0);
+    rq.n_trending = PATRON_RECO_TRENDING_MAX + 1;
+    w.n_facts--; /* the control: one in stock among those read */
+    cr_assert_eq(patron_reco_recommend(&rq, &c, &r), 0);
+    cr_expect_eq(r.n, 1);
+}
+
+/* ---- similar items ------------------------------------------------------------------- */
+
+Test(similar, ranks_neighbours_by_cosine)
+{
+    static const struct fact facts[] = {
+        {"a", 16, "", false, 0}, {"b", 4, "", false, 0}, {"c", 64, "", false, 0},
+        {"d", 4, "", true, 0},   {"e", 1, "", false, 0},
+    };
+    struct world w = {.facts = facts, .n_facts = 5};
+    /* counts: b 4 -> 4/sqrt(16*4)=0.5; c 8 -> 8/32=0.25; d oos; e 3 > its
+     * buyers: capped -> 3/sqrt(16*3); a itself; unknown u 2 -> 2/sqrt(16*2);
+     * b again: the first counts */
+    struct patron_reco_neighbour v[] = {{"c", 8}, {"b", 4}, {"e", 3}, {"d", 3},
+                                        {"a", 9}, {"u", 2}, {"b", 1}};
+    struct patron_reco_list l = {v, PATRON_ARRAY_LEN(v)};
+    struct patron_reco_result r;
+    cr_assert_eq(patron_reco_similar("a", &l, lookup, &w, 10, &r), 0);
+    expect_items(&r, "b e u c");
+    cr_expect_float_eq(r.items[0].score, 0.5, 1e-12);
+    cr_expect_float_eq(r.items[1].score, 3 / sqrt(48), 1e-12);
+    cr_expect_float_eq(r.items[2].score, 2 / sqrt(32), 1e-12);
+    cr_expect_float_eq(r.items[3].score, 0.25, 1e-12);
+    for (size_t i = 0; i < r.n; i++)
+        cr_expect(r.items[i].score > 0 && r.items[i].score <= 1);
+    cr_assert_eq(patron_reco_similar("a", &l, lookup, &w, 2, &r), 0);
+    expect_items(&r, "b e");
+    struct patron_reco_list none = {NULL, 0};
+    cr_assert_eq(patron_reco_similar("a", &none, lookup, &w, 2, &r), 0);
+    cr_expect_eq(r.n, 0);
+}
+
+Test(similar, rejects_bad_requests)
+{
+    struct world w = {0};
+    struct patron_reco_list l = {NULL, 0}, broken = {NULL, 3};
+    struct patron_reco_result r;
+    cr_expect_eq(patron_reco_similar("a", &l, lookup, &w, 0, &r), PATRON_EINVAL);
+    cr_expect_eq(patron_reco_similar("a", &l, lookup, &w, PATRON_RECO_LIMIT_MAX + 1, &r),
+                 PATRON_EINVAL);
+    cr_expect_eq(patron_reco_similar("a", &l, NULL, &w, 1, &r), PATRON_EINVAL);
+    cr_expect_eq(patron_reco_similar(NULL, &l, lookup, &w, 1, &r), PATRON_EINVAL);
+    cr_expect_eq(patron_reco_similar("a", &broken, lookup, &w, 1, &r), PATRON_EINVAL);
+}
