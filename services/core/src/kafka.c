@@ -328,6 +328,10 @@ int patron_consumer_open(struct patron_consumer **out, uv_loop_t *loop,
         "false",
         "partition.assignment.strategy",
         "cooperative-sticky",
+        /* an idle partition answers a fetch after this long: it bounds the
+         * latency from a purchase to the recommendation that reflects it */
+        "fetch.wait.max.ms",
+        "100",
     };
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     int rc;
