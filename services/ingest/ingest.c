@@ -32,6 +32,20 @@
 /* Neighbour pairs one purchase may add to the item graph. */
 #define GRAPH_PAIRS_MAX 4096
 
+/* The profile cache: values this process wrote recently, so that the next
+ * batch touching the customer needs no GET. Bounded in entries and bytes;
+ * entries a batch in flight wrote are never evicted: they are how the next
+ * batch sees its predecessors' writes before Redis acknowledged them. */
+#define CACHE_MAX_ENTRIES 65536
+#define CACHE_MAX_BYTES ((size_t)32 << 20)
+
+/* A batch's decoded events, reads and ProfileUpdates come from one bump
+ * allocator freed with the batch: thousands of malloc/free pairs less. */
+#define ARENA_CHUNK ((size_t)256 << 10)
+/* Chunks kept for the next batches (large allocations are what fragment
+ * malloc's heap); 64 x 256 KiB at most. */
+#define ARENA_SPARE_MAX 64
+
 /* Compare-and-set of a profile. KEYS[1] the profile, KEYS[2..] keys to delete
  * (an erasure); ARGV[1] the version read ("" when absent), ARGV[2] the new
  * value, ARGV[3] a TTL in seconds or "0". Returns 1, or 0 when the version
@@ -85,21 +99,39 @@ struct event {
     Patron__V1__Event *ev; /* NULL for DLQ and catalog messages */
     struct customer *cust;
     struct event *next_of_customer;
-    uint8_t *update; /* packed ProfileUpdate to publish, or NULL */
+    uint8_t *update; /* packed ProfileUpdate to publish (arena), or NULL */
     size_t update_len;
 };
 
 /* A customer touched by a batch: the profile read, then written. */
 struct customer {
+    struct batch *b;
     const char *id; /* borrowed from its first event */
     size_t id_len;
     char key[PATRON_KEY_MAX];
     size_t key_len;
     struct event *first, *last;
-    uint8_t *stored; /* the value as read (version + protobuf), or NULL: new */
+    uint8_t *stored; /* the value as read (version + protobuf; arena), or NULL: new */
     size_t stored_len;
-    uint8_t *written; /* the value written, or NULL: unchanged */
-    size_t written_len;
+    struct cached *entry; /* the cache entry the batch wrote, or NULL */
+};
+
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+/* Spare chunks, shared by the batches of one ingest. */
+struct arena_spares {
+    struct arena_chunk *head;
+    size_t count;
+};
+
+struct arena {
+    struct arena_chunk *head;
+    struct arena_spares *spares;
+    ProtobufCAllocator pb; /* for protobuf-c's unpack; free is a no-op */
 };
 
 enum phase { PHASE_READING, PHASE_WRITING, PHASE_DONE };
@@ -115,6 +147,7 @@ struct position {
 struct batch {
     struct ingest *ing;
     uint64_t seq;
+    struct arena arena;
     struct event *events;
     size_t n_events;
     struct customer *customers;
@@ -131,6 +164,7 @@ struct batch {
     enum phase phase;
     bool failed;
     bool cancelled;
+    bool read; /* every read is back: the batch applies when its predecessors did */
     int64_t started_ms;
     struct batch *next;
 };
@@ -153,14 +187,21 @@ struct item_stat {
     const char *category;
 };
 
-/* A profile value written by a batch that has not completed yet: the
- * next batch reads it here instead of from Redis. */
-struct overlay {
-    char *id;
+/* A profile value this process wrote: the newest there is, unless another
+ * writer came by (which the compare-and-set then detects). */
+struct cached {
+    struct cached *newer, *older; /* LRU list */
+    uint64_t seq;                 /* the in-flight batch that wrote it last; 0: in Redis */
+    uint8_t *value;               /* version + protobuf */
+    size_t len, cap;
     size_t id_len;
-    uint8_t *value;
-    size_t len;
-    uint64_t seq;
+    char id[]; /* the map's key */
+};
+
+struct profile_cache {
+    struct patron_strmap map; /* customer id -> struct cached */
+    struct cached *newest, *oldest;
+    size_t bytes;
 };
 
 struct ingest {
@@ -177,10 +218,15 @@ struct ingest {
     struct batch *head, *tail; /* in-flight batches, oldest first */
     size_t inflight;
     uint64_t next_seq;
-    bool reading; /* a batch is between read and write */
+    size_t reading; /* batches between read and write */
+    bool applying;  /* apply_ready is on the stack */
 
-    struct patron_strmap overlay;
-    struct position *positions; /* last stored per partition */
+    struct profile_cache cache;
+    struct arena_spares spares;
+    struct patron_profile *profile;   /* scratch of apply_customer */
+    char (*prior)[PATRON_ID_MAX + 1]; /* the bought list before a purchase */
+    struct patron_graph_pair *pairs;  /* scratch of batch_note_purchase */
+    struct position *positions;       /* last stored per partition */
     size_t n_positions, cap_positions;
 
     rd_kafka_message_t **poll_buf;
@@ -244,87 +290,211 @@ static void position_learn(struct ingest *ing, enum topic_kind t, int32_t p, int
         (struct position){.topic = t, .partition = p, .next_offset = offset};
 }
 
-/* ---- overlay ------------------------------------------------------------- */
+/* ---- arena --------------------------------------------------------------- */
 
-static void overlay_free(struct overlay *o)
+static void *arena_alloc(struct arena *a, size_t n)
 {
-    free(o->id);
-    free(o->value);
-    free(o);
-}
-
-static void overlay_clear(struct ingest *ing)
-{
-    for (size_t i = 0; i < ing->overlay.cap; i++)
-        if (ing->overlay.slots[i].key)
-            overlay_free(ing->overlay.slots[i].value);
-    patron_strmap_clear(&ing->overlay);
-}
-
-static void overlay_put(struct ingest *ing, const struct customer *c, uint64_t seq)
-{
-    struct overlay *o = patron_strmap_get(&ing->overlay, c->id, c->id_len);
-    if (!o) {
-        o = patron_calloc(1, sizeof(*o));
-        o->id = patron_strndup(c->id, c->id_len);
-        o->id_len = c->id_len;
-        patron_strmap_put(&ing->overlay, o->id, o->id_len, o);
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    struct arena_chunk *c = a->head;
+    if (c && c->cap - c->used >= n) {
+        void *p = (char *)c->data + c->used;
+        c->used += n;
+        return p;
     }
-    free(o->value);
-    o->value = patron_malloc(c->written_len);
-    memcpy(o->value, c->written, c->written_len);
-    o->len = c->written_len;
-    o->seq = seq;
+    size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+    if (cap == ARENA_CHUNK && a->spares->head) {
+        c = a->spares->head;
+        a->spares->head = c->next;
+        a->spares->count--;
+    } else {
+        c = patron_malloc(sizeof(*c) + cap);
+        c->cap = cap;
+    }
+    c->used = n;
+    if (a->head && n > ARENA_CHUNK / 2) {
+        c->next = a->head->next; /* a big one-off: the head keeps its room */
+        a->head->next = c;
+    } else {
+        c->next = a->head;
+        a->head = c;
+    }
+    return c->data;
 }
 
-/* Drops the entries a completed batch was the last writer of: Redis has them now. */
-static void overlay_release(struct ingest *ing, const struct batch *b)
+static void *arena_calloc(struct arena *a, size_t count, size_t n)
 {
-    for (size_t i = 0; i < b->n_customers; i++) {
-        const struct customer *c = &b->customers[i];
-        struct overlay *o = patron_strmap_get(&ing->overlay, c->id, c->id_len);
-        if (o && o->seq == b->seq) {
-            patron_strmap_del(&ing->overlay, c->id, c->id_len);
-            overlay_free(o);
+    if (n && count > SIZE_MAX / n)
+        abort(); /* as patron_calloc: sizes here come from bounded batches */
+    void *p = arena_alloc(a, count * n);
+    memset(p, 0, count * n);
+    return p;
+}
+
+static void *arena_pb_alloc(void *ud, size_t n)
+{
+    return arena_alloc(ud, n ? n : 1);
+}
+
+static void arena_pb_free(void *ud, void *p)
+{
+    (void)ud;
+    (void)p; /* freed with the batch */
+}
+
+static void arena_init(struct arena *a, struct arena_spares *spares)
+{
+    a->head = NULL;
+    a->spares = spares;
+    a->pb =
+        (ProtobufCAllocator){.alloc = arena_pb_alloc, .free = arena_pb_free, .allocator_data = a};
+}
+
+static void arena_free(struct arena *a)
+{
+    for (struct arena_chunk *c = a->head, *next; c; c = next) {
+        next = c->next;
+        if (c->cap == ARENA_CHUNK && a->spares->count < ARENA_SPARE_MAX) {
+            c->next = a->spares->head;
+            a->spares->head = c;
+            a->spares->count++;
+        } else {
+            free(c);
         }
     }
+    a->head = NULL;
+}
+
+static void arena_spares_free(struct arena_spares *spares)
+{
+    for (struct arena_chunk *c = spares->head, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    spares->head = NULL;
+    spares->count = 0;
+}
+
+/* ---- profile cache --------------------------------------------------------- */
+
+static void cache_unlink(struct profile_cache *pc, struct cached *e)
+{
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        pc->newest = e->older;
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        pc->oldest = e->newer;
+    e->newer = e->older = NULL;
+}
+
+static void cache_push(struct profile_cache *pc, struct cached *e)
+{
+    e->older = pc->newest;
+    e->newer = NULL;
+    if (pc->newest)
+        pc->newest->newer = e;
+    pc->newest = e;
+    if (!pc->oldest)
+        pc->oldest = e;
+}
+
+static void cache_drop(struct profile_cache *pc, struct cached *e)
+{
+    cache_unlink(pc, e);
+    (void)patron_strmap_del(&pc->map, e->id, e->id_len);
+    pc->bytes -= sizeof(*e) + e->cap + e->id_len;
+    free(e->value);
+    free(e);
+}
+
+static void cache_clear(struct profile_cache *pc)
+{
+    for (struct cached *e = pc->newest, *older; e; e = older) {
+        older = e->older;
+        free(e->value);
+        free(e);
+    }
+    patron_strmap_clear(&pc->map);
+    pc->newest = pc->oldest = NULL;
+    pc->bytes = 0;
+}
+
+/* The value, or NULL; a hit becomes the most recent. */
+static struct cached *cache_get(struct profile_cache *pc, const char *id, size_t id_len)
+{
+    struct cached *e = patron_strmap_get(&pc->map, id, id_len);
+    if (e && e != pc->newest) {
+        cache_unlink(pc, e);
+        cache_push(pc, e);
+    }
+    return e;
+}
+
+/* Evicts from the old end; an entry a batch in flight wrote stops it (there
+ * are at most inflight x batch_max of those, all recent). */
+static void cache_evict(struct profile_cache *pc)
+{
+    while (pc->oldest && pc->oldest->seq == 0 &&
+           (pc->map.count > CACHE_MAX_ENTRIES || pc->bytes > CACHE_MAX_BYTES))
+        cache_drop(pc, pc->oldest);
+}
+
+static struct cached *cache_put(struct profile_cache *pc, const char *id, size_t id_len,
+                                const uint8_t *value, size_t len, uint64_t seq)
+{
+    struct cached *e = cache_get(pc, id, id_len);
+    if (!e) {
+        e = patron_calloc(1, sizeof(*e) + id_len);
+        memcpy(e->id, id, id_len);
+        e->id_len = id_len;
+        pc->bytes += sizeof(*e) + id_len;
+        patron_strmap_put(&pc->map, e->id, e->id_len, e);
+        cache_push(pc, e);
+    }
+    if (e->cap < len) {
+        pc->bytes += len - e->cap;
+        e->cap = len;
+        free(e->value);
+        e->value = patron_malloc(len);
+    }
+    memcpy(e->value, value, len);
+    e->len = len;
+    e->seq = seq;
+    cache_evict(pc); /* never e: it is pinned */
+    return e;
+}
+
+/* A completed batch's writes are in Redis: its entries may go. The entries
+ * it wrote are still there: pinned by it or by a later batch (batches
+ * complete in order, and a reset empties the cache without completing). */
+static void cache_release(struct profile_cache *pc, const struct batch *b)
+{
+    for (size_t i = 0; i < b->n_customers; i++) {
+        struct cached *e = b->customers[i].entry;
+        if (e && e->seq == b->seq)
+            e->seq = 0;
+    }
+    cache_evict(pc);
 }
 
 /* ---- batch lifecycle ------------------------------------------------------ */
 
 static void batch_free(struct batch *b)
 {
-    for (size_t i = 0; i < b->n_events; i++) {
-        struct event *e = &b->events[i];
-        if (e->ev)
-            patron__v1__event__free_unpacked(e->ev, NULL);
-        free(e->update);
-        rd_kafka_message_destroy(e->msg);
-    }
-    for (size_t i = 0; i < b->n_customers; i++) {
-        free(b->customers[i].stored);
-        free(b->customers[i].written);
-    }
+    for (size_t i = 0; i < b->n_events; i++)
+        rd_kafka_message_destroy(b->events[i].msg);
     patron_strmap_free(&b->by_customer);
     for (size_t i = 0; i < b->graph.cap; i++) {
         struct graph_row *row = b->graph.slots[i].value;
-        if (b->graph.slots[i].key) {
+        if (b->graph.slots[i].key)
             free(row->cells);
-            free(row);
-        }
     }
     patron_strmap_free(&b->graph);
-    for (size_t i = 0; i < b->stats.cap; i++)
-        if (b->stats.slots[i].key)
-            free(b->stats.slots[i].value);
     patron_strmap_free(&b->stats);
-    for (size_t i = 0; i < b->strings.cap; i++)
-        if (b->strings.slots[i].key)
-            free(b->strings.slots[i].value);
     patron_strmap_free(&b->strings);
-    free(b->events);
-    free(b->customers);
-    free(b->positions);
+    arena_free(&b->arena);
     free(b);
 }
 
@@ -385,7 +555,7 @@ static void complete_ready(struct ingest *ing)
            !ing->head->cancelled) {
         struct batch *b = ing->head;
         store_offsets(ing, b);
-        overlay_release(ing, b);
+        cache_release(&ing->cache, b);
         patron_counter_add(ing->m_batches, 1);
         patron_histogram_observe(ing->m_batch_seconds,
                                  (double)(patron_monotonic_ms() - b->started_ms) / 1000.0);
@@ -424,10 +594,41 @@ static void publish(struct batch *b)
     }
 }
 
-/* Moves a batch on when its outstanding callbacks are all back:
- * READING -> apply and write; WRITING -> publish; then DONE. */
 static void apply_and_write(struct batch *b);
 
+/*
+ * Batches apply in order, each as soon as its reads are back and its
+ * predecessors applied. The reads of the next batches are already on their
+ * way meanwhile (Redis works on them while we apply), so a read may predate
+ * a predecessor's write of the same customer: apply_customer takes the
+ * cache's value then, which holds every write of the batches in flight. The
+ * compare-and-set would catch a stale read all the same.
+ */
+static void apply_ready(struct ingest *ing)
+{
+    if (ing->applying)
+        return; /* the loop below picks up what became ready */
+    ing->applying = true;
+    for (;;) {
+        struct batch *b = ing->head;
+        while (b && b->phase != PHASE_READING)
+            b = b->next;
+        if (!b || !b->read || b->pending || b->cancelled || b->failed)
+            break;
+        /* Held while applying, so that a failure (which resets, and frees
+         * what has nothing pending) cannot free b under us. Nothing to
+         * write (all duplicates) settles at the release. */
+        b->pending++;
+        apply_and_write(b);
+        ing->reading--;
+        batch_release(b);
+    }
+    ing->applying = false;
+    pump(ing);
+}
+
+/* Moves a batch on when its outstanding callbacks are all back:
+ * READING -> apply and write (in order); WRITING -> publish; then DONE. */
 static void batch_settle(struct batch *b)
 {
     struct ingest *ing = b->ing;
@@ -435,7 +636,7 @@ static void batch_settle(struct batch *b)
         return;
     if (b->cancelled || b->failed) {
         if (b->phase == PHASE_READING)
-            ing->reading = false;
+            ing->reading--;
         batch_unlink(ing, b);
         batch_free(b);
         if (ing->resetting)
@@ -444,17 +645,14 @@ static void batch_settle(struct batch *b)
     }
     switch (b->phase) {
     case PHASE_READING:
-        apply_and_write(b);
-        ing->reading = false;
-        if (b->pending == 0)
-            batch_settle(b); /* nothing to write (all duplicates): go on */
-        pump(ing);
+        b->read = true;
+        apply_ready(ing);
         return;
     case PHASE_WRITING:
         b->phase = PHASE_DONE;
-        publish(b); /* DLQ entries were sent at the start */
-        if (b->pending == 0)
-            batch_settle(b);
+        b->pending++; /* as above */
+        publish(b);   /* DLQ entries were sent at the start */
+        batch_release(b);
         return;
     case PHASE_DONE:
         complete_ready(ing);
@@ -467,46 +665,38 @@ static void batch_settle(struct batch *b)
 
 /* ---- reading -------------------------------------------------------------- */
 
-/* The customer and its batch travel together in the read callback. */
-struct read_ctx {
-    struct batch *b;
-    struct customer *c;
-};
-
 static void on_read(void *ud, redisReply *reply)
 {
-    struct read_ctx *rc = ud;
-    struct batch *b = rc->b;
-    struct customer *c = rc->c;
-    free(rc);
+    struct customer *c = ud;
+    struct batch *b = c->b;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         batch_fail(b, reply ? reply->str : "redis disconnected");
     } else if (reply->type == REDIS_REPLY_STRING && !b->cancelled) {
-        c->stored = patron_malloc((size_t)reply->len);
+        c->stored = arena_alloc(&b->arena, (size_t)reply->len);
         memcpy(c->stored, reply->str, (size_t)reply->len);
         c->stored_len = (size_t)reply->len;
     }
     batch_release(b);
 }
 
+/* Customers this process wrote recently come from the cache (which holds
+ * what the batches in flight wrote, too); the others from Redis. A copy is
+ * kept in case the entry is evicted before the batch applies. */
 static void read_profiles(struct batch *b)
 {
     struct ingest *ing = b->ing;
     for (size_t i = 0; i < b->n_customers; i++) {
         struct customer *c = &b->customers[i];
-        struct overlay *o = patron_strmap_get(&ing->overlay, c->id, c->id_len);
-        if (o) {
-            c->stored = patron_malloc(o->len);
-            memcpy(c->stored, o->value, o->len);
-            c->stored_len = o->len;
+        struct cached *hit = cache_get(&ing->cache, c->id, c->id_len);
+        if (hit) {
+            c->stored = arena_alloc(&b->arena, hit->len);
+            memcpy(c->stored, hit->value, hit->len);
+            c->stored_len = hit->len;
             continue;
         }
-        struct read_ctx *rc = patron_malloc(sizeof(*rc));
-        *rc = (struct read_ctx){b, c};
         const char *argv[] = {"GET", c->key};
         size_t lens[] = {3, c->key_len};
-        if (patron_redis_commandv(ing->redis, on_read, rc, 2, argv, lens)) {
-            free(rc);
+        if (patron_redis_commandv(ing->redis, on_read, c, 2, argv, lens)) {
             batch_fail(b, "redis unavailable");
             return;
         }
@@ -516,13 +706,25 @@ static void read_profiles(struct batch *b)
 
 /* ---- applying and writing ------------------------------------------------- */
 
+/* A profile's compare-and-set: 1 or OK, else another writer won (0 from
+ * the script, nil from SET NX). */
+static void on_profile_written(void *ud, redisReply *reply)
+{
+    struct batch *b = ud;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        batch_fail(b, reply ? reply->str : "redis disconnected");
+    else if ((reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) ||
+             reply->type == REDIS_REPLY_NIL)
+        batch_fail(b, "profile version conflict");
+    batch_release(b);
+}
+
+/* Any other write: only an error matters (HSET, SADD... count what changed). */
 static void on_written(void *ud, redisReply *reply)
 {
     struct batch *b = ud;
     if (!reply || reply->type == REDIS_REPLY_ERROR)
         batch_fail(b, reply ? reply->str : "redis disconnected");
-    else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
-        batch_fail(b, "profile version conflict");
     batch_release(b);
 }
 
@@ -629,7 +831,7 @@ static void build_update(struct event *e, const struct event_apply *ea)
     u.partition = ea->partition;
     u.offset = ea->offset;
     e->update_len = patron__v1__profile_update__get_packed_size(&u);
-    e->update = patron_malloc(e->update_len);
+    e->update = arena_alloc(&e->cust->b->arena, e->update_len);
     patron__v1__profile_update__pack(&u, e->update);
 }
 
@@ -639,7 +841,8 @@ static const char *batch_intern(struct batch *b, const char *s)
     size_t len = strlen(s);
     char *copy = patron_strmap_get(&b->strings, s, len);
     if (!copy) {
-        copy = patron_strndup(s, len);
+        copy = arena_alloc(&b->arena, len + 1);
+        memcpy(copy, s, len + 1);
         patron_strmap_put(&b->strings, copy, len, copy);
     }
     return copy;
@@ -649,7 +852,7 @@ static struct item_stat *batch_stat(struct batch *b, const char *item)
 {
     struct item_stat *st = patron_strmap_get(&b->stats, item, strlen(item));
     if (!st) {
-        st = patron_calloc(1, sizeof(*st));
+        st = arena_calloc(&b->arena, 1, sizeof(*st));
         st->item = batch_intern(b, item);
         patron_strmap_put(&b->stats, st->item, strlen(st->item), st);
     }
@@ -660,7 +863,7 @@ static void graph_add(struct batch *b, const char *a, const char *x)
 {
     struct graph_row *row = patron_strmap_get(&b->graph, a, strlen(a));
     if (!row) {
-        row = patron_calloc(1, sizeof(*row));
+        row = arena_calloc(&b->arena, 1, sizeof(*row));
         row->item = batch_intern(b, a);
         patron_strmap_put(&b->graph, row->item, strlen(row->item), row);
     }
@@ -696,12 +899,27 @@ static void batch_note_purchase(struct batch *b, const char (*prior)[PATRON_ID_M
         if (li->category[0])
             st->category = li->category; /* the event lives as long as the batch */
     }
-    struct patron_graph_pair *pairs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*pairs));
+    struct patron_graph_pair *pairs = b->ing->pairs;
     size_t np = patron_graph_pairs(prior, n_prior, (size_t)b->ing->cfg->graph_history, purchase,
                                    pairs, GRAPH_PAIRS_MAX);
     for (size_t i = 0; i < np; i++)
         graph_add(b, pairs[i].a, pairs[i].b);
-    free(pairs);
+}
+
+/* Decimal of v, NUL-ended, in dst (12 bytes); returns the length. snprintf
+ * showed in the profile at thousands of cells per batch. */
+static size_t put_count(char *dst, uint32_t v)
+{
+    char tmp[12];
+    size_t n = 0, len;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (len = 0; n;)
+        dst[len++] = tmp[--n];
+    dst[len] = '\0';
+    return len;
 }
 
 /* One script call per item whose neighbour list changed. */
@@ -729,8 +947,7 @@ static void write_graph(struct batch *b)
             argv[argc] = row->cells[i].item;
             lens[argc++] = strlen(row->cells[i].item);
             argv[argc] = counts[i];
-            lens[argc++] =
-                (size_t)snprintf(counts[i], sizeof(counts[i]), "%u", row->cells[i].count);
+            lens[argc++] = put_count(counts[i], row->cells[i].count);
         }
         if (patron_redis_evalsha(ing->redis, ing->graph, on_written, b, 1, (int)argc - 1, argv,
                                  lens))
@@ -785,63 +1002,84 @@ static void write_item_stats(struct batch *b)
     free(argv);
 }
 
-/* Compare-and-set of the customer's profile; an erasure also deletes the
- * customer's other keys, and a tombstone expires. */
+/* Compare-and-set of the customer's profile: SET NX for a new one (native,
+ * a third of the script's cost in Redis), else the script, which an erasure
+ * also needs to delete the customer's other keys. A tombstone expires. */
 static void write_profile(struct batch *b, struct customer *c, uint64_t version, bool erasure,
-                          bool tombstone)
+                          bool tombstone, const uint8_t *value, size_t len)
 {
     struct ingest *ing = b->ing;
     enum { KEYS_MAX = 16 };
     char keys[KEYS_MAX][PATRON_KEY_MAX];
     const char *argv[KEYS_MAX + 3];
     size_t lens[KEYS_MAX + 3];
-    int nkeys = 0;
+    int rc;
 
-    argv[nkeys] = c->key;
-    lens[nkeys++] = c->key_len;
-    if (erasure) {
-        for (size_t i = 0; PATRON_CUSTOMER_KEY_SUFFIXES[i] && nkeys < KEYS_MAX; i++) {
-            int klen = patron_key_customer_sub(keys[i], sizeof(keys[i]), c->id, c->id_len,
-                                               PATRON_CUSTOMER_KEY_SUFFIXES[i]);
-            if (klen < 0)
-                continue;
-            argv[nkeys] = keys[i];
-            lens[nkeys++] = (size_t)klen;
+    if (version == 0 && !erasure) {
+        const char *set[] = {"SET", c->key, (const char *)value, "NX", "EX", TOMBSTONE_TTL_S};
+        size_t set_lens[] = {3, c->key_len, len, 2, 2, strlen(TOMBSTONE_TTL_S)};
+        rc = patron_redis_commandv(ing->redis, on_profile_written, b, tombstone ? 6 : 4, set,
+                                   set_lens);
+    } else {
+        uint8_t expected[PATRON_PROFILE_VERSION_LEN];
+        patron_profile_version_put(expected, version);
+        int nkeys = 0;
+        argv[nkeys] = c->key;
+        lens[nkeys++] = c->key_len;
+        if (erasure) {
+            for (size_t i = 0; PATRON_CUSTOMER_KEY_SUFFIXES[i] && nkeys < KEYS_MAX; i++) {
+                int klen = patron_key_customer_sub(keys[i], sizeof(keys[i]), c->id, c->id_len,
+                                                   PATRON_CUSTOMER_KEY_SUFFIXES[i]);
+                if (klen < 0)
+                    continue;
+                argv[nkeys] = keys[i];
+                lens[nkeys++] = (size_t)klen;
+            }
         }
+        int argc = nkeys;
+        argv[argc] = (const char *)expected;
+        lens[argc++] = version ? PATRON_PROFILE_VERSION_LEN : 0;
+        argv[argc] = (const char *)value;
+        lens[argc++] = len;
+        argv[argc] = tombstone ? TOMBSTONE_TTL_S : "0";
+        lens[argc] = strlen(argv[argc]);
+        argc++;
+        rc = patron_redis_evalsha(ing->redis, ing->cas, on_profile_written, b, nkeys, argc - nkeys,
+                                  argv, lens);
     }
-    int argc = nkeys;
-    argv[argc] = (const char *)c->stored;
-    lens[argc++] = version ? PATRON_PROFILE_VERSION_LEN : 0;
-    argv[argc] = (const char *)c->written;
-    lens[argc++] = c->written_len;
-    argv[argc] = tombstone ? TOMBSTONE_TTL_S : "0";
-    lens[argc] = strlen(argv[argc]);
-    argc++;
-    if (patron_redis_evalsha(ing->redis, ing->cas, on_written, b, nkeys, argc - nkeys, argv,
-                             lens)) {
+    if (rc) {
         batch_fail(b, "redis unavailable");
         return;
     }
     b->pending++;
-    overlay_put(ing, c, b->seq);
+    c->entry = cache_put(&ing->cache, c->id, c->id_len, value, len, b->seq);
 }
 
 static void apply_customer(struct batch *b, struct customer *c)
 {
     struct ingest *ing = b->ing;
-    struct patron_profile *p = patron_malloc(sizeof(*p));
-    char(*prior)[PATRON_ID_MAX + 1] = NULL;
+    struct patron_profile *p = ing->profile;
+    char(*prior)[PATRON_ID_MAX + 1] = ing->prior;
     size_t n_prior = 0;
     uint64_t version = 0;
     bool changed = false, erasure = false;
 
-    if (c->stored && c->stored_len >= PATRON_PROFILE_VERSION_LEN) {
-        version = patron_profile_version_get(c->stored, c->stored_len);
-        if (patron_profile_decode(p, c->stored + PATRON_PROFILE_VERSION_LEN,
-                                  c->stored_len - PATRON_PROFILE_VERSION_LEN)) {
+    /* What a batch in flight wrote after our read is in the cache (see
+     * apply_ready); so is what we wrote before it, unchanged since. */
+    const uint8_t *stored = c->stored;
+    size_t stored_len = c->stored_len;
+    struct cached *hit = cache_get(&ing->cache, c->id, c->id_len);
+    if (hit) {
+        stored = hit->value;
+        stored_len = hit->len;
+    }
+    if (stored && stored_len >= PATRON_PROFILE_VERSION_LEN) {
+        version = patron_profile_version_get(stored, stored_len);
+        if (patron_profile_decode(p, stored + PATRON_PROFILE_VERSION_LEN,
+                                  stored_len - PATRON_PROFILE_VERSION_LEN)) {
             /* Never overwrite what we cannot read: stop and let a human look. */
             batch_fail(b, "stored profile does not decode");
-            goto out_free_profile;
+            return;
         }
     } else {
         char id[PATRON_ID_MAX + 1];
@@ -854,16 +1092,14 @@ static void apply_customer(struct batch *b, struct customer *c)
         struct patron_apply_outcome out;
         bool purchase = e->ev->kind_case == PATRON__V1__EVENT__KIND_PURCHASE;
         if (purchase) {
-            if (!prior)
-                prior = patron_malloc(sizeof(p->bought));
-            memcpy(prior, p->bought, sizeof(p->bought));
             n_prior = p->n_bought;
+            memcpy(prior, p->bought, n_prior * sizeof(p->bought[0]));
         }
         if (patron_profile_apply(p, e->ev, e->msg->partition, e->msg->offset, &ing->cfg->profile,
                                  &out)) {
             /* event_check accepted it, so apply must too: a bug, not input */
             batch_fail(b, "apply rejected a checked event");
-            goto out_free_prior;
+            return;
         }
         switch (out.result) {
         case PATRON_APPLY_DUPLICATE:
@@ -889,20 +1125,15 @@ static void apply_customer(struct batch *b, struct customer *c)
         size_t len;
         if (patron_profile_encode(p, &body, &len)) {
             batch_fail(b, "profile does not encode");
-            goto out_free_prior;
+            return;
         }
-        c->written_len = PATRON_PROFILE_VERSION_LEN + len;
-        c->written = patron_malloc(c->written_len);
-        patron_profile_version_put(c->written, version + 1);
-        memcpy(c->written + PATRON_PROFILE_VERSION_LEN, body, len);
+        size_t value_len = PATRON_PROFILE_VERSION_LEN + len;
+        uint8_t *value = arena_alloc(&b->arena, value_len);
+        patron_profile_version_put(value, version + 1);
+        memcpy(value + PATRON_PROFILE_VERSION_LEN, body, len);
         free(body);
-        write_profile(b, c, version, erasure, p->erased);
+        write_profile(b, c, version, erasure, p->erased, value, value_len);
     }
-
-out_free_prior:
-    free(prior);
-out_free_profile:
-    free(p);
 }
 
 /* The event clock: each partition's latest event time, and whether the
@@ -1026,6 +1257,27 @@ static void batch_position(struct batch *b, enum topic_kind t, const rd_kafka_me
         p->max_event_ms = event_ms;
 }
 
+/* patron_event_decode, into the batch's arena. */
+static int decode_event(struct batch *b, struct event *e, const char **reason)
+{
+    if (e->msg->len > PATRON_EVENT_MAX_BYTES) {
+        *reason = "decode: event too big";
+        return PATRON_ETOOBIG;
+    }
+    static const uint8_t empty[1];
+    e->ev = patron__v1__event__unpack(&b->arena.pb, e->msg->len,
+                                      e->msg->payload ? e->msg->payload : empty);
+    if (!e->ev) {
+        *reason = "decode: not a patron.v1.Event";
+        return PATRON_EINVAL;
+    }
+    if (patron_event_check(e->ev, reason)) {
+        e->ev = NULL;
+        return PATRON_EINVAL;
+    }
+    return 0;
+}
+
 /* Sorts the messages into customers; bad ones go to the DLQ, catalog
  * updates straight to their item (they carry no profile). */
 static void batch_classify(struct batch *b)
@@ -1051,7 +1303,7 @@ static void batch_classify(struct batch *b)
             patron__v1__item_update__free_unpacked(u, NULL);
             continue;
         }
-        if (patron_event_decode(e->msg->payload, e->msg->len, &e->ev, &reason)) {
+        if (decode_event(b, e, &reason)) {
             batch_position(b, t, e->msg, 0);
             send_dlq(b, e, reason);
             continue;
@@ -1062,6 +1314,7 @@ static void batch_classify(struct batch *b)
         struct customer *c = patron_strmap_get(&b->by_customer, id, id_len);
         if (!c) {
             c = &b->customers[b->n_customers++];
+            c->b = b;
             c->id = id;
             c->id_len = id_len;
             int klen = patron_key_customer(c->key, sizeof(c->key), id, id_len);
@@ -1077,17 +1330,30 @@ static void batch_classify(struct batch *b)
     }
 }
 
+/* An empty map with room for n keys: one allocation instead of a doubling
+ * from 16 (the fields are the header's; patron_strmap_put grows as usual). */
+static void presize(struct patron_strmap *m, size_t n)
+{
+    size_t cap = 16;
+    while (cap * 7 < n * 10)
+        cap *= 2;
+    m->slots = patron_calloc(cap, sizeof(*m->slots));
+    m->cap = cap;
+    m->count = 0;
+}
+
 static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
 {
     struct batch *b = patron_calloc(1, sizeof(*b));
     b->ing = ing;
     b->seq = ++ing->next_seq;
     b->started_ms = patron_monotonic_ms();
-    b->events = patron_calloc(n, sizeof(*b->events));
-    b->customers = patron_calloc(n, sizeof(*b->customers));
-    b->positions = patron_calloc(n, sizeof(*b->positions));
+    arena_init(&b->arena, &ing->spares);
+    b->events = arena_calloc(&b->arena, n, sizeof(*b->events));
+    b->customers = arena_calloc(&b->arena, n, sizeof(*b->customers));
+    b->positions = arena_calloc(&b->arena, n, sizeof(*b->positions));
     b->n_events = n;
-    patron_strmap_init(&b->by_customer);
+    presize(&b->by_customer, n);
     patron_strmap_init(&b->strings);
     patron_strmap_init(&b->graph);
     patron_strmap_init(&b->stats);
@@ -1102,7 +1368,7 @@ static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
     ing->inflight++;
     patron_gauge_set(ing->m_inflight, (double)ing->inflight);
 
-    ing->reading = true;
+    ing->reading++;
     b->phase = PHASE_READING;
     b->pending++; /* held while the batch is being set up */
     batch_classify(b);
@@ -1115,7 +1381,7 @@ static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
 static void pump(struct ingest *ing)
 {
     size_t max = (size_t)ing->cfg->batch_max;
-    while (!ing->resetting && !ing->stopping && !ing->reading &&
+    while (!ing->resetting && !ing->stopping &&
            ing->inflight < (size_t)ing->cfg->inflight_batches && ing->redis_up) {
         size_t n = patron_consumer_poll(ing->consumer, ing->poll_buf, max);
         if (n == 0)
@@ -1145,7 +1411,7 @@ static void reset(struct ingest *ing, const char *why)
         ing->resetting = true;
         for (struct batch *b = ing->head; b; b = b->next)
             b->cancelled = true;
-        overlay_clear(ing);
+        cache_clear(&ing->cache);
         if (patron_consumer_pause_all(ing->consumer))
             patron_log(ing->log, PATRON_LOG_WARN, "pause failed", NULL);
     }
@@ -1156,7 +1422,7 @@ static void reset(struct ingest *ing, const char *why)
         next = b->next;
         if (b->pending == 0) {
             if (b->phase == PHASE_READING)
-                ing->reading = false;
+                ing->reading--;
             batch_unlink(ing, b);
             batch_free(b);
         }
@@ -1208,6 +1474,8 @@ static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts)
     }
     if (ing->head)
         reset(ing, "partitions revoked");
+    else
+        cache_clear(&ing->cache); /* their customers may get another writer */
 }
 
 static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts)
@@ -1340,7 +1608,10 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     ing->cfg = cfg;
     ing->log = log;
     ing->metrics = metrics;
-    patron_strmap_init(&ing->overlay);
+    patron_strmap_init(&ing->cache.map);
+    ing->profile = patron_malloc(sizeof(*ing->profile));
+    ing->prior = patron_malloc(PATRON_PROFILE_BOUGHT_MAX * sizeof(*ing->prior));
+    ing->pairs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*ing->pairs));
     ing->poll_buf = patron_calloc((size_t)cfg->batch_max, sizeof(*ing->poll_buf));
     make_metrics(ing);
 
@@ -1402,6 +1673,9 @@ out_close_producer:
 out_close_redis:
     patron_redis_close(ing->redis, NULL, NULL);
 out_free:
+    free(ing->pairs);
+    free(ing->prior);
+    free(ing->profile);
     free(ing->poll_buf);
     free(ing);
     return rc ? rc : PATRON_EIO;
@@ -1431,8 +1705,12 @@ void ingest_free(struct ingest *ing)
         ing->head = b->next;
         batch_free(b);
     }
-    overlay_clear(ing);
-    patron_strmap_free(&ing->overlay);
+    cache_clear(&ing->cache);
+    patron_strmap_free(&ing->cache.map);
+    arena_spares_free(&ing->spares);
+    free(ing->profile);
+    free(ing->prior);
+    free(ing->pairs);
     free(ing->positions);
     free(ing->poll_buf);
     free(ing);

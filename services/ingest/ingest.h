@@ -4,12 +4,14 @@
  * The pipeline, one libuv loop, no threads of its own:
  *
  *   consume a batch ─► read the batch's profiles (one pipelined GET each,
- *   skipped for customers an in-flight batch already holds) ─► apply the
- *   events in order (pure domain code) ─► write every changed profile with
- *   a compare-and-set on its version, plus the item graph and the event
- *   clock, in one pipeline ─► publish a ProfileUpdate per applied event and
- *   the DLQ entries ─► when Redis acknowledged every write and Kafka every
- *   message, store the batch's offsets (batches complete in order).
+ *   skipped for customers in the profile cache: what this process wrote
+ *   recently, in-flight batches included) ─► apply the events in order
+ *   (pure domain code) ─► write every changed profile with a
+ *   compare-and-set on its version (SET NX for a new one), plus the item
+ *   graph and the event clock, in one pipeline ─► publish a ProfileUpdate
+ *   per applied event and the DLQ entries ─► when Redis acknowledged every
+ *   write and Kafka every message, store the batch's offsets (batches
+ *   complete in order).
  *
  * Guarantees:
  * - Offsets are stored only after Redis acknowledged the writes and the
@@ -23,9 +25,11 @@
  *   during a rebalance), a Redis failure or a failed delivery cancels every
  *   in-flight batch, pauses consumption and, once Redis is back, seeks each
  *   partition to the last stored offset: nothing is lost, nothing doubled.
- * - Only one batch is between "read" and "write" at a time, so that a batch
- *   always reads the profile its predecessors wrote (Redis runs one
- *   connection's commands in order).
+ * - A batch applies the profile its predecessors wrote: batches apply in
+ *   order, and a batch whose read went out before a predecessor wrote the
+ *   same customer takes that write from the cache, which keeps every write
+ *   of the batches in flight. The reads of the next batches overlap the
+ *   current one's apply, so that Redis and ingest work at the same time.
  */
 #ifndef PATRON_INGEST_H
 #define PATRON_INGEST_H

@@ -110,8 +110,8 @@ static const struct env_case CASES[] = {
     OK("topic_campaign_prefix", "patron.campaign.", NULL),
     OK("api_token", "(null)", NULL),
     OK("n_rdkafka_props", "0", NULL),
-    OK("batch_max", "2000", NULL),
-    OK("inflight_batches", "4", NULL),
+    OK("batch_max", "5000", NULL),
+    OK("inflight_batches", "8", NULL),
     OK("graph_history", "8", NULL),
     OK("graph_topk", "50", NULL),
     OK("shutdown_timeout_ms", "10000", NULL),
@@ -165,7 +165,7 @@ static const struct env_case CASES[] = {
     /* empty counts as unset */
     OK("kafka_brokers", "127.0.0.1:9092", "PATRON_KAFKA_BROKERS="),
     OK("api_token", "(null)", "PATRON_API_TOKEN="),
-    OK("batch_max", "2000", "PATRON_BATCH_MAX="),
+    OK("batch_max", "5000", "PATRON_BATCH_MAX="),
     OK("n_redis_cluster", "1", "PATRON_REDIS_URL=", "PATRON_REDIS_CLUSTER=c:1"),
 
     /* bad values name their variable */
