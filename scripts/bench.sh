@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Benchmarks of Patron on this machine, with their references measured in the
+# same run (a ratio survives a noisy machine; an absolute figure does not).
+#
+#   scripts/bench.sh ingest|api|all
+#
+# Builds a Release tree (no sanitizers) in build-bench, installs what is
+# missing (scripts/deps.sh), then runs scripts/bench_ingest.sh and/or
+# scripts/bench_api.sh. Their knobs are environment variables, documented at
+# the top of each; the last line each prints is JSON.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${PATRON_BENCH_BUILD:-$ROOT/build-bench}"
+
+usage() {
+  echo "usage: scripts/bench.sh ingest|api|all" >&2
+  exit 2
+}
+[ $# -eq 1 ] || usage
+case "$1" in ingest | api | all) ;; *) usage ;; esac
+
+"$ROOT/scripts/deps.sh"
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPATRON_TESTS=OFF >/dev/null
+ninja -C "$BUILD" >/dev/null
+
+export PATRON_BENCH_BUILD="$BUILD"
+rc=0
+if [ "$1" = ingest ] || [ "$1" = all ]; then
+  "$ROOT/scripts/bench_ingest.sh" || rc=1
+fi
+if [ "$1" = api ] || [ "$1" = all ]; then
+  if [ -x "$ROOT/scripts/bench_api.sh" ]; then
+    "$ROOT/scripts/bench_api.sh" || rc=1
+  elif [ -f "$ROOT/scripts/bench_api.sh" ]; then
+    bash "$ROOT/scripts/bench_api.sh" || rc=1
+  else
+    echo "bench api: scripts/bench_api.sh is missing (not written yet)" >&2
+    [ "$1" = api ] && rc=1
+  fi
+fi
+exit $rc
