@@ -530,7 +530,7 @@ static size_t format_command(struct patron_redis *r, int n_head, const char *con
                              const size_t *head_lens, int argc, const char *const *argv,
                              const size_t *argvlen)
 {
-    size_t need = 32; /* "*argc\r\n" */
+    size_t need = 32 + 1; /* "*argc\r\n", and a NUL: hiredis scans the command with strchr */
     for (int i = 0; i < n_head + argc; i++) {
         size_t len = i < n_head ? head_lens[i]
                      : argvlen  ? argvlen[i - n_head]
@@ -562,6 +562,7 @@ static size_t format_command(struct patron_redis *r, int n_head, const char *con
         *p++ = '\r';
         *p++ = '\n';
     }
+    *p = '\0'; /* not sent; ends hiredis' strchr scans inside the buffer */
     return (size_t)(p - r->fmt);
 }
 
