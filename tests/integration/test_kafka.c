@@ -179,8 +179,9 @@ static void reader_ready(void *ud)
             rd_kafka_message_t *m = msgs[i];
             char buf[32];
             snprintf(buf, sizeof buf, "%.*s", (int)m->len, (const char *)m->payload);
-            int v = atoi(buf);
-            if (v >= 0 && v < MAX_VALUES) {
+            char *end;
+            long v = strtol(buf, &end, 10);
+            if (end != buf && *end == '\0' && v >= 0 && v < MAX_VALUES) {
                 if (r->seen[v])
                     r->dups++;
                 r->seen[v] = 1;
