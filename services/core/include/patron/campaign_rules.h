@@ -24,6 +24,8 @@ enum patron_timer_kind {
     PATRON_TIMER_WAIT,       /* event + wait; cancelled by `unless` */
     PATRON_TIMER_INACTIVITY, /* last purchase + inactive_for; replaced by the next purchase */
     PATRON_TIMER_BIRTHDAY,   /* next birthday at `at` local; re-armed after firing */
+    PATRON_TIMER_SEGMENT,    /* the next instant recency alone can change the segment
+                                (segment_becomes without an event; campaign_engine.h) */
 };
 
 /* A campaign an update triggered. For kind NONE fire_at_ms is the event

@@ -1,0 +1,176 @@
+/* The stored form of a customer's campaign state (patron.v1.TriggerState).
+ * Decoding never trusts the bytes: every list is cut to its bound, every
+ * string to its buffer, and unknown channels or timer kinds are dropped. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "patron/campaign_engine.h"
+#include "patron/v1/trigger.pb-c.h"
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = 0;
+}
+
+int patron_customer_state_decode(struct patron_customer_state *st, const void *data, size_t len)
+{
+    patron_customer_state_init(st, "");
+    if (len > PATRON_ENGINE_STATE_MAX)
+        return PATRON_ETOOBIG;
+    Patron__V1__TriggerState *m = patron__v1__trigger_state__unpack(NULL, len, data);
+    if (m == NULL)
+        return PATRON_EINVAL;
+    copy_str(st->customer_id, sizeof(st->customer_id), m->customer_id);
+    st->last_offset = m->last_offset;
+    for (size_t i = 0; i < m->n_recent_event_ids && i < PATRON_ENGINE_RECENT_EVENTS; i++)
+        st->recent_events[st->n_recent++] = m->recent_event_ids[i];
+    for (size_t i = 0; i < m->n_ledger && i < PATRON_ENGINE_LEDGER_MAX; i++)
+        st->ledger[st->n_ledger++] = m->ledger[i];
+    copy_str(st->segment, sizeof(st->segment), m->segment);
+    copy_str(st->tier, sizeof(st->tier), m->tier);
+    st->consent[PATRON_CAMPAIGN_CHANNEL_SMS] = m->consent_sms;
+    st->consent[PATRON_CAMPAIGN_CHANNEL_PUSH] = m->consent_push;
+    st->consent[PATRON_CAMPAIGN_CHANNEL_EMAIL] = m->consent_email;
+    copy_str(st->time_zone, sizeof(st->time_zone), m->time_zone);
+    copy_str(st->locale, sizeof(st->locale), m->locale);
+    copy_str(st->birthday, sizeof(st->birthday), m->birthday);
+    st->points = m->points;
+    st->orders = m->orders;
+    st->net_spend_cents = m->net_spend_cents;
+    st->last_purchase_ms = m->last_purchase_ms;
+
+    size_t nt = m->n_timers < PATRON_CAMPAIGNS_MAX ? m->n_timers : PATRON_CAMPAIGNS_MAX;
+    if (nt > 0) {
+        st->timers = patron_calloc(nt, sizeof(*st->timers));
+        st->cap_timers = nt;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        const Patron__V1__TriggerTimer *t = m->timers[i];
+        if (t->kind < PATRON_TIMER_WAIT || t->kind > PATRON_TIMER_SEGMENT)
+            continue;
+        struct patron_engine_timer *d = &st->timers[st->n_timers++];
+        copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
+        d->kind = (enum patron_timer_kind)t->kind;
+        d->fire_at_ms = t->fire_at_ms;
+        d->trigger_at_ms = t->trigger_at_ms;
+        copy_str(d->trigger_event_id, sizeof(d->trigger_event_id), t->trigger_event_id);
+    }
+    for (size_t i = 0; i < m->n_sends && st->n_sends < PATRON_SEND_HISTORY_MAX; i++) {
+        int32_t ch = m->sends[i]->channel;
+        if (ch < PATRON_CAMPAIGN_CHANNEL_SMS || ch > PATRON_CAMPAIGN_CHANNEL_EMAIL)
+            continue;
+        st->sends[st->n_sends++] = (struct patron_send){
+            .at_ms = m->sends[i]->at_ms, .channel = (enum patron_campaign_channel)ch};
+    }
+    size_t nl = m->n_last_sent < PATRON_CAMPAIGNS_MAX ? m->n_last_sent : PATRON_CAMPAIGNS_MAX;
+    if (nl > 0) {
+        st->last_sent = patron_calloc(nl, sizeof(*st->last_sent));
+        st->cap_last_sent = nl;
+    }
+    for (size_t i = 0; i < nl; i++) {
+        copy_str(st->last_sent[i].campaign_id, sizeof(st->last_sent[i].campaign_id),
+                 m->last_sent[i]->campaign_id);
+        st->last_sent[i].at_ms = m->last_sent[i]->at_ms;
+    }
+    st->n_last_sent = nl;
+    for (size_t i = 0; i < m->n_touches && st->n_touches < PATRON_ENGINE_TOUCHES_MAX; i++) {
+        const Patron__V1__TriggerTouch *t = m->touches[i];
+        struct patron_engine_touch *d = &st->touches[st->n_touches++];
+        copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
+        copy_str(d->variant, sizeof(d->variant), t->variant);
+        d->at_ms = t->at_ms;
+        d->control = t->control;
+        d->converted = t->converted;
+    }
+    patron__v1__trigger_state__free_unpacked(m, NULL);
+    return 0;
+}
+
+size_t patron_customer_state_encode(const struct patron_customer_state *st, uint8_t **out)
+{
+    Patron__V1__TriggerState m = PATRON__V1__TRIGGER_STATE__INIT;
+    m.customer_id = (char *)st->customer_id;
+    m.last_offset = st->last_offset;
+    m.n_recent_event_ids = st->n_recent;
+    m.recent_event_ids = (uint64_t *)st->recent_events;
+    m.n_ledger = st->n_ledger;
+    m.ledger = (uint64_t *)st->ledger;
+    m.segment = (char *)st->segment;
+    m.tier = (char *)st->tier;
+    m.consent_sms = st->consent[PATRON_CAMPAIGN_CHANNEL_SMS];
+    m.consent_push = st->consent[PATRON_CAMPAIGN_CHANNEL_PUSH];
+    m.consent_email = st->consent[PATRON_CAMPAIGN_CHANNEL_EMAIL];
+    m.time_zone = (char *)st->time_zone;
+    m.locale = (char *)st->locale;
+    m.birthday = (char *)st->birthday;
+    m.points = st->points;
+    m.orders = st->orders;
+    m.net_spend_cents = st->net_spend_cents;
+    m.last_purchase_ms = st->last_purchase_ms;
+
+    Patron__V1__TriggerTimer *timers = patron_calloc(st->n_timers + 1, sizeof(*timers));
+    Patron__V1__TriggerTimer **tp = patron_calloc(st->n_timers + 1, sizeof(*tp));
+    for (size_t i = 0; i < st->n_timers; i++) {
+        patron__v1__trigger_timer__init(&timers[i]);
+        timers[i].campaign_id = (char *)st->timers[i].campaign_id;
+        timers[i].kind = (int32_t)st->timers[i].kind;
+        timers[i].fire_at_ms = st->timers[i].fire_at_ms;
+        timers[i].trigger_at_ms = st->timers[i].trigger_at_ms;
+        timers[i].trigger_event_id = (char *)st->timers[i].trigger_event_id;
+        tp[i] = &timers[i];
+    }
+    m.n_timers = st->n_timers;
+    m.timers = tp;
+
+    Patron__V1__TriggerSend *sends = patron_calloc(st->n_sends + 1, sizeof(*sends));
+    Patron__V1__TriggerSend **sp = patron_calloc(st->n_sends + 1, sizeof(*sp));
+    for (size_t i = 0; i < st->n_sends; i++) {
+        patron__v1__trigger_send__init(&sends[i]);
+        sends[i].at_ms = st->sends[i].at_ms;
+        sends[i].channel = (int32_t)st->sends[i].channel;
+        sp[i] = &sends[i];
+    }
+    m.n_sends = st->n_sends;
+    m.sends = sp;
+
+    Patron__V1__TriggerLastSent *ls = patron_calloc(st->n_last_sent + 1, sizeof(*ls));
+    Patron__V1__TriggerLastSent **lp = patron_calloc(st->n_last_sent + 1, sizeof(*lp));
+    for (size_t i = 0; i < st->n_last_sent; i++) {
+        patron__v1__trigger_last_sent__init(&ls[i]);
+        ls[i].campaign_id = (char *)st->last_sent[i].campaign_id;
+        ls[i].at_ms = st->last_sent[i].at_ms;
+        lp[i] = &ls[i];
+    }
+    m.n_last_sent = st->n_last_sent;
+    m.last_sent = lp;
+
+    Patron__V1__TriggerTouch *tc = patron_calloc(st->n_touches + 1, sizeof(*tc));
+    Patron__V1__TriggerTouch **tcp = patron_calloc(st->n_touches + 1, sizeof(*tcp));
+    for (size_t i = 0; i < st->n_touches; i++) {
+        patron__v1__trigger_touch__init(&tc[i]);
+        tc[i].campaign_id = (char *)st->touches[i].campaign_id;
+        tc[i].variant = (char *)st->touches[i].variant;
+        tc[i].at_ms = st->touches[i].at_ms;
+        tc[i].control = st->touches[i].control;
+        tc[i].converted = st->touches[i].converted;
+        tcp[i] = &tc[i];
+    }
+    m.n_touches = st->n_touches;
+    m.touches = tcp;
+
+    size_t len = patron__v1__trigger_state__get_packed_size(&m);
+    *out = patron_malloc(len ? len : 1);
+    patron__v1__trigger_state__pack(&m, *out);
+
+    free(tcp);
+    free(tc);
+    free(lp);
+    free(ls);
+    free(sp);
+    free(sends);
+    free(tp);
+    free(timers);
+    return len;
+}
