@@ -1,10 +1,12 @@
 #include "patron/keys.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
-const char *const PATRON_CUSTOMER_KEY_SUFFIXES[] = {
-    "timers", "pending", "caps", "cooldown", "ledger", "sends", NULL,
-};
+/* None today: patron-trigger keeps its per-customer state under the
+ * partition's tag and deletes it on the erasure's ProfileUpdate itself. */
+const char *const PATRON_CUSTOMER_KEY_SUFFIXES[] = {NULL};
 
 static int key_format(char *dst, size_t cap, const char *prefix, const char *id, size_t id_len,
                       const char *suffix)
@@ -72,4 +74,19 @@ void patron_profile_version_put(void *dst, uint64_t version)
         b[i] = (unsigned char)(version & 0xff);
         version >>= 8;
     }
+}
+
+int patron_key_trigger(char *dst, size_t cap, int32_t partition, const char *suffix)
+{
+    int n = snprintf(dst, cap, "{tp:%" PRId32 "}:%s", partition, suffix);
+    return n < 0 || (size_t)n >= cap ? PATRON_ETOOBIG : n;
+}
+
+int patron_key_trigger_customer(char *dst, size_t cap, int32_t partition, const char *customer_id,
+                                size_t id_len)
+{
+    if (id_len > PATRON_ID_MAX)
+        return PATRON_ETOOBIG;
+    int n = snprintf(dst, cap, "{tp:%" PRId32 "}:c:%.*s", partition, (int)id_len, customer_id);
+    return n < 0 || (size_t)n >= cap ? PATRON_ETOOBIG : n;
 }

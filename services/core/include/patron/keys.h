@@ -6,9 +6,8 @@
  * slot and the same code runs on one Redis and on Redis Cluster.
  *
  *   {c:<id>}            string: 8-byte big-endian version + ProfileState protobuf
- *   {c:<id>}:<suffix>   the customer's other keys (trigger timers, caps, ledger);
- *                       PATRON_CUSTOMER_KEY_SUFFIXES lists them all, so that an
- *                       erasure deletes every one
+ *   {c:<id>}:<suffix>   the customer's other keys, if any: PATRON_CUSTOMER_KEY_SUFFIXES
+ *                       lists them all, so that an erasure deletes every one
  *   {i:<id>}            hash: catalog fields (title, category, price_cents,
  *                       in_stock)
  *   {i:<id>}:co         sorted set: co-occurrence counts with other items, top K
@@ -18,6 +17,20 @@
  *   {items}:cat         hash: item -> category
  *   {items}:oos         set: items out of stock
  *   {clock}             hash: partition -> "event_ms:idle" (the event clock)
+ *
+ * patron-trigger's state is per partition p of patron.profile-updates, like a
+ * Kafka Streams state store, so that one atomic script commits a whole batch
+ * of a partition (states, timers, outbox, statistics) on one slot:
+ *   {tp:<p>}:c:<id>     string: the customer's TriggerState (campaign_engine.h)
+ *   {tp:<p>}:due        sorted set: customer -> next timer's fire time (event ms)
+ *   {tp:<p>}:outbox     hash: message id -> "<wall ms>|" + CampaignMessage, until
+ *                       Kafka acknowledged it
+ *   {tp:<p>}:stats      hash: "<campaign>|<variant>|<counter>" -> integer
+ *   {tp:<p>}:reco       sorted set: item -> times recommended in a message
+ *   {tp:<p>}:epoch      integer: the owner's fencing token (INCR on assignment)
+ *   {trigger}:partitions set: the partitions that have state (for the API)
+ * The number of partitions of patron.profile-updates is therefore fixed for
+ * the life of that state, as with Kafka Streams.
  *
  * The {items}:* keys share one slot on purpose: one script updates them all
  * once per ingest batch, and one pipeline reads them for a recommendation.
@@ -48,6 +61,13 @@ int patron_key_customer_sub(char *dst, size_t cap, const char *customer_id, size
                             const char *suffix) PATRON_MUST_USE;
 int patron_key_item(char *dst, size_t cap, const char *item_id, size_t id_len) PATRON_MUST_USE;
 int patron_key_item_cooc(char *dst, size_t cap, const char *item_id, size_t id_len) PATRON_MUST_USE;
+
+#define PATRON_KEY_TRIGGER_PARTITIONS "{trigger}:partitions"
+/* "{tp:<partition>}:<suffix>" and "{tp:<partition>}:c:<customer>". */
+int patron_key_trigger(char *dst, size_t cap, int32_t partition,
+                       const char *suffix) PATRON_MUST_USE;
+int patron_key_trigger_customer(char *dst, size_t cap, int32_t partition, const char *customer_id,
+                                size_t id_len) PATRON_MUST_USE;
 
 /* The stored profile value: version prefix, then the encoded ProfileState. */
 #define PATRON_PROFILE_VERSION_LEN 8
