@@ -1,0 +1,322 @@
+"""patron-trigger end to end, with the event clock, over real Kafka and Redis.
+
+A hand-made story of a few customers walks DESIGN.md's example campaigns
+(examples/campaigns.yaml) through their fire, exit and suppression paths,
+mixed into the Online Retail subset replayed as background traffic. In the
+middle of the stream patron-trigger is killed with SIGKILL and restarted.
+The test then checks, against ids computed here from their definition
+(campaign_ids.py):
+- every message the story expects arrived, exactly once, with its variant,
+  channel and decision time; nothing else was sent to the story's customers;
+- no message id appears twice on any campaign topic, and every campaign's
+  "sent" statistic equals the messages on its topic (nothing lost, nothing
+  doubled, the counters exact across the crash);
+- the story's suppressions, exits and conversions are counted;
+- an erasure removes the customer's trigger state and timers;
+- a broken campaigns file stops the service with the line and the reason,
+  and a broken reload (SIGHUP) keeps the running campaigns.
+"""
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import campaign_ids as ids  # noqa: E402
+from harness import BIN, SRC, SUBSET, Stack, consume_all, free_port, metric, run_tool, wait_for  # noqa: E402
+from test_api_profile import proto_modules  # noqa: E402
+
+from confluent_kafka import Producer  # noqa: E402
+
+TOPICS = {"patron.events": 4, "patron.catalog": 1, "patron.profile-updates": 4, "patron.dlq": 1,
+          "patron.campaign.sms": 2, "patron.campaign.push": 2, "patron.campaign.email": 2}
+CAMPAIGNS = os.path.join(SRC, "examples", "campaigns.yaml")
+H = 3600_000
+D = 24 * H
+
+
+def ms(*args):
+    return int(dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+class Story:
+    """Events of the story, and the messages they must produce."""
+
+    def __init__(self, pb):
+        self.pb, self.events, self.expected = pb, [], []
+
+    def ev(self, eid, cust, at):
+        e = self.pb.Event(event_id=eid, customer_id=cust, occurred_at_ms=at)
+        self.events.append(e)
+        return e
+
+    def profile(self, cust, at, tz="Europe/London", birthday=""):
+        e = self.ev(f"{cust}-profile", cust, at)
+        e.customer.time_zone = tz
+        e.customer.birthday = birthday
+        e.customer.locale = "en-GB"
+
+    def consent(self, cust, at, channel, granted=True):
+        e = self.ev(f"{cust}-consent-{channel}-{at}", cust, at)
+        e.consent.channel = {"sms": self.pb.SMS, "push": self.pb.PUSH, "email": self.pb.EMAIL}[channel]
+        e.consent.granted = granted
+
+    def purchase(self, eid, cust, at, cents, item="85123A"):
+        e = self.ev(eid, cust, at)
+        e.purchase.order_id = eid
+        e.purchase.items.add(item_id=item, category="home", quantity=1, unit_price_cents=cents)
+
+    def cart(self, eid, cust, at, item="22423"):
+        e = self.ev(eid, cust, at)
+        e.cart_add.item.item_id = item
+        e.cart_add.item.quantity = 1
+        e.cart_add.item.unit_price_cents = 1000
+
+    def view(self, eid, cust, at, item="21232"):
+        e = self.ev(eid, cust, at)
+        e.view.item_id = item
+        e.view.category = "home"
+
+    def expect(self, campaign, cust, channel, at, event_id="", variant=""):
+        self.expected.append({"campaign": campaign, "customer": cust, "channel": channel, "at": at,
+                              "variant": variant, "id": ids.message_id(campaign, cust, event_id, at)})
+
+
+def story(pb):
+    s = Story(pb)
+    T = ms(2011, 3, 1, 12)  # a Tuesday, GMT in London
+    # anna: cross-sell twice, cart abandonment (A/B), birthday, win-back; her
+    # review request is capped (two e-mails in 7 days already).
+    s.profile("anna", T, birthday="03-10")
+    for i, ch in enumerate(("sms", "push", "email")):
+        s.consent("anna", T + 1000 * (i + 1), ch)
+    s.purchase("a-p1", "anna", T + H, 5000)
+    s.expect("cross-sell", "anna", "email", T + H, "a-p1")
+    s.cart("a-cart", "anna", T + 2 * H)
+    s.expect("cart-abandonment", "anna", "push", T + 3 * H, "a-cart",
+             ids.variant("cart-abandonment", "anna", [("A", 50), ("B", 50)]))
+    s.purchase("a-p2", "anna", T + 5 * H, 2500)  # converts cross-sell and cart
+    s.expect("cross-sell", "anna", "email", T + 5 * H, "a-p2")
+    s.expect("birthday", "anna", "sms", ms(2011, 3, 10, 10))
+    s.expect("winback-60d", "anna", "sms", T + 5 * H + 60 * D, "a-p2")
+    # ben: browse exited by a cart add, cart exited by a purchase; no e-mail
+    # or sms consent, so cross-sell, review and win-back are suppressed.
+    s.profile("ben", T)
+    s.consent("ben", T + 1000, "push")
+    s.view("b-view", "ben", T + 10 * 60_000)
+    s.cart("b-cart", "ben", T + H)
+    s.purchase("b-p1", "ben", T + H + 30 * 60_000, 1200)
+    # cleo: never bought, so not in the cart campaign's audience
+    s.profile("cleo", T)
+    s.consent("cleo", T + 1000, "push")
+    s.cart("c-cart", "cleo", T + H)
+    # dora: revokes push while her browse abandonment waits
+    s.profile("dora", T)
+    s.consent("dora", T + 1000, "push")
+    s.view("d-view", "dora", T + H)
+    s.consent("dora", T + 2 * H, "push", granted=False)
+    # finn in New York: the browse reminder falls in quiet hours (21:30
+    # local) and waits for 09:00 local, 14:00 UTC
+    s.profile("finn", T, tz="America/New_York")
+    s.consent("finn", T + 1000, "push")
+    s.view("f-view", "finn", ms(2011, 3, 2, 0, 30))
+    s.expect("browse-abandonment", "finn", "push", ms(2011, 3, 2, 14), "f-view")
+    # gus: silver -> gold on his second purchase: the tier upgrade ignores caps
+    s.profile("gus", T)
+    s.consent("gus", T + 1000, "push")
+    s.purchase("g-p1", "gus", T + 2 * H, 60000)
+    s.purchase("g-p2", "gus", T + D, 50000)
+    s.expect("tier-upgrade", "gus", "push", T + D, "g-p2")
+    # hana: five orders in January, then silence: 91 days after her last
+    # purchase recency alone makes her at_risk, with no event to say so
+    s.profile("hana", ms(2011, 1, 4, 12))
+    for d in range(5):
+        s.purchase(f"h-p{d}", "hana", ms(2011, 1, 5 + d, 12), 1000)
+    s.consent("hana", ms(2011, 4, 1, 12), "email")
+    s.expect("at-risk", "hana", "email", ms(2011, 1, 9, 12) + 91 * D)
+    # the control group: a customer in the 5 % holdout is never messaged
+    ctl = next(f"ctl-{i}" for i in range(10000) if ids.in_control(f"ctl-{i}", 500))
+    s.profile(ctl, T)
+    s.consent(ctl, T + 1000, "email")
+    s.purchase("x-p1", ctl, T + H, 3000)
+    s.purchase("x-p2", ctl, T + 2 * D, 3000)  # converts the control's "would have sent"
+    # zed: erased at the end: his timers and state go
+    s.profile("zed", T)
+    s.purchase("z-p1", "zed", T + H, 1000)
+    s.ev("z-erase", "zed", ms(2011, 5, 1)).erasure.SetInParent()
+    # the clock: a heartbeat customer every hour up to late May
+    for i, at in enumerate(range(ms(2011, 1, 1), ms(2011, 5, 25), H)):
+        s.view(f"tick-{i}", "zz-clock", at)
+    for c in ("anna", "ben", "cleo", "dora", "finn", "gus", "hana", ctl, "zed"):
+        assert not ids.in_control(c, 500) or c == ctl, c
+    s.events.sort(key=lambda e: e.occurred_at_ms)
+    return s, ctl
+
+
+def background(st, pb):
+    """The shop's first half-year (with derived browsing, consents, time
+    zones and birthdays), as events in time order."""
+    out = os.path.join(st.dir, "retail.bin")
+    run_tool([os.path.join(BIN, "patron-replay"), "online-retail", "--file", SUBSET, "--out", out,
+              "--derive-browse", "--derive-profile", "--until", "2011-06-01"])
+    events, data = [], open(out, "rb").read()
+    i = 0
+    while i < len(data):
+        n = int.from_bytes(data[i:i + 4], "big")
+        e = pb.Event()
+        e.ParseFromString(data[i + 4:i + 4 + n])
+        events.append(e)
+        i += 4 + n
+    return events
+
+
+def produce(brokers, events):
+    p = Producer({"bootstrap.servers": brokers, "linger.ms": 20, "queue.buffering.max.messages": 1000000})
+    for e in events:
+        p.produce("patron.events", key=e.customer_id.encode(), value=e.SerializeToString())
+        p.poll(0)
+    assert p.flush(60) == 0
+
+
+def campaign_messages(brokers, campaign_pb2):
+    out = []
+    for ch in ("sms", "push", "email"):
+        for m in consume_all(brokers, f"patron.campaign.{ch}", timeout=30):
+            msg = campaign_pb2.CampaignMessage()
+            msg.ParseFromString(m.value())
+            assert m.key().decode() == msg.customer_id
+            out.append((ch, msg))
+    return out
+
+
+def stats(r):
+    """{(campaign, variant, counter): n} summed over partitions, from Redis."""
+    total = {}
+    for p in r.smembers("{trigger}:partitions"):
+        for f, v in r.hgetall("{tp:%s}:stats" % p.decode()).items():
+            c, var, k = f.decode().split("|")
+            total[(c, var, k)] = total.get((c, var, k), 0) + int(v)
+    return total
+
+
+def stat(st, campaign, counter):
+    return sum(v for (c, _, k), v in st.items() if c == campaign and k == counter)
+
+
+def check_bad_campaigns(st):
+    bad = os.path.join(st.dir, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("campaigns:\n  - id: x\n    when: { event: cart_add }\n    chanel: push\n    template: t\n")
+    env = st.service_env(free_port(), PATRON_CAMPAIGNS=bad)
+    r = subprocess.run([os.path.join(BIN, "patron-trigger")], env={**os.environ, **env},
+                       capture_output=True, timeout=30)
+    err = r.stderr.decode()
+    assert r.returncode == 2, (r.returncode, err)
+    assert "line 4" in err and "chanel" in err, err
+
+
+def main():
+    with Stack("trigger") as st:
+        pb = proto_modules(st.dir)
+        from patron.v1 import campaign_pb2
+        r = st.start_redis()
+        brokers = st.start_kafka(TOPICS)
+        check_bad_campaigns(st)
+        s, ctl = story(pb)
+
+        # the story merged, in event time, into the shop's traffic: every
+        # partition is in time order, as a live site's would be
+        events = sorted(background(st, pb) + s.events, key=lambda e: e.occurred_at_ms)
+        campaigns = os.path.join(st.dir, "campaigns.yaml")
+        good = open(CAMPAIGNS).read()
+        with open(campaigns, "w") as f:
+            f.write(good)
+        st.start_service("patron-ingest", PATRON_CLOCK="event")
+        env = {"PATRON_CLOCK": "event", "PATRON_CAMPAIGNS": campaigns,
+               "PATRON_RDKAFKA_SESSION_TIMEOUT_MS": "6000", "PATRON_RDKAFKA_HEARTBEAT_INTERVAL_MS": "500"}
+        trig = st.start_service("patron-trigger", **env)
+        produce(brokers, events)
+
+        # kill -9 while messages flow, then start again
+        wait_for("some campaign messages", lambda: metric(trig.http_port, "patron_trigger_messages_total") >= 30,
+                 timeout=180, interval=0.02)
+        trig.kill()
+        trig.wait()
+        trig = st.start_service("patron-trigger", **env)
+
+        # a reload that fails keeps the running campaigns
+        with open(campaigns, "w") as f:
+            f.write("defaults: {oops\n")
+        trig.send_signal(signal.SIGHUP)
+        wait_for("the failed reload logged", lambda: b"reload failed" in open(st.log_path("patron-trigger"), "rb").read(),
+                 timeout=10)
+        with open(campaigns, "w") as f:
+            f.write(good)
+
+        # settled: every update consumed, the clock at the end, the outbox empty
+        want_ids = {e["id"] for e in s.expected}
+
+        def settled():
+            outbox = sum(r.hlen("{tp:%d}:outbox" % p) for p in range(4))
+            if outbox or metric(trig.http_port, "patron_trigger_buffered_updates"):
+                return False
+            got_ids = {m.message_id for _, m in campaign_messages(brokers, campaign_pb2)}
+            return want_ids <= got_ids
+        wait_for("the story's messages and an empty outbox", settled, timeout=300, interval=2)
+        # every update consumed: the committed offsets reach the end
+        wait_for("trigger caught up", lambda: metric(trig.http_port, "patron_trigger_updates_total") > 0
+                 and metric(trig.http_port, "patron_trigger_buffered_updates") == 0, timeout=60)
+        time.sleep(4)  # idle partitions release the last timers (IDLE_MS)
+
+        msgs = campaign_messages(brokers, campaign_pb2)
+        seen = {}
+        for ch, m in msgs:
+            seen.setdefault(m.message_id, []).append((ch, m))
+        dups = {k: len(v) for k, v in seen.items() if len(v) > 1}
+        assert not dups, f"duplicated messages: {list(dups.items())[:5]}"
+
+        # the story, exactly
+        story_customers = {"anna", "ben", "cleo", "dora", "finn", "gus", "hana", ctl, "zed"}
+        got = {m.message_id: (ch, m) for ch, m in msgs if m.customer_id in story_customers}
+        want = {e["id"]: e for e in s.expected}
+        missing = [want[k] for k in want.keys() - got.keys()]
+        extra = [(ch, m.campaign_id, m.customer_id, m.created_at_ms) for k, (ch, m) in got.items()
+                 if k not in want]
+        assert not missing and not extra, f"missing {missing}\nextra {extra}"
+        for k, e in want.items():
+            ch, m = got[k]
+            assert (ch, m.campaign_id, m.customer_id, m.created_at_ms, m.variant) == \
+                (e["channel"], e["campaign"], e["customer"], e["at"], e["variant"]), (m, e)
+        cross = [m for ch, m in got.values() if m.campaign_id == "cross-sell"]
+        assert all(m.template == "you_may_also_like" and len(m.items) > 0 for m in cross), cross
+        assert all(i.item_id != "85123A" for m in cross for i in m.items), "bought item recommended"
+        win = [m for ch, m in got.values() if m.campaign_id == "winback-60d"]
+        assert win and win[0].params["coupon"] == "COMEBACK10", win
+
+        # counters: exact against the topics, and the story's paths counted
+        sv = stats(r)
+        for c in ("cart-abandonment", "browse-abandonment", "cross-sell", "review-request",
+                  "winback-60d", "at-risk", "tier-upgrade", "birthday"):
+            on_topic = sum(1 for _, m in msgs if m.campaign_id == c)
+            assert stat(sv, c, "sent") == on_topic, (c, stat(sv, c, "sent"), on_topic)
+        assert stat(sv, "browse-abandonment", "exited") >= 1   # ben's cart add
+        assert stat(sv, "cart-abandonment", "exited") >= 1     # ben's purchase
+        assert stat(sv, "cart-abandonment", "audience") >= 1   # cleo
+        assert stat(sv, "browse-abandonment", "consent") >= 1  # dora's revocation
+        assert stat(sv, "review-request", "frequency_cap") >= 1  # anna
+        assert stat(sv, "cross-sell", "control_group") >= 1    # the holdout
+        assert stat(sv, "cross-sell", "control_conversions") >= 1
+        assert stat(sv, "cross-sell", "conversions") >= 1      # anna's second purchase
+        assert stat(sv, "cross-sell", "revenue_cents") >= 2500
+
+        # the erased customer left nothing behind
+        assert not [k for k in r.scan_iter(match="{tp:*}:c:zed")], "zed's trigger state survived"
+        assert all(r.zscore("{tp:%d}:due" % p, "zed") is None for p in range(4))
+        assert metric(trig.http_port, "patron_trigger_outbox_resent_total") >= 0
+        print(f"ok: {len(msgs)} messages, {len(want)} of the story, no duplicates across a kill -9")
+
+
+if __name__ == "__main__":
+    main()
