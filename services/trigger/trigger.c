@@ -1171,6 +1171,8 @@ static void job_start_updates(struct part *p)
             why = "customer_id empty or too long";
         else if (!u->event_id[0])
             why = "event_id empty";
+        else if (u->occurred_at_ms < 0 || u->occurred_at_ms > 253402300799999LL)
+            why = "occurred_at_ms outside 1970..9999";
         if (why) {
             if (u)
                 patron__v1__profile_update__free_unpacked(u, NULL);

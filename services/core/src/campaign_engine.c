@@ -116,6 +116,16 @@ static struct patron_engine_timer *timer_find(struct patron_customer_state *st, 
     return NULL;
 }
 
+/* A decision already taken in principle and waiting for quiet hours to end
+ * (fire time moved past the trigger time), or a plain wait: what a consent
+ * revocation ends. Recurring timers (birthday, inactivity, segment) are not
+ * pending messages: consent is checked when they fire. */
+static bool timer_pending_send(const struct patron_engine_timer *t)
+{
+    return t->kind == PATRON_TIMER_WAIT || t->kind == PATRON_TIMER_NONE ||
+           t->fire_at_ms != t->trigger_at_ms;
+}
+
 static void timer_remove(struct patron_customer_state *st, size_t i)
 {
     st->timers[i] = st->timers[--st->n_timers];
@@ -326,6 +336,9 @@ static void arm_segment_timers(const struct patron_engine *e, struct patron_cust
         const struct patron_campaign *c = &e->campaigns->campaigns[i];
         if (c->when != PATRON_CAMPAIGN_WHEN_SEGMENT_BECOMES)
             continue;
+        const struct patron_engine_timer *cur = timer_find(st, c->id);
+        if (cur != NULL && timer_pending_send(cur))
+            continue; /* a delayed decision: re-armed once it is taken */
         if (next != INT64_MAX) {
             timer_set(st, c, PATRON_TIMER_SEGMENT, next, next, "");
             continue;
@@ -385,7 +398,7 @@ int patron_engine_fire_due(const struct patron_engine *e, struct patron_customer
                 : decide(e, st, c, t.kind, t.trigger_event_id, t.trigger_at_ms, t.fire_at_ms, out);
         if (rc)
             return rc;
-        if (t.kind == PATRON_TIMER_SEGMENT && timer_find(st, c->id) == NULL) {
+        if (c->when == PATRON_CAMPAIGN_WHEN_SEGMENT_BECOMES && timer_find(st, c->id) == NULL) {
             int64_t next = next_segment_change(e, st, t.fire_at_ms);
             if (next != INT64_MAX) /* after a quiet-hours delay */
                 timer_set(st, c, PATRON_TIMER_SEGMENT, next, next, "");
@@ -425,11 +438,14 @@ static void end_waits(const struct patron_engine *e, struct patron_customer_stat
             continue;
         }
         const struct patron_campaign_variant *v = patron_campaign_variant_of(c, st->customer_id);
-        if (patron_campaign_consent_revoked(c, u)) {
+        if (timer_pending_send(t) && patron_campaign_consent_revoked(c, u)) {
             count(out, c, v, PATRON_STAT_CONSENT, 1);
         } else if (t->kind == PATRON_TIMER_WAIT &&
+                   u->occurred_at_ms >= t->trigger_at_ms - c->wait_ms &&
                    patron_campaign_wait_cancelled(c, (int)u->kind, u->occurred_at_ms,
-                                                  t->fire_at_ms)) {
+                                                  t->trigger_at_ms)) {
+            /* "during the wait": from the trigger to the wait's end (not
+             * the end of a quiet-hours delay that followed it) */
             count(out, c, v, PATRON_STAT_EXITED, 1);
         } else {
             i++;
@@ -551,8 +567,12 @@ int patron_engine_on_update(const struct patron_engine *e, struct patron_custome
         const struct patron_trigger *g = &trig[i];
         if (g->kind == PATRON_TIMER_NONE)
             rc = decide(e, st, g->campaign, PATRON_TIMER_NONE, g->trigger_event_id, t, t, out);
-        else
+        else {
+            const struct patron_engine_timer *cur = timer_find(st, g->campaign->id);
+            if (cur != NULL && cur->kind != PATRON_TIMER_WAIT && timer_pending_send(cur))
+                continue; /* a delayed birthday or win-back goes out first */
             timer_set(st, g->campaign, g->kind, g->fire_at_ms, g->fire_at_ms, g->trigger_event_id);
+        }
     }
     free(trig);
     if (rc)

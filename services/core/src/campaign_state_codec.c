@@ -14,6 +14,14 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = 0;
 }
 
+/* Event times a state may hold: 1970 to the year 9999. Anything else is
+ * dropped, so that no arithmetic on a stored time can overflow. */
+#define TIME_MAX_MS 253402300799999LL
+static bool time_ok(int64_t ms)
+{
+    return ms >= 0 && ms <= TIME_MAX_MS;
+}
+
 int patron_customer_state_decode(struct patron_customer_state *st, const void *data, size_t len)
 {
     patron_customer_state_init(st, "");
@@ -39,7 +47,7 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
     st->points = m->points;
     st->orders = m->orders;
     st->net_spend_cents = m->net_spend_cents;
-    st->last_purchase_ms = m->last_purchase_ms;
+    st->last_purchase_ms = time_ok(m->last_purchase_ms) ? m->last_purchase_ms : 0;
 
     size_t nt = m->n_timers < PATRON_CAMPAIGNS_MAX ? m->n_timers : PATRON_CAMPAIGNS_MAX;
     if (nt > 0) {
@@ -48,7 +56,8 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
     }
     for (size_t i = 0; i < nt; i++) {
         const Patron__V1__TriggerTimer *t = m->timers[i];
-        if (t->kind < PATRON_TIMER_WAIT || t->kind > PATRON_TIMER_SEGMENT)
+        if (t->kind < PATRON_TIMER_NONE || t->kind > PATRON_TIMER_SEGMENT ||
+            !time_ok(t->fire_at_ms) || !time_ok(t->trigger_at_ms))
             continue;
         struct patron_engine_timer *d = &st->timers[st->n_timers++];
         copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
@@ -57,9 +66,12 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
         d->trigger_at_ms = t->trigger_at_ms;
         copy_str(d->trigger_event_id, sizeof(d->trigger_event_id), t->trigger_event_id);
     }
-    for (size_t i = 0; i < m->n_sends && st->n_sends < PATRON_SEND_HISTORY_MAX; i++) {
+    /* Lists are stored oldest first: a cut keeps the most recent. */
+    size_t first = m->n_sends > PATRON_SEND_HISTORY_MAX ? m->n_sends - PATRON_SEND_HISTORY_MAX : 0;
+    for (size_t i = first; i < m->n_sends; i++) {
         int32_t ch = m->sends[i]->channel;
-        if (ch < PATRON_CAMPAIGN_CHANNEL_SMS || ch > PATRON_CAMPAIGN_CHANNEL_EMAIL)
+        if (ch < PATRON_CAMPAIGN_CHANNEL_SMS || ch > PATRON_CAMPAIGN_CHANNEL_EMAIL ||
+            !time_ok(m->sends[i]->at_ms))
             continue;
         st->sends[st->n_sends++] = (struct patron_send){
             .at_ms = m->sends[i]->at_ms, .channel = (enum patron_campaign_channel)ch};
@@ -70,13 +82,17 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
         st->cap_last_sent = nl;
     }
     for (size_t i = 0; i < nl; i++) {
-        copy_str(st->last_sent[i].campaign_id, sizeof(st->last_sent[i].campaign_id),
-                 m->last_sent[i]->campaign_id);
-        st->last_sent[i].at_ms = m->last_sent[i]->at_ms;
+        if (!time_ok(m->last_sent[i]->at_ms))
+            continue;
+        struct patron_engine_last_sent *l = &st->last_sent[st->n_last_sent++];
+        copy_str(l->campaign_id, sizeof(l->campaign_id), m->last_sent[i]->campaign_id);
+        l->at_ms = m->last_sent[i]->at_ms;
     }
-    st->n_last_sent = nl;
-    for (size_t i = 0; i < m->n_touches && st->n_touches < PATRON_ENGINE_TOUCHES_MAX; i++) {
+    first = m->n_touches > PATRON_ENGINE_TOUCHES_MAX ? m->n_touches - PATRON_ENGINE_TOUCHES_MAX : 0;
+    for (size_t i = first; i < m->n_touches; i++) {
         const Patron__V1__TriggerTouch *t = m->touches[i];
+        if (!time_ok(t->at_ms))
+            continue;
         struct patron_engine_touch *d = &st->touches[st->n_touches++];
         copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
         copy_str(d->variant, sizeof(d->variant), t->variant);

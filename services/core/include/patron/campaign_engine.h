@@ -91,9 +91,11 @@ void patron_customer_state_init(struct patron_customer_state *st, const char *cu
 void patron_customer_state_free(struct patron_customer_state *st);
 
 /* The stored form (patron.v1.TriggerState). decode initialises *st (free it
- * even on failure); PATRON_EINVAL for bytes that do not decode or hold more
- * than the bounds above (truncated, never trusted), PATRON_ETOOBIG over
- * PATRON_ENGINE_STATE_MAX. encode returns a malloc'ed buffer in *out. */
+ * even on failure); PATRON_EINVAL for bytes that do not decode,
+ * PATRON_ETOOBIG over PATRON_ENGINE_STATE_MAX. Never trusted: lists longer
+ * than the bounds above keep their most recent entries, strings are cut, and
+ * entries with an unknown kind or channel or a time outside 1970..9999 are
+ * dropped. encode returns a malloc'ed buffer in *out. */
 int patron_customer_state_decode(struct patron_customer_state *st, const void *data,
                                  size_t len) PATRON_MUST_USE;
 size_t patron_customer_state_encode(const struct patron_customer_state *st, uint8_t **out);
