@@ -714,7 +714,8 @@ Test(campaign_engine, suppression_reasons_table)
         {"audience: hibernating", CART, false, true, 3, 100 * DAY, 0, {{0}}, PATRON_STAT_AUDIENCE},
         {"audience before control", CART, true, true, 0, 0, 0, {{0}}, PATRON_STAT_AUDIENCE},
         {"control group", CART, true, true, 1, DAY, 0, {{0}}, PATRON_STAT_CONTROL_GROUP},
-        {"control before caps",
+        /* the holdout meets the caps too: no biased control group */
+        {"caps before control",
          CART,
          true,
          true,
@@ -722,7 +723,7 @@ Test(campaign_engine, suppression_reasons_table)
          DAY,
          0,
          {{H, PUSH}, {H, PUSH}, {H, PUSH}},
-         PATRON_STAT_CONTROL_GROUP},
+         PATRON_STAT_FREQUENCY_CAP},
         {"cooldown", CART, false, true, 1, DAY, H, {{0}}, PATRON_STAT_COOLDOWN},
         {"cooldown over after 1d", CART, false, true, 1, DAY, DAY, {{0}}, PATRON_STAT_SENT},
         {"push cap 3/1d",

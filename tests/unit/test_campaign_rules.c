@@ -387,7 +387,8 @@ Test(campaign_rules, decision_table)
          0,
          PATRON_OUTCOME_SUPPRESSED_AUDIENCE,
          0},
-        /* then the control group, before cooldown and caps */
+        /* the control group last: a holdout customer meets cooldown and caps
+         * like a treated one, and otherwise "would have been sent" now */
         {"cart-abandonment",
          true,
          true,
@@ -398,7 +399,7 @@ Test(campaign_rules, decision_table)
          DAYTIME,
          {push, push, push},
          3,
-         PATRON_OUTCOME_SUPPRESSED_CONTROL_GROUP,
+         PATRON_OUTCOME_SUPPRESSED_COOLDOWN,
          0},
         {"browse",
          true,
@@ -411,7 +412,7 @@ Test(campaign_rules, decision_table)
          {{0}},
          0,
          PATRON_OUTCOME_SUPPRESSED_CONTROL_GROUP,
-         0},
+         DAYTIME},
         /* cooldown (1d) before caps */
         {"cart-abandonment",
          false,

@@ -276,7 +276,11 @@ static int decide(const struct patron_engine *e, struct patron_customer_state *s
         s->at_ms = now_ms;
         break;
     case PATRON_OUTCOME_SUPPRESSED_CONTROL_GROUP:
+        /* "would have been sent": in the history too, so that the holdout
+         * meets the same caps and cooldowns as the treated group */
         count(out, c, d.variant, PATRON_STAT_CONTROL_GROUP, 1);
+        send_push(st, now_ms, c->channel);
+        last_sent_set(st, c->id, now_ms);
         touch_push(st, c, d.variant, now_ms, true);
         break;
     case PATRON_OUTCOME_SUPPRESSED_CONSENT:

@@ -412,10 +412,6 @@ int patron_campaign_decide(const struct patron_decision_input *in, struct patron
         out->outcome = PATRON_OUTCOME_SUPPRESSED_AUDIENCE;
         return 0;
     }
-    if (out->control) {
-        out->outcome = PATRON_OUTCOME_SUPPRESSED_CONTROL_GROUP;
-        return 0;
-    }
     if (c->cooldown_ms > 0 && in->last_sent_ms > 0 &&
         in->now_ms - in->last_sent_ms < c->cooldown_ms) {
         out->outcome = PATRON_OUTCOME_SUPPRESSED_COOLDOWN;
@@ -438,7 +434,11 @@ int patron_campaign_decide(const struct patron_decision_input *in, struct patron
             return 0;
         }
     }
-    out->outcome = PATRON_OUTCOME_SENT;
+    /* Last, so that the holdout passes the same checks as the treated group
+     * (with its would-have-been sends in its own history): a capped customer
+     * is neither sent nor "would have been sent", in either group, and the
+     * two conversion rates compare like with like. */
+    out->outcome = out->control ? PATRON_OUTCOME_SUPPRESSED_CONTROL_GROUP : PATRON_OUTCOME_SENT;
     out->send_at_ms = in->now_ms;
     return 0;
 }

@@ -133,17 +133,21 @@ struct patron_decision {
 /* The decision, checks in this fixed order, the first failing one wins:
  *   1. consent for the campaign's channel        -> SUPPRESSED_CONSENT
  *   2. audience (segment and tier)               -> SUPPRESSED_AUDIENCE
- *   3. control group (global holdout)            -> SUPPRESSED_CONTROL_GROUP
- *      ("would have sent": variant and message id are still set)
- *   4. cooldown since this campaign's last send  -> SUPPRESSED_COOLDOWN
- *   5. frequency caps, per channel and `any`, sliding windows (now - per, now]
+ *   3. cooldown since this campaign's last send  -> SUPPRESSED_COOLDOWN
+ *   4. frequency caps, per channel and `any`, sliding windows (now - per, now]
  *                                                -> SUPPRESSED_FREQUENCY_CAP
- *   6. quiet hours (campaign's, else defaults')  -> DELAYED until the window's
+ *   5. quiet hours (campaign's, else defaults')  -> DELAYED until the window's
  *      end in the customer's zone; the shell decides again then, and the
  *      message id does not change.
- *   ignore_caps skips 5 and 6. Otherwise SENT.
- * The variant and message id are set for every outcome. PATRON_EINVAL on
- * NULL or inconsistent input. */
+ *   6. control group (global holdout)            -> SUPPRESSED_CONTROL_GROUP
+ *      ("would have been sent": variant and message id are set; the shell
+ *      records it in the customer's history like a send)
+ *   ignore_caps skips 4 and 5. Otherwise SENT.
+ * Why the holdout comes last: a holdout customer must pass every check a
+ * treated one does, or caps and cooldowns would thin out only the treated
+ * group (the frequent buyers would pile up in the control group) and bias
+ * the uplift. The variant and message id are set for every outcome.
+ * PATRON_EINVAL on NULL or inconsistent input. */
 int patron_campaign_decide(const struct patron_decision_input *in,
                            struct patron_decision *out) PATRON_MUST_USE;
 
