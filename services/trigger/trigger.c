@@ -199,6 +199,7 @@ struct trigger {
     struct patron_strmap in_flight; /* message ids handed to the producer */
     size_t probes_running;
     bool redis_up;
+    bool clock_all_idle; /* event clock: ingest has applied all it was given */
     bool stopping;
     int64_t stop_deadline_mono;
     void (*on_stopped)(void *ud);
@@ -1203,19 +1204,25 @@ struct due_req {
     int64_t bound_ms;
 };
 
-/* The bound up to which partition p's timers may fire (see the top). */
+/* The bound up to which partition p's timers may fire (see the top): the
+ * partition's own event time, since its updates are in event-time order; the
+ * clock's now only once there is nothing left to read — in event mode, once
+ * ingest too has applied everything (its ProfileUpdates may be on their way
+ * while the clock already counts their events) and p has been quiet a while. */
 static int64_t fire_bound(struct trigger *tr, struct part *p)
 {
     int64_t now = patron_clock_now_ms(&tr->clock);
+    int64_t own = now < p->stream_ms ? now : p->stream_ms;
     if (p->q_n > 0)
-        return now < p->stream_ms ? now : p->stream_ms;
+        return own;
     int64_t lag =
         patron_consumer_lag(tr->consumer, tr->cfg->topic_profile_updates, p->id, p->next_offset);
-    bool idle = lag == 0 && (tr->clock.kind == PATRON_CLOCK_WALL ||
-                             patron_monotonic_ms() - p->last_msg_mono >= IDLE_MS);
-    if (idle)
+    if (lag != 0)
+        return own;
+    if (tr->clock.kind == PATRON_CLOCK_WALL)
         return now;
-    return now < p->stream_ms ? now : p->stream_ms;
+    bool quiet = patron_monotonic_ms() - p->last_msg_mono >= IDLE_MS;
+    return quiet && tr->clock_all_idle ? now : own;
 }
 
 static void sweep_check(struct part *p)
@@ -1343,7 +1350,7 @@ static void on_consumer_ready(void *ud)
 static void on_clock(void *ud, redisReply *reply)
 {
     struct trigger *tr = ud;
-    (void)patron_clock_advance_from_reply(&tr->clock, reply);
+    (void)patron_clock_advance_from_reply(&tr->clock, reply, &tr->clock_all_idle);
 }
 
 static void finish_stop(struct trigger *tr);

@@ -2,8 +2,11 @@
 
 #include <stdlib.h>
 
-int64_t patron_clock_advance_from_reply(struct patron_clock *c, const redisReply *reply)
+int64_t patron_clock_advance_from_reply(struct patron_clock *c, const redisReply *reply,
+                                        bool *all_idle)
 {
+    if (all_idle)
+        *all_idle = false;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
         return c->event_now_ms;
     size_t n = reply->elements / 2;
@@ -17,6 +20,11 @@ int64_t patron_clock_advance_from_reply(struct patron_clock *c, const redisReply
             patron_clock_value_decode(v->str, (size_t)v->len, &parts[k]) == 0)
             k++;
     }
+    bool idle = k > 0;
+    for (size_t i = 0; i < k; i++)
+        idle = idle && parts[i].idle;
+    if (all_idle)
+        *all_idle = idle;
     int64_t now = patron_clock_advance(c, patron_clock_watermark(parts, k));
     free(parts);
     return now;

@@ -15,7 +15,9 @@
 
 /* Advances `c` to the watermark of an HGETALL {clock} reply; malformed
  * entries are skipped, a NULL or non-array reply changes nothing. Returns
- * the clock's event_now_ms. */
-int64_t patron_clock_advance_from_reply(struct patron_clock *c, const redisReply *reply);
+ * the clock's event_now_ms. *all_idle (may be NULL) tells whether every
+ * partition was idle: ingest has applied everything it was given. */
+int64_t patron_clock_advance_from_reply(struct patron_clock *c, const redisReply *reply,
+                                        bool *all_idle);
 
 #endif
