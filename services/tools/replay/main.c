@@ -15,7 +15,8 @@
 static const char usage[] =
     "usage:\n"
     "  patron-replay online-retail --file F.csv[.gz] (--brokers B --topic T | --out FILE)\n"
-    "      [--resend-percent P] [--garbage N] [--limit N] [--derive-browse] [--seed S]\n"
+    "      [--resend-percent P] [--garbage N] [--limit N] [--derive-browse]\n"
+    "      [--derive-profile] [--seed S]\n"
     "      [--rate EVENTS_PER_S] [--progress] [--until YYYY-MM-DD]\n"
     "  patron-replay synthetic (--brokers B --topic T | --out FILE) [--events N]\n"
     "      [--customers 1000000] [--regulars 10000] [--items 100000] [--zipf 1.0]\n"
@@ -39,6 +40,7 @@ enum opt_id {
     OPT_GARBAGE,
     OPT_LIMIT,
     OPT_DERIVE,
+    OPT_DERIVE_PROFILE,
     OPT_RATE,
     OPT_PROGRESS,
     OPT_FILE,
@@ -74,6 +76,7 @@ static const struct opt_rule rules[] = {
     {{"garbage", required_argument, NULL, OPT_GARBAGE}, GENERATORS, 0, 1000000000},
     {{"limit", required_argument, NULL, OPT_LIMIT}, REPLAY_ONLINE_RETAIL, 1, UINT64_MAX},
     {{"derive-browse", no_argument, NULL, OPT_DERIVE}, REPLAY_ONLINE_RETAIL, 0, 0},
+    {{"derive-profile", no_argument, NULL, OPT_DERIVE_PROFILE}, REPLAY_ONLINE_RETAIL, 0, 0},
     {{"rate", required_argument, NULL, OPT_RATE}, ALL_MODES, 1, 1000000000},
     {{"progress", no_argument, NULL, OPT_PROGRESS}, ALL_MODES, 0, 0},
     {{"file", required_argument, NULL, OPT_FILE}, REPLAY_ONLINE_RETAIL, 0, 0},
@@ -244,6 +247,9 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
             break;
         case OPT_DERIVE:
             o->derive_browse = true;
+            break;
+        case OPT_DERIVE_PROFILE:
+            o->derive_profile = true;
             break;
         case OPT_RATE:
             ok = set_number(r, optarg, &o->rate);

@@ -12,7 +12,10 @@
 
 #include <zlib.h>
 
+#include "derive_profile.h"
 #include "parse.h"
+#include "patron/event_check.h"
+#include "patron/profile.h"
 #include "patron/v1/event.pb-c.h"
 #include "replay.h"
 
@@ -29,6 +32,9 @@
 #define RUN_LINES_MAX 10000
 #define WARNINGS_MAX 10
 #define READ_CHUNK ((size_t)1 << 16)
+/* Derived profile events come this long before the customer's first event:
+ * before its derived browsing too, which starts at most 30 minutes earlier. */
+#define PROFILE_LEAD_MS (31 * 60000)
 
 enum { RNG_STREAM_DERIVE = 3 };
 
@@ -53,6 +59,7 @@ struct run {
     bool open;
     char invoice[INVOICE_MAX + 1];
     char customer[PATRON_ID_MAX + 1];
+    char country[PATRON_PROFILE_COUNTRY_MAX + 1]; /* of the run's first row; "" if unusable */
     int64_t ms;
     bool refund;
     struct line *lines;
@@ -75,7 +82,8 @@ struct retail {
     struct reader rd;
     char *rec; /* CSV_RECORD_MAX + 1 bytes */
     struct run run;
-    struct patron_strmap runs_of; /* invoice -> struct invoice_runs (owned, holds the key) */
+    struct patron_strmap runs_of;  /* invoice -> struct invoice_runs (owned, holds the key) */
+    struct patron_strmap profiled; /* --derive-profile: customers done; key = value, owned */
     struct replay_rng derive_rng;
     uint64_t invoice_events; /* what --limit counts */
     int64_t last_ms;         /* the latest event time produced */
@@ -252,6 +260,71 @@ static int emit_derived(struct retail *r, const char *suffix, Patron__V1__LineIt
     return rc;
 }
 
+/* "derived-<kind>-<customer>", or with the id's FNV-1a 64 in hex when a
+ * long customer id would not fit in PATRON_ID_MAX. */
+static void derived_profile_id(char out[PATRON_ID_MAX + 1], const char *kind, const char *customer)
+{
+    int n = snprintf(out, PATRON_ID_MAX + 1, "derived-%s-%s", kind, customer);
+    if (n < 0 || n > PATRON_ID_MAX)
+        snprintf(out, PATRON_ID_MAX + 1, "derived-%s-h%016" PRIx64, kind,
+                 patron_hash64(customer, strlen(customer)));
+}
+
+/* data/README.md "Derived profiles": before a customer's first event, a
+ * CustomerUpdate (time zone, locale and country from the CSV's Country, a
+ * birthday) and a ConsentChange per channel, granted or not. */
+static int emit_profile(struct retail *r)
+{
+    struct run *run = &r->run;
+    size_t clen = strlen(run->customer);
+    if (patron_strmap_get(&r->profiled, run->customer, clen))
+        return 0;
+    char *key = patron_strndup(run->customer, clen);
+    (void)patron_strmap_put(&r->profiled, key, clen, key);
+
+    int64_t ms = run->ms - PROFILE_LEAD_MS > r->last_ms ? run->ms - PROFILE_LEAD_MS : r->last_ms;
+    const struct replay_country *c = replay_country_find(run->country, strlen(run->country));
+    char birthday[6], id[PATRON_ID_MAX + 1];
+    replay_birthday(run->customer, clen, birthday);
+
+    Patron__V1__Event ev = PATRON__V1__EVENT__INIT;
+    Patron__V1__CustomerUpdate cu = PATRON__V1__CUSTOMER_UPDATE__INIT;
+    cu.birthday = birthday;
+    cu.time_zone = c ? (char *)c->time_zone : "UTC";
+    cu.locale = c ? (char *)c->locale : "";
+    cu.country = run->country;
+    derived_profile_id(id, "profile", run->customer);
+    ev.event_id = id;
+    ev.customer_id = run->customer;
+    ev.occurred_at_ms = ms;
+    ev.kind_case = PATRON__V1__EVENT__KIND_CUSTOMER;
+    ev.customer = &cu;
+    int rc = emit_event(r, &ev);
+
+    static const struct {
+        Patron__V1__Channel channel;
+        const char *name;
+    } channels[] = {
+        {PATRON__V1__CHANNEL__SMS, "sms"},
+        {PATRON__V1__CHANNEL__PUSH, "push"},
+        {PATRON__V1__CHANNEL__EMAIL, "email"},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(channels) && rc == 0; i++) {
+        Patron__V1__ConsentChange cc = PATRON__V1__CONSENT_CHANGE__INIT;
+        cc.channel = channels[i].channel;
+        cc.granted = replay_consent(run->customer, clen, (int)channels[i].channel);
+        derived_profile_id(id, channels[i].name, run->customer);
+        ev = (Patron__V1__Event)PATRON__V1__EVENT__INIT;
+        ev.event_id = id;
+        ev.customer_id = run->customer;
+        ev.occurred_at_ms = ms;
+        ev.kind_case = PATRON__V1__EVENT__KIND_CONSENT;
+        ev.consent = &cc;
+        rc = emit_event(r, &ev);
+    }
+    return rc;
+}
+
 /* The open run becomes its event (and, with --derive-browse, what led to it). */
 static int close_run(struct retail *r)
 {
@@ -319,7 +392,9 @@ static int close_run(struct retail *r)
     }
 
     int rc = 0;
-    if (!run->refund && r->o->derive_browse)
+    if (r->o->derive_profile)
+        rc = emit_profile(r);
+    if (rc == 0 && !run->refund && r->o->derive_browse)
         rc = emit_derived(r, suffix, items);
     if (rc == 0)
         rc = emit_event(r, &ev);
@@ -423,6 +498,12 @@ static int take_row(struct retail *r, size_t len)
         run->invoice[invoice->len] = '\0';
         memcpy(run->customer, customer->s, customer->len);
         run->customer[customer->len] = '\0';
+        const struct replay_field *country = &f[7];
+        bool country_ok = country->len <= PATRON_PROFILE_COUNTRY_MAX &&
+                          patron_event_text_valid(country->s, country->len);
+        size_t country_len = country_ok ? country->len : 0;
+        memcpy(run->country, country->s, country_len);
+        run->country[country_len] = '\0';
         run->ms = ms;
         run->refund = cancel;
     }
@@ -479,6 +560,7 @@ int replay_online_retail(const struct replay_options *o)
     replay_emitter_init(&em, &sink, o, true);
     replay_rng_init(&r.derive_rng, o->seed, RNG_STREAM_DERIVE);
     patron_strmap_init(&r.runs_of);
+    patron_strmap_init(&r.profiled);
     r.rd.chunk = patron_malloc(READ_CHUNK);
     r.rec = patron_malloc(CSV_RECORD_MAX + 1);
 
@@ -500,6 +582,9 @@ int replay_online_retail(const struct replay_options *o)
     for (size_t i = 0; i < r.runs_of.cap; i++)
         free(r.runs_of.slots[i].value);
     patron_strmap_free(&r.runs_of);
+    for (size_t i = 0; i < r.profiled.cap; i++)
+        free(r.profiled.slots[i].value);
+    patron_strmap_free(&r.profiled);
     free(r.run.lines);
     free(r.pack);
     free(r.rec);
