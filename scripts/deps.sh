@@ -9,7 +9,11 @@ PACKAGES=(
   libjansson-dev libyaml-dev libicu-dev libhttp-parser-dev zlib1g-dev libcriterion-dev
   redis-server redis-tools kcat wrk curl
   python3 python3-redis python3-confluent-kafka python3-protobuf protobuf-compiler
+  chromium nodejs # the dashboard's browser test (playwright-core from npm drives Debian's chromium)
 )
+# npm: Debian's package, unless a Node.js that ships its own npm (NodeSource's,
+# which conflicts with Debian's npm package) is there already.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 [ "${PATRON_DEPS_EXTRA:-}" ] && read -r -a extra <<<"$PATRON_DEPS_EXTRA" && PACKAGES+=("${extra[@]}")
 
 missing=()

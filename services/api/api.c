@@ -22,6 +22,8 @@
 #include "patron/profile.h"
 #include "patron/recommend_fetch.h"
 #include "patron/redis.h"
+#include "campaign_stats.h"
+#include "dashboard.h"
 #include "recommend.h"
 #include "patron/v1/event.pb-c.h"
 
@@ -35,6 +37,8 @@ struct api {
     struct patron_redis *redis;
     struct patron_producer *producer;
     struct patron_reco_fetcher *reco;
+    struct api_campaign_stats *stats;
+    struct api_dashboard *dashboard;
     struct patron_clock clock;
     uv_timer_t clock_timer;
     bool redis_up;
@@ -93,6 +97,13 @@ void api_respond_json_text(struct api *api, struct patron_http_response *res, in
 {
     count_status(api, status);
     patron_http_respond_json(res, status, json);
+}
+
+void api_respond(struct api *api, struct patron_http_response *res, int status,
+                 const char *content_type, const char *extra_headers, const char *body, size_t len)
+{
+    count_status(api, status);
+    patron_http_respond_ex(res, status, content_type, extra_headers, body, len);
 }
 
 /* Constant-time, so that the token does not leak through timing. */
@@ -285,6 +296,15 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
             return;
         }
     }
+    if (strcmp(path, "/v1/campaigns/stats") == 0) {
+        if (strcmp(req->method, "GET") != 0)
+            respond_error(api, res, 405, "method_not_allowed", "use GET");
+        else
+            api_campaign_stats_get(api->stats, api, patron_clock_now_ms(&api->clock), res);
+        return;
+    }
+    if (api_dashboard_route(api->dashboard, api, req, res))
+        return;
     respond_error(api, res, 404, "not_found", "no such route");
 }
 
@@ -366,6 +386,14 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     api->clock_timer.data = api;
     if (cfg->clock == PATRON_CLOCK_EVENT)
         uv_timer_start(&api->clock_timer, on_clock_timer, 0, 250);
+    api->stats = api_campaign_stats_new(api->redis, metrics);
+    struct api_dashboard_options dopt = {.loop = loop,
+                                         .redis = api->redis,
+                                         .clock = &api->clock,
+                                         .profile = &cfg->profile,
+                                         .metrics = metrics,
+                                         .log = log};
+    api->dashboard = api_dashboard_start(&dopt);
     *out = api;
     return 0;
 
@@ -395,6 +423,7 @@ void api_stop(struct api *api, void (*on_stopped)(void *ud), void *ud)
     api->on_stopped = on_stopped;
     api->stopped_ud = ud;
     uv_close((uv_handle_t *)&api->clock_timer, NULL);
+    api_dashboard_stop(api->dashboard);
     size_t undelivered = patron_producer_close(api->producer, api->cfg->shutdown_timeout_ms);
     api->producer = NULL;
     if (undelivered)
@@ -407,5 +436,7 @@ void api_free(struct api *api)
 {
     /* after the loop ran: Redis has closed and called back every request */
     patron_reco_fetcher_free(api->reco);
+    api_campaign_stats_free(api->stats);
+    api_dashboard_free(api->dashboard);
     free(api);
 }

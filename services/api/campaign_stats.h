@@ -1,0 +1,87 @@
+/*
+ * GET /v1/campaigns/stats: what each campaign and variant did, summed over
+ * the partitions of patron.profile-updates, with conversion rates, uplift
+ * against the control group and its 95% interval (README "Campaign
+ * statistics").
+ *
+ * The counters are patron-trigger's (its Redis layout is the contract):
+ *   {trigger}:partitions   set of partition numbers with state
+ *   {tp:<p>}:stats         hash "<campaign>|<variant>|<counter>" -> integer
+ * Read with SMEMBERS, then one HGETALL per partition, pipelined. Whatever
+ * does not parse (a partition that is not a number, a field that is not
+ * campaign|variant|counter, a value that is not a non-negative integer, a
+ * sum that would overflow) is skipped and counted in
+ * patron_api_stats_skipped_total{reason}, never answered as an error.
+ *
+ * Ownership: the context borrows the Redis client and the metrics, which
+ * outlive it; free it only after patron_redis_close ran every callback. The
+ * pure helpers below take and return plain values. Loop thread only.
+ */
+#ifndef PATRON_API_CAMPAIGN_STATS_H
+#define PATRON_API_CAMPAIGN_STATS_H
+
+#include "patron/http.h"
+
+struct api;
+struct patron_metrics;
+struct patron_redis;
+struct api_campaign_stats;
+
+/* Partition numbers taken from {trigger}:partitions: 0..API_PARTITION_MAX. */
+#define API_PARTITION_MAX 65535
+/* Partitions read per request; beyond, skipped (reason "partition"). */
+#define API_PARTITIONS_MAX 4096
+/* Campaign-variant rows per answer; beyond, skipped (reason "rows"). */
+#define API_STATS_ROWS_MAX 16384
+
+/* The counters of one campaign and variant, in field-name order. */
+enum api_stats_counter {
+    API_STATS_SENT,
+    API_STATS_EXITED,
+    API_STATS_CONSENT,
+    API_STATS_AUDIENCE,
+    API_STATS_CONTROL_GROUP, /* the control group's "would have sent" */
+    API_STATS_COOLDOWN,
+    API_STATS_FREQUENCY_CAP,
+    API_STATS_CONVERSIONS,
+    API_STATS_REVENUE_CENTS,
+    API_STATS_CONTROL_CONVERSIONS,
+    API_STATS_CONTROL_REVENUE_CENTS,
+};
+#define API_STATS_COUNTERS 11
+
+/* A partition number from {trigger}:partitions: canonical decimal (no sign,
+ * no leading zero) in 0..API_PARTITION_MAX. Returns it, or -1. Pure. */
+int api_partition_parse(const char *s, size_t len);
+
+/* Splits a stats field "<campaign>|<variant>|<counter>": campaign 1..64
+ * bytes of [a-z0-9_-], variant 0..64 of [A-Za-z0-9_-] ("" when the campaign
+ * has no variants), counter one of the names of enum api_stats_counter.
+ * On success the ids are NUL-terminated copies. Pure; PATRON_EINVAL. */
+int api_stats_field_parse(const char *field, size_t len, char campaign[PATRON_ID_MAX + 1],
+                          char variant[PATRON_ID_MAX + 1],
+                          enum api_stats_counter *counter) PATRON_MUST_USE;
+
+/* Rates of converted sends: a rate is conversions / group size, absent
+ * (has_* false) when the group is empty. The uplift is the difference of
+ * the two rates; its 95% interval is the normal approximation
+ * (Wald, z = 1.96) for a difference of two independent proportions, absent
+ * when either rate is absent or outside [0, 1]. Pure. */
+struct api_uplift {
+    bool has_rate, has_control_rate, has_uplift, has_ci;
+    double rate, control_rate, uplift, ci_lo, ci_hi;
+};
+void api_uplift_compute(int64_t sent, int64_t conversions, int64_t control, int64_t control_conv,
+                        struct api_uplift *out);
+
+struct api_campaign_stats *api_campaign_stats_new(struct patron_redis *redis,
+                                                  struct patron_metrics *metrics);
+void api_campaign_stats_free(struct api_campaign_stats *s);
+
+/* Answers the request, now or later from the Redis callbacks (deferred):
+ * 200 with the JSON, or 503 when Redis fails. now_ms is the api's clock,
+ * given back as "as_of_ms". */
+void api_campaign_stats_get(struct api_campaign_stats *s, struct api *api, int64_t now_ms,
+                            struct patron_http_response *res);
+
+#endif
