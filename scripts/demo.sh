@@ -2,21 +2,25 @@
 # Patron on a year of a real shop: one command on a fresh Debian machine.
 #
 #   scripts/demo.sh           installs what is missing, builds, starts Redis, the
-#                             embedded Kafka, patron-ingest and patron-api with the
-#                             event clock, replays the Online Retail subset (with
-#                             browse and cart events derived from the purchases),
-#                             prints a report and leaves the stack running
+#                             embedded Kafka, patron-ingest, patron-trigger (with
+#                             examples/campaigns.yaml) and patron-api with the event
+#                             clock, replays the Online Retail subset (with browse and
+#                             cart events derived from the purchases, and consent,
+#                             time zones and birthdays derived per customer), prints a
+#                             report and leaves the stack running, dashboard included
 #   scripts/demo.sh --once    the same, then stops everything cleanly
 #   scripts/demo.sh --stop    stops a stack left running
 #
-# Ports (override with the variables): API 8080 (PATRON_DEMO_API_PORT), ingest
-# metrics 8081, Redis 6390 (PATRON_DEMO_REDIS_PORT), Kafka bootstrap 19092.
+# Ports (override with the variables): API and dashboard 8080 (PATRON_DEMO_API_PORT),
+# ingest metrics 8081, trigger metrics 8082 (PATRON_DEMO_TRIGGER_PORT), Redis 6390
+# (PATRON_DEMO_REDIS_PORT), Kafka bootstrap 19092.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 STATE=${PATRON_DEMO_DIR:-/tmp/patron-demo}
 API_PORT=${PATRON_DEMO_API_PORT:-8080}
 INGEST_PORT=${PATRON_DEMO_INGEST_PORT:-8081}
+TRIGGER_PORT=${PATRON_DEMO_TRIGGER_PORT:-8082}
 REDIS_PORT=${PATRON_DEMO_REDIS_PORT:-6390}
 KAFKA_PORT=${PATRON_DEMO_KAFKA_PORT:-19092}
 DATA=${PATRON_DEMO_DATA:-$ROOT/data/online-retail-subset.csv.gz}
@@ -78,21 +82,28 @@ say "starting redis-server :$REDIS_PORT, the embedded Kafka :$KAFKA_PORT"
 spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$STATE"
 spawn kafka "$BUILD/patron-devkafka" --port "$KAFKA_PORT" --bootstrap-file "$STATE/bootstrap" \
   --topic patron.events:8 --topic patron.catalog:2 --topic patron.profile-updates:8 --topic patron.dlq:1 \
-  --topic patron.campaign.sms:2 --topic patron.campaign.push:2 --topic patron.campaign.email:2
+  --topic patron.campaign.sms:8 --topic patron.campaign.push:8 --topic patron.campaign.email:8
 for _ in $(seq 1 100); do [ -s "$STATE/bootstrap" ] && break; sleep 0.1; done
 BROKERS=$(head -1 "$STATE/bootstrap")
 for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 export PATRON_KAFKA_BROKERS=$BROKERS PATRON_REDIS_URL=redis://127.0.0.1:$REDIS_PORT PATRON_CLOCK=event
-say "starting patron-ingest :$INGEST_PORT and patron-api :$API_PORT (event clock)"
+TRIGGER=0
+[ -x "$BUILD/patron-trigger" ] && TRIGGER=1
+say "starting patron-ingest :$INGEST_PORT$([ $TRIGGER = 1 ] && echo ", patron-trigger :$TRIGGER_PORT") and patron-api :$API_PORT (event clock)"
 PATRON_HTTP_ADDR=127.0.0.1:$INGEST_PORT spawn ingest "$BUILD/patron-ingest"
+if [ $TRIGGER = 1 ]; then
+  PATRON_HTTP_ADDR=127.0.0.1:$TRIGGER_PORT PATRON_CAMPAIGNS=$ROOT/examples/campaigns.yaml \
+    spawn trigger "$BUILD/patron-trigger"
+fi
 PATRON_HTTP_ADDR=127.0.0.1:$API_PORT spawn api "$BUILD/patron-api"
 wait_http "$INGEST_PORT" /healthz
+[ $TRIGGER = 1 ] && wait_http "$TRIGGER_PORT" /healthz
 wait_http "$API_PORT" /healthz
 
-say "replaying $(basename "$DATA") (purchases and refunds as they happened; views and cart adds derived)"
+say "replaying $(basename "$DATA") (purchases and refunds as they happened; views, cart adds, consent, time zones and birthdays derived)"
 SUMMARY=$("$BUILD/patron-replay" online-retail --brokers "$BROKERS" --topic patron.events --file "$DATA" \
-  --derive-browse --progress | tail -1)
+  --derive-browse --derive-profile --progress | tail -1)
 EVENTS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events"])' "$SUMMARY")
 echo "    produced: $SUMMARY"
 
@@ -113,7 +124,10 @@ while :; do
 done
 echo
 
+say "waiting for the campaigns to settle, then the report"
 /usr/bin/python3 scripts/demo_report.py --api "http://127.0.0.1:$API_PORT" --file "$DATA"
+echo
+echo "Dashboard: http://127.0.0.1:$API_PORT/"
 
 if [ $ONCE = 1 ]; then
   say "stopping (--once)"
@@ -124,8 +138,9 @@ else
   cat <<EOF
 
 Patron is running:
-  API        http://127.0.0.1:$API_PORT/v1/customers/17850/profile
-  metrics    http://127.0.0.1:$API_PORT/metrics, http://127.0.0.1:$INGEST_PORT/metrics
+  dashboard  http://127.0.0.1:$API_PORT/
+  API        http://127.0.0.1:$API_PORT/v1/customers/17850/profile, http://127.0.0.1:$API_PORT/v1/campaigns/stats
+  metrics    http://127.0.0.1:$API_PORT/metrics, http://127.0.0.1:$INGEST_PORT/metrics$([ $TRIGGER = 1 ] && echo ", http://127.0.0.1:$TRIGGER_PORT/metrics")
   Kafka      $BROKERS (kcat -b $BROKERS -L)
   Redis      redis-cli -p $REDIS_PORT
   logs       $STATE/*.log

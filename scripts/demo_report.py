@@ -1,19 +1,26 @@
 #!/usr/bin/python3
-"""The demo's report: what Patron now knows of the replayed shop's customers.
+"""The demo's report: what Patron now knows of the replayed shop's customers,
+and what each campaign did.
 
     demo_report.py --api http://127.0.0.1:8080 --file data/online-retail-subset.csv.gz
 
 Reads the customer ids from the CSV and everything else from patron-api:
-profiles (segments, tiers, value) and, where the API serves them,
-recommendations. Standard library only.
+segments and tiers (/v1/dashboard/customers), profiles, recommendations, and
+each campaign's sent / suppressed / exited / converted / uplift
+(/v1/campaigns/stats). It first waits until the campaign statistics hold
+still (patron-trigger has caught up) and the dashboard's customer snapshot
+was taken after that. Standard library only.
 """
 import argparse
-import collections
 import csv
 import gzip
 import json
+import sys
+import time
 import urllib.error
 import urllib.request
+
+REASONS = ("consent", "audience", "control_group", "cooldown", "frequency_cap")
 
 
 def get(api, path):
@@ -38,27 +45,63 @@ def bar(n, total, width=30):
     return "█" * max(1, round(width * n / total)) if n else ""
 
 
+def pct(x):
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def settle(api, timeout=240):
+    """Waits until the campaign statistics are unchanged over 3 s, then for a
+    customer snapshot taken at that clock (the dashboard refreshes it every
+    30 s). Returns (stats, customers)."""
+    start, last, same_since = time.time(), None, None
+    while True:
+        status, stats = get(api, "/v1/campaigns/stats")
+        now = time.time()
+        if status == 200:
+            sent = sum(c["sent"] for c in stats["campaigns"])
+            print(f"\r    campaigns: {sent} messages sent so far", end="", file=sys.stderr, flush=True)
+            if stats == last:
+                if now - same_since >= 3:
+                    break
+            else:
+                last, same_since = stats, now
+        if now - start > timeout:
+            print("\n    the campaign statistics did not settle; reporting what there is", file=sys.stderr)
+            break
+        time.sleep(0.5)
+    print(file=sys.stderr)
+    while True:
+        status, customers = get(api, "/v1/dashboard/customers")
+        if status == 200 and last and customers["as_of_ms"] >= last["as_of_ms"]:
+            return last, customers
+        if time.time() - start > timeout + 60:
+            return last or {"campaigns": []}, customers if status == 200 else None
+        print("\r    waiting for the dashboard's customer snapshot", end="", file=sys.stderr, flush=True)
+        time.sleep(1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--api", required=True)
     ap.add_argument("--file", required=True)
     args = ap.parse_args()
 
+    stats, customers = settle(args.api)
     profiles = []
     for cid in customer_ids(args.file):
         status, body = get(args.api, f"/v1/customers/{cid}/profile")
         if status == 200:
             profiles.append(body)
-    total = len(profiles)
+    total = customers["customers"] if customers else len(profiles)
     print(f"\nCustomers with a profile: {total}")
-    if not total:
+    if not total or not profiles:
         return
 
-    for title, key in (("Segments (RFM, as of the last event)", "segment"), ("Loyalty tiers", "tier")):
-        print(f"\n{title}")
-        counts = collections.Counter(p[key] for p in profiles)
-        for name, n in counts.most_common():
-            print(f"  {name:<16} {n:>5}  {bar(n, total)}")
+    if customers:
+        for title, key in (("Segments (RFM, as of the last event)", "segments"), ("Loyalty tiers", "tiers")):
+            print(f"\n{title}")
+            for name, n in sorted(customers[key].items(), key=lambda kv: -kv[1]):
+                print(f"  {name:<16} {n:>5}  {bar(n, total)}")
 
     print("\nTop customers by net spend")
     print(f"  {'customer':<10} {'orders':>6} {'net spend':>13} {'points':>7}  {'tier':<9} {'segment':<16} top category")
@@ -81,6 +124,34 @@ def main():
     for p in churn:
         print(f"  {p['customer_id']:<10} churn risk {p['churn_risk']:.2f}, {money(p['net_spend_cents'])} spent, "
               f"last purchase {p['rfm']['recency_days']} days ago")
+
+    campaigns(stats)
+    _, reco = get(args.api, "/v1/dashboard/recommended?limit=5")
+    if reco and reco["items"]:
+        print("\nMost recommended in campaign messages")
+        for it in reco["items"]:
+            print(f"  {it['item_id']:<10} {it['count']:>5}  {it['title'] or ''}")
+
+
+def campaigns(stats):
+    rows = stats["campaigns"]
+    print("\nCampaigns (backtested on the event clock; uplift = rate of those sent - rate of the control group)")
+    if not rows:
+        print("  no campaign decisions (is patron-trigger running?)")
+        return
+    print(f"  {'campaign':<18} {'var':<3} {'eligible':>8} {'sent':>6} {'suppr.':>6} {'exited':>6} {'conv.':>5} "
+          f"{'revenue':>10} {'rate':>6} {'control':>7} {'uplift (95% interval)':<28} suppressed by")
+    for c in rows:
+        supp = sum(c["suppressed"][r] for r in REASONS)
+        why = ", ".join(f"{r} {c['suppressed'][r]}" for r in REASONS if c["suppressed"][r])
+        if c["uplift"] is None:
+            uplift = "-"
+        else:
+            ci = c["uplift_ci95"]
+            uplift = f"{100 * c['uplift']:+.1f} pp" + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
+        print(f"  {c['campaign_id']:<18} {c['variant'] or '-':<3} {c['eligible']:>8} {c['sent']:>6} {supp:>6} "
+              f"{c['exited']:>6} {c['conversions']:>5} {money(c['revenue_cents']):>10} {pct(c['conversion_rate']):>6} "
+              f"{pct(c['control']['conversion_rate']):>7} {uplift:<28} {why}")
 
 
 if __name__ == "__main__":
