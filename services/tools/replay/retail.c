@@ -72,6 +72,20 @@ struct invoice_runs {
     char invoice[]; /* the map's key */
 };
 
+/* A derived event due later than the invoice that made it (an abandoned
+ * session after a purchase), held until the stream's time reaches it. */
+struct later {
+    int64_t ms;
+    uint64_t seq; /* tie-break: the order they were made in */
+    bool cart;    /* a cart add, else a view */
+    char event_id[PATRON_ID_MAX + 1];
+    char customer[PATRON_ID_MAX + 1];
+    char item[PATRON_ID_MAX + 1];
+    char category[PATRON_ID_MAX + 1];
+    int64_t cents;
+};
+#define LATER_MAX 1000000 /* pending abandoned-session events; more are not made */
+
 struct counts {
     uint64_t rows, kept, no_customer, price_or_quantity, wrong_sign, malformed;
 };
@@ -85,6 +99,9 @@ struct retail {
     struct patron_strmap runs_of;  /* invoice -> struct invoice_runs (owned, holds the key) */
     struct patron_strmap profiled; /* --derive-profile: customers done; key = value, owned */
     struct replay_rng derive_rng;
+    struct later *later; /* a min-heap by (ms, seq) */
+    size_t n_later, cap_later;
+    uint64_t later_seq;
     uint64_t invoice_events; /* what --limit counts */
     int64_t last_ms;         /* the latest event time produced */
     bool until_reached;      /* --until: the open run was already closed */
@@ -188,7 +205,17 @@ static uint8_t *pack_event(struct retail *r, const Patron__V1__Event *ev, size_t
     return r->pack;
 }
 
+static int emit_now(struct retail *r, const Patron__V1__Event *ev);
+static int flush_later(struct retail *r, int64_t upto_ms);
+
+/* Every event goes out through here, after the held ones due before it. */
 static int emit_event(struct retail *r, const Patron__V1__Event *ev)
+{
+    int rc = flush_later(r, ev->occurred_at_ms);
+    return rc ? rc : emit_now(r, ev);
+}
+
+static int emit_now(struct retail *r, const Patron__V1__Event *ev)
 {
     size_t len;
     uint8_t *buf = pack_event(r, ev, &len);
@@ -258,6 +285,109 @@ static int emit_derived(struct retail *r, const char *suffix, Patron__V1__LineIt
     }
     free(d);
     return rc;
+}
+
+/* ---- abandoned sessions: the held events' heap ------------------------------- */
+
+static bool later_before(const struct later *a, const struct later *b)
+{
+    return a->ms != b->ms ? a->ms < b->ms : a->seq < b->seq;
+}
+
+static void later_push(struct retail *r, const struct later *l)
+{
+    if (r->n_later == r->cap_later) {
+        r->cap_later = r->cap_later ? 2 * r->cap_later : 256;
+        r->later = patron_realloc(r->later, r->cap_later * sizeof(*r->later));
+    }
+    size_t i = r->n_later++;
+    r->later[i] = *l;
+    while (i > 0 && later_before(&r->later[i], &r->later[(i - 1) / 2])) {
+        struct later t = r->later[i];
+        r->later[i] = r->later[(i - 1) / 2];
+        r->later[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static void later_pop(struct retail *r)
+{
+    r->later[0] = r->later[--r->n_later];
+    for (size_t i = 0;;) {
+        size_t m = i, a = 2 * i + 1, b = 2 * i + 2;
+        if (a < r->n_later && later_before(&r->later[a], &r->later[m]))
+            m = a;
+        if (b < r->n_later && later_before(&r->later[b], &r->later[m]))
+            m = b;
+        if (m == i)
+            break;
+        struct later t = r->later[i];
+        r->later[i] = r->later[m];
+        r->later[m] = t;
+        i = m;
+    }
+}
+
+/* Emits the held events due at or before upto_ms, in time order. */
+static int flush_later(struct retail *r, int64_t upto_ms)
+{
+    while (r->n_later > 0 && r->later[0].ms <= upto_ms) {
+        const struct later *l = &r->later[0];
+        Patron__V1__Event ev = PATRON__V1__EVENT__INIT;
+        Patron__V1__ProductView view = PATRON__V1__PRODUCT_VIEW__INIT;
+        Patron__V1__CartAdd add = PATRON__V1__CART_ADD__INIT;
+        Patron__V1__LineItem li = PATRON__V1__LINE_ITEM__INIT;
+        ev.event_id = (char *)l->event_id;
+        ev.customer_id = (char *)l->customer;
+        ev.occurred_at_ms = l->ms > r->last_ms ? l->ms : r->last_ms;
+        if (l->cart) {
+            li.item_id = (char *)l->item;
+            li.category = (char *)l->category;
+            li.quantity = 1;
+            li.unit_price_cents = l->cents;
+            add.item = &li;
+            ev.kind_case = PATRON__V1__EVENT__KIND_CART_ADD;
+            ev.cart_add = &add;
+        } else {
+            view.item_id = (char *)l->item;
+            view.category = (char *)l->category;
+            ev.kind_case = PATRON__V1__EVENT__KIND_VIEW;
+            ev.view = &view;
+        }
+        int rc = emit_now(r, &ev);
+        later_pop(r);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* data/README.md "Derived browsing": after one purchase in three, the
+ * customer comes back 2 to 96 hours later and looks at one of its items
+ * again without buying: half the time a view only (browse abandonment),
+ * half the time a view and a cart add 30 s later (cart abandonment). */
+static void schedule_abandoned(struct retail *r, const char *suffix,
+                               Patron__V1__LineItem *const *items)
+{
+    struct run *run = &r->run;
+    if (run->n_lines == 0 || replay_rng_below(&r->derive_rng, 3) != 0 || r->n_later + 2 > LATER_MAX)
+        return;
+    size_t j = (size_t)replay_rng_below(&r->derive_rng, run->n_lines);
+    bool cart = replay_rng_below(&r->derive_rng, 2) == 0;
+    int64_t at = run->ms + replay_rng_range(&r->derive_rng, 2 * 60, 96 * 60) * 60000;
+    for (int k = 0; k < (cart ? 2 : 1); k++) {
+        struct later l = {.ms = at + k * 30000,
+                          .seq = r->later_seq++,
+                          .cart = k == 1,
+                          .cents = items[j]->unit_price_cents};
+        int n = snprintf(l.event_id, sizeof(l.event_id), "%s-%s-%zu", k ? "dca" : "dva", suffix, j);
+        if (n < 0 || (size_t)n >= sizeof(l.event_id))
+            return;
+        snprintf(l.customer, sizeof(l.customer), "%s", run->customer);
+        snprintf(l.item, sizeof(l.item), "%s", items[j]->item_id);
+        snprintf(l.category, sizeof(l.category), "%s", items[j]->category);
+        later_push(r, &l);
+    }
 }
 
 /* "derived-<kind>-<customer>", or with the id's FNV-1a 64 in hex when a
@@ -398,6 +528,8 @@ static int close_run(struct retail *r)
         rc = emit_derived(r, suffix, items);
     if (rc == 0)
         rc = emit_event(r, &ev);
+    if (rc == 0 && !run->refund && r->o->derive_browse)
+        schedule_abandoned(r, suffix, items);
     if (rc == 0)
         r->invoice_events++;
     free(items);
@@ -565,6 +697,8 @@ int replay_online_retail(const struct replay_options *o)
     r.rec = patron_malloc(CSV_RECORD_MAX + 1);
 
     int rc = run_file(&r);
+    if (rc == 0) /* the sessions held past the last invoice, up to --until */
+        rc = flush_later(&r, o->has_until ? o->until_ms - 1 : INT64_MAX);
     if (rc == 0)
         rc = replay_emitter_finish(&em);
     int close_rc = replay_sink_close(&sink, o->flush_timeout_ms);
@@ -585,6 +719,7 @@ int replay_online_retail(const struct replay_options *o)
     for (size_t i = 0; i < r.profiled.cap; i++)
         free(r.profiled.slots[i].value);
     patron_strmap_free(&r.profiled);
+    free(r.later);
     free(r.run.lines);
     free(r.pack);
     free(r.rec);
