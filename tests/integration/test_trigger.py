@@ -237,6 +237,11 @@ def main():
         env = {"PATRON_CLOCK": "event", "PATRON_CAMPAIGNS": campaigns,
                "PATRON_RDKAFKA_SESSION_TIMEOUT_MS": "6000", "PATRON_RDKAFKA_HEARTBEAT_INTERVAL_MS": "500"}
         trig = st.start_service("patron-trigger", **env)
+        # garbage on the trigger's own input: dead-lettered, never a stop
+        g = Producer({"bootstrap.servers": brokers})
+        g.produce("patron.profile-updates", key=b"garbage", value=b"\xff\x00not a protobuf\x07" * 10)
+        g.produce("patron.profile-updates", key=b"nobody", value=pb.Event(event_id="x").SerializeToString())
+        assert g.flush(10) == 0
         produce(brokers, events)
 
         # kill -9 while messages flow, then start again
@@ -254,6 +259,9 @@ def main():
                  timeout=10)
         with open(campaigns, "w") as f:
             f.write(good)
+        trig.send_signal(signal.SIGHUP)  # a good one is taken (between jobs)
+        wait_for("the reload taken", lambda: b"campaigns reloaded" in open(st.log_path("patron-trigger"), "rb").read(),
+                 timeout=30)
 
         # settled: every update consumed, the clock at the end, the outbox empty
         want_ids = {e["id"] for e in s.expected}
@@ -264,7 +272,14 @@ def main():
                 return False
             got_ids = {m.message_id for _, m in campaign_messages(brokers, campaign_pb2)}
             return want_ids <= got_ids
-        wait_for("the story's messages and an empty outbox", settled, timeout=300, interval=2)
+        try:
+            wait_for("the story's messages and an empty outbox", settled, timeout=240, interval=2)
+        except AssertionError:
+            got_ids = {m.message_id for _, m in campaign_messages(brokers, campaign_pb2)}
+            print("missing:", [e for e in s.expected if e["id"] not in got_ids],
+                  "outbox:", [r.hlen("{tp:%d}:outbox" % p) for p in range(4)],
+                  "buffered:", metric(trig.http_port, "patron_trigger_buffered_updates"), file=sys.stderr)
+            raise
         # every update consumed: the committed offsets reach the end
         wait_for("trigger caught up", lambda: metric(trig.http_port, "patron_trigger_updates_total") > 0
                  and metric(trig.http_port, "patron_trigger_buffered_updates") == 0, timeout=60)
@@ -310,6 +325,12 @@ def main():
         assert stat(sv, "cross-sell", "control_conversions") >= 1
         assert stat(sv, "cross-sell", "conversions") >= 1      # anna's second purchase
         assert stat(sv, "cross-sell", "revenue_cents") >= 2500
+
+        dead = [m for m in consume_all(brokers, "patron.dlq")
+                if dict(m.headers() or []).get("source.topic") == b"patron.profile-updates"]
+        assert len(dead) == 2, [(m.key(), m.headers()) for m in dead]
+        assert all(dict(m.headers())["error"] for m in dead)
+        assert {m.key() for m in dead} == {b"garbage", b"nobody"}
 
         # the erased customer left nothing behind
         assert not [k for k in r.scan_iter(match="{tp:*}:c:zed")], "zed's trigger state survived"
