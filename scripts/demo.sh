@@ -103,7 +103,7 @@ wait_http "$API_PORT" /healthz
 
 say "replaying $(basename "$DATA") (purchases and refunds as they happened; views, cart adds, consent, time zones and birthdays derived)"
 SUMMARY=$("$BUILD/patron-replay" online-retail --brokers "$BROKERS" --topic patron.events --file "$DATA" \
-  --derive-browse --derive-profile --progress | tail -1)
+  --derive-browse --derive-profile --catalog-topic patron.catalog --progress | tail -1)
 EVENTS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events"])' "$SUMMARY")
 echo "    produced: $SUMMARY"
 

@@ -234,7 +234,8 @@ def main():
 
         summary = json.loads(run_tool([os.path.join(BIN, "patron-replay"), "online-retail", "--brokers", brokers,
                                        "--topic", "patron.events", "--file", SUBSET, "--derive-browse",
-                                       "--derive-profile"]).strip().splitlines()[-1])
+                                       "--derive-profile", "--catalog-topic", "patron.catalog"]
+                                      ).strip().splitlines()[-1])
         wait_for("ingest to apply the replay",
                  lambda: metric(ingest.http_port, "patron_ingest_events_total") >= summary["events"],
                  timeout=300, interval=1.0)

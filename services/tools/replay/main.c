@@ -16,7 +16,7 @@ static const char usage[] =
     "usage:\n"
     "  patron-replay online-retail --file F.csv[.gz] (--brokers B --topic T | --out FILE)\n"
     "      [--resend-percent P] [--garbage N] [--limit N] [--derive-browse]\n"
-    "      [--derive-profile] [--seed S]\n"
+    "      [--derive-profile] [--catalog-topic T] [--seed S]\n"
     "      [--rate EVENTS_PER_S] [--progress] [--until YYYY-MM-DD]\n"
     "  patron-replay synthetic (--brokers B --topic T | --out FILE) [--events N]\n"
     "      [--customers 1000000] [--regulars 10000] [--items 100000] [--zipf 1.0]\n"
@@ -54,6 +54,7 @@ enum opt_id {
     OPT_HINT,
     OPT_FLUSH,
     OPT_UNTIL,
+    OPT_CATALOG,
     OPT_HELP,
 };
 
@@ -90,6 +91,7 @@ static const struct opt_rule rules[] = {
     {{"partitions-hint", no_argument, NULL, OPT_HINT}, REPLAY_SYNTHETIC, 0, 0},
     {{"flush-timeout-ms", required_argument, NULL, OPT_FLUSH}, ALL_MODES, 0, 86400000},
     {{"until", required_argument, NULL, OPT_UNTIL}, REPLAY_ONLINE_RETAIL, 0, 0},
+    {{"catalog-topic", required_argument, NULL, OPT_CATALOG}, REPLAY_ONLINE_RETAIL, 0, 0},
     {{"help", no_argument, NULL, OPT_HELP}, ALL_MODES, 0, 0},
 };
 
@@ -287,6 +289,9 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
         case OPT_FLUSH:
             ok = set_number(r, optarg, &o->flush_timeout_ms);
             break;
+        case OPT_CATALOG:
+            o->catalog_topic = optarg;
+            break;
         case OPT_UNTIL:
             ok = replay_london_date_ms(optarg, strlen(optarg), &o->until_ms) == 0;
             if (!ok)
@@ -317,6 +322,10 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
     bool to_kafka = !o->out_path && !o->partitions_hint;
     if (o->out_path && (o->brokers || o->topic)) {
         fprintf(stderr, "patron-replay: --out writes a file; drop --brokers and --topic\n");
+        return -1;
+    }
+    if (o->catalog_topic && !to_kafka) {
+        fprintf(stderr, "patron-replay: --catalog-topic produces to Kafka; drop --out\n");
         return -1;
     }
     if (to_kafka && !o->topic) {

@@ -59,6 +59,7 @@ struct replay_options {
     const char *csv_path;
     bool derive_browse;
     bool derive_profile; /* --derive-profile: time zone, birthday, consent */
+    const char *catalog_topic; /* --catalog-topic: an ItemUpdate per item, first seen */
     bool has_until;
     int64_t until_ms; /* --until: only invoices before this (UTC epoch ms) */
     /* file */
@@ -90,6 +91,9 @@ int replay_sink_open_file(struct replay_sink *s, const char *path) PATRON_MUST_U
 /* Copies key and value. Waits (polling) while the producer's queue is full. */
 int replay_sink_put(struct replay_sink *s, const char *key, size_t key_len, const void *value,
                     size_t len) PATRON_MUST_USE;
+/* As replay_sink_put, to another topic of the same producer (Kafka only). */
+int replay_sink_put_to(struct replay_sink *s, const char *topic, const char *key, size_t key_len,
+                       const void *value, size_t len) PATRON_MUST_USE;
 /* Flushes and frees; PATRON_EIO if anything was not delivered or written. */
 int replay_sink_close(struct replay_sink *s, uint64_t flush_timeout_ms) PATRON_MUST_USE;
 

@@ -13,6 +13,8 @@
 #include <zlib.h>
 
 #include "derive_profile.h"
+#include "patron/catalog.h"
+#include "patron/event_check.h"
 #include "parse.h"
 #include "patron/event_check.h"
 #include "patron/profile.h"
@@ -99,6 +101,7 @@ struct retail {
     struct patron_strmap runs_of;  /* invoice -> struct invoice_runs (owned, holds the key) */
     struct patron_strmap profiled; /* --derive-profile: customers done; key = value, owned */
     struct replay_rng derive_rng;
+    struct patron_strmap catalogued; /* --catalog-topic: items sent; key = value, owned */
     struct later *later; /* a min-heap by (ms, seq) */
     size_t n_later, cap_later;
     uint64_t later_seq;
@@ -562,6 +565,51 @@ static int add_line(struct retail *r, const struct replay_field *stock, int32_t 
     return 0;
 }
 
+/* Stock codes that are not products: postage (POST, DOT, C2), discounts (D),
+ * fees and adjustments (M, BANK CHARGES, AMAZONFEE, B), samples (S), gift
+ * vouchers (gift_...), DCGS...: every product code starts with a digit. */
+static bool is_product(const struct replay_field *stock)
+{
+    return stock->len > 0 && stock->s[0] >= '0' && stock->s[0] <= '9';
+}
+
+/* --catalog-topic: the item's ItemUpdate the first time it is seen — its
+ * Description as title, its price, and in_stock = false for what is not a
+ * product, so that postage is never recommended. */
+static int emit_catalog(struct retail *r, const struct replay_field *stock,
+                        const struct replay_field *description, int64_t cents)
+{
+    if (!r->o->catalog_topic || patron_strmap_get(&r->catalogued, stock->s, stock->len))
+        return 0;
+    char *key = patron_malloc(stock->len + 1);
+    memcpy(key, stock->s, stock->len);
+    key[stock->len] = 0;
+    (void)patron_strmap_put(&r->catalogued, key, stock->len, key);
+
+    char title[PATRON_TITLE_MAX + 1];
+    size_t tl = description->len < PATRON_TITLE_MAX ? description->len : PATRON_TITLE_MAX;
+    memcpy(title, description->s, tl);
+    title[tl] = 0;
+    if (!patron_event_text_valid(title, tl))
+        title[0] = 0;
+    char category[PATRON_ID_MAX + 1];
+    size_t cl = replay_category_len(stock->len);
+    memcpy(category, stock->s, cl);
+    category[cl] = 0;
+    Patron__V1__ItemUpdate u = PATRON__V1__ITEM_UPDATE__INIT;
+    u.item_id = key;
+    u.category = category;
+    u.price_cents = cents;
+    u.in_stock = is_product(stock);
+    u.title = title;
+    size_t len = patron__v1__item_update__get_packed_size(&u);
+    uint8_t buf[PATRON_TITLE_MAX + 4 * PATRON_ID_MAX + 64];
+    if (len > sizeof(buf))
+        return PATRON_ETOOBIG;
+    patron__v1__item_update__pack(&u, buf);
+    return replay_sink_put_to(r->em->sink, r->o->catalog_topic, key, stock->len, buf, len);
+}
+
 /* One data row: skipped (counted), added to the open run, or the start of a
  * new run after the open one became an event. */
 static int take_row(struct retail *r, size_t len)
@@ -639,6 +687,9 @@ static int take_row(struct retail *r, size_t len)
         run->ms = ms;
         run->refund = cancel;
     }
+    int crc = emit_catalog(r, stock, &f[2], cents);
+    if (crc < 0)
+        return crc;
     return add_line(r, stock, quantity < 0 ? -quantity : quantity, cents);
 }
 
@@ -693,6 +744,7 @@ int replay_online_retail(const struct replay_options *o)
     replay_rng_init(&r.derive_rng, o->seed, RNG_STREAM_DERIVE);
     patron_strmap_init(&r.runs_of);
     patron_strmap_init(&r.profiled);
+    patron_strmap_init(&r.catalogued);
     r.rd.chunk = patron_malloc(READ_CHUNK);
     r.rec = patron_malloc(CSV_RECORD_MAX + 1);
 
@@ -719,6 +771,9 @@ int replay_online_retail(const struct replay_options *o)
     for (size_t i = 0; i < r.profiled.cap; i++)
         free(r.profiled.slots[i].value);
     patron_strmap_free(&r.profiled);
+    for (size_t i = 0; i < r.catalogued.cap; i++)
+        free(r.catalogued.slots[i].value);
+    patron_strmap_free(&r.catalogued);
     free(r.later);
     free(r.run.lines);
     free(r.pack);

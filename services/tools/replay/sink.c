@@ -104,6 +104,12 @@ int replay_sink_open(struct replay_sink *s, const struct replay_options *o, bool
 int replay_sink_put(struct replay_sink *s, const char *key, size_t key_len, const void *value,
                     size_t len)
 {
+    return replay_sink_put_to(s, s->topic, key, key_len, value, len);
+}
+
+int replay_sink_put_to(struct replay_sink *s, const char *topic, const char *key, size_t key_len,
+                       const void *value, size_t len)
+{
     if (len > REPLAY_MESSAGE_MAX)
         return PATRON_ETOOBIG;
     if (s->kind == REPLAY_SINK_FILE) {
@@ -119,13 +125,13 @@ int replay_sink_put(struct replay_sink *s, const char *key, size_t key_len, cons
     }
     for (;;) {
         rd_kafka_resp_err_t err =
-            rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->topic), RD_KAFKA_V_KEY(key, key_len),
+            rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
                               RD_KAFKA_V_VALUE((void *)value, len),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            fprintf(stderr, "patron-replay: produce to %s: %s\n", s->topic, rd_kafka_err2str(err));
+            fprintf(stderr, "patron-replay: produce to %s: %s\n", topic, rd_kafka_err2str(err));
             return PATRON_EIO;
         }
         /* The queue drains only as deliveries are served. */
