@@ -27,6 +27,8 @@
 #   BENCH_API_THREADS=2        wrk threads
 #   BENCH_API_CONNECTIONS=16   wrk connections
 #   BENCH_API_DURATION=10s     each measured run (and its warm-up)
+#   BENCH_API_WORKERS=nproc    patron-api processes (PATRON_HTTP_WORKERS), as
+#                              nginx gets one worker per core
 #   BENCH_OUT=                 keep logs and wrk output there
 set -euo pipefail
 
@@ -133,7 +135,8 @@ say "$N events applied: $NCUST customers ($PROFILES profiles), $(redis-cli -p "$
 
 # ---- 2. patron-api and nginx ---------------------------------------------------------
 API_PORT="$(free_port)"
-env "${ENV[@]}" PATRON_HTTP_ADDR="127.0.0.1:$API_PORT" PATRON_CLOCK=event \
+WORKERS="${BENCH_API_WORKERS:-$(nproc)}"
+env "${ENV[@]}" PATRON_HTTP_ADDR="127.0.0.1:$API_PORT" PATRON_CLOCK=event PATRON_HTTP_WORKERS="$WORKERS" \
   "$BIN/patron-api" >"$WORK/api.log" 2>&1 &
 API_PID=$!
 PIDS+=("$API_PID")
@@ -216,20 +219,20 @@ curl -s "http://127.0.0.1:$API_PORT/metrics" | grep -E '^patron_reco' >"$WORK/ap
 say "cache: $(tr '\n' ' ' <"$WORK/api-metrics.txt")"
 
 $PY - "$API_RPS" "$API_P50" "$API_P99" "$NG_RPS" "$NG_P50" "$NG_P99" "$N1_RPS" "$N1_P50" "$N1_P99" \
-  "$BYTES" "$PROFILES" "$(nproc)" <<'PY'
+  "$BYTES" "$PROFILES" "$(nproc)" "$WORKERS" <<'PY'
 import json, sys
 a_rps, a50, a99, n_rps, n50, n99, o_rps, o50, o99 = map(float, sys.argv[1:10])
-size, profiles, cores = int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12])
+size, profiles, cores, workers = int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12]), int(sys.argv[13])
 print()
 print(f"GET /recommendations?limit=10 ({profiles} customers in Redis, {size}-byte answers)")
 print("| server | req/s | p50 ms | p99 ms |")
 print("|---|---|---|---|")
-print(f"| patron-api (1 process) | {a_rps:,.0f} | {a50:.2f} | {a99:.2f} |")
+print(f"| patron-api ({workers} processes) | {a_rps:,.0f} | {a50:.2f} | {a99:.2f} |")
 print(f"| nginx, static file, {cores} workers | {n_rps:,.0f} | {n50:.2f} | {n99:.2f} |")
 print(f"| nginx, static file, 1 worker | {o_rps:,.0f} | {o50:.2f} | {o99:.2f} |")
 print(f"patron-api / nginx: {a_rps / n_rps:.2f} of the req/s ({a_rps / o_rps:.2f} against one nginx "
       f"worker; target >= 0.5); p99 {a99:.2f} ms (target < 2)")
-print(json.dumps({"api": {"rps": round(a_rps), "p50_ms": a50, "p99_ms": a99},
+print(json.dumps({"api": {"rps": round(a_rps), "p50_ms": a50, "p99_ms": a99, "workers": workers},
                   "nginx": {"rps": round(n_rps), "p50_ms": n50, "p99_ms": n99, "workers": cores},
                   "nginx_1_worker": {"rps": round(o_rps), "p50_ms": o50, "p99_ms": o99},
                   "ratio": round(a_rps / n_rps, 3), "ratio_1_worker": round(a_rps / o_rps, 3),

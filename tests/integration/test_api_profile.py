@@ -124,7 +124,22 @@ def main():
             status, text = http(svc.http_port, "GET", "/metrics")
             assert status == 200 and "# TYPE" in text
         assert st.stop(ingest) == 0 and st.stop(api) == 0
-        print("ok: profile, 4xx paths, erasure, health")
+
+        # PATRON_HTTP_WORKERS: processes sharing one port; SIGTERM to the first
+        # stops them all
+        multi = st.start_service("patron-api", PATRON_HTTP_WORKERS="3", PATRON_API_TOKEN=token)
+        children = wait_for("two workers forked", lambda: [
+            int(t) for t in open(f"/proc/{multi.pid}/task/{multi.pid}/children").read().split()
+            if len(open(f"/proc/{multi.pid}/task/{multi.pid}/children").read().split()) == 2], timeout=10)
+        for _ in range(60):  # every answer right, whichever process took it
+            status, body = http(multi.http_port, "GET", "/v1/customers/zoe/recommendations")
+            assert status == 200 and body["customer_id"] == "zoe", (status, body)
+            assert http(multi.http_port, "GET", "/v1/customers/alice/profile", headers=auth)[0] == 404
+        assert st.stop(multi) == 0
+        for pid in children:
+            assert not os.path.exists(f"/proc/{pid}") or \
+                open(f"/proc/{pid}/stat").read().split()[2] == "Z", f"worker {pid} outlived the parent"
+        print("ok: profile, 4xx paths, erasure, health, workers")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <strings.h>
 #include <time.h>
 
@@ -803,6 +805,32 @@ static void on_listener_closed(uv_handle_t *h)
 int patron_http_server_start(struct patron_http_server **out, uv_loop_t *loop, const char *addr,
                              patron_http_handler h, void *ud)
 {
+    return patron_http_server_start_shared(out, loop, addr, false, h, ud);
+}
+
+/* libuv 1.44 has no UV_TCP_REUSEPORT: the socket is made here, then given
+ * to libuv. */
+static int bind_shared(uv_tcp_t *t, const struct sockaddr *sa)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                               : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, sa, len) != 0 || uv_tcp_open(t, fd) != 0) {
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
+int patron_http_server_start_shared(struct patron_http_server **out, uv_loop_t *loop,
+                                    const char *addr, bool shared, patron_http_handler h,
+                                    void *ud)
+{
     char host[PATRON_CONFIG_HOST_MAX + 1];
     int port;
     struct sockaddr_storage ss;
@@ -823,7 +851,8 @@ int patron_http_server_start(struct patron_http_server **out, uv_loop_t *loop, c
         return PATRON_EIO;
     }
     s->listener.data = s;
-    int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+    int rc = shared ? bind_shared(&s->listener, (const struct sockaddr *)&ss)
+                    : uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
     struct sockaddr_storage bound;

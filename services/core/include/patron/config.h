@@ -59,6 +59,7 @@ struct patron_config {
     size_t n_rdkafka_props;
 
     int batch_max;           /* events per ingest batch, 1..100000 */
+    int http_workers;        /* patron-api processes sharing PATRON_HTTP_ADDR, 1..64 */
     int inflight_batches;    /* ingest batches in flight, 1..64 */
     int graph_history;       /* recent items a purchase pairs with, 0..64 */
     int graph_topk;          /* neighbours kept per item, 1..1000 */

@@ -77,6 +77,12 @@ struct patron_http_limits {
  * the loop's next turn, which must still run). Limits start at the defaults. */
 int patron_http_server_start(struct patron_http_server **out, uv_loop_t *loop, const char *addr,
                              patron_http_handler h, void *ud) PATRON_MUST_USE;
+/* As patron_http_server_start, with SO_REUSEPORT on the listening socket when
+ * `shared`: several processes then listen on the same address and the
+ * kernel spreads the connections among them (patron-api's workers). */
+int patron_http_server_start_shared(struct patron_http_server **out, uv_loop_t *loop,
+                                    const char *addr, bool shared, patron_http_handler h,
+                                    void *ud) PATRON_MUST_USE;
 /* Applies to connections and requests from now on. */
 void patron_http_server_set_limits(struct patron_http_server *s,
                                    const struct patron_http_limits *limits);
