@@ -20,7 +20,7 @@
 #include "patron/log.h"
 #include "patron/metrics.h"
 #include "patron/profile.h"
-#include "patron/redis.h"
+#include "patron/kv.h"
 #include "patron/strmap.h"
 #include "patron/trend.h"
 
@@ -83,7 +83,7 @@ struct trending {
 struct request;
 
 struct patron_reco_fetcher {
-    struct patron_redis *redis;
+    struct patron_kv *redis;
     const struct patron_log *log;
     struct patron_reco_config cfg;
     int64_t max_age_ms;
@@ -445,7 +445,7 @@ static int send_neighbours(struct request *rq, const char *id, size_t len)
     int slen = snprintf(stop, sizeof(stop), "%d", PATRON_RECO_NEIGHBOURS_MAX - 1);
     const char *argv[] = {"ZREVRANGE", key, "0", stop, "WITHSCORES"};
     size_t lens[] = {9, (size_t)klen, 1, (size_t)slen, 10};
-    int rc = patron_redis_commandv(rq->f->redis, on_neighbours, c, 5, argv, lens);
+    int rc = patron_kv_commandv(rq->f->redis, on_neighbours, c, 5, argv, lens);
     if (rc) {
         free(c);
         return rc;
@@ -569,7 +569,7 @@ static int send_facts(struct request *rq, const char *const *ids, const size_t *
         argl[0] = strlen(plan[k].cmd);
         argv[1] = plan[k].key;
         argl[1] = strlen(plan[k].key);
-        rc = patron_redis_commandv(rq->f->redis, plan[k].cb, b, (int)(n + 2), argv, argl);
+        rc = patron_kv_commandv(rq->f->redis, plan[k].cb, b, (int)(n + 2), argv, argl);
         if (rc == 0)
             b->remaining++;
     }
@@ -711,7 +711,7 @@ static void on_trend(void *ud, redisReply *reply)
         argl[0] = strlen(plan[k].cmd);
         argv[1] = plan[k].key;
         argl[1] = strlen(plan[k].key);
-        if (patron_redis_commandv(f->redis, plan[k].cb, rf, (int)(t->n + 2), argv, argl) == 0)
+        if (patron_kv_commandv(f->redis, plan[k].cb, rf, (int)(t->n + 2), argv, argl) == 0)
             rf->remaining++;
         else
             rf->failed = true;
@@ -734,7 +734,7 @@ static bool trending_check(struct patron_reco_fetcher *f, int64_t now)
         int slen = snprintf(stop, sizeof(stop), "%d", PATRON_RECO_TRENDING_MAX - 1);
         const char *argv[] = {"ZREVRANGE", PATRON_KEY_ITEMS_TREND, "0", stop, "WITHSCORES"};
         size_t lens[] = {9, strlen(PATRON_KEY_ITEMS_TREND), 1, (size_t)slen, 10};
-        if (patron_redis_commandv(f->redis, on_trend, f, 5, argv, lens) == 0)
+        if (patron_kv_commandv(f->redis, on_trend, f, 5, argv, lens) == 0)
             f->refreshing = true;
     }
     return none && f->refreshing;
@@ -1033,7 +1033,7 @@ int patron_reco_fetch_customer(struct patron_reco_fetcher *f, const char *custom
     rq->phase = PHASE_PROFILE;
     const char *argv[] = {"GET", key};
     size_t lens[] = {3, (size_t)klen};
-    int rc = patron_redis_commandv(f->redis, on_profile, rq, 2, argv, lens);
+    int rc = patron_kv_commandv(f->redis, on_profile, rq, 2, argv, lens);
     if (rc) {
         free(rq);
         return PATRON_EIO;
@@ -1072,7 +1072,7 @@ int patron_reco_fetch_similar(struct patron_reco_fetcher *f, const char *item_id
     int slen = snprintf(stop, sizeof(stop), "%d", PATRON_RECO_SIMILAR_MAX - 1);
     const char *argv[] = {"ZREVRANGE", key, "0", stop, "WITHSCORES"};
     size_t lens[] = {9, (size_t)klen, 1, (size_t)slen, 10};
-    if (patron_redis_commandv(f->redis, on_similar_list, rq, 5, argv, lens)) {
+    if (patron_kv_commandv(f->redis, on_similar_list, rq, 5, argv, lens)) {
         free(rq);
         return PATRON_EIO;
     }
@@ -1090,7 +1090,7 @@ int patron_reco_fetch_similar(struct patron_reco_fetcher *f, const char *item_id
     return 0;
 }
 
-int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_redis *redis,
+int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv *redis,
                              const struct patron_reco_fetcher_options *opt)
 {
     if (!out || !redis || !opt || opt->max_age_ms < 0)

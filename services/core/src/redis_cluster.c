@@ -843,6 +843,53 @@ int patron_redis_cluster_commandv(struct patron_redis_cluster *c, patron_redis_c
     return submit(c, req);
 }
 
+int patron_redis_cluster_slot_commandv(struct patron_redis_cluster *c, unsigned slot,
+                                       patron_redis_cb cb, void *ud, int argc, const char **argv,
+                                       const size_t *argvlen)
+{
+    if (!c || !cb || argc < 1 || !argv || slot >= PATRON_REDIS_CLUSTER_SLOTS)
+        return PATRON_EINVAL;
+    if (c->closing)
+        return PATRON_EIO;
+    if (c->pending >= c->max_pending)
+        return PATRON_ETOOBIG;
+    struct creq *req = req_new(c, cb, ud, argc, argv, argvlen);
+    req->slot = (int)slot;
+    return submit(c, req);
+}
+
+size_t patron_redis_cluster_masters(const struct patron_redis_cluster *c, unsigned *slots,
+                                    size_t max)
+{
+    if (!c->have_map)
+        return 0;
+    size_t n = 0;
+    /* Rare (once per scan of the keyspace) and nodes are few: a walk of the
+     * map per master rather than a mark in every node. */
+    for (const struct cnode *m = c->nodes; m; m = m->next) {
+        if (!m->n_slots)
+            continue;
+        unsigned lowest = 0;
+        while (lowest < PATRON_REDIS_CLUSTER_SLOTS && c->slots[lowest] != m)
+            lowest++;
+        if (lowest == PATRON_REDIS_CLUSTER_SLOTS)
+            continue;
+        /* Keep the `max` lowest, sorted: insertion. */
+        size_t kept = n < max ? n : max;
+        size_t at = kept;
+        while (at > 0 && slots[at - 1] > lowest)
+            at--;
+        if (at < max) {
+            size_t last = kept < max ? kept : max - 1;
+            for (size_t i = last; i > at; i--)
+                slots[i] = slots[i - 1];
+            slots[at] = lowest;
+        }
+        n++;
+    }
+    return n;
+}
+
 int patron_redis_cluster_script(struct patron_redis_cluster *c, const char *lua,
                                 struct patron_redis_cluster_script **out)
 {

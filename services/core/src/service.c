@@ -11,15 +11,6 @@ int patron_service_init(struct patron_service *s, const char *name, char *err, s
     int rc = patron_config_load_environ(&s->cfg, name, err, errlen);
     if (rc)
         return rc;
-    if (s->cfg.n_redis_cluster > 0) {
-        /* routing by hash slot is not built yet: refuse rather than talk to
-         * the wrong Redis */
-        snprintf(err, errlen,
-                 "PATRON_REDIS_CLUSTER: Redis Cluster is not supported yet; "
-                 "use PATRON_REDIS_URL");
-        patron_config_free(&s->cfg);
-        return PATRON_EINVAL;
-    }
     patron_log_init(&s->log, name, s->cfg.log_level, stderr);
     for (size_t i = 0; i < s->cfg.n_unknown_vars; i++)
         patron_log(&s->log, PATRON_LOG_WARN, "unknown variable (a typo?)", "\"name\":\"%s\"",
@@ -36,11 +27,13 @@ int patron_service_init(struct patron_service *s, const char *name, char *err, s
     return 0;
 }
 
-void patron_service_redis_options(const struct patron_config *cfg, const struct patron_log *log,
-                                  void (*on_state)(void *ud, bool connected), void *ud,
-                                  struct patron_redis_options *out)
+void patron_service_kv_options(const struct patron_config *cfg, const struct patron_log *log,
+                               void (*on_state)(void *ud, bool connected), void *ud,
+                               struct patron_kv_options *out)
 {
-    *out = (struct patron_redis_options){
+    *out = (struct patron_kv_options){
+        .cluster = cfg->redis_cluster,
+        .n_cluster = cfg->n_redis_cluster,
         .host = cfg->redis.host,
         .port = cfg->redis.port,
         .user = cfg->redis_user,
@@ -118,7 +111,8 @@ int patron_service_listen(struct patron_service *s, const struct patron_service_
         sigs[i]->data = s;
         uv_signal_start(sigs[i], on_signal, nums[i]);
     }
-    int rc = patron_http_server_start(&s->http, &s->loop, s->cfg.http_addr, on_http, s);
+    int rc = patron_http_server_start_shared(&s->http, &s->loop, s->cfg.http_addr,
+                                             s->cfg.http_workers > 1, on_http, s);
     if (rc) {
         patron_log(&s->log, PATRON_LOG_ERROR, "http server did not start", "\"addr\":\"%s\"",
                    s->cfg.http_addr);

@@ -24,7 +24,7 @@
  * out of stock can be recommended for that long.
  *
  * Ownership: the fetcher borrows the Redis client, which must outlive it;
- * free the fetcher only after patron_redis_close has run every callback.
+ * free the fetcher only after patron_kv_close has run every callback.
  * Answers are valid only inside the callback. Guarantee: when a fetch
  * returns 0 its callback runs exactly once (with err PATRON_EIO when Redis
  * failed or the client closed); when it returns an error the callback never
@@ -41,7 +41,7 @@
 
 struct patron_log;
 struct patron_metrics;
-struct patron_redis;
+struct patron_kv;
 struct patron_reco_fetcher;
 
 #define PATRON_RECO_MAX_AGE_MS 5000   /* default freshness bound of cached facts */
@@ -55,7 +55,7 @@ struct patron_reco_fetcher_options {
     struct patron_metrics *metrics;          /* borrowed, may be NULL: where the counters go */
 };
 
-int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_redis *redis,
+int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv *redis,
                              const struct patron_reco_fetcher_options *opt) PATRON_MUST_USE;
 void patron_reco_fetcher_free(struct patron_reco_fetcher *f);
 

@@ -79,6 +79,19 @@ int patron_redis_cluster_evalsha(struct patron_redis_cluster *c,
                                  void *ud, int nkeys, int nargs, const char **argv,
                                  const size_t *argvlen) PATRON_MUST_USE;
 
+/* Commands about a node rather than a key (SCAN) must run on every master.
+ * A master is named by the lowest slot it owns, a name that a replica
+ * promoted in its place keeps. Writes the min(n, max) lowest such slots to
+ * `slots`, ascending, and returns n, the masters of the current map (0
+ * before the first CLUSTER SLOTS reply). */
+size_t patron_redis_cluster_masters(const struct patron_redis_cluster *c, unsigned *slots,
+                                    size_t max);
+/* As commandv, but sent to the master of `slot` whatever the arguments are
+ * (PATRON_EINVAL for a slot out of range). */
+int patron_redis_cluster_slot_commandv(struct patron_redis_cluster *c, unsigned slot,
+                                       patron_redis_cb cb, void *ud, int argc, const char **argv,
+                                       const size_t *argvlen) PATRON_MUST_USE;
+
 size_t patron_redis_cluster_pending(const struct patron_redis_cluster *c);
 
 /* As patron_redis_close: every pending callback runs with NULL (those of

@@ -19,7 +19,7 @@
 #include "patron/http.h"
 #include "patron/log.h"
 #include "patron/metrics.h"
-#include "patron/redis.h"
+#include "patron/kv.h"
 
 struct patron_service_hooks {
     bool (*ready)(void *ud);     /* /readyz: NULL means always ready */
@@ -60,12 +60,14 @@ void patron_service_shutdown(struct patron_service *s);
 /* Frees the configuration and metrics after run returned. */
 void patron_service_free(struct patron_service *s);
 
-/* The Redis connection every service opens, from the configuration: the
- * node of PATRON_REDIS_URL with its credentials and database, reconnect
- * backoff up to 2 s, state changes to on_state. */
-void patron_service_redis_options(const struct patron_config *cfg, const struct patron_log *log,
-                                  void (*on_state)(void *ud, bool connected), void *ud,
-                                  struct patron_redis_options *out);
+/* The Redis every service opens, from the configuration: the seeds of
+ * PATRON_REDIS_CLUSTER when set (a database in PATRON_REDIS_URL does not
+ * apply: a cluster has no SELECT), else the node of PATRON_REDIS_URL with
+ * its database; credentials, reconnect backoff up to 2 s, state changes to
+ * on_state. For patron_kv_open. */
+void patron_service_kv_options(const struct patron_config *cfg, const struct patron_log *log,
+                               void (*on_state)(void *ud, bool connected), void *ud,
+                               struct patron_kv_options *out);
 
 /* A JSON error body {"error": code, "message": msg} with the status. */
 void patron_service_error(struct patron_http_response *res, int status, const char *code,
