@@ -21,7 +21,7 @@
 #include "patron/keys.h"
 #include "patron/profile.h"
 #include "patron/recommend_fetch.h"
-#include "patron/redis.h"
+#include "patron/kv.h"
 #include "campaign_stats.h"
 #include "dashboard.h"
 #include "recommend.h"
@@ -34,7 +34,7 @@ struct api {
     const struct patron_config *cfg;
     const struct patron_log *log;
     struct patron_metrics *metrics;
-    struct patron_redis *redis;
+    struct patron_kv *redis;
     struct patron_producer *producer;
     struct patron_reco_fetcher *reco;
     struct api_campaign_stats *stats;
@@ -180,7 +180,7 @@ static void get_profile(struct api *api, const char *id, size_t id_len,
     pd->res = patron_http_defer(res);
     const char *argv[] = {"GET", key};
     size_t lens[] = {3, (size_t)klen};
-    if (patron_redis_commandv(api->redis, on_profile, pd, 2, argv, lens)) {
+    if (patron_kv_commandv(api->redis, on_profile, pd, 2, argv, lens)) {
         respond_error(api, pd->res, 503, "unavailable", "redis unavailable");
         free(pd);
     }
@@ -337,7 +337,7 @@ static void on_clock_timer(uv_timer_t *t)
         return;
     const char *argv[] = {"HGETALL", PATRON_KEY_CLOCK};
     size_t lens[] = {7, strlen(PATRON_KEY_CLOCK)};
-    if (patron_redis_commandv(api->redis, on_clock, api, 2, argv, lens))
+    if (patron_kv_commandv(api->redis, on_clock, api, 2, argv, lens))
         return; /* disconnected: the next tick asks again */
 }
 
@@ -366,9 +366,9 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     api->m_requests_client_err = patron_metrics_counter(metrics, name, help, "class=\"4xx\"");
     api->m_requests_server_err = patron_metrics_counter(metrics, name, help, "class=\"5xx\"");
 
-    struct patron_redis_options ro;
-    patron_service_redis_options(cfg, log, on_redis_state, api, &ro);
-    int rc = patron_redis_open(&api->redis, loop, &ro);
+    struct patron_kv_options ro;
+    patron_service_kv_options(cfg, log, on_redis_state, api, &ro);
+    int rc = patron_kv_open(&api->redis, loop, &ro);
     if (rc)
         goto out_free;
     struct patron_reco_fetcher_options fo = {.log = log, .metrics = metrics};
@@ -400,7 +400,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
 out_free_reco:
     patron_reco_fetcher_free(api->reco);
 out_close_redis:
-    patron_redis_close(api->redis, NULL, NULL);
+    patron_kv_close(api->redis, NULL, NULL);
 out_free:
     free(api);
     return rc;
@@ -429,7 +429,7 @@ void api_stop(struct api *api, void (*on_stopped)(void *ud), void *ud)
     if (undelivered)
         patron_log(api->log, PATRON_LOG_WARN, "undelivered at shutdown", "\"messages\":%zu",
                    undelivered);
-    patron_redis_close(api->redis, on_redis_closed, api);
+    patron_kv_close(api->redis, on_redis_closed, api);
 }
 
 void api_free(struct api *api)

@@ -17,7 +17,7 @@
 #include "api.h"
 #include "patron/keys.h"
 #include "patron/metrics.h"
-#include "patron/redis.h"
+#include "patron/kv.h"
 #include "patron/strmap.h"
 
 /* z for a two-sided 95% interval */
@@ -45,7 +45,7 @@ static const enum api_stats_counter suppressed[] = {
 };
 
 struct api_campaign_stats {
-    struct patron_redis *redis;
+    struct patron_kv *redis;
     struct patron_counter *m_skip_partition, *m_skip_field, *m_skip_value, *m_skip_rows;
 };
 
@@ -368,7 +368,7 @@ static void on_partitions(void *ud, redisReply *reply)
         const char *argv[] = {"HGETALL", key};
         size_t lens[] = {7, (size_t)klen};
         rq->outstanding++;
-        if (patron_redis_commandv(s->redis, on_stats_hash, rq, 2, argv, lens)) {
+        if (patron_kv_commandv(s->redis, on_stats_hash, rq, 2, argv, lens)) {
             rq->outstanding--;
             rq->failed = true;
         }
@@ -387,7 +387,7 @@ void api_campaign_stats_get(struct api_campaign_stats *s, struct api *api, int64
     patron_strmap_init(&rq->rows);
     const char *argv[] = {"SMEMBERS", PATRON_KEY_TRIGGER_PARTITIONS};
     size_t lens[] = {8, strlen(PATRON_KEY_TRIGGER_PARTITIONS)};
-    if (patron_redis_commandv(s->redis, on_partitions, rq, 2, argv, lens)) {
+    if (patron_kv_commandv(s->redis, on_partitions, rq, 2, argv, lens)) {
         req_free(rq);
         api_respond_error(api, res, 503, "unavailable", "redis unavailable");
         return;
@@ -395,7 +395,7 @@ void api_campaign_stats_get(struct api_campaign_stats *s, struct api *api, int64
     rq->res = patron_http_defer(res);
 }
 
-struct api_campaign_stats *api_campaign_stats_new(struct patron_redis *redis,
+struct api_campaign_stats *api_campaign_stats_new(struct patron_kv *redis,
                                                   struct patron_metrics *metrics)
 {
     struct api_campaign_stats *s = patron_calloc(1, sizeof(*s));

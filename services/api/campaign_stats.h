@@ -14,7 +14,7 @@
  * patron_api_stats_skipped_total{reason}, never answered as an error.
  *
  * Ownership: the context borrows the Redis client and the metrics, which
- * outlive it; free it only after patron_redis_close ran every callback. The
+ * outlive it; free it only after patron_kv_close ran every callback. The
  * pure helpers below take and return plain values. Loop thread only.
  */
 #ifndef PATRON_API_CAMPAIGN_STATS_H
@@ -24,7 +24,7 @@
 
 struct api;
 struct patron_metrics;
-struct patron_redis;
+struct patron_kv;
 struct api_campaign_stats;
 
 /* Partition numbers taken from {trigger}:partitions: 0..API_PARTITION_MAX. */
@@ -74,7 +74,7 @@ struct api_uplift {
 void api_uplift_compute(int64_t sent, int64_t conversions, int64_t control, int64_t control_conv,
                         struct api_uplift *out);
 
-struct api_campaign_stats *api_campaign_stats_new(struct patron_redis *redis,
+struct api_campaign_stats *api_campaign_stats_new(struct patron_kv *redis,
                                                   struct patron_metrics *metrics);
 void api_campaign_stats_free(struct api_campaign_stats *s);
 

@@ -3,10 +3,10 @@
  *
  * The customer snapshot is a small state machine driven by one timer and the
  * Redis callbacks: idle -> scanning (one SCAN page in flight, then the GETs of
- * its keys, pipelined) -> the next page ... -> published -> idle until the
- * timer fires again. `outstanding` counts the replies still due, plus one
- * while commands are being issued, so that a page is complete exactly when it
- * reaches zero.
+ * its keys, pipelined) -> the next page ... -> the next shard (each master of
+ * a Redis Cluster holds its own keys, so SCAN runs on each in turn) ... ->
+ * published -> idle until the timer fires again. `outstanding` counts the replies still due, plus
+ * one while commands are being issued, so that a page is complete exactly when it reaches zero.
  *
  * @locality: the loop thread; every callback runs on the loop.
  */
@@ -29,7 +29,7 @@
 #include "patron/log.h"
 #include "patron/metrics.h"
 #include "patron/profile.h"
-#include "patron/redis.h"
+#include "patron/kv.h"
 #include "patron/rfm.h"
 #include "patron/strmap.h"
 
@@ -67,7 +67,7 @@ struct waiter {
 
 struct api_dashboard {
     uv_loop_t *loop;
-    struct patron_redis *redis;
+    struct patron_kv *redis;
     const struct patron_clock *clock;
     const struct patron_profile_config *profile;
     const struct patron_log *log;
@@ -84,6 +84,8 @@ struct api_dashboard {
     int clock_waits;
     int64_t started_ms; /* monotonic */
     char cursor[CURSOR_MAX];
+    unsigned shards[PATRON_KV_SHARDS_MAX]; /* patron_kv_shards at the start */
+    size_t n_shards, shard;                /* shard: the one being scanned */
     struct snapshot building;
     struct key_set seen;
     struct patron_profile *scratch; /* decode buffer: a profile is ~16 KiB */
@@ -301,7 +303,9 @@ static void on_scan(void *ud, redisReply *reply)
     const redisReply *c = reply->element[0], *keys = reply->element[1];
     memcpy(d->cursor, c->str, (size_t)c->len);
     d->cursor[c->len] = '\0';
-    d->scan_done = strcmp(d->cursor, "0") == 0;
+    /* The next shard starts at cursor 0 too. */
+    if (strcmp(d->cursor, "0") == 0 && ++d->shard == d->n_shards)
+        d->scan_done = true;
     for (size_t i = 0; i < keys->elements && !d->failed && !d->closing; i++) {
         const redisReply *k = keys->element[i];
         if (k->type != REDIS_REPLY_STRING || !profile_key(k->str, (size_t)k->len))
@@ -317,7 +321,7 @@ static void on_scan(void *ud, redisReply *reply)
         const char *argv[] = {"GET", k->str};
         size_t lens[] = {3, (size_t)k->len};
         d->outstanding++;
-        if (patron_redis_commandv(d->redis, on_profile, d, 2, argv, lens)) {
+        if (patron_kv_commandv(d->redis, on_profile, d, 2, argv, lens)) {
             d->outstanding--;
             d->failed = true;
         }
@@ -329,7 +333,7 @@ static void scan_page(struct api_dashboard *d)
 {
     const char *argv[] = {"SCAN", d->cursor, "MATCH", "{c:*}", "COUNT", API_DASHBOARD_SCAN_COUNT};
     d->outstanding = 1;
-    if (patron_redis_commandv(d->redis, on_scan, d, 6, argv, NULL)) {
+    if (patron_kv_shard_commandv(d->redis, d->shards[d->shard], on_scan, d, 6, argv, NULL)) {
         d->failed = true;
         d->outstanding = 0;
         snapshot_end(d);
@@ -341,7 +345,7 @@ static void on_tick(uv_timer_t *t)
     struct api_dashboard *d = t->data;
     if (d->closing || d->scanning)
         return;
-    if (!patron_redis_connected(d->redis)) {
+    if (!patron_kv_connected(d->redis)) {
         schedule(d, RETRY_MS);
         return;
     }
@@ -351,6 +355,14 @@ static void on_tick(uv_timer_t *t)
         schedule(d, RETRY_MS);
         return;
     }
+    /* A map that changes during the scan (a failover) keeps the shards'
+     * names: a promoted replica owns its master's lowest slot. */
+    d->n_shards = patron_kv_shards(d->redis, d->shards, PATRON_KV_SHARDS_MAX);
+    if (d->n_shards == 0 || d->n_shards > PATRON_KV_SHARDS_MAX) {
+        schedule(d, RETRY_MS);
+        return;
+    }
+    d->shard = 0;
     d->building = (struct snapshot){.as_of_ms = now};
     d->scanning = true;
     d->failed = d->scan_done = false;
@@ -567,7 +579,7 @@ static void reco_top(struct reco_req *rq)
         const char *argv[] = {"HMGET", key, "title", "price_cents"};
         size_t lens[] = {5, (size_t)klen, 5, 11};
         rq->outstanding++;
-        if (patron_redis_commandv(rq->d->redis, on_catalog, cc, 4, argv, lens)) {
+        if (patron_kv_commandv(rq->d->redis, on_catalog, cc, 4, argv, lens)) {
             free(cc);
             rq->outstanding--;
             rq->failed = true;
@@ -623,7 +635,7 @@ static void on_reco_partitions(void *ud, redisReply *reply)
                 continue;
             const char *argv[] = {"ZREVRANGE", key, "0", stop, "WITHSCORES"};
             rq->outstanding++;
-            if (patron_redis_commandv(d->redis, on_reco, rq, 5, argv, NULL)) {
+            if (patron_kv_commandv(d->redis, on_reco, rq, 5, argv, NULL)) {
                 rq->outstanding--;
                 rq->failed = true;
             }
@@ -659,7 +671,7 @@ static void get_recommended(struct api_dashboard *d, struct api *api,
     rq->outstanding = 1;
     patron_strmap_init(&rq->items);
     const char *argv[] = {"SMEMBERS", PATRON_KEY_TRIGGER_PARTITIONS};
-    if (patron_redis_commandv(d->redis, on_reco_partitions, rq, 2, argv, NULL)) {
+    if (patron_kv_commandv(d->redis, on_reco_partitions, rq, 2, argv, NULL)) {
         reco_free(rq);
         api_respond_error(api, res, 503, "unavailable", "redis unavailable");
         return;

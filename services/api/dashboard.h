@@ -8,7 +8,8 @@
  * The page reads only the API's JSON; nothing is fetched from elsewhere.
  *
  * Customers come from a snapshot taken in the background every
- * API_DASHBOARD_REFRESH_MS: SCAN MATCH {c:*} over the profile keys, GET and
+ * API_DASHBOARD_REFRESH_MS: SCAN MATCH {c:*} over the profile keys (on each
+ * master in turn on a Redis Cluster), GET and
  * decode each, segment and tier at the api clock's now (the snapshot's
  * as_of_ms). At most API_DASHBOARD_PROFILES_MAX profiles per snapshot
  * ("truncated": true beyond); keys SCAN returns twice are counted once. A
@@ -20,7 +21,7 @@
  *
  * Ownership: the dashboard borrows everything in its options (all outlive
  * it). api_dashboard_stop closes its timer and answers waiting requests
- * with 503; free it only after patron_redis_close ran every callback and
+ * with 503; free it only after patron_kv_close ran every callback and
  * the loop closed the timer. Loop thread only.
  */
 #ifndef PATRON_API_DASHBOARD_H
@@ -35,7 +36,7 @@ struct patron_clock;
 struct patron_log;
 struct patron_metrics;
 struct patron_profile_config;
-struct patron_redis;
+struct patron_kv;
 struct api_dashboard;
 
 #define API_DASHBOARD_REFRESH_MS 30000       /* between two customer snapshots */
@@ -63,7 +64,7 @@ const char *api_dashboard_content_type(const char *name);
 
 struct api_dashboard_options {
     uv_loop_t *loop;
-    struct patron_redis *redis;
+    struct patron_kv *redis;
     const struct patron_clock *clock; /* the api's: the snapshot's now */
     const struct patron_profile_config *profile;
     struct patron_metrics *metrics;

@@ -18,8 +18,9 @@
 #include "patron/kafka.h"
 #include "patron/keys.h"
 #include "patron/profile.h"
-#include "patron/redis.h"
+#include "patron/kv.h"
 #include "patron/rfm.h"
+#include "patron/service.h"
 #include "patron/strmap.h"
 #include "patron/trend.h"
 #include "patron/v1/profile.pb-c.h"
@@ -212,8 +213,8 @@ struct ingest {
 
     struct patron_consumer *consumer;
     struct patron_producer *producer;
-    struct patron_redis *redis;
-    struct patron_redis_script *cas, *graph, *clock, *items;
+    struct patron_kv *redis;
+    struct patron_kv_script *cas, *graph, *clock, *items;
 
     struct batch *head, *tail; /* in-flight batches, oldest first */
     size_t inflight;
@@ -582,7 +583,15 @@ static void publish(struct batch *b)
         struct event *e = &b->events[i];
         if (!e->update)
             continue;
+        /* To the partition its event came from: the trigger's timers rely on
+         * each partition of updates being in the event-time order of one
+         * partition of events, whatever partitioner the site used. Only if
+         * patron.profile-updates has fewer partitions, by key. */
         int err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
+                                       e->msg->partition, e->cust->id, e->cust->id_len, e->update,
+                                       e->update_len, NULL, on_delivered, b);
+        if (err == PATRON_EINVAL)
+            err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
                                        RD_KAFKA_PARTITION_UA, e->cust->id, e->cust->id_len,
                                        e->update, e->update_len, NULL, on_delivered, b);
         if (err) {
@@ -696,7 +705,7 @@ static void read_profiles(struct batch *b)
         }
         const char *argv[] = {"GET", c->key};
         size_t lens[] = {3, c->key_len};
-        if (patron_redis_commandv(ing->redis, on_read, c, 2, argv, lens)) {
+        if (patron_kv_commandv(ing->redis, on_read, c, 2, argv, lens)) {
             batch_fail(b, "redis unavailable");
             return;
         }
@@ -949,8 +958,7 @@ static void write_graph(struct batch *b)
             argv[argc] = counts[i];
             lens[argc++] = put_count(counts[i], row->cells[i].count);
         }
-        if (patron_redis_evalsha(ing->redis, ing->graph, on_written, b, 1, (int)argc - 1, argv,
-                                 lens))
+        if (patron_kv_evalsha(ing->redis, ing->graph, on_written, b, 1, (int)argc - 1, argv, lens))
             batch_fail(b, "redis unavailable");
         else
             b->pending++;
@@ -993,7 +1001,7 @@ static void write_item_stats(struct batch *b)
         argc++;
         k++;
     }
-    if (patron_redis_evalsha(ing->redis, ing->items, on_written, b, 3, (int)argc - 3, argv, lens))
+    if (patron_kv_evalsha(ing->redis, ing->items, on_written, b, 3, (int)argc - 3, argv, lens))
         batch_fail(b, "redis unavailable");
     else
         b->pending++;
@@ -1018,8 +1026,8 @@ static void write_profile(struct batch *b, struct customer *c, uint64_t version,
     if (version == 0 && !erasure) {
         const char *set[] = {"SET", c->key, (const char *)value, "NX", "EX", TOMBSTONE_TTL_S};
         size_t set_lens[] = {3, c->key_len, len, 2, 2, strlen(TOMBSTONE_TTL_S)};
-        rc = patron_redis_commandv(ing->redis, on_profile_written, b, tombstone ? 6 : 4, set,
-                                   set_lens);
+        rc =
+            patron_kv_commandv(ing->redis, on_profile_written, b, tombstone ? 6 : 4, set, set_lens);
     } else {
         uint8_t expected[PATRON_PROFILE_VERSION_LEN];
         patron_profile_version_put(expected, version);
@@ -1044,8 +1052,8 @@ static void write_profile(struct batch *b, struct customer *c, uint64_t version,
         argv[argc] = tombstone ? TOMBSTONE_TTL_S : "0";
         lens[argc] = strlen(argv[argc]);
         argc++;
-        rc = patron_redis_evalsha(ing->redis, ing->cas, on_profile_written, b, nkeys, argc - nkeys,
-                                  argv, lens);
+        rc = patron_kv_evalsha(ing->redis, ing->cas, on_profile_written, b, nkeys, argc - nkeys,
+                               argv, lens);
     }
     if (rc) {
         batch_fail(b, "redis unavailable");
@@ -1167,7 +1175,7 @@ static void write_clock(struct batch *b)
         }
         k++;
     }
-    if (patron_redis_evalsha(ing->redis, ing->clock, on_written, b, 1, (int)argc - 1, argv, lens))
+    if (patron_kv_evalsha(ing->redis, ing->clock, on_written, b, 1, (int)argc - 1, argv, lens))
         batch_fail(b, "redis unavailable");
     else
         b->pending++;
@@ -1210,7 +1218,7 @@ static void send_dlq(struct batch *b, struct event *e, const char *reason)
 
 static void send_command(struct batch *b, int argc, const char **argv, const size_t *lens)
 {
-    if (patron_redis_commandv(b->ing->redis, on_written, b, argc, argv, lens)) {
+    if (patron_kv_commandv(b->ing->redis, on_written, b, argc, argv, lens)) {
         batch_fail(b, "redis unavailable");
         return;
     }
@@ -1517,8 +1525,8 @@ static void mark_idle_partitions(struct ingest *ing)
         lens[argc++] = 1;
         k++;
     }
-    if (argc > 1 && patron_redis_evalsha(ing->redis, ing->clock, on_clock_written, ing, 1,
-                                         (int)argc - 1, argv, lens) == 0)
+    if (argc > 1 && patron_kv_evalsha(ing->redis, ing->clock, on_clock_written, ing, 1,
+                                      (int)argc - 1, argv, lens) == 0)
         return;
 }
 
@@ -1552,7 +1560,7 @@ static void finish_stop(struct ingest *ing)
     if (undelivered)
         patron_log(ing->log, PATRON_LOG_WARN, "undelivered at shutdown", "\"messages\":%zu",
                    undelivered);
-    patron_redis_close(ing->redis, on_redis_closed, ing);
+    patron_kv_close(ing->redis, on_redis_closed, ing);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -1615,24 +1623,15 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     ing->poll_buf = patron_calloc((size_t)cfg->batch_max, sizeof(*ing->poll_buf));
     make_metrics(ing);
 
-    struct patron_redis_options ro = {
-        .host = cfg->redis.host,
-        .port = cfg->redis.port,
-        .user = cfg->redis_user,
-        .password = cfg->redis_password,
-        .db = cfg->redis_db,
-        .connect_timeout_ms = 2000,
-        .max_backoff_ms = 2000,
-        .on_state = on_redis_state,
-        .ud = ing,
-    };
-    int rc = patron_redis_open(&ing->redis, loop, &ro);
+    struct patron_kv_options ro;
+    patron_service_kv_options(cfg, log, on_redis_state, ing, &ro);
+    int rc = patron_kv_open(&ing->redis, loop, &ro);
     if (rc)
         goto out_free;
-    if ((rc = patron_redis_script(ing->redis, CAS_LUA, &ing->cas)) ||
-        (rc = patron_redis_script(ing->redis, GRAPH_LUA, &ing->graph)) ||
-        (rc = patron_redis_script(ing->redis, CLOCK_LUA, &ing->clock)) ||
-        (rc = patron_redis_script(ing->redis, ITEMS_LUA, &ing->items)))
+    if ((rc = patron_kv_script(ing->redis, CAS_LUA, &ing->cas)) ||
+        (rc = patron_kv_script(ing->redis, GRAPH_LUA, &ing->graph)) ||
+        (rc = patron_kv_script(ing->redis, CLOCK_LUA, &ing->clock)) ||
+        (rc = patron_kv_script(ing->redis, ITEMS_LUA, &ing->items)))
         goto out_close_redis;
 
     rc = patron_producer_open_log(&ing->producer, loop, cfg->kafka_brokers,
@@ -1671,7 +1670,7 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
 out_close_producer:
     (void)patron_producer_close(ing->producer, 0);
 out_close_redis:
-    patron_redis_close(ing->redis, NULL, NULL);
+    patron_kv_close(ing->redis, NULL, NULL);
 out_free:
     free(ing->pairs);
     free(ing->prior);

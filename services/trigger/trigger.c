@@ -45,7 +45,7 @@
 #include "patron/kafka_probe.h"
 #include "patron/keys.h"
 #include "patron/recommend_fetch.h"
-#include "patron/redis.h"
+#include "patron/kv.h"
 #include "patron/strmap.h"
 #include "patron/template.h"
 #include "patron/v1/campaign.pb-c.h"
@@ -65,17 +65,19 @@
 #define PROBE_TIMEOUT_MS 30000
 #define RETRY_MS 500
 
-/* The commit: KEYS epoch, due, outbox, stats, reco, then one state key per
- * customer. ARGV epoch, n, then per customer (value or "" to delete, id,
- * next fire time or ""), then n and (message id, record) pairs, n and
- * (field, delta) pairs, n and (item, count) pairs. */
+/* The commit: KEYS epoch, due, outbox, stats, reco, stream, then one state
+ * key per customer. ARGV epoch, stream time, n, then per customer (value or
+ * "" to delete, id, next fire time or ""), then n and (message id, record)
+ * pairs, n and (field, delta) pairs, n and (item, count) pairs. */
 static const char COMMIT_LUA[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end\n"
-    "local a = 3\n"
-    "for i = 1, tonumber(ARGV[2]) do\n"
+    "local st = tonumber(ARGV[2])\n"
+    "if st > tonumber(redis.call('GET', KEYS[6]) or '0') then redis.call('SET', KEYS[6], ARGV[2]) end\n"
+    "local a = 4\n"
+    "for i = 1, tonumber(ARGV[3]) do\n"
     "  local v, id, due = ARGV[a], ARGV[a + 1], ARGV[a + 2]\n"
     "  a = a + 3\n"
-    "  if v == '' then redis.call('DEL', KEYS[5 + i]) else redis.call('SET', KEYS[5 + i], v) end\n"
+    "  if v == '' then redis.call('DEL', KEYS[6 + i]) else redis.call('SET', KEYS[6 + i], v) end\n"
     "  if due == '' then redis.call('ZREM', KEYS[2], id) else redis.call('ZADD', KEYS[2], due, id) "
     "end\n"
     "end\n"
@@ -86,6 +88,12 @@ static const char COMMIT_LUA[] =
     "n = tonumber(ARGV[a]); a = a + 1\n"
     "for i = 1, n do redis.call('ZINCRBY', KEYS[5], ARGV[a + 1], ARGV[a]); a = a + 2 end\n"
     "return 1\n";
+
+/* Taking a partition: KEYS epoch, stream. The new epoch fences the former
+ * owner; the stream time (the latest event time committed) lets timers fire
+ * before the first new update arrives. */
+static const char TAKE_LUA[] = "local e = redis.call('INCR', KEYS[1])\n"
+                               "return {e, redis.call('GET', KEYS[2]) or '0'}\n";
 
 struct trigger;
 struct job;
@@ -185,8 +193,8 @@ struct trigger {
     struct patron_campaigns *campaigns, *next_campaigns;
     struct patron_engine engine;
     struct patron_clock clock;
-    struct patron_redis *redis;
-    struct patron_redis_script *commit;
+    struct patron_kv *redis;
+    struct patron_kv_script *commit, *take;
     struct patron_reco_fetcher *reco;
     struct patron_consumer *consumer;
     struct patron_producer *producer;
@@ -285,20 +293,29 @@ static void part_unshift(struct part *p, rd_kafka_message_t **msgs, size_t n)
     }
 }
 
-static void on_epoch(void *ud, redisReply *reply)
+static bool part_release_if_revoked(struct part *p);
+
+static void on_taken(void *ud, redisReply *reply)
 {
     struct part *p = ud;
     p->epoch_asked = false;
-    if (p->revoked) {
-        if (!p->job)
-            part_free(p);
+    if (part_release_if_revoked(p))
         return;
-    }
-    if (!reply || reply->type != REDIS_REPLY_INTEGER)
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
         return; /* the tick asks again */
-    snprintf(p->epoch, sizeof(p->epoch), "%lld", reply->integer);
-    patron_log(p->tr->log, PATRON_LOG_INFO, "partition taken", "\"partition\":%d,\"epoch\":%lld",
-               p->id, reply->integer);
+    char buf[24], *end;
+    size_t l = reply->element[1]->len < 23 ? (size_t)reply->element[1]->len : 23;
+    memcpy(buf, reply->element[1]->str, l);
+    buf[l] = 0;
+    long long stream = strtoll(buf, &end, 10);
+    if (*end == 0 && stream > p->stream_ms)
+        p->stream_ms = stream;
+    snprintf(p->epoch, sizeof(p->epoch), "%lld", reply->element[0]->integer);
+    patron_log(p->tr->log, PATRON_LOG_INFO, "partition taken",
+               "\"partition\":%d,\"epoch\":%lld,\"stream_ms\":%" PRId64, p->id,
+               reply->element[0]->integer, p->stream_ms);
     kick(p);
 }
 
@@ -314,13 +331,15 @@ static void part_take(struct part *p)
     struct trigger *tr = p->tr;
     if (p->epoch[0] || p->epoch_asked || !tr->redis_up)
         return;
-    char key[PATRON_KEY_MAX], id[16];
-    if (patron_key_trigger(key, sizeof(key), p->id, "epoch") < 0)
+    char epoch[PATRON_KEY_MAX], stream[PATRON_KEY_MAX], id[16];
+    if (patron_key_trigger(epoch, sizeof(epoch), p->id, "epoch") < 0 ||
+        patron_key_trigger(stream, sizeof(stream), p->id, "stream") < 0)
         return;
     snprintf(id, sizeof(id), "%d", p->id);
-    if (patron_redis_command(tr->redis, on_ignored, NULL, "SADD %s %s",
-                             PATRON_KEY_TRIGGER_PARTITIONS, id) == 0 &&
-        patron_redis_command(tr->redis, on_epoch, p, "INCR %s", key) == 0)
+    const char *argv[] = {epoch, stream};
+    if (patron_kv_command(tr->redis, on_ignored, NULL, "SADD %s %s", PATRON_KEY_TRIGGER_PARTITIONS,
+                          id) == 0 &&
+        patron_kv_evalsha(tr->redis, tr->take, on_taken, p, 2, 0, argv, NULL) == 0)
         p->epoch_asked = true;
 }
 
@@ -635,8 +654,8 @@ static void on_reco(void *ud, const struct patron_reco_answer *a)
             continue;
         struct title_req *r = patron_malloc(sizeof(*r));
         *r = (struct title_req){.m = m, .i = i};
-        if (patron_redis_command(tr->redis, on_title, r, "HMGET %b title price_cents", key,
-                                 (size_t)kl)) {
+        if (patron_kv_command(tr->redis, on_title, r, "HMGET %b title price_cents", key,
+                              (size_t)kl)) {
             free(r);
             j->failed = true;
             break;
@@ -784,7 +803,7 @@ static void job_built(struct job *j)
     }
     struct argv_buf a = {0};
     char key[PATRON_KEY_MAX];
-    static const char *const fixed[] = {"epoch", "due", "outbox", "stats", "reco"};
+    static const char *const fixed[] = {"epoch", "due", "outbox", "stats", "reco", "stream"};
     for (size_t i = 0; i < PATRON_ARRAY_LEN(fixed); i++) {
         int kl = patron_key_trigger(key, sizeof(key), p->id, fixed[i]);
         argv_own(&a, patron_strdup(key), (size_t)kl);
@@ -798,6 +817,7 @@ static void job_built(struct job *j)
     }
     size_t nkeys = a.n;
     argv_add(&a, p->epoch, strlen(p->epoch));
+    argv_int(&a, p->stream_ms);
     argv_int(&a, (int64_t)n_changed);
     for (size_t i = 0; i < j->n_custs; i++) {
         struct cust *c = &j->custs[i];
@@ -835,8 +855,8 @@ static void job_built(struct job *j)
         argv_add(&a, s->key, s->len);
         argv_int(&a, ((const struct reco_item *)s->value)->count);
     }
-    if (patron_redis_evalsha(tr->redis, tr->commit, on_committed, j, (int)nkeys, (int)(a.n - nkeys),
-                             a.v, a.l)) {
+    if (patron_kv_evalsha(tr->redis, tr->commit, on_committed, j, (int)nkeys, (int)(a.n - nkeys),
+                          a.v, a.l)) {
         j->failed = true;
         job_finish(j);
     }
@@ -861,8 +881,8 @@ static void on_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_messa
         patron_counter_add(tr->m_messages, 1);
         char okey[PATRON_KEY_MAX];
         if (patron_key_trigger(okey, sizeof(okey), d->partition, "outbox") > 0)
-            if (patron_redis_command(tr->redis, on_ignored, NULL, "HDEL %s %b", okey, d->id,
-                                     (size_t)PATRON_MESSAGE_ID_LEN)) {
+            if (patron_kv_command(tr->redis, on_ignored, NULL, "HDEL %s %b", okey, d->id,
+                                  (size_t)PATRON_MESSAGE_ID_LEN)) {
                 /* left in the outbox: the outbox check finds it in Kafka */
             }
     } else {
@@ -976,8 +996,8 @@ static void probe_done(uv_work_t *req, int status)
         for (size_t i = 0; i < w->n; i++) {
             if (w->probes[i].found) {
                 found++;
-                if (kl > 0 && patron_redis_command(tr->redis, on_ignored, NULL, "HDEL %s %s", okey,
-                                                   w->probes[i].id)) {
+                if (kl > 0 && patron_kv_command(tr->redis, on_ignored, NULL, "HDEL %s %s", okey,
+                                                w->probes[i].id)) {
                     /* looked for again at the next check */
                 }
             } else if (produce_record(tr, p->id, w->records[i], w->lens[i]) == 0) {
@@ -1064,7 +1084,7 @@ static void outbox_check(struct part *p)
     char key[PATRON_KEY_MAX];
     if (patron_key_trigger(key, sizeof(key), p->id, "outbox") < 0)
         return;
-    if (patron_redis_command(tr->redis, on_outbox, p, "HGETALL %s", key) == 0)
+    if (patron_kv_command(tr->redis, on_outbox, p, "HGETALL %s", key) == 0)
         p->outbox_busy = true;
 }
 
@@ -1113,7 +1133,7 @@ static void job_load(struct job *j)
         argv[i + 1] = keys[i];
         lens[i + 1] = kl > 0 ? (size_t)kl : 0;
     }
-    int rc = patron_redis_commandv(tr->redis, job_loaded, j, (int)j->n_custs + 1, argv, lens);
+    int rc = patron_kv_commandv(tr->redis, job_loaded, j, (int)j->n_custs + 1, argv, lens);
     free(keys);
     free(lens);
     free(argv);
@@ -1217,11 +1237,13 @@ static int64_t fire_bound(struct trigger *tr, struct part *p)
         return own;
     int64_t lag =
         patron_consumer_lag(tr->consumer, tr->cfg->topic_profile_updates, p->id, p->next_offset);
+    bool quiet = patron_monotonic_ms() - p->last_msg_mono >= IDLE_MS;
+    if (lag < 0 && quiet)
+        lag = 0; /* nothing fetched since the assignment: no position known, nothing to read */
     if (lag != 0)
         return own;
     if (tr->clock.kind == PATRON_CLOCK_WALL)
         return now;
-    bool quiet = patron_monotonic_ms() - p->last_msg_mono >= IDLE_MS;
     return quiet && tr->clock_all_idle ? now : own;
 }
 
@@ -1239,8 +1261,8 @@ static void sweep_check(struct part *p)
     snprintf(b, sizeof(b), "%" PRId64, bound);
     struct due_req *r = patron_malloc(sizeof(*r));
     *r = (struct due_req){.p = p, .bound_ms = bound};
-    if (patron_redis_command(tr->redis, on_due, r, "ZRANGEBYSCORE %s -inf %s LIMIT 0 %d", key, b,
-                             SWEEP_CUSTOMERS_MAX)) {
+    if (patron_kv_command(tr->redis, on_due, r, "ZRANGEBYSCORE %s -inf %s LIMIT 0 %d", key, b,
+                          SWEEP_CUSTOMERS_MAX)) {
         free(r);
         return;
     }
@@ -1376,7 +1398,7 @@ static void on_tick(uv_timer_t *t)
         return;
     if (tr->clock.kind == PATRON_CLOCK_EVENT && patron_monotonic_ms() >= tr->clock_next_mono) {
         tr->clock_next_mono = patron_monotonic_ms() + CLOCK_READ_MS;
-        if (patron_redis_command(tr->redis, on_clock, tr, "HGETALL %s", PATRON_KEY_CLOCK)) {
+        if (patron_kv_command(tr->redis, on_clock, tr, "HGETALL %s", PATRON_KEY_CLOCK)) {
             /* asked again at the next tick */
         }
     }
@@ -1459,12 +1481,13 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
     }
     make_metrics(tr);
 
-    struct patron_redis_options ro;
-    patron_service_redis_options(cfg, log, on_redis_state, tr, &ro);
-    int rc = patron_redis_open(&tr->redis, loop, &ro);
+    struct patron_kv_options ro;
+    patron_service_kv_options(cfg, log, on_redis_state, tr, &ro);
+    int rc = patron_kv_open(&tr->redis, loop, &ro);
     if (rc)
         goto out_free;
-    if ((rc = patron_redis_script(tr->redis, COMMIT_LUA, &tr->commit)))
+    if ((rc = patron_kv_script(tr->redis, COMMIT_LUA, &tr->commit)) ||
+        (rc = patron_kv_script(tr->redis, TAKE_LUA, &tr->take)))
         goto out_close_redis;
     struct patron_reco_fetcher_options fo = {.log = log, .metrics = metrics};
     if ((rc = patron_reco_fetcher_open(&tr->reco, tr->redis, &fo)))
@@ -1519,7 +1542,7 @@ out_free_reco:
     free(tr->producer_props);
     patron_reco_fetcher_free(tr->reco);
 out_close_redis:
-    patron_redis_close(tr->redis, NULL, NULL);
+    patron_kv_close(tr->redis, NULL, NULL);
 out_free:
     for (int c = 0; c < PATRON_CAMPAIGN_CHANNELS; c++)
         free(tr->topics[c]);
@@ -1574,7 +1597,7 @@ static void finish_stop(struct trigger *tr)
     if (undelivered)
         patron_log(tr->log, PATRON_LOG_WARN, "undelivered at shutdown (kept in the outbox)",
                    "\"messages\":%zu", undelivered);
-    patron_redis_close(tr->redis, on_redis_closed, tr);
+    patron_kv_close(tr->redis, on_redis_closed, tr);
 }
 
 void trigger_stop(struct trigger *tr, void (*on_stopped)(void *ud), void *ud)

@@ -28,6 +28,8 @@
  *   {tp:<p>}:stats      hash: "<campaign>|<variant>|<counter>" -> integer
  *   {tp:<p>}:reco       sorted set: item -> times recommended in a message
  *   {tp:<p>}:epoch      integer: the owner's fencing token (INCR on assignment)
+ *   {tp:<p>}:stream     integer: the latest event time committed (the partition's
+ *                       stream time, so that timers fire after a restart too)
  *   {trigger}:partitions set: the partitions that have state (for the API)
  * The number of partitions of patron.profile-updates is therefore fixed for
  * the life of that state, as with Kafka Streams.
