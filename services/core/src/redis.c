@@ -135,6 +135,12 @@ static void timer_closed(uv_handle_t *h)
 static void io_poll_cb(uv_poll_t *h, int status, int events)
 {
     struct redis_io *io = h->data;
+    /* On POLLERR libuv has stopped the handle: forget what it polled, so
+     * that hiredis' next add_read starts it again. Else a read that still
+     * finds queued replies (a peer reset with data in flight) leaves the
+     * socket unwatched, its error unseen and its callbacks pending forever. */
+    if (status < 0)
+        io->polling = 0;
     /* A poll error is a socket error: let hiredis find it with read(). */
     if (io->ac && (status < 0 || (events & UV_READABLE))) {
         redisAsyncContext *ac = io->ac;
