@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# Scale-out of patron-ingest: events/s of one pod and of two pods in one
+# consumer group, on one Redis and on a Redis Cluster of three masters, on
+# the synthetic mix. Called by scripts/bench.sh scale, which builds first.
+#
+# What is measured, and how:
+# - The load is generated to a file and produced to the embedded Kafka once,
+#   before any consumer starts; each of the four runs then consumes all of it
+#   from the beginning in a consumer group of its own, into a fresh Redis
+#   (one redis-server, or three started with --cluster-enabled and joined by
+#   redis-cli --cluster create, no replicas).
+# - Events/s: the sum of patron_ingest_events_total over the run's pods,
+#   sampled every 25 ms. The window opens when every pod has counted an
+#   event (so that the group's first rebalance, when the second pod joins,
+#   is behind it) and closes when the sum reaches the N events; the rate is
+#   (N - sum at the start) / (t1 - t0). Events a pod replays after that
+#   rebalance count twice, which favours two pods by a batch or two.
+# - Over the window: CPU seconds of the pods, of the Redis processes and of
+#   the machine (/proc). On a machine with fewer cores than processes the
+#   pods and the Redis nodes share the cores: what two pods gain there is
+#   bounded by the idle CPU one pod leaves, not by the code.
+#
+# Knobs (environment):
+#   BENCH_EVENTS=500000     events of the synthetic mix
+#   BENCH_SEED=1            generator seed
+#   BENCH_PARTITIONS=16     partitions of patron.events
+#   BENCH_INGEST_ENV=""     extra "NAME=value ..." for every patron-ingest
+#   BENCH_OUT=              keep the logs there
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${PATRON_BENCH_BUILD:-$ROOT/build-bench}"
+PY=/usr/bin/python3 # Debian's, with python3-redis
+
+EVENTS="${BENCH_EVENTS:-500000}"
+SEED="${BENCH_SEED:-1}"
+P="${BENCH_PARTITIONS:-16}"
+
+for b in patron-replay patron-devkafka patron-ingest; do
+  [ -x "$BIN/$b" ] || { echo "bench scale: $BIN/$b missing (run scripts/bench.sh)" >&2; exit 1; }
+done
+
+WORK="$(mktemp -d /tmp/patron-bench-scale.XXXXXX)"
+OUT="${BENCH_OUT:-}"
+PIDS=()
+cleanup() {
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill "${PIDS[$i]}" 2>/dev/null || true
+    wait "${PIDS[$i]}" 2>/dev/null || true
+  done
+  if [ -n "$OUT" ]; then
+    mkdir -p "$OUT"
+    cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { echo "bench scale: $*" >&2; }
+# A free port whose cluster bus port (+10000) is free too.
+free_port() {
+  $PY -c '
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    if p + 10000 > 65535:
+        continue
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 10000))
+    except OSError:
+        continue
+    print(p); break'
+}
+json_field() { $PY -c 'import json,sys;print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# Starts one redis-server (extra arguments after the name); sets RPORT, RPID.
+redis_node() {
+  local name=$1
+  shift
+  RPORT="$(free_port)"
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+    --logfile "$WORK/redis-$name-$RPORT.log" "$@" &
+  RPID=$!
+  PIDS+=("$RPID")
+  for _ in $(seq 100); do
+    redis-cli -p "$RPORT" ping >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  say "redis-server did not start"
+  exit 1
+}
+
+# Sets REDIS_ENV (the variable the pods get) and REDIS_PIDS.
+start_store() {
+  REDIS_PIDS=()
+  if [ "$1" = single ]; then
+    redis_node single
+    REDIS_PIDS+=("$RPID")
+    REDIS_ENV="PATRON_REDIS_URL=redis://127.0.0.1:$RPORT"
+    return
+  fi
+  local nodes=() seeds=""
+  for _ in 1 2 3; do
+    redis_node cluster --cluster-enabled yes --cluster-node-timeout 2000 \
+      --cluster-config-file "$WORK/nodes-$RANDOM-$$.conf"
+    REDIS_PIDS+=("$RPID")
+    nodes+=("127.0.0.1:$RPORT")
+    seeds="$seeds${seeds:+,}127.0.0.1:$RPORT"
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+    >"$WORK/cluster-create.log" 2>&1 || { say "redis-cli --cluster create failed"; exit 1; }
+  for _ in $(seq 200); do
+    local ok=1 n
+    for n in "${nodes[@]}"; do
+      redis-cli -p "${n##*:}" CLUSTER INFO | grep -q 'cluster_state:ok' || ok=0
+    done
+    [ $ok = 1 ] && break
+    sleep 0.05
+  done
+  REDIS_ENV="PATRON_REDIS_CLUSTER=$seeds"
+}
+
+# ---- 1. the load, produced once --------------------------------------------------
+say "this machine has $(nproc) cores: pods, Redis nodes and Kafka share them"
+say "generating $EVENTS events (seed $SEED)"
+SUMMARY="$("$BIN/patron-replay" synthetic --events "$EVENTS" --seed "$SEED" --out "$WORK/events.bin" | tail -n1)"
+N="$(json_field "$SUMMARY" events)"
+"$BIN/patron-devkafka" --bootstrap-file "$WORK/bootstrap" --topic "patron.events:$P" \
+  --topic patron.catalog:1 --topic "patron.profile-updates:$P" --topic patron.dlq:1 \
+  >"$WORK/devkafka.log" 2>&1 &
+KAFKA_PID=$!
+PIDS+=("$KAFKA_PID")
+for _ in $(seq 200); do [ -s "$WORK/bootstrap" ] && break; sleep 0.05; done
+BROKERS="$(cat "$WORK/bootstrap")"
+[ -n "$BROKERS" ] || { say "patron-devkafka did not start"; exit 1; }
+say "producing $N events to $P partitions"
+"$BIN/patron-replay" file --in "$WORK/events.bin" --brokers "$BROKERS" --topic patron.events \
+  >"$WORK/produce.log" 2>&1 || { say "produce failed"; cat "$WORK/produce.log" >&2; exit 1; }
+
+# ---- 2. one run: $1 single|cluster, $2 pods; its JSON line in $WORK/run-$1-$2.json
+run() {
+  local store=$1 pods=$2 i ports=() pids=()
+  start_store "$store"
+  read -r -a EXTRA <<<"${BENCH_INGEST_ENV:-}"
+  for ((i = 0; i < pods; i++)); do
+    local port
+    port="$(free_port)"
+    env PATRON_KAFKA_BROKERS="$BROKERS" "$REDIS_ENV" PATRON_HTTP_ADDR="127.0.0.1:$port" \
+      PATRON_GROUP_ID="bench-scale-$store-$pods" PATRON_LOG_LEVEL=info ${EXTRA[@]+"${EXTRA[@]}"} \
+      "$BIN/patron-ingest" >>"$WORK/ingest-$store-$pods.log" 2>&1 &
+    pids+=($!)
+    PIDS+=($!)
+    ports+=("$port")
+  done
+  local m
+  m="$($PY - "$N" "${ports[*]}" "${pids[*]}" "${REDIS_PIDS[*]}" <<'PY'
+import http.client, json, os, sys, time
+n = int(sys.argv[1])
+ports = [int(p) for p in sys.argv[2].split()]
+pods = [int(p) for p in sys.argv[3].split()]
+redis = [int(p) for p in sys.argv[4].split()]
+tck = os.sysconf("SC_CLK_TCK")
+
+def proc_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / tck
+
+def cpu():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return {"machine": (sum(v) - v[3] - v[4]) / tck, "ingest": sum(proc_cpu(p) for p in pods),
+            "redis": sum(proc_cpu(p) for p in redis)}
+
+conns = {}
+def count(port):
+    try:
+        c = conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conns[port] = c
+        c.request("GET", "/metrics")
+        body = c.getresponse().read().decode()
+    except (OSError, http.client.HTTPException):
+        conns.pop(port, None)
+        return 0
+    return sum(int(float(l.rsplit(" ", 1)[1])) for l in body.splitlines()
+               if l.startswith("patron_ingest_events_total{"))
+
+first, seen, deadline = None, 0, time.time() + 60
+while True:
+    now = time.time()
+    counts = [count(p) for p in ports]
+    total = sum(counts)
+    if total > seen:
+        seen, deadline = total, now + 60
+    if first is None and all(c > 0 for c in counts):
+        first = (now, total, cpu())
+    if first and total >= n:
+        last = (now, total, cpu())
+        break
+    if now > deadline:
+        sys.exit(f"stalled at {total} of {n} events ({counts})")
+    time.sleep(0.025)
+secs = last[0] - first[0]
+print(json.dumps({"events_per_s": round((n - first[1]) / secs), "seconds": round(secs, 2),
+                  "window_events": n - first[1],
+                  "cpu_s": {k: round(last[2][k] - first[2][k], 2) for k in last[2]}}))
+PY
+)" || { say "$store, $pods pod(s): measurement failed"; tail -n 20 "$WORK/ingest-$store-$pods.log" >&2; exit 1; }
+  for i in "${pids[@]}"; do stop_pid "$i"; done
+  for i in "${REDIS_PIDS[@]}"; do stop_pid "$i"; done
+  say "$store Redis, $pods pod(s): $m"
+  echo "$m" >"$WORK/run-$store-$pods.json"
+}
+
+# Not in $(...): a subshell would not kill what it started when it fails.
+run single 1
+run single 2
+run cluster 1
+run cluster 2
+R_S1="$(cat "$WORK/run-single-1.json")"
+R_S2="$(cat "$WORK/run-single-2.json")"
+R_C1="$(cat "$WORK/run-cluster-1.json")"
+R_C2="$(cat "$WORK/run-cluster-2.json")"
+
+# ---- 3. the table ------------------------------------------------------------------
+$PY - "$N" "$P" "$(nproc)" "$R_S1" "$R_S2" "$R_C1" "$R_C2" <<'PY'
+import json, sys
+n, parts, cores = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+runs = {k: json.loads(v) for k, v in zip(("s1", "s2", "c1", "c2"), sys.argv[4:8])}
+eps = {k: r["events_per_s"] for k, r in runs.items()}
+busy = {k: r["cpu_s"]["machine"] / r["seconds"] for k, r in runs.items()}
+print(f"\npatron-ingest scale-out: {n:,} events of the synthetic mix, {parts} partitions, "
+      f"one consumer group per run")
+print(f"this machine has {cores} cores, shared by the pods, the Redis node(s) and Kafka: "
+      f"the ratios show that the work spreads correctly, not what more cores would give")
+rows = [("one Redis, 1 pod", "s1"), ("one Redis, 2 pods", "s2"),
+        ("3-master cluster, 1 pod", "c1"), ("3-master cluster, 2 pods", "c2")]
+for name, k in rows:
+    c = runs[k]["cpu_s"]
+    print(f"  {name:<26} {eps[k]:>10,} events/s   machine busy {busy[k]:.2f} of {cores} cores "
+          f"(ingest {c['ingest'] / runs[k]['seconds']:.2f}, redis {c['redis'] / runs[k]['seconds']:.2f})")
+ratios = {"two_vs_one_single": round(eps["s2"] / eps["s1"], 2),
+          "two_vs_one_cluster": round(eps["c2"] / eps["c1"], 2),
+          "cluster_vs_single_one_pod": round(eps["c1"] / eps["s1"], 2),
+          "cluster_vs_single_two_pods": round(eps["c2"] / eps["s2"], 2)}
+print(f"  2 pods / 1 pod: {ratios['two_vs_one_single']}x on one Redis, "
+      f"{ratios['two_vs_one_cluster']}x on the cluster; cluster / one Redis: "
+      f"{ratios['cluster_vs_single_one_pod']}x with 1 pod, {ratios['cluster_vs_single_two_pods']}x with 2")
+print(json.dumps({"bench": "scale", "events": n, "partitions": parts, "cores": cores,
+                  "events_per_s": {"single_1": eps["s1"], "single_2": eps["s2"], "cluster_1": eps["c1"],
+                                   "cluster_2": eps["c2"]},
+                  "ratios": ratios, "runs": runs}))
+PY
