@@ -503,6 +503,19 @@ static int parse_redis_cluster(struct patron_config *cfg, const struct var *v, c
                                char *why, size_t whylen)
 {
     (void)v;
+    /* "[user:password@]host:port,...": one set of credentials for every node
+     * (AUTH user password, or AUTH password when user is empty). */
+    const char *at = strchr(value, '@');
+    if (at) {
+        const char *colon = memchr(value, ':', (size_t)(at - value));
+        if (!colon || colon == at - 1 || memchr(at + 1, '@', strlen(at + 1))) {
+            why_set(why, whylen, "credentials must be user:password@ (user may be empty)");
+            return PATRON_EINVAL;
+        }
+        cfg->redis_user = colon > value ? patron_strndup(value, (size_t)(colon - value)) : NULL;
+        cfg->redis_password = patron_strndup(colon + 1, (size_t)(at - colon - 1));
+        value = at + 1;
+    }
     size_t n = 1;
     for (const char *p = value; *p; p++)
         n += *p == ',';
