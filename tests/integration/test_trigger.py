@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import campaign_ids as ids  # noqa: E402
-from harness import BIN, SRC, SUBSET, Stack, consume_all, free_port, metric, run_tool, wait_for  # noqa: E402
+from harness import BIN, SRC, SUBSET, Stack, consume_all, free_port, http, metric, run_tool, wait_for  # noqa: E402
 from test_api_profile import proto_modules  # noqa: E402
 
 from confluent_kafka import Producer  # noqa: E402
@@ -217,8 +217,25 @@ def check_bad_campaigns(st):
     assert "line 4" in err and "chanel" in err, err
 
 
-def main():
-    with Stack("trigger") as st:
+def check_reloads(st, trig, campaigns, good):
+    """A reload that fails keeps the running campaigns; a good one is taken."""
+    log = st.log_path("patron-trigger")
+    with open(campaigns, "w") as f:
+        f.write("defaults: {oops\n")
+    trig.send_signal(signal.SIGHUP)
+    wait_for("the failed reload logged", lambda: b"reload failed" in open(log, "rb").read(), timeout=10)
+    with open(campaigns, "w") as f:
+        f.write(good)
+    trig.send_signal(signal.SIGHUP)  # taken between jobs
+    wait_for("the reload taken", lambda: b"campaigns reloaded" in open(log, "rb").read(), timeout=30)
+
+
+def main(pods=1):
+    """pods=1: one of each service, the trigger SIGKILLed and restarted.
+    pods=2: two patron-ingest and two patron-trigger in their groups; one of
+    each SIGKILLed mid-stream and not restarted: the survivors take over the
+    partitions, their timers and the outbox (issue #6's scale-out test)."""
+    with Stack("trigger" if pods == 1 else "trigger-scaleout") as st:
         pb = proto_modules(st.dir)
         from patron.v1 import campaign_pb2
         r = st.start_redis()
@@ -233,10 +250,12 @@ def main():
         good = open(CAMPAIGNS).read()
         with open(campaigns, "w") as f:
             f.write(good)
-        st.start_service("patron-ingest", PATRON_CLOCK="event")
         env = {"PATRON_CLOCK": "event", "PATRON_CAMPAIGNS": campaigns,
                "PATRON_RDKAFKA_SESSION_TIMEOUT_MS": "6000", "PATRON_RDKAFKA_HEARTBEAT_INTERVAL_MS": "500"}
-        trig = st.start_service("patron-trigger", **env)
+        ingests = [st.start_service("patron-ingest", **env) for _ in range(pods)]
+        triggers = [st.start_service("patron-trigger", **env) for _ in range(pods)]
+        api = st.start_service("patron-api", PATRON_CLOCK="event")
+        trig = triggers[0]
         # garbage on the trigger's own input: dead-lettered, never a stop
         g = Producer({"bootstrap.servers": brokers})
         g.produce("patron.profile-updates", key=b"garbage", value=b"\xff\x00not a protobuf\x07" * 10)
@@ -244,24 +263,20 @@ def main():
         assert g.flush(10) == 0
         produce(brokers, events)
 
-        # kill -9 while messages flow, then start again
+        # kill -9 while messages flow, then start again (or let the other pod take over)
         wait_for("some campaign messages", lambda: metric(trig.http_port, "patron_trigger_messages_total") >= 30,
                  timeout=180, interval=0.02)
         trig.kill()
         trig.wait()
-        trig = st.start_service("patron-trigger", **env)
+        if pods == 1:
+            trig = st.start_service("patron-trigger", **env)
+        else:
+            ingests[0].kill()
+            ingests[0].wait()
+            trig = triggers[1]  # the settling below waits for it to finish everything
 
-        # a reload that fails keeps the running campaigns
-        with open(campaigns, "w") as f:
-            f.write("defaults: {oops\n")
-        trig.send_signal(signal.SIGHUP)
-        wait_for("the failed reload logged", lambda: b"reload failed" in open(st.log_path("patron-trigger"), "rb").read(),
-                 timeout=10)
-        with open(campaigns, "w") as f:
-            f.write(good)
-        trig.send_signal(signal.SIGHUP)  # a good one is taken (between jobs)
-        wait_for("the reload taken", lambda: b"campaigns reloaded" in open(st.log_path("patron-trigger"), "rb").read(),
-                 timeout=30)
+        if pods == 1:
+            check_reloads(st, trig, campaigns, good)
 
         # settled: every update consumed, the clock at the end, the outbox empty
         want_ids = {e["id"] for e in s.expected}
@@ -336,7 +351,13 @@ def main():
         assert not [k for k in r.scan_iter(match="{tp:*}:c:zed")], "zed's trigger state survived"
         assert all(r.zscore("{tp:%d}:due" % p, "zed") is None for p in range(4))
         assert metric(trig.http_port, "patron_trigger_outbox_resent_total") >= 0
-        print(f"ok: {len(msgs)} messages, {len(want)} of the story, no duplicates across a kill -9")
+        # the story's profiles are exact (ingest killed too with two pods)
+        for cust, orders, spend in (("anna", 2, 7500), ("gus", 2, 110000), ("hana", 5, 5000), (ctl, 2, 6000),
+                                    ("ben", 1, 1200)):
+            status, prof = http(api.http_port, "GET", f"/v1/customers/{cust}/profile")
+            assert status == 200 and (prof["orders"], prof["net_spend_cents"]) == (orders, spend), (cust, prof)
+        what = "a kill -9 and a restart" if pods == 1 else "two pods of each, one of each kill -9'd"
+        print(f"ok: {len(msgs)} messages, {len(want)} of the story, no duplicates across {what}")
 
 
 if __name__ == "__main__":
