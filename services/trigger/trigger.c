@@ -72,7 +72,8 @@
 static const char COMMIT_LUA[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end\n"
     "local st = tonumber(ARGV[2])\n"
-    "if st > tonumber(redis.call('GET', KEYS[6]) or '0') then redis.call('SET', KEYS[6], ARGV[2]) end\n"
+    "if st > tonumber(redis.call('GET', KEYS[6]) or '0') then redis.call('SET', KEYS[6], ARGV[2]) "
+    "end\n"
     "local a = 4\n"
     "for i = 1, tonumber(ARGV[3]) do\n"
     "  local v, id, due = ARGV[a], ARGV[a + 1], ARGV[a + 2]\n"
@@ -199,7 +200,7 @@ struct trigger {
     struct patron_consumer *consumer;
     struct patron_producer *producer;
     char *topics[PATRON_CAMPAIGN_CHANNELS]; /* by channel; [ANY] NULL */
-    char **producer_props;
+    char **producer_props, **consumer_props;
     size_t n_producer_props;
     struct part *parts;
     size_t buffered;
@@ -1511,14 +1512,22 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
         patron_log(log, PATRON_LOG_ERROR, "producer", "\"error\":\"%s\"", err);
         goto out_free_reco;
     }
+    /* Messages are the trigger's latency: fetch with a 10 ms wait rather
+     * than the 100 ms that suits ingest's batches (the user's properties
+     * come after, and win). */
+    tr->consumer_props = patron_calloc(2 * (cfg->n_rdkafka_props + 1), sizeof(char *));
+    tr->consumer_props[0] = "fetch.wait.max.ms";
+    tr->consumer_props[1] = "10";
+    for (size_t i = 0; i < 2 * cfg->n_rdkafka_props; i++)
+        tr->consumer_props[2 + i] = cfg->rdkafka_props[i];
     const char *topics[] = {cfg->topic_profile_updates};
     struct patron_consumer_options co = {
         .brokers = cfg->kafka_brokers,
         .group_id = cfg->group_id,
         .topics = topics,
         .n_topics = 1,
-        .props = (const char *const *)cfg->rdkafka_props,
-        .n_props = cfg->n_rdkafka_props,
+        .props = (const char *const *)tr->consumer_props,
+        .n_props = cfg->n_rdkafka_props + 1,
         .log = log,
         .on_assign = on_assign,
         .on_revoke = on_revoke,
@@ -1539,6 +1548,7 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
 out_close_producer:
     (void)patron_producer_close(tr->producer, 0);
 out_free_reco:
+    free(tr->consumer_props);
     free(tr->producer_props);
     patron_reco_fetcher_free(tr->reco);
 out_close_redis:
@@ -1626,6 +1636,7 @@ void trigger_free(struct trigger *tr)
     for (int c = 0; c < PATRON_CAMPAIGN_CHANNELS; c++)
         free(tr->topics[c]);
     free(tr->producer_props);
+    free(tr->consumer_props);
     patron_campaigns_free(tr->campaigns);
     if (tr->next_campaigns)
         patron_campaigns_free(tr->next_campaigns);
