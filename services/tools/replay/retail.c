@@ -102,7 +102,8 @@ struct retail {
     struct patron_strmap profiled; /* --derive-profile: customers done; key = value, owned */
     struct replay_rng derive_rng;
     struct patron_strmap catalogued; /* --catalog-topic: items sent; key = value, owned */
-    struct later *later; /* a min-heap by (ms, seq) */
+    bool catalog_pass;               /* the first of two passes: the catalog only */
+    struct later *later;             /* a min-heap by (ms, seq) */
     size_t n_later, cap_later;
     uint64_t later_seq;
     uint64_t invoice_events; /* what --limit counts */
@@ -178,7 +179,7 @@ static int read_record(struct retail *r, size_t *len)
 
 static void warn_row(struct retail *r, const char *why)
 {
-    if (r->n.malformed++ < WARNINGS_MAX)
+    if (r->n.malformed++ < WARNINGS_MAX && !r->catalog_pass)
         fprintf(stderr, "patron-replay: %s: line %" PRIu64 ": %s, row skipped\n", r->rd.path,
                 r->rd.line_no, why);
 }
@@ -657,6 +658,8 @@ static int take_row(struct retail *r, size_t len)
         return 0;
     }
     r->n.kept++;
+    if (r->catalog_pass)
+        return emit_catalog(r, stock, &f[2], cents);
 
     struct run *run = &r->run;
     bool same = run->open && strlen(run->invoice) == invoice->len &&
@@ -748,7 +751,22 @@ int replay_online_retail(const struct replay_options *o)
     r.rd.chunk = patron_malloc(READ_CHUNK);
     r.rec = patron_malloc(CSV_RECORD_MAX + 1);
 
-    int rc = run_file(&r);
+    int rc = 0;
+    if (o->catalog_topic) {
+        /* The whole catalog first, so that ingest knows every item (and
+         * that postage is not for sale) before the first purchase. */
+        r.catalog_pass = true;
+        rc = run_file(&r);
+        r.catalog_pass = false;
+        r.n = (struct counts){0};
+        r.rd.pos = r.rd.end = 0;
+        r.rd.eof = false;
+        r.rd.line_no = 0;
+        if (rc == 0 && gzrewind(r.rd.f) != 0)
+            rc = PATRON_EIO;
+    }
+    if (rc == 0)
+        rc = run_file(&r);
     if (rc == 0) /* the sessions held past the last invoice, up to --until */
         rc = flush_later(&r, o->has_until ? o->until_ms - 1 : INT64_MAX);
     if (rc == 0)
