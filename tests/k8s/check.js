@@ -610,6 +610,9 @@ function checkOverlay(name, docs, known) {
 const clone = o => JSON.parse(JSON.stringify(o));
 const find = (docs, kind, n) => docs.find(d => d.kind === kind && (!n || d.metadata.name === n));
 const cont = (docs, n) => find(docs, 'Deployment', n).spec.template.spec.containers[0];
+// the services' environment (the campaigns file is a ConfigMap too)
+const config = docs =>
+    docs.find(d => d.kind === 'ConfigMap' && d.metadata.name.startsWith('patron-config'));
 const BREAKS = [
     [
         'schema: a port as text',
@@ -705,7 +708,7 @@ const BREAKS = [
         'drain longer than the grace',
         'terminationGracePeriodSeconds',
         d => {
-            find(d, 'ConfigMap').data.PATRON_SHUTDOWN_TIMEOUT_MS = '60000';
+            config(d).data.PATRON_SHUTDOWN_TIMEOUT_MS = '60000';
         },
     ],
     [
@@ -780,7 +783,7 @@ const BREAKS = [
         'a password in the ConfigMap',
         'belongs in a Secret',
         d => {
-            find(d, 'ConfigMap').data.PATRON_RDKAFKA_SASL_PASSWORD = 'hunter2';
+            config(d).data.PATRON_RDKAFKA_SASL_PASSWORD = 'hunter2';
         },
     ],
     [
@@ -796,7 +799,7 @@ const BREAKS = [
         'a typo in a variable',
         'not a Patron variable',
         d => {
-            find(d, 'ConfigMap').data.PATRON_LOG_LEVLE = 'x';
+            config(d).data.PATRON_LOG_LEVLE = 'x';
         },
     ],
     [
