@@ -816,8 +816,8 @@ static int bind_shared(uv_tcp_t *t, const struct sockaddr *sa)
     if (fd < 0)
         return -1;
     int one = 1;
-    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                               : sizeof(struct sockaddr_in);
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
         bind(fd, sa, len) != 0 || uv_tcp_open(t, fd) != 0) {
@@ -828,8 +828,7 @@ static int bind_shared(uv_tcp_t *t, const struct sockaddr *sa)
 }
 
 int patron_http_server_start_shared(struct patron_http_server **out, uv_loop_t *loop,
-                                    const char *addr, bool shared, patron_http_handler h,
-                                    void *ud)
+                                    const char *addr, bool shared, patron_http_handler h, void *ud)
 {
     char host[PATRON_CONFIG_HOST_MAX + 1];
     int port;
