@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "patron/clock.h"
+#include "patron/clock_redis.h"
 #include "patron/kafka.h"
 #include "patron/keys.h"
 #include "patron/profile.h"
@@ -26,8 +27,6 @@
 #include "dashboard.h"
 #include "recommend.h"
 #include "patron/v1/event.pb-c.h"
-
-#define CLOCK_PARTITIONS_MAX 4096
 
 struct api {
     uv_loop_t *loop;
@@ -313,21 +312,7 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
 static void on_clock(void *ud, redisReply *reply)
 {
     struct api *api = ud;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY)
-        return;
-    size_t n = reply->elements / 2;
-    if (n > CLOCK_PARTITIONS_MAX)
-        n = CLOCK_PARTITIONS_MAX;
-    struct patron_partition_time *parts = patron_calloc(n ? n : 1, sizeof(*parts));
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *v = reply->element[2 * i + 1];
-        if (v->type == REDIS_REPLY_STRING &&
-            patron_clock_value_decode(v->str, (size_t)v->len, &parts[k]) == 0)
-            k++;
-    }
-    (void)patron_clock_advance(&api->clock, patron_clock_watermark(parts, k));
-    free(parts);
+    (void)patron_clock_advance_from_reply(&api->clock, reply, NULL);
 }
 
 static void on_clock_timer(uv_timer_t *t)

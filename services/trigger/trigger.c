@@ -166,7 +166,8 @@ struct job {
     const struct patron_campaigns *campaigns;
     struct out_msg *outs;
     size_t n_outs, cap_outs;
-    struct stat_delta *stats;
+    struct stat_delta *stats;       /* the statistics' fields, merged */
+    int64_t outcomes[PATRON_STATS]; /* the same by outcome, for /metrics */
     size_t n_stats, cap_stats;
     struct patron_strmap reco_items; /* item -> struct reco_item (owned) */
     size_t pending;                  /* lookups out in the current phase */
@@ -462,6 +463,7 @@ static void job_collect(struct job *j, struct cust *c, struct patron_engine_out 
     for (size_t i = 0; i < out->n_counts; i++) {
         const struct patron_engine_count *k = &out->counts[i];
         stat_add(j, k->campaign_id, k->variant, patron_stat_name(k->stat), k->delta);
+        j->outcomes[k->stat] += k->delta;
     }
     for (size_t i = 0; i < out->n_sends; i++) {
         if (j->n_outs == j->cap_outs) {
@@ -474,8 +476,6 @@ static void job_collect(struct job *j, struct cust *c, struct patron_engine_out 
         m->cust = c;
         m->send = out->sends[i];
     }
-    if (out->n_counts || out->n_sends)
-        c->changed = true;
     if (out->erased)
         c->changed = c->erased = true;
     else if (!out->duplicate)
@@ -774,12 +774,8 @@ static void on_committed(void *ud, redisReply *reply)
         job_finish(j);
         return;
     }
-    for (size_t i = 0; i < j->n_stats; i++) {
-        const char *name = strrchr(j->stats[i].field, '|') + 1;
-        for (int s = 0; s <= PATRON_STAT_FREQUENCY_CAP; s++)
-            if (strcmp(name, patron_stat_name((enum patron_stat)s)) == 0)
-                patron_counter_add(tr->m_outcomes[s], (uint64_t)j->stats[i].delta);
-    }
+    for (int s = 0; s <= PATRON_STAT_FREQUENCY_CAP; s++)
+        patron_counter_add(tr->m_outcomes[s], (uint64_t)j->outcomes[s]);
     store_offset(j);
     produce_outs(j);
     job_finish(j);

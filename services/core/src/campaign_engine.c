@@ -6,17 +6,10 @@
 #include "patron/rfm.h"
 #include "patron/strmap.h"
 
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    size_t n = src ? strnlen(src, cap - 1) : 0;
-    memcpy(dst, src ? src : "", n);
-    dst[n] = 0;
-}
-
 void patron_customer_state_init(struct patron_customer_state *st, const char *customer_id)
 {
     memset(st, 0, sizeof(*st));
-    copy_str(st->customer_id, sizeof(st->customer_id), customer_id);
+    patron_copy_str(st->customer_id, sizeof(st->customer_id), customer_id);
     st->last_offset = -1;
 }
 
@@ -80,8 +73,8 @@ static void count(struct patron_engine_out *out, const struct patron_campaign *c
         out->counts = patron_realloc(out->counts, out->cap_counts * sizeof(*out->counts));
     }
     struct patron_engine_count *k = &out->counts[out->n_counts++];
-    copy_str(k->campaign_id, sizeof(k->campaign_id), c->id);
-    copy_str(k->variant, sizeof(k->variant), v ? v->id : "");
+    patron_copy_str(k->campaign_id, sizeof(k->campaign_id), c->id);
+    patron_copy_str(k->variant, sizeof(k->variant), v ? v->id : "");
     k->stat = s;
     k->delta = delta;
 }
@@ -145,12 +138,12 @@ static void timer_set(struct patron_customer_state *st, const struct patron_camp
         }
         t = &st->timers[st->n_timers++];
         memset(t, 0, sizeof(*t));
-        copy_str(t->campaign_id, sizeof(t->campaign_id), c->id);
+        patron_copy_str(t->campaign_id, sizeof(t->campaign_id), c->id);
     }
     t->kind = kind;
     t->fire_at_ms = fire_at_ms;
     t->trigger_at_ms = trigger_at_ms;
-    copy_str(t->trigger_event_id, sizeof(t->trigger_event_id), event_id);
+    patron_copy_str(t->trigger_event_id, sizeof(t->trigger_event_id), event_id);
 }
 
 static int64_t last_sent_of(const struct patron_customer_state *st, const char *id)
@@ -173,7 +166,7 @@ static void last_sent_set(struct patron_customer_state *st, const char *id, int6
         st->last_sent = patron_realloc(st->last_sent, st->cap_last_sent * sizeof(*st->last_sent));
     }
     struct patron_engine_last_sent *l = &st->last_sent[st->n_last_sent++];
-    copy_str(l->campaign_id, sizeof(l->campaign_id), id);
+    patron_copy_str(l->campaign_id, sizeof(l->campaign_id), id);
     l->at_ms = at_ms;
 }
 
@@ -197,8 +190,8 @@ static void touch_push(struct patron_customer_state *st, const struct patron_cam
     }
     struct patron_engine_touch *t = &st->touches[st->n_touches++];
     memset(t, 0, sizeof(*t));
-    copy_str(t->campaign_id, sizeof(t->campaign_id), c->id);
-    copy_str(t->variant, sizeof(t->variant), v ? v->id : "");
+    patron_copy_str(t->campaign_id, sizeof(t->campaign_id), c->id);
+    patron_copy_str(t->variant, sizeof(t->variant), v ? v->id : "");
     t->at_ms = at_ms;
     t->control = control;
 }
@@ -272,7 +265,7 @@ static int decide(const struct patron_engine *e, struct patron_customer_state *s
         struct patron_engine_send *s = &out->sends[out->n_sends++];
         s->campaign = c;
         s->decision = d;
-        copy_str(s->trigger_event_id, sizeof(s->trigger_event_id), event_id);
+        patron_copy_str(s->trigger_event_id, sizeof(s->trigger_event_id), event_id);
         s->at_ms = now_ms;
         break;
     case PATRON_OUTCOME_SUPPRESSED_CONTROL_GROUP:
@@ -415,14 +408,14 @@ int patron_engine_fire_due(const struct patron_engine *e, struct patron_customer
 
 static void view_of_update(struct patron_customer_state *st, const Patron__V1__ProfileUpdate *u)
 {
-    copy_str(st->segment, sizeof(st->segment), u->segment);
-    copy_str(st->tier, sizeof(st->tier), u->tier);
+    patron_copy_str(st->segment, sizeof(st->segment), u->segment);
+    patron_copy_str(st->tier, sizeof(st->tier), u->tier);
     st->consent[PATRON_CAMPAIGN_CHANNEL_SMS] = u->consent_sms;
     st->consent[PATRON_CAMPAIGN_CHANNEL_PUSH] = u->consent_push;
     st->consent[PATRON_CAMPAIGN_CHANNEL_EMAIL] = u->consent_email;
-    copy_str(st->time_zone, sizeof(st->time_zone), u->time_zone);
-    copy_str(st->locale, sizeof(st->locale), u->locale);
-    copy_str(st->birthday, sizeof(st->birthday), u->birthday);
+    patron_copy_str(st->time_zone, sizeof(st->time_zone), u->time_zone);
+    patron_copy_str(st->locale, sizeof(st->locale), u->locale);
+    patron_copy_str(st->birthday, sizeof(st->birthday), u->birthday);
     st->points = u->points;
     st->orders = u->orders;
     st->net_spend_cents = u->net_spend_cents;
@@ -484,7 +477,7 @@ static int attribute(const struct patron_engine *e, struct patron_customer_state
         if (c == NULL)
             continue; /* converted all the same, counted nowhere */
         struct patron_campaign_variant v = {.weight = 1};
-        copy_str(v.id, sizeof(v.id), t->variant);
+        patron_copy_str(v.id, sizeof(v.id), t->variant);
         const struct patron_campaign_variant *vp = t->variant[0] ? &v : NULL;
         count(out, c, vp, t->control ? PATRON_STAT_CONTROL_CONVERSIONS : PATRON_STAT_CONVERSIONS,
               1);
@@ -534,7 +527,7 @@ int patron_engine_on_update(const struct patron_engine *e, struct patron_custome
         u->event_id == NULL)
         return PATRON_EINVAL;
     if (st->customer_id[0] == 0)
-        copy_str(st->customer_id, sizeof(st->customer_id), u->customer_id);
+        patron_copy_str(st->customer_id, sizeof(st->customer_id), u->customer_id);
     else if (strncmp(st->customer_id, u->customer_id, PATRON_ID_MAX) != 0)
         return PATRON_EINVAL;
 
@@ -552,7 +545,7 @@ int patron_engine_on_update(const struct patron_engine *e, struct patron_custome
     if (u->kind == PATRON__V1__EVENT_KIND__ERASURE) {
         /* Timers, history and ledger go; the shell deletes the state. */
         char id[PATRON_ID_MAX + 1];
-        copy_str(id, sizeof(id), st->customer_id);
+        patron_copy_str(id, sizeof(id), st->customer_id);
         patron_customer_state_free(st);
         patron_customer_state_init(st, id);
         out->erased = true;

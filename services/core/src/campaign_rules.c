@@ -198,13 +198,6 @@ int patron_campaign_birthday_next(const char *birthday, int at_min, const char *
     return PATRON_EINVAL; /* unreachable for years inside 1..9998 */
 }
 
-static void copy_id(char *dst, const char *src)
-{
-    size_t n = src ? strnlen(src, PATRON_ID_MAX) : 0;
-    memcpy(dst, src ? src : "", n);
-    dst[n] = 0;
-}
-
 static bool add_ms(int64_t a, int64_t b, int64_t *out)
 {
     return !__builtin_add_overflow(a, b, out);
@@ -262,7 +255,7 @@ int patron_campaign_triggers(const struct patron_campaigns *cs, const Patron__V1
         if (!hit)
             continue;
         if (c->when != PATRON_CAMPAIGN_WHEN_BIRTHDAY)
-            copy_id(t.trigger_event_id, u->event_id);
+            patron_copy_str(t.trigger_event_id, sizeof(t.trigger_event_id), u->event_id);
         out[(*n_out)++] = t;
     }
     return 0;

@@ -7,13 +7,6 @@
 #include "patron/campaign_engine.h"
 #include "patron/v1/trigger.pb-c.h"
 
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    size_t n = src ? strnlen(src, cap - 1) : 0;
-    memcpy(dst, src ? src : "", n);
-    dst[n] = 0;
-}
-
 /* Event times a state may hold: 1970 to the year 9999. Anything else is
  * dropped, so that no arithmetic on a stored time can overflow. */
 #define TIME_MAX_MS 253402300799999LL
@@ -30,20 +23,20 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
     Patron__V1__TriggerState *m = patron__v1__trigger_state__unpack(NULL, len, data);
     if (m == NULL)
         return PATRON_EINVAL;
-    copy_str(st->customer_id, sizeof(st->customer_id), m->customer_id);
+    patron_copy_str(st->customer_id, sizeof(st->customer_id), m->customer_id);
     st->last_offset = m->last_offset;
     for (size_t i = 0; i < m->n_recent_event_ids && i < PATRON_ENGINE_RECENT_EVENTS; i++)
         st->recent_events[st->n_recent++] = m->recent_event_ids[i];
     for (size_t i = 0; i < m->n_ledger && i < PATRON_ENGINE_LEDGER_MAX; i++)
         st->ledger[st->n_ledger++] = m->ledger[i];
-    copy_str(st->segment, sizeof(st->segment), m->segment);
-    copy_str(st->tier, sizeof(st->tier), m->tier);
+    patron_copy_str(st->segment, sizeof(st->segment), m->segment);
+    patron_copy_str(st->tier, sizeof(st->tier), m->tier);
     st->consent[PATRON_CAMPAIGN_CHANNEL_SMS] = m->consent_sms;
     st->consent[PATRON_CAMPAIGN_CHANNEL_PUSH] = m->consent_push;
     st->consent[PATRON_CAMPAIGN_CHANNEL_EMAIL] = m->consent_email;
-    copy_str(st->time_zone, sizeof(st->time_zone), m->time_zone);
-    copy_str(st->locale, sizeof(st->locale), m->locale);
-    copy_str(st->birthday, sizeof(st->birthday), m->birthday);
+    patron_copy_str(st->time_zone, sizeof(st->time_zone), m->time_zone);
+    patron_copy_str(st->locale, sizeof(st->locale), m->locale);
+    patron_copy_str(st->birthday, sizeof(st->birthday), m->birthday);
     st->points = m->points;
     st->orders = m->orders;
     st->net_spend_cents = m->net_spend_cents;
@@ -60,11 +53,11 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
             !time_ok(t->fire_at_ms) || !time_ok(t->trigger_at_ms))
             continue;
         struct patron_engine_timer *d = &st->timers[st->n_timers++];
-        copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
+        patron_copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
         d->kind = (enum patron_timer_kind)t->kind;
         d->fire_at_ms = t->fire_at_ms;
         d->trigger_at_ms = t->trigger_at_ms;
-        copy_str(d->trigger_event_id, sizeof(d->trigger_event_id), t->trigger_event_id);
+        patron_copy_str(d->trigger_event_id, sizeof(d->trigger_event_id), t->trigger_event_id);
     }
     /* Lists are stored oldest first: a cut keeps the most recent. */
     size_t first = m->n_sends > PATRON_SEND_HISTORY_MAX ? m->n_sends - PATRON_SEND_HISTORY_MAX : 0;
@@ -85,7 +78,7 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
         if (!time_ok(m->last_sent[i]->at_ms))
             continue;
         struct patron_engine_last_sent *l = &st->last_sent[st->n_last_sent++];
-        copy_str(l->campaign_id, sizeof(l->campaign_id), m->last_sent[i]->campaign_id);
+        patron_copy_str(l->campaign_id, sizeof(l->campaign_id), m->last_sent[i]->campaign_id);
         l->at_ms = m->last_sent[i]->at_ms;
     }
     first = m->n_touches > PATRON_ENGINE_TOUCHES_MAX ? m->n_touches - PATRON_ENGINE_TOUCHES_MAX : 0;
@@ -94,8 +87,8 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
         if (!time_ok(t->at_ms))
             continue;
         struct patron_engine_touch *d = &st->touches[st->n_touches++];
-        copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
-        copy_str(d->variant, sizeof(d->variant), t->variant);
+        patron_copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
+        patron_copy_str(d->variant, sizeof(d->variant), t->variant);
         d->at_ms = t->at_ms;
         d->control = t->control;
         d->converted = t->converted;

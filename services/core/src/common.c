@@ -41,6 +41,13 @@ char *patron_strndup(const char *s, size_t n)
     return d;
 }
 
+void patron_copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
 const char *patron_strerror(int err)
 {
     switch (err) {

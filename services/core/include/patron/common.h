@@ -41,6 +41,10 @@ void *patron_realloc(void *p, size_t n);
 char *patron_strdup(const char *s);
 char *patron_strndup(const char *s, size_t n);
 
+/* Copies src (NULL: "") into dst of cap > 0 bytes, cut at cap - 1 bytes,
+ * always NUL-terminated. */
+void patron_copy_str(char *dst, size_t cap, const char *src);
+
 /* A human name of a PATRON_E* code. */
 const char *patron_strerror(int err);
 
