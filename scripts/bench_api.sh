@@ -45,38 +45,14 @@ CUSTOMERS=100000
 REGULARS=10000
 ITEMS=100000
 
-for b in patron-replay patron-devkafka patron-ingest patron-api; do
-  [ -x "$BIN/$b" ] || { echo "bench api: $BIN/$b missing (run scripts/bench.sh)" >&2; exit 1; }
-done
 for t in wrk nginx redis-server redis-cli; do
   command -v "$t" >/dev/null || { echo "bench api: $t is not installed (scripts/deps.sh)" >&2; exit 1; }
 done
 
-WORK="$(mktemp -d /tmp/patron-bench-api.XXXXXX)"
-OUT="${BENCH_OUT:-}"
-PIDS=()
-cleanup() {
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill "${PIDS[$i]}" 2>/dev/null || true
-    wait "${PIDS[$i]}" 2>/dev/null || true
-  done
-  if [ -n "$OUT" ]; then
-    mkdir -p "$OUT"
-    cp "$WORK"/*.log "$WORK"/*.txt "$OUT"/ 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
+bench_setup api patron-replay patron-devkafka patron-ingest patron-api
 
-say() { echo "bench api: $*" >&2; }
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-json_field() { $PY -c 'import json,sys;print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-stop_pid() {
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 # Waits until `curl URL` answers 200 (the service is up), at most 20 s.
 wait_http() {
   for _ in $(seq 400); do

@@ -47,32 +47,9 @@ CUSTOMERS=1000000
 REGULARS=10000
 ITEMS=100000
 
-for b in patron-replay patron-devkafka patron-ingest; do
-  [ -x "$BIN/$b" ] || { echo "bench ingest: $BIN/$b missing (run scripts/bench.sh)" >&2; exit 1; }
-done
-
-WORK="$(mktemp -d /tmp/patron-bench.XXXXXX)"
-OUT="${BENCH_OUT:-}"
-PIDS=()
-cleanup() {
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill "${PIDS[$i]}" 2>/dev/null || true
-    wait "${PIDS[$i]}" 2>/dev/null || true
-  done
-  if [ -n "$OUT" ]; then
-    mkdir -p "$OUT"
-    cp "$WORK"/*.log "$WORK"/*.txt "$OUT"/ 2>/dev/null || true
-    [ -f "$WORK/perf.data" ] && cp "$WORK/perf.data" "$OUT"/
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { echo "bench ingest: $*" >&2; }
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-json_field() { $PY -c 'import json,sys;print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# shellcheck source=scripts/bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
+bench_setup ingest patron-replay patron-devkafka patron-ingest
 
 # Sets REDIS_PORT and REDIS_PID; $1 names its log.
 start_redis() {
@@ -87,11 +64,6 @@ start_redis() {
   done
   say "redis-server did not start"
   exit 1
-}
-
-stop_pid() {
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
 }
 
 info_field() { redis-cli -p "$1" INFO "$2" | tr -d '\r' | sed -n "s/^$3://p"; }

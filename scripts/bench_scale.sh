@@ -36,29 +36,11 @@ EVENTS="${BENCH_EVENTS:-500000}"
 SEED="${BENCH_SEED:-1}"
 P="${BENCH_PARTITIONS:-16}"
 
-for b in patron-replay patron-devkafka patron-ingest; do
-  [ -x "$BIN/$b" ] || { echo "bench scale: $BIN/$b missing (run scripts/bench.sh)" >&2; exit 1; }
-done
+# shellcheck source=scripts/bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
+bench_setup scale patron-replay patron-devkafka patron-ingest
 
-WORK="$(mktemp -d /tmp/patron-bench-scale.XXXXXX)"
-OUT="${BENCH_OUT:-}"
-PIDS=()
-cleanup() {
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill "${PIDS[$i]}" 2>/dev/null || true
-    wait "${PIDS[$i]}" 2>/dev/null || true
-  done
-  if [ -n "$OUT" ]; then
-    mkdir -p "$OUT"
-    cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { echo "bench scale: $*" >&2; }
+# (bench_lib.sh's free_port, replaced:)
 # A free port whose cluster bus port (+10000) is free too.
 free_port() {
   $PY -c '
@@ -73,11 +55,6 @@ while True:
     except OSError:
         continue
     print(p); break'
-}
-json_field() { $PY -c 'import json,sys;print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-stop_pid() {
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
 }
 
 # Starts one redis-server (extra arguments after the name); sets RPORT, RPID.

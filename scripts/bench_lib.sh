@@ -1,0 +1,41 @@
+# What the benchmark scripts share (sourced by bench_ingest.sh, bench_api.sh and
+# bench_scale.sh): a work directory cleaned up on exit, the processes started
+# (PIDS, stopped in reverse order), and small helpers. Expects BIN and PY set.
+
+# bench_setup NAME PROGRAM...: checks the programs in $BIN, makes $WORK and
+# installs the cleanup (BENCH_OUT keeps the logs, *.txt and perf.data).
+bench_setup() {
+  BENCH_NAME=$1
+  shift
+  local b
+  for b in "$@"; do
+    [ -x "$BIN/$b" ] || { echo "bench $BENCH_NAME: $BIN/$b missing (run scripts/bench.sh)" >&2; exit 1; }
+  done
+  WORK="$(mktemp -d "/tmp/patron-bench-$BENCH_NAME.XXXXXX")"
+  OUT="${BENCH_OUT:-}"
+  PIDS=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill "${PIDS[$i]}" 2>/dev/null || true
+    wait "${PIDS[$i]}" 2>/dev/null || true
+  done
+  if [ -n "$OUT" ]; then
+    mkdir -p "$OUT"
+    cp "$WORK"/*.log "$WORK"/*.txt "$OUT"/ 2>/dev/null || true
+    [ -f "$WORK/perf.data" ] && cp "$WORK/perf.data" "$OUT"/
+  fi
+  rm -rf "$WORK"
+}
+
+say() { echo "bench $BENCH_NAME: $*" >&2; }
+free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+json_field() { $PY -c 'import json,sys;print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
