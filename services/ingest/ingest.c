@@ -15,6 +15,7 @@
 #include "patron/clock.h"
 #include "patron/event_check.h"
 #include "patron/graph.h"
+#include "patron/graph_row.h"
 #include "patron/kafka.h"
 #include "patron/keys.h"
 #include "patron/profile.h"
@@ -39,6 +40,13 @@
  * batch sees its predecessors' writes before Redis acknowledged them. */
 #define CACHE_MAX_ENTRIES 65536
 #define CACHE_MAX_BYTES ((size_t)32 << 20)
+/* The same for the neighbour lists this process merged last: the popular
+ * items' lists are rewritten by nearly every batch. */
+#define ROWS_MAX_ENTRIES 65536
+#define ROWS_MAX_BYTES ((size_t)32 << 20)
+/* Rounds of a batch's neighbour lists lost to another writer (another
+ * ingest) before the batch fails and is replayed. */
+#define GRAPH_ATTEMPTS_MAX 16
 
 /* A batch's decoded events, reads and ProfileUpdates come from one bump
  * allocator freed with the batch: thousands of malloc/free pairs less. */
@@ -47,25 +55,44 @@
  * malloc's heap); 64 x 256 KiB at most. */
 #define ARENA_SPARE_MAX 64
 
-/* Compare-and-set of a profile. KEYS[1] the profile, KEYS[2..] keys to delete
- * (an erasure); ARGV[1] the version read ("" when absent), ARGV[2] the new
- * value, ARGV[3] a TTL in seconds or "0". Returns 1, or 0 when the version
- * moved (another writer won). */
+/* Keys per multi-key call. A script holds Redis while it runs, and the API
+ * reads the same Redis: these keep one call well under a millisecond. On a
+ * cluster a call also never spans hash slots (patron_kv_key_group). */
+#define READ_CHUNK 256         /* profiles per MGET */
+#define CAS_CHUNK 128          /* profiles per compare-and-set call */
+#define GRAPH_CHUNK_CELLS 1024 /* neighbour increments per graph call */
+
+/* Compare-and-set of many profiles, all or none: KEYS the profiles; ARGV per
+ * key the version read ("" when absent), the new value, a TTL in seconds or
+ * "0". Returns 1, or 0 when any version moved (another writer won; nothing
+ * is written). Inside a script every redis.call costs about as much as the
+ * command itself, so the versions come from one MGET and the values go in
+ * one MSET rather than a GETRANGE and a SET per profile. */
+static const char CAS_MANY_LUA[] =
+    "local cur = redis.call('MGET', unpack(KEYS))\n"
+    "local kv = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local v = cur[i]\n"
+    "  if (v and string.sub(v, 1, 8) or '') ~= ARGV[3 * i - 2] then return 0 end\n"
+    "  kv[2 * i - 1] = KEYS[i]\n"
+    "  kv[2 * i] = ARGV[3 * i - 1]\n"
+    "end\n"
+    "redis.call('MSET', unpack(kv))\n"
+    "for i = 1, #KEYS do\n"
+    "  if ARGV[3 * i] ~= '0' then redis.call('EXPIRE', KEYS[i], ARGV[3 * i]) end\n"
+    "end\n"
+    "return 1\n";
+
+/* An erasure's compare-and-set. KEYS[1] the profile, KEYS[2..] the
+ * customer's other keys, to delete; ARGV[1] the version read ("" when
+ * absent), ARGV[2] the new value (the tombstone), ARGV[3] its TTL in seconds
+ * or "0". Returns 1, or 0 when the version moved. */
 static const char CAS_LUA[] =
     "local cur = redis.call('GETRANGE', KEYS[1], 0, 7)\n"
     "if cur ~= ARGV[1] then return 0 end\n"
     "if ARGV[3] ~= '0' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
     "else redis.call('SET', KEYS[1], ARGV[2]) end\n"
     "for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end\n"
-    "return 1\n";
-
-/* Item co-occurrence: KEYS[1] {i:a}:co, ARGV[1] top K, then neighbour,
- * increment pairs. Keeps at most 2K members between trims, K after. */
-static const char GRAPH_LUA[] =
-    "local k = tonumber(ARGV[1])\n"
-    "for i = 2, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i]) end\n"
-    "if redis.call('ZCARD', KEYS[1]) > 2 * k then\n"
-    "  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(k + 1)) end\n"
     "return 1\n";
 
 /* Item statistics: KEYS {items}:pop, {items}:trend, {items}:cat; ARGV item,
@@ -94,6 +121,29 @@ enum topic_kind { TOPIC_EVENTS, TOPIC_CATALOG };
 
 struct customer;
 
+/* A value a batch reads, then writes with a compare-and-set on its first
+ * PATRON_PROFILE_VERSION_LEN bytes (a profile or a neighbour list). */
+struct versioned {
+    char key[PATRON_KEY_MAX];
+    size_t key_len;
+    unsigned group;  /* patron_kv_key_group of key */
+    uint8_t *stored; /* as read (arena), or NULL: absent */
+    size_t stored_len;
+    uint8_t expected[PATRON_PROFILE_VERSION_LEN]; /* the version written over */
+    size_t expected_len;                          /* 0: the key was absent */
+    const char *ttl;                              /* seconds, or "0" */
+    const uint8_t *value;                         /* arena */
+    size_t len;
+};
+
+/* One multi-key call's callback context (arena): the values of an MGET or
+ * of a compare-and-set call. */
+struct multi_call {
+    struct batch *b;
+    size_t n;
+    struct versioned **v;
+};
+
 /* One consumed message and what became of it. */
 struct event {
     rd_kafka_message_t *msg;
@@ -112,8 +162,7 @@ struct customer {
     char key[PATRON_KEY_MAX];
     size_t key_len;
     struct event *first, *last;
-    uint8_t *stored; /* the value as read (version + protobuf; arena), or NULL: new */
-    size_t stored_len;
+    struct versioned v;   /* the profile */
     struct cached *entry; /* the cache entry the batch wrote, or NULL */
 };
 
@@ -135,7 +184,21 @@ struct arena {
     ProtobufCAllocator pb; /* for protobuf-c's unpack; free is a no-op */
 };
 
-enum phase { PHASE_READING, PHASE_WRITING, PHASE_DONE };
+/* A batch's way: its profiles are read (READING), then, in batch order,
+ * applied; its neighbour lists wait for the batch before to have merged its
+ * own (GRAPH_WAIT), are read (GRAPH_READ), merged and written (GRAPH_WRITE,
+ * again READ if another writer came between); then the profiles, item
+ * statistics and clock are written (WRITING), and the ProfileUpdates
+ * published (DONE). The graph goes first so that a crash in between replays
+ * the batch: statistics at least once, never lost. */
+enum phase {
+    PHASE_READING,
+    PHASE_GRAPH_WAIT,
+    PHASE_GRAPH_READ,
+    PHASE_GRAPH_WRITE,
+    PHASE_WRITING,
+    PHASE_DONE
+};
 
 /* The next offset to store for one partition of one topic. */
 struct position {
@@ -156,6 +219,12 @@ struct batch {
     struct patron_strmap by_customer;
     struct position *positions;
     size_t n_positions;
+    struct versioned **writes; /* the profiles to write: one per customer at most */
+    size_t n_writes;
+    struct graph_key *rows; /* the neighbour lists the batch changes */
+    size_t n_rows;
+    unsigned graph_attempts;
+    bool graph_conflict; /* a round of neighbour lists lost to another writer */
     /* What the batch's purchases add to the item statistics, aggregated so
      * that each item's keys are written once per batch. */
     struct patron_strmap strings; /* interned item ids: id -> owned copy */
@@ -180,6 +249,13 @@ struct graph_row {
     size_t n, cap;
 };
 
+/* A neighbour list the batch changes, and where it stands. */
+struct graph_key {
+    struct versioned v;
+    const struct graph_row *row;
+    bool todo; /* to (re)read and (re)write */
+};
+
 /* Popularity, trend and category of one item. */
 struct item_stat {
     const char *item;
@@ -188,8 +264,8 @@ struct item_stat {
     const char *category;
 };
 
-/* A profile value this process wrote: the newest there is, unless another
- * writer came by (which the compare-and-set then detects). */
+/* A value this process wrote: the newest there is, unless another writer
+ * came by (which the compare-and-set then detects). */
 struct cached {
     struct cached *newer, *older; /* LRU list */
     uint64_t seq;                 /* the in-flight batch that wrote it last; 0: in Redis */
@@ -199,10 +275,11 @@ struct cached {
     char id[]; /* the map's key */
 };
 
-struct profile_cache {
-    struct patron_strmap map; /* customer id -> struct cached */
+struct value_cache {
+    struct patron_strmap map; /* customer id or row key -> struct cached */
     struct cached *newest, *oldest;
     size_t bytes;
+    size_t max_entries, max_bytes;
 };
 
 struct ingest {
@@ -214,7 +291,7 @@ struct ingest {
     struct patron_consumer *consumer;
     struct patron_producer *producer;
     struct patron_kv *redis;
-    struct patron_kv_script *cas, *graph, *clock, *items;
+    struct patron_kv_script *cas, *cas_many, *clock, *items;
 
     struct batch *head, *tail; /* in-flight batches, oldest first */
     size_t inflight;
@@ -222,7 +299,12 @@ struct ingest {
     size_t reading; /* batches between read and write */
     bool applying;  /* apply_ready is on the stack */
 
-    struct profile_cache cache;
+    struct value_cache cache;               /* profiles, pinned by the batches in flight */
+    struct value_cache rows;                /* neighbour lists, never pinned (see graph_next) */
+    struct batch *graph_reader;             /* the batch in its first GRAPH_READ */
+    uint64_t row_version;                   /* the next neighbour list's version */
+    struct patron_graph_cell *cells, *incs; /* scratch of graph_merge */
+    size_t n_incs;
     struct arena_spares spares;
     struct patron_profile *profile;   /* scratch of apply_customer */
     char (*prior)[PATRON_ID_MAX + 1]; /* the bought list before a purchase */
@@ -241,6 +323,7 @@ struct ingest {
 
     struct patron_counter *m_events_applied, *m_events_duplicate, *m_events_replayed;
     struct patron_counter *m_catalog, *m_batches, *m_resets, *m_updates;
+    struct patron_counter *m_graph_conflicts, *m_graph_rebuilt;
     struct patron_gauge *m_inflight;
     struct patron_histogram *m_batch_seconds;
 };
@@ -377,7 +460,7 @@ static void arena_spares_free(struct arena_spares *spares)
 
 /* ---- profile cache --------------------------------------------------------- */
 
-static void cache_unlink(struct profile_cache *pc, struct cached *e)
+static void cache_unlink(struct value_cache *pc, struct cached *e)
 {
     if (e->newer)
         e->newer->older = e->older;
@@ -390,7 +473,7 @@ static void cache_unlink(struct profile_cache *pc, struct cached *e)
     e->newer = e->older = NULL;
 }
 
-static void cache_push(struct profile_cache *pc, struct cached *e)
+static void cache_push(struct value_cache *pc, struct cached *e)
 {
     e->older = pc->newest;
     e->newer = NULL;
@@ -401,7 +484,7 @@ static void cache_push(struct profile_cache *pc, struct cached *e)
         pc->oldest = e;
 }
 
-static void cache_drop(struct profile_cache *pc, struct cached *e)
+static void cache_drop(struct value_cache *pc, struct cached *e)
 {
     cache_unlink(pc, e);
     (void)patron_strmap_del(&pc->map, e->id, e->id_len);
@@ -410,7 +493,7 @@ static void cache_drop(struct profile_cache *pc, struct cached *e)
     free(e);
 }
 
-static void cache_clear(struct profile_cache *pc)
+static void cache_clear(struct value_cache *pc)
 {
     for (struct cached *e = pc->newest, *older; e; e = older) {
         older = e->older;
@@ -423,7 +506,7 @@ static void cache_clear(struct profile_cache *pc)
 }
 
 /* The value, or NULL; a hit becomes the most recent. */
-static struct cached *cache_get(struct profile_cache *pc, const char *id, size_t id_len)
+static struct cached *cache_get(struct value_cache *pc, const char *id, size_t id_len)
 {
     struct cached *e = patron_strmap_get(&pc->map, id, id_len);
     if (e && e != pc->newest) {
@@ -435,14 +518,14 @@ static struct cached *cache_get(struct profile_cache *pc, const char *id, size_t
 
 /* Evicts from the old end; an entry a batch in flight wrote stops it (there
  * are at most inflight x batch_max of those, all recent). */
-static void cache_evict(struct profile_cache *pc)
+static void cache_evict(struct value_cache *pc)
 {
     while (pc->oldest && pc->oldest->seq == 0 &&
-           (pc->map.count > CACHE_MAX_ENTRIES || pc->bytes > CACHE_MAX_BYTES))
+           (pc->map.count > pc->max_entries || pc->bytes > pc->max_bytes))
         cache_drop(pc, pc->oldest);
 }
 
-static struct cached *cache_put(struct profile_cache *pc, const char *id, size_t id_len,
+static struct cached *cache_put(struct value_cache *pc, const char *id, size_t id_len,
                                 const uint8_t *value, size_t len, uint64_t seq)
 {
     struct cached *e = cache_get(pc, id, id_len);
@@ -470,7 +553,7 @@ static struct cached *cache_put(struct profile_cache *pc, const char *id, size_t
 /* A completed batch's writes are in Redis: its entries may go. The entries
  * it wrote are still there: pinned by it or by a later batch (batches
  * complete in order, and a reset empties the cache without completing). */
-static void cache_release(struct profile_cache *pc, const struct batch *b)
+static void cache_release(struct value_cache *pc, const struct batch *b)
 {
     for (size_t i = 0; i < b->n_customers; i++) {
         struct cached *e = b->customers[i].entry;
@@ -604,6 +687,11 @@ static void publish(struct batch *b)
 }
 
 static void apply_and_write(struct batch *b);
+static void graph_read(struct batch *b, bool first);
+static void graph_write(struct batch *b);
+static void write_profiles(struct batch *b);
+static void write_item_stats(struct batch *b);
+static void write_clock(struct batch *b);
 
 /*
  * Batches apply in order, each as soon as its reads are back and its
@@ -657,6 +745,30 @@ static void batch_settle(struct batch *b)
         b->read = true;
         apply_ready(ing);
         return;
+    case PHASE_GRAPH_WAIT:
+        return; /* graph_next starts it */
+    case PHASE_GRAPH_READ:
+        graph_write(b);
+        return;
+    case PHASE_GRAPH_WRITE:
+        if (b->graph_conflict) {
+            if (++b->graph_attempts >= GRAPH_ATTEMPTS_MAX)
+                batch_fail(b, "neighbour lists: too many conflicts");
+            else
+                graph_read(b, false);
+            return;
+        }
+        b->phase = PHASE_WRITING;
+        b->pending++; /* held while sending */
+        /* after the graph, so that a crash in between replays the batch;
+         * the statistics follow what was applied */
+        write_profiles(b);
+        if (!b->failed)
+            write_item_stats(b);
+        if (!b->failed)
+            write_clock(b);
+        batch_release(b);
+        return;
     case PHASE_WRITING:
         b->phase = PHASE_DONE;
         b->pending++; /* as above */
@@ -674,58 +786,150 @@ static void batch_settle(struct batch *b)
 
 /* ---- reading -------------------------------------------------------------- */
 
+/* An MGET's values, copied into the batch (the reply is hiredis'). */
 static void on_read(void *ud, redisReply *reply)
 {
-    struct customer *c = ud;
-    struct batch *b = c->b;
+    struct multi_call *mc = ud;
+    struct batch *b = mc->b;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         batch_fail(b, reply ? reply->str : "redis disconnected");
-    } else if (reply->type == REDIS_REPLY_STRING && !b->cancelled) {
-        c->stored = arena_alloc(&b->arena, (size_t)reply->len);
-        memcpy(c->stored, reply->str, (size_t)reply->len);
-        c->stored_len = (size_t)reply->len;
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != mc->n) {
+        batch_fail(b, "MGET: unexpected reply");
+    } else if (!b->cancelled) {
+        for (size_t i = 0; i < mc->n; i++) {
+            const redisReply *r = reply->element[i];
+            struct versioned *v = mc->v[i];
+            v->stored = NULL; /* nil: absent (or not a string) */
+            v->stored_len = 0;
+            if (r->type != REDIS_REPLY_STRING)
+                continue;
+            v->stored = arena_alloc(&b->arena, (size_t)r->len);
+            memcpy(v->stored, r->str, (size_t)r->len);
+            v->stored_len = (size_t)r->len;
+        }
     }
     batch_release(b);
 }
 
+/* Orders by key group, then by position in the batch (deterministic). */
+static int versioned_group_cmp(const void *x, const void *y)
+{
+    const struct versioned *a = *(struct versioned *const *)x, *b = *(struct versioned *const *)y;
+    if (a->group != b->group)
+        return a->group < b->group ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+/* Calls per run of one key group in v[0 .. n), at most `chunk` keys each:
+ * send(b, mc) sends one, and its callback gets mc. On a cluster v is
+ * sorted first. Returns nonzero when a call could not be sent (the batch
+ * has failed then). */
+static int send_grouped(struct batch *b, struct versioned **v, size_t n, size_t chunk,
+                        int (*send)(struct batch *b, struct multi_call *mc))
+{
+    if (patron_kv_is_cluster(b->ing->redis))
+        qsort(v, n, sizeof(*v), versioned_group_cmp);
+    for (size_t from = 0, to; from < n; from = to) {
+        for (to = from + 1; to < n && to - from < chunk && v[to]->group == v[from]->group; to++)
+            ;
+        struct multi_call *mc = arena_alloc(&b->arena, sizeof(*mc));
+        *mc = (struct multi_call){b, to - from, v + from};
+        if (send(b, mc)) {
+            batch_fail(b, "redis unavailable");
+            return -1;
+        }
+        b->pending++;
+    }
+    return 0;
+}
+
+static int send_mget(struct batch *b, struct multi_call *mc)
+{
+    const char *argv[1 + READ_CHUNK];
+    size_t lens[1 + READ_CHUNK];
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < mc->n; i++) {
+        argv[1 + i] = mc->v[i]->key;
+        lens[1 + i] = mc->v[i]->key_len;
+    }
+    return patron_kv_commandv(b->ing->redis, on_read, mc, (int)(1 + mc->n), argv, lens);
+}
+
 /* Customers this process wrote recently come from the cache (which holds
- * what the batches in flight wrote, too); the others from Redis. A copy is
- * kept in case the entry is evicted before the batch applies. */
+ * what the batches in flight wrote, too); the others from Redis, an MGET
+ * per READ_CHUNK of one key group. A copy is kept in case the entry is
+ * evicted before the batch applies. */
 static void read_profiles(struct batch *b)
 {
     struct ingest *ing = b->ing;
+    struct versioned **miss = arena_alloc(&b->arena, b->n_customers * sizeof(*miss));
+    size_t n_miss = 0;
     for (size_t i = 0; i < b->n_customers; i++) {
         struct customer *c = &b->customers[i];
         struct cached *hit = cache_get(&ing->cache, c->id, c->id_len);
         if (hit) {
-            c->stored = arena_alloc(&b->arena, hit->len);
-            memcpy(c->stored, hit->value, hit->len);
-            c->stored_len = hit->len;
+            c->v.stored = arena_alloc(&b->arena, hit->len);
+            memcpy(c->v.stored, hit->value, hit->len);
+            c->v.stored_len = hit->len;
             continue;
         }
-        const char *argv[] = {"GET", c->key};
-        size_t lens[] = {3, c->key_len};
-        if (patron_kv_commandv(ing->redis, on_read, c, 2, argv, lens)) {
-            batch_fail(b, "redis unavailable");
-            return;
-        }
-        b->pending++;
+        miss[n_miss++] = &c->v;
     }
+    (void)send_grouped(b, miss, n_miss, READ_CHUNK, send_mget);
 }
 
 /* ---- applying and writing ------------------------------------------------- */
 
-/* A profile's compare-and-set: 1 or OK, else another writer won (0 from
- * the script, nil from SET NX). */
+/* A compare-and-set call: 1 if written, 0 if another writer won (then
+ * nothing was); -1 for an error, the batch failed. */
+static int cas_outcome(struct batch *b, const redisReply *reply)
+{
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        batch_fail(b, reply ? reply->str : "redis disconnected");
+        return -1;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        batch_fail(b, "compare-and-set: unexpected reply");
+        return -1;
+    }
+    return reply->integer != 0;
+}
+
+/* Profiles: another writer means another ingest took the partition (or a
+ * zombie of ours wrote late): start over from the stored offsets. */
 static void on_profile_written(void *ud, redisReply *reply)
 {
-    struct batch *b = ud;
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
-        batch_fail(b, reply ? reply->str : "redis disconnected");
-    else if ((reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) ||
-             reply->type == REDIS_REPLY_NIL)
-        batch_fail(b, "profile version conflict");
-    batch_release(b);
+    struct multi_call *mc = ud;
+    if (cas_outcome(mc->b, reply) == 0)
+        batch_fail(mc->b, "profile version conflict");
+    batch_release(mc->b);
+}
+
+/* Sends mc's values in one compare-and-set call. */
+static int send_cas(struct batch *b, struct multi_call *mc, patron_redis_cb cb)
+{
+    const char *argv[4 * CAS_CHUNK];
+    size_t lens[4 * CAS_CHUNK];
+    size_t nkeys = mc->n, argc = nkeys;
+    for (size_t i = 0; i < nkeys; i++) {
+        const struct versioned *v = mc->v[i];
+        argv[i] = v->key;
+        lens[i] = v->key_len;
+        argv[argc] = (const char *)v->expected;
+        lens[argc++] = v->expected_len;
+        argv[argc] = (const char *)v->value;
+        lens[argc++] = v->len;
+        argv[argc] = v->ttl;
+        lens[argc++] = strlen(v->ttl);
+    }
+    return patron_kv_evalsha(b->ing->redis, b->ing->cas_many, cb, mc, (int)nkeys,
+                             (int)(argc - nkeys), argv, lens);
+}
+
+static int send_profile_cas(struct batch *b, struct multi_call *mc)
+{
+    return send_cas(b, mc, on_profile_written);
 }
 
 /* Any other write: only an error matters (HSET, SADD... count what changed). */
@@ -915,56 +1119,167 @@ static void batch_note_purchase(struct batch *b, const char (*prior)[PATRON_ID_M
         graph_add(b, pairs[i].a, pairs[i].b);
 }
 
-/* Decimal of v, NUL-ended, in dst (12 bytes); returns the length. snprintf
- * showed in the profile at thousands of cells per batch. */
-static size_t put_count(char *dst, uint32_t v)
-{
-    char tmp[12];
-    size_t n = 0, len;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (len = 0; n;)
-        dst[len++] = tmp[--n];
-    dst[len] = '\0';
-    return len;
-}
+/* ---- the item graph -------------------------------------------------------- */
 
-/* One script call per item whose neighbour list changed. */
-static void write_graph(struct batch *b)
+static void graph_next(struct ingest *ing);
+
+/* The neighbour lists a batch changes, in b->rows. */
+static void graph_collect(struct batch *b)
 {
     struct ingest *ing = b->ing;
-    char topk[24], key[PATRON_KEY_MAX];
-    int topk_len = snprintf(topk, sizeof(topk), "%d", ing->cfg->graph_topk);
-    for (size_t s = 0; s < b->graph.cap && !b->failed; s++) {
+    b->rows = arena_alloc(&b->arena, (b->graph.count ? b->graph.count : 1) * sizeof(*b->rows));
+    size_t k = 0;
+    for (size_t s = 0; s < b->graph.cap; s++) {
         const struct graph_row *row = b->graph.slots[s].value;
         if (!b->graph.slots[s].key)
             continue;
-        int klen = patron_key_item_cooc(key, sizeof(key), row->item, strlen(row->item));
+        struct graph_key *gk = &b->rows[k];
+        int klen = patron_key_item_cooc(gk->v.key, sizeof(gk->v.key), row->item, strlen(row->item));
         if (klen < 0)
             continue; /* ids were checked: cannot happen */
-        size_t argc = 0, max = 2 + 2 * row->n;
-        const char **argv = patron_malloc(max * sizeof(*argv));
-        size_t *lens = patron_malloc(max * sizeof(*lens));
-        char(*counts)[12] = patron_malloc(row->n * sizeof(*counts));
-        argv[argc] = key;
-        lens[argc++] = (size_t)klen;
-        argv[argc] = topk;
-        lens[argc++] = (size_t)topk_len;
-        for (size_t i = 0; i < row->n; i++) {
-            argv[argc] = row->cells[i].item;
-            lens[argc++] = strlen(row->cells[i].item);
-            argv[argc] = counts[i];
-            lens[argc++] = put_count(counts[i], row->cells[i].count);
+        gk->v.key_len = (size_t)klen;
+        gk->v.group = patron_kv_key_group(ing->redis, gk->v.key, gk->v.key_len);
+        gk->v.stored = NULL;
+        gk->v.ttl = "0";
+        gk->row = row;
+        gk->todo = true;
+        k++;
+    }
+    b->n_rows = k;
+}
+
+/* Reads the lists still to write: from the cache on the first round (what
+ * this process merged last is the newest there is, unless another writer
+ * came by, which the compare-and-set then detects), else from Redis. */
+static void graph_read(struct batch *b, bool first)
+{
+    struct ingest *ing = b->ing;
+    b->phase = PHASE_GRAPH_READ;
+    if (first)
+        ing->graph_reader = b;
+    struct versioned **miss = arena_alloc(&b->arena, b->n_rows * sizeof(*miss));
+    size_t n_miss = 0;
+    for (size_t i = 0; i < b->n_rows; i++) {
+        struct graph_key *gk = &b->rows[i];
+        if (!gk->todo)
+            continue;
+        struct cached *hit = first ? cache_get(&ing->rows, gk->v.key, gk->v.key_len) : NULL;
+        if (hit) {
+            gk->v.stored = arena_alloc(&b->arena, hit->len);
+            memcpy(gk->v.stored, hit->value, hit->len);
+            gk->v.stored_len = hit->len;
+            continue;
         }
-        if (patron_kv_evalsha(ing->redis, ing->graph, on_written, b, 1, (int)argc - 1, argv, lens))
-            batch_fail(b, "redis unavailable");
-        else
-            b->pending++;
-        free(counts);
-        free(lens);
-        free(argv);
+        miss[n_miss++] = &gk->v;
+    }
+    b->pending++; /* held while sending */
+    (void)send_grouped(b, miss, n_miss, READ_CHUNK, send_mget);
+    batch_release(b);
+}
+
+/* A round of lists: those another writer changed since we read them go to
+ * the next round, read again from Redis; nothing of the call was written. */
+static void on_rows_written(void *ud, redisReply *reply)
+{
+    struct multi_call *mc = ud;
+    struct batch *b = mc->b;
+    if (cas_outcome(b, reply) == 0 && !b->cancelled) {
+        b->graph_conflict = true;
+        for (size_t i = 0; i < mc->n; i++) {
+            struct graph_key *gk = (struct graph_key *)mc->v[i]; /* v is its first member */
+            gk->todo = true;
+            struct cached *e = patron_strmap_get(&b->ing->rows.map, gk->v.key, gk->v.key_len);
+            if (e)
+                cache_drop(&b->ing->rows, e); /* batches that merged on it fail too */
+        }
+        patron_counter_add(b->ing->m_graph_conflicts, 1);
+    }
+    batch_release(b);
+}
+
+static int send_row_cas(struct batch *b, struct multi_call *mc)
+{
+    return send_cas(b, mc, on_rows_written);
+}
+
+/* Merges the batch's increments into one list as read. A list that does not
+ * decode (not written by this version of Patron) starts over: it is
+ * statistics, and the next purchases rebuild it. */
+static void graph_merge(struct batch *b, struct graph_key *gk)
+{
+    struct ingest *ing = b->ing;
+    struct versioned *v = &gk->v;
+    size_t n = 0;
+    uint64_t version;
+    v->expected_len = 0;
+    if (v->stored) {
+        v->expected_len =
+            v->stored_len < PATRON_PROFILE_VERSION_LEN ? v->stored_len : PATRON_PROFILE_VERSION_LEN;
+        memcpy(v->expected, v->stored, v->expected_len);
+        if (patron_graph_row_decode(v->stored, v->stored_len, &version, ing->cells,
+                                    PATRON_GRAPH_ROW_MAX, &n)) {
+            patron_log(ing->log, PATRON_LOG_WARN, "neighbour list does not decode: rebuilt",
+                       "\"key_len\":%zu", v->key_len);
+            patron_counter_add(ing->m_graph_rebuilt, 1);
+            n = 0;
+        }
+    }
+    const struct graph_row *row = gk->row;
+    struct patron_graph_cell *inc = ing->incs;
+    if (row->n > ing->n_incs) {
+        inc = arena_alloc(&b->arena, row->n * sizeof(*inc));
+    }
+    for (size_t i = 0; i < row->n; i++)
+        inc[i] = (struct patron_graph_cell){row->cells[i].item, strlen(row->cells[i].item),
+                                            row->cells[i].count};
+    n = patron_graph_row_merge(ing->cells, n, PATRON_GRAPH_ROW_MAX + 1, inc, row->n,
+                               (size_t)ing->cfg->graph_topk);
+    v->len = patron_graph_row_size(ing->cells, n);
+    uint8_t *value = arena_alloc(&b->arena, v->len);
+    /* Versions are unique, not ordered (see ingest_start): a list merged on
+     * one that lost its compare-and-set can never match what Redis holds. */
+    patron_graph_row_encode(ing->row_version++, ing->cells, n, value);
+    v->value = value;
+}
+
+/* Merges and writes the round's lists; the next batch may then read its
+ * own: what it finds in the cache or in Redis includes these. */
+static void graph_write(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    b->phase = PHASE_GRAPH_WRITE;
+    b->graph_conflict = false;
+    struct versioned **todo = arena_alloc(&b->arena, (b->n_rows ? b->n_rows : 1) * sizeof(*todo));
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_rows; i++) {
+        struct graph_key *gk = &b->rows[i];
+        if (!gk->todo)
+            continue;
+        graph_merge(b, gk);
+        cache_put(&ing->rows, gk->v.key, gk->v.key_len, gk->v.value, gk->v.len, 0);
+        gk->todo = false;
+        todo[n++] = &gk->v;
+    }
+    b->pending++; /* held while sending */
+    (void)send_grouped(b, todo, n, CAS_CHUNK, send_row_cas);
+    if (ing->graph_reader == b) {
+        ing->graph_reader = NULL;
+        graph_next(ing);
+    }
+    batch_release(b);
+}
+
+/* The oldest batch waiting to read its lists starts, unless one is reading:
+ * lists are read in batch order, each batch after the one before merged. */
+static void graph_next(struct ingest *ing)
+{
+    if (ing->graph_reader || ing->resetting)
+        return;
+    for (struct batch *b = ing->head; b; b = b->next) {
+        if (b->phase == PHASE_GRAPH_WAIT && !b->cancelled && !b->failed) {
+            graph_read(b, true);
+            return;
+        }
     }
 }
 
@@ -1010,57 +1325,65 @@ static void write_item_stats(struct batch *b)
     free(argv);
 }
 
-/* Compare-and-set of the customer's profile: SET NX for a new one (native,
- * a third of the script's cost in Redis), else the script, which an erasure
- * also needs to delete the customer's other keys. A tombstone expires. */
-static void write_profile(struct batch *b, struct customer *c, uint64_t version, bool erasure,
+/* Compare-and-set of the customer's profile over `base` (the value it was
+ * built on; NULL: new). An erasure runs its own script at once (it deletes
+ * the customer's other keys too); any other write waits for write_profiles,
+ * which sends the batch's in few calls. A tombstone expires. The cache has
+ * the new value from now on. */
+static void write_profile(struct batch *b, struct customer *c, const uint8_t *base, bool erasure,
                           bool tombstone, const uint8_t *value, size_t len)
 {
     struct ingest *ing = b->ing;
-    enum { KEYS_MAX = 16 };
-    char keys[KEYS_MAX][PATRON_KEY_MAX];
-    const char *argv[KEYS_MAX + 3];
-    size_t lens[KEYS_MAX + 3];
-    int rc;
-
-    if (version == 0 && !erasure) {
-        const char *set[] = {"SET", c->key, (const char *)value, "NX", "EX", TOMBSTONE_TTL_S};
-        size_t set_lens[] = {3, c->key_len, len, 2, 2, strlen(TOMBSTONE_TTL_S)};
-        rc =
-            patron_kv_commandv(ing->redis, on_profile_written, b, tombstone ? 6 : 4, set, set_lens);
+    struct versioned *v = &c->v;
+    v->expected_len = base ? PATRON_PROFILE_VERSION_LEN : 0;
+    if (base)
+        memcpy(v->expected, base, PATRON_PROFILE_VERSION_LEN);
+    v->ttl = tombstone ? TOMBSTONE_TTL_S : "0";
+    v->value = value;
+    v->len = len;
+    if (!erasure) {
+        b->writes[b->n_writes++] = v;
     } else {
-        uint8_t expected[PATRON_PROFILE_VERSION_LEN];
-        patron_profile_version_put(expected, version);
+        enum { KEYS_MAX = 16 };
+        char keys[KEYS_MAX][PATRON_KEY_MAX];
+        const char *argv[KEYS_MAX + 3];
+        size_t lens[KEYS_MAX + 3];
         int nkeys = 0;
-        argv[nkeys] = c->key;
-        lens[nkeys++] = c->key_len;
-        if (erasure) {
-            for (size_t i = 0; PATRON_CUSTOMER_KEY_SUFFIXES[i] && nkeys < KEYS_MAX; i++) {
-                int klen = patron_key_customer_sub(keys[i], sizeof(keys[i]), c->id, c->id_len,
-                                                   PATRON_CUSTOMER_KEY_SUFFIXES[i]);
-                if (klen < 0)
-                    continue;
-                argv[nkeys] = keys[i];
-                lens[nkeys++] = (size_t)klen;
-            }
+        argv[nkeys] = v->key;
+        lens[nkeys++] = v->key_len;
+        for (size_t i = 0; PATRON_CUSTOMER_KEY_SUFFIXES[i] && nkeys < KEYS_MAX; i++) {
+            int klen = patron_key_customer_sub(keys[i], sizeof(keys[i]), c->id, c->id_len,
+                                               PATRON_CUSTOMER_KEY_SUFFIXES[i]);
+            if (klen < 0)
+                continue;
+            argv[nkeys] = keys[i];
+            lens[nkeys++] = (size_t)klen;
         }
         int argc = nkeys;
-        argv[argc] = (const char *)expected;
-        lens[argc++] = version ? PATRON_PROFILE_VERSION_LEN : 0;
+        argv[argc] = (const char *)v->expected;
+        lens[argc++] = v->expected_len;
         argv[argc] = (const char *)value;
         lens[argc++] = len;
-        argv[argc] = tombstone ? TOMBSTONE_TTL_S : "0";
-        lens[argc] = strlen(argv[argc]);
+        argv[argc] = v->ttl;
+        lens[argc] = strlen(v->ttl);
         argc++;
-        rc = patron_kv_evalsha(ing->redis, ing->cas, on_profile_written, b, nkeys, argc - nkeys,
-                               argv, lens);
+        struct multi_call *mc = arena_alloc(&b->arena, sizeof(*mc));
+        *mc = (struct multi_call){b, 1, NULL};
+        if (patron_kv_evalsha(ing->redis, ing->cas, on_profile_written, mc, nkeys, argc - nkeys,
+                              argv, lens)) {
+            batch_fail(b, "redis unavailable");
+            return;
+        }
+        b->pending++;
     }
-    if (rc) {
-        batch_fail(b, "redis unavailable");
-        return;
-    }
-    b->pending++;
     c->entry = cache_put(&ing->cache, c->id, c->id_len, value, len, b->seq);
+}
+
+/* The batch's profile writes: one compare-and-set call per CAS_CHUNK
+ * profiles of one key group. */
+static void write_profiles(struct batch *b)
+{
+    (void)send_grouped(b, b->writes, b->n_writes, CAS_CHUNK, send_profile_cas);
 }
 
 static void apply_customer(struct batch *b, struct customer *c)
@@ -1074,8 +1397,8 @@ static void apply_customer(struct batch *b, struct customer *c)
 
     /* What a batch in flight wrote after our read is in the cache (see
      * apply_ready); so is what we wrote before it, unchanged since. */
-    const uint8_t *stored = c->stored;
-    size_t stored_len = c->stored_len;
+    const uint8_t *stored = c->v.stored, *base = NULL;
+    size_t stored_len = c->v.stored_len;
     struct cached *hit = cache_get(&ing->cache, c->id, c->id_len);
     if (hit) {
         stored = hit->value;
@@ -1083,6 +1406,7 @@ static void apply_customer(struct batch *b, struct customer *c)
     }
     if (stored && stored_len >= PATRON_PROFILE_VERSION_LEN) {
         version = patron_profile_version_get(stored, stored_len);
+        base = stored;
         if (patron_profile_decode(p, stored + PATRON_PROFILE_VERSION_LEN,
                                   stored_len - PATRON_PROFILE_VERSION_LEN)) {
             /* Never overwrite what we cannot read: stop and let a human look. */
@@ -1140,7 +1464,7 @@ static void apply_customer(struct batch *b, struct customer *c)
         patron_profile_version_put(value, version + 1);
         memcpy(value + PATRON_PROFILE_VERSION_LEN, body, len);
         free(body);
-        write_profile(b, c, version, erasure, p->erased, value, value_len);
+        write_profile(b, c, base, erasure, p->erased, value, value_len);
     }
 }
 
@@ -1184,18 +1508,21 @@ static void write_clock(struct batch *b)
     free(argv);
 }
 
+/* Applies the batch (in batch order) and sets its writes on their way:
+ * the neighbour lists first, when the batch before has merged its own. */
 static void apply_and_write(struct batch *b)
 {
-    b->phase = PHASE_WRITING;
     for (size_t i = 0; i < b->n_customers && !b->failed; i++)
         apply_customer(b, &b->customers[i]);
-    /* after the profiles, so that the statistics follow what was applied */
-    if (!b->failed)
-        write_graph(b);
-    if (!b->failed)
-        write_item_stats(b);
-    if (!b->failed)
-        write_clock(b);
+    if (b->failed)
+        return;
+    graph_collect(b);
+    if (b->n_rows == 0) {
+        b->phase = PHASE_GRAPH_WRITE; /* nothing to wait for: on to WRITING */
+        return;
+    }
+    b->phase = PHASE_GRAPH_WAIT;
+    graph_next(b->ing);
 }
 
 /* ---- starting a batch ----------------------------------------------------- */
@@ -1325,8 +1652,9 @@ static void batch_classify(struct batch *b)
             c->b = b;
             c->id = id;
             c->id_len = id_len;
-            int klen = patron_key_customer(c->key, sizeof(c->key), id, id_len);
-            c->key_len = klen > 0 ? (size_t)klen : 0; /* ids were checked: always fits */
+            int klen = patron_key_customer(c->v.key, sizeof(c->v.key), id, id_len);
+            c->v.key_len = klen > 0 ? (size_t)klen : 0; /* ids were checked: always fits */
+            c->v.group = patron_kv_key_group(ing->redis, c->v.key, c->v.key_len);
             patron_strmap_put(&b->by_customer, id, id_len, c);
         }
         e->cust = c;
@@ -1360,6 +1688,7 @@ static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
     b->events = arena_calloc(&b->arena, n, sizeof(*b->events));
     b->customers = arena_calloc(&b->arena, n, sizeof(*b->customers));
     b->positions = arena_calloc(&b->arena, n, sizeof(*b->positions));
+    b->writes = arena_alloc(&b->arena, n * sizeof(*b->writes));
     b->n_events = n;
     presize(&b->by_customer, n);
     patron_strmap_init(&b->strings);
@@ -1420,6 +1749,8 @@ static void reset(struct ingest *ing, const char *why)
         for (struct batch *b = ing->head; b; b = b->next)
             b->cancelled = true;
         cache_clear(&ing->cache);
+        cache_clear(&ing->rows);
+        ing->graph_reader = NULL;
         if (patron_consumer_pause_all(ing->consumer))
             patron_log(ing->log, PATRON_LOG_WARN, "pause failed", NULL);
     }
@@ -1601,6 +1932,12 @@ static void make_metrics(struct ingest *ing)
                                             "ProfileUpdates produced", NULL);
     ing->m_inflight =
         patron_metrics_gauge(m, "patron_ingest_inflight_batches", "Batches in flight", NULL);
+    ing->m_graph_conflicts = patron_metrics_counter(
+        m, "patron_ingest_graph_conflicts_total",
+        "Neighbour-list writes lost to another writer, read and merged again", NULL);
+    ing->m_graph_rebuilt =
+        patron_metrics_counter(m, "patron_ingest_graph_rebuilt_total",
+                               "Stored neighbour lists that did not decode, started over", NULL);
     static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
     ing->m_batch_seconds =
         patron_metrics_histogram(m, "patron_ingest_batch_seconds", "From consume to offsets stored",
@@ -1617,6 +1954,19 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     ing->log = log;
     ing->metrics = metrics;
     patron_strmap_init(&ing->cache.map);
+    ing->cache.max_entries = CACHE_MAX_ENTRIES;
+    ing->cache.max_bytes = CACHE_MAX_BYTES;
+    patron_strmap_init(&ing->rows.map);
+    ing->rows.max_entries = ROWS_MAX_ENTRIES;
+    ing->rows.max_bytes = ROWS_MAX_BYTES;
+    /* Neighbour list versions start at a random point: two ingests (or one
+     * restarted) never write the same version, so a compare-and-set cannot
+     * mistake another writer's list for the one it read. */
+    if (uv_random(NULL, NULL, &ing->row_version, sizeof(ing->row_version), 0, NULL))
+        ing->row_version = ((uint64_t)patron_wall_ms() << 20) ^ (uint64_t)uv_os_getpid();
+    ing->cells = patron_malloc((PATRON_GRAPH_ROW_MAX + 1) * sizeof(*ing->cells));
+    ing->n_incs = GRAPH_PAIRS_MAX;
+    ing->incs = patron_malloc(ing->n_incs * sizeof(*ing->incs));
     ing->profile = patron_malloc(sizeof(*ing->profile));
     ing->prior = patron_malloc(PATRON_PROFILE_BOUGHT_MAX * sizeof(*ing->prior));
     ing->pairs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*ing->pairs));
@@ -1629,7 +1979,7 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     if (rc)
         goto out_free;
     if ((rc = patron_kv_script(ing->redis, CAS_LUA, &ing->cas)) ||
-        (rc = patron_kv_script(ing->redis, GRAPH_LUA, &ing->graph)) ||
+        (rc = patron_kv_script(ing->redis, CAS_MANY_LUA, &ing->cas_many)) ||
         (rc = patron_kv_script(ing->redis, CLOCK_LUA, &ing->clock)) ||
         (rc = patron_kv_script(ing->redis, ITEMS_LUA, &ing->items)))
         goto out_close_redis;
@@ -1672,6 +2022,10 @@ out_close_producer:
 out_close_redis:
     patron_kv_close(ing->redis, NULL, NULL);
 out_free:
+    patron_strmap_free(&ing->cache.map);
+    patron_strmap_free(&ing->rows.map);
+    free(ing->cells);
+    free(ing->incs);
     free(ing->pairs);
     free(ing->prior);
     free(ing->profile);
@@ -1706,6 +2060,10 @@ void ingest_free(struct ingest *ing)
     }
     cache_clear(&ing->cache);
     patron_strmap_free(&ing->cache.map);
+    cache_clear(&ing->rows);
+    patron_strmap_free(&ing->rows.map);
+    free(ing->cells);
+    free(ing->incs);
     arena_spares_free(&ing->spares);
     free(ing->profile);
     free(ing->prior);

@@ -137,6 +137,11 @@ bool patron_kv_is_cluster(const struct patron_kv *kv)
     return kv->cluster != NULL;
 }
 
+unsigned patron_kv_key_group(const struct patron_kv *kv, const char *key, size_t len)
+{
+    return kv->cluster ? patron_redis_cluster_slot(key, len) : 0;
+}
+
 int patron_kv_commandv(struct patron_kv *kv, patron_redis_cb cb, void *ud, int argc,
                        const char **argv, const size_t *argvlen)
 {

@@ -14,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "patron/clock.h"
+#include "patron/graph_row.h"
 #include "patron/keys.h"
 #include "patron/log.h"
 #include "patron/metrics.h"
@@ -352,30 +354,35 @@ static int64_t parse_count(const redisReply *r)
     return *end == '\0' && errno != ERANGE && v > 0 ? (int64_t)v : 0;
 }
 
-/* ZREVRANGE ... WITHSCORES: member, score pairs, strongest first; bad pairs
- * are skipped. Fills at most max neighbours, their ids copied into *ids_out. */
-static size_t parse_neighbours(const redisReply *r, size_t max, struct patron_reco_neighbour *nb,
-                               char **ids_out)
+/* A GET of a neighbour list (graph_row.h): strongest first. Fills at most
+ * max neighbours, their ids copied into *ids_out; nil (no list yet) and a
+ * list that does not decode give none. Returns -1 for any other reply. */
+static ssize_t parse_neighbours(const redisReply *r, size_t max, struct patron_reco_neighbour *nb,
+                                char **ids_out)
 {
-    size_t pairs = r->elements / 2, bytes = 0, n = 0;
-    if (pairs > max)
-        pairs = max;
-    for (size_t i = 0; i < pairs; i++)
-        if (reply_id(r->element[2 * i]))
-            bytes += (size_t)r->element[2 * i]->len + 1;
+    struct patron_graph_cell cells[PATRON_GRAPH_ROW_MAX];
+    uint64_t version;
+    size_t n = 0, bytes = 0;
+    *ids_out = NULL;
+    if (r->type == REDIS_REPLY_NIL)
+        return 0;
+    if (r->type != REDIS_REPLY_STRING)
+        return -1;
+    if (patron_graph_row_decode(r->str, (size_t)r->len, &version, cells, PATRON_GRAPH_ROW_MAX, &n))
+        return 0;
+    if (n > max)
+        n = max;
+    for (size_t i = 0; i < n; i++)
+        bytes += cells[i].id_len + 1;
     char *ids = patron_malloc(bytes ? bytes : 1), *p = ids;
-    for (size_t i = 0; i < pairs; i++) {
-        const redisReply *m = r->element[2 * i];
-        double score;
-        if (!reply_id(m) || !parse_double(r->element[2 * i + 1], &score) || !(score > 0))
-            continue;
-        memcpy(p, m->str, (size_t)m->len);
-        p[m->len] = '\0';
-        nb[n++] = (struct patron_reco_neighbour){p, score};
-        p += m->len + 1;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, cells[i].id, cells[i].id_len);
+        p[cells[i].id_len] = '\0';
+        nb[i] = (struct patron_reco_neighbour){p, (double)cells[i].count};
+        p += cells[i].id_len + 1;
     }
     *ids_out = ids;
-    return n;
+    return (ssize_t)n;
 }
 
 /* ---- commands ----------------------------------------------------------------------- */
@@ -417,15 +424,22 @@ static void on_neighbours(void *ud, redisReply *reply)
 {
     struct cmd *c = ud;
     struct request *rq = c->rq;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+    struct patron_reco_neighbour nb[PATRON_RECO_NEIGHBOURS_MAX];
+    char *ids = NULL;
+    ssize_t n = reply ? parse_neighbours(reply, PATRON_RECO_NEIGHBOURS_MAX, nb, &ids) : -1;
+    if (n < 0) {
         request_fail(rq, PATRON_EIO);
     } else {
         uint64_t h = patron_hash64(c->id, c->len);
         struct entry *e = cache_put(&c->f->cache, c->id, c->len, h);
         if (e) {
             free(e->nb_ids);
-            e->n_nb = parse_neighbours(reply, PATRON_RECO_NEIGHBOURS_MAX, e->nb, &e->nb_ids);
+            memcpy(e->nb, nb, (size_t)n * sizeof(*nb));
+            e->n_nb = (size_t)n;
+            e->nb_ids = ids;
             e->nb_ms = patron_monotonic_ms();
+        } else {
+            free(ids);
         }
     }
     free(c);
@@ -441,11 +455,9 @@ static int send_neighbours(struct request *rq, const char *id, size_t len)
     struct cmd *c = patron_calloc(1, sizeof(*c));
     *c = (struct cmd){.f = rq->f, .rq = rq, .len = len};
     memcpy(c->id, id, len);
-    char stop[8];
-    int slen = snprintf(stop, sizeof(stop), "%d", PATRON_RECO_NEIGHBOURS_MAX - 1);
-    const char *argv[] = {"ZREVRANGE", key, "0", stop, "WITHSCORES"};
-    size_t lens[] = {9, (size_t)klen, 1, (size_t)slen, 10};
-    int rc = patron_kv_commandv(rq->f->redis, on_neighbours, c, 5, argv, lens);
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, (size_t)klen};
+    int rc = patron_kv_commandv(rq->f->redis, on_neighbours, c, 2, argv, lens);
     if (rc) {
         free(c);
         return rc;
@@ -772,7 +784,9 @@ static void answer(struct request *rq, const struct patron_reco_result *res)
         a.strategy = res->strategy;
         a.n = res->n;
         for (size_t i = 0; i < res->n; i++) {
-            snprintf(a.items[i].item, sizeof(a.items[i].item), "%s", res->items[i].item);
+            size_t len = strnlen(res->items[i].item, sizeof(a.items[i].item) - 1);
+            memcpy(a.items[i].item, res->items[i].item, len);
+            a.items[i].item[len] = '\0';
             a.items[i].score = res->items[i].score;
         }
     }
@@ -840,24 +854,31 @@ static void score(struct request *rq)
 
 /* ---- phases ------------------------------------------------------------------------------- */
 
-/* Asks for an item's facts in this request's round unless they are fresh or
- * already asked for. */
-static void want_facts(struct request *rq, const char *id, size_t len, int64_t now,
-                       const char **ids, size_t *lens, size_t *n)
+/* Asks for an item's facts (h its hash) in this request's round unless they
+ * are fresh or already asked for. Returns its entry, pinned for the phase. */
+static struct entry *want_facts_h(struct request *rq, const char *id, size_t len, uint64_t h,
+                                  int64_t now, const char **ids, size_t *lens, size_t *n)
 {
     struct patron_reco_fetcher *f = rq->f;
-    struct entry *e = cache_put(&f->cache, id, len, patron_hash64(id, len));
+    struct entry *e = cache_put(&f->cache, id, len, h);
     e->referenced = true;
     if (e->mark == rq->seq)
-        return;
+        return e;
     e->mark = rq->seq; /* pinned for the phase: ids[] points into it */
     bool hit = fresh(e->facts_ms, now, f->max_age_ms);
     count_read(f, hit);
     if (hit)
-        return;
+        return e;
     ids[*n] = e->id;
     lens[*n] = len;
     (*n)++;
+    return e;
+}
+
+static struct entry *want_facts(struct request *rq, const char *id, size_t len, int64_t now,
+                                const char **ids, size_t *lens, size_t *n)
+{
+    return want_facts_h(rq, id, len, patron_hash64(id, len), now, ids, lens, n);
 }
 
 /* A phase's entries are pinned by its own sequence number (see cache). */
@@ -881,9 +902,8 @@ static void start_history(struct request *rq)
     for (size_t i = 0; i < rq->n_seeds; i++) {
         const char *id = rq->seeds[i].item;
         size_t len = strlen(id);
-        want_facts(rq, id, len, now, ids, lens, &n);
-        const struct entry *e = cache_get(&f->cache, id, len, patron_hash64(id, len));
-        bool hit = e && fresh(e->nb_ms, now, f->max_age_ms);
+        const struct entry *e = want_facts(rq, id, len, now, ids, lens, &n);
+        bool hit = fresh(e->nb_ms, now, f->max_age_ms);
         count_read(f, hit);
         if (hit)
             continue;
@@ -901,41 +921,68 @@ static void start_history(struct request *rq)
     reply_back(rq);
 }
 
-/* Round 2: the facts of the candidates found in the neighbour lists. */
+/* A candidate of round 2, hashed before its cache probe. */
+struct probe {
+    const char *id;
+    size_t len;
+    uint64_t hash;
+};
+
+enum {
+    CANDIDATES_MAX = PATRON_RECO_SEEDS_MAX * PATRON_RECO_NEIGHBOURS_MAX > PATRON_RECO_SIMILAR_MAX
+                         ? PATRON_RECO_SEEDS_MAX *PATRON_RECO_NEIGHBOURS_MAX
+                         : PATRON_RECO_SIMILAR_MAX
+};
+
+/* Round 2: the facts of the candidates found in the neighbour lists. The
+ * cache is far bigger than the CPU's caches, so each probe would miss them
+ * twice in a row (slot, then entry): all the probes are hashed and their
+ * slots then entries prefetched first, so that the misses overlap. */
 static void start_candidates(struct request *rq)
 {
     struct patron_reco_fetcher *f = rq->f;
+    struct cache *c = &f->cache;
     int64_t now = patron_monotonic_ms();
     rq->phase = PHASE_CANDIDATES;
     rq->pending++;
     phase_begin(rq);
-    for (size_t i = 0; rq->kind == REQ_CUSTOMER && i < rq->n_seeds; i++) {
-        const char *id = rq->seeds[i].item;
-        size_t len = strlen(id);
-        struct entry *e = cache_get(&f->cache, id, len, patron_hash64(id, len));
-        if (e)
-            e->mark = rq->seq; /* its list is read below while entries are added */
-    }
-    size_t max = rq->kind == REQ_SIMILAR ? PATRON_RECO_SIMILAR_MAX
-                                         : PATRON_RECO_SEEDS_MAX * PATRON_RECO_NEIGHBOURS_MAX;
-    const char **ids = patron_malloc(max * sizeof(*ids));
-    size_t *lens = patron_malloc(max * sizeof(*lens)), n = 0;
+    struct probe probes[CANDIDATES_MAX];
+    size_t n_probes = 0;
     if (rq->kind == REQ_SIMILAR) {
-        for (size_t j = 0; j < rq->n_sim; j++)
-            want_facts(rq, rq->sim[j].item, strlen(rq->sim[j].item), now, ids, lens, &n);
+        for (size_t j = 0; j < rq->n_sim && n_probes < CANDIDATES_MAX; j++)
+            probes[n_probes++] = (struct probe){rq->sim[j].item, strlen(rq->sim[j].item), 0};
     } else {
+        /* pinned first: their lists are read while entries are added */
+        const struct entry *seed_e[PATRON_RECO_SEEDS_MAX];
         for (size_t i = 0; i < rq->n_seeds; i++) {
             const char *id = rq->seeds[i].item;
             size_t len = strlen(id);
-            const struct entry *e = cache_get(&f->cache, id, len, patron_hash64(id, len));
-            for (size_t j = 0; e && j < e->n_nb; j++)
-                want_facts(rq, e->nb[j].item, strlen(e->nb[j].item), now, ids, lens, &n);
+            struct entry *e = cache_get(c, id, len, patron_hash64(id, len));
+            if (e)
+                e->mark = rq->seq;
+            seed_e[i] = e;
         }
+        for (size_t i = 0; i < rq->n_seeds; i++)
+            for (size_t j = 0; seed_e[i] && j < seed_e[i]->n_nb && n_probes < CANDIDATES_MAX; j++) {
+                const char *id = seed_e[i]->nb[j].item;
+                probes[n_probes++] = (struct probe){id, strlen(id), 0};
+            }
     }
+    for (size_t k = 0; k < n_probes; k++) {
+        probes[k].hash = patron_hash64(probes[k].id, probes[k].len);
+        __builtin_prefetch(&c->slots[home_slot(probes[k].hash, c->shift)]);
+    }
+    for (size_t k = 0; k < n_probes; k++) {
+        const struct entry *e = c->slots[home_slot(probes[k].hash, c->shift)].e;
+        if (e)
+            __builtin_prefetch(e);
+    }
+    const char *ids[CANDIDATES_MAX];
+    size_t lens[CANDIDATES_MAX], n = 0;
+    for (size_t k = 0; k < n_probes; k++)
+        (void)want_facts_h(rq, probes[k].id, probes[k].len, probes[k].hash, now, ids, lens, &n);
     if (send_facts(rq, ids, lens, n))
         request_fail(rq, PATRON_EIO);
-    free(ids);
-    free(lens);
     reply_back(rq);
 }
 
@@ -1047,12 +1094,13 @@ int patron_reco_fetch_customer(struct patron_reco_fetcher *f, const char *custom
 static void on_similar_list(void *ud, redisReply *reply)
 {
     struct request *rq = ud;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+    rq->sim = patron_malloc(PATRON_RECO_SIMILAR_MAX * sizeof(*rq->sim));
+    ssize_t n =
+        reply ? parse_neighbours(reply, PATRON_RECO_SIMILAR_MAX, rq->sim, &rq->sim_ids) : -1;
+    if (n < 0)
         request_fail(rq, PATRON_EIO);
-    } else {
-        rq->sim = patron_malloc(PATRON_RECO_SIMILAR_MAX * sizeof(*rq->sim));
-        rq->n_sim = parse_neighbours(reply, PATRON_RECO_SIMILAR_MAX, rq->sim, &rq->sim_ids);
-    }
+    else
+        rq->n_sim = (size_t)n;
     reply_back(rq);
 }
 
@@ -1068,11 +1116,9 @@ int patron_reco_fetch_similar(struct patron_reco_fetcher *f, const char *item_id
         return PATRON_EINVAL;
     struct request *rq = request_new(f, REQ_SIMILAR, item_id, id_len, limit, cb, ud);
     rq->phase = PHASE_HISTORY;
-    char stop[16];
-    int slen = snprintf(stop, sizeof(stop), "%d", PATRON_RECO_SIMILAR_MAX - 1);
-    const char *argv[] = {"ZREVRANGE", key, "0", stop, "WITHSCORES"};
-    size_t lens[] = {9, (size_t)klen, 1, (size_t)slen, 10};
-    if (patron_kv_commandv(f->redis, on_similar_list, rq, 5, argv, lens)) {
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, (size_t)klen};
+    if (patron_kv_commandv(f->redis, on_similar_list, rq, 2, argv, lens)) {
         free(rq);
         return PATRON_EIO;
     }

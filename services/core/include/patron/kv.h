@@ -61,6 +61,10 @@ int patron_kv_open(struct patron_kv **out, uv_loop_t *loop,
 
 bool patron_kv_connected(const struct patron_kv *kv);
 bool patron_kv_is_cluster(const struct patron_kv *kv);
+/* Which keys may share one multi-key command or script call: keys with the
+ * same group may. 0 for every key on one node (a script there may touch any
+ * key it declares); the key's hash slot on a cluster. */
+unsigned patron_kv_key_group(const struct patron_kv *kv, const char *key, size_t len);
 
 /* As patron_redis_commandv; on a cluster the keys of one command must share
  * a slot (PATRON_EINVAL when the client sees they do not). PATRON_EIO when

@@ -1,0 +1,220 @@
+/*
+ * An item's neighbour list: codec and merge (see graph_row.h).
+ *
+ * The wire format is protobuf's, written by hand: field 1 (item_ids) one
+ * length-delimited record per id, then field 2 (counts) as one packed run
+ * of varints. protobuf-c would allocate a string per id on every read, and
+ * ingest reads and rewrites hundreds of thousands of rows a second.
+ */
+#include "patron/graph_row.h"
+
+#include <string.h>
+
+enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
+
+/* Reads a varint at *p (< end); 0 on success, -1 if truncated or over 64 bits. */
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t byte = *(*p)++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Skips a field of an unknown number; -1 when it does not fit. */
+static int skip_field(const uint8_t **p, const uint8_t *end, unsigned wire)
+{
+    uint64_t len;
+    switch (wire) {
+    case WIRE_VARINT:
+        return get_varint(p, end, &len);
+    case WIRE_I64:
+        len = 8;
+        break;
+    case WIRE_I32:
+        len = 4;
+        break;
+    case WIRE_LEN:
+        if (get_varint(p, end, &len))
+            return -1;
+        break;
+    default:
+        return -1; /* groups and reserved wire types: not ours */
+    }
+    if (len > (uint64_t)(end - *p))
+        return -1;
+    *p += len;
+    return 0;
+}
+
+int patron_graph_row_decode(const void *value, size_t len, uint64_t *version,
+                            struct patron_graph_cell *cells, size_t max, size_t *n)
+{
+    if (!value || len < PATRON_GRAPH_ROW_VERSION_LEN)
+        return PATRON_EINVAL;
+    const uint8_t *p = value, *end = p + len;
+    uint64_t v = 0;
+    for (int i = 0; i < PATRON_GRAPH_ROW_VERSION_LEN; i++)
+        v = (v << 8) | *p++;
+    size_t ids = 0, counts = 0;
+    while (p < end) {
+        uint64_t tag, flen;
+        if (get_varint(&p, end, &tag))
+            return PATRON_EINVAL;
+        unsigned field = (unsigned)(tag >> 3), wire = (unsigned)(tag & 7);
+        if (field == 1 && wire == WIRE_LEN) {
+            if (get_varint(&p, end, &flen) || flen > (uint64_t)(end - p))
+                return PATRON_EINVAL;
+            if (flen == 0 || flen > PATRON_ID_MAX)
+                return PATRON_EINVAL;
+            if (ids == max)
+                return PATRON_ETOOBIG;
+            cells[ids].id = (const char *)p;
+            cells[ids].id_len = (size_t)flen;
+            ids++;
+            p += flen;
+        } else if (field == 2 && (wire == WIRE_LEN || wire == WIRE_VARINT)) {
+            /* packed, as we write it, or one count per record, as proto3
+             * readers must also accept */
+            const uint8_t *stop = end;
+            if (wire == WIRE_LEN) {
+                if (get_varint(&p, end, &flen) || flen > (uint64_t)(end - p))
+                    return PATRON_EINVAL;
+                stop = p + flen;
+            }
+            do {
+                uint64_t c;
+                if (get_varint(&p, stop, &c) || c == 0)
+                    return PATRON_EINVAL;
+                if (counts == max)
+                    return PATRON_ETOOBIG;
+                cells[counts++].count = c;
+            } while (wire == WIRE_LEN && p < stop);
+        } else if (field == 0 || skip_field(&p, end, wire)) {
+            return PATRON_EINVAL;
+        }
+    }
+    if (ids != counts)
+        return PATRON_EINVAL;
+    *version = v;
+    *n = ids;
+    return 0;
+}
+
+/* Strongest first; ties: the greater id first, bytewise, a prefix before
+ * its extensions counting as smaller (memcmp order, as Redis sorts members). */
+static int cell_before(const struct patron_graph_cell *a, const struct patron_graph_cell *b)
+{
+    if (a->count != b->count)
+        return a->count > b->count;
+    size_t m = a->id_len < b->id_len ? a->id_len : b->id_len;
+    int c = memcmp(a->id, b->id, m);
+    if (c != 0)
+        return c > 0;
+    return a->id_len > b->id_len;
+}
+
+/* Insertion sort: a merged row is nearly in order (only the cells that grew
+ * or arrived move), so this is close to linear. */
+static void order_cells(struct patron_graph_cell *cells, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        if (!cell_before(&cells[i], &cells[i - 1]))
+            continue;
+        struct patron_graph_cell x = cells[i];
+        size_t j = i;
+        do {
+            cells[j] = cells[j - 1];
+            j--;
+        } while (j > 0 && cell_before(&x, &cells[j - 1]));
+        cells[j] = x;
+    }
+}
+
+static size_t find_cell(const struct patron_graph_cell *cells, size_t n, const char *id,
+                        size_t id_len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cells[i].id_len == id_len && memcmp(cells[i].id, id, id_len) == 0)
+            return i;
+    return n;
+}
+
+size_t patron_graph_row_merge(struct patron_graph_cell *cells, size_t n, size_t max,
+                              const struct patron_graph_cell *inc, size_t n_inc, size_t topk)
+{
+    for (size_t i = 0; i < n_inc; i++) {
+        size_t at = find_cell(cells, n, inc[i].id, inc[i].id_len);
+        if (at < n) {
+            cells[at].count += inc[i].count;
+            continue;
+        }
+        if (n == max) {
+            order_cells(cells, n);
+            n = topk; /* max > 2 * topk: the row was over the trim line */
+        }
+        cells[n++] = inc[i];
+    }
+    order_cells(cells, n);
+    return n > 2 * topk ? topk : n;
+}
+
+size_t patron_graph_row_size(const struct patron_graph_cell *cells, size_t n)
+{
+    size_t size = PATRON_GRAPH_ROW_VERSION_LEN, packed = 0;
+    for (size_t i = 0; i < n; i++) {
+        size += 1 + varint_size(cells[i].id_len) + cells[i].id_len;
+        packed += varint_size(cells[i].count);
+    }
+    if (n)
+        size += 1 + varint_size(packed) + packed;
+    return size;
+}
+
+void patron_graph_row_encode(uint64_t version, const struct patron_graph_cell *cells, size_t n,
+                             uint8_t *out)
+{
+    uint8_t *p = out;
+    for (int i = PATRON_GRAPH_ROW_VERSION_LEN - 1; i >= 0; i--)
+        *p++ = (uint8_t)(version >> (8 * i));
+    size_t packed = 0;
+    for (size_t i = 0; i < n; i++) {
+        *p++ = (1 << 3) | WIRE_LEN;
+        p = put_varint(p, cells[i].id_len);
+        memcpy(p, cells[i].id, cells[i].id_len);
+        p += cells[i].id_len;
+        packed += varint_size(cells[i].count);
+    }
+    if (!n)
+        return;
+    *p++ = (2 << 3) | WIRE_LEN;
+    p = put_varint(p, packed);
+    for (size_t i = 0; i < n; i++)
+        p = put_varint(p, cells[i].count);
+}
