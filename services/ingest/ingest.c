@@ -44,6 +44,9 @@
  * items' lists are rewritten by nearly every batch. */
 #define ROWS_MAX_ENTRIES 65536
 #define ROWS_MAX_BYTES ((size_t)32 << 20)
+/* Items whose category this process wrote last. */
+#define CATS_MAX_ENTRIES 262144
+#define CATS_MAX_BYTES ((size_t)32 << 20)
 /* Rounds of a batch's neighbour lists lost to another writer (another
  * ingest) before the batch fails and is replayed. */
 #define GRAPH_ATTEMPTS_MAX 16
@@ -292,6 +295,13 @@ struct ingest {
     struct patron_producer *producer;
     struct patron_kv *redis;
     struct patron_kv_script *cas, *cas_many, *clock, *items;
+    /* The neighbour lists have a connection of their own: a batch's lists
+     * are read only after the batch before merged its own (graph_next), and
+     * on the main connection that read would queue behind every batch's
+     * profile reads and writes. Lists are only ever touched on this one. */
+    struct patron_kv *graph_kv;
+    struct patron_kv_script *graph_cas;
+    size_t kv_closing; /* handles still to close at shutdown */
 
     struct batch *head, *tail; /* in-flight batches, oldest first */
     size_t inflight;
@@ -301,6 +311,7 @@ struct ingest {
 
     struct value_cache cache;               /* profiles, pinned by the batches in flight */
     struct value_cache rows;                /* neighbour lists, never pinned (see graph_next) */
+    struct value_cache cats;                /* item -> the category last written to {items}:cat */
     struct batch *graph_reader;             /* the batch in its first GRAPH_READ */
     uint64_t row_version;                   /* the next neighbour list's version */
     struct patron_graph_cell *cells, *incs; /* scratch of graph_merge */
@@ -313,7 +324,7 @@ struct ingest {
     size_t n_positions, cap_positions;
 
     rd_kafka_message_t **poll_buf;
-    bool redis_up;
+    bool redis_up, graph_up; /* each connection usable */
     bool resetting;
     bool stopping;
     void (*on_stopped)(void *ud);
@@ -843,7 +854,7 @@ static int send_grouped(struct batch *b, struct versioned **v, size_t n, size_t 
     return 0;
 }
 
-static int send_mget(struct batch *b, struct multi_call *mc)
+static int mget_on(struct patron_kv *kv, struct multi_call *mc)
 {
     const char *argv[1 + READ_CHUNK];
     size_t lens[1 + READ_CHUNK];
@@ -853,7 +864,17 @@ static int send_mget(struct batch *b, struct multi_call *mc)
         argv[1 + i] = mc->v[i]->key;
         lens[1 + i] = mc->v[i]->key_len;
     }
-    return patron_kv_commandv(b->ing->redis, on_read, mc, (int)(1 + mc->n), argv, lens);
+    return patron_kv_commandv(kv, on_read, mc, (int)(1 + mc->n), argv, lens);
+}
+
+static int send_mget(struct batch *b, struct multi_call *mc)
+{
+    return mget_on(b->ing->redis, mc);
+}
+
+static int send_row_mget(struct batch *b, struct multi_call *mc)
+{
+    return mget_on(b->ing->graph_kv, mc);
 }
 
 /* Customers this process wrote recently come from the cache (which holds
@@ -907,7 +928,8 @@ static void on_profile_written(void *ud, redisReply *reply)
 }
 
 /* Sends mc's values in one compare-and-set call. */
-static int send_cas(struct batch *b, struct multi_call *mc, patron_redis_cb cb)
+static int send_cas(struct multi_call *mc, patron_redis_cb cb, struct patron_kv *kv,
+                    struct patron_kv_script *script)
 {
     const char *argv[4 * CAS_CHUNK];
     size_t lens[4 * CAS_CHUNK];
@@ -923,13 +945,12 @@ static int send_cas(struct batch *b, struct multi_call *mc, patron_redis_cb cb)
         argv[argc] = v->ttl;
         lens[argc++] = strlen(v->ttl);
     }
-    return patron_kv_evalsha(b->ing->redis, b->ing->cas_many, cb, mc, (int)nkeys,
-                             (int)(argc - nkeys), argv, lens);
+    return patron_kv_evalsha(kv, script, cb, mc, (int)nkeys, (int)(argc - nkeys), argv, lens);
 }
 
 static int send_profile_cas(struct batch *b, struct multi_call *mc)
 {
-    return send_cas(b, mc, on_profile_written);
+    return send_cas(mc, on_profile_written, b->ing->redis, b->ing->cas_many);
 }
 
 /* Any other write: only an error matters (HSET, SADD... count what changed). */
@@ -1173,7 +1194,7 @@ static void graph_read(struct batch *b, bool first)
         miss[n_miss++] = &gk->v;
     }
     b->pending++; /* held while sending */
-    (void)send_grouped(b, miss, n_miss, READ_CHUNK, send_mget);
+    (void)send_grouped(b, miss, n_miss, READ_CHUNK, send_row_mget);
     batch_release(b);
 }
 
@@ -1199,7 +1220,7 @@ static void on_rows_written(void *ud, redisReply *reply)
 
 static int send_row_cas(struct batch *b, struct multi_call *mc)
 {
-    return send_cas(b, mc, on_rows_written);
+    return send_cas(mc, on_rows_written, b->ing->graph_kv, b->ing->graph_cas);
 }
 
 /* Merges the batch's increments into one list as read. A list that does not
@@ -1311,9 +1332,19 @@ static void write_item_stats(struct batch *b)
         lens[argc++] = st->trend > 0
                            ? (size_t)snprintf(nums[k][1], sizeof(nums[k][1]), "%.17g", st->trend)
                            : (size_t)snprintf(nums[k][1], sizeof(nums[k][1]), "0");
-        argv[argc] = st->category ? st->category : "";
-        lens[argc] = strlen(argv[argc]);
-        argc++;
+        /* a category is written when it is new to this process: most
+         * purchases repeat what {items}:cat already says */
+        const char *cat = st->category ? st->category : "";
+        size_t cat_len = strlen(cat), id_len = strlen(st->item);
+        if (cat_len) {
+            struct cached *known = cache_get(&ing->cats, st->item, id_len);
+            if (known && known->len == cat_len && memcmp(known->value, cat, cat_len) == 0)
+                cat = "", cat_len = 0;
+            else
+                cache_put(&ing->cats, st->item, id_len, (const uint8_t *)cat, cat_len, 0);
+        }
+        argv[argc] = cat;
+        lens[argc++] = cat_len;
         k++;
     }
     if (patron_kv_evalsha(ing->redis, ing->items, on_written, b, 3, (int)argc - 3, argv, lens))
@@ -1719,7 +1750,7 @@ static void pump(struct ingest *ing)
 {
     size_t max = (size_t)ing->cfg->batch_max;
     while (!ing->resetting && !ing->stopping &&
-           ing->inflight < (size_t)ing->cfg->inflight_batches && ing->redis_up) {
+           ing->inflight < (size_t)ing->cfg->inflight_batches && ing->redis_up && ing->graph_up) {
         size_t n = patron_consumer_poll(ing->consumer, ing->poll_buf, max);
         if (n == 0)
             return;
@@ -1750,6 +1781,7 @@ static void reset(struct ingest *ing, const char *why)
             b->cancelled = true;
         cache_clear(&ing->cache);
         cache_clear(&ing->rows);
+        cache_clear(&ing->cats); /* what was sent may not have been written */
         ing->graph_reader = NULL;
         if (patron_consumer_pause_all(ing->consumer))
             patron_log(ing->log, PATRON_LOG_WARN, "pause failed", NULL);
@@ -1766,7 +1798,7 @@ static void reset(struct ingest *ing, const char *why)
             batch_free(b);
         }
     }
-    if (ing->head || !ing->redis_up || ing->stopping)
+    if (ing->head || !ing->redis_up || !ing->graph_up || ing->stopping)
         return;
     for (size_t i = 0; i < ing->n_positions; i++) {
         const struct position *p = &ing->positions[i];
@@ -1783,10 +1815,8 @@ static void reset(struct ingest *ing, const char *why)
     pump(ing);
 }
 
-static void on_redis_state(void *ud, bool connected)
+static void redis_state(struct ingest *ing, bool connected)
 {
-    struct ingest *ing = ud;
-    ing->redis_up = connected;
     patron_log(ing->log, connected ? PATRON_LOG_INFO : PATRON_LOG_WARN,
                connected ? "redis connected" : "redis disconnected", NULL);
     if (!connected)
@@ -1795,6 +1825,20 @@ static void on_redis_state(void *ud, bool connected)
         reset(ing, NULL);
     else
         pump(ing);
+}
+
+static void on_redis_state(void *ud, bool connected)
+{
+    struct ingest *ing = ud;
+    ing->redis_up = connected;
+    redis_state(ing, connected);
+}
+
+static void on_graph_state(void *ud, bool connected)
+{
+    struct ingest *ing = ud;
+    ing->graph_up = connected;
+    redis_state(ing, connected);
 }
 
 /* A rebalance takes partitions away: what is in flight may belong to them,
@@ -1864,7 +1908,10 @@ static void mark_idle_partitions(struct ingest *ing)
 static void on_redis_closed(void *ud)
 {
     struct ingest *ing = ud;
+    if (--ing->kv_closing > 0)
+        return;
     ing->redis = NULL;
+    ing->graph_kv = NULL;
     uv_close((uv_handle_t *)&ing->tick, NULL);
     if (ing->on_stopped)
         ing->on_stopped(ing->stopped_ud);
@@ -1891,6 +1938,8 @@ static void finish_stop(struct ingest *ing)
     if (undelivered)
         patron_log(ing->log, PATRON_LOG_WARN, "undelivered at shutdown", "\"messages\":%zu",
                    undelivered);
+    ing->kv_closing = 2;
+    patron_kv_close(ing->graph_kv, on_redis_closed, ing);
     patron_kv_close(ing->redis, on_redis_closed, ing);
 }
 
@@ -1906,7 +1955,7 @@ static void on_tick(uv_timer_t *t)
         reset(ing, NULL);
         return;
     }
-    if (!ing->head && ing->redis_up)
+    if (!ing->head && ing->redis_up && ing->graph_up)
         mark_idle_partitions(ing);
     pump(ing);
 }
@@ -1959,6 +2008,9 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     patron_strmap_init(&ing->rows.map);
     ing->rows.max_entries = ROWS_MAX_ENTRIES;
     ing->rows.max_bytes = ROWS_MAX_BYTES;
+    patron_strmap_init(&ing->cats.map);
+    ing->cats.max_entries = CATS_MAX_ENTRIES;
+    ing->cats.max_bytes = CATS_MAX_BYTES;
     /* Neighbour list versions start at a random point: two ingests (or one
      * restarted) never write the same version, so a compare-and-set cannot
      * mistake another writer's list for the one it read. */
@@ -1983,13 +2035,18 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
         (rc = patron_kv_script(ing->redis, CLOCK_LUA, &ing->clock)) ||
         (rc = patron_kv_script(ing->redis, ITEMS_LUA, &ing->items)))
         goto out_close_redis;
+    patron_service_kv_options(cfg, log, on_graph_state, ing, &ro);
+    if ((rc = patron_kv_open(&ing->graph_kv, loop, &ro)))
+        goto out_close_redis;
+    if ((rc = patron_kv_script(ing->graph_kv, CAS_MANY_LUA, &ing->graph_cas)))
+        goto out_close_graph;
 
     rc = patron_producer_open_log(&ing->producer, loop, cfg->kafka_brokers,
                                   (const char *const *)cfg->rdkafka_props, cfg->n_rdkafka_props,
                                   log, err, sizeof(err));
     if (rc) {
         patron_log(log, PATRON_LOG_ERROR, "producer", "\"error\":\"%s\"", err);
-        goto out_close_redis;
+        goto out_close_graph;
     }
     const char *topics[] = {cfg->topic_events, cfg->topic_catalog};
     struct patron_consumer_options co = {
@@ -2019,11 +2076,14 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
 
 out_close_producer:
     (void)patron_producer_close(ing->producer, 0);
+out_close_graph:
+    patron_kv_close(ing->graph_kv, NULL, NULL);
 out_close_redis:
     patron_kv_close(ing->redis, NULL, NULL);
 out_free:
     patron_strmap_free(&ing->cache.map);
     patron_strmap_free(&ing->rows.map);
+    patron_strmap_free(&ing->cats.map);
     free(ing->cells);
     free(ing->incs);
     free(ing->pairs);
@@ -2036,7 +2096,7 @@ out_free:
 
 bool ingest_ready(const struct ingest *ing)
 {
-    return ing->redis_up && !ing->resetting && !ing->stopping;
+    return ing->redis_up && ing->graph_up && !ing->resetting && !ing->stopping;
 }
 
 void ingest_stop(struct ingest *ing, void (*on_stopped)(void *ud), void *ud)
@@ -2062,6 +2122,8 @@ void ingest_free(struct ingest *ing)
     patron_strmap_free(&ing->cache.map);
     cache_clear(&ing->rows);
     patron_strmap_free(&ing->rows.map);
+    cache_clear(&ing->cats);
+    patron_strmap_free(&ing->cats.map);
     free(ing->cells);
     free(ing->incs);
     arena_spares_free(&ing->spares);
