@@ -124,28 +124,28 @@ int patron_profile_encode(const struct patron_profile *p, uint8_t **buf, size_t 
     return 0;
 }
 
-/* Copies src (NULL = "") into dst of capacity max + 1, zero-filled. */
-static int take(char *dst, size_t max, const char *src)
+/* A string field: NULL reads as "". At most max bytes of valid text; an id
+ * is also required. */
+static bool text_ok(const char *src, size_t max, bool required)
 {
     size_t len = src ? strlen(src) : 0;
-    if (len > max || (len && !patron_event_text_valid(src, len)))
-        return PATRON_EINVAL;
-    memset(dst, 0, max + 1);
-    if (len)
-        memcpy(dst, src, len);
-    return 0;
+    if (len == 0)
+        return !required;
+    return len <= max && patron_event_text_valid(src, len);
 }
 
-static int take_id(char *dst, const char *src)
+static bool id_ok(const char *src)
 {
-    if (!src || !src[0])
-        return PATRON_EINVAL;
-    return take(dst, PATRON_ID_MAX, src);
+    return text_ok(src, PATRON_ID_MAX, true);
 }
 
-static int fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
+/* Everything decode rejects, checked before the profile is touched: the
+ * profile is then written in place, without a scratch copy (a profile is
+ * 12.5 KiB, mostly lists' room, and ingest decodes one per customer and
+ * batch). */
+static int check(const Patron__V1__ProfileState *m)
 {
-    if (take_id(p->customer_id, m->customer_id) < 0)
+    if (!id_ok(m->customer_id))
         return PATRON_EINVAL;
     if (m->n_months > PATRON_PROFILE_MONTHS || m->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
         m->n_viewed > PATRON_PROFILE_VIEWED_MAX || m->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
@@ -153,7 +153,48 @@ static int fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
         m->n_recent_event_ids > PATRON_PROFILE_EVENT_IDS_MAX ||
         m->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX)
         return PATRON_EINVAL;
+    /* months sorted: the apply code inserts by order */
+    for (size_t i = 1; i < m->n_months; i++)
+        if (m->months[i]->month <= m->months[i - 1]->month)
+            return PATRON_EINVAL;
+    for (size_t i = 0; i < m->n_categories; i++)
+        if (!id_ok(m->categories[i]->category) || !isfinite(m->categories[i]->score))
+            return PATRON_EINVAL;
+    for (size_t i = 0; i < m->n_viewed; i++)
+        if (!id_ok(m->viewed[i]))
+            return PATRON_EINVAL;
+    for (size_t i = 0; i < m->n_bought; i++)
+        if (!id_ok(m->bought[i]))
+            return PATRON_EINVAL;
+    for (size_t i = 0; i < m->n_cart; i++)
+        if (!id_ok(m->cart[i]->item_id) || m->cart[i]->quantity <= 0)
+            return PATRON_EINVAL;
+    if (!text_ok(m->time_zone, PATRON_PROFILE_TIME_ZONE_MAX, false) ||
+        !text_ok(m->locale, PATRON_PROFILE_LOCALE_MAX, false) ||
+        !text_ok(m->birthday, PATRON_PROFILE_BIRTHDAY_LEN, false) ||
+        !text_ok(m->country, PATRON_PROFILE_COUNTRY_MAX, false))
+        return PATRON_EINVAL;
+    /* strictly ascending, or the binary search would miss */
+    for (size_t i = 1; i < m->n_bought_earlier; i++)
+        if (m->bought_earlier[i] <= m->bought_earlier[i - 1])
+            return PATRON_EINVAL;
+    return 0;
+}
 
+/* A checked string into dst (room for it and its NUL). */
+static void take(char *dst, const char *src)
+{
+    size_t len = src ? strlen(src) : 0;
+    if (len)
+        memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+/* Writes every field of p from a checked message (the lists' room beyond
+ * their count is left as it was: nothing reads it). */
+static void fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
+{
+    take(p->customer_id, m->customer_id);
     p->orders = m->orders;
     p->net_spend_cents = m->net_spend_cents;
     p->points = m->points;
@@ -167,34 +208,24 @@ static int fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
     p->cart_updated_ms = m->cart_updated_ms;
 
     for (size_t i = 0; i < m->n_months; i++) {
-        /* Kept sorted by month: the apply code inserts by order. */
-        if (i > 0 && m->months[i]->month <= m->months[i - 1]->month)
-            return PATRON_EINVAL;
         p->months[i].month = m->months[i]->month;
         p->months[i].cents = m->months[i]->cents;
     }
     p->n_months = m->n_months;
-
     for (size_t i = 0; i < m->n_categories; i++) {
-        const Patron__V1__CategoryScore *c = m->categories[i];
-        if (take_id(p->categories[i].category, c->category) < 0 || !isfinite(c->score))
-            return PATRON_EINVAL;
-        p->categories[i].score = c->score;
-        p->categories[i].updated_ms = c->updated_ms;
+        take(p->categories[i].category, m->categories[i]->category);
+        p->categories[i].score = m->categories[i]->score;
+        p->categories[i].updated_ms = m->categories[i]->updated_ms;
     }
     p->n_categories = m->n_categories;
-
     for (size_t i = 0; i < m->n_viewed; i++)
-        if (take_id(p->viewed[i], m->viewed[i]) < 0)
-            return PATRON_EINVAL;
+        take(p->viewed[i], m->viewed[i]);
     p->n_viewed = m->n_viewed;
     for (size_t i = 0; i < m->n_bought; i++)
-        if (take_id(p->bought[i], m->bought[i]) < 0)
-            return PATRON_EINVAL;
+        take(p->bought[i], m->bought[i]);
     p->n_bought = m->n_bought;
     for (size_t i = 0; i < m->n_cart; i++) {
-        if (take_id(p->cart[i].item_id, m->cart[i]->item_id) < 0 || m->cart[i]->quantity <= 0)
-            return PATRON_EINVAL;
+        take(p->cart[i].item_id, m->cart[i]->item_id);
         p->cart[i].quantity = m->cart[i]->quantity;
     }
     p->n_cart = m->n_cart;
@@ -202,30 +233,22 @@ static int fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
     p->consent_sms = m->consent_sms != 0;
     p->consent_push = m->consent_push != 0;
     p->consent_email = m->consent_email != 0;
-    if (take(p->time_zone, PATRON_PROFILE_TIME_ZONE_MAX, m->time_zone) < 0 ||
-        take(p->locale, PATRON_PROFILE_LOCALE_MAX, m->locale) < 0 ||
-        take(p->birthday, PATRON_PROFILE_BIRTHDAY_LEN, m->birthday) < 0 ||
-        take(p->country, PATRON_PROFILE_COUNTRY_MAX, m->country) < 0)
-        return PATRON_EINVAL;
+    take(p->time_zone, m->time_zone);
+    take(p->locale, m->locale);
+    take(p->birthday, m->birthday);
+    take(p->country, m->country);
 
     if (m->n_recent_event_ids)
         memcpy(p->event_ids, m->recent_event_ids, m->n_recent_event_ids * sizeof(p->event_ids[0]));
     p->n_event_ids = m->n_recent_event_ids;
-    if (m->source) {
-        p->has_source = true;
-        p->source_partition = m->source->partition;
-        p->source_offset = m->source->offset;
-    }
+    p->has_source = m->source != NULL;
+    p->source_partition = m->source ? m->source->partition : 0;
+    p->source_offset = m->source ? m->source->offset : 0;
     p->erased = m->erased != 0;
-    /* strictly ascending, or the binary search would miss */
-    for (size_t i = 1; i < m->n_bought_earlier; i++)
-        if (m->bought_earlier[i] <= m->bought_earlier[i - 1])
-            return PATRON_EINVAL;
     if (m->n_bought_earlier)
         memcpy(p->bought_earlier, m->bought_earlier,
                m->n_bought_earlier * sizeof(p->bought_earlier[0]));
     p->n_bought_earlier = m->n_bought_earlier;
-    return 0;
 }
 
 /* The unpacked message lives only inside patron_profile_decode: its many
@@ -268,12 +291,9 @@ int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t l
     Patron__V1__ProfileState *m = patron__v1__profile_state__unpack(&alloc, len, buf ? buf : empty);
     if (!m)
         return PATRON_EINVAL;
-    /* Into a scratch copy, so that a failure leaves *p as it was. */
-    struct patron_profile tmp;
-    memset(&tmp, 0, sizeof(tmp));
-    int rc = fill(&tmp, m);
-    patron__v1__profile_state__free_unpacked(m, &alloc);
+    int rc = check(m);
     if (rc == 0)
-        *p = tmp;
+        fill(p, m);
+    patron__v1__profile_state__free_unpacked(m, &alloc);
     return rc;
 }
