@@ -10,7 +10,8 @@
  *                       lists them all, so that an erasure deletes every one
  *   {i:<id>}            hash: catalog fields (title, category, price_cents,
  *                       in_stock)
- *   {i:<id>}:co         sorted set: co-occurrence counts with other items, top K
+ *   {i:<id>}:co         string: 8-byte version + ItemNeighbours protobuf, the
+ *                       co-occurrence counts with other items, top K (graph_row.h)
  *   {items}:pop         hash: item -> distinct buyers (normalises similarities)
  *   {items}:trend       sorted set: item -> purchases weighted by
  *                       patron_trend_weight (popularity with time decay)
