@@ -16,15 +16,21 @@
 #   (N - sum at the start) / (t1 - t0). Events a pod replays after that
 #   rebalance count twice, which favours two pods by a batch or two.
 # - Over the window: CPU seconds of the pods, of the Redis processes and of
-#   the machine (/proc). On a machine with fewer cores than processes the
-#   pods and the Redis nodes share the cores: what two pods gain there is
-#   bounded by the idle CPU one pod leaves, not by the code.
+#   the machine (/proc).
+# - Each pod gets a CPU limit, as Kubernetes gives it one: a CFS quota on a
+#   cgroup of its own (the mechanism behind resources.limits.cpu), by
+#   default 0.5 core, the Deployment's request. Without a limit, on a
+#   machine with fewer cores than processes, one pod takes whatever idle CPU
+#   there is and a second can only share it: that measures the machine, not
+#   whether the work spreads over pods. When no cgroup can be made (not
+#   root, no cpu controller) the pods run unlimited and the table says so.
 #
 # Knobs (environment):
 #   BENCH_EVENTS=500000     events of the synthetic mix
 #   BENCH_SEED=1            generator seed
 #   BENCH_PARTITIONS=16     partitions of patron.events
 #   BENCH_INGEST_ENV=""     extra "NAME=value ..." for every patron-ingest
+#   BENCH_POD_CPU=0.5       each pod's CPU limit in cores; 0: none
 #   BENCH_OUT=              keep the logs there
 set -euo pipefail
 
@@ -33,6 +39,7 @@ BIN="${PATRON_BENCH_BUILD:-$ROOT/build-bench}"
 PY=/usr/bin/python3 # Debian's, with python3-redis
 
 EVENTS="${BENCH_EVENTS:-500000}"
+POD_CPU="${BENCH_POD_CPU:-0.5}"
 SEED="${BENCH_SEED:-1}"
 P="${BENCH_PARTITIONS:-16}"
 
@@ -56,6 +63,39 @@ while True:
         continue
     print(p); break'
 }
+
+# The cgroup (v1 cpu controller, or v2) under which each pod gets a CPU quota;
+# empty when none can be made. Sets CG_ROOT and CG_KIND.
+CG_ROOT="" CG_KIND="" CGROUPS=()
+if [ "$POD_CPU" != 0 ]; then
+  if [ -w /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+    CG_ROOT=/sys/fs/cgroup/cpu CG_KIND=v1
+  elif [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers &&
+    [ -w /sys/fs/cgroup ]; then
+    CG_ROOT=/sys/fs/cgroup CG_KIND=v2
+  fi
+fi
+QUOTA_US="$($PY -c "print(int(float('$POD_CPU') * 100000))")"
+
+# Prints the directory of a new cgroup limited to POD_CPU cores ("" if none).
+pod_cgroup() {
+  [ -n "$CG_ROOT" ] || return 0
+  local d="$CG_ROOT/patron-bench-$$-$1"
+  mkdir "$d" 2>/dev/null || return 0
+  if [ "$CG_KIND" = v1 ]; then
+    echo 100000 >"$d/cpu.cfs_period_us" && echo "$QUOTA_US" >"$d/cpu.cfs_quota_us" || { rmdir "$d"; return 0; }
+  else
+    echo "$QUOTA_US 100000" >"$d/cpu.max" || { rmdir "$d"; return 0; }
+  fi
+  echo "$d"
+}
+
+scale_cleanup() {
+  bench_cleanup
+  local d
+  for d in ${CGROUPS[@]+"${CGROUPS[@]}"}; do rmdir "$d" 2>/dev/null || true; done
+}
+trap scale_cleanup EXIT
 
 # Starts one redis-server (extra arguments after the name); sets RPORT, RPID.
 redis_node() {
@@ -129,9 +169,14 @@ run() {
   for ((i = 0; i < pods; i++)); do
     local port
     port="$(free_port)"
-    env PATRON_KAFKA_BROKERS="$BROKERS" "$REDIS_ENV" PATRON_HTTP_ADDR="127.0.0.1:$port" \
+    local cg
+    cg="$(pod_cgroup "$store-$pods-$i")"
+    if [ -n "$cg" ]; then CGROUPS+=("$cg"); else LIMITED=0; fi
+    # the pod joins its cgroup before exec, so that every thread it starts is in it
+    CG="$cg" env PATRON_KAFKA_BROKERS="$BROKERS" "$REDIS_ENV" PATRON_HTTP_ADDR="127.0.0.1:$port" \
       PATRON_GROUP_ID="bench-scale-$store-$pods" PATRON_LOG_LEVEL=info ${EXTRA[@]+"${EXTRA[@]}"} \
-      "$BIN/patron-ingest" >>"$WORK/ingest-$store-$pods.log" 2>&1 &
+      sh -c '[ -z "$CG" ] || echo $$ >"$CG/cgroup.procs"; exec "$0"' "$BIN/patron-ingest" \
+      >>"$WORK/ingest-$store-$pods.log" 2>&1 &
     pids+=($!)
     PIDS+=($!)
     ports+=("$port")
@@ -197,6 +242,14 @@ PY
 }
 
 # Not in $(...): a subshell would not kill what it started when it fails.
+LIMITED=1
+[ -n "$CG_ROOT" ] || LIMITED=0
+if [ "$LIMITED" = 1 ]; then
+  say "each pod limited to $POD_CPU core (cgroup $CG_KIND CPU quota, as resources.limits.cpu)"
+else
+  say "pods run WITHOUT a CPU limit (BENCH_POD_CPU=$POD_CPU; no writable cgroup)"
+  POD_CPU=0
+fi
 run single 1
 run single 2
 run cluster 1
@@ -207,16 +260,21 @@ R_C1="$(cat "$WORK/run-cluster-1.json")"
 R_C2="$(cat "$WORK/run-cluster-2.json")"
 
 # ---- 3. the table ------------------------------------------------------------------
-$PY - "$N" "$P" "$(nproc)" "$R_S1" "$R_S2" "$R_C1" "$R_C2" <<'PY'
+[ "$LIMITED" = 1 ] || POD_CPU=0
+$PY - "$N" "$P" "$(nproc)" "$POD_CPU" "$R_S1" "$R_S2" "$R_C1" "$R_C2" <<'PY'
 import json, sys
-n, parts, cores = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-runs = {k: json.loads(v) for k, v in zip(("s1", "s2", "c1", "c2"), sys.argv[4:8])}
+n, parts, cores, pod_cpu = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+runs = {k: json.loads(v) for k, v in zip(("s1", "s2", "c1", "c2"), sys.argv[5:9])}
 eps = {k: r["events_per_s"] for k, r in runs.items()}
 busy = {k: r["cpu_s"]["machine"] / r["seconds"] for k, r in runs.items()}
 print(f"\npatron-ingest scale-out: {n:,} events of the synthetic mix, {parts} partitions, "
       f"one consumer group per run")
-print(f"this machine has {cores} cores, shared by the pods, the Redis node(s) and Kafka: "
-      f"the ratios show that the work spreads correctly, not what more cores would give")
+if pod_cpu:
+    print(f"each pod limited to {pod_cpu:g} core (CFS quota, as a Kubernetes CPU limit); "
+          f"{cores} cores shared with the Redis node(s) and Kafka")
+else:
+    print(f"pods NOT limited: {cores} cores shared by the pods, the Redis node(s) and Kafka, "
+          f"so the ratios show that the work spreads correctly, not what more cores would give")
 rows = [("one Redis, 1 pod", "s1"), ("one Redis, 2 pods", "s2"),
         ("3-master cluster, 1 pod", "c1"), ("3-master cluster, 2 pods", "c2")]
 for name, k in rows:
@@ -230,7 +288,7 @@ ratios = {"two_vs_one_single": round(eps["s2"] / eps["s1"], 2),
 print(f"  2 pods / 1 pod: {ratios['two_vs_one_single']}x on one Redis, "
       f"{ratios['two_vs_one_cluster']}x on the cluster; cluster / one Redis: "
       f"{ratios['cluster_vs_single_one_pod']}x with 1 pod, {ratios['cluster_vs_single_two_pods']}x with 2")
-print(json.dumps({"bench": "scale", "events": n, "partitions": parts, "cores": cores,
+print(json.dumps({"bench": "scale", "events": n, "partitions": parts, "cores": cores, "pod_cpu": pod_cpu,
                   "events_per_s": {"single_1": eps["s1"], "single_2": eps["s2"], "cluster_1": eps["c1"],
                                    "cluster_2": eps["c2"]},
                   "ratios": ratios, "runs": runs}))

@@ -903,13 +903,16 @@ static void read_profiles(struct batch *b)
 /* ---- applying and writing ------------------------------------------------- */
 
 /* A compare-and-set call: 1 if written, 0 if another writer won (then
- * nothing was); -1 for an error, the batch failed. */
+ * nothing was); -1 for an error, the batch failed. The script answers 1 or
+ * 0, SET NX OK or nil. */
 static int cas_outcome(struct batch *b, const redisReply *reply)
 {
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         batch_fail(b, reply ? reply->str : "redis disconnected");
         return -1;
     }
+    if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_NIL)
+        return reply->type == REDIS_REPLY_STATUS;
     if (reply->type != REDIS_REPLY_INTEGER) {
         batch_fail(b, "compare-and-set: unexpected reply");
         return -1;
@@ -934,6 +937,14 @@ static int send_cas(struct multi_call *mc, patron_redis_cb cb, struct patron_kv 
     const char *argv[4 * CAS_CHUNK];
     size_t lens[4 * CAS_CHUNK];
     size_t nkeys = mc->n, argc = nkeys;
+    const struct versioned *one = mc->v[0];
+    if (nkeys == 1 && one->expected_len == 0 && strcmp(one->ttl, "0") == 0) {
+        /* a new key alone (on a cluster, where keys seldom share a slot,
+         * that is most of them): the native SET NX is a third of the script */
+        const char *set[] = {"SET", one->key, (const char *)one->value, "NX"};
+        size_t set_lens[] = {3, one->key_len, one->len, 2};
+        return patron_kv_commandv(kv, cb, mc, 4, set, set_lens);
+    }
     for (size_t i = 0; i < nkeys; i++) {
         const struct versioned *v = mc->v[i];
         argv[i] = v->key;
