@@ -20,6 +20,7 @@
 #include "patron/keys.h"
 #include "patron/profile.h"
 #include "patron/kv.h"
+#include "patron/pb_pack.h"
 #include "patron/rfm.h"
 #include "patron/service.h"
 #include "patron/strmap.h"
@@ -50,6 +51,10 @@
 /* Rounds of a batch's neighbour lists lost to another writer (another
  * ingest) before the batch fails and is replayed. */
 #define GRAPH_ATTEMPTS_MAX 16
+
+/* The encoders' scratch: a profile with its version, or a ProfileUpdate of
+ * up to a few hundred items. */
+#define ENCODED_MAX (PATRON_PROFILE_VERSION_LEN + PATRON_PROFILE_ENCODED_MAX)
 
 /* A batch's decoded events, reads and ProfileUpdates come from one bump
  * allocator freed with the batch: thousands of malloc/free pairs less. */
@@ -315,6 +320,7 @@ struct ingest {
     struct batch *graph_reader;             /* the batch in its first GRAPH_READ */
     uint64_t row_version;                   /* the next neighbour list's version */
     struct patron_graph_cell *cells, *incs; /* scratch of graph_merge */
+    uint8_t *encoded;                       /* scratch of the encoders, ENCODED_MAX bytes */
     size_t n_incs;
     struct arena_spares spares;
     struct patron_profile *profile;   /* scratch of apply_customer */
@@ -1075,6 +1081,13 @@ static void build_update(struct event *e, const struct event_apply *ea)
     }
     u.partition = ea->partition;
     u.offset = ea->offset;
+    struct ingest *ing = e->cust->b->ing;
+    if (patron_pb_pack_profile_update(&u, ing->encoded, ENCODED_MAX, &e->update_len) == 0) {
+        e->update = arena_alloc(&e->cust->b->arena, e->update_len);
+        memcpy(e->update, ing->encoded, e->update_len);
+        return;
+    }
+    /* more than the scratch holds (a purchase of a thousand lines) */
     e->update_len = patron__v1__profile_update__get_packed_size(&u);
     e->update = arena_alloc(&e->cust->b->arena, e->update_len);
     patron__v1__profile_update__pack(&u, e->update);
@@ -1495,17 +1508,17 @@ static void apply_customer(struct batch *b, struct customer *c)
     }
 
     if (changed) {
-        uint8_t *body;
         size_t len;
-        if (patron_profile_encode(p, &body, &len)) {
+        uint8_t *scratch = ing->encoded;
+        if (patron_profile_encode_into(p, scratch + PATRON_PROFILE_VERSION_LEN,
+                                       PATRON_PROFILE_ENCODED_MAX, &len)) {
             batch_fail(b, "profile does not encode");
             return;
         }
+        patron_profile_version_put(scratch, version + 1);
         size_t value_len = PATRON_PROFILE_VERSION_LEN + len;
         uint8_t *value = arena_alloc(&b->arena, value_len);
-        patron_profile_version_put(value, version + 1);
-        memcpy(value + PATRON_PROFILE_VERSION_LEN, body, len);
-        free(body);
+        memcpy(value, scratch, value_len);
         write_profile(b, c, base, erasure, p->erased, value, value_len);
     }
 }
@@ -2028,6 +2041,7 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     if (uv_random(NULL, NULL, &ing->row_version, sizeof(ing->row_version), 0, NULL))
         ing->row_version = ((uint64_t)patron_wall_ms() << 20) ^ (uint64_t)uv_os_getpid();
     ing->cells = patron_malloc((PATRON_GRAPH_ROW_MAX + 1) * sizeof(*ing->cells));
+    ing->encoded = patron_malloc(ENCODED_MAX);
     ing->n_incs = GRAPH_PAIRS_MAX;
     ing->incs = patron_malloc(ing->n_incs * sizeof(*ing->incs));
     ing->profile = patron_malloc(sizeof(*ing->profile));
@@ -2097,6 +2111,7 @@ out_free:
     patron_strmap_free(&ing->cats.map);
     free(ing->cells);
     free(ing->incs);
+    free(ing->encoded);
     free(ing->pairs);
     free(ing->prior);
     free(ing->profile);
@@ -2137,6 +2152,7 @@ void ingest_free(struct ingest *ing)
     patron_strmap_free(&ing->cats.map);
     free(ing->cells);
     free(ing->incs);
+    free(ing->encoded);
     arena_spares_free(&ing->spares);
     free(ing->profile);
     free(ing->prior);

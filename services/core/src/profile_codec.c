@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "patron/event_check.h"
+#include "patron/pb_pack.h"
 #include "patron/v1/profile.pb-c.h"
 
 /* Encoding builds the message on the stack, pointing into the profile: no
@@ -31,7 +32,8 @@ static char *text(const char *s)
     return (char *)s;
 }
 
-int patron_profile_encode(const struct patron_profile *p, uint8_t **buf, size_t *len)
+int patron_profile_encode_into(const struct patron_profile *p, uint8_t *out, size_t cap,
+                               size_t *len)
 {
     if (p->n_months > PATRON_PROFILE_MONTHS || p->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
         p->n_viewed > PATRON_PROFILE_VIEWED_MAX || p->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
@@ -112,15 +114,18 @@ int patron_profile_encode(const struct patron_profile *p, uint8_t **buf, size_t 
     m.n_bought_earlier = p->n_bought_earlier;
     m.bought_earlier = (uint32_t *)p->bought_earlier; /* never written through */
 
-    size_t n = patron__v1__profile_state__get_packed_size(&m);
-    uint8_t *out = patron_malloc(n ? n : 1);
-    size_t written = patron__v1__profile_state__pack(&m, out);
-    if (written != n) {
+    return patron_pb_pack_profile_state(&m, out, cap, len);
+}
+
+int patron_profile_encode(const struct patron_profile *p, uint8_t **buf, size_t *len)
+{
+    uint8_t *out = patron_malloc(PATRON_PROFILE_ENCODED_MAX);
+    int rc = patron_profile_encode_into(p, out, PATRON_PROFILE_ENCODED_MAX, len);
+    if (rc) {
         free(out);
-        return PATRON_EINVAL;
+        return rc;
     }
-    *buf = out;
-    *len = n;
+    *buf = patron_realloc(out, *len ? *len : 1);
     return 0;
 }
 

@@ -193,6 +193,10 @@ size_t patron_profile_top_categories(const struct patron_profile *p, int64_t now
  * longer than its capacity). */
 int patron_profile_encode(const struct patron_profile *p, uint8_t **buf,
                           size_t *len) PATRON_MUST_USE;
+/* The same into out (room cap; PATRON_PROFILE_ENCODED_MAX always suffices),
+ * its length in *len; PATRON_ETOOBIG when it does not fit. */
+int patron_profile_encode_into(const struct patron_profile *p, uint8_t *out, size_t cap,
+                               size_t *len) PATRON_MUST_USE;
 /* Strict: PATRON_ETOOBIG above PATRON_PROFILE_ENCODED_MAX; PATRON_EINVAL on
  * bytes that are not a ProfileState, an empty customer_id, a string longer
  * than its field or not UTF-8, a list over capacity, a non-finite score or a
