@@ -24,7 +24,9 @@ const PARTITIONS_ANNOTATION = 'patron/topic-partitions';
 // to one of these keys is satisfied although no Secret is rendered.
 const EXTERNAL_SECRETS = {
     'patron-kafka': ['PATRON_RDKAFKA_SASL_USERNAME', 'PATRON_RDKAFKA_SASL_PASSWORD'],
-    'patron-redis': ['url'],
+    // one Redis (`url`, PATRON_REDIS_URL) or a cluster's seed list with its
+    // password (`cluster`, PATRON_REDIS_CLUSTER)
+    'patron-redis': ['url', 'cluster'],
     'patron-api-token': ['token'],
 };
 
@@ -35,8 +37,12 @@ const CONSUMED_TOPIC = {
     'patron-trigger': ['PATRON_TOPIC_PROFILE_UPDATES', 'patron.profile-updates'],
 };
 
-// Values that must never be in a ConfigMap or a literal env value.
-const SECRET_NAME = /PASSWORD|SECRET|TOKEN|SASL_USERNAME|SSL_KEY_PEM|REDIS_URL/;
+// Values that must never be in a ConfigMap or a literal env value (both
+// Redis variables carry the password).
+const SECRET_NAME = /PASSWORD|SECRET|TOKEN|SASL_USERNAME|SSL_KEY_PEM|REDIS_URL|REDIS_CLUSTER/;
+
+// The two ways to reach Redis (config.c): exactly one of them.
+const REDIS_VARS = ['PATRON_REDIS_URL', 'PATRON_REDIS_CLUSTER'];
 
 // ---------------------------------------------------------------- schemas --
 
@@ -339,8 +345,15 @@ function checkOverlay(name, docs, known) {
             if (SECRET_NAME.test(k) && v.from !== 'secret')
                 add(dep, `${k} must come from a Secret, not ${v.from}`);
         }
-        if (!env.PATRON_REDIS_URL && !env.PATRON_REDIS_CLUSTER)
-            add(dep, 'PATRON_REDIS_URL is not set');
+        // empty counts as unset (config.c); a Secret's value is unknown here
+        const redis = REDIS_VARS.filter(k => env[k] && env[k].value !== '');
+        if (!redis.length)
+            add(dep, 'neither PATRON_REDIS_URL nor PATRON_REDIS_CLUSTER is set');
+        if (redis.length > 1)
+            add(
+                dep,
+                'sets both PATRON_REDIS_URL and PATRON_REDIS_CLUSTER: the services refuse to start',
+            );
         if (prog === 'patron-api' && !env.PATRON_API_TOKEN)
             add(dep, 'the API needs PATRON_API_TOKEN (from a Secret)');
 
@@ -613,6 +626,15 @@ const cont = (docs, n) => find(docs, 'Deployment', n).spec.template.spec.contain
 // the services' environment (the campaigns file is a ConfigMap too)
 const config = docs =>
     docs.find(d => d.kind === 'ConfigMap' && d.metadata.name.startsWith('patron-config'));
+// the Redis variable a Deployment uses: dev has one Redis, prod a cluster
+const redisVar = (docs, n) => {
+    const names = (cont(docs, n).env || []).map(e => e.name);
+    const v = REDIS_VARS.find(k => names.includes(k));
+    if (!v) throw new Error(`${n} sets no Redis variable to break`);
+    return v;
+};
+// A break is [what, the finding it must cause, how]; the finding may depend
+// on the unbroken overlay (a function of it).
 const BREAKS = [
     [
         'schema: a port as text',
@@ -787,12 +809,36 @@ const BREAKS = [
         },
     ],
     [
-        'Redis URL as a literal',
-        'PATRON_REDIS_URL must come from a Secret',
+        'Redis URL or seed list as a literal',
+        d => `${redisVar(d, 'patron-api')} must come from a Secret`,
         d => {
-            const e = cont(d, 'patron-api').env.find(x => x.name === 'PATRON_REDIS_URL');
+            const v = redisVar(d, 'patron-api');
+            const e = cont(d, 'patron-api').env.find(x => x.name === v);
             delete e.valueFrom;
-            e.value = 'redis://:pw@redis:6379';
+            e.value = v === 'PATRON_REDIS_URL' ? 'redis://:pw@redis:6379' : ':pw@redis-0:6379';
+        },
+    ],
+    [
+        'both Redis variables set',
+        'sets both PATRON_REDIS_URL and PATRON_REDIS_CLUSTER',
+        d => {
+            // the other one from the same Secret: only the pair is wrong
+            const env = cont(d, 'patron-trigger').env;
+            const v = redisVar(d, 'patron-trigger');
+            const ref = env.find(x => x.name === v).valueFrom.secretKeyRef;
+            const [name, key] =
+                v === 'PATRON_REDIS_URL'
+                    ? ['PATRON_REDIS_CLUSTER', 'cluster']
+                    : ['PATRON_REDIS_URL', 'url'];
+            env.push({ name, valueFrom: { secretKeyRef: { name: ref.name, key } } });
+        },
+    ],
+    [
+        'no Redis variable',
+        'neither PATRON_REDIS_URL nor PATRON_REDIS_CLUSTER',
+        d => {
+            const c = cont(d, 'patron-ingest');
+            c.env = c.env.filter(x => !REDIS_VARS.includes(x.name));
         },
     ],
     [
@@ -849,8 +895,9 @@ function selfTest(name, docs, known) {
         );
         return { passed, failed: 1 };
     }
-    for (const [what, want, breakIt] of BREAKS) {
+    for (const [what, wanted, breakIt] of BREAKS) {
         const d = clone(docs);
+        const want = typeof wanted === 'function' ? wanted(d) : wanted;
         breakIt(d);
         const f = checkOverlay(name, d, known);
         if (f.some(x => x.includes(want))) {
