@@ -195,10 +195,10 @@ struct arena {
 /* A batch's way: its profiles are read (READING), then, in batch order,
  * applied; its neighbour lists wait for the batch before to have merged its
  * own (GRAPH_WAIT), are read (GRAPH_READ), merged and written (GRAPH_WRITE,
- * again READ if another writer came between); then the profiles, item
- * statistics and clock are written (WRITING), and the ProfileUpdates
- * published (DONE). The graph goes first so that a crash in between replays
- * the batch: statistics at least once, never lost. */
+ * again READ if another writer came between); then, in batch order (see
+ * write_ready), the profiles, item statistics and clock are written
+ * (WRITING), and the ProfileUpdates published (DONE). The graph goes first so that a crash in
+ * between replays the batch: statistics at least once, never lost. */
 enum phase {
     PHASE_READING,
     PHASE_GRAPH_WAIT,
@@ -233,6 +233,7 @@ struct batch {
     size_t n_rows;
     unsigned graph_attempts;
     bool graph_conflict; /* a round of neighbour lists lost to another writer */
+    bool graph_done;     /* its lists are written: it writes when its turn comes */
     /* What the batch's purchases add to the item statistics, aggregated so
      * that each item's keys are written once per batch. */
     struct patron_strmap strings; /* interned item ids: id -> owned copy */
@@ -311,8 +312,9 @@ struct ingest {
     struct batch *head, *tail; /* in-flight batches, oldest first */
     size_t inflight;
     uint64_t next_seq;
-    size_t reading; /* batches between read and write */
-    bool applying;  /* apply_ready is on the stack */
+    size_t reading;       /* batches between read and write */
+    bool applying;        /* apply_ready is on the stack */
+    bool starting_writes; /* write_ready is on the stack */
 
     struct value_cache cache;               /* profiles, pinned by the batches in flight */
     struct value_cache rows;                /* neighbour lists, never pinned (see graph_next) */
@@ -741,6 +743,36 @@ static void apply_ready(struct ingest *ing)
     pump(ing);
 }
 
+/*
+ * Batches write their profiles in batch order, each once its neighbour
+ * lists are written (a crash in between replays the batch: statistics at
+ * least once) and its predecessors sent theirs: a profile's compare-and-set
+ * expects the version the batch before wrote, which must be in Redis
+ * first. A batch without lists would otherwise overtake one still merging.
+ */
+static void write_ready(struct ingest *ing)
+{
+    if (ing->starting_writes)
+        return; /* the loop below picks up what became ready */
+    ing->starting_writes = true;
+    for (;;) {
+        struct batch *b = ing->head;
+        while (b && (b->phase == PHASE_WRITING || b->phase == PHASE_DONE))
+            b = b->next;
+        if (!b || b->phase != PHASE_GRAPH_WRITE || !b->graph_done || b->cancelled || b->failed)
+            break;
+        b->phase = PHASE_WRITING;
+        b->pending++; /* held while sending */
+        write_profiles(b);
+        if (!b->failed)
+            write_item_stats(b); /* the statistics follow what was applied */
+        if (!b->failed)
+            write_clock(b);
+        batch_release(b);
+    }
+    ing->starting_writes = false;
+}
+
 /* Moves a batch on when its outstanding callbacks are all back:
  * READING -> apply and write (in order); WRITING -> publish; then DONE. */
 static void batch_settle(struct batch *b)
@@ -775,16 +807,8 @@ static void batch_settle(struct batch *b)
                 graph_read(b, false);
             return;
         }
-        b->phase = PHASE_WRITING;
-        b->pending++; /* held while sending */
-        /* after the graph, so that a crash in between replays the batch;
-         * the statistics follow what was applied */
-        write_profiles(b);
-        if (!b->failed)
-            write_item_stats(b);
-        if (!b->failed)
-            write_clock(b);
-        batch_release(b);
+        b->graph_done = true;
+        write_ready(ing);
         return;
     case PHASE_WRITING:
         b->phase = PHASE_DONE;
