@@ -76,11 +76,12 @@ static size_t put_string(char *dst, const char *s)
 #define ANSWER_JSON_MAX (ITEM_JSON_MAX * (PATRON_RECO_LIMIT_MAX + 1) + 64)
 
 /* {"customer_id":..,"strategy":..,"items":[{"item_id":..,"score":..}]} or
- * {"item_id":..,"items":[..]}, rendered directly: the answer is the hot path.
- * Items whose id is not valid text are left out (ingest never writes one). */
-static char *render(const struct pending_reco *pd, const struct patron_reco_answer *a)
+ * {"item_id":..,"items":[..]}, rendered directly into out (ANSWER_JSON_MAX
+ * bytes): the answer is the hot path. Items whose id is not valid text are
+ * left out (ingest never writes one). Returns the length. */
+static size_t render(const struct pending_reco *pd, const struct patron_reco_answer *a, char *out)
 {
-    char *out = patron_malloc(ANSWER_JSON_MAX), *p = out;
+    char *p = out;
     if (pd->customer) {
         memcpy(p, "{\"customer_id\":", 15);
         p += 15;
@@ -108,7 +109,7 @@ static char *render(const struct pending_reco *pd, const struct patron_reco_answ
         p += snprintf(p, 40, ",\"score\":%.17g}", a->items[i].score);
     }
     memcpy(p, "]}", 3);
-    return out;
+    return (size_t)(p + 2 - out);
 }
 
 static void on_answer(void *ud, const struct patron_reco_answer *a)
@@ -119,9 +120,9 @@ static void on_answer(void *ud, const struct patron_reco_answer *a)
     } else if (a->err) {
         api_respond_error(pd->api, pd->res, 500, "internal", "stored profile does not decode");
     } else {
-        char *body = render(pd, a);
-        api_respond_json_text(pd->api, pd->res, 200, body);
-        free(body);
+        char body[ANSWER_JSON_MAX];
+        size_t len = render(pd, a, body);
+        api_respond(pd->api, pd->res, 200, "application/json", NULL, body, len);
     }
     free(pd);
 }

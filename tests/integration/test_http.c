@@ -445,6 +445,44 @@ Test(http, pipelined_requests_answered_in_order)
     cr_assert_eq(atomic_load(&h.requests), 6);
 }
 
+#define BEHIND_DEFERRED 600 /* ~22 KiB of requests: more than the 16 KiB input buffer */
+
+/* The server reads on while a request is deferred: what arrives meanwhile
+ * (in pieces, one request cut in two, more than its input buffer holds)
+ * waits, and is answered in order once the deferred answer is given. */
+static void c_pipelined_behind_deferred(struct harness *h)
+{
+    struct client c;
+    struct response r;
+    CHECK(h, client_open(&c, h->port), "connect");
+    /* the slow one and half the next: the half waits behind it, unparsed */
+    CHECK(h, send_str(&c, GET("/defer?ms=200&i=0") "GET /echo?i=1 HT"), "send");
+    sleep_ms(20); /* it is deferred by now */
+    static char more[BEHIND_DEFERRED * 48];
+    size_t len = 0;
+    len += (size_t)snprintf(more + len, sizeof(more) - len, "TP/1.1\r\nHost: t\r\n\r\n");
+    for (int i = 2; i <= BEHIND_DEFERRED; i++)
+        len += (size_t)snprintf(more + len, sizeof(more) - len, GET("/echo?i=%d"), i);
+    CHECK(h, send_all(&c, more, len), "send the rest");
+    CHECK(h, read_response(&c, &r, false) && r.status == 200, "0");
+    CHECK(h, strcmp(r.body, "{\"deferred\":0}") == 0, "0: %s", r.body);
+    for (int i = 1; i <= BEHIND_DEFERRED; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "\"query\":\"i=%d\"", i);
+        CHECK(h, read_response(&c, &r, false) && r.status == 200, "%d", i);
+        CHECK(h, strstr(r.body, want), "%d: %s", i, r.body);
+    }
+    CHECK(h, c.len == 0, "nothing more");
+    client_close(&c);
+}
+
+Test(http, pipelined_requests_behind_a_deferred_one)
+{
+    struct harness h;
+    run(c_pipelined_behind_deferred, NULL, &h);
+    cr_assert_eq(atomic_load(&h.requests), BEHIND_DEFERRED + 1);
+}
+
 static void c_not_found(struct harness *h)
 {
     struct client c;

@@ -37,7 +37,8 @@ struct outbuf {
  *   IDLE -> (request parsed) PENDING -> handler answers -> IDLE
  *                                    -> handler defers  -> DEFERRED -> answer -> IDLE
  * Parsing pauses at the end of each request, so pipelined bytes wait in rbuf
- * until the answer is given; answers thus leave in request order.
+ * (read while there is room in it) until the answer is given; answers thus
+ * leave in request order.
  *
  * Lifetime: the connection's memory is freed when its two handles (tcp, timer)
  * are closed and no deferred answer is outstanding; if one is, the answer
@@ -64,8 +65,9 @@ struct conn {
     uint64_t last_active; /* uv_now of the last read or completed write */
     bool closing, reading, writing, eof, close_after_write, in_process;
 
-    /* Input: rbuf[rpos, rlen) is received but not parsed yet; only while a
-     * request awaits its answer, as the parser copies nothing. */
+    /* Input: rbuf[rpos, rlen) is received but not parsed yet: bytes that
+     * arrived while a request awaits its answer (the parser copies nothing,
+     * so they can wait there and move). */
     size_t rpos, rlen;
 
     /* The request being parsed or answered. head holds the URL then the
@@ -104,6 +106,7 @@ struct patron_http_server {
     int port;
     time_t date_sec;
     char date[40];
+    size_t date_len;
 };
 
 static void kick(struct conn *c);
@@ -140,39 +143,84 @@ static void out_release_if_big(struct outbuf *b)
     }
 }
 
-static const char *http_date(struct patron_http_server *s)
+/* The Date header's value and its length, formatted once a second. */
+static const char *http_date(struct patron_http_server *s, size_t *len)
 {
     time_t now = time(NULL);
     if (now != s->date_sec) {
         struct tm tm;
+        size_t n;
         if (gmtime_r(&now, &tm) &&
-            strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
+            (n = strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm)) > 0) {
             s->date_sec = now;
+            s->date_len = n;
+        }
     }
+    *len = s->date_len;
     return s->date;
 }
 
+static char *put(char *p, const char *s, size_t n)
+{
+    if (n)
+        memcpy(p, s, n);
+    return p + n;
+}
+
+/* Decimal digits of v at p; returns the end. */
+static char *put_uint(char *p, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* The status line and headers, then the body: the answer is the hot path,
+ * so the head is assembled from pieces rather than by snprintf. */
 static void append_response(struct conn *c, int status, const char *content_type,
                             const char *extra_headers, const char *body, size_t len)
 {
+    static const char close_hdr[] = "Connection: close\r\n",
+                      keep_hdr[] = "Connection: keep-alive\r\n";
     const char *reason = http_status_str((enum http_status)status);
-    const char *connection = !c->keep_alive ? "Connection: close\r\n"
-                             : c->http10    ? "Connection: keep-alive\r\n"
-                                            : "";
-    if (!content_type)
-        content_type = "";
-    if (!extra_headers)
-        extra_headers = "";
-    size_t head_max = 160 + strlen(reason) + strlen(content_type) + strlen(extra_headers);
+    size_t reason_len = strlen(reason);
+    size_t ct_len = content_type ? strlen(content_type) : 0;
+    size_t extra_len = extra_headers ? strlen(extra_headers) : 0;
+    size_t date_len;
+    const char *date = http_date(c->server, &date_len);
+    const char *connection = !c->keep_alive ? close_hdr : c->http10 ? keep_hdr : "";
+    size_t conn_len = !c->keep_alive ? sizeof(close_hdr) - 1 : c->http10 ? sizeof(keep_hdr) - 1 : 0;
+    /* every piece below, with 24 bytes per number */
+    size_t head_max = 96 + reason_len + ct_len + date_len + conn_len + extra_len;
     out_reserve(&c->pend, head_max + len);
-    int n = snprintf(c->pend.data + c->pend.len, head_max,
-                     "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\nDate: %s\r\n%s%s\r\n", status,
-                     reason, content_type[0] ? "Content-Type: " : "", content_type,
-                     content_type[0] ? "\r\n" : "", len, http_date(c->server), connection,
-                     extra_headers);
-    if (n < 0 || (size_t)n >= head_max)
-        abort(); /* head_max counts every piece: cannot happen */
-    c->pend.len += (size_t)n;
+    char *start = c->pend.data + c->pend.len, *p = start;
+    p = put(p, "HTTP/1.1 ", 9);
+    if (status < 0)
+        *p++ = '-';
+    p = put_uint(p, status < 0 ? 0ULL - (unsigned long long)status : (unsigned long long)status);
+    *p++ = ' ';
+    p = put(p, reason, reason_len);
+    p = put(p, "\r\n", 2);
+    if (ct_len) {
+        p = put(p, "Content-Type: ", 14);
+        p = put(p, content_type, ct_len);
+        p = put(p, "\r\n", 2);
+    }
+    p = put(p, "Content-Length: ", 16);
+    p = put_uint(p, len);
+    p = put(p, "\r\nDate: ", 8);
+    p = put(p, date, date_len);
+    p = put(p, "\r\n", 2);
+    p = put(p, connection, conn_len);
+    p = put(p, extra_headers, extra_len);
+    p = put(p, "\r\n", 2);
+    c->pend.len += (size_t)(p - start);
     if (!c->is_head && len)
         out_put(&c->pend, body, len);
 }
@@ -597,7 +645,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     struct conn *c = h->data;
-    /* reading only happens once rbuf is used up, so rlen is 0 here */
+    /* Unparsed bytes (pipelined behind a deferred request) move to the
+     * front: nothing points into rbuf between parser calls. update_reading
+     * reads only while they leave room, so the buffer is never empty. */
+    if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
     *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned int)(sizeof(c->rbuf) - c->rlen));
 }
 
@@ -637,10 +692,14 @@ static void on_write(uv_write_t *req, int status)
     kick(c);
 }
 
+/* Reading goes on while a request awaits its answer, into the room left in
+ * rbuf: stopping and restarting it around every request would cost two
+ * epoll_ctl calls each. The bytes read then wait in rbuf (at most its size)
+ * until the answer is given. */
 static void update_reading(struct conn *c)
 {
-    bool want = !c->closing && !c->eof && !c->close_after_write && c->res.state == RES_IDLE &&
-                c->rpos == c->rlen && c->pend.len + c->wbuf.len < OUT_HIGH_WATER;
+    bool want = !c->closing && !c->eof && !c->close_after_write &&
+                c->rlen - c->rpos < sizeof(c->rbuf) && c->pend.len + c->wbuf.len < OUT_HIGH_WATER;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
             conn_close(c);

@@ -349,7 +349,8 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
         if (s->state != SLOT_CANDIDATE || !(s->acc > 0))
             continue;
         double score = s->acc;
-        if (cfg->trend_exponent > 0)
+        /* pow(1, x) is exactly 1: most candidates are not trending */
+        if (cfg->trend_exponent > 0 && s->trend > 0)
             score *= pow(1.0 + s->trend, cfg->trend_exponent);
         heap_offer(top, &n_top, rq->limit, (struct patron_reco_scored){s->item, score});
     }

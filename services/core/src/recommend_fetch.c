@@ -32,13 +32,16 @@ struct entry {
     char id[PATRON_ID_MAX + 1];
     size_t len;
     uint64_t hash;
-    uint64_t mark;    /* the last request phase that asked for it: dedupes, and pins it */
-    bool referenced;  /* asked for since the clock hand last passed (eviction) */
-    int64_t facts_ms; /* monotonic ms the facts below were read; 0: never */
+    uint64_t mark;   /* the last request phase that asked for it: dedupes, and pins it */
+    bool referenced; /* asked for since the clock hand last passed (eviction) */
+    bool facts_queued, nb_queued; /* in a refresh-ahead batch (see struct ahead) */
+    /* The facts: oos sits with the fields a lookup reads (the first two
+     * cache lines), category after them. */
+    bool oos;
+    int64_t facts_ms; /* monotonic ms the facts were read; 0: never */
     int64_t nb_ms;    /* ... the neighbour list */
     int64_t buyers;
     char category[PATRON_ID_MAX + 1];
-    bool oos;
     size_t n_nb;
     struct patron_reco_neighbour nb[PATRON_RECO_NEIGHBOURS_MAX];
     char *nb_ids; /* owned: the neighbours' ids, each NUL-ended */
@@ -73,10 +76,18 @@ struct trend_item {
     bool oos;
 };
 
+/* An index slot: the item's hash, so that a probe does not touch the item
+ * unless it matches (most candidates are not trending), and 1 + its
+ * position, 0 empty. */
+struct trend_slot {
+    uint64_t hash;
+    uint32_t pos;
+};
+
 struct trending {
     struct trend_item *v;
     size_t n;
-    uint32_t *index; /* hash slots: 1 + position in v, 0 empty */
+    struct trend_slot *index; /* hash slots */
     size_t mask;
     unsigned shift;
     int64_t at_ms; /* monotonic ms it was read; 0: none */
@@ -102,6 +113,7 @@ struct patron_reco_fetcher {
     int64_t decayed_now_ms;
     bool decayed_stale;
     uint64_t seq;
+    struct request *ahead;                    /* the refresh-ahead batch being filled, or NULL */
     struct patron_counter *m_hits, *m_misses; /* NULL without metrics */
     struct patron_gauge *m_cached;
 };
@@ -113,7 +125,9 @@ static void count_read(struct patron_reco_fetcher *f, bool hit)
         patron_counter_inc(c);
 }
 
-enum request_kind { REQ_CUSTOMER, REQ_SIMILAR };
+/* REQ_REFRESH: a batch of refresh-ahead reads (see struct ahead), answering
+ * no one. */
+enum request_kind { REQ_CUSTOMER, REQ_SIMILAR, REQ_REFRESH };
 enum phase { PHASE_PROFILE, PHASE_HISTORY, PHASE_CANDIDATES, PHASE_SCORE };
 
 struct request {
@@ -142,6 +156,8 @@ struct request {
     struct patron_reco_neighbour *sim;
     size_t n_sim;
     char *sim_ids;
+    /* refresh-ahead batches: what they read */
+    struct ahead *ahead;
 };
 
 static void phase_done(struct request *rq);
@@ -289,11 +305,13 @@ static const struct trend_item *trending_get(const struct trending *t, const cha
     if (!t->index)
         return NULL;
     for (size_t i = home_slot(h, t->shift);; i = (i + 1) & t->mask) {
-        uint32_t k = t->index[i];
-        if (k == 0)
+        const struct trend_slot *s = &t->index[i];
+        if (s->pos == 0)
             return NULL;
-        const struct trend_item *it = &t->v[k - 1];
-        if (it->hash == h && it->len == len && memcmp(it->id, id, len) == 0)
+        if (s->hash != h)
+            continue;
+        const struct trend_item *it = &t->v[s->pos - 1];
+        if (it->len == len && memcmp(it->id, id, len) == 0)
             return it;
     }
 }
@@ -306,9 +324,9 @@ static void trending_index(struct trending *t)
     t->shift = shift_for(cap);
     for (size_t k = 0; k < t->n; k++) {
         size_t i = home_slot(t->v[k].hash, t->shift);
-        while (t->index[i])
+        while (t->index[i].pos)
             i = (i + 1) & t->mask;
-        t->index[i] = (uint32_t)(k + 1);
+        t->index[i] = (struct trend_slot){t->v[k].hash, (uint32_t)(k + 1)};
     }
 }
 
@@ -852,6 +870,122 @@ static void score(struct request *rq)
     answer(rq, rc ? NULL : &res); /* copies the items out of the cache */
 }
 
+/* ---- refresh-ahead ------------------------------------------------------------------------ */
+
+/*
+ * A cached item whose facts or neighbour list are in the last quarter of
+ * their max age when a request uses them is queued for a re-read that no
+ * request waits for: a busy item is then re-read before it expires, and
+ * the requests that use it keep answering from the cache instead of
+ * waiting for a round trip to Redis every max_age_ms. What is served is
+ * never older than max_age_ms, as before. The queue goes out as one batch
+ * (one GET per neighbour list, three commands for all the facts) once it
+ * holds REFRESH_SEND_AT items or its oldest waited REFRESH_WAIT_MS,
+ * whichever comes first when a request passes; an item queued or in
+ * flight is not queued again. Bounded: a full batch takes no more (the
+ * item is then read on expiry, as without it).
+ */
+#define REFRESH_SEND_AT 32
+#define REFRESH_WAIT_MS 50
+#define REFRESH_FACTS_MAX 256
+#define REFRESH_NB_MAX 64
+
+struct ahead {
+    int64_t since_ms; /* monotonic ms the first item was queued */
+    size_t n_facts, n_nb;
+    char facts[REFRESH_FACTS_MAX][PATRON_ID_MAX + 1];
+    size_t facts_len[REFRESH_FACTS_MAX];
+    char nb[REFRESH_NB_MAX][PATRON_ID_MAX + 1];
+    size_t nb_len[REFRESH_NB_MAX];
+};
+
+/* In the last quarter of its max age: worth re-reading ahead of its expiry
+ * (an item used more often than every max_age_ms / 4 then never expires;
+ * earlier would re-read the busy ones more often for nothing). */
+static bool ageing(int64_t at_ms, int64_t now_ms, int64_t max_age_ms)
+{
+    return now_ms - at_ms >= max_age_ms - max_age_ms / 4;
+}
+
+/* The batch being filled, made on first use. */
+static struct ahead *refresh_batch(struct patron_reco_fetcher *f, int64_t now)
+{
+    if (!f->ahead) {
+        struct request *rq = patron_calloc(1, sizeof(*rq));
+        rq->f = f;
+        rq->kind = REQ_REFRESH;
+        rq->ahead = patron_malloc(sizeof(*rq->ahead));
+        rq->ahead->since_ms = now;
+        rq->ahead->n_facts = rq->ahead->n_nb = 0;
+        f->ahead = rq;
+    }
+    return f->ahead->ahead;
+}
+
+static void refresh_queue_facts(struct patron_reco_fetcher *f, struct entry *e, int64_t now)
+{
+    struct ahead *r = refresh_batch(f, now);
+    if (r->n_facts == REFRESH_FACTS_MAX)
+        return;
+    memcpy(r->facts[r->n_facts], e->id, e->len + 1);
+    r->facts_len[r->n_facts++] = e->len;
+    e->facts_queued = true;
+}
+
+static void refresh_queue_nb(struct patron_reco_fetcher *f, struct entry *e, int64_t now)
+{
+    struct ahead *r = refresh_batch(f, now);
+    if (r->n_nb == REFRESH_NB_MAX)
+        return;
+    memcpy(r->nb[r->n_nb], e->id, e->len + 1);
+    r->nb_len[r->n_nb++] = e->len;
+    e->nb_queued = true;
+}
+
+/* Sends the batch when it is big or old enough; its replies update the
+ * cache like a request's (on_neighbours, on_facts), then refresh_finish. */
+static void refresh_maybe_send(struct patron_reco_fetcher *f, int64_t now)
+{
+    struct request *rq = f->ahead;
+    if (!rq)
+        return;
+    struct ahead *r = rq->ahead;
+    if (r->n_facts + r->n_nb < REFRESH_SEND_AT && now - r->since_ms < REFRESH_WAIT_MS)
+        return;
+    f->ahead = NULL;
+    rq->pending++; /* held while sending */
+    for (size_t i = 0; i < r->n_nb; i++)
+        if (send_neighbours(rq, r->nb[i], r->nb_len[i]))
+            request_fail(rq, PATRON_EIO);
+    const char *ids[REFRESH_FACTS_MAX];
+    for (size_t i = 0; i < r->n_facts; i++)
+        ids[i] = r->facts[i];
+    if (send_facts(rq, ids, r->facts_len, r->n_facts))
+        request_fail(rq, PATRON_EIO);
+    reply_back(rq);
+}
+
+/* Every reply is back (or failed: the items are then read on expiry). */
+static void refresh_finish(struct request *rq)
+{
+    struct cache *c = &rq->f->cache;
+    struct ahead *r = rq->ahead;
+    for (size_t i = 0; i < r->n_facts; i++) {
+        struct entry *e =
+            cache_get(c, r->facts[i], r->facts_len[i], patron_hash64(r->facts[i], r->facts_len[i]));
+        if (e)
+            e->facts_queued = false;
+    }
+    for (size_t i = 0; i < r->n_nb; i++) {
+        struct entry *e =
+            cache_get(c, r->nb[i], r->nb_len[i], patron_hash64(r->nb[i], r->nb_len[i]));
+        if (e)
+            e->nb_queued = false;
+    }
+    free(r);
+    free(rq);
+}
+
 /* ---- phases ------------------------------------------------------------------------------- */
 
 /* Asks for an item's facts (h its hash) in this request's round unless they
@@ -867,8 +1001,11 @@ static struct entry *want_facts_h(struct request *rq, const char *id, size_t len
     e->mark = rq->seq; /* pinned for the phase: ids[] points into it */
     bool hit = fresh(e->facts_ms, now, f->max_age_ms);
     count_read(f, hit);
-    if (hit)
+    if (hit) {
+        if (!e->facts_queued && ageing(e->facts_ms, now, f->max_age_ms))
+            refresh_queue_facts(f, e, now);
         return e;
+    }
     ids[*n] = e->id;
     lens[*n] = len;
     (*n)++;
@@ -902,11 +1039,14 @@ static void start_history(struct request *rq)
     for (size_t i = 0; i < rq->n_seeds; i++) {
         const char *id = rq->seeds[i].item;
         size_t len = strlen(id);
-        const struct entry *e = want_facts(rq, id, len, now, ids, lens, &n);
+        struct entry *e = want_facts(rq, id, len, now, ids, lens, &n);
         bool hit = fresh(e->nb_ms, now, f->max_age_ms);
         count_read(f, hit);
-        if (hit)
+        if (hit) {
+            if (!e->nb_queued && ageing(e->nb_ms, now, f->max_age_ms))
+                refresh_queue_nb(f, e, now);
             continue;
+        }
         if (send_neighbours(rq, id, len))
             request_fail(rq, PATRON_EIO);
     }
@@ -918,6 +1058,7 @@ static void start_history(struct request *rq)
         f->waiters = rq;
         rq->pending++;
     }
+    refresh_maybe_send(f, now);
     reply_back(rq);
 }
 
@@ -983,11 +1124,16 @@ static void start_candidates(struct request *rq)
         (void)want_facts_h(rq, probes[k].id, probes[k].len, probes[k].hash, now, ids, lens, &n);
     if (send_facts(rq, ids, lens, n))
         request_fail(rq, PATRON_EIO);
+    refresh_maybe_send(f, now);
     reply_back(rq);
 }
 
 static void phase_done(struct request *rq)
 {
+    if (rq->kind == REQ_REFRESH) {
+        refresh_finish(rq);
+        return;
+    }
     if (rq->err) {
         answer(rq, NULL);
         return;
@@ -1166,6 +1312,10 @@ void patron_reco_fetcher_free(struct patron_reco_fetcher *f)
 {
     if (!f)
         return;
+    if (f->ahead) { /* never sent: no reply will come */
+        free(f->ahead->ahead);
+        free(f->ahead);
+    }
     cache_free(&f->cache);
     trending_free(&f->trend);
     trending_free(&f->next);

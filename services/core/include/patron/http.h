@@ -4,7 +4,8 @@
  *
  * Keep-alive is the HTTP/1.1 default ("Connection: close" and HTTP/1.0 are
  * honoured); pipelined requests are answered in order, one at a time: while
- * a request awaits its response the connection reads no further. Limits
+ * a request awaits its response the connection reads only what fits in its
+ * input buffer (16 KiB), and parses it once the response is given. Limits
  * (struct patron_http_limits) answer with a JSON error and close: request
  * line + headers -> 431, body -> 413, malformed -> 400. Every response has a
  * Content-Length and goes out with one write per batch of requests.
