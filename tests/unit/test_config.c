@@ -111,7 +111,7 @@ static const struct env_case CASES[] = {
     OK("api_token", "(null)", NULL),
     OK("n_rdkafka_props", "0", NULL),
     OK("batch_max", "5000", NULL),
-    OK("inflight_batches", "8", NULL),
+    OK("inflight_batches", "16", NULL),
     OK("graph_history", "8", NULL),
     OK("graph_topk", "50", NULL),
     OK("shutdown_timeout_ms", "10000", NULL),

@@ -81,7 +81,7 @@ static const struct var VARS[] = {
     {"PATRON_API_TOKEN", NULL, parse_string, FIELD(api_token), 0, 0, true},
     {"PATRON_BATCH_MAX", "5000", parse_int, FIELD(batch_max), 1, 100000, false},
     {"PATRON_HTTP_WORKERS", "1", parse_int, FIELD(http_workers), 1, 64, false},
-    {"PATRON_INFLIGHT_BATCHES", "8", parse_int, FIELD(inflight_batches), 1, 64, false},
+    {"PATRON_INFLIGHT_BATCHES", "16", parse_int, FIELD(inflight_batches), 1, 64, false},
     {"PATRON_GRAPH_HISTORY", "8", parse_int, FIELD(graph_history), 0, 64, false},
     {"PATRON_GRAPH_TOPK", "50", parse_int, FIELD(graph_topk), 1, 1000, false},
     {"PATRON_SHUTDOWN_TIMEOUT_MS", "10000", parse_int, FIELD(shutdown_timeout_ms), 0, 3600000,

@@ -42,10 +42,13 @@ struct patron_redis_script {
  */
 struct redis_io {
     uv_poll_t poll;
+    uv_prepare_t flush;    /* writes the commands of this loop turn before it polls */
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
     struct patron_redis *r;
     int events;
-    int polling; /* the events uv_poll_start was last given */
+    int polling;   /* the events uv_poll_start was last given */
+    bool flushing; /* inside the flush: a write that did not finish needs the poll */
+    int open_uv;   /* of poll and flush, the handles not yet closed */
 };
 
 struct patron_redis {
@@ -122,6 +125,8 @@ static void handle_closed(struct patron_redis *r)
 static void io_closed(uv_handle_t *h)
 {
     struct redis_io *io = h->data;
+    if (--io->open_uv > 0)
+        return;
     struct patron_redis *r = io->r;
     free(io);
     handle_closed(r);
@@ -189,9 +194,32 @@ static void io_del_read(void *p)
     io_update(io);
 }
 
+/*
+ * Commands are written once per loop turn, just before the loop polls (as
+ * Redis itself answers its clients before it sleeps): a socket with room
+ * takes them at once, without the write interest hiredis asks for per
+ * command, which costs two epoll_ctl calls and a loop turn. Only a write
+ * that did not finish, or a connection still being made (hiredis learns of
+ * it by writability), polls for writable.
+ */
+static void io_flush(uv_prepare_t *h)
+{
+    struct redis_io *io = h->data;
+    uv_prepare_stop(h);
+    if (!io->ac)
+        return;
+    io->flushing = true;
+    redisAsyncHandleWrite(io->ac); /* may end in io_cleanup: io stays valid */
+    io->flushing = false;
+}
+
 static void io_add_write(void *p)
 {
     struct redis_io *io = p;
+    if (io->ac && (io->ac->c.flags & REDIS_CONNECTED) && !io->flushing) {
+        if (uv_prepare_start(&io->flush, io_flush) == 0)
+            return;
+    }
     io->events |= UV_WRITABLE;
     io_update(io);
 }
@@ -210,6 +238,7 @@ static void io_cleanup(void *p)
         return;
     io->ac = NULL;
     uv_close((uv_handle_t *)&io->poll, io_closed);
+    uv_close((uv_handle_t *)&io->flush, io_closed);
 }
 
 static int io_attach(struct patron_redis *r, redisAsyncContext *ac)
@@ -222,6 +251,9 @@ static int io_attach(struct patron_redis *r, redisAsyncContext *ac)
         return PATRON_EIO;
     }
     io->poll.data = io;
+    uv_prepare_init(r->loop, &io->flush);
+    io->flush.data = io;
+    io->open_uv = 2;
     io->ac = ac;
     io->r = r;
     r->handles++;
