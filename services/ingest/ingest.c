@@ -229,6 +229,8 @@ struct batch {
     size_t n_positions;
     struct versioned **writes; /* the profiles to write: one per customer at most */
     size_t n_writes;
+    struct customer **erasures; /* the profiles to write that erase their customer */
+    size_t n_erasures;
     struct graph_key *rows; /* the neighbour lists the batch changes */
     size_t n_rows;
     unsigned graph_attempts;
@@ -1405,14 +1407,11 @@ static void write_item_stats(struct batch *b)
 }
 
 /* Compare-and-set of the customer's profile over `base` (the value it was
- * built on; NULL: new). An erasure runs its own script at once (it deletes
- * the customer's other keys too); any other write waits for write_profiles,
- * which sends the batch's in few calls. A tombstone expires. The cache has
- * the new value from now on. */
+ * built on; NULL: new), sent by write_profiles in the batch's turn. A
+ * tombstone expires. The cache has the new value from now on. */
 static void write_profile(struct batch *b, struct customer *c, const uint8_t *base, bool erasure,
                           bool tombstone, const uint8_t *value, size_t len)
 {
-    struct ingest *ing = b->ing;
     struct versioned *v = &c->v;
     v->expected_len = base ? PATRON_PROFILE_VERSION_LEN : 0;
     if (base)
@@ -1420,49 +1419,60 @@ static void write_profile(struct batch *b, struct customer *c, const uint8_t *ba
     v->ttl = tombstone ? TOMBSTONE_TTL_S : "0";
     v->value = value;
     v->len = len;
-    if (!erasure) {
+    if (erasure)
+        b->erasures[b->n_erasures++] = c;
+    else
         b->writes[b->n_writes++] = v;
-    } else {
-        enum { KEYS_MAX = 16 };
-        char keys[KEYS_MAX][PATRON_KEY_MAX];
-        const char *argv[KEYS_MAX + 3];
-        size_t lens[KEYS_MAX + 3];
-        int nkeys = 0;
-        argv[nkeys] = v->key;
-        lens[nkeys++] = v->key_len;
-        for (size_t i = 0; PATRON_CUSTOMER_KEY_SUFFIXES[i] && nkeys < KEYS_MAX; i++) {
-            int klen = patron_key_customer_sub(keys[i], sizeof(keys[i]), c->id, c->id_len,
-                                               PATRON_CUSTOMER_KEY_SUFFIXES[i]);
-            if (klen < 0)
-                continue;
-            argv[nkeys] = keys[i];
-            lens[nkeys++] = (size_t)klen;
-        }
-        int argc = nkeys;
-        argv[argc] = (const char *)v->expected;
-        lens[argc++] = v->expected_len;
-        argv[argc] = (const char *)value;
-        lens[argc++] = len;
-        argv[argc] = v->ttl;
-        lens[argc] = strlen(v->ttl);
-        argc++;
-        struct multi_call *mc = arena_alloc(&b->arena, sizeof(*mc));
-        *mc = (struct multi_call){b, 1, NULL};
-        if (patron_kv_evalsha(ing->redis, ing->cas, on_profile_written, mc, nkeys, argc - nkeys,
-                              argv, lens)) {
-            batch_fail(b, "redis unavailable");
-            return;
-        }
-        b->pending++;
+    c->entry = cache_put(&b->ing->cache, c->id, c->id_len, value, len, b->seq);
+}
+
+/* An erasure's compare-and-set, which also deletes the customer's other
+ * keys (their hash tag is the profile's: one slot). */
+static int send_erasure(struct batch *b, struct customer *c)
+{
+    enum { KEYS_MAX = 16 };
+    char keys[KEYS_MAX][PATRON_KEY_MAX];
+    const char *argv[KEYS_MAX + 3];
+    size_t lens[KEYS_MAX + 3];
+    const struct versioned *v = &c->v;
+    int nkeys = 0;
+    argv[nkeys] = v->key;
+    lens[nkeys++] = v->key_len;
+    for (size_t i = 0; PATRON_CUSTOMER_KEY_SUFFIXES[i] && nkeys < KEYS_MAX; i++) {
+        int klen = patron_key_customer_sub(keys[i], sizeof(keys[i]), c->id, c->id_len,
+                                           PATRON_CUSTOMER_KEY_SUFFIXES[i]);
+        if (klen < 0)
+            continue;
+        argv[nkeys] = keys[i];
+        lens[nkeys++] = (size_t)klen;
     }
-    c->entry = cache_put(&ing->cache, c->id, c->id_len, value, len, b->seq);
+    int argc = nkeys;
+    argv[argc] = (const char *)v->expected;
+    lens[argc++] = v->expected_len;
+    argv[argc] = (const char *)v->value;
+    lens[argc++] = v->len;
+    argv[argc] = v->ttl;
+    lens[argc] = strlen(v->ttl);
+    argc++;
+    struct multi_call *mc = arena_alloc(&b->arena, sizeof(*mc));
+    *mc = (struct multi_call){b, 1, NULL};
+    return patron_kv_evalsha(b->ing->redis, b->ing->cas, on_profile_written, mc, nkeys,
+                             argc - nkeys, argv, lens);
 }
 
 /* The batch's profile writes: one compare-and-set call per CAS_CHUNK
  * profiles of one key group. */
 static void write_profiles(struct batch *b)
 {
-    (void)send_grouped(b, b->writes, b->n_writes, CAS_CHUNK, send_profile_cas);
+    if (send_grouped(b, b->writes, b->n_writes, CAS_CHUNK, send_profile_cas))
+        return;
+    for (size_t i = 0; i < b->n_erasures; i++) {
+        if (send_erasure(b, b->erasures[i])) {
+            batch_fail(b, "redis unavailable");
+            return;
+        }
+        b->pending++;
+    }
 }
 
 static void apply_customer(struct batch *b, struct customer *c)
@@ -1768,6 +1778,7 @@ static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
     b->customers = arena_calloc(&b->arena, n, sizeof(*b->customers));
     b->positions = arena_calloc(&b->arena, n, sizeof(*b->positions));
     b->writes = arena_alloc(&b->arena, n * sizeof(*b->writes));
+    b->erasures = arena_alloc(&b->arena, n * sizeof(*b->erasures));
     b->n_events = n;
     presize(&b->by_customer, n);
     patron_strmap_init(&b->strings);

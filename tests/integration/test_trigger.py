@@ -360,6 +360,8 @@ def main(pods=1):
                                     ("ben", 1, 1200)):
             status, prof = http(api.http_port, "GET", f"/v1/customers/{cust}/profile")
             assert status == 200 and (prof["orders"], prof["net_spend_cents"]) == (orders, spend), (cust, prof)
+        if pods == 1:  # its ingest was never killed: nothing made it start over
+            assert metric(ingests[0].http_port, "patron_ingest_resets_total") == 0
         what = "a kill -9 and a restart" if pods == 1 else "two pods of each, one of each kill -9'd"
         print(f"ok: {len(msgs)} messages, {len(want)} of the story, no duplicates across {what}")
 
