@@ -302,8 +302,9 @@ rows = [
     ("redis-benchmark -P 64 SET", f"{set_ops:,.0f} ops/s", "the ceiling", ""),
     ("redis-benchmark -P 64 GET", f"{get_ops:,.0f} ops/s", "", ""),
     ("redis-benchmark -P 64 EVALSHA", f"{eval_ops:,.0f} ops/s", "CAS-shaped script", ""),
-    ("patron Redis commands", f"{cmds:,.0f} cmds/s",
-     f"{cmds / set_ops:.0%} of the SET ceiling" if set_ops else "", ""),
+    # ingest reads and writes up to 256 keys per call: its calls/s are not
+    # comparable with SETs; Redis' CPU per event (above) is the figure
+    ("patron Redis calls", f"{cmds:,.0f} calls/s", "MGET and scripts of many keys", ""),
     ("Redis per customer", f"{bpc:,.0f} B", "budget <= 512 B", "ok" if bpc <= 512 else "MISSED"),
     ("python peer per customer", f"{peer_bpc:,} B" if peer else "-", "", ""),
 ]
