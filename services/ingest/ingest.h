@@ -3,13 +3,16 @@
  *
  * The pipeline, one libuv loop, no threads of its own:
  *
- *   consume a batch ─► read the batch's profiles (one pipelined GET each,
- *   skipped for customers in the profile cache: what this process wrote
- *   recently, in-flight batches included) ─► apply the events in order
- *   (pure domain code) ─► write every changed profile with a
- *   compare-and-set on its version (SET NX for a new one), plus the item
- *   graph and the event clock, in one pipeline ─► publish a ProfileUpdate
- *   per applied event and the DLQ entries ─► when Redis acknowledged every
+ *   consume a batch ─► read the batch's profiles (an MGET per 256, skipped
+ *   for customers in the profile cache: what this process wrote recently,
+ *   in-flight batches included) ─► apply the events in order (pure domain
+ *   code) ─► in batch order, read the item neighbour lists the batch
+ *   changes (cache, else MGET, on a connection of their own), merge its
+ *   co-occurrence counts (graph_row.h) and write them with a
+ *   compare-and-set on each list's version ─► in batch order, write every
+ *   changed profile with a compare-and-set on its version (128 per script),
+ *   the item statistics and the event clock ─► publish a ProfileUpdate per
+ *   applied event and the DLQ entries ─► when Redis acknowledged every
  *   write and Kafka every message, store the batch's offsets (batches
  *   complete in order).
  *
@@ -25,6 +28,10 @@
  *   during a rebalance), a Redis failure or a failed delivery cancels every
  *   in-flight batch, pauses consumption and, once Redis is back, seeks each
  *   partition to the last stored offset: nothing is lost, nothing doubled.
+ * - A neighbour list another ingest wrote in between is read and merged
+ *   again (no reset: lists are shared by every partition). The lists go
+ *   before the profiles, so a crash in between replays the batch: the item
+ *   statistics are at least once, exact when nothing fails.
  * - A batch applies the profile its predecessors wrote: batches apply in
  *   order, and a batch whose read went out before a predecessor wrote the
  *   same customer takes that write from the cache, which keeps every write
