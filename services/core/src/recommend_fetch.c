@@ -373,8 +373,9 @@ static int64_t parse_count(const redisReply *r)
 }
 
 /* A GET of a neighbour list (graph_row.h): strongest first. Fills at most
- * max neighbours, their ids copied into *ids_out; nil (no list yet) and a
- * list that does not decode give none. Returns -1 for any other reply. */
+ * max neighbours, their ids copied into *ids_out; nil (no list yet), a key
+ * of another type and a list that does not decode give none. Returns -1
+ * for any other reply (Redis failing). */
 static ssize_t parse_neighbours(const redisReply *r, size_t max, struct patron_reco_neighbour *nb,
                                 char **ids_out)
 {
@@ -383,6 +384,10 @@ static ssize_t parse_neighbours(const redisReply *r, size_t max, struct patron_r
     size_t n = 0, bytes = 0;
     *ids_out = NULL;
     if (r->type == REDIS_REPLY_NIL)
+        return 0;
+    /* a key of another type (a sorted set from before lists were strings):
+     * no list, until ingest's next merge replaces it */
+    if (r->type == REDIS_REPLY_ERROR && r->len >= 9 && memcmp(r->str, "WRONGTYPE", 9) == 0)
         return 0;
     if (r->type != REDIS_REPLY_STRING)
         return -1;
