@@ -323,9 +323,8 @@ struct ingest {
     struct value_cache cats;                /* item -> the category last written to {items}:cat */
     struct batch *graph_reader;             /* the batch in its first GRAPH_READ */
     uint64_t row_version;                   /* the next neighbour list's version */
-    struct patron_graph_cell *cells, *incs; /* scratch of graph_merge */
+    struct patron_graph_cell *cells, *incs; /* scratch of graph_merge (incs: GRAPH_PAIRS_MAX) */
     uint8_t *encoded;                       /* scratch of the encoders, ENCODED_MAX bytes */
-    size_t n_incs;
     struct arena_spares spares;
     struct patron_profile *profile;   /* scratch of apply_customer */
     char (*prior)[PATRON_ID_MAX + 1]; /* the bought list before a purchase */
@@ -1297,7 +1296,7 @@ static void graph_merge(struct batch *b, struct graph_key *gk)
     }
     const struct graph_row *row = gk->row;
     struct patron_graph_cell *inc = ing->incs;
-    if (row->n > ing->n_incs) {
+    if (row->n > GRAPH_PAIRS_MAX) {
         inc = arena_alloc(&b->arena, row->n * sizeof(*inc));
     }
     for (size_t i = 0; i < row->n; i++)
@@ -1388,10 +1387,12 @@ static void write_item_stats(struct batch *b)
         size_t cat_len = strlen(cat), id_len = strlen(st->item);
         if (cat_len) {
             struct cached *known = cache_get(&ing->cats, st->item, id_len);
-            if (known && known->len == cat_len && memcmp(known->value, cat, cat_len) == 0)
-                cat = "", cat_len = 0;
-            else
+            if (known && known->len == cat_len && memcmp(known->value, cat, cat_len) == 0) {
+                cat = "";
+                cat_len = 0;
+            } else {
                 cache_put(&ing->cats, st->item, id_len, (const uint8_t *)cat, cat_len, 0);
+            }
         }
         argv[argc] = cat;
         lens[argc++] = cat_len;
@@ -2077,8 +2078,7 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
         ing->row_version = ((uint64_t)patron_wall_ms() << 20) ^ (uint64_t)uv_os_getpid();
     ing->cells = patron_malloc((PATRON_GRAPH_ROW_MAX + 1) * sizeof(*ing->cells));
     ing->encoded = patron_malloc(ENCODED_MAX);
-    ing->n_incs = GRAPH_PAIRS_MAX;
-    ing->incs = patron_malloc(ing->n_incs * sizeof(*ing->incs));
+    ing->incs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*ing->incs));
     ing->profile = patron_malloc(sizeof(*ing->profile));
     ing->prior = patron_malloc(PATRON_PROFILE_BOUGHT_MAX * sizeof(*ing->prior));
     ing->pairs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*ing->pairs));

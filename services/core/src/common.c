@@ -48,6 +48,19 @@ void patron_copy_str(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+char *patron_put_decimal(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
 const char *patron_strerror(int err)
 {
     switch (err) {

@@ -167,20 +167,6 @@ static char *put(char *p, const char *s, size_t n)
     return p + n;
 }
 
-/* Decimal digits of v at p; returns the end. */
-static char *put_uint(char *p, unsigned long long v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 /* The status line and headers, then the body: the answer is the hot path,
  * so the head is assembled from pieces rather than by snprintf. */
 static void append_response(struct conn *c, int status, const char *content_type,
@@ -203,7 +189,7 @@ static void append_response(struct conn *c, int status, const char *content_type
     p = put(p, "HTTP/1.1 ", 9);
     if (status < 0)
         *p++ = '-';
-    p = put_uint(p, status < 0 ? 0ULL - (unsigned long long)status : (unsigned long long)status);
+    p = patron_put_decimal(p, status < 0 ? 0ULL - (uint64_t)status : (uint64_t)status);
     *p++ = ' ';
     p = put(p, reason, reason_len);
     p = put(p, "\r\n", 2);
@@ -213,7 +199,7 @@ static void append_response(struct conn *c, int status, const char *content_type
         p = put(p, "\r\n", 2);
     }
     p = put(p, "Content-Length: ", 16);
-    p = put_uint(p, len);
+    p = patron_put_decimal(p, len);
     p = put(p, "\r\nDate: ", 8);
     p = put(p, date, date_len);
     p = put(p, "\r\n", 2);

@@ -545,20 +545,6 @@ static int eval_retry(struct redis_req *req)
     return rc == REDIS_OK ? 0 : PATRON_EIO;
 }
 
-/* Decimal digits of v at p; returns the end. */
-static char *put_size(char *p, size_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 /*
  * The RESP of `head` then `argv` in r->fmt, for redisAsyncFormattedCommand:
  * hiredis' own formatter (sdscatfmt, an allocation per command and its
@@ -582,7 +568,7 @@ static size_t format_command(struct patron_redis *r, int n_head, const char *con
     }
     char *p = r->fmt;
     *p++ = '*';
-    p = put_size(p, (size_t)(n_head + argc));
+    p = patron_put_decimal(p, (size_t)(n_head + argc));
     *p++ = '\r';
     *p++ = '\n';
     for (int i = 0; i < n_head + argc; i++) {
@@ -591,7 +577,7 @@ static size_t format_command(struct patron_redis *r, int n_head, const char *con
                      : argvlen  ? argvlen[i - n_head]
                                 : strlen(argv[i - n_head]);
         *p++ = '$';
-        p = put_size(p, len);
+        p = patron_put_decimal(p, len);
         *p++ = '\r';
         *p++ = '\n';
         if (len)
@@ -757,7 +743,7 @@ int patron_redis_evalsha(struct patron_redis *r, struct patron_redis_script *s, 
         req->arglens[i] = len;
         data += len;
     }
-    size_t nkeys_len = (size_t)(put_size(req->nkeys, (size_t)nkeys) - req->nkeys);
+    size_t nkeys_len = (size_t)(patron_put_decimal(req->nkeys, (size_t)nkeys) - req->nkeys);
     req->nkeys[nkeys_len] = '\0';
 
     const char *cmd[] = {"EVALSHA", s->sha, req->nkeys};

@@ -45,6 +45,10 @@ char *patron_strndup(const char *s, size_t n);
  * always NUL-terminated. */
 void patron_copy_str(char *dst, size_t cap, const char *src);
 
+/* Writes the decimal digits of v at p (room for 20) and returns the end;
+ * no NUL. For hot paths that would otherwise call snprintf. */
+char *patron_put_decimal(char *p, uint64_t v);
+
 /* A human name of a PATRON_E* code. */
 const char *patron_strerror(int err);
 
