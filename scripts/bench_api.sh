@@ -69,19 +69,8 @@ GEN=(synthetic --events "$EVENTS" --customers "$CUSTOMERS" --regulars "$REGULARS
 P="$(json_field "$("$BIN/patron-replay" "${GEN[@]}" --partitions-hint | tail -n1)" partitions)"
 [ "$P" -lt 8 ] && P=8
 
-REDIS_PORT="$(free_port)"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
-  --logfile "$WORK/redis.log" &
-PIDS+=($!)
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
-"$BIN/patron-devkafka" --bootstrap-file "$WORK/bootstrap" --topic "patron.events:$P" \
-  --topic patron.catalog:1 --topic "patron.profile-updates:$P" --topic patron.dlq:1 \
-  >"$WORK/devkafka.log" 2>&1 &
-KAFKA_PID=$!
-PIDS+=("$KAFKA_PID")
-for _ in $(seq 200); do [ -s "$WORK/bootstrap" ] && break; sleep 0.05; done
-BROKERS="$(cat "$WORK/bootstrap")"
-[ -n "$BROKERS" ] || { say "patron-devkafka did not start"; exit 1; }
+bench_redis api
+bench_kafka "$P"
 ENV=(PATRON_KAFKA_BROKERS="$BROKERS" PATRON_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
   PATRON_LOG_LEVEL=warn)
 

@@ -33,6 +33,39 @@ bench_cleanup() {
 }
 
 say() { echo "bench $BENCH_NAME: $*" >&2; }
+
+# bench_redis NAME [redis-server option...]: a redis-server on a free port,
+# without persistence, its log $WORK/redis-NAME.log; sets REDIS_PORT and
+# REDIS_PID (stopped on exit).
+bench_redis() {
+  local name=$1
+  shift
+  REDIS_PORT="$(free_port)"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+    --logfile "$WORK/redis-$name.log" "$@" &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  for _ in $(seq 100); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  say "redis-server did not start"
+  exit 1
+}
+
+# bench_kafka PARTITIONS: patron-devkafka with patron.events and
+# patron.profile-updates of PARTITIONS each, patron.catalog and patron.dlq;
+# sets BROKERS and KAFKA_PID.
+bench_kafka() {
+  "$BIN/patron-devkafka" --bootstrap-file "$WORK/bootstrap" --topic "patron.events:$1" \
+    --topic patron.catalog:1 --topic "patron.profile-updates:$1" --topic patron.dlq:1 \
+    >"$WORK/devkafka.log" 2>&1 &
+  KAFKA_PID=$!
+  PIDS+=("$KAFKA_PID")
+  for _ in $(seq 200); do [ -s "$WORK/bootstrap" ] && break; sleep 0.05; done
+  BROKERS="$(cat "$WORK/bootstrap")"
+  [ -n "$BROKERS" ] || { say "patron-devkafka did not start"; exit 1; }
+}
 free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 json_field() { $PY -c 'import json,sys;print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 stop_pid() {

@@ -97,21 +97,16 @@ scale_cleanup() {
 }
 trap scale_cleanup EXIT
 
-# Starts one redis-server (extra arguments after the name); sets RPORT, RPID.
+# One node of the store (bench_redis, with free_port as above); sets RPORT,
+# RPID. Each node logs apart: redis-NAME-N.log.
+NODES=0
 redis_node() {
   local name=$1
   shift
-  RPORT="$(free_port)"
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
-    --logfile "$WORK/redis-$name-$RPORT.log" "$@" &
-  RPID=$!
-  PIDS+=("$RPID")
-  for _ in $(seq 100); do
-    redis-cli -p "$RPORT" ping >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  say "redis-server did not start"
-  exit 1
+  NODES=$((NODES + 1))
+  bench_redis "$name-$NODES" "$@"
+  RPORT=$REDIS_PORT
+  RPID=$REDIS_PID
 }
 
 # Sets REDIS_ENV (the variable the pods get) and REDIS_PIDS.
@@ -149,14 +144,7 @@ say "this machine has $(nproc) cores: pods, Redis nodes and Kafka share them"
 say "generating $EVENTS events (seed $SEED)"
 SUMMARY="$("$BIN/patron-replay" synthetic --events "$EVENTS" --seed "$SEED" --out "$WORK/events.bin" | tail -n1)"
 N="$(json_field "$SUMMARY" events)"
-"$BIN/patron-devkafka" --bootstrap-file "$WORK/bootstrap" --topic "patron.events:$P" \
-  --topic patron.catalog:1 --topic "patron.profile-updates:$P" --topic patron.dlq:1 \
-  >"$WORK/devkafka.log" 2>&1 &
-KAFKA_PID=$!
-PIDS+=("$KAFKA_PID")
-for _ in $(seq 200); do [ -s "$WORK/bootstrap" ] && break; sleep 0.05; done
-BROKERS="$(cat "$WORK/bootstrap")"
-[ -n "$BROKERS" ] || { say "patron-devkafka did not start"; exit 1; }
+bench_kafka "$P"
 say "producing $N events to $P partitions"
 "$BIN/patron-replay" file --in "$WORK/events.bin" --brokers "$BROKERS" --topic patron.events \
   >"$WORK/produce.log" 2>&1 || { say "produce failed"; cat "$WORK/produce.log" >&2; exit 1; }
