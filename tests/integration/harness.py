@@ -209,3 +209,25 @@ def mismatches(api_port, expected):
             if body["rfm"][f] != exp[f]:
                 bad.append((cid, "rfm." + f, body["rfm"][f], exp[f]))
     return bad
+
+
+def assert_profiles_exact(api_port, expected, after="", timeout=120):
+    """Waits until every profile the API serves equals the oracle's, then
+    asserts it, saying what differs (`after`: when, for the message)."""
+    try:
+        wait_for("profiles to match the oracle", lambda: not mismatches(api_port, expected),
+                 timeout=timeout, interval=1.0)
+    except AssertionError:
+        pass  # the assertion below says what differs
+    bad = mismatches(api_port, expected)
+    assert bad == [], f"{len(bad)} mismatches{after}, first: {bad[:5]}"
+
+
+def trigger_stats(r):
+    """{(campaign, variant, counter): n} summed over the trigger's partitions."""
+    total = {}
+    for p in r.smembers("{trigger}:partitions"):
+        for f, v in r.hgetall("{tp:%s}:stats" % p.decode()).items():
+            c, var, k = f.decode().split("|")
+            total[(c, var, k)] = total.get((c, var, k), 0) + int(v)
+    return total

@@ -23,7 +23,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, SRC, SUBSET, Stack, consume_all, free_port, http, metric, mismatches, run_tool, wait_for  # noqa: E402
+from harness import (BIN, SRC, SUBSET, Stack, assert_profiles_exact, consume_all, free_port, http, metric, run_tool,  # noqa: E402
+                     trigger_stats, wait_for)
 from test_api_profile import proto_modules  # noqa: E402
 
 import redis  # noqa: E402
@@ -148,15 +149,6 @@ def cluster_env(st, cl, **extra):
     return env
 
 
-def stats(rc):
-    """{(campaign, variant, counter): n} summed over partitions, from the cluster."""
-    total = {}
-    for p in rc.smembers("{trigger}:partitions"):
-        for f, v in rc.hgetall("{tp:%s}:stats" % p.decode()).items():
-            c, var, k = f.decode().split("|")
-            total[(c, var, k)] = total.get((c, var, k), 0) + int(v)
-    return total
-
 
 def campaign_messages(brokers, campaign_pb2):
     out = []
@@ -215,13 +207,7 @@ def main():
         assert producer.wait(timeout=120) == 0, "patron-replay failed"
 
         # (a) profiles exact
-        try:
-            wait_for("profiles to match the oracle", lambda: not mismatches(api.http_port, expected),
-                     timeout=120, interval=1.0)
-        except AssertionError:
-            pass  # the assertion below says what differs
-        bad = mismatches(api.http_port, expected)
-        assert bad == [], f"{len(bad)} mismatches after the failover, first: {bad[:5]}"
+        assert_profiles_exact(api.http_port, expected, " after the failover")
         assert metric(ingest.http_port, "patron_ingest_resets_total") >= 0
 
         # (b) the trigger settled: every update consumed, the outbox empty
@@ -249,7 +235,7 @@ def main():
             seen.setdefault(m.message_id, []).append(ch)
         dups = {k: v for k, v in seen.items() if len(v) > 1}
         assert not dups, f"duplicated messages: {list(dups.items())[:5]}"
-        sv = stats(rc)
+        sv = trigger_stats(rc)
         for c in CAMPAIGN_IDS:
             on_topic = sum(1 for _, m in msgs if m.campaign_id == c)
             sent = sum(v for (cc, _, k), v in sv.items() if cc == c and k == "sent")

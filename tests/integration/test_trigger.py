@@ -25,7 +25,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import campaign_ids as ids  # noqa: E402
-from harness import BIN, SRC, SUBSET, Stack, consume_all, free_port, http, metric, run_tool, wait_for  # noqa: E402
+from harness import (BIN, SRC, SUBSET, Stack, consume_all, free_port, http, metric, run_tool, trigger_stats,  # noqa: E402
+                     wait_for)
 from test_api_profile import proto_modules  # noqa: E402
 
 from confluent_kafka import Producer  # noqa: E402
@@ -191,15 +192,6 @@ def campaign_messages(brokers, campaign_pb2):
     return out
 
 
-def stats(r):
-    """{(campaign, variant, counter): n} summed over partitions, from Redis."""
-    total = {}
-    for p in r.smembers("{trigger}:partitions"):
-        for f, v in r.hgetall("{tp:%s}:stats" % p.decode()).items():
-            c, var, k = f.decode().split("|")
-            total[(c, var, k)] = total.get((c, var, k), 0) + int(v)
-    return total
-
 
 def stat(st, campaign, counter):
     return sum(v for (c, _, k), v in st.items() if c == campaign and k == counter)
@@ -326,7 +318,7 @@ def main(pods=1):
         assert win and win[0].params["coupon"] == "COMEBACK10", win
 
         # counters: exact against the topics, and the story's paths counted
-        sv = stats(r)
+        sv = trigger_stats(r)
         for c in ("cart-abandonment", "browse-abandonment", "cross-sell", "review-request",
                   "winback-60d", "at-risk", "tier-upgrade", "birthday"):
             on_topic = sum(1 for _, m in msgs if m.campaign_id == c)
