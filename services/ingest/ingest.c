@@ -1739,9 +1739,7 @@ static void batch_classify(struct batch *b)
         struct customer *c = patron_strmap_get(&b->by_customer, id, id_len);
         if (!c) {
             c = &b->customers[b->n_customers++];
-            c->b = b;
-            c->id = id;
-            c->id_len = id_len;
+            *c = (struct customer){.b = b, .id = id, .id_len = id_len};
             int klen = patron_key_customer(c->v.key, sizeof(c->v.key), id, id_len);
             c->v.key_len = klen > 0 ? (size_t)klen : 0; /* ids were checked: always fits */
             c->v.group = patron_kv_key_group(ing->redis, c->v.key, c->v.key_len);
@@ -1776,7 +1774,8 @@ static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
     b->started_ms = patron_monotonic_ms();
     arena_init(&b->arena, &ing->spares);
     b->events = arena_calloc(&b->arena, n, sizeof(*b->events));
-    b->customers = arena_calloc(&b->arena, n, sizeof(*b->customers));
+    /* room for n; each taken one is initialised (most batches touch fewer) */
+    b->customers = arena_alloc(&b->arena, n * sizeof(*b->customers));
     b->positions = arena_calloc(&b->arena, n, sizeof(*b->positions));
     b->writes = arena_alloc(&b->arena, n * sizeof(*b->writes));
     b->erasures = arena_alloc(&b->arena, n * sizeof(*b->erasures));
