@@ -83,6 +83,7 @@ struct api_dashboard {
     uint64_t fetched; /* GETs issued */
     int clock_waits;
     int64_t started_ms; /* monotonic */
+    uint64_t page_ns;   /* uv_hrtime when the page in flight was asked for */
     char cursor[CURSOR_MAX];
     unsigned shards[PATRON_KV_SHARDS_MAX]; /* patron_kv_shards at the start */
     size_t n_shards, shard;                /* shard: the one being scanned */
@@ -235,6 +236,29 @@ static void snapshot_end(struct api_dashboard *d)
     schedule(d, API_DASHBOARD_REFRESH_MS);
 }
 
+static void on_page_timer(uv_timer_t *t)
+{
+    struct api_dashboard *d = t->data;
+    if (d->closing) {
+        snapshot_end(d);
+        return;
+    }
+    scan_page(d);
+}
+
+/* The next page: at once for the first snapshot, else after a pause that
+ * keeps the snapshot to API_DASHBOARD_DUTY_PCT of the time. */
+static void next_page(struct api_dashboard *d)
+{
+    if (!d->have_snapshot) {
+        scan_page(d);
+        return;
+    }
+    uint64_t busy_ns = uv_hrtime() - d->page_ns;
+    uint64_t pause_ms = (busy_ns * (100 / API_DASHBOARD_DUTY_PCT - 1) + 999999) / 1000000;
+    uv_timer_start(&d->timer, on_page_timer, pause_ms, 0);
+}
+
 static void settle(struct api_dashboard *d)
 {
     if (--d->outstanding)
@@ -242,7 +266,7 @@ static void settle(struct api_dashboard *d)
     if (d->failed || d->closing || d->scan_done)
         snapshot_end(d);
     else
-        scan_page(d);
+        next_page(d);
 }
 
 static void count_profile(struct api_dashboard *d, const redisReply *v)
@@ -333,6 +357,7 @@ static void scan_page(struct api_dashboard *d)
 {
     const char *argv[] = {"SCAN", d->cursor, "MATCH", "{c:*}", "COUNT", API_DASHBOARD_SCAN_COUNT};
     d->outstanding = 1;
+    d->page_ns = uv_hrtime();
     if (patron_kv_shard_commandv(d->redis, d->shards[d->shard], on_scan, d, 6, argv, NULL)) {
         d->failed = true;
         d->outstanding = 0;
