@@ -1150,8 +1150,11 @@ static void graph_add(struct batch *b, const char *a, const char *x)
         row->item = batch_intern(b, a);
         patron_strmap_put(&b->graph, row->item, strlen(row->item), row);
     }
+    /* cells hold interned strings: a popular item's row has hundreds, and
+     * comparing pointers instead of bytes was 1.5% of ingest */
+    const char *item = batch_intern(b, x);
     for (size_t i = 0; i < row->n; i++) {
-        if (strcmp(row->cells[i].item, x) == 0) {
+        if (row->cells[i].item == item) {
             row->cells[i].count++;
             return;
         }
@@ -1160,7 +1163,7 @@ static void graph_add(struct batch *b, const char *a, const char *x)
         row->cap = row->cap ? row->cap * 2 : 8;
         row->cells = patron_realloc(row->cells, row->cap * sizeof(*row->cells));
     }
-    row->cells[row->n++] = (struct graph_cell){batch_intern(b, x), 1};
+    row->cells[row->n++] = (struct graph_cell){item, 1};
 }
 
 /* What an applied purchase adds to the item statistics: a buyer for each
