@@ -106,7 +106,10 @@ static size_t render(const struct pending_reco *pd, const struct patron_reco_ans
         memcpy(p, "{\"item_id\":", 11);
         p += 11;
         p += put_string(p, id);
-        p += snprintf(p, 40, ",\"score\":%.17g}", a->items[i].score);
+        memcpy(p, ",\"score\":", 9);
+        p += 9;
+        p = patron_put_score(p, a->items[i].score);
+        *p++ = '}';
     }
     memcpy(p, "]}", 3);
     return (size_t)(p + 2 - out);

@@ -61,6 +61,25 @@ char *patron_put_decimal(char *p, uint64_t v)
     return p;
 }
 
+char *patron_put_score(char *p, double v)
+{
+    if (!(v >= 1e-3 && v < 1e9)) /* beyond, v * 1e6 is no exact integer */
+        return p + snprintf(p, 32, "%.17g", v);
+    uint64_t micro = (uint64_t)(v * 1e6 + 0.5);
+    p = patron_put_decimal(p, micro / 1000000);
+    uint64_t frac = micro % 1000000;
+    if (frac) {
+        int digits = 6;
+        for (; frac % 10 == 0; frac /= 10)
+            digits--;
+        *p++ = '.';
+        for (int i = digits - 1; i >= 0; i--, frac /= 10)
+            p[i] = (char)('0' + frac % 10);
+        p += digits;
+    }
+    return p;
+}
+
 const char *patron_strerror(int err)
 {
     switch (err) {

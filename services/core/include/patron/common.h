@@ -49,6 +49,12 @@ void patron_copy_str(char *dst, size_t cap, const char *src);
  * no NUL. For hot paths that would otherwise call snprintf. */
 char *patron_put_decimal(char *p, uint64_t v);
 
+/* Writes a score as a JSON number at p (room for 32) and returns the end;
+ * no NUL. From 1e-3 to 1e9: six decimals, trailing zeros dropped (four
+ * significant digits at least: a score only ranks); elsewhere %.17g. For
+ * the API's answers, where printf's exact 17 digits were 5% of a request. */
+char *patron_put_score(char *p, double v);
+
 /* A human name of a PATRON_E* code. */
 const char *patron_strerror(int err);
 
