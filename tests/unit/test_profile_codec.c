@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "fixture_events.h"
+#include "patron/event_check.h"
+#include "patron/pb_unpack.h"
 #include "patron/profile.h"
 #include "patron/v1/profile.pb-c.h"
 #include "../support/leak_check.h"
@@ -501,6 +503,1057 @@ Test(profile_codec, decode_rejects_garbage_and_huge_input)
             cr_assert_leq(strlen(q.customer_id), PATRON_ID_MAX);
         }
     }
+}
+
+/* ---- the hand-written decoder against protobuf-c ---------------------------
+ *
+ * The oracle is the decoder patron_profile_decode replaced, kept verbatim in
+ * substance: protobuf-c's unpack, then the checks and the copy. The new one
+ * must agree with it on every buffer: accept or reject alike and, when both
+ * accept, give the same profile. */
+
+static bool ref_text_ok(const char *src, size_t max, bool required)
+{
+    size_t len = src ? strlen(src) : 0;
+    if (len == 0)
+        return !required;
+    return len <= max && patron_event_text_valid(src, len);
+}
+
+static bool ref_id_ok(const char *src)
+{
+    return ref_text_ok(src, PATRON_ID_MAX, true);
+}
+
+static int ref_check(const Patron__V1__ProfileState *m)
+{
+    if (!ref_id_ok(m->customer_id))
+        return PATRON_EINVAL;
+    if (m->n_months > PATRON_PROFILE_MONTHS || m->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
+        m->n_viewed > PATRON_PROFILE_VIEWED_MAX || m->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
+        m->n_cart > PATRON_PROFILE_CART_MAX ||
+        m->n_recent_event_ids > PATRON_PROFILE_EVENT_IDS_MAX ||
+        m->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX)
+        return PATRON_EINVAL;
+    for (size_t i = 1; i < m->n_months; i++)
+        if (m->months[i]->month <= m->months[i - 1]->month)
+            return PATRON_EINVAL;
+    for (size_t i = 0; i < m->n_categories; i++)
+        if (!ref_id_ok(m->categories[i]->category) || !isfinite(m->categories[i]->score))
+            return PATRON_EINVAL;
+    for (size_t i = 0; i < m->n_viewed; i++)
+        if (!ref_id_ok(m->viewed[i]))
+            return PATRON_EINVAL;
+    for (size_t i = 0; i < m->n_bought; i++)
+        if (!ref_id_ok(m->bought[i]))
+            return PATRON_EINVAL;
+    for (size_t i = 0; i < m->n_cart; i++)
+        if (!ref_id_ok(m->cart[i]->item_id) || m->cart[i]->quantity <= 0)
+            return PATRON_EINVAL;
+    if (!ref_text_ok(m->time_zone, PATRON_PROFILE_TIME_ZONE_MAX, false) ||
+        !ref_text_ok(m->locale, PATRON_PROFILE_LOCALE_MAX, false) ||
+        !ref_text_ok(m->birthday, PATRON_PROFILE_BIRTHDAY_LEN, false) ||
+        !ref_text_ok(m->country, PATRON_PROFILE_COUNTRY_MAX, false))
+        return PATRON_EINVAL;
+    for (size_t i = 1; i < m->n_bought_earlier; i++)
+        if (m->bought_earlier[i] <= m->bought_earlier[i - 1])
+            return PATRON_EINVAL;
+    return 0;
+}
+
+static void ref_take(char *dst, const char *src)
+{
+    size_t len = src ? strlen(src) : 0;
+    if (len)
+        memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+static void ref_fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
+{
+    ref_take(p->customer_id, m->customer_id);
+    p->orders = m->orders;
+    p->net_spend_cents = m->net_spend_cents;
+    p->points = m->points;
+    p->reviews = m->reviews;
+    p->refunds = m->refunds;
+    p->first_seen_ms = m->first_seen_ms;
+    p->last_seen_ms = m->last_seen_ms;
+    p->first_purchase_ms = m->first_purchase_ms;
+    p->last_purchase_ms = m->last_purchase_ms;
+    p->last_event_ms = m->last_event_ms;
+    p->cart_updated_ms = m->cart_updated_ms;
+    for (size_t i = 0; i < m->n_months; i++) {
+        p->months[i].month = m->months[i]->month;
+        p->months[i].cents = m->months[i]->cents;
+    }
+    p->n_months = m->n_months;
+    for (size_t i = 0; i < m->n_categories; i++) {
+        ref_take(p->categories[i].category, m->categories[i]->category);
+        p->categories[i].score = m->categories[i]->score;
+        p->categories[i].updated_ms = m->categories[i]->updated_ms;
+    }
+    p->n_categories = m->n_categories;
+    for (size_t i = 0; i < m->n_viewed; i++)
+        ref_take(p->viewed[i], m->viewed[i]);
+    p->n_viewed = m->n_viewed;
+    for (size_t i = 0; i < m->n_bought; i++)
+        ref_take(p->bought[i], m->bought[i]);
+    p->n_bought = m->n_bought;
+    for (size_t i = 0; i < m->n_cart; i++) {
+        ref_take(p->cart[i].item_id, m->cart[i]->item_id);
+        p->cart[i].quantity = m->cart[i]->quantity;
+    }
+    p->n_cart = m->n_cart;
+    p->consent_sms = m->consent_sms != 0;
+    p->consent_push = m->consent_push != 0;
+    p->consent_email = m->consent_email != 0;
+    ref_take(p->time_zone, m->time_zone);
+    ref_take(p->locale, m->locale);
+    ref_take(p->birthday, m->birthday);
+    ref_take(p->country, m->country);
+    if (m->n_recent_event_ids)
+        memcpy(p->event_ids, m->recent_event_ids, m->n_recent_event_ids * sizeof(p->event_ids[0]));
+    p->n_event_ids = m->n_recent_event_ids;
+    p->has_source = m->source != NULL;
+    p->source_partition = m->source ? m->source->partition : 0;
+    p->source_offset = m->source ? m->source->offset : 0;
+    p->erased = m->erased != 0;
+    if (m->n_bought_earlier)
+        memcpy(p->bought_earlier, m->bought_earlier,
+               m->n_bought_earlier * sizeof(p->bought_earlier[0]));
+    p->n_bought_earlier = m->n_bought_earlier;
+}
+
+static int ref_decode(struct patron_profile *p, const uint8_t *buf, size_t len)
+{
+    if (len > PATRON_PROFILE_ENCODED_MAX)
+        return PATRON_ETOOBIG;
+    static const uint8_t empty[1];
+    Patron__V1__ProfileState *m = patron__v1__profile_state__unpack(NULL, len, buf ? buf : empty);
+    if (!m)
+        return PATRON_EINVAL;
+    int rc = ref_check(m);
+    if (rc == 0)
+        ref_fill(p, m);
+    patron__v1__profile_state__free_unpacked(m, NULL);
+    return rc;
+}
+
+/* Field by field up to the counts; says in why which one differs. Quiet,
+ * unlike expect_same, for loops of 100k cases. */
+static bool same_profile(const struct patron_profile *a, const struct patron_profile *b, char *why,
+                         size_t cap)
+{
+#define DIFF(cond, ...)                                                                            \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            snprintf(why, cap, __VA_ARGS__);                                                       \
+            return false;                                                                          \
+        }                                                                                          \
+    } while (0)
+#define NE(f) DIFF(a->f != b->f, "%s", #f)
+#define STRNE(f) DIFF(strcmp(a->f, b->f) != 0, "%s: '%s' vs '%s'", #f, a->f, b->f)
+    STRNE(customer_id);
+    NE(orders);
+    NE(net_spend_cents);
+    NE(points);
+    NE(reviews);
+    NE(refunds);
+    NE(first_seen_ms);
+    NE(last_seen_ms);
+    NE(first_purchase_ms);
+    NE(last_purchase_ms);
+    NE(last_event_ms);
+    NE(cart_updated_ms);
+    NE(n_months);
+    NE(n_categories);
+    NE(n_viewed);
+    NE(n_bought);
+    NE(n_cart);
+    NE(consent_sms);
+    NE(consent_push);
+    NE(consent_email);
+    NE(n_event_ids);
+    NE(has_source);
+    NE(source_partition);
+    NE(source_offset);
+    NE(erased);
+    NE(n_bought_earlier);
+    STRNE(time_zone);
+    STRNE(locale);
+    STRNE(birthday);
+    STRNE(country);
+    for (size_t i = 0; i < a->n_months; i++) {
+        NE(months[i].month);
+        NE(months[i].cents);
+    }
+    for (size_t i = 0; i < a->n_categories; i++) {
+        STRNE(categories[i].category);
+        /* bit for bit: -0.0 and 0.0 differ, and so would two NaNs */
+        DIFF(memcmp(&a->categories[i].score, &b->categories[i].score, sizeof(double)) != 0,
+             "categories[%zu].score", i);
+        NE(categories[i].updated_ms);
+    }
+    for (size_t i = 0; i < a->n_viewed; i++)
+        STRNE(viewed[i]);
+    for (size_t i = 0; i < a->n_bought; i++)
+        STRNE(bought[i]);
+    for (size_t i = 0; i < a->n_cart; i++) {
+        STRNE(cart[i].item_id);
+        NE(cart[i].quantity);
+    }
+    for (size_t i = 0; i < a->n_event_ids; i++)
+        NE(event_ids[i]);
+    for (size_t i = 0; i < a->n_bought_earlier; i++)
+        NE(bought_earlier[i]);
+#undef STRNE
+#undef NE
+#undef DIFF
+    return true;
+}
+
+/* Room for decoders_agree, off the stack (12.5 KiB a profile). */
+struct oracle {
+    struct patron_profile want, got, before;
+};
+
+/* Both decoders on one buffer: the same verdict, the same profile, and *p
+ * untouched by a failed decode. On disagreement, why says how. */
+static bool decoders_agree(struct oracle *o, const uint8_t *buf, size_t len, int *rc_out, char *why,
+                           size_t cap)
+{
+    memset(&o->want, 0x5A, sizeof(o->want));
+    memset(&o->got, 0x5A, sizeof(o->got));
+    memcpy(&o->before, &o->got, sizeof(o->got));
+    int rc_ref = ref_decode(&o->want, buf, len);
+    int rc = patron_profile_decode(&o->got, buf, len);
+    *rc_out = rc;
+    if (rc != rc_ref) {
+        snprintf(why, cap, "verdict %d, protobuf-c %d", rc, rc_ref);
+        return false;
+    }
+    if (rc != 0) {
+        if (memcmp(&o->got, &o->before, sizeof(o->got)) != 0) {
+            snprintf(why, cap, "a failed decode wrote the profile");
+            return false;
+        }
+        return true;
+    }
+    return same_profile(&o->got, &o->want, why, cap);
+}
+
+static struct oracle *oracle_new(void)
+{
+    struct oracle *o = malloc(sizeof(*o));
+    cr_assert_not_null(o);
+    return o;
+}
+
+static void hexdump(char *out, size_t cap, const uint8_t *b, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 4 < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%02x ", b[i]);
+    if (o < cap)
+        out[o] = '\0';
+}
+
+/* xorshift64*: reproducible, seeded per test. */
+struct rng {
+    uint64_t s;
+};
+
+static uint64_t rnd(struct rng *r)
+{
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * 0x2545F4914F6CDD1DULL;
+}
+
+static size_t rnd_below(struct rng *r, size_t n)
+{
+    return n ? (size_t)(rnd(r) % n) : 0;
+}
+
+static bool chance(struct rng *r, unsigned percent)
+{
+    return rnd_below(r, 100) < percent;
+}
+
+/* Valid text of at most max bytes (at least one if required): ASCII mostly,
+ * some 2-, 3- and 4-byte UTF-8. */
+static void rnd_text(struct rng *r, char *dst, size_t max, bool required)
+{
+    static const char *const glyphs[] = {
+        "a", "Z", "0", "-", "_", " ", "/", "~", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    size_t want = rnd_below(r, 4) == 0 ? max : rnd_below(r, max + 1);
+    if (required && want == 0)
+        want = 1;
+    size_t n = 0;
+    while (n < want) {
+        const char *g = glyphs[rnd_below(r, PATRON_ARRAY_LEN(glyphs))];
+        size_t gl = strlen(g);
+        if (n + gl > max || n + gl > want) {
+            g = "x";
+            gl = 1;
+        }
+        memcpy(dst + n, g, gl);
+        n += gl;
+    }
+    dst[n] = '\0';
+}
+
+static int64_t rnd_i64(struct rng *r)
+{
+    switch (rnd_below(r, 6)) {
+    case 0:
+        return 0;
+    case 1:
+        return (int64_t)rnd_below(r, 1000);
+    case 2:
+        return -(int64_t)rnd_below(r, 100000);
+    case 3:
+        return chance(r, 50) ? INT64_MIN : INT64_MAX;
+    case 4:
+        return FX_T0 + (int64_t)rnd_below(r, 1000000000);
+    default:
+        return (int64_t)rnd(r);
+    }
+}
+
+static double rnd_score(struct rng *r)
+{
+    /* no -0.0: both packers leave it out as zero (wire_edge_case_values
+     * decodes one written by hand) */
+    static const double specials[] = {0.0, 1e-300, -1e300, 0.5, 1.0 / 3.0, 4.9e-324};
+    if (chance(r, 30))
+        return specials[rnd_below(r, PATRON_ARRAY_LEN(specials))];
+    return (double)(int64_t)rnd(r) / 1e12;
+}
+
+/* A random profile within every invariant decode checks. Sizes lean small
+ * (the mutation loop's speed) with a share of full lists. */
+static void rnd_profile(struct rng *r, struct patron_profile *p)
+{
+    char id[PATRON_ID_MAX + 1];
+    rnd_text(r, id, PATRON_ID_MAX, true);
+    patron_profile_init(p, id);
+    bool big = chance(r, 10);
+    p->orders = rnd_i64(r);
+    p->net_spend_cents = rnd_i64(r);
+    p->points = rnd_i64(r);
+    p->reviews = rnd_i64(r);
+    p->refunds = rnd_i64(r);
+    p->first_seen_ms = rnd_i64(r);
+    p->last_seen_ms = rnd_i64(r);
+    p->first_purchase_ms = rnd_i64(r);
+    p->last_purchase_ms = rnd_i64(r);
+    p->last_event_ms = rnd_i64(r);
+    p->cart_updated_ms = rnd_i64(r);
+
+    p->n_months = rnd_below(r, PATRON_PROFILE_MONTHS + 1);
+    int32_t month = (int32_t)rnd_below(r, 30000) - 5000;
+    for (size_t i = 0; i < p->n_months; i++) {
+        p->months[i].month = month;
+        p->months[i].cents = rnd_i64(r);
+        month += 1 + (int32_t)rnd_below(r, 3);
+    }
+    p->n_categories = rnd_below(r, PATRON_PROFILE_CATEGORIES_MAX + 1);
+    for (size_t i = 0; i < p->n_categories; i++) {
+        rnd_text(r, p->categories[i].category, PATRON_ID_MAX, true);
+        p->categories[i].score = rnd_score(r);
+        p->categories[i].updated_ms = rnd_i64(r);
+    }
+    p->n_viewed = rnd_below(r, PATRON_PROFILE_VIEWED_MAX + 1);
+    for (size_t i = 0; i < p->n_viewed; i++)
+        rnd_text(r, p->viewed[i], big ? PATRON_ID_MAX : 12, true);
+    p->n_bought = big ? PATRON_PROFILE_BOUGHT_MAX : rnd_below(r, 20);
+    for (size_t i = 0; i < p->n_bought; i++)
+        rnd_text(r, p->bought[i], big ? PATRON_ID_MAX : 12, true);
+    p->n_cart = big ? PATRON_PROFILE_CART_MAX : rnd_below(r, 5);
+    for (size_t i = 0; i < p->n_cart; i++) {
+        rnd_text(r, p->cart[i].item_id, 12, true);
+        p->cart[i].quantity = chance(r, 10) ? INT32_MAX : 1 + (int32_t)rnd_below(r, 20);
+    }
+    p->consent_sms = chance(r, 50);
+    p->consent_push = chance(r, 50);
+    p->consent_email = chance(r, 50);
+    rnd_text(r, p->time_zone, PATRON_PROFILE_TIME_ZONE_MAX, false);
+    rnd_text(r, p->locale, PATRON_PROFILE_LOCALE_MAX, false);
+    rnd_text(r, p->birthday, PATRON_PROFILE_BIRTHDAY_LEN, false);
+    rnd_text(r, p->country, PATRON_PROFILE_COUNTRY_MAX, false);
+    p->n_event_ids = rnd_below(r, PATRON_PROFILE_EVENT_IDS_MAX + 1);
+    for (size_t i = 0; i < p->n_event_ids; i++)
+        p->event_ids[i] = rnd(r);
+    p->has_source = chance(r, 70);
+    if (p->has_source) {
+        p->source_partition = (int32_t)rnd(r);
+        p->source_offset = rnd_i64(r);
+    }
+    p->erased = chance(r, 10);
+    p->n_bought_earlier =
+        big ? PATRON_PROFILE_BOUGHT_EARLIER_MAX : (chance(r, 50) ? 0 : rnd_below(r, 40));
+    uint32_t h = (uint32_t)rnd_below(r, 1000);
+    for (size_t i = 0; i < p->n_bought_earlier; i++) {
+        p->bought_earlier[i] = h;
+        h += 1 + (uint32_t)rnd_below(r, 4000000);
+    }
+}
+
+Test(profile_codec, random_profiles_decode_as_protobuf_c_does)
+{
+    struct rng r = {0x9E3779B97F4A7C15ULL};
+    struct oracle *o = oracle_new();
+    struct patron_profile *p = malloc(sizeof(*p));
+    uint8_t *buf = malloc(PATRON_PROFILE_ENCODED_MAX);
+    cr_assert(p && buf);
+    char why[256];
+    for (int round = 0; round < 5000; round++) {
+        rnd_profile(&r, p);
+        size_t len;
+        cr_assert_eq(patron_profile_encode_into(p, buf, PATRON_PROFILE_ENCODED_MAX, &len), 0);
+        int rc;
+        cr_assert(decoders_agree(o, buf, len, &rc, why, sizeof(why)), "round %d: %s", round, why);
+        cr_assert_eq(rc, 0, "round %d: a valid profile was refused", round);
+        cr_assert(same_profile(&o->got, p, why, sizeof(why)), "round %d: %s", round, why);
+    }
+    free(buf);
+    free(p);
+    free(o);
+}
+
+/* ---- mutations ---- */
+
+#define MUT_CAP (PATRON_PROFILE_ENCODED_MAX / 2)
+
+struct mbuf {
+    uint8_t b[MUT_CAP];
+    size_t n;
+};
+
+static void put_varint(uint8_t **p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *(*p)++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *(*p)++ = (uint8_t)v;
+}
+
+/* Replaces bytes [at, at + del) of m with ins[0..n); false if it would not fit. */
+static bool splice(struct mbuf *m, size_t at, size_t del, const uint8_t *ins, size_t n)
+{
+    if (m->n - del + n > MUT_CAP)
+        return false;
+    memmove(m->b + at + n, m->b + at + del, m->n - at - del);
+    if (n)
+        memcpy(m->b + at, ins, n);
+    m->n = m->n - del + n;
+    return true;
+}
+
+/* Where the top-level fields of b[0..n) start and end, as far as they scan. */
+struct spans {
+    size_t start[2048], end[2048];
+    struct patron_pb_field f[2048];
+    size_t n;
+};
+
+static void scan(const uint8_t *b, size_t n, struct spans *s)
+{
+    const uint8_t *at = b, *end = b + n;
+    s->n = 0;
+    while (at < end && s->n < PATRON_ARRAY_LEN(s->start)) {
+        const uint8_t *from = at;
+        if (patron_pb_unpack_field(&at, end, &s->f[s->n]))
+            return;
+        s->start[s->n] = (size_t)(from - b);
+        s->end[s->n] = (size_t)(at - b);
+        s->n++;
+    }
+}
+
+/* A field of any number and wire type (groups and 6, 7 included) with a
+ * payload fit for it, sometimes not. */
+static size_t rnd_field(struct rng *r, uint8_t *out)
+{
+    static const uint32_t numbers[] = {0, 29, 30, 99, 1000, 1u << 28, UINT32_MAX};
+    uint8_t *p = out;
+    uint32_t number = chance(r, 50) ? numbers[rnd_below(r, PATRON_ARRAY_LEN(numbers))]
+                                    : 1 + (uint32_t)rnd_below(r, 28);
+    unsigned wire =
+        chance(r, 90) ? (unsigned[]){0, 1, 2, 5}[rnd_below(r, 4)] : (unsigned)rnd_below(r, 8);
+    put_varint(&p, (uint64_t)number << 3 | wire);
+    switch (wire) {
+    case 0:
+        if (chance(r, 10)) { /* 10 or 11 bytes, bits past 64 */
+            size_t k = 9 + rnd_below(r, 2);
+            for (size_t i = 0; i < k; i++)
+                *p++ = (uint8_t)(0x80 | rnd(r));
+            *p++ = (uint8_t)(rnd(r) & 0x7f);
+        } else {
+            put_varint(&p, chance(r, 50) ? rnd_below(r, 300) : rnd(r));
+        }
+        break;
+    case 1:
+        for (int i = 0; i < 8; i++)
+            *p++ = (uint8_t)rnd(r);
+        break;
+    case 5:
+        for (int i = 0; i < 4; i++)
+            *p++ = (uint8_t)rnd(r);
+        break;
+    case 2: {
+        size_t n = rnd_below(r, chance(r, 10) ? 200 : 12);
+        put_varint(&p, n);
+        for (size_t i = 0; i < n; i++)
+            *p++ = chance(r, 70) ? (uint8_t)('a' + rnd_below(r, 26)) : (uint8_t)rnd(r);
+        break;
+    }
+    default:
+        break;
+    }
+    return (size_t)(p - out);
+}
+
+/* A sub-message-shaped LEN field: a few inner fields, mostly the right
+ * wire types of months, categories, cart lines and sources. */
+static size_t rnd_nested(struct rng *r, uint8_t *out)
+{
+    static const uint32_t outer[] = {9, 10, 13, 22};
+    uint8_t inner[1024], *q = inner;
+    size_t k = rnd_below(r, 4);
+    for (size_t i = 0; i < k; i++) {
+        unsigned number = 1 + (unsigned)rnd_below(r, 4);
+        if (chance(r, 20)) {
+            q += rnd_field(r, q);
+            continue;
+        }
+        if (number == 1 && chance(r, 50)) {
+            *q++ = 0x0a;
+            size_t n = rnd_below(r, 70);
+            *q++ = (uint8_t)n;
+            for (size_t j = 0; j < n; j++)
+                *q++ = chance(r, 95) ? (uint8_t)('a' + rnd_below(r, 26)) : (uint8_t)rnd(r);
+        } else if (number == 2 && chance(r, 50)) {
+            *q++ = 0x11;
+            double d = rnd_score(r);
+            memcpy(q, &d, 8);
+            q += 8;
+        } else {
+            put_varint(&q, (uint64_t)number << 3);
+            put_varint(&q, chance(r, 30) ? rnd(r) : rnd_below(r, 40000));
+        }
+    }
+    uint8_t *p = out;
+    put_varint(&p, (uint64_t)outer[rnd_below(r, PATRON_ARRAY_LEN(outer))] << 3 | 2);
+    put_varint(&p, (uint64_t)(q - inner));
+    memcpy(p, inner, (size_t)(q - inner));
+    return (size_t)(p - out) + (size_t)(q - inner);
+}
+
+/* Rewrites a repeated fixed field: packed to one value per field, or a
+ * packed run split in two. */
+static void repack(struct rng *r, struct mbuf *m, const struct spans *s, size_t i)
+{
+    const struct patron_pb_field *f = &s->f[i];
+    size_t width = f->number == 21 ? 8 : 4;
+    uint8_t out[8 * 1024 + 64], *p = out;
+    if (f->wire != PATRON_PB_LEN || f->len % width || f->len > 4096)
+        return;
+    size_t count = f->len / width;
+    if (chance(r, 50)) {
+        for (size_t k = 0; k < count; k++) {
+            put_varint(&p, (uint64_t)f->number << 3 | (width == 8 ? 1u : 5u));
+            memcpy(p, f->data + k * width, width);
+            p += width;
+        }
+    } else {
+        size_t cut = rnd_below(r, count + 1);
+        put_varint(&p, (uint64_t)f->number << 3 | 2);
+        put_varint(&p, cut * width);
+        memcpy(p, f->data, cut * width);
+        p += cut * width;
+        put_varint(&p, (uint64_t)f->number << 3 | 2);
+        put_varint(&p, (count - cut) * width);
+        memcpy(p, f->data + cut * width, (count - cut) * width);
+        p += (count - cut) * width;
+    }
+    (void)splice(m, s->start[i], s->end[i] - s->start[i], out, (size_t)(p - out));
+}
+
+/* Mutates the payload of a LEN field in place and fixes its length. */
+static void mutate_inside(struct rng *r, struct mbuf *m, const struct spans *s, size_t i)
+{
+    const struct patron_pb_field *f = &s->f[i];
+    if (f->wire != PATRON_PB_LEN || f->len > 1024)
+        return;
+    uint8_t inner[2048], out[2100], *p = out;
+    size_t n = f->len;
+    memcpy(inner, f->data, n);
+    switch (rnd_below(r, 4)) {
+    case 0:
+        if (n)
+            inner[rnd_below(r, n)] ^= (uint8_t)(1u << rnd_below(r, 8));
+        break;
+    case 1:
+        if (n)
+            inner[rnd_below(r, n)] = chance(r, 50) ? 0 : (uint8_t)rnd(r);
+        break;
+    case 2:
+        n += rnd_field(r, inner + n);
+        break;
+    default:
+        if (n)
+            n = rnd_below(r, n);
+        break;
+    }
+    put_varint(&p, (uint64_t)f->number << 3 | 2);
+    put_varint(&p, n);
+    memcpy(p, inner, n);
+    p += n;
+    (void)splice(m, s->start[i], s->end[i] - s->start[i], out, (size_t)(p - out));
+}
+
+static void mutate(struct rng *r, struct mbuf *m, struct spans *spans)
+{
+    uint8_t tmp[4096];
+    scan(m->b, m->n, spans);
+    const struct spans *s = spans;
+    size_t i = rnd_below(r, s->n); /* a field, when there are any */
+    switch (rnd_below(r, 14)) {
+    case 0: /* flip a bit */
+        if (m->n)
+            m->b[rnd_below(r, m->n)] ^= (uint8_t)(1u << rnd_below(r, 8));
+        break;
+    case 1: /* overwrite a byte */
+        if (m->n)
+            m->b[rnd_below(r, m->n)] = (uint8_t)rnd(r);
+        break;
+    case 2: { /* insert bytes */
+        size_t n = 1 + rnd_below(r, 8);
+        for (size_t k = 0; k < n; k++)
+            tmp[k] = (uint8_t)rnd(r);
+        (void)splice(m, rnd_below(r, m->n + 1), 0, tmp, n);
+        break;
+    }
+    case 3: { /* delete bytes */
+        size_t at = rnd_below(r, m->n + 1), n = rnd_below(r, 9);
+        (void)splice(m, at, at + n > m->n ? m->n - at : n, NULL, 0);
+        break;
+    }
+    case 4: /* truncate */
+        m->n = rnd_below(r, m->n + 1);
+        break;
+    case 5: /* a field of any kind, at the end or between two */
+    case 6:
+        (void)splice(m, chance(r, 50) || !s->n ? m->n : s->start[i], 0, tmp, rnd_field(r, tmp));
+        break;
+    case 7: /* a field twice */
+        if (s->n && s->end[i] - s->start[i] <= sizeof(tmp)) {
+            memcpy(tmp, m->b + s->start[i], s->end[i] - s->start[i]);
+            size_t to = chance(r, 50) ? m->n : s->start[rnd_below(r, s->n)];
+            (void)splice(m, to, 0, tmp, s->end[i] - s->start[i]);
+        }
+        break;
+    case 8: /* a field with another wire type */
+        if (s->n)
+            m->b[s->start[i]] = (uint8_t)((m->b[s->start[i]] & ~7u) | rnd_below(r, 8));
+        break;
+    case 9: /* a field gone */
+        if (s->n)
+            (void)splice(m, s->start[i], s->end[i] - s->start[i], NULL, 0);
+        break;
+    case 10: /* two fields swapped */
+        if (s->n > 1) {
+            size_t j = rnd_below(r, s->n);
+            if (j < i) {
+                size_t t = i;
+                i = j;
+                j = t;
+            }
+            size_t li = s->end[i] - s->start[i], lj = s->end[j] - s->start[j];
+            if (i != j && li + lj <= sizeof(tmp)) {
+                memcpy(tmp, m->b + s->start[j], lj);
+                memcpy(tmp + lj, m->b + s->start[i], li);
+                (void)splice(m, s->start[j], lj, tmp + lj, li);
+                (void)splice(m, s->start[i], li, tmp, lj);
+            }
+        }
+        break;
+    case 11: /* packed vs unpacked */
+        for (size_t k = 0; k < s->n; k++)
+            if (s->f[k].number == 21 || s->f[k].number == 28) {
+                repack(r, m, s, k);
+                break;
+            }
+        break;
+    case 12: /* inside a sub-message or string */
+        if (s->n)
+            mutate_inside(r, m, s, i);
+        break;
+    default: /* a sub-message of our shapes */
+        (void)splice(m, chance(r, 50) || !s->n ? m->n : s->start[i], 0, tmp, rnd_nested(r, tmp));
+        break;
+    }
+}
+
+Test(profile_codec, mutated_encodings_decode_as_protobuf_c_does)
+{
+    struct rng r = {0xD1B54A32D192ED03ULL};
+    struct fuzz {
+        struct oracle o;
+        struct patron_profile p;
+        struct mbuf base, m;
+        struct spans spans;
+    } *z = malloc(sizeof(*z));
+    cr_assert_not_null(z);
+    char why[256], hex[1200];
+    size_t accepted = 0, rounds = 0;
+    for (int b = 0; b < 420; b++) {
+        rnd_profile(&r, &z->p);
+        cr_assert_eq(patron_profile_encode_into(&z->p, z->base.b, MUT_CAP, &z->base.n), 0);
+        if (z->base.n > 4096 && chance(&r, 80))
+            continue; /* full profiles: a few, they are slow through protobuf-c */
+        for (int k = 0; k < 300; k++, rounds++) {
+            memcpy(z->m.b, z->base.b, z->base.n);
+            z->m.n = z->base.n;
+            size_t n = 1 + rnd_below(&r, 3);
+            for (size_t j = 0; j < n; j++)
+                mutate(&r, &z->m, &z->spans);
+            int rc;
+            if (!decoders_agree(&z->o, z->m.b, z->m.n, &rc, why, sizeof(why))) {
+                hexdump(hex, sizeof(hex), z->m.b, z->m.n);
+                cr_assert_fail("profile %d mutation %d: %s\n%zu bytes: %s", b, k, why, z->m.n, hex);
+            }
+            accepted += rc == 0;
+        }
+    }
+    free(z);
+    cr_log_info("%zu mutations, %zu accepted", rounds, accepted);
+    cr_expect_geq(rounds, 100000);
+    /* both outcomes well represented, or the mutations are too tame or too wild */
+    cr_expect_gt(accepted, rounds / 10, "%zu of %zu accepted", accepted, rounds);
+    cr_expect_lt(accepted, rounds * 9 / 10, "%zu of %zu accepted", accepted, rounds);
+}
+
+/* ---- the wire's edge cases, one hand-written buffer each ---- */
+
+#define CID                                                                                        \
+    "\x0a\x01"                                                                                     \
+    "c"
+
+struct wire_row {
+    const char *name;
+    const char *bytes;
+    size_t len;
+    int rc;
+    /* when accepted: */
+    int64_t orders;
+    bool consent_sms, erased;
+    size_t n_event_ids, n_bought_earlier, n_months;
+    int32_t source_partition;
+    int64_t source_offset;
+    const char *customer_id; /* NULL: "c" */
+};
+
+#define ROW(name, b, ...)                                                                          \
+    {                                                                                              \
+        name, b, sizeof(b) - 1, __VA_ARGS__                                                        \
+    }
+
+static const struct wire_row wire_rows[] = {
+    ROW("bare id", CID, 0),
+    ROW("unknown varint", CID "\xf0\x01\x05", 0),
+    ROW("unknown fixed64",
+        CID "\xf1\x01"
+            "12345678",
+        0),
+    ROW("unknown length-delimited", CID "\xf2\x01\x03xyz", 0),
+    ROW("unknown fixed32",
+        CID "\xf5\x01"
+            "1234",
+        0),
+    ROW("unknown field 2^32-1", CID "\xf8\xff\xff\xff\x7f\x00", 0),
+    ROW("unknown group start", CID "\xf3\x01", PATRON_EINVAL),
+    ROW("unknown group end", CID "\xf4\x01", PATRON_EINVAL),
+    ROW("wire type 6", CID "\xf6\x01\x00", PATRON_EINVAL),
+    ROW("wire type 7", CID "\xf7\x01\x00", PATRON_EINVAL),
+    ROW("field 0 in one byte", CID "\x00\x00", PATRON_EINVAL),
+    ROW("field 0 in two bytes: unknown", CID "\x80\x00\x00", 0),
+    ROW("tag of 5 bytes", CID "\x90\x80\x80\x80\x00\x07", 0, .orders = 7),
+    ROW("tag of 6 bytes", CID "\x90\x80\x80\x80\x80\x00\x07", PATRON_EINVAL),
+    ROW("orders as fixed64",
+        CID "\x11"
+            "12345678",
+        PATRON_EINVAL),
+    ROW("orders length-delimited", CID "\x12\x01\x01", PATRON_EINVAL),
+    ROW("customer_id as varint", "\x08\x01", PATRON_EINVAL),
+    ROW("months as varint", CID "\x48\x01", PATRON_EINVAL),
+    ROW("source as fixed32",
+        CID "\xb5\x01"
+            "1234",
+        PATRON_EINVAL),
+    ROW("event ids as varint", CID "\xa8\x01\x01", PATRON_EINVAL),
+    ROW("event ids as fixed32",
+        CID "\xad\x01"
+            "1234",
+        PATRON_EINVAL),
+    ROW("bought_earlier as fixed64",
+        CID "\xe1\x01"
+            "12345678",
+        PATRON_EINVAL),
+    ROW("score as varint", CID "\x52\x05\x0a\x01k\x10\x01", PATRON_EINVAL),
+    ROW("month as fixed32",
+        CID "\x4a\x05\x0d"
+            "1234",
+        PATRON_EINVAL),
+    ROW("bool length-delimited, payload 0", CID "\x72\x01\x00", 0, .consent_sms = true),
+    ROW("bool length-delimited, empty", CID "\x72\x00", 0),
+    ROW("bool fixed64 zero", CID "\x71\x00\x00\x00\x00\x00\x00\x00\x00", 0),
+    ROW("bool fixed64 high byte", CID "\x71\x00\x00\x00\x00\x00\x00\x00\x01", 0,
+        .consent_sms = true),
+    ROW("bool fixed32 0x80", CID "\x75\x80\x00\x00\x00", 0),
+    ROW("bool varint 2", CID "\x70\x02", 0, .consent_sms = true),
+    ROW("bool 10-byte varint, bit past 64", CID "\xd8\x01\x80\x80\x80\x80\x80\x80\x80\x80\x80\x02",
+        0, .erased = true),
+    ROW("bool last wins", CID "\x70\x01\x70\x00", 0),
+    ROW("orders last wins", CID "\x10\x05\x10\x09", 0, .orders = 9),
+    ROW("orders -1 in 10 bytes", CID "\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 0,
+        .orders = -1),
+    ROW("orders 10 bytes, bits past 64 dropped", CID "\x10\x85\x80\x80\x80\x80\x80\x80\x80\x80\x7e",
+        0, .orders = 5),
+    ROW("varint of 11 bytes", CID "\x10\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00",
+        PATRON_EINVAL),
+    ROW("varint cut short", CID "\x10\x80", PATRON_EINVAL),
+    ROW("tag cut short", CID "\x80", PATRON_EINVAL),
+    ROW("fixed64 cut short",
+        CID "\xa9\x01"
+            "123",
+        PATRON_EINVAL),
+    ROW("fixed32 cut short",
+        CID "\xe5\x01"
+            "12",
+        PATRON_EINVAL),
+    ROW("length past the end", CID "\xf2\x01\x04xyz", PATRON_EINVAL),
+    ROW("length prefix of 6 bytes",
+        "\x0a\x81\x80\x80\x80\x80\x00"
+        "c",
+        PATRON_EINVAL),
+    ROW("length prefix of 5 bytes",
+        "\x0a\x81\x80\x80\x80\x00"
+        "c",
+        0),
+    ROW("length 2^32 + 1 (not cut to 1)",
+        "\x0a\x81\x80\x80\x80\x10"
+        "c",
+        PATRON_EINVAL),
+    ROW("length 2^32 - 1",
+        CID "\xf2\x01\xff\xff\xff\xff\x0f"
+            "1234567",
+        PATRON_EINVAL),
+    ROW("event ids packed then not",
+        CID "\xaa\x01\x10"
+            "1234567812345678"
+            "\xa9\x01"
+            "12345678",
+        0, .n_event_ids = 3),
+    ROW("event ids packed empty", CID "\xaa\x01\x00", 0),
+    ROW("event ids packed, 7 bytes",
+        CID "\xaa\x01\x07"
+            "1234567",
+        PATRON_EINVAL),
+    ROW("event ids 33 packed",
+        CID "\xaa\x01\x88\x02"
+            "1234567812345678123456781234567812345678123456781234567812345678"
+            "1234567812345678123456781234567812345678123456781234567812345678"
+            "1234567812345678123456781234567812345678123456781234567812345678"
+            "1234567812345678123456781234567812345678123456781234567812345678"
+            "12345678",
+        PATRON_EINVAL),
+    ROW("bought_earlier unpacked, ascending",
+        CID "\xe5\x01\x01\x00\x00\x00\xe5\x01\x02\x00\x00\x00", 0, .n_bought_earlier = 2),
+    ROW("bought_earlier across fields, descending",
+        CID "\xe2\x01\x04\x05\x00\x00\x00\xe5\x01\x04\x00\x00\x00", PATRON_EINVAL),
+    ROW("bought_earlier equal", CID "\xe2\x01\x08\x05\x00\x00\x00\x05\x00\x00\x00", PATRON_EINVAL),
+    ROW("bought_earlier packed, 6 bytes", CID "\xe2\x01\x06\x05\x00\x00\x00\x06\x00",
+        PATRON_EINVAL),
+    ROW("customer_id last wins",
+        CID "\x0a\x01"
+            "d",
+        0, .customer_id = "d"),
+    ROW("customer_id cut at a NUL",
+        "\x0a\x04"
+        "c\0xy",
+        0, .customer_id = "c"),
+    ROW("customer_id NUL first", "\x0a\x02\0c", PATRON_EINVAL),
+    ROW("customer_id too long, then fine",
+        "\x0a\x41"
+        "12345678901234567890123456789012345678901234567890123456789012345" CID,
+        0),
+    ROW("customer_id fine, then too long",
+        CID "\x0a\x41"
+            "12345678901234567890123456789012345678901234567890123456789012345",
+        PATRON_EINVAL),
+    ROW("viewed NUL first", CID "\x5a\x02\0v", PATRON_EINVAL),
+    ROW("viewed as invalid UTF-8", CID "\x5a\x01\xc3", PATRON_EINVAL),
+    ROW("source twice: the later replaces", CID "\xb2\x01\x04\x08\x05\x10\x07\xb2\x01\x02\x08\x09",
+        0, .source_partition = 9),
+    ROW("source then empty source", CID "\xb2\x01\x04\x08\x05\x10\x07\xb2\x01\x00", 0),
+    ROW("source with unknown inside", CID "\xb2\x01\x06\x18\x01\x08\x05\x10\x07", 0,
+        .source_partition = 5, .source_offset = 7),
+    ROW("source field 0 inside", CID "\xb2\x01\x02\x00\x00", PATRON_EINVAL),
+    ROW("month -1 from 10 bytes", CID "\x4a\x0b\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 0,
+        .n_months = 1),
+    ROW("months equal", CID "\x4a\x02\x08\x05\x4a\x02\x08\x05", PATRON_EINVAL),
+    ROW("months ascending by their int32", CID "\x4a\x02\x08\x05\x4a\x06\x08\x86\x80\x80\x80\x10",
+        0, .n_months = 2), /* 2^32 + 6 is 6 */
+    ROW("months, the second a 2^32 + 5", CID "\x4a\x02\x08\x05\x4a\x06\x08\x85\x80\x80\x80\x10",
+        PATRON_EINVAL),
+    ROW("13 months",
+        CID "\x4a\x02\x08\x01\x4a\x02\x08\x02\x4a\x02\x08\x03\x4a\x02\x08\x04\x4a\x02\x08\x05"
+            "\x4a\x02\x08\x06\x4a\x02\x08\x07\x4a\x02\x08\x08\x4a\x02\x08\x09\x4a\x02\x08\x0a"
+            "\x4a\x02\x08\x0b\x4a\x02\x08\x0c\x4a\x02\x08\x0d",
+        PATRON_EINVAL),
+    ROW("12 months",
+        CID "\x4a\x02\x08\x01\x4a\x02\x08\x02\x4a\x02\x08\x03\x4a\x02\x08\x04\x4a\x02\x08\x05"
+            "\x4a\x02\x08\x06\x4a\x02\x08\x07\x4a\x02\x08\x08\x4a\x02\x08\x09\x4a\x02\x08\x0a"
+            "\x4a\x02\x08\x0b\x4a\x02\x08\x0c",
+        0, .n_months = 12),
+    ROW("cart quantity 2^32 + 1 is 1", CID "\x6a\x09\x0a\x01i\x10\x81\x80\x80\x80\x10", 0),
+    ROW("cart quantity 2^31 is negative", CID "\x6a\x09\x0a\x01i\x10\x80\x80\x80\x80\x08",
+        PATRON_EINVAL),
+    ROW("category score NaN", CID "\x52\x0c\x0a\x01k\x11\x00\x00\x00\x00\x00\x00\xf8\x7f",
+        PATRON_EINVAL),
+    ROW("empty buffer", "", PATRON_EINVAL),
+};
+
+Test(profile_codec, wire_edge_cases)
+{
+    struct oracle *o = oracle_new();
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(wire_rows); i++) {
+        const struct wire_row *w = &wire_rows[i];
+        const uint8_t *b = (const uint8_t *)w->bytes;
+        char why[256];
+        int rc;
+        cr_expect(decoders_agree(o, b, w->len, &rc, why, sizeof(why)), "%s: %s", w->name, why);
+        cr_expect_eq(rc, w->rc, "%s: %d", w->name, rc);
+        if (rc || w->rc)
+            continue;
+        struct patron_profile p;
+        cr_assert_eq(patron_profile_decode(&p, b, w->len), 0);
+        cr_expect_str_eq(p.customer_id, w->customer_id ? w->customer_id : "c", "%s", w->name);
+        cr_expect_eq(p.orders, w->orders, "%s", w->name);
+        cr_expect_eq(p.consent_sms, w->consent_sms, "%s", w->name);
+        cr_expect_eq(p.erased, w->erased, "%s", w->name);
+        cr_expect_eq(p.n_event_ids, w->n_event_ids, "%s", w->name);
+        cr_expect_eq(p.n_bought_earlier, w->n_bought_earlier, "%s", w->name);
+        cr_expect_eq(p.n_months, w->n_months, "%s", w->name);
+        cr_expect_eq(p.source_partition, w->source_partition, "%s", w->name);
+        cr_expect_eq(p.source_offset, w->source_offset, "%s", w->name);
+    }
+    free(o);
+}
+
+Test(profile_codec, wire_edge_case_values)
+{
+    struct patron_profile p;
+    /* a category whose name comes twice: the last one counts */
+    static const uint8_t cat[] =
+        CID "\x52\x0f\x0a\x01x\x0a\x01k\x11\x00\x00\x00\x00\x00\x00\xf0\x3f";
+    cr_assert_eq(patron_profile_decode(&p, cat, sizeof(cat) - 1), 0);
+    cr_expect_str_eq(p.categories[0].category, "k");
+    cr_expect_eq(p.categories[0].score, 1.0);
+    /* month from a 2^32 + 6 varint, cents negative */
+    static const uint8_t mon[] = CID "\x4a\x11\x08\x86\x80\x80\x80\x10\x10\xff\xff\xff\xff\xff\xff"
+                                     "\xff\xff\xff\x01";
+    cr_assert_eq(patron_profile_decode(&p, mon, sizeof(mon) - 1), 0);
+    cr_expect_eq(p.months[0].month, 6);
+    cr_expect_eq(p.months[0].cents, -1);
+    /* event ids keep their order across packed and unpacked fields */
+    static const uint8_t ids[] = CID "\xa9\x01\x01\x00\x00\x00\x00\x00\x00\x00"
+                                     "\xaa\x01\x08\x02\x00\x00\x00\x00\x00\x00\x00";
+    cr_assert_eq(patron_profile_decode(&p, ids, sizeof(ids) - 1), 0);
+    cr_assert_eq(p.n_event_ids, 2);
+    cr_expect_eq(p.event_ids[0], 1);
+    cr_expect_eq(p.event_ids[1], 2);
+    /* -0.0 keeps its sign */
+    static const uint8_t neg[] = CID "\x52\x0c\x0a\x01k\x11\x00\x00\x00\x00\x00\x00\x00\x80";
+    struct oracle *o = oracle_new();
+    char why[256];
+    int rc;
+    cr_expect(decoders_agree(o, neg, sizeof(neg) - 1, &rc, why, sizeof(why)), "%s", why);
+    free(o);
+    cr_assert_eq(patron_profile_decode(&p, neg, sizeof(neg) - 1), 0);
+    cr_expect(p.categories[0].score == 0.0 && signbit(p.categories[0].score));
+}
+
+/* A list over capacity is refused before anything is written past it, at
+ * any count (UBSan's bounds check and ASan watch the arrays). */
+Test(profile_codec, decode_refuses_lists_past_capacity_at_any_count)
+{
+    static const struct {
+        const char *tag; /* of one element, and its length prefix if any */
+        const char *element;
+        size_t element_len, cap;
+    } lists[] = {
+        {"\x4a", NULL, 0, PATRON_PROFILE_MONTHS}, /* month i + 1: ascending */
+        {"\x52\x03", "\x0a\x01k", 3, PATRON_PROFILE_CATEGORIES_MAX},
+        {"\x5a\x01", "v", 1, PATRON_PROFILE_VIEWED_MAX},
+        {"\x62\x01", "b", 1, PATRON_PROFILE_BOUGHT_MAX},
+        {"\x6a\x05", "\x0a\x01i\x10\x01", 5, PATRON_PROFILE_CART_MAX},
+        {"\xa9\x01", "12345678", 8, PATRON_PROFILE_EVENT_IDS_MAX},
+        {"\xe5\x01", NULL, 4, PATRON_PROFILE_BOUGHT_EARLIER_MAX}, /* hash i + 1 */
+    };
+    struct oracle *o = oracle_new();
+    uint8_t *buf = malloc(PATRON_PROFILE_ENCODED_MAX);
+    cr_assert_not_null(buf);
+    for (size_t l = 0; l < PATRON_ARRAY_LEN(lists); l++) {
+        const size_t counts[] = {lists[l].cap, lists[l].cap + 1, lists[l].cap * 3 + 7};
+        for (size_t c = 0; c < PATRON_ARRAY_LEN(counts); c++) {
+            uint8_t *p = buf;
+            memcpy(p, CID, 3);
+            p += 3;
+            for (size_t i = 0; i < counts[c]; i++) {
+                size_t tag_len = strlen(lists[l].tag);
+                memcpy(p, lists[l].tag, tag_len);
+                p += tag_len;
+                if (lists[l].element) {
+                    memcpy(p, lists[l].element, lists[l].element_len);
+                    p += lists[l].element_len;
+                } else if (lists[l].element_len == 4) {
+                    uint32_t h = (uint32_t)i + 1;
+                    memcpy(p, &h, 4); /* little-endian host, as protobuf-c assumes */
+                    p += 4;
+                } else {
+                    uint8_t month[8], *q = month;
+                    *q++ = 0x08;
+                    put_varint(&q, i + 1);
+                    *p++ = (uint8_t)(q - month);
+                    memcpy(p, month, (size_t)(q - month));
+                    p += q - month;
+                }
+            }
+            size_t len = (size_t)(p - buf);
+            char why[256];
+            int rc;
+            cr_expect(decoders_agree(o, buf, len, &rc, why, sizeof(why)), "list %zu count %zu: %s",
+                      l, counts[c], why);
+            cr_expect_eq(rc, counts[c] <= lists[l].cap ? 0 : PATRON_EINVAL, "list %zu count %zu", l,
+                         counts[c]);
+        }
+    }
+    free(buf);
+    free(o);
+}
+
+Test(profile_codec, decode_refuses_a_null_buffer)
+{
+    struct patron_profile p;
+    cr_expect_eq(patron_profile_decode(&p, NULL, 0), PATRON_EINVAL); /* no customer_id */
+    cr_expect_eq(patron_profile_decode(&p, NULL, 5), PATRON_EINVAL);
 }
 
 /* ---- JSON ---------------------------------------------------------------- */

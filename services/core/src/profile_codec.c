@@ -4,11 +4,13 @@
 #include "patron/profile.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "patron/event_check.h"
 #include "patron/pb_pack.h"
+#include "patron/pb_unpack.h"
 #include "patron/v1/profile.pb-c.h"
 
 /* Encoding builds the message on the stack, pointing into the profile: no
@@ -129,160 +131,485 @@ int patron_profile_encode(const struct patron_profile *p, uint8_t **buf, size_t 
     return 0;
 }
 
-/* A string field: NULL reads as "". At most max bytes of valid text; an id
- * is also required. */
-static bool text_ok(const char *src, size_t max, bool required)
+/* Decoding reads the wire format itself (pb_unpack.h) instead of going
+ * through protobuf-c, which walked descriptors and allocated every string
+ * and sub-message only for us to copy them again. It accepts and rejects
+ * exactly what protobuf-c's unpack followed by the checks below did, quirks
+ * included (tests/unit/test_profile_codec.c holds that decoder as the
+ * oracle). Strings are read as protobuf-c's NUL-terminated copies were,
+ * through strlen: up to the first NUL byte. */
+
+/* A string of the message, in the buffer: all its bytes until checked, then
+ * those before its first NUL. */
+struct text {
+    const uint8_t *s;
+    size_t len;
+};
+
+/* The message, checked as it is read, before anything of the profile is
+ * written (decode leaves *p unchanged on failure). About 7 KiB of stack
+ * for a full profile: strings stay in the buffer, only the two hash lists
+ * are copied. */
+struct decoded {
+    /* scalars and singular strings: zeroed before reading */
+    struct text customer_id, time_zone, locale, birthday, country;
+    int64_t orders, net_spend_cents, points, reviews, refunds;
+    int64_t first_seen_ms, last_seen_ms, first_purchase_ms, last_purchase_ms;
+    int64_t last_event_ms, cart_updated_ms;
+    bool consent_sms, consent_push, consent_email, erased, has_source;
+    int32_t source_partition;
+    int64_t source_offset;
+    size_t n_months, n_categories, n_viewed, n_bought, n_cart, n_event_ids, n_bought_earlier;
+    /* lists: written up to their count */
+    struct patron_profile_month months[PATRON_PROFILE_MONTHS];
+    struct {
+        struct text category;
+        double score;
+        int64_t updated_ms;
+    } categories[PATRON_PROFILE_CATEGORIES_MAX];
+    struct text viewed[PATRON_PROFILE_VIEWED_MAX];
+    struct text bought[PATRON_PROFILE_BOUGHT_MAX];
+    struct {
+        struct text item_id;
+        int32_t quantity;
+    } cart[PATRON_PROFILE_CART_MAX];
+    uint64_t event_ids[PATRON_PROFILE_EVENT_IDS_MAX];
+    uint32_t bought_earlier[PATRON_PROFILE_BOUGHT_EARLIER_MAX];
+};
+
+static struct text text_of(const struct patron_pb_field *f)
 {
-    size_t len = src ? strlen(src) : 0;
-    if (len == 0)
+    return (struct text){f->data, f->len};
+}
+
+/* Whether the 8 bytes of w are all printable ASCII (0x20 to 0x7f): a byte
+ * below 0x20 sets its top bit in w - 0x20.., one of 0x80 and up in w (the
+ * lowest such byte borrows from nothing below it, so none is missed). */
+static bool ascii8(uint64_t w)
+{
+    return (((w - 0x2020202020202020ULL) | w) & 0x8080808080808080ULL) == 0;
+}
+
+static uint64_t load8(const uint8_t *s)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+    return w;
+}
+
+static uint64_t load4(const uint8_t *s)
+{
+    uint32_t w;
+    memcpy(&w, s, 4);
+    return w;
+}
+
+/* patron_event_text_valid, with printable ASCII (ids nearly always) checked
+ * here 8 bytes at a time; the last (or only) word overlaps the one before. */
+static bool text_valid(const uint8_t *s, size_t n)
+{
+    bool ascii = true;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n && ascii; i += 8)
+            ascii = ascii8(load8(s + i));
+        ascii = ascii && ascii8(load8(s + n - 8));
+    } else if (n >= 4) {
+        ascii = ascii8(load4(s) | load4(s + n - 4) << 32);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            ascii = ascii && (uint8_t)(s[i] - 0x20) < 0x60;
+    }
+    return ascii || patron_event_text_valid((const char *)s, n);
+}
+
+/* At most max bytes of valid text; an id is also required. Cuts *t at its
+ * first NUL, as strlen did protobuf-c's copy; valid text has no NUL, so a
+ * string that passes whole needs no search for one. */
+static bool text_ok(struct text *t, size_t max, bool required)
+{
+    if (t->len && t->len <= max && text_valid(t->s, t->len))
+        return true;
+    const uint8_t *nul = t->len ? memchr(t->s, 0, t->len) : NULL;
+    if (!nul) /* what strlen saw is what failed above */
+        return t->len == 0 && !required;
+    t->len = (size_t)(nul - t->s);
+    if (t->len == 0)
         return !required;
-    return len <= max && patron_event_text_valid(src, len);
+    return t->len <= max && text_valid(t->s, t->len);
 }
 
-static bool id_ok(const char *src)
+static bool id_ok(struct text *t)
 {
-    return text_ok(src, PATRON_ID_MAX, true);
+    return text_ok(t, PATRON_ID_MAX, true);
 }
 
-/* Everything decode rejects, checked before the profile is touched: the
- * profile is then written in place, without a scratch copy (a profile is
- * 12.5 KiB, mostly lists' room, and ingest decodes one per customer and
- * batch). */
-static int check(const Patron__V1__ProfileState *m)
+/* protobuf-c stores a varint into an int32 field as its low 32 bits. */
+static int32_t int32_of(uint64_t v)
 {
-    if (!id_ok(m->customer_id))
+    return (int32_t)(uint32_t)v;
+}
+
+/* The sub-messages. protobuf-c unpacks each occurrence on its own: fields
+ * absent from it are zero, a field present twice keeps its last value, and
+ * a field of the wrong wire type fails the whole message. */
+
+static int month_read(const struct patron_pb_field *outer, struct patron_profile_month *m)
+{
+    const uint8_t *at = outer->data, *end = at + outer->len;
+    m->month = 0;
+    m->cents = 0;
+    while (at < end) {
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f))
+            return PATRON_EINVAL;
+        if (f.number == 1 || f.number == 2) {
+            if (f.wire != PATRON_PB_VARINT)
+                return PATRON_EINVAL;
+            if (f.number == 1)
+                m->month = int32_of(f.value);
+            else
+                m->cents = (int64_t)f.value;
+        }
+    }
+    return 0;
+}
+
+static int category_read(const struct patron_pb_field *outer, struct text *category, double *score,
+                         int64_t *updated_ms)
+{
+    const uint8_t *at = outer->data, *end = at + outer->len;
+    *category = (struct text){NULL, 0};
+    *score = 0;
+    *updated_ms = 0;
+    while (at < end) {
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f))
+            return PATRON_EINVAL;
+        switch (f.number) {
+        case 1:
+            if (f.wire != PATRON_PB_LEN)
+                return PATRON_EINVAL;
+            *category = text_of(&f);
+            break;
+        case 2:
+            if (f.wire != PATRON_PB_I64)
+                return PATRON_EINVAL;
+            memcpy(score, &f.value, sizeof(*score));
+            break;
+        case 3:
+            if (f.wire != PATRON_PB_VARINT)
+                return PATRON_EINVAL;
+            *updated_ms = (int64_t)f.value;
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+static int cart_read(const struct patron_pb_field *outer, struct text *item_id, int32_t *quantity)
+{
+    const uint8_t *at = outer->data, *end = at + outer->len;
+    *item_id = (struct text){NULL, 0};
+    *quantity = 0;
+    while (at < end) {
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f))
+            return PATRON_EINVAL;
+        if (f.number == 1) {
+            if (f.wire != PATRON_PB_LEN)
+                return PATRON_EINVAL;
+            *item_id = text_of(&f);
+        } else if (f.number == 2) {
+            if (f.wire != PATRON_PB_VARINT)
+                return PATRON_EINVAL;
+            *quantity = int32_of(f.value);
+        }
+    }
+    return 0;
+}
+
+/* A second SourcePosition replaces the first whole: protobuf-c's merge of
+ * sub-messages keeps none of the earlier proto3 scalars (they have no
+ * presence to merge by), so absent fields of the later one read as zero. */
+static int source_read(const struct patron_pb_field *outer, struct decoded *d)
+{
+    const uint8_t *at = outer->data, *end = at + outer->len;
+    d->has_source = true;
+    d->source_partition = 0;
+    d->source_offset = 0;
+    while (at < end) {
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f))
+            return PATRON_EINVAL;
+        if (f.number == 1 || f.number == 2) {
+            if (f.wire != PATRON_PB_VARINT)
+                return PATRON_EINVAL;
+            if (f.number == 1)
+                d->source_partition = int32_of(f.value);
+            else
+                d->source_offset = (int64_t)f.value;
+        }
+    }
+    return 0;
+}
+
+/* Repeated fixed64 and fixed32 come packed (one LEN of whole values) or one
+ * value per field; occurrences concatenate. */
+static int event_ids_read(const struct patron_pb_field *f, struct decoded *d)
+{
+    size_t n;
+    const uint8_t *v;
+    if (f->wire == PATRON_PB_LEN) {
+        if (f->len % 8)
+            return PATRON_EINVAL;
+        n = f->len / 8;
+        v = f->data;
+    } else if (f->wire == PATRON_PB_I64) {
+        n = 1;
+        v = f->raw;
+    } else {
         return PATRON_EINVAL;
-    if (m->n_months > PATRON_PROFILE_MONTHS || m->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
-        m->n_viewed > PATRON_PROFILE_VIEWED_MAX || m->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
-        m->n_cart > PATRON_PROFILE_CART_MAX ||
-        m->n_recent_event_ids > PATRON_PROFILE_EVENT_IDS_MAX ||
-        m->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX)
+    }
+    if (n > PATRON_PROFILE_EVENT_IDS_MAX - d->n_event_ids)
         return PATRON_EINVAL;
-    /* months sorted: the apply code inserts by order */
-    for (size_t i = 1; i < m->n_months; i++)
-        if (m->months[i]->month <= m->months[i - 1]->month)
+    for (size_t i = 0; i < n; i++)
+        d->event_ids[d->n_event_ids++] = patron_pb_unpack_le64(v + 8 * i);
+    return 0;
+}
+
+/* Strictly ascending, or the binary search would miss. */
+static int bought_earlier_read(const struct patron_pb_field *f, struct decoded *d)
+{
+    size_t n;
+    const uint8_t *v;
+    if (f->wire == PATRON_PB_LEN) {
+        if (f->len % 4)
             return PATRON_EINVAL;
-    for (size_t i = 0; i < m->n_categories; i++)
-        if (!id_ok(m->categories[i]->category) || !isfinite(m->categories[i]->score))
-            return PATRON_EINVAL;
-    for (size_t i = 0; i < m->n_viewed; i++)
-        if (!id_ok(m->viewed[i]))
-            return PATRON_EINVAL;
-    for (size_t i = 0; i < m->n_bought; i++)
-        if (!id_ok(m->bought[i]))
-            return PATRON_EINVAL;
-    for (size_t i = 0; i < m->n_cart; i++)
-        if (!id_ok(m->cart[i]->item_id) || m->cart[i]->quantity <= 0)
-            return PATRON_EINVAL;
-    if (!text_ok(m->time_zone, PATRON_PROFILE_TIME_ZONE_MAX, false) ||
-        !text_ok(m->locale, PATRON_PROFILE_LOCALE_MAX, false) ||
-        !text_ok(m->birthday, PATRON_PROFILE_BIRTHDAY_LEN, false) ||
-        !text_ok(m->country, PATRON_PROFILE_COUNTRY_MAX, false))
+        n = f->len / 4;
+        v = f->data;
+    } else if (f->wire == PATRON_PB_I32) {
+        n = 1;
+        v = f->raw;
+    } else {
         return PATRON_EINVAL;
-    /* strictly ascending, or the binary search would miss */
-    for (size_t i = 1; i < m->n_bought_earlier; i++)
-        if (m->bought_earlier[i] <= m->bought_earlier[i - 1])
+    }
+    if (n > PATRON_PROFILE_BOUGHT_EARLIER_MAX - d->n_bought_earlier)
+        return PATRON_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = patron_pb_unpack_le32(v + 4 * i);
+        size_t k = d->n_bought_earlier;
+        if (k && h <= d->bought_earlier[k - 1])
             return PATRON_EINVAL;
+        d->bought_earlier[k] = h;
+        d->n_bought_earlier = k + 1;
+    }
+    return 0;
+}
+
+/* One field of the ProfileState: last value wins for scalars (their checks
+ * wait for the end), lists append and are checked element by element. */
+static int field_read(const struct patron_pb_field *f, struct decoded *d)
+{
+    int64_t *scalar = NULL;
+    struct text *str = NULL;
+    bool *flag = NULL;
+    switch (f->number) {
+    case 1:
+        str = &d->customer_id;
+        break;
+    case 2:
+        scalar = &d->orders;
+        break;
+    case 3:
+        scalar = &d->net_spend_cents;
+        break;
+    case 4:
+        scalar = &d->points;
+        break;
+    case 5:
+        scalar = &d->first_seen_ms;
+        break;
+    case 6:
+        scalar = &d->last_seen_ms;
+        break;
+    case 7:
+        scalar = &d->last_purchase_ms;
+        break;
+    case 8:
+        scalar = &d->first_purchase_ms;
+        break;
+    case 9: {
+        if (f->wire != PATRON_PB_LEN || d->n_months == PATRON_PROFILE_MONTHS)
+            return PATRON_EINVAL;
+        struct patron_profile_month *m = &d->months[d->n_months];
+        if (month_read(f, m))
+            return PATRON_EINVAL;
+        /* ascending: the apply code inserts by order */
+        if (d->n_months && m->month <= d->months[d->n_months - 1].month)
+            return PATRON_EINVAL;
+        d->n_months++;
+        return 0;
+    }
+    case 10: {
+        if (f->wire != PATRON_PB_LEN || d->n_categories == PATRON_PROFILE_CATEGORIES_MAX)
+            return PATRON_EINVAL;
+        size_t i = d->n_categories;
+        if (category_read(f, &d->categories[i].category, &d->categories[i].score,
+                          &d->categories[i].updated_ms) ||
+            !id_ok(&d->categories[i].category) || !isfinite(d->categories[i].score))
+            return PATRON_EINVAL;
+        d->n_categories++;
+        return 0;
+    }
+    case 11:
+    case 12: {
+        bool viewed = f->number == 11;
+        size_t *n = viewed ? &d->n_viewed : &d->n_bought;
+        if (f->wire != PATRON_PB_LEN ||
+            *n == (viewed ? PATRON_PROFILE_VIEWED_MAX : PATRON_PROFILE_BOUGHT_MAX))
+            return PATRON_EINVAL;
+        struct text *t = &(viewed ? d->viewed : d->bought)[*n];
+        *t = text_of(f);
+        if (!id_ok(t))
+            return PATRON_EINVAL;
+        (*n)++;
+        return 0;
+    }
+    case 13: {
+        if (f->wire != PATRON_PB_LEN || d->n_cart == PATRON_PROFILE_CART_MAX)
+            return PATRON_EINVAL;
+        size_t i = d->n_cart;
+        if (cart_read(f, &d->cart[i].item_id, &d->cart[i].quantity) ||
+            !id_ok(&d->cart[i].item_id) || d->cart[i].quantity <= 0)
+            return PATRON_EINVAL;
+        d->n_cart++;
+        return 0;
+    }
+    case 14:
+        flag = &d->consent_sms;
+        break;
+    case 15:
+        flag = &d->consent_push;
+        break;
+    case 16:
+        flag = &d->consent_email;
+        break;
+    case 17:
+        str = &d->time_zone;
+        break;
+    case 18:
+        str = &d->locale;
+        break;
+    case 19:
+        str = &d->birthday;
+        break;
+    case 20:
+        str = &d->country;
+        break;
+    case 21:
+        return event_ids_read(f, d);
+    case 22:
+        if (f->wire != PATRON_PB_LEN)
+            return PATRON_EINVAL;
+        return source_read(f, d);
+    case 23:
+        scalar = &d->reviews;
+        break;
+    case 24:
+        scalar = &d->last_event_ms;
+        break;
+    case 25:
+        scalar = &d->refunds;
+        break;
+    case 26:
+        scalar = &d->cart_updated_ms;
+        break;
+    case 27:
+        flag = &d->erased;
+        break;
+    case 28:
+        return bought_earlier_read(f, d);
+    default:
+        return 0; /* unknown: skipped */
+    }
+    if (scalar) {
+        if (f->wire != PATRON_PB_VARINT)
+            return PATRON_EINVAL;
+        *scalar = (int64_t)f->value;
+    } else if (str) {
+        if (f->wire != PATRON_PB_LEN)
+            return PATRON_EINVAL;
+        *str = text_of(f);
+    } else {
+        *flag = patron_pb_unpack_bool(f);
+    }
     return 0;
 }
 
 /* A checked string into dst (room for it and its NUL). */
-static void take(char *dst, const char *src)
+static void take(char *dst, struct text t)
 {
-    size_t len = src ? strlen(src) : 0;
-    if (len)
-        memcpy(dst, src, len);
-    dst[len] = '\0';
+    if (t.len)
+        memcpy(dst, t.s, t.len);
+    dst[t.len] = '\0';
 }
 
 /* Writes every field of p from a checked message (the lists' room beyond
  * their count is left as it was: nothing reads it). */
-static void fill(struct patron_profile *p, const Patron__V1__ProfileState *m)
+static void fill(struct patron_profile *p, const struct decoded *d)
 {
-    take(p->customer_id, m->customer_id);
-    p->orders = m->orders;
-    p->net_spend_cents = m->net_spend_cents;
-    p->points = m->points;
-    p->reviews = m->reviews;
-    p->refunds = m->refunds;
-    p->first_seen_ms = m->first_seen_ms;
-    p->last_seen_ms = m->last_seen_ms;
-    p->first_purchase_ms = m->first_purchase_ms;
-    p->last_purchase_ms = m->last_purchase_ms;
-    p->last_event_ms = m->last_event_ms;
-    p->cart_updated_ms = m->cart_updated_ms;
+    take(p->customer_id, d->customer_id);
+    p->orders = d->orders;
+    p->net_spend_cents = d->net_spend_cents;
+    p->points = d->points;
+    p->reviews = d->reviews;
+    p->refunds = d->refunds;
+    p->first_seen_ms = d->first_seen_ms;
+    p->last_seen_ms = d->last_seen_ms;
+    p->first_purchase_ms = d->first_purchase_ms;
+    p->last_purchase_ms = d->last_purchase_ms;
+    p->last_event_ms = d->last_event_ms;
+    p->cart_updated_ms = d->cart_updated_ms;
 
-    for (size_t i = 0; i < m->n_months; i++) {
-        p->months[i].month = m->months[i]->month;
-        p->months[i].cents = m->months[i]->cents;
+    memcpy(p->months, d->months, d->n_months * sizeof(p->months[0]));
+    p->n_months = d->n_months;
+    for (size_t i = 0; i < d->n_categories; i++) {
+        take(p->categories[i].category, d->categories[i].category);
+        p->categories[i].score = d->categories[i].score;
+        p->categories[i].updated_ms = d->categories[i].updated_ms;
     }
-    p->n_months = m->n_months;
-    for (size_t i = 0; i < m->n_categories; i++) {
-        take(p->categories[i].category, m->categories[i]->category);
-        p->categories[i].score = m->categories[i]->score;
-        p->categories[i].updated_ms = m->categories[i]->updated_ms;
+    p->n_categories = d->n_categories;
+    for (size_t i = 0; i < d->n_viewed; i++)
+        take(p->viewed[i], d->viewed[i]);
+    p->n_viewed = d->n_viewed;
+    for (size_t i = 0; i < d->n_bought; i++)
+        take(p->bought[i], d->bought[i]);
+    p->n_bought = d->n_bought;
+    for (size_t i = 0; i < d->n_cart; i++) {
+        take(p->cart[i].item_id, d->cart[i].item_id);
+        p->cart[i].quantity = d->cart[i].quantity;
     }
-    p->n_categories = m->n_categories;
-    for (size_t i = 0; i < m->n_viewed; i++)
-        take(p->viewed[i], m->viewed[i]);
-    p->n_viewed = m->n_viewed;
-    for (size_t i = 0; i < m->n_bought; i++)
-        take(p->bought[i], m->bought[i]);
-    p->n_bought = m->n_bought;
-    for (size_t i = 0; i < m->n_cart; i++) {
-        take(p->cart[i].item_id, m->cart[i]->item_id);
-        p->cart[i].quantity = m->cart[i]->quantity;
-    }
-    p->n_cart = m->n_cart;
+    p->n_cart = d->n_cart;
 
-    p->consent_sms = m->consent_sms != 0;
-    p->consent_push = m->consent_push != 0;
-    p->consent_email = m->consent_email != 0;
-    take(p->time_zone, m->time_zone);
-    take(p->locale, m->locale);
-    take(p->birthday, m->birthday);
-    take(p->country, m->country);
+    p->consent_sms = d->consent_sms;
+    p->consent_push = d->consent_push;
+    p->consent_email = d->consent_email;
+    take(p->time_zone, d->time_zone);
+    take(p->locale, d->locale);
+    take(p->birthday, d->birthday);
+    take(p->country, d->country);
 
-    if (m->n_recent_event_ids)
-        memcpy(p->event_ids, m->recent_event_ids, m->n_recent_event_ids * sizeof(p->event_ids[0]));
-    p->n_event_ids = m->n_recent_event_ids;
-    p->has_source = m->source != NULL;
-    p->source_partition = m->source ? m->source->partition : 0;
-    p->source_offset = m->source ? m->source->offset : 0;
-    p->erased = m->erased != 0;
-    if (m->n_bought_earlier)
-        memcpy(p->bought_earlier, m->bought_earlier,
-               m->n_bought_earlier * sizeof(p->bought_earlier[0]));
-    p->n_bought_earlier = m->n_bought_earlier;
-}
-
-/* The unpacked message lives only inside patron_profile_decode: its many
- * small allocations come from a stack buffer (malloc beyond it), which takes
- * malloc off a hot path of ingest. */
-#define DECODE_STACK_BYTES 16384
-
-struct decode_arena {
-    max_align_t buf[DECODE_STACK_BYTES / sizeof(max_align_t)];
-    size_t used;
-};
-
-static void *decode_alloc(void *ud, size_t n)
-{
-    struct decode_arena *a = ud;
-    size_t need = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
-    if (need < n || sizeof(a->buf) - a->used < need)
-        return malloc(n);
-    void *p = (char *)a->buf + a->used;
-    a->used += need;
-    return p;
-}
-
-static void decode_free(void *ud, void *p)
-{
-    struct decode_arena *a = ud;
-    uintptr_t at = (uintptr_t)p, start = (uintptr_t)a->buf;
-    if (at < start || at >= start + sizeof(a->buf))
-        free(p);
+    memcpy(p->event_ids, d->event_ids, d->n_event_ids * sizeof(p->event_ids[0]));
+    p->n_event_ids = d->n_event_ids;
+    p->has_source = d->has_source;
+    p->source_partition = d->source_partition;
+    p->source_offset = d->source_offset;
+    p->erased = d->erased;
+    memcpy(p->bought_earlier, d->bought_earlier,
+           d->n_bought_earlier * sizeof(p->bought_earlier[0]));
+    p->n_bought_earlier = d->n_bought_earlier;
 }
 
 int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t len)
@@ -290,15 +617,25 @@ int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t l
     if (len > PATRON_PROFILE_ENCODED_MAX)
         return PATRON_ETOOBIG;
     static const uint8_t empty[1];
-    struct decode_arena arena;
-    arena.used = 0;
-    ProtobufCAllocator alloc = {decode_alloc, decode_free, &arena};
-    Patron__V1__ProfileState *m = patron__v1__profile_state__unpack(&alloc, len, buf ? buf : empty);
-    if (!m)
+    if (!buf) {
+        if (len)
+            return PATRON_EINVAL;
+        buf = empty;
+    }
+    struct decoded d;
+    /* only the scalars: the lists are written before they are read */
+    memset(&d, 0, offsetof(struct decoded, months));
+    const uint8_t *at = buf, *end = buf + len;
+    while (at < end) {
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f) || field_read(&f, &d))
+            return PATRON_EINVAL;
+    }
+    if (!id_ok(&d.customer_id) || !text_ok(&d.time_zone, PATRON_PROFILE_TIME_ZONE_MAX, false) ||
+        !text_ok(&d.locale, PATRON_PROFILE_LOCALE_MAX, false) ||
+        !text_ok(&d.birthday, PATRON_PROFILE_BIRTHDAY_LEN, false) ||
+        !text_ok(&d.country, PATRON_PROFILE_COUNTRY_MAX, false))
         return PATRON_EINVAL;
-    int rc = check(m);
-    if (rc == 0)
-        fill(p, m);
-    patron__v1__profile_state__free_unpacked(m, &alloc);
-    return rc;
+    fill(p, &d);
+    return 0;
 }
