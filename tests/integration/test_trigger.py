@@ -286,6 +286,14 @@ def main(pods=1):
             print("missing:", [e for e in s.expected if e["id"] not in got_ids],
                   "outbox:", [r.hlen("{tp:%d}:outbox" % p) for p in range(4)],
                   "buffered:", metric(trig.http_port, "patron_trigger_buffered_updates"), file=sys.stderr)
+            # what a timer's firing waits for (trigger.c, fire_bound): the event
+            # clock and its idle flags, and each partition's earliest timers
+            print("clock:", r.hgetall("{clock}"),
+                  "due:", [r.zrange("{tp:%d}:due" % p, 0, 4, withscores=True) for p in range(4)],
+                  "stream:", [r.get("{tp:%d}:stream" % p) for p in range(4)], file=sys.stderr)
+            text = http(trig.http_port, "GET", "/metrics")[1]
+            print("metrics:", [ln for ln in str(text).splitlines()
+                               if not ln.startswith("#") and ("lag" in ln or "clock" in ln)], file=sys.stderr)
             raise
         # every update consumed: the committed offsets reach the end
         wait_for("trigger caught up", lambda: metric(trig.http_port, "patron_trigger_updates_total") > 0
