@@ -6,8 +6,9 @@
 #
 # Builds a Release tree (no sanitizers) in build-bench, installs what is
 # missing (scripts/deps.sh), then runs scripts/bench_ingest.sh and/or
-# scripts/bench_api.sh and scripts/bench_trigger.py, and/or scripts/bench_scale.sh. Their knobs are environment variables, documented at
-# the top of each; the last line each prints is JSON.
+# scripts/bench_api.sh and scripts/bench_trigger.py, and/or
+# scripts/bench_scale.sh. Their knobs are environment variables, documented
+# at the top of each; the last line each prints is JSON.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,14 +31,7 @@ if [ "$1" = ingest ] || [ "$1" = all ]; then
   "$ROOT/scripts/bench_ingest.sh" || rc=1
 fi
 if [ "$1" = api ] || [ "$1" = all ]; then
-  if [ -x "$ROOT/scripts/bench_api.sh" ]; then
-    "$ROOT/scripts/bench_api.sh" || rc=1
-  elif [ -f "$ROOT/scripts/bench_api.sh" ]; then
-    bash "$ROOT/scripts/bench_api.sh" || rc=1
-  else
-    echo "bench api: scripts/bench_api.sh is missing (not written yet)" >&2
-    [ "$1" = api ] && rc=1
-  fi
+  "$ROOT/scripts/bench_api.sh" || rc=1
 fi
 if [ "$1" = trigger ] || [ "$1" = all ]; then
   /usr/bin/python3 "$ROOT/scripts/bench_trigger.py" || rc=1
