@@ -961,20 +961,52 @@ static void on_profile_written(void *ud, redisReply *reply)
     batch_release(mc->b);
 }
 
-/* Sends mc's values in one compare-and-set call. */
+/* A value written where none was read, to keep no longer than forever. */
+static bool is_new(const struct versioned *v)
+{
+    return v->expected_len == 0 && strcmp(v->ttl, "0") == 0;
+}
+
+/* send_grouped for compare-and-set calls, with the new keys in calls of
+ * their own (send_cas sends those as MSETNX). Reorders v. */
+static int cas_grouped(struct batch *b, struct versioned **v, size_t n,
+                       int (*send)(struct batch *b, struct multi_call *mc))
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (is_new(v[i])) {
+            struct versioned *t = v[k];
+            v[k++] = v[i];
+            v[i] = t;
+        }
+    }
+    if (send_grouped(b, v, k, CAS_CHUNK, send))
+        return -1;
+    return send_grouped(b, v + k, n - k, CAS_CHUNK, send);
+}
+
+/* Sends mc's values in one compare-and-set call: all of them new keys, or
+ * none. */
 static int send_cas(struct multi_call *mc, patron_redis_cb cb, struct patron_kv *kv,
                     struct patron_kv_script *script)
 {
     const char *argv[4 * CAS_CHUNK];
     size_t lens[4 * CAS_CHUNK];
     size_t nkeys = mc->n, argc = nkeys;
-    const struct versioned *one = mc->v[0];
-    if (nkeys == 1 && one->expected_len == 0 && strcmp(one->ttl, "0") == 0) {
-        /* a new key alone (on a cluster, where keys seldom share a slot,
-         * that is most of them): the native SET NX is a third of the script */
-        const char *set[] = {"SET", one->key, (const char *)one->value, "NX"};
-        size_t set_lens[] = {3, one->key_len, one->len, 2};
-        return patron_kv_commandv(kv, cb, mc, 4, set, set_lens);
+    if (is_new(mc->v[0])) {
+        /* new keys only (cas_grouped puts them apart): MSETNX is the same
+         * all-or-none compare-and-set natively; the script would copy each
+         * value into Lua and back out, two thirds of its cost */
+        argv[0] = "MSETNX";
+        lens[0] = 6;
+        argc = 1;
+        for (size_t i = 0; i < nkeys; i++) {
+            argv[argc] = mc->v[i]->key;
+            lens[argc++] = mc->v[i]->key_len;
+            argv[argc] = (const char *)mc->v[i]->value;
+            lens[argc++] = mc->v[i]->len;
+        }
+        return patron_kv_commandv(kv, cb, mc, (int)argc, argv, lens);
     }
     for (size_t i = 0; i < nkeys; i++) {
         const struct versioned *v = mc->v[i];
@@ -1334,7 +1366,7 @@ static void graph_write(struct batch *b)
         todo[n++] = &gk->v;
     }
     b->pending++; /* held while sending */
-    (void)send_grouped(b, todo, n, CAS_CHUNK, send_row_cas);
+    (void)cas_grouped(b, todo, n, send_row_cas);
     if (ing->graph_reader == b) {
         ing->graph_reader = NULL;
         graph_next(ing);
@@ -1468,7 +1500,7 @@ static int send_erasure(struct batch *b, struct customer *c)
  * profiles of one key group. */
 static void write_profiles(struct batch *b)
 {
-    if (send_grouped(b, b->writes, b->n_writes, CAS_CHUNK, send_profile_cas))
+    if (cas_grouped(b, b->writes, b->n_writes, send_profile_cas))
         return;
     for (size_t i = 0; i < b->n_erasures; i++) {
         if (send_erasure(b, b->erasures[i])) {
