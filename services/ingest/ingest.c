@@ -13,6 +13,7 @@
 
 #include "patron/catalog.h"
 #include "patron/clock.h"
+#include "patron/event_codec.h"
 #include "patron/event_check.h"
 #include "patron/graph.h"
 #include "patron/graph_row.h"
@@ -1725,8 +1726,8 @@ static int decode_event(struct batch *b, struct event *e, const char **reason)
         return PATRON_ETOOBIG;
     }
     static const uint8_t empty[1];
-    e->ev = patron__v1__event__unpack(&b->arena.pb, e->msg->len,
-                                      e->msg->payload ? e->msg->payload : empty);
+    e->ev =
+        patron_event_unpack(&b->arena.pb, e->msg->payload ? e->msg->payload : empty, e->msg->len);
     if (!e->ev) {
         *reason = "decode: not a patron.v1.Event";
         return PATRON_EINVAL;
