@@ -4,9 +4,51 @@
 
 #include "patron/profile.h"
 
+/* Whether the 8 bytes of w are all printable ASCII (0x20 to 0x7f): a byte
+ * below 0x20 sets its top bit in w - 0x20.., one of 0x80 and up in w (the
+ * lowest such byte borrows from nothing below it, so none is missed). */
+static bool ascii8(uint64_t w)
+{
+    return (((w - 0x2020202020202020ULL) | w) & 0x8080808080808080ULL) == 0;
+}
+
+static uint64_t load8(const uint8_t *s)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+    return w;
+}
+
+static uint64_t load4(const uint8_t *s)
+{
+    uint32_t w;
+    memcpy(&w, s, 4);
+    return w;
+}
+
+/* Printable ASCII throughout (ids nearly always are), 8 bytes at a time;
+ * the last (or only) word overlaps the one before. A false "no" only sends
+ * the text to the byte-by-byte check. */
+static bool ascii_only(const uint8_t *s, size_t n)
+{
+    bool ascii = true;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n && ascii; i += 8)
+            ascii = ascii8(load8(s + i));
+        return ascii && ascii8(load8(s + n - 8));
+    }
+    if (n >= 4)
+        return ascii8(load4(s) | load4(s + n - 4) << 32);
+    for (size_t i = 0; i < n; i++)
+        ascii = ascii && (uint8_t)(s[i] - 0x20) < 0x60;
+    return ascii;
+}
+
 bool patron_event_text_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
+    if (ascii_only(p, len))
+        return true;
     size_t i = 0;
     while (i < len) {
         unsigned c = p[i];

@@ -182,52 +182,12 @@ static struct text text_of(const struct patron_pb_field *f)
     return (struct text){f->data, f->len};
 }
 
-/* Whether the 8 bytes of w are all printable ASCII (0x20 to 0x7f): a byte
- * below 0x20 sets its top bit in w - 0x20.., one of 0x80 and up in w (the
- * lowest such byte borrows from nothing below it, so none is missed). */
-static bool ascii8(uint64_t w)
-{
-    return (((w - 0x2020202020202020ULL) | w) & 0x8080808080808080ULL) == 0;
-}
-
-static uint64_t load8(const uint8_t *s)
-{
-    uint64_t w;
-    memcpy(&w, s, 8);
-    return w;
-}
-
-static uint64_t load4(const uint8_t *s)
-{
-    uint32_t w;
-    memcpy(&w, s, 4);
-    return w;
-}
-
-/* patron_event_text_valid, with printable ASCII (ids nearly always) checked
- * here 8 bytes at a time; the last (or only) word overlaps the one before. */
-static bool text_valid(const uint8_t *s, size_t n)
-{
-    bool ascii = true;
-    if (n >= 8) {
-        for (size_t i = 0; i + 8 < n && ascii; i += 8)
-            ascii = ascii8(load8(s + i));
-        ascii = ascii && ascii8(load8(s + n - 8));
-    } else if (n >= 4) {
-        ascii = ascii8(load4(s) | load4(s + n - 4) << 32);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            ascii = ascii && (uint8_t)(s[i] - 0x20) < 0x60;
-    }
-    return ascii || patron_event_text_valid((const char *)s, n);
-}
-
 /* At most max bytes of valid text; an id is also required. Cuts *t at its
  * first NUL, as strlen did protobuf-c's copy; valid text has no NUL, so a
  * string that passes whole needs no search for one. */
 static bool text_ok(struct text *t, size_t max, bool required)
 {
-    if (t->len && t->len <= max && text_valid(t->s, t->len))
+    if (t->len && t->len <= max && patron_event_text_valid((const char *)t->s, t->len))
         return true;
     const uint8_t *nul = t->len ? memchr(t->s, 0, t->len) : NULL;
     if (!nul) /* what strlen saw is what failed above */
@@ -235,7 +195,7 @@ static bool text_ok(struct text *t, size_t max, bool required)
     t->len = (size_t)(nul - t->s);
     if (t->len == 0)
         return !required;
-    return t->len <= max && text_valid(t->s, t->len);
+    return t->len <= max && patron_event_text_valid((const char *)t->s, t->len);
 }
 
 static bool id_ok(struct text *t)
