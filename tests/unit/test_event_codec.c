@@ -11,6 +11,8 @@
 #include "patron/pb_unpack.h"
 #include "patron/v1/event.pb-c.h"
 #include "../support/leak_check.h"
+#define WIRE_SPANS_MAX 512 /* fields the mutations pick from */
+#include "fixture_wire.h"
 
 PATRON_LEAK_CHECKED_SUITE(event_codec);
 
@@ -289,38 +291,7 @@ static bool decoders_agree(struct tarena *a, const uint8_t *buf, size_t len, boo
     return ok;
 }
 
-static void hexdump(char *out, size_t cap, const uint8_t *b, size_t n)
-{
-    size_t o = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < n && o + 4 < cap; i++)
-        o += (size_t)snprintf(out + o, cap - o, "%02x ", b[i]);
-}
-
 /* ---- random valid events ---- */
-
-/* xorshift64*: reproducible, seeded per test. */
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rnd(struct rng *r)
-{
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1DULL;
-}
-
-static size_t rnd_below(struct rng *r, size_t n)
-{
-    return n ? (size_t)(rnd(r) % n) : 0;
-}
-
-static bool chance(struct rng *r, unsigned percent)
-{
-    return rnd_below(r, 100) < percent;
-}
 
 #define STR_MAX 200
 
@@ -545,93 +516,14 @@ Test(event_codec, random_events_decode_as_protobuf_c_does)
 /* ---- mutations ---- */
 
 #define MUT_CAP 16384
-#define FIELDS_MAX 512
 
-static void put_varint(uint8_t **p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *(*p)++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *(*p)++ = (uint8_t)v;
-}
+static const uint32_t odd_numbers[] = {0, 4, 9, 19, 99, 1000, 1u << 28, UINT32_MAX};
+static const struct wire_numbers event_numbers = {odd_numbers, PATRON_ARRAY_LEN(odd_numbers), 40,
+                                                  18};
 
-/* Replaces bytes [at, at + del) of b (*n used, cap room) with ins[0..k);
- * false if it would not fit. */
-static bool splice(uint8_t *b, size_t *n, size_t cap, size_t at, size_t del, const uint8_t *ins,
-                   size_t k)
-{
-    if (*n - del + k > cap)
-        return false;
-    memmove(b + at + k, b + at + del, *n - at - del);
-    if (k)
-        memcpy(b + at, ins, k);
-    *n = *n - del + k;
-    return true;
-}
-
-/* Where the fields of b[0..n) start and end, as far as they scan. */
-struct spans {
-    size_t start[FIELDS_MAX], end[FIELDS_MAX];
-    struct patron_pb_field f[FIELDS_MAX];
-    size_t n;
-};
-
-static void scan(const uint8_t *b, size_t n, struct spans *s)
-{
-    const uint8_t *at = b, *end = b + n;
-    s->n = 0;
-    while (at < end && s->n < FIELDS_MAX) {
-        const uint8_t *from = at;
-        if (patron_pb_unpack_field(&at, end, &s->f[s->n]))
-            return;
-        s->start[s->n] = (size_t)(from - b);
-        s->end[s->n] = (size_t)(at - b);
-        s->n++;
-    }
-}
-
-/* A field of any number and wire type (groups and 6, 7 included) with a
- * payload fit for it, sometimes not. */
 static size_t rnd_field(struct rng *r, uint8_t *out)
 {
-    static const uint32_t numbers[] = {0, 4, 9, 19, 99, 1000, 1u << 28, UINT32_MAX};
-    uint8_t *p = out;
-    uint32_t number = chance(r, 40) ? numbers[rnd_below(r, PATRON_ARRAY_LEN(numbers))]
-                                    : 1 + (uint32_t)rnd_below(r, 18);
-    unsigned wire =
-        chance(r, 90) ? (unsigned[]){0, 1, 2, 5}[rnd_below(r, 4)] : (unsigned)rnd_below(r, 8);
-    put_varint(&p, (uint64_t)number << 3 | wire);
-    switch (wire) {
-    case 0:
-        if (chance(r, 10)) { /* 10 or 11 bytes, bits past 64 */
-            size_t k = 9 + rnd_below(r, 2);
-            for (size_t i = 0; i < k; i++)
-                *p++ = (uint8_t)(0x80 | rnd(r));
-            *p++ = (uint8_t)(rnd(r) & 0x7f);
-        } else {
-            put_varint(&p, chance(r, 50) ? rnd_below(r, 300) : rnd(r));
-        }
-        break;
-    case 1:
-        for (int i = 0; i < 8; i++)
-            *p++ = (uint8_t)rnd(r);
-        break;
-    case 5:
-        for (int i = 0; i < 4; i++)
-            *p++ = (uint8_t)rnd(r);
-        break;
-    case 2: {
-        size_t n = rnd_below(r, chance(r, 10) ? 200 : 12);
-        put_varint(&p, n);
-        for (size_t i = 0; i < n; i++)
-            *p++ = chance(r, 70) ? (uint8_t)('a' + rnd_below(r, 26)) : (uint8_t)rnd(r);
-        break;
-    }
-    default:
-        break;
-    }
-    return (size_t)(p - out);
+    return wire_rnd_field(r, out, &event_numbers);
 }
 
 /* Fields shaped like those of the sub-messages: strings (NULs included),
@@ -697,7 +589,7 @@ static void mutate_inside(struct rng *r, uint8_t *b, size_t *n, size_t cap, cons
     put_varint(&p, k);
     memcpy(p, inner, k);
     p += k;
-    (void)splice(b, n, cap, s->start[i], s->end[i] - s->start[i], out, (size_t)(p - out));
+    (void)wire_splice(b, n, cap, s->start[i], s->end[i] - s->start[i], out, (size_t)(p - out));
 }
 
 /* Gives a LEN field a length prefix past its end (huge or just one over). */
@@ -713,7 +605,7 @@ static void bad_length(struct rng *r, uint8_t *b, size_t *n, size_t cap, const s
     put_varint(&p, chance(r, 50) ? huge[rnd_below(r, PATRON_ARRAY_LEN(huge))]
                                  : f->len + 1 + rnd_below(r, 3));
     size_t head = (size_t)(f->data - f->raw) + (size_t)(f->raw - (b + s->start[i]));
-    (void)splice(b, n, cap, s->start[i], head, out, (size_t)(p - out));
+    (void)wire_splice(b, n, cap, s->start[i], head, out, (size_t)(p - out));
 }
 
 static void mutate(struct rng *r, uint8_t *b, size_t *n, size_t cap, int depth)
@@ -736,26 +628,26 @@ static void mutate(struct rng *r, uint8_t *b, size_t *n, size_t cap, int depth)
         size_t k = 1 + rnd_below(r, 8);
         for (size_t j = 0; j < k; j++)
             tmp[j] = (uint8_t)rnd(r);
-        (void)splice(b, n, cap, rnd_below(r, *n + 1), 0, tmp, k);
+        (void)wire_splice(b, n, cap, rnd_below(r, *n + 1), 0, tmp, k);
         break;
     }
     case 3: { /* delete bytes */
         size_t at = rnd_below(r, *n + 1), k = rnd_below(r, 9);
-        (void)splice(b, n, cap, at, at + k > *n ? *n - at : k, NULL, 0);
+        (void)wire_splice(b, n, cap, at, at + k > *n ? *n - at : k, NULL, 0);
         break;
     }
     case 4: /* truncate */
         *n = rnd_below(r, *n + 1);
         break;
     case 5: /* a field of any kind, at the end or between two */
-        (void)splice(b, n, cap, chance(r, 50) || !s->n ? *n : s->start[i], 0, tmp,
-                     rnd_field(r, tmp));
+        (void)wire_splice(b, n, cap, chance(r, 50) || !s->n ? *n : s->start[i], 0, tmp,
+                          rnd_field(r, tmp));
         break;
     case 6: /* a field twice */
         if (s->n && s->end[i] - s->start[i] <= sizeof(tmp)) {
             memcpy(tmp, b + s->start[i], s->end[i] - s->start[i]);
             size_t to = chance(r, 50) ? *n : s->start[rnd_below(r, s->n)];
-            (void)splice(b, n, cap, to, 0, tmp, s->end[i] - s->start[i]);
+            (void)wire_splice(b, n, cap, to, 0, tmp, s->end[i] - s->start[i]);
         }
         break;
     case 7: /* a field with another wire type */
@@ -764,7 +656,7 @@ static void mutate(struct rng *r, uint8_t *b, size_t *n, size_t cap, int depth)
         break;
     case 8: /* a field gone */
         if (s->n)
-            (void)splice(b, n, cap, s->start[i], s->end[i] - s->start[i], NULL, 0);
+            (void)wire_splice(b, n, cap, s->start[i], s->end[i] - s->start[i], NULL, 0);
         break;
     case 9: /* two fields swapped */
         if (s->n > 1) {
@@ -778,8 +670,8 @@ static void mutate(struct rng *r, uint8_t *b, size_t *n, size_t cap, int depth)
             if (i != j && li + lj <= sizeof(tmp)) {
                 memcpy(tmp, b + s->start[j], lj);
                 memcpy(tmp + lj, b + s->start[i], li);
-                (void)splice(b, n, cap, s->start[j], lj, tmp + lj, li);
-                (void)splice(b, n, cap, s->start[i], li, tmp, lj);
+                (void)wire_splice(b, n, cap, s->start[j], lj, tmp + lj, li);
+                (void)wire_splice(b, n, cap, s->start[i], li, tmp, lj);
             }
         }
         break;
@@ -788,12 +680,13 @@ static void mutate(struct rng *r, uint8_t *b, size_t *n, size_t cap, int depth)
             uint8_t *p = tmp;
             put_varint(&p, (uint64_t)s->f[i].number << 3 | 2);
             *p++ = 0;
-            (void)splice(b, n, cap, s->start[i], s->end[i] - s->start[i], tmp, (size_t)(p - tmp));
+            (void)wire_splice(b, n, cap, s->start[i], s->end[i] - s->start[i], tmp,
+                              (size_t)(p - tmp));
         } else {
             uint8_t *p = tmp;
             put_varint(&p, (uint64_t)(10 + rnd_below(r, 9)) << 3 | 2);
             *p++ = 0;
-            (void)splice(b, n, cap, *n, 0, tmp, (size_t)(p - tmp));
+            (void)wire_splice(b, n, cap, *n, 0, tmp, (size_t)(p - tmp));
         }
         break;
     case 11: /* a length past the end */
@@ -802,13 +695,13 @@ static void mutate(struct rng *r, uint8_t *b, size_t *n, size_t cap, int depth)
         break;
     case 12: /* another member of the oneof (or the same one again) */
     case 13:
-        (void)splice(b, n, cap, chance(r, 50) || !s->n ? *n : s->start[i], 0, tmp,
-                     rnd_nested(r, tmp));
+        (void)wire_splice(b, n, cap, chance(r, 50) || !s->n ? *n : s->start[i], 0, tmp,
+                          rnd_nested(r, tmp));
         break;
     case 14: /* the whole thing doubled: every field twice, members merged or not */
         if (*n <= sizeof(tmp)) {
             memcpy(tmp, b, *n);
-            (void)splice(b, n, cap, *n, 0, tmp, *n);
+            (void)wire_splice(b, n, cap, *n, 0, tmp, *n);
         }
         break;
     default: /* inside a sub-message or string */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fixture_events.h"
+#include "fixture_wire.h"
 #include "patron/event_check.h"
 #include "patron/pb_unpack.h"
 #include "patron/profile.h"
@@ -750,38 +751,6 @@ static struct oracle *oracle_new(void)
     return o;
 }
 
-static void hexdump(char *out, size_t cap, const uint8_t *b, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 4 < cap; i++)
-        o += (size_t)snprintf(out + o, cap - o, "%02x ", b[i]);
-    if (o < cap)
-        out[o] = '\0';
-}
-
-/* xorshift64*: reproducible, seeded per test. */
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rnd(struct rng *r)
-{
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1DULL;
-}
-
-static size_t rnd_below(struct rng *r, size_t n)
-{
-    return n ? (size_t)(rnd(r) % n) : 0;
-}
-
-static bool chance(struct rng *r, unsigned percent)
-{
-    return rnd_below(r, 100) < percent;
-}
-
 /* Valid text of at most max bytes (at least one if required): ASCII mostly,
  * some 2-, 3- and 4-byte UTF-8. */
 static void rnd_text(struct rng *r, char *dst, size_t max, bool required)
@@ -933,89 +902,19 @@ struct mbuf {
     size_t n;
 };
 
-static void put_varint(uint8_t **p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *(*p)++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *(*p)++ = (uint8_t)v;
-}
-
 /* Replaces bytes [at, at + del) of m with ins[0..n); false if it would not fit. */
 static bool splice(struct mbuf *m, size_t at, size_t del, const uint8_t *ins, size_t n)
 {
-    if (m->n - del + n > MUT_CAP)
-        return false;
-    memmove(m->b + at + n, m->b + at + del, m->n - at - del);
-    if (n)
-        memcpy(m->b + at, ins, n);
-    m->n = m->n - del + n;
-    return true;
+    return wire_splice(m->b, &m->n, MUT_CAP, at, del, ins, n);
 }
 
-/* Where the top-level fields of b[0..n) start and end, as far as they scan. */
-struct spans {
-    size_t start[2048], end[2048];
-    struct patron_pb_field f[2048];
-    size_t n;
-};
+static const uint32_t odd_numbers[] = {0, 29, 30, 99, 1000, 1u << 28, UINT32_MAX};
+static const struct wire_numbers profile_numbers = {odd_numbers, PATRON_ARRAY_LEN(odd_numbers), 50,
+                                                    28};
 
-static void scan(const uint8_t *b, size_t n, struct spans *s)
-{
-    const uint8_t *at = b, *end = b + n;
-    s->n = 0;
-    while (at < end && s->n < PATRON_ARRAY_LEN(s->start)) {
-        const uint8_t *from = at;
-        if (patron_pb_unpack_field(&at, end, &s->f[s->n]))
-            return;
-        s->start[s->n] = (size_t)(from - b);
-        s->end[s->n] = (size_t)(at - b);
-        s->n++;
-    }
-}
-
-/* A field of any number and wire type (groups and 6, 7 included) with a
- * payload fit for it, sometimes not. */
 static size_t rnd_field(struct rng *r, uint8_t *out)
 {
-    static const uint32_t numbers[] = {0, 29, 30, 99, 1000, 1u << 28, UINT32_MAX};
-    uint8_t *p = out;
-    uint32_t number = chance(r, 50) ? numbers[rnd_below(r, PATRON_ARRAY_LEN(numbers))]
-                                    : 1 + (uint32_t)rnd_below(r, 28);
-    unsigned wire =
-        chance(r, 90) ? (unsigned[]){0, 1, 2, 5}[rnd_below(r, 4)] : (unsigned)rnd_below(r, 8);
-    put_varint(&p, (uint64_t)number << 3 | wire);
-    switch (wire) {
-    case 0:
-        if (chance(r, 10)) { /* 10 or 11 bytes, bits past 64 */
-            size_t k = 9 + rnd_below(r, 2);
-            for (size_t i = 0; i < k; i++)
-                *p++ = (uint8_t)(0x80 | rnd(r));
-            *p++ = (uint8_t)(rnd(r) & 0x7f);
-        } else {
-            put_varint(&p, chance(r, 50) ? rnd_below(r, 300) : rnd(r));
-        }
-        break;
-    case 1:
-        for (int i = 0; i < 8; i++)
-            *p++ = (uint8_t)rnd(r);
-        break;
-    case 5:
-        for (int i = 0; i < 4; i++)
-            *p++ = (uint8_t)rnd(r);
-        break;
-    case 2: {
-        size_t n = rnd_below(r, chance(r, 10) ? 200 : 12);
-        put_varint(&p, n);
-        for (size_t i = 0; i < n; i++)
-            *p++ = chance(r, 70) ? (uint8_t)('a' + rnd_below(r, 26)) : (uint8_t)rnd(r);
-        break;
-    }
-    default:
-        break;
-    }
-    return (size_t)(p - out);
+    return wire_rnd_field(r, out, &profile_numbers);
 }
 
 /* A sub-message-shaped LEN field: a few inner fields, mostly the right
