@@ -49,10 +49,6 @@
 /* Items whose category this process wrote last. */
 #define CATS_MAX_ENTRIES 262144
 #define CATS_MAX_BYTES ((size_t)32 << 20)
-/* Rounds of a batch's neighbour lists lost to another writer (another
- * ingest) before the batch fails and is replayed. */
-#define GRAPH_ATTEMPTS_MAX 16
-
 /* The encoders' scratch: a profile with its version, or a ProfileUpdate of
  * up to a few hundred items. */
 #define ENCODED_MAX (PATRON_PROFILE_VERSION_LEN + PATRON_PROFILE_ENCODED_MAX)
@@ -195,16 +191,19 @@ struct arena {
 
 /* A batch's way: its profiles are read (READING), then, in batch order,
  * applied; its neighbour lists wait for the batch before to have merged its
- * own (GRAPH_WAIT), are read (GRAPH_READ), merged and written (GRAPH_WRITE,
- * again READ if another writer came between); then, in batch order (see
- * write_ready), the profiles, item statistics and clock are written
- * (WRITING), and the ProfileUpdates published (DONE). The graph goes first so that a crash in
- * between replays the batch: statistics at least once, never lost. */
+ * own (GRAPH_WAIT), are read (GRAPH_READ), merged and written (GRAPH_WRITE;
+ * the lists another writer changed meanwhile wait for every batch before
+ * to have written its own, GRAPH_RETRY, and go round again from READ);
+ * then, in batch order (see write_ready), the profiles, item statistics and
+ * clock are written (WRITING), and the ProfileUpdates published (DONE). The
+ * graph goes first so that a crash in between replays the batch; the lists'
+ * marks (graph_merge) make the replay count each purchase once. */
 enum phase {
     PHASE_READING,
     PHASE_GRAPH_WAIT,
     PHASE_GRAPH_READ,
     PHASE_GRAPH_WRITE,
+    PHASE_GRAPH_RETRY,
     PHASE_WRITING,
     PHASE_DONE
 };
@@ -234,7 +233,6 @@ struct batch {
     size_t n_erasures;
     struct graph_key *rows; /* the neighbour lists the batch changes */
     size_t n_rows;
-    unsigned graph_attempts;
     bool graph_conflict; /* a round of neighbour lists lost to another writer */
     bool graph_done;     /* its lists are written: it writes when its turn comes */
     /* What the batch's purchases add to the item statistics, aggregated so
@@ -251,13 +249,16 @@ struct batch {
     struct batch *next;
 };
 
-/* Co-occurrence increments of one item's neighbour list. */
+/* Co-occurrence pairs of one item's neighbour list, each with the Kafka
+ * position of its purchase: a replayed purchase whose pairs the list
+ * counts already (its marks say so) is skipped at the merge. */
 struct graph_row {
     const char *item;
-    struct graph_cell {
-        const char *item;
-        uint32_t count;
-    } * cells;
+    struct graph_pair {
+        const char *item; /* interned: compared by pointer */
+        int32_t partition;
+        int64_t offset;
+    } * pairs;
     size_t n, cap;
 };
 
@@ -320,12 +321,13 @@ struct ingest {
     bool starting_writes; /* write_ready is on the stack */
 
     struct value_cache cache;               /* profiles, pinned by the batches in flight */
-    struct value_cache rows;                /* neighbour lists, never pinned (see graph_next) */
+    struct value_cache rows;                /* neighbour lists, pinned by their last merger */
     struct value_cache cats;                /* item -> the category last written to {items}:cat */
     struct batch *graph_reader;             /* the batch in its first GRAPH_READ */
     uint64_t row_version;                   /* the next neighbour list's version */
     struct patron_graph_cell *cells, *incs; /* scratch of graph_merge (incs: GRAPH_PAIRS_MAX) */
-    uint8_t *encoded;                       /* scratch of the encoders, ENCODED_MAX bytes */
+    struct patron_graph_mark *marks, *marks_out; /* the same, PATRON_GRAPH_MARKS_MAX each */
+    uint8_t *encoded;                            /* scratch of the encoders, ENCODED_MAX bytes */
     struct arena_spares spares;
     struct patron_profile *profile;   /* scratch of apply_customer */
     char (*prior)[PATRON_ID_MAX + 1]; /* the bought list before a purchase */
@@ -344,7 +346,7 @@ struct ingest {
 
     struct patron_counter *m_events_applied, *m_events_duplicate, *m_events_replayed;
     struct patron_counter *m_catalog, *m_batches, *m_resets, *m_updates;
-    struct patron_counter *m_graph_conflicts, *m_graph_rebuilt;
+    struct patron_counter *m_graph_conflicts, *m_graph_rebuilt, *m_graph_replayed;
     struct patron_gauge *m_inflight;
     struct patron_histogram *m_batch_seconds;
 };
@@ -594,7 +596,7 @@ static void batch_free(struct batch *b)
     for (size_t i = 0; i < b->graph.cap; i++) {
         struct graph_row *row = b->graph.slots[i].value;
         if (b->graph.slots[i].key)
-            free(row->cells);
+            free(row->pairs);
     }
     patron_strmap_free(&b->graph);
     patron_strmap_free(&b->stats);
@@ -709,6 +711,8 @@ static void publish(struct batch *b)
 
 static void apply_and_write(struct batch *b);
 static void graph_read(struct batch *b, bool first);
+static void graph_retry_next(struct ingest *ing);
+static void rows_release(struct ingest *ing, const struct batch *b);
 static void graph_write(struct batch *b);
 static void write_profiles(struct batch *b);
 static void write_item_stats(struct batch *b);
@@ -803,15 +807,17 @@ static void batch_settle(struct batch *b)
         return;
     case PHASE_GRAPH_WRITE:
         if (b->graph_conflict) {
-            if (++b->graph_attempts >= GRAPH_ATTEMPTS_MAX)
-                batch_fail(b, "neighbour lists: too many conflicts");
-            else
-                graph_read(b, false);
+            b->phase = PHASE_GRAPH_RETRY;
+            graph_retry_next(ing);
             return;
         }
         b->graph_done = true;
+        rows_release(ing, b);
         write_ready(ing);
+        graph_retry_next(ing);
         return;
+    case PHASE_GRAPH_RETRY:
+        return; /* graph_retry_next starts it */
     case PHASE_WRITING:
         b->phase = PHASE_DONE;
         b->pending++; /* as above */
@@ -1175,7 +1181,7 @@ static struct item_stat *batch_stat(struct batch *b, const char *item)
     return st;
 }
 
-static void graph_add(struct batch *b, const char *a, const char *x)
+static void graph_add(struct batch *b, const char *a, const char *x, const struct event *e)
 {
     struct graph_row *row = patron_strmap_get(&b->graph, a, strlen(a));
     if (!row) {
@@ -1183,28 +1189,21 @@ static void graph_add(struct batch *b, const char *a, const char *x)
         row->item = batch_intern(b, a);
         patron_strmap_put(&b->graph, row->item, strlen(row->item), row);
     }
-    /* cells hold interned strings: a popular item's row has hundreds, and
-     * comparing pointers instead of bytes was 1.5% of ingest */
-    const char *item = batch_intern(b, x);
-    for (size_t i = 0; i < row->n; i++) {
-        if (row->cells[i].item == item) {
-            row->cells[i].count++;
-            return;
-        }
-    }
     if (row->n == row->cap) {
         row->cap = row->cap ? row->cap * 2 : 8;
-        row->cells = patron_realloc(row->cells, row->cap * sizeof(*row->cells));
+        row->pairs = patron_realloc(row->pairs, row->cap * sizeof(*row->pairs));
     }
-    row->cells[row->n++] = (struct graph_cell){item, 1};
+    row->pairs[row->n++] =
+        (struct graph_pair){batch_intern(b, x), e->msg->partition, e->msg->offset};
 }
 
 /* What an applied purchase adds to the item statistics: a buyer for each
  * item new to the customer, trend weight and category for every line, and
  * co-occurrence pairs with the customer's recent history. */
 static void batch_note_purchase(struct batch *b, const char (*prior)[PATRON_ID_MAX + 1],
-                                size_t n_prior, const Patron__V1__Event *ev)
+                                size_t n_prior, const struct event *e)
 {
+    const Patron__V1__Event *ev = e->ev;
     const Patron__V1__Purchase *purchase = ev->purchase;
     const char *items[PATRON_GRAPH_LINES_MAX];
     size_t n = patron_graph_new_items(prior, n_prior, purchase, items, PATRON_GRAPH_LINES_MAX);
@@ -1222,7 +1221,7 @@ static void batch_note_purchase(struct batch *b, const char (*prior)[PATRON_ID_M
     size_t np = patron_graph_pairs(prior, n_prior, (size_t)b->ing->cfg->graph_history, purchase,
                                    pairs, GRAPH_PAIRS_MAX);
     for (size_t i = 0; i < np; i++)
-        graph_add(b, pairs[i].a, pairs[i].b);
+        graph_add(b, pairs[i].a, pairs[i].b, e);
 }
 
 /* ---- the item graph -------------------------------------------------------- */
@@ -1284,20 +1283,17 @@ static void graph_read(struct batch *b, bool first)
 }
 
 /* A round of lists: those another writer changed since we read them go to
- * the next round, read again from Redis; nothing of the call was written. */
+ * the next round, read again from Redis; nothing of the call was written.
+ * Their cache entries stay: a later batch that merged on one fails too, and
+ * must, to reach the list after us. */
 static void on_rows_written(void *ud, redisReply *reply)
 {
     struct multi_call *mc = ud;
     struct batch *b = mc->b;
     if (cas_outcome(b, reply) == 0 && !b->cancelled) {
         b->graph_conflict = true;
-        for (size_t i = 0; i < mc->n; i++) {
-            struct graph_key *gk = (struct graph_key *)mc->v[i]; /* v is its first member */
-            gk->todo = true;
-            struct cached *e = patron_strmap_get(&b->ing->rows.map, gk->v.key, gk->v.key_len);
-            if (e)
-                cache_drop(&b->ing->rows, e); /* batches that merged on it fail too */
-        }
+        for (size_t i = 0; i < mc->n; i++)
+            ((struct graph_key *)mc->v[i])->todo = true; /* v is its first member */
         patron_counter_add(b->ing->m_graph_conflicts, 1);
     }
     batch_release(b);
@@ -1308,13 +1304,16 @@ static int send_row_cas(struct batch *b, struct multi_call *mc)
     return send_cas(mc, on_rows_written, b->ing->graph_kv, b->ing->graph_cas);
 }
 
-/* Merges the batch's increments into one list as read. A list that does not
- * decode (not written by this version of Patron) starts over: it is
- * statistics, and the next purchases rebuild it. */
+/* Merges the batch's pairs into one list as read, but for the pairs of
+ * purchases the list already counts (a replay: its marks are at or past
+ * their offset), and moves the marks to the batch's purchases. A list that
+ * does not decode (not written by this version of Patron) starts over: it
+ * is statistics, and the next purchases rebuild it. */
 static void graph_merge(struct batch *b, struct graph_key *gk)
 {
     struct ingest *ing = b->ing;
     struct versioned *v = &gk->v;
+    struct patron_graph_marks marks = {ing->marks, 0, PATRON_GRAPH_MARKS_MAX};
     size_t n = 0;
     uint64_t version;
     v->expected_len = 0;
@@ -1323,36 +1322,75 @@ static void graph_merge(struct batch *b, struct graph_key *gk)
             v->stored_len < PATRON_PROFILE_VERSION_LEN ? v->stored_len : PATRON_PROFILE_VERSION_LEN;
         memcpy(v->expected, v->stored, v->expected_len);
         if (patron_graph_row_decode(v->stored, v->stored_len, &version, ing->cells,
-                                    PATRON_GRAPH_ROW_MAX, &n)) {
+                                    PATRON_GRAPH_ROW_MAX, &n, &marks)) {
             patron_log(ing->log, PATRON_LOG_WARN, "neighbour list does not decode: rebuilt",
                        "\"key_len\":%zu", v->key_len);
             patron_counter_add(ing->m_graph_rebuilt, 1);
             n = 0;
+            marks.n = 0;
         }
     }
     const struct graph_row *row = gk->row;
     struct patron_graph_cell *inc = ing->incs;
-    if (row->n > GRAPH_PAIRS_MAX) {
+    if (row->n > GRAPH_PAIRS_MAX)
         inc = arena_alloc(&b->arena, row->n * sizeof(*inc));
+    /* Pairs come customer by customer, not in offset order: each is
+     * filtered by the marks as read, and the new marks (every partition
+     * raised to its greatest offset in the row) are built apart. */
+    struct patron_graph_marks raised = {ing->marks_out, marks.n, PATRON_GRAPH_MARKS_MAX};
+    memcpy(raised.v, marks.v, marks.n * sizeof(marks.v[0]));
+    size_t n_inc = 0, skipped = 0;
+    int32_t part = -1;
+    int64_t counted = -1, greatest = -1;
+    for (size_t i = 0; i < row->n; i++) {
+        const struct graph_pair *gp = &row->pairs[i];
+        if (gp->partition != part) {
+            if (part >= 0)
+                patron_graph_marks_raise(&raised, part, greatest);
+            part = gp->partition;
+            counted = patron_graph_marks_get(&marks, part);
+            greatest = -1;
+        }
+        if (gp->offset > greatest)
+            greatest = gp->offset;
+        if (gp->offset <= counted) {
+            skipped++;
+            continue;
+        }
+        /* interned ids: a popular item's row gets hundreds of pairs, and
+         * comparing pointers instead of bytes was 1.5% of ingest */
+        size_t k = 0;
+        while (k < n_inc && inc[k].id != gp->item)
+            k++;
+        if (k == n_inc)
+            inc[n_inc++] = (struct patron_graph_cell){gp->item, strlen(gp->item), 0};
+        inc[k].count++;
     }
-    for (size_t i = 0; i < row->n; i++)
-        inc[i] = (struct patron_graph_cell){row->cells[i].item, strlen(row->cells[i].item),
-                                            row->cells[i].count};
-    n = patron_graph_row_merge(ing->cells, n, PATRON_GRAPH_ROW_MAX + 1, inc, row->n,
+    if (part >= 0)
+        patron_graph_marks_raise(&raised, part, greatest);
+    if (skipped)
+        patron_counter_add(ing->m_graph_replayed, (double)skipped);
+    n = patron_graph_row_merge(ing->cells, n, PATRON_GRAPH_ROW_MAX + 1, inc, n_inc,
                                (size_t)ing->cfg->graph_topk);
-    v->len = patron_graph_row_size(ing->cells, n);
+    v->len = patron_graph_row_size(ing->cells, n, &raised);
     uint8_t *value = arena_alloc(&b->arena, v->len);
     /* Versions are unique, not ordered (see ingest_start): a list merged on
      * one that lost its compare-and-set can never match what Redis holds. */
-    patron_graph_row_encode(ing->row_version++, ing->cells, n, value);
+    patron_graph_row_encode(ing->row_version++, ing->cells, n, &raised, value);
     v->value = value;
 }
 
 /* Merges and writes the round's lists; the next batch may then read its
- * own: what it finds in the cache or in Redis includes these. */
+ * own: what it finds in the cache or in Redis includes these.
+ *
+ * The cache holds, pinned, the value the latest batch merged for a list:
+ * the next batch merges on it, so that its compare-and-set fails if ours
+ * did. A retry updates the entry only while no later batch merged on it
+ * (which will fail, and retry after us, from Redis). */
 static void graph_write(struct batch *b)
 {
     struct ingest *ing = b->ing;
+    bool first = ing->graph_reader == b;
     b->phase = PHASE_GRAPH_WRITE;
     b->graph_conflict = false;
     struct versioned **todo = arena_alloc(&b->arena, (b->n_rows ? b->n_rows : 1) * sizeof(*todo));
@@ -1362,7 +1400,9 @@ static void graph_write(struct batch *b)
         if (!gk->todo)
             continue;
         graph_merge(b, gk);
-        cache_put(&ing->rows, gk->v.key, gk->v.key_len, gk->v.value, gk->v.len, 0);
+        struct cached *e = patron_strmap_get(&ing->rows.map, gk->v.key, gk->v.key_len);
+        if (first || (e && e->seq == b->seq))
+            cache_put(&ing->rows, gk->v.key, gk->v.key_len, gk->v.value, gk->v.len, b->seq);
         gk->todo = false;
         todo[n++] = &gk->v;
     }
@@ -1373,6 +1413,38 @@ static void graph_write(struct batch *b)
         graph_next(ing);
     }
     batch_release(b);
+}
+
+/* The lists a batch wrote are in Redis: the entries it pinned may go. */
+static void rows_release(struct ingest *ing, const struct batch *b)
+{
+    for (size_t i = 0; i < b->n_rows; i++) {
+        const struct graph_key *gk = &b->rows[i];
+        struct cached *e = patron_strmap_get(&ing->rows.map, gk->v.key, gk->v.key_len);
+        if (e && e->seq == b->seq)
+            e->seq = 0;
+    }
+    cache_evict(&ing->rows);
+}
+
+/*
+ * The oldest batch whose lists are not all written goes round again, if it
+ * lost some to another writer: once every batch before it has written its
+ * own, and never a later one first. One partition's purchases reach a list
+ * in offset order so (the marks say up to where a list counts them), and
+ * the other writer won the list, so it progresses: no livelock.
+ */
+static void graph_retry_next(struct ingest *ing)
+{
+    for (struct batch *b = ing->head; b; b = b->next) {
+        if (b->cancelled || b->failed)
+            return;
+        if (b->phase == PHASE_WRITING || b->phase == PHASE_DONE || b->graph_done)
+            continue;
+        if (b->phase == PHASE_GRAPH_RETRY)
+            graph_read(b, false);
+        return;
+    }
 }
 
 /* The oldest batch waiting to read its lists starts, unless one is reading:
@@ -1571,7 +1643,7 @@ static void apply_customer(struct batch *b, struct customer *c)
             changed = true;
             erasure |= out.erased;
             if (purchase)
-                batch_note_purchase(b, (const char(*)[PATRON_ID_MAX + 1]) prior, n_prior, e->ev);
+                batch_note_purchase(b, (const char(*)[PATRON_ID_MAX + 1]) prior, n_prior, e);
             break;
         }
         struct event_apply ea = {p, &out, e->msg->partition, e->msg->offset};
@@ -2082,6 +2154,11 @@ static void make_metrics(struct ingest *ing)
     ing->m_graph_rebuilt =
         patron_metrics_counter(m, "patron_ingest_graph_rebuilt_total",
                                "Stored neighbour lists that did not decode, started over", NULL);
+    ing->m_graph_replayed = patron_metrics_counter(
+        m, "patron_ingest_graph_replayed_total",
+        "Co-occurrence pairs of replayed purchases that their neighbour list counted already, "
+        "not counted again",
+        NULL);
     static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
     ing->m_batch_seconds =
         patron_metrics_histogram(m, "patron_ingest_batch_seconds", "From consume to offsets stored",
@@ -2114,6 +2191,8 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     ing->cells = patron_malloc((PATRON_GRAPH_ROW_MAX + 1) * sizeof(*ing->cells));
     ing->encoded = patron_malloc(ENCODED_MAX);
     ing->incs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*ing->incs));
+    ing->marks = patron_malloc(PATRON_GRAPH_MARKS_MAX * sizeof(*ing->marks));
+    ing->marks_out = patron_malloc(PATRON_GRAPH_MARKS_MAX * sizeof(*ing->marks_out));
     ing->profile = patron_malloc(sizeof(*ing->profile));
     ing->prior = patron_malloc(PATRON_PROFILE_BOUGHT_MAX * sizeof(*ing->prior));
     ing->pairs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*ing->pairs));
@@ -2181,6 +2260,8 @@ out_free:
     patron_strmap_free(&ing->cats.map);
     free(ing->cells);
     free(ing->incs);
+    free(ing->marks);
+    free(ing->marks_out);
     free(ing->encoded);
     free(ing->pairs);
     free(ing->prior);
@@ -2222,6 +2303,8 @@ void ingest_free(struct ingest *ing)
     patron_strmap_free(&ing->cats.map);
     free(ing->cells);
     free(ing->incs);
+    free(ing->marks);
+    free(ing->marks_out);
     free(ing->encoded);
     arena_spares_free(&ing->spares);
     free(ing->profile);

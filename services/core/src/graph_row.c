@@ -8,6 +8,8 @@
  */
 #include "patron/graph_row.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
@@ -73,8 +75,30 @@ static int skip_field(const uint8_t **p, const uint8_t *end, unsigned wire)
     return 0;
 }
 
+/* The end of one occurrence of a repeated varint field: a packed record
+ * (as we write them), or a single varint (as proto3 readers must also
+ * accept); the caller reads varints from *p up to *stop, at least one. */
+static int varint_run(const uint8_t **p, const uint8_t *end, unsigned wire, const uint8_t **stop)
+{
+    uint64_t flen;
+    if (wire == WIRE_VARINT) {
+        *stop = end;
+        return 0;
+    }
+    if (get_varint(p, end, &flen) || flen == 0 || flen > (uint64_t)(end - *p))
+        return -1;
+    *stop = *p + flen;
+    return 0;
+}
+
+static bool is_varint_field(unsigned wire)
+{
+    return wire == WIRE_LEN || wire == WIRE_VARINT;
+}
+
 int patron_graph_row_decode(const void *value, size_t len, uint64_t *version,
-                            struct patron_graph_cell *cells, size_t max, size_t *n)
+                            struct patron_graph_cell *cells, size_t max, size_t *n,
+                            struct patron_graph_marks *marks)
 {
     if (!value || len < PATRON_GRAPH_ROW_VERSION_LEN)
         return PATRON_EINVAL;
@@ -82,9 +106,10 @@ int patron_graph_row_decode(const void *value, size_t len, uint64_t *version,
     uint64_t v = 0;
     for (int i = 0; i < PATRON_GRAPH_ROW_VERSION_LEN; i++)
         v = (v << 8) | *p++;
-    size_t ids = 0, counts = 0;
+    size_t ids = 0, counts = 0, parts = 0, offsets = 0;
     while (p < end) {
-        uint64_t tag, flen;
+        uint64_t tag, flen, x;
+        const uint8_t *stop;
         if (get_varint(&p, end, &tag))
             return PATRON_EINVAL;
         unsigned field = (unsigned)(tag >> 3), wire = (unsigned)(tag & 7);
@@ -99,32 +124,74 @@ int patron_graph_row_decode(const void *value, size_t len, uint64_t *version,
             cells[ids].id_len = (size_t)flen;
             ids++;
             p += flen;
-        } else if (field == 2 && (wire == WIRE_LEN || wire == WIRE_VARINT)) {
-            /* packed, as we write it, or one count per record, as proto3
-             * readers must also accept */
-            const uint8_t *stop = end;
-            if (wire == WIRE_LEN) {
-                if (get_varint(&p, end, &flen) || flen > (uint64_t)(end - p))
-                    return PATRON_EINVAL;
-                stop = p + flen;
-            }
+        } else if (field == 2 && is_varint_field(wire)) {
+            if (varint_run(&p, end, wire, &stop))
+                return PATRON_EINVAL;
             do {
-                uint64_t c;
-                if (get_varint(&p, stop, &c) || c == 0)
+                if (get_varint(&p, stop, &x) || x == 0)
                     return PATRON_EINVAL;
                 if (counts == max)
                     return PATRON_ETOOBIG;
-                cells[counts++].count = c;
+                cells[counts++].count = x;
+            } while (wire == WIRE_LEN && p < stop);
+        } else if (marks && field == 3 && is_varint_field(wire)) {
+            if (varint_run(&p, end, wire, &stop))
+                return PATRON_EINVAL;
+            do {
+                /* ascending and >= 0 (a negative int32 is a 10-byte varint) */
+                if (get_varint(&p, stop, &x) || x > INT32_MAX ||
+                    (parts && (int64_t)x <= marks->v[parts - 1].partition))
+                    return PATRON_EINVAL;
+                if (parts == marks->max)
+                    return PATRON_ETOOBIG;
+                marks->v[parts++].partition = (int32_t)x;
+            } while (wire == WIRE_LEN && p < stop);
+        } else if (marks && field == 4 && is_varint_field(wire)) {
+            if (varint_run(&p, end, wire, &stop))
+                return PATRON_EINVAL;
+            do {
+                if (get_varint(&p, stop, &x) || x > INT64_MAX)
+                    return PATRON_EINVAL;
+                if (offsets == marks->max)
+                    return PATRON_ETOOBIG;
+                marks->v[offsets++].offset = (int64_t)x;
             } while (wire == WIRE_LEN && p < stop);
         } else if (field == 0 || skip_field(&p, end, wire)) {
             return PATRON_EINVAL;
         }
     }
-    if (ids != counts)
+    if (ids != counts || parts != offsets)
         return PATRON_EINVAL;
     *version = v;
     *n = ids;
+    if (marks)
+        marks->n = parts;
     return 0;
+}
+
+int64_t patron_graph_marks_get(const struct patron_graph_marks *marks, int32_t partition)
+{
+    for (size_t i = 0; i < marks->n && marks->v[i].partition <= partition; i++)
+        if (marks->v[i].partition == partition)
+            return marks->v[i].offset;
+    return -1;
+}
+
+void patron_graph_marks_raise(struct patron_graph_marks *marks, int32_t partition, int64_t offset)
+{
+    size_t i = 0;
+    while (i < marks->n && marks->v[i].partition < partition)
+        i++;
+    if (i < marks->n && marks->v[i].partition == partition) {
+        if (marks->v[i].offset < offset)
+            marks->v[i].offset = offset;
+        return;
+    }
+    if (marks->n == marks->max)
+        return;
+    memmove(&marks->v[i + 1], &marks->v[i], (marks->n - i) * sizeof(marks->v[0]));
+    marks->v[i] = (struct patron_graph_mark){partition, offset};
+    marks->n++;
 }
 
 /* Strongest first; ties: the greater id first, bytewise, a prefix before
@@ -185,36 +252,63 @@ size_t patron_graph_row_merge(struct patron_graph_cell *cells, size_t n, size_t 
     return n > 2 * topk ? topk : n;
 }
 
-size_t patron_graph_row_size(const struct patron_graph_cell *cells, size_t n)
+/* A packed run of varints: tag, length, the varints. */
+static size_t packed_size(size_t payload)
 {
-    size_t size = PATRON_GRAPH_ROW_VERSION_LEN, packed = 0;
+    return payload ? 1 + varint_size(payload) + payload : 0;
+}
+
+size_t patron_graph_row_size(const struct patron_graph_cell *cells, size_t n,
+                             const struct patron_graph_marks *marks)
+{
+    size_t size = PATRON_GRAPH_ROW_VERSION_LEN, counts = 0, parts = 0, offsets = 0;
     for (size_t i = 0; i < n; i++) {
         size += 1 + varint_size(cells[i].id_len) + cells[i].id_len;
-        packed += varint_size(cells[i].count);
+        counts += varint_size(cells[i].count);
     }
-    if (n)
-        size += 1 + varint_size(packed) + packed;
-    return size;
+    for (size_t i = 0; marks && i < marks->n; i++) {
+        parts += varint_size((uint64_t)marks->v[i].partition);
+        offsets += varint_size((uint64_t)marks->v[i].offset);
+    }
+    return size + packed_size(counts) + packed_size(parts) + packed_size(offsets);
+}
+
+static uint8_t *put_packed_tag(uint8_t *p, unsigned field, size_t payload)
+{
+    *p++ = (uint8_t)((field << 3) | WIRE_LEN);
+    return put_varint(p, payload);
 }
 
 void patron_graph_row_encode(uint64_t version, const struct patron_graph_cell *cells, size_t n,
-                             uint8_t *out)
+                             const struct patron_graph_marks *marks, uint8_t *out)
 {
     uint8_t *p = out;
     for (int i = PATRON_GRAPH_ROW_VERSION_LEN - 1; i >= 0; i--)
         *p++ = (uint8_t)(version >> (8 * i));
-    size_t packed = 0;
+    size_t counts = 0;
     for (size_t i = 0; i < n; i++) {
         *p++ = (1 << 3) | WIRE_LEN;
         p = put_varint(p, cells[i].id_len);
         memcpy(p, cells[i].id, cells[i].id_len);
         p += cells[i].id_len;
-        packed += varint_size(cells[i].count);
+        counts += varint_size(cells[i].count);
     }
-    if (!n)
+    if (n) {
+        p = put_packed_tag(p, 2, counts);
+        for (size_t i = 0; i < n; i++)
+            p = put_varint(p, cells[i].count);
+    }
+    if (!marks || !marks->n)
         return;
-    *p++ = (2 << 3) | WIRE_LEN;
-    p = put_varint(p, packed);
-    for (size_t i = 0; i < n; i++)
-        p = put_varint(p, cells[i].count);
+    size_t parts = 0, offsets = 0;
+    for (size_t i = 0; i < marks->n; i++) {
+        parts += varint_size((uint64_t)marks->v[i].partition);
+        offsets += varint_size((uint64_t)marks->v[i].offset);
+    }
+    p = put_packed_tag(p, 3, parts);
+    for (size_t i = 0; i < marks->n; i++)
+        p = put_varint(p, (uint64_t)marks->v[i].partition);
+    p = put_packed_tag(p, 4, offsets);
+    for (size_t i = 0; i < marks->n; i++)
+        p = put_varint(p, (uint64_t)marks->v[i].offset);
 }

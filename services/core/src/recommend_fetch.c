@@ -391,7 +391,8 @@ static ssize_t parse_neighbours(const redisReply *r, size_t max, struct patron_r
         return 0;
     if (r->type != REDIS_REPLY_STRING)
         return -1;
-    if (patron_graph_row_decode(r->str, (size_t)r->len, &version, cells, PATRON_GRAPH_ROW_MAX, &n))
+    if (patron_graph_row_decode(r->str, (size_t)r->len, &version, cells, PATRON_GRAPH_ROW_MAX, &n,
+                                NULL))
         return 0;
     if (n > max)
         n = max;
