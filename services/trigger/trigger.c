@@ -12,7 +12,8 @@
  *      and builds them;
  *   4. commits, in ONE script on the partition's slot, fenced by the
  *      partition's epoch: the new states, their next timer in {tp:p}:due,
- *      the messages into the outbox {tp:p}:outbox, the statistics;
+ *      the messages into the outbox {tp:p}:outbox, the statistics, the
+ *      offset applied up to ({tp:p}:offset, for the partition's next owner);
  *   5. then stores the input offset, and produces the messages; each one's
  *      delivery report removes it from the outbox.
  *
@@ -33,6 +34,7 @@
  */
 #include "trigger.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,20 +67,23 @@
 #define PROBE_TIMEOUT_MS 30000
 #define RETRY_MS 500
 
-/* The commit: KEYS epoch, due, outbox, stats, reco, stream, then one state
- * key per customer. ARGV epoch, stream time, n, then per customer (value or
- * "" to delete, id, next fire time or ""), then n and (message id, record)
- * pairs, n and (field, delta) pairs, n and (item, count) pairs. */
+/* The commit: KEYS epoch, due, outbox, stats, reco, stream, offset, then one
+ * state key per customer. ARGV epoch, stream time, the next offset of the
+ * partition's updates (-1 for a sweep), n, then per customer (value or "" to
+ * delete, id, next fire time or ""), then n and (message id, record) pairs,
+ * n and (field, delta) pairs, n and (item, count) pairs. */
 static const char COMMIT_LUA[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end\n"
     "local st = tonumber(ARGV[2])\n"
     "if st > tonumber(redis.call('GET', KEYS[6]) or '0') then redis.call('SET', KEYS[6], ARGV[2]) "
     "end\n"
-    "local a = 4\n"
-    "for i = 1, tonumber(ARGV[3]) do\n"
+    "if tonumber(ARGV[3]) > tonumber(redis.call('GET', KEYS[7]) or '-1') then "
+    "redis.call('SET', KEYS[7], ARGV[3]) end\n"
+    "local a = 5\n"
+    "for i = 1, tonumber(ARGV[4]) do\n"
     "  local v, id, due = ARGV[a], ARGV[a + 1], ARGV[a + 2]\n"
     "  a = a + 3\n"
-    "  if v == '' then redis.call('DEL', KEYS[6 + i]) else redis.call('SET', KEYS[6 + i], v) end\n"
+    "  if v == '' then redis.call('DEL', KEYS[7 + i]) else redis.call('SET', KEYS[7 + i], v) end\n"
     "  if due == '' then redis.call('ZREM', KEYS[2], id) else redis.call('ZADD', KEYS[2], due, id) "
     "end\n"
     "end\n"
@@ -90,11 +95,13 @@ static const char COMMIT_LUA[] =
     "for i = 1, n do redis.call('ZINCRBY', KEYS[5], ARGV[a + 1], ARGV[a]); a = a + 2 end\n"
     "return 1\n";
 
-/* Taking a partition: KEYS epoch, stream. The new epoch fences the former
- * owner; the stream time (the latest event time committed) lets timers fire
- * before the first new update arrives. */
+/* Taking a partition: KEYS epoch, stream, offset. The new epoch fences the
+ * former owner; the stream time (the latest event time committed) and the
+ * offset (every update before it committed) let timers fire before the first
+ * new update arrives: the consumer knows no position until it polls one. */
 static const char TAKE_LUA[] = "local e = redis.call('INCR', KEYS[1])\n"
-                               "return {e, redis.call('GET', KEYS[2]) or '0'}\n";
+                               "return {e, redis.call('GET', KEYS[2]) or '0',\n"
+                               "        redis.call('GET', KEYS[3]) or '-1'}\n";
 
 struct trigger;
 struct job;
@@ -110,7 +117,7 @@ struct part {
     struct job *job;
     int64_t stream_ms;     /* latest event time of an update processed */
     int64_t last_msg_mono; /* when the last update arrived */
-    int64_t next_offset;   /* the next offset to read, once processed */
+    int64_t next_offset;   /* every update before it is applied; -1: not known */
     int64_t retry_mono;    /* a failed job is redone from here on */
     bool sweeping;         /* a due-timer lookup in flight */
     bool outbox_busy;      /* an outbox check in flight */
@@ -297,27 +304,42 @@ static void part_unshift(struct part *p, rd_kafka_message_t **msgs, size_t n)
 
 static bool part_release_if_revoked(struct part *p);
 
+/* A decimal integer stored by the scripts above. */
+static bool reply_int(const redisReply *r, int64_t *out)
+{
+    char buf[24], *end;
+    if (r->len == 0 || r->len >= sizeof(buf))
+        return false;
+    memcpy(buf, r->str, r->len);
+    buf[r->len] = 0;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || *end != 0)
+        return false;
+    *out = v;
+    return true;
+}
+
 static void on_taken(void *ud, redisReply *reply)
 {
     struct part *p = ud;
     p->epoch_asked = false;
     if (part_release_if_revoked(p))
         return;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER ||
-        reply->element[1]->type != REDIS_REPLY_STRING)
+        reply->element[1]->type != REDIS_REPLY_STRING ||
+        reply->element[2]->type != REDIS_REPLY_STRING)
         return; /* the tick asks again */
-    char buf[24], *end;
-    size_t l = reply->element[1]->len < 23 ? (size_t)reply->element[1]->len : 23;
-    memcpy(buf, reply->element[1]->str, l);
-    buf[l] = 0;
-    long long stream = strtoll(buf, &end, 10);
-    if (*end == 0 && stream > p->stream_ms)
+    int64_t stream, offset;
+    if (reply_int(reply->element[1], &stream) && stream > p->stream_ms)
         p->stream_ms = stream;
+    if (reply_int(reply->element[2], &offset) && offset > p->next_offset)
+        p->next_offset = offset;
     snprintf(p->epoch, sizeof(p->epoch), "%lld", reply->element[0]->integer);
     patron_log(p->tr->log, PATRON_LOG_INFO, "partition taken",
-               "\"partition\":%d,\"epoch\":%lld,\"stream_ms\":%" PRId64, p->id,
-               reply->element[0]->integer, p->stream_ms);
+               "\"partition\":%d,\"epoch\":%lld,\"stream_ms\":%" PRId64 ",\"offset\":%" PRId64,
+               p->id, reply->element[0]->integer, p->stream_ms, p->next_offset);
     kick(p);
 }
 
@@ -333,15 +355,16 @@ static void part_take(struct part *p)
     struct trigger *tr = p->tr;
     if (p->epoch[0] || p->epoch_asked || !tr->redis_up)
         return;
-    char epoch[PATRON_KEY_MAX], stream[PATRON_KEY_MAX], id[16];
+    char epoch[PATRON_KEY_MAX], stream[PATRON_KEY_MAX], offset[PATRON_KEY_MAX], id[16];
     if (patron_key_trigger(epoch, sizeof(epoch), p->id, "epoch") < 0 ||
-        patron_key_trigger(stream, sizeof(stream), p->id, "stream") < 0)
+        patron_key_trigger(stream, sizeof(stream), p->id, "stream") < 0 ||
+        patron_key_trigger(offset, sizeof(offset), p->id, "offset") < 0)
         return;
     snprintf(id, sizeof(id), "%d", p->id);
-    const char *argv[] = {epoch, stream};
+    const char *argv[] = {epoch, stream, offset};
     if (patron_kv_command(tr->redis, on_ignored, NULL, "SADD %s %s", PATRON_KEY_TRIGGER_PARTITIONS,
                           id) == 0 &&
-        patron_kv_evalsha(tr->redis, tr->take, on_taken, p, 2, 0, argv, NULL) == 0)
+        patron_kv_evalsha(tr->redis, tr->take, on_taken, p, 3, 0, argv, NULL) == 0)
         p->epoch_asked = true;
 }
 
@@ -793,14 +816,16 @@ static void job_built(struct job *j)
     size_t n_changed = 0;
     for (size_t i = 0; i < j->n_custs; i++)
         n_changed += j->custs[i].changed;
-    if (n_changed == 0 && j->n_outs == 0 && j->n_stats == 0) {
-        store_offset(j); /* only duplicates: nothing to write */
+    /* An update job commits even when it changes nothing (duplicates, dead
+     * letters): its offset tells the partition's next owner what is applied. */
+    if (j->kind == JOB_SWEEP && n_changed == 0 && j->n_outs == 0 && j->n_stats == 0) {
         job_finish(j);
         return;
     }
     struct argv_buf a = {0};
     char key[PATRON_KEY_MAX];
-    static const char *const fixed[] = {"epoch", "due", "outbox", "stats", "reco", "stream"};
+    static const char *const fixed[] = {"epoch", "due",    "outbox", "stats",
+                                        "reco",  "stream", "offset"};
     for (size_t i = 0; i < PATRON_ARRAY_LEN(fixed); i++) {
         int kl = patron_key_trigger(key, sizeof(key), p->id, fixed[i]);
         argv_own(&a, patron_strdup(key), (size_t)kl);
@@ -815,6 +840,7 @@ static void job_built(struct job *j)
     size_t nkeys = a.n;
     argv_add(&a, p->epoch, strlen(p->epoch));
     argv_int(&a, p->stream_ms);
+    argv_int(&a, j->kind == JOB_UPDATES && j->n_msgs > 0 ? j->msgs[j->n_msgs - 1]->offset + 1 : -1);
     argv_int(&a, (int64_t)n_changed);
     for (size_t i = 0; i < j->n_custs; i++) {
         struct cust *c = &j->custs[i];
@@ -1207,8 +1233,7 @@ static void job_start_updates(struct part *p)
     }
     patron_strmap_free(&idx);
     if (j->n_custs == 0) {
-        store_offset(j);
-        job_finish(j);
+        job_built(j); /* only dead letters: the commit records the offset */
         return;
     }
     job_load(j);
@@ -1223,25 +1248,28 @@ struct due_req {
 
 /* The bound up to which partition p's timers may fire (see the top): the
  * partition's own event time, since its updates are in event-time order; the
- * clock's now only once there is nothing left to read — in event mode, once
- * ingest too has applied everything (its ProfileUpdates may be on their way
- * while the clock already counts their events) and p has been quiet a while. */
+ * clock's now only once there is nothing left to read — known, not assumed
+ * (patron_clock_fire_bound) — and in event mode, once ingest too has applied
+ * everything (its ProfileUpdates may be on their way while the clock already
+ * counts their events) and p has been quiet a while. */
 static int64_t fire_bound(struct trigger *tr, struct part *p)
 {
-    int64_t now = patron_clock_now_ms(&tr->clock);
-    int64_t own = now < p->stream_ms ? now : p->stream_ms;
-    if (p->q_n > 0)
-        return own;
-    int64_t lag =
-        patron_consumer_lag(tr->consumer, tr->cfg->topic_profile_updates, p->id, p->next_offset);
-    bool quiet = patron_monotonic_ms() - p->last_msg_mono >= IDLE_MS;
-    if (lag < 0 && quiet)
-        lag = 0; /* nothing fetched since the assignment: no position known, nothing to read */
-    if (lag != 0)
-        return own;
-    if (tr->clock.kind == PATRON_CLOCK_WALL)
-        return now;
-    return quiet && tr->clock_all_idle ? now : own;
+    struct patron_fire_input in = {
+        .kind = tr->clock.kind,
+        .now_ms = patron_clock_now_ms(&tr->clock),
+        .stream_ms = p->stream_ms,
+        .queued = p->q_n > 0,
+        .lag = -1,
+        .quiet = patron_monotonic_ms() - p->last_msg_mono >= IDLE_MS,
+        .all_idle = tr->clock_all_idle,
+    };
+    /* With no offset applied yet (by this pod, or by a former owner as
+     * {tp:p}:offset says), the lag is from the consumer's position, which is
+     * known only once a message of the partition was polled. */
+    if (!in.queued)
+        in.lag = patron_consumer_lag(tr->consumer, tr->cfg->topic_profile_updates, p->id,
+                                     p->next_offset);
+    return patron_clock_fire_bound(&in);
 }
 
 static void sweep_check(struct part *p)

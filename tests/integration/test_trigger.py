@@ -290,10 +290,17 @@ def main(pods=1):
             # clock and its idle flags, and each partition's earliest timers
             print("clock:", r.hgetall("{clock}"),
                   "due:", [r.zrange("{tp:%d}:due" % p, 0, 4, withscores=True) for p in range(4)],
-                  "stream:", [r.get("{tp:%d}:stream" % p) for p in range(4)], file=sys.stderr)
+                  "stream:", [r.get("{tp:%d}:stream" % p) for p in range(4)],
+                  "offset:", [r.get("{tp:%d}:offset" % p) for p in range(4)], file=sys.stderr)
             text = http(trig.http_port, "GET", "/metrics")[1]
             print("metrics:", [ln for ln in str(text).splitlines()
                                if not ln.startswith("#") and ("lag" in ln or "clock" in ln)], file=sys.stderr)
+            # decided but suppressed (e.g. "consent": the timer fired before an
+            # earlier update of the customer was applied), or never decided
+            sv = trigger_stats(r)
+            print("stats of the missing campaigns:",
+                  {(c, k): v for (c, _, k), v in sv.items()
+                   if c in {e["campaign"] for e in s.expected if e["id"] not in got_ids}}, file=sys.stderr)
             raise
         # every update consumed: the committed offsets reach the end
         wait_for("trigger caught up", lambda: metric(trig.http_port, "patron_trigger_updates_total") > 0

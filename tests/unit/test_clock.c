@@ -172,6 +172,63 @@ Test(clock, event_clock_reads_the_watermark_and_never_goes_back)
     cr_assert_eq(patron_clock_advance(&c, 1001), 1001);
 }
 
+/* The trigger's sweep bound. Times from test_trigger.py: the story's hana
+ * has a timer due 2011-04-10 (at-risk), the clock has reached the end of May
+ * and her partition's own time is 2011-02-01 when a new owner takes it. */
+Test(clock, fire_bound_table)
+{
+#define W PATRON_CLOCK_WALL
+#define E PATRON_CLOCK_EVENT
+#define NOW INT64_C(1306851360000)
+#define OWN INT64_C(1296574500000)
+    static const struct {
+        const char *name;
+        struct patron_fire_input in; /* kind, now, stream, queued, lag, quiet, all_idle */
+        bool want_now;               /* else min(now, stream) */
+    } cases[] = {
+        {"caught up, quiet, all idle", {E, NOW, OWN, false, 0, true, true}, true},
+        {"lag not known yet: the updates may not be fetched (the restart flake)",
+         {E, NOW, OWN, false, PATRON_EIO, true, true},
+         false},
+        {"partition no longer assigned", {E, NOW, OWN, false, PATRON_ENOTFOUND, true, true}, false},
+        {"messages left to read", {E, NOW, OWN, false, 12, true, true}, false},
+        {"updates queued", {E, NOW, OWN, true, 0, true, true}, false},
+        {"not quiet yet", {E, NOW, OWN, false, 0, false, true}, false},
+        {"ingest not idle everywhere", {E, NOW, OWN, false, 0, true, false}, false},
+        {"wall clock, caught up", {W, NOW, OWN, false, 0, false, false}, true},
+        {"wall clock, lag not known", {W, NOW, OWN, false, PATRON_EIO, true, true}, false},
+        {"wall clock, queued", {W, NOW, OWN, true, 0, true, true}, false},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++)
+        cr_assert_eq(patron_clock_fire_bound(&cases[i].in), cases[i].want_now ? NOW : OWN, "%s",
+                     cases[i].name);
+#undef W
+#undef E
+#undef NOW
+#undef OWN
+}
+
+Test(clock, fire_bound_never_passes_now)
+{
+    /* a partition ahead of the clock (the watermark waits for a slower one)
+     * fires up to now only, whatever else holds */
+    const int64_t now = 1000, ahead = 5000;
+    for (int bits = 0; bits < 16; bits++) {
+        struct patron_fire_input in = {
+            .kind = (bits & 1) ? PATRON_CLOCK_EVENT : PATRON_CLOCK_WALL,
+            .now_ms = now,
+            .stream_ms = ahead,
+            .queued = bits & 2,
+            .lag = (bits & 4) ? -1 : 0,
+            .quiet = bits & 8,
+            .all_idle = true,
+        };
+        cr_assert_eq(patron_clock_fire_bound(&in), now, "case %d", bits);
+    }
+    struct patron_fire_input fresh = {.kind = PATRON_CLOCK_EVENT, .lag = -1, .quiet = true};
+    cr_assert_eq(patron_clock_fire_bound(&fresh), 0, "nothing applied, no clock: nothing fires");
+}
+
 /* Reading the system clock is not I/O; these only check sanity and units. */
 Test(clock, wall_and_monotonic)
 {

@@ -76,6 +76,20 @@ int64_t patron_clock_watermark(const struct patron_partition_time *parts, size_t
     return any_busy ? busy_min : all_max;
 }
 
+int64_t patron_clock_fire_bound(const struct patron_fire_input *in)
+{
+    int64_t own = in->now_ms < in->stream_ms ? in->now_ms : in->stream_ms;
+    /* An unknown lag is not 0: after an assignment the position stays
+     * unknown until the partition's first update is polled, which a backlog
+     * on other partitions can delay for seconds; firing to now meanwhile
+     * would decide timers before the updates that precede them. */
+    if (in->queued || in->lag != 0)
+        return own;
+    if (in->kind == PATRON_CLOCK_WALL)
+        return in->now_ms;
+    return in->quiet && in->all_idle ? in->now_ms : own;
+}
+
 int patron_clock_value_encode(char *dst, size_t cap, const struct patron_partition_time *t)
 {
     if (t->ms < 0)

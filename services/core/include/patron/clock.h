@@ -48,6 +48,25 @@ struct patron_partition_time {
  * 0 when n == 0. */
 int64_t patron_clock_watermark(const struct patron_partition_time *parts, size_t n);
 
+/* What one partition of profile updates knows when its due timers ask how
+ * far they may fire (patron-trigger). */
+struct patron_fire_input {
+    enum patron_clock_kind kind;
+    int64_t now_ms;    /* the clock's now */
+    int64_t stream_ms; /* latest event time the partition has applied */
+    bool queued;       /* updates read and not applied yet */
+    int64_t lag;       /* messages after the applied position; < 0: not known */
+    bool quiet;        /* no update read for a while */
+    bool all_idle;     /* event clock: ingest has applied all it was given */
+};
+
+/* The event time up to which the partition's timers may fire: its own
+ * (min(now, stream_ms)), since its updates come in event-time order; now
+ * only once nothing is left to read (lag 0, which an unknown lag is not:
+ * the updates may simply not have been fetched yet), and with the event
+ * clock only once the partition is quiet and every partition idle. */
+int64_t patron_clock_fire_bound(const struct patron_fire_input *in);
+
 /* The stored value "ms:idle", e.g. "1291192000000:1": ms in canonical decimal
  * (no sign, no leading zero), idle 0 or 1. */
 #define PATRON_CLOCK_VALUE_MAX 24 /* 19 digits, ':', flag, NUL, spare */

@@ -31,6 +31,9 @@
  *   {tp:<p>}:epoch      integer: the owner's fencing token (INCR on assignment)
  *   {tp:<p>}:stream     integer: the latest event time committed (the partition's
  *                       stream time, so that timers fire after a restart too)
+ *   {tp:<p>}:offset     integer: every profile update of the partition before
+ *                       this offset is committed (a new owner knows it has
+ *                       caught up before its consumer has a position)
  *   {trigger}:partitions set: the partitions that have state (for the API)
  * The number of partitions of patron.profile-updates is therefore fixed for
  * the life of that state, as with Kafka Streams.
