@@ -1262,6 +1262,10 @@ static int64_t fire_bound(struct trigger *tr, struct part *p)
         .lag = -1,
         .quiet = patron_monotonic_ms() - p->last_msg_mono >= IDLE_MS,
         .all_idle = tr->clock_all_idle,
+        /* a paused consumer fetches nothing, so the end offsets librdkafka
+         * knows (from its last fetch) stop moving while ingest may still
+         * produce: a lag of 0 then proves nothing */
+        .paused = patron_consumer_paused(tr->consumer),
     };
     /* With no offset applied yet (by this pod, or by a former owner as
      * {tp:p}:offset says), the lag is from the consumer's position, which is
