@@ -28,10 +28,13 @@
  *   during a rebalance), a Redis failure or a failed delivery cancels every
  *   in-flight batch, pauses consumption and, once Redis is back, seeks each
  *   partition to the last stored offset: nothing is lost, nothing doubled.
- * - A neighbour list another ingest wrote in between is read and merged
- *   again (no reset: lists are shared by every partition). The lists go
- *   before the profiles, so a crash in between replays the batch: the item
- *   statistics are at least once, exact when nothing fails.
+ * - The neighbour lists are exactly once. A list another ingest wrote in
+ *   between is read and merged again (no reset: lists are shared by every
+ *   partition), in batch order. The lists go before the profiles, so a
+ *   crash in between replays the batch; each list's marks (the last offset
+ *   it counts per partition, graph_row.h) make the replay skip what it
+ *   counts already. The item statistics (buyers, trend) go with the
+ *   profiles: exact when nothing fails.
  * - A batch applies the profile its predecessors wrote: batches apply in
  *   order, and a batch whose read went out before a predecessor wrote the
  *   same customer takes that write from the cache, which keeps every write
