@@ -27,8 +27,13 @@
 #   BENCH_API_THREADS=2        wrk threads
 #   BENCH_API_CONNECTIONS=16   wrk connections
 #   BENCH_API_DURATION=10s     each measured run (and its warm-up)
-#   BENCH_API_WORKERS=nproc    patron-api processes (PATRON_HTTP_WORKERS), as
-#                              nginx gets one worker per core
+#   BENCH_API_WORKERS=1        patron-api processes (PATRON_HTTP_WORKERS; 1
+#                              is its default). nginx keeps one worker per
+#                              core, the machine's ceiling. On 2 cores that
+#                              Redis and wrk's 2 threads share, a second API
+#                              process adds a runnable thread, not a core:
+#                              alternating runs gave the same req/s and a
+#                              worse p99 (README, Benchmarks)
 #   BENCH_OUT=                 keep logs and wrk output there
 set -euo pipefail
 
@@ -100,7 +105,7 @@ say "$N events applied: $NCUST customers ($PROFILES profiles), $(redis-cli -p "$
 
 # ---- 2. patron-api and nginx ---------------------------------------------------------
 API_PORT="$(free_port)"
-WORKERS="${BENCH_API_WORKERS:-$(nproc)}"
+WORKERS="${BENCH_API_WORKERS:-1}"
 env "${ENV[@]}" PATRON_HTTP_ADDR="127.0.0.1:$API_PORT" PATRON_CLOCK=event PATRON_HTTP_WORKERS="$WORKERS" \
   "$BIN/patron-api" >"$WORK/api.log" 2>&1 &
 API_PID=$!
