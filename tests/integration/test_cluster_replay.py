@@ -84,6 +84,11 @@ class Cluster:
             self.procs[p] = st.spawn(f"redis-{p}", [
                 "redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", st.dir, "--cluster-enabled", "yes", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                # a master waits 5 s by default before streaming a replica its
+                # first copy, as long as the replica waits for an answer to
+                # PSYNC: when the replica gives up first, it stays unsynced,
+                # and an unsynced replica refuses to fail over
+                "--repl-diskless-sync-delay", "0",
                 "--cluster-config-file", os.path.join(st.dir, f"nodes-{p}.conf")])
         for p in self.ports:
             wait_for(f"redis {p}", lambda p=p: self.node(p).ping(), timeout=10)
@@ -91,14 +96,20 @@ class Cluster:
                               "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, timeout=60)
         assert b"All 16384 slots covered" in out.stdout, out.stdout.decode() + out.stderr.decode()
         wait_for("cluster ok on every node", lambda: all(self.state_ok(p) for p in self.ports), timeout=30)
-        # replicas attached, so that the failover has someone to promote
-        wait_for("three replicas in sync", lambda: len(self.replicas()) == 3, timeout=30)
+        # replicas attached and their link up (a copy received), so that the
+        # failover has someone to promote: Redis refuses to promote a replica
+        # that never synced ("Disconnected from master for longer than allowed")
+        wait_for("three replicas in sync", lambda: len(self.replicas()) == 3
+                 and all(self.link_up(p) for p in self.replicas()), timeout=30)
 
     def node(self, port):
         r = redis.Redis(port=port, socket_timeout=5)
         for c in ("CLUSTER INFO", "CLUSTER NODES"):  # the text, not redis-py's parse of it
             r.set_response_callback(c, lambda resp, **kw: resp.decode() if isinstance(resp, bytes) else resp)
         return r
+
+    def link_up(self, port):
+        return self.node(port).info("replication").get("master_link_status") == "up"
 
     def state_ok(self, port):
         return "cluster_state:ok" in self.node(port).execute_command("CLUSTER INFO")
