@@ -44,6 +44,26 @@ static inline bool chance(struct rng *r, unsigned percent)
     return rnd_below(r, 100) < percent;
 }
 
+/* An int64 a fuzzer should try: zero, small, negative, the extremes, a
+ * time after t0 (ms), or any 64 bits. */
+static inline int64_t wire_rnd_i64(struct rng *r, int64_t t0)
+{
+    switch (rnd_below(r, 6)) {
+    case 0:
+        return 0;
+    case 1:
+        return (int64_t)rnd_below(r, 1000);
+    case 2:
+        return -(int64_t)rnd_below(r, 100000);
+    case 3:
+        return chance(r, 50) ? INT64_MIN : INT64_MAX;
+    case 4:
+        return t0 + (int64_t)rnd_below(r, 1000000000);
+    default:
+        return (int64_t)rnd(r);
+    }
+}
+
 /* b[0..n) as hex, as much as fits in cap (NUL-terminated). */
 static inline void hexdump(char *out, size_t cap, const uint8_t *b, size_t n)
 {

@@ -317,20 +317,7 @@ static char *rnd_str(struct rng *r, char *dst)
 
 static int64_t rnd_i64(struct rng *r)
 {
-    switch (rnd_below(r, 6)) {
-    case 0:
-        return 0;
-    case 1:
-        return (int64_t)rnd_below(r, 1000);
-    case 2:
-        return -(int64_t)rnd_below(r, 100000);
-    case 3:
-        return chance(r, 50) ? INT64_MIN : INT64_MAX;
-    case 4:
-        return INT64_C(1610668800000) + (int64_t)rnd_below(r, 1000000000);
-    default:
-        return (int64_t)rnd(r);
-    }
+    return wire_rnd_i64(r, INT64_C(1610668800000));
 }
 
 static int32_t rnd_i32(struct rng *r)

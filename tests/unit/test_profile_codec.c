@@ -776,20 +776,7 @@ static void rnd_text(struct rng *r, char *dst, size_t max, bool required)
 
 static int64_t rnd_i64(struct rng *r)
 {
-    switch (rnd_below(r, 6)) {
-    case 0:
-        return 0;
-    case 1:
-        return (int64_t)rnd_below(r, 1000);
-    case 2:
-        return -(int64_t)rnd_below(r, 100000);
-    case 3:
-        return chance(r, 50) ? INT64_MIN : INT64_MAX;
-    case 4:
-        return FX_T0 + (int64_t)rnd_below(r, 1000000000);
-    default:
-        return (int64_t)rnd(r);
-    }
+    return wire_rnd_i64(r, FX_T0);
 }
 
 static double rnd_score(struct rng *r)

@@ -258,18 +258,25 @@ static size_t packed_size(size_t payload)
     return payload ? 1 + varint_size(payload) + payload : 0;
 }
 
+/* The payloads of the marks' two packed fields (0 and 0 for none). */
+static void marks_payloads(const struct patron_graph_marks *marks, size_t *parts, size_t *offsets)
+{
+    *parts = *offsets = 0;
+    for (size_t i = 0; marks && i < marks->n; i++) {
+        *parts += varint_size((uint64_t)marks->v[i].partition);
+        *offsets += varint_size((uint64_t)marks->v[i].offset);
+    }
+}
+
 size_t patron_graph_row_size(const struct patron_graph_cell *cells, size_t n,
                              const struct patron_graph_marks *marks)
 {
-    size_t size = PATRON_GRAPH_ROW_VERSION_LEN, counts = 0, parts = 0, offsets = 0;
+    size_t size = PATRON_GRAPH_ROW_VERSION_LEN, counts = 0, parts, offsets;
     for (size_t i = 0; i < n; i++) {
         size += 1 + varint_size(cells[i].id_len) + cells[i].id_len;
         counts += varint_size(cells[i].count);
     }
-    for (size_t i = 0; marks && i < marks->n; i++) {
-        parts += varint_size((uint64_t)marks->v[i].partition);
-        offsets += varint_size((uint64_t)marks->v[i].offset);
-    }
+    marks_payloads(marks, &parts, &offsets);
     return size + packed_size(counts) + packed_size(parts) + packed_size(offsets);
 }
 
@@ -298,13 +305,10 @@ void patron_graph_row_encode(uint64_t version, const struct patron_graph_cell *c
         for (size_t i = 0; i < n; i++)
             p = put_varint(p, cells[i].count);
     }
-    if (!marks || !marks->n)
+    size_t parts, offsets;
+    marks_payloads(marks, &parts, &offsets);
+    if (!parts)
         return;
-    size_t parts = 0, offsets = 0;
-    for (size_t i = 0; i < marks->n; i++) {
-        parts += varint_size((uint64_t)marks->v[i].partition);
-        offsets += varint_size((uint64_t)marks->v[i].offset);
-    }
     p = put_packed_tag(p, 3, parts);
     for (size_t i = 0; i < marks->n; i++)
         p = put_varint(p, (uint64_t)marks->v[i].partition);
