@@ -214,6 +214,7 @@ struct position {
     int32_t partition;
     int64_t next_offset;
     int64_t max_event_ms; /* events topic: the batch's latest event time */
+    bool idle;            /* ingest's own: marked idle in the clock, and not busy since */
 };
 
 struct batch {
@@ -1666,8 +1667,10 @@ static void apply_customer(struct batch *b, struct customer *c)
     }
 }
 
-/* The event clock: each partition's latest event time, and whether the
- * partition has nothing more to read (idle partitions must not stall it). */
+/* The event clock: each partition's latest event time, as busy. Only
+ * mark_idle_partitions says a partition is idle, once nothing is in flight:
+ * the batch's ProfileUpdates are not delivered yet, and the trigger takes an
+ * idle clock as "every update before now is in Kafka". */
 static void write_clock(struct batch *b)
 {
     struct ingest *ing = b->ing;
@@ -1686,11 +1689,9 @@ static void write_clock(struct batch *b)
         const struct position *bp = &b->positions[i];
         if (bp->topic != TOPIC_EVENTS || bp->max_event_ms <= 0)
             continue;
-        int64_t lag = patron_consumer_lag(ing->consumer, ing->cfg->topic_events, bp->partition,
-                                          bp->next_offset);
         snprintf(buf[k][0], sizeof(buf[k][0]), "%d", bp->partition);
         snprintf(buf[k][1], sizeof(buf[k][1]), "%" PRId64, bp->max_event_ms);
-        snprintf(buf[k][2], sizeof(buf[k][2]), "%d", lag == 0 ? 1 : 0);
+        snprintf(buf[k][2], sizeof(buf[k][2]), "0");
         for (int j = 0; j < 3; j++) {
             argv[argc] = buf[k][j];
             lens[argc++] = strlen(buf[k][j]);
@@ -1874,6 +1875,38 @@ static void presize(struct patron_strmap *m, size_t n)
     m->count = 0;
 }
 
+static void on_clock_written(void *ud, redisReply *reply);
+
+/* The batch's partitions that the clock holds idle are busy again, before
+ * any of the batch's writes (one connection keeps the order): an idle clock
+ * must not let the trigger fire timers past events polled and not yet
+ * applied. */
+static void clock_busy(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    const char **argv = patron_malloc((1 + 3 * b->n_positions) * sizeof(*argv));
+    char(*ids)[12] = patron_malloc(b->n_positions * sizeof(*ids));
+    size_t argc = 0;
+    argv[argc++] = PATRON_KEY_CLOCK;
+    for (size_t i = 0; i < b->n_positions; i++) {
+        const struct position *bp = &b->positions[i];
+        struct position *p =
+            position_find(ing->positions, ing->n_positions, bp->topic, bp->partition);
+        if (bp->topic != TOPIC_EVENTS || !p || !p->idle)
+            continue;
+        p->idle = false;
+        snprintf(ids[i], sizeof(ids[i]), "%d", bp->partition);
+        argv[argc++] = ids[i];
+        argv[argc++] = "0"; /* a partition's time never goes back: its own stays */
+        argv[argc++] = "0";
+    }
+    if (argc > 1 && patron_kv_evalsha(ing->redis, ing->clock, on_clock_written, ing, 1,
+                                      (int)argc - 1, argv, NULL))
+        batch_fail(b, "redis unavailable");
+    free(ids);
+    free(argv);
+}
+
 static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
 {
     struct batch *b = patron_calloc(1, sizeof(*b));
@@ -1907,6 +1940,7 @@ static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
     b->phase = PHASE_READING;
     b->pending++; /* held while the batch is being set up */
     batch_classify(b);
+    clock_busy(b);
     if (!b->failed)
         read_profiles(b);
     batch_release(b);
@@ -2043,7 +2077,8 @@ static void on_clock_written(void *ud, redisReply *reply)
 }
 
 /* Partitions with nothing left to read are marked idle, so that the event
- * clock's low watermark does not wait for them. */
+ * clock's low watermark does not wait for them. Called with no batch in
+ * flight: every ProfileUpdate of what the clock counts is delivered. */
 static void mark_idle_partitions(struct ingest *ing)
 {
     enum { MAX = 256 };
@@ -2054,10 +2089,11 @@ static void mark_idle_partitions(struct ingest *ing)
     argv[argc] = PATRON_KEY_CLOCK;
     lens[argc++] = strlen(PATRON_KEY_CLOCK);
     for (size_t i = 0, k = 0; i < ing->n_positions && k < MAX; i++) {
-        const struct position *p = &ing->positions[i];
+        struct position *p = &ing->positions[i];
         if (p->topic != TOPIC_EVENTS || patron_consumer_lag(ing->consumer, ing->cfg->topic_events,
                                                             p->partition, p->next_offset) != 0)
             continue;
+        p->idle = true;
         snprintf(buf[k], sizeof(buf[k]), "%d", p->partition);
         argv[argc] = buf[k];
         lens[argc++] = strlen(buf[k]);

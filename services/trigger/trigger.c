@@ -115,7 +115,8 @@ struct part {
     rd_kafka_message_t **q;
     size_t q_head, q_n, q_cap;
     struct job *job;
-    int64_t stream_ms;     /* latest event time of an update processed */
+    int64_t stream_ms;     /* latest event time of an update committed */
+    int64_t fired_ms;      /* the highest bound a committed sweep fired timers to */
     int64_t last_msg_mono; /* when the last update arrived */
     int64_t next_offset;   /* every update before it is applied; -1: not known */
     int64_t retry_mono;    /* a failed job is redone from here on */
@@ -169,7 +170,10 @@ struct job {
     int32_t *cust_of;                    /* the update's customer index */
     struct cust *custs;
     size_t n_custs;
-    int64_t bound_ms; /* JOB_SWEEP */
+    int64_t bound_ms;  /* JOB_SWEEP */
+    int64_t stream_ms; /* JOB_UPDATES: the partition's stream time once committed */
+    size_t late;       /* JOB_UPDATES: updates older than a sweep already fired to */
+    int64_t late_ms;   /* ... the oldest of them */
     const struct patron_campaigns *campaigns;
     struct out_msg *outs;
     size_t n_outs, cap_outs;
@@ -228,6 +232,7 @@ struct trigger {
     struct patron_counter *m_updates_applied, *m_updates_duplicate, *m_updates_dlq;
     struct patron_counter *m_outcomes[PATRON_STATS];
     struct patron_counter *m_messages, *m_resent, *m_outbox_found, *m_fenced, *m_job_failures;
+    struct patron_counter *m_late;
     struct patron_histogram *m_job_seconds;
     struct patron_gauge *m_buffered;
 };
@@ -512,6 +517,7 @@ static void job_run_engine(struct job *j)
     struct patron_engine e = {.campaigns = j->campaigns, .profile = &tr->cfg->profile};
     struct patron_engine_out out = {0};
     if (j->kind == JOB_UPDATES) {
+        j->stream_ms = j->p->stream_ms;
         for (size_t i = 0; i < j->n_msgs && !j->failed; i++) {
             if (!j->updates[i])
                 continue;
@@ -526,11 +532,17 @@ static void job_run_engine(struct job *j)
                 continue;
             }
             patron_counter_add(out.duplicate ? tr->m_updates_duplicate : tr->m_updates_applied, 1);
-            if (!out.duplicate)
+            int64_t at = j->updates[i]->occurred_at_ms;
+            if (!out.duplicate) {
                 c->changed = true;
+                /* A timer of this partition fired past this update's time
+                 * before it was read: the promise at the top is broken. */
+                if (at < j->p->fired_ms && (j->late++ == 0 || at < j->late_ms))
+                    j->late_ms = at;
+            }
             job_collect(j, c, &out);
-            if (j->updates[i]->occurred_at_ms > j->p->stream_ms)
-                j->p->stream_ms = j->updates[i]->occurred_at_ms;
+            if (at > j->stream_ms)
+                j->stream_ms = at;
         }
     } else {
         for (size_t i = 0; i < j->n_custs; i++) {
@@ -799,6 +811,22 @@ static void on_committed(void *ud, redisReply *reply)
     }
     for (int s = 0; s <= PATRON_STAT_FREQUENCY_CAP; s++)
         patron_counter_add(tr->m_outcomes[s], (uint64_t)j->outcomes[s]);
+    /* Only what is committed moves the partition's times: a job that failed
+     * is redone, and no sweep may fire past updates not yet applied. */
+    struct part *p = j->p;
+    if (j->kind == JOB_UPDATES) {
+        if (j->stream_ms > p->stream_ms)
+            p->stream_ms = j->stream_ms;
+        if (j->late) {
+            patron_counter_add(tr->m_late, j->late);
+            patron_log(tr->log, PATRON_LOG_WARN, "updates older than timers already fired",
+                       "\"partition\":%d,\"updates\":%zu,\"oldest_ms\":%" PRId64
+                       ",\"fired_ms\":%" PRId64,
+                       p->id, j->late, j->late_ms, p->fired_ms);
+        }
+    } else if (j->bound_ms > p->fired_ms) {
+        p->fired_ms = j->bound_ms;
+    }
     store_offset(j);
     produce_outs(j);
     job_finish(j);
@@ -839,7 +867,7 @@ static void job_built(struct job *j)
     }
     size_t nkeys = a.n;
     argv_add(&a, p->epoch, strlen(p->epoch));
-    argv_int(&a, p->stream_ms);
+    argv_int(&a, j->kind == JOB_UPDATES ? j->stream_ms : p->stream_ms);
     argv_int(&a, j->kind == JOB_UPDATES && j->n_msgs > 0 ? j->msgs[j->n_msgs - 1]->offset + 1 : -1);
     argv_int(&a, (int64_t)n_changed);
     for (size_t i = 0; i < j->n_custs; i++) {
@@ -1262,10 +1290,6 @@ static int64_t fire_bound(struct trigger *tr, struct part *p)
         .lag = -1,
         .quiet = patron_monotonic_ms() - p->last_msg_mono >= IDLE_MS,
         .all_idle = tr->clock_all_idle,
-        /* a paused consumer fetches nothing, so the end offsets librdkafka
-         * knows (from its last fetch) stop moving while ingest may still
-         * produce: a lag of 0 then proves nothing */
-        .paused = patron_consumer_paused(tr->consumer),
     };
     /* With no offset applied yet (by this pod, or by a former owner as
      * {tp:p}:offset says), the lag is from the consumer's position, which is
@@ -1480,6 +1504,9 @@ static void make_metrics(struct trigger *tr)
     tr->m_job_failures =
         patron_metrics_counter(m, "patron_trigger_job_failures_total",
                                "Jobs redone after a Redis or lookup failure", NULL);
+    tr->m_late = patron_metrics_counter(
+        m, "patron_trigger_late_updates_total",
+        "Updates read after a sweep had fired timers past their event time", NULL);
     tr->m_buffered = patron_metrics_gauge(m, "patron_trigger_buffered_updates",
                                           "Updates read and waiting for their partition", NULL);
     static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};

@@ -733,12 +733,18 @@ Test(kafka, pause_seek_resume_and_lag, .init = setup, .fini = teardown, .timeout
     produce_n("seekable", 0, 10, 5);
     run_for(500);
     cr_assert_eq(r->count, 10, "paused: nothing new");
+    /* the watermark known is from before the pause: 10, where 15 exist */
+    cr_assert_eq(patron_consumer_lag(r->c, "seekable", 0, 10), PATRON_EIO, "paused: stale");
     cr_assert_eq(patron_consumer_resume_all(r->c), 0);
+    cr_assert_eq(patron_consumer_lag(r->c, "seekable", 0, 10), PATRON_EIO,
+                 "just resumed: no fetch has answered yet");
     read_n(r, 10 + 12, 30000); /* 3..14 again */
     cr_assert_eq(r->values[10], 3);
     cr_assert_eq(r->values[21], 14);
     run_for(300);
     cr_assert_eq(r->count, 22);
+    run_for(PATRON_LAG_SETTLE_MS);
+    cr_assert_eq(patron_consumer_lag(r->c, "seekable", 0, 10), 5, "settled: the new watermark");
     patron_consumer_close(r->c);
     finish_loop();
     free(r);

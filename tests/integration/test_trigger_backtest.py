@@ -45,6 +45,11 @@ def run(name):
             stable = stable + 1 if d == last else 0
             last = d
         elapsed = time.time() - t0
+        # the promise the determinism rests on: no timer fires past an update
+        # of its partition that is not read yet
+        late = metric(trig.http_port, "patron_trigger_late_updates_total")
+        assert late == 0, (f"{name}: {late} updates came after a sweep had fired timers past them "
+                           f"({metric(trig.http_port, 'patron_trigger_job_failures_total')} jobs redone)")
         wait_for("the outbox empty", lambda: sum(r.hlen("{tp:%d}:outbox" % p) for p in range(4)) == 0, timeout=60)
         stats = {}
         for p in r.smembers("{trigger}:partitions"):

@@ -183,7 +183,7 @@ Test(clock, fire_bound_table)
 #define OWN INT64_C(1296574500000)
     static const struct {
         const char *name;
-        struct patron_fire_input in; /* kind, now, stream, queued, lag, quiet, all_idle, paused */
+        struct patron_fire_input in; /* kind, now, stream, queued, lag, quiet, all_idle */
         bool want_now;               /* else min(now, stream) */
     } cases[] = {
         {"caught up, quiet, all idle", {E, NOW, OWN, false, 0, true, true}, true},
@@ -198,10 +198,6 @@ Test(clock, fire_bound_table)
         {"wall clock, caught up", {W, NOW, OWN, false, 0, false, false}, true},
         {"wall clock, lag not known", {W, NOW, OWN, false, PATRON_EIO, true, true}, false},
         {"wall clock, queued", {W, NOW, OWN, true, 0, true, true}, false},
-        {"consumer paused: no fetch since, the end offset may be stale",
-         {E, NOW, OWN, false, 0, true, true, true},
-         false},
-        {"wall clock, consumer paused", {W, NOW, OWN, false, 0, true, true, true}, false},
     };
     for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++)
         cr_assert_eq(patron_clock_fire_bound(&cases[i].in), cases[i].want_now ? NOW : OWN, "%s",

@@ -83,7 +83,7 @@ int64_t patron_clock_fire_bound(const struct patron_fire_input *in)
      * unknown until the partition's first update is polled, which a backlog
      * on other partitions can delay for seconds; firing to now meanwhile
      * would decide timers before the updates that precede them. */
-    if (in->queued || in->lag != 0 || in->paused)
+    if (in->queued || in->lag != 0)
         return own;
     if (in->kind == PATRON_CLOCK_WALL)
         return in->now_ms;

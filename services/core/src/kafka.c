@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "patron/clock.h"
 #include "patron/log.h"
 
 #define WAKE_TIMER_MS 100 /* safety net when an IO event is missed */
@@ -50,6 +51,7 @@ struct patron_consumer {
     void (*on_revoke)(void *ud, const rd_kafka_topic_partition_list_t *parts);
     void *ud;
     bool paused;
+    int64_t resumed_mono; /* when fetching restarted; 0: never paused */
     bool closing;
 };
 
@@ -481,6 +483,8 @@ static int set_paused(struct patron_consumer *c, bool pause)
         return PATRON_EIO;
     }
     c->paused = pause;
+    if (!pause)
+        c->resumed_mono = patron_monotonic_ms();
     return 0;
 }
 
@@ -529,6 +533,12 @@ int64_t patron_consumer_lag(struct patron_consumer *c, const char *topic, int32_
         return PATRON_EINVAL;
     if (!is_assigned(c, topic, partition))
         return PATRON_ENOTFOUND;
+    /* The high watermark is the one the last fetch response carried: while
+     * paused nothing is fetched, and after a resume it is stale until the
+     * first fetch answers, while the producers may have gone on. */
+    if (c->paused ||
+        (c->resumed_mono && patron_monotonic_ms() - c->resumed_mono < PATRON_LAG_SETTLE_MS))
+        return PATRON_EIO;
     int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
     if (rd_kafka_get_watermark_offsets(c->rk, topic, partition, &lo, &hi) || hi < 0)
         return PATRON_EIO;

@@ -55,18 +55,16 @@ struct patron_fire_input {
     int64_t now_ms;    /* the clock's now */
     int64_t stream_ms; /* latest event time the partition has applied */
     bool queued;       /* updates read and not applied yet */
-    int64_t lag;       /* messages after the applied position; < 0: not known */
+    int64_t lag;       /* messages after the applied position; < 0: not known,
+                          as while the consumer is paused (patron_consumer_lag) */
     bool quiet;        /* no update read for a while */
     bool all_idle;     /* event clock: ingest has applied all it was given */
-    bool paused;       /* the consumer fetches nothing: the end offsets it
-                          knows, and so the lag, may be stale */
 };
 
 /* The event time up to which the partition's timers may fire: its own
  * (min(now, stream_ms)), since its updates come in event-time order; now
  * only once nothing is left to read (lag 0, which an unknown lag is not:
- * the updates may simply not have been fetched yet; nor is a lag measured
- * while the consumer is paused), and with the event
+ * the updates may simply not have been fetched yet), and with the event
  * clock only once the partition is quiet and every partition idle. */
 int64_t patron_clock_fire_bound(const struct patron_fire_input *in);
 

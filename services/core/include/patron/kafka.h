@@ -98,10 +98,14 @@ int patron_consumer_seek(struct patron_consumer *c, const char *topic, int32_t p
                          int64_t offset) PATRON_MUST_USE;
 
 /* Messages of the partition after `next_offset` (the application's own next
- * offset; negative: the consumer's fetch position), from the last known high
- * watermark: >= 0, or a negative PATRON_E* when the partition is not
- * assigned (PATRON_ENOTFOUND) or its watermark or position is not known yet
- * (PATRON_EIO). For /metrics and /readyz. */
+ * offset; negative: the consumer's fetch position), from the high watermark
+ * of the last fetch response: >= 0, or a negative PATRON_E* when the
+ * partition is not assigned (PATRON_ENOTFOUND) or its watermark or position
+ * is not known (PATRON_EIO): not fetched yet, or possibly stale because the
+ * consumer is paused or resumed less than PATRON_LAG_SETTLE_MS ago. A 0 is
+ * what the event clock's idleness rests on (ingest marks partitions idle,
+ * the trigger fires timers to now), so it is never a stale one. */
+#define PATRON_LAG_SETTLE_MS 1000 /* fetches answer within fetch.wait.max.ms (100) */
 int64_t patron_consumer_lag(struct patron_consumer *c, const char *topic, int32_t partition,
                             int64_t next_offset);
 
