@@ -2047,6 +2047,7 @@ static void on_graph_state(void *ud, bool connected)
 static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts)
 {
     struct ingest *ing = ud;
+    patron_log(ing->log, PATRON_LOG_INFO, "partitions revoked", "\"count\":%d", parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         enum topic_kind t = strcmp(parts->elems[i].topic, ing->cfg->topic_events) == 0
                                 ? TOPIC_EVENTS
