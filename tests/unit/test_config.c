@@ -57,6 +57,7 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("inflight_batches", c->inflight_batches);
     I("graph_history", c->graph_history);
     I("graph_topk", c->graph_topk);
+    I("reco_cache_items", c->reco_cache_items);
     I("shutdown_timeout_ms", c->shutdown_timeout_ms);
     L4("rfm_recency_days", p->rfm_recency_days);
     L4("rfm_frequency", p->rfm_frequency);
@@ -114,6 +115,7 @@ static const struct env_case CASES[] = {
     OK("inflight_batches", "16", NULL),
     OK("graph_history", "8", NULL),
     OK("graph_topk", "50", NULL),
+    OK("reco_cache_items", "65536", NULL),
     OK("shutdown_timeout_ms", "10000", NULL),
     OK("rfm_recency_days", "14,30,90,180", NULL),
     OK("rfm_frequency", "20,10,5,2", NULL),
@@ -161,6 +163,8 @@ static const struct env_case CASES[] = {
     OK("inflight_batches", "64", "PATRON_INFLIGHT_BATCHES=64"),
     OK("graph_history", "0", "PATRON_GRAPH_HISTORY=0"),
     OK("graph_topk", "1000", "PATRON_GRAPH_TOPK=1000"),
+    OK("reco_cache_items", "1024", "PATRON_RECO_CACHE_ITEMS=1024"),
+    OK("reco_cache_items", "16777216", "PATRON_RECO_CACHE_ITEMS=16777216"),
     OK("shutdown_timeout_ms", "0", "PATRON_SHUTDOWN_TIMEOUT_MS=0"),
     OK("rfm_recency_days", "7,14,60,365", "PATRON_RFM_RECENCY_DAYS=7,14,60,365"),
     OK("rfm_frequency", "50,20,10,3", "PATRON_RFM_FREQUENCY=50,20,10,3"),
@@ -220,6 +224,8 @@ static const struct env_case CASES[] = {
     BAD("PATRON_INFLIGHT_BATCHES", "PATRON_INFLIGHT_BATCHES=65"),
     BAD("PATRON_GRAPH_HISTORY", "PATRON_GRAPH_HISTORY=-1"),
     BAD("PATRON_GRAPH_TOPK", "PATRON_GRAPH_TOPK=0"),
+    BAD("PATRON_RECO_CACHE_ITEMS", "PATRON_RECO_CACHE_ITEMS=1023"),
+    BAD("PATRON_RECO_CACHE_ITEMS", "PATRON_RECO_CACHE_ITEMS=16777217"),
     BAD("PATRON_SHUTDOWN_TIMEOUT_MS", "PATRON_SHUTDOWN_TIMEOUT_MS=3600001"),
     BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,30,90"),
     BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,30,90,180,365"),

@@ -63,6 +63,7 @@ struct patron_config {
     int inflight_batches;    /* ingest batches in flight, 1..64 */
     int graph_history;       /* recent items a purchase pairs with, 0..64 */
     int graph_topk;          /* neighbours kept per item, 1..1000 */
+    int reco_cache_items;    /* items the recommendation cache holds, 1024..16777216 */
     int shutdown_timeout_ms; /* drain time on SIGTERM, 0..3600000 */
 
     /* patron_profile_config_default, then PATRON_RFM_RECENCY_DAYS,
