@@ -178,7 +178,20 @@ PY
 
 say "warm-up ($DURATION), then $DURATION each: wrk -t$THREADS -c$CONNS, answers of $BYTES bytes"
 run_wrk "$API_PORT" warmup >/dev/null
+# The answers of the measured run, by the Redis round trips they waited for
+# (1: the profile only; 2 or 3: item lists or facts missing from the cache).
+rounds() {
+  curl -s "http://127.0.0.1:$API_PORT/metrics" |
+    awk -F'[" ]' '/^patron_reco_answers_total\{/ {printf "%s ", $NF}'
+}
+ROUNDS_BEFORE="$(rounds)"
 read -r API_RPS API_P50 API_P99 <<<"$(run_wrk "$API_PORT" api)"
+ROUNDS_AFTER="$(rounds)"
+say "answers by Redis round trips (1 2 3) during the run: $($PY -c '
+import sys
+b, a = [list(map(float, x.split())) for x in sys.argv[1:3]]
+d = [y - x for x, y in zip(b, a)]
+print(" ".join(f"{100 * v / sum(d):.1f}%" for v in d))' "$ROUNDS_BEFORE" "$ROUNDS_AFTER")"
 start_nginx "$(nproc)"
 run_wrk "$NGINX_PORT" nginx-warmup >/dev/null
 read -r NG_RPS NG_P50 NG_P99 <<<"$(run_wrk "$NGINX_PORT" nginx)"

@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Stack, http, wait_for  # noqa: E402
+from harness import Stack, http, metric, wait_for  # noqa: E402
 from test_api_profile import produce, proto_modules  # noqa: E402
 
 from confluent_kafka import Producer  # noqa: E402
@@ -148,6 +148,13 @@ def main():
         assert body["strategy"] == "cf+popular", body
         assert ids(body)[0] == "y" and "x" not in ids(body), body
         assert recs(port, "carol", "?limit=1")["items"][0]["item_id"] == "y"
+        # asked again at once, carol's answer waits for her profile only: her
+        # items' lists and facts are in the cache
+        rounds = {n: metric(port, "patron_reco_answers_total", f'round_trips="{n}"') for n in (1, 2, 3)}
+        recs(port, "carol", "?limit=3")
+        after = {n: metric(port, "patron_reco_answers_total", f'round_trips="{n}"') for n in (1, 2, 3)}
+        assert after[1] == rounds[1] + 1 and after[2] == rounds[2] and after[3] == rounds[3], (rounds, after)
+        assert rounds[2] + rounds[3] > 0, f"the first answers read the lists and facts: {rounds}"
 
         # carol (then dave, then erin) buys a: at once, a is gone and its
         # neighbour b leads. The median of the three is held to one second (a

@@ -115,6 +115,7 @@ struct patron_reco_fetcher {
     uint64_t seq;
     struct request *ahead;                    /* the refresh-ahead batch being filled, or NULL */
     struct patron_counter *m_hits, *m_misses; /* NULL without metrics */
+    struct patron_counter *m_rounds[3];       /* answers by Redis round trips waited, 1..3 */
     struct patron_gauge *m_cached;
 };
 
@@ -141,7 +142,9 @@ struct request {
     bool has_category;
     size_t limit;
     int64_t now_ms;
-    size_t pending; /* replies (and the trending wait) outstanding in this phase */
+    size_t pending;          /* replies (and the trending wait) outstanding in this phase */
+    unsigned rounds;         /* Redis round trips the answer waited for */
+    enum phase rounds_phase; /* the last phase counted in rounds */
     int err;
     patron_reco_done_fn cb;
     void *ud;
@@ -470,6 +473,15 @@ static void on_neighbours(void *ud, redisReply *reply)
     reply_back(rq);
 }
 
+/* A phase that reads Redis costs its request one more round trip. */
+static void round_sent(struct request *rq)
+{
+    if (rq->rounds == 0 || rq->rounds_phase != rq->phase) {
+        rq->rounds_phase = rq->phase;
+        rq->rounds++;
+    }
+}
+
 static int send_neighbours(struct request *rq, const char *id, size_t len)
 {
     char key[PATRON_KEY_MAX];
@@ -487,6 +499,7 @@ static int send_neighbours(struct request *rq, const char *id, size_t len)
         return rc;
     }
     rq->pending++;
+    round_sent(rq);
     return 0;
 }
 
@@ -619,6 +632,7 @@ static int send_facts(struct request *rq, const char *const *ids, const size_t *
         return rc;
     }
     rq->pending++;
+    round_sent(rq);
     if (rc)
         b->failed = true; /* the commands sent still call back */
     return rc;
@@ -803,6 +817,9 @@ static bool lookup(void *ud, const char *item, size_t len, uint64_t hash,
 
 static void answer(struct request *rq, const struct patron_reco_result *res)
 {
+    struct patron_reco_fetcher *f = rq->f;
+    if (f->m_rounds[0] && !rq->err && rq->rounds > 0)
+        patron_counter_inc(f->m_rounds[(rq->rounds < 3 ? rq->rounds : 3) - 1]);
     struct patron_reco_answer a = {.err = rq->err, .known = rq->profile != NULL};
     if (res && !rq->err) {
         a.strategy = res->strategy;
@@ -1238,6 +1255,7 @@ int patron_reco_fetch_customer(struct patron_reco_fetcher *f, const char *custom
         return PATRON_EIO;
     }
     rq->pending = 1;
+    round_sent(rq);
     return 0;
 }
 
@@ -1275,6 +1293,7 @@ int patron_reco_fetch_similar(struct patron_reco_fetcher *f, const char *item_id
         return PATRON_EIO;
     }
     rq->pending = 1;
+    round_sent(rq);
     /* the item's own facts, in the same round */
     phase_begin(rq);
     int64_t now = patron_monotonic_ms();
@@ -1309,6 +1328,13 @@ int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv 
         f->m_misses = patron_metrics_counter(opt->metrics, name, help, "source=\"redis\"");
         f->m_cached = patron_metrics_gauge(opt->metrics, "patron_reco_cache_items",
                                            "Items in the recommendation cache", NULL);
+        static const char *const rounds[] = {"round_trips=\"1\"", "round_trips=\"2\"",
+                                             "round_trips=\"3\""};
+        for (size_t i = 0; i < PATRON_ARRAY_LEN(rounds); i++)
+            f->m_rounds[i] = patron_metrics_counter(
+                opt->metrics, "patron_reco_answers_total",
+                "Answers by the Redis round trips they waited for (profile, lists, facts)",
+                rounds[i]);
     }
     *out = f;
     return 0;
