@@ -1545,8 +1545,10 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
     if ((rc = patron_kv_script(tr->redis, COMMIT_LUA, &tr->commit)) ||
         (rc = patron_kv_script(tr->redis, TAKE_LUA, &tr->take)))
         goto out_close_redis;
-    struct patron_reco_fetcher_options fo = {
-        .cache_items = (size_t)cfg->reco_cache_items, .log = log, .metrics = metrics};
+    struct patron_reco_fetcher_options fo = {.list_max_age_ms = cfg->reco_list_max_age_ms,
+                                             .cache_items = (size_t)cfg->reco_cache_items,
+                                             .log = log,
+                                             .metrics = metrics};
     if ((rc = patron_reco_fetcher_open(&tr->reco, tr->redis, &fo)))
         goto out_close_redis;
 

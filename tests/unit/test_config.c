@@ -58,6 +58,7 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("graph_history", c->graph_history);
     I("graph_topk", c->graph_topk);
     I("reco_cache_items", c->reco_cache_items);
+    I("reco_list_max_age_ms", c->reco_list_max_age_ms);
     I("shutdown_timeout_ms", c->shutdown_timeout_ms);
     L4("rfm_recency_days", p->rfm_recency_days);
     L4("rfm_frequency", p->rfm_frequency);
@@ -116,6 +117,7 @@ static const struct env_case CASES[] = {
     OK("graph_history", "8", NULL),
     OK("graph_topk", "50", NULL),
     OK("reco_cache_items", "65536", NULL),
+    OK("reco_list_max_age_ms", "60000", NULL),
     OK("shutdown_timeout_ms", "10000", NULL),
     OK("rfm_recency_days", "14,30,90,180", NULL),
     OK("rfm_frequency", "20,10,5,2", NULL),
@@ -165,6 +167,8 @@ static const struct env_case CASES[] = {
     OK("graph_topk", "1000", "PATRON_GRAPH_TOPK=1000"),
     OK("reco_cache_items", "1024", "PATRON_RECO_CACHE_ITEMS=1024"),
     OK("reco_cache_items", "16777216", "PATRON_RECO_CACHE_ITEMS=16777216"),
+    OK("reco_list_max_age_ms", "100", "PATRON_RECO_LIST_MAX_AGE_MS=100"),
+    OK("reco_list_max_age_ms", "3600000", "PATRON_RECO_LIST_MAX_AGE_MS=3600000"),
     OK("shutdown_timeout_ms", "0", "PATRON_SHUTDOWN_TIMEOUT_MS=0"),
     OK("rfm_recency_days", "7,14,60,365", "PATRON_RFM_RECENCY_DAYS=7,14,60,365"),
     OK("rfm_frequency", "50,20,10,3", "PATRON_RFM_FREQUENCY=50,20,10,3"),
@@ -226,6 +230,8 @@ static const struct env_case CASES[] = {
     BAD("PATRON_GRAPH_TOPK", "PATRON_GRAPH_TOPK=0"),
     BAD("PATRON_RECO_CACHE_ITEMS", "PATRON_RECO_CACHE_ITEMS=1023"),
     BAD("PATRON_RECO_CACHE_ITEMS", "PATRON_RECO_CACHE_ITEMS=16777217"),
+    BAD("PATRON_RECO_LIST_MAX_AGE_MS", "PATRON_RECO_LIST_MAX_AGE_MS=99"),
+    BAD("PATRON_RECO_LIST_MAX_AGE_MS", "PATRON_RECO_LIST_MAX_AGE_MS=3600001"),
     BAD("PATRON_SHUTDOWN_TIMEOUT_MS", "PATRON_SHUTDOWN_TIMEOUT_MS=3600001"),
     BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,30,90"),
     BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,30,90,180,365"),

@@ -85,6 +85,8 @@ static const struct var VARS[] = {
     {"PATRON_GRAPH_HISTORY", "8", parse_int, FIELD(graph_history), 0, 64, false},
     {"PATRON_GRAPH_TOPK", "50", parse_int, FIELD(graph_topk), 1, 1000, false},
     {"PATRON_RECO_CACHE_ITEMS", "65536", parse_int, FIELD(reco_cache_items), 1024, 16777216, false},
+    {"PATRON_RECO_LIST_MAX_AGE_MS", "60000", parse_int, FIELD(reco_list_max_age_ms), 100, 3600000,
+     false},
     {"PATRON_SHUTDOWN_TIMEOUT_MS", "10000", parse_int, FIELD(shutdown_timeout_ms), 0, 3600000,
      false},
     /* Profile thresholds: the defaults are patron_profile_config_default's. */

@@ -99,7 +99,8 @@ struct patron_reco_fetcher {
     struct patron_kv *redis;
     const struct patron_log *log;
     struct patron_reco_config cfg;
-    int64_t max_age_ms;
+    int64_t max_age_ms;      /* facts of candidates, trends */
+    int64_t list_max_age_ms; /* neighbour lists, and facts of history items */
     struct cache cache;
     struct trending trend; /* the current snapshot */
     struct trending next;  /* being read */
@@ -1012,9 +1013,11 @@ static void refresh_finish(struct request *rq)
 /* ---- phases ------------------------------------------------------------------------------- */
 
 /* Asks for an item's facts (h its hash) in this request's round unless they
- * are fresh or already asked for. Returns its entry, pinned for the phase. */
+ * are younger than max_age or already asked for. Returns its entry, pinned
+ * for the phase. */
 static struct entry *want_facts_h(struct request *rq, const char *id, size_t len, uint64_t h,
-                                  int64_t now, const char **ids, size_t *lens, size_t *n)
+                                  int64_t now, int64_t max_age, const char **ids, size_t *lens,
+                                  size_t *n)
 {
     struct patron_reco_fetcher *f = rq->f;
     struct entry *e = cache_put(&f->cache, id, len, h);
@@ -1022,10 +1025,10 @@ static struct entry *want_facts_h(struct request *rq, const char *id, size_t len
     if (e->mark == rq->seq)
         return e;
     e->mark = rq->seq; /* pinned for the phase: ids[] points into it */
-    bool hit = fresh(e->facts_ms, now, f->max_age_ms);
+    bool hit = fresh(e->facts_ms, now, max_age);
     count_read(f, hit);
     if (hit) {
-        if (!e->facts_queued && ageing(e->facts_ms, now, f->max_age_ms))
+        if (!e->facts_queued && ageing(e->facts_ms, now, max_age))
             refresh_queue_facts(f, e, now);
         return e;
     }
@@ -1036,9 +1039,9 @@ static struct entry *want_facts_h(struct request *rq, const char *id, size_t len
 }
 
 static struct entry *want_facts(struct request *rq, const char *id, size_t len, int64_t now,
-                                const char **ids, size_t *lens, size_t *n)
+                                int64_t max_age, const char **ids, size_t *lens, size_t *n)
 {
-    return want_facts_h(rq, id, len, patron_hash64(id, len), now, ids, lens, n);
+    return want_facts_h(rq, id, len, patron_hash64(id, len), now, max_age, ids, lens, n);
 }
 
 /* A phase's entries are pinned by its own sequence number (see cache). */
@@ -1062,11 +1065,13 @@ static void start_history(struct request *rq)
     for (size_t i = 0; i < rq->n_seeds; i++) {
         const char *id = rq->seeds[i].item;
         size_t len = strlen(id);
-        struct entry *e = want_facts(rq, id, len, now, ids, lens, &n);
-        bool hit = fresh(e->nb_ms, now, f->max_age_ms);
+        /* a history item's facts only weigh its neighbours (its buyers):
+         * they may be as old as its list; as a candidate it is asked again */
+        struct entry *e = want_facts(rq, id, len, now, f->list_max_age_ms, ids, lens, &n);
+        bool hit = fresh(e->nb_ms, now, f->list_max_age_ms);
         count_read(f, hit);
         if (hit) {
-            if (!e->nb_queued && ageing(e->nb_ms, now, f->max_age_ms))
+            if (!e->nb_queued && ageing(e->nb_ms, now, f->list_max_age_ms))
                 refresh_queue_nb(f, e, now);
             continue;
         }
@@ -1144,7 +1149,8 @@ static void start_candidates(struct request *rq)
     const char *ids[CANDIDATES_MAX];
     size_t lens[CANDIDATES_MAX], n = 0;
     for (size_t k = 0; k < n_probes; k++)
-        (void)want_facts_h(rq, probes[k].id, probes[k].len, probes[k].hash, now, ids, lens, &n);
+        (void)want_facts_h(rq, probes[k].id, probes[k].len, probes[k].hash, now, f->max_age_ms, ids,
+                           lens, &n);
     if (send_facts(rq, ids, lens, n))
         request_fail(rq, PATRON_EIO);
     refresh_maybe_send(f, now);
@@ -1299,7 +1305,7 @@ int patron_reco_fetch_similar(struct patron_reco_fetcher *f, const char *item_id
     int64_t now = patron_monotonic_ms();
     const char *ids[1];
     size_t idl[1], n = 0;
-    want_facts(rq, rq->id, rq->id_len, now, ids, idl, &n);
+    want_facts(rq, rq->id, rq->id_len, now, f->max_age_ms, ids, idl, &n);
     rq->pending++;
     if (send_facts(rq, ids, idl, n))
         request_fail(rq, PATRON_EIO);
@@ -1310,12 +1316,13 @@ int patron_reco_fetch_similar(struct patron_reco_fetcher *f, const char *item_id
 int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv *redis,
                              const struct patron_reco_fetcher_options *opt)
 {
-    if (!out || !redis || !opt || opt->max_age_ms < 0)
+    if (!out || !redis || !opt || opt->max_age_ms < 0 || opt->list_max_age_ms < 0)
         return PATRON_EINVAL;
     struct patron_reco_fetcher *f = patron_calloc(1, sizeof(*f));
     f->redis = redis;
     f->log = opt->log;
     f->max_age_ms = opt->max_age_ms ? opt->max_age_ms : PATRON_RECO_MAX_AGE_MS;
+    f->list_max_age_ms = opt->list_max_age_ms ? opt->list_max_age_ms : PATRON_RECO_LIST_MAX_AGE_MS;
     if (opt->config)
         f->cfg = *opt->config;
     else

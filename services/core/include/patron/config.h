@@ -58,13 +58,14 @@ struct patron_config {
     char **rdkafka_props;
     size_t n_rdkafka_props;
 
-    int batch_max;           /* events per ingest batch, 1..100000 */
-    int http_workers;        /* patron-api processes sharing PATRON_HTTP_ADDR, 1..64 */
-    int inflight_batches;    /* ingest batches in flight, 1..64 */
-    int graph_history;       /* recent items a purchase pairs with, 0..64 */
-    int graph_topk;          /* neighbours kept per item, 1..1000 */
-    int reco_cache_items;    /* items the recommendation cache holds, 1024..16777216 */
-    int shutdown_timeout_ms; /* drain time on SIGTERM, 0..3600000 */
+    int batch_max;            /* events per ingest batch, 1..100000 */
+    int http_workers;         /* patron-api processes sharing PATRON_HTTP_ADDR, 1..64 */
+    int inflight_batches;     /* ingest batches in flight, 1..64 */
+    int graph_history;        /* recent items a purchase pairs with, 0..64 */
+    int graph_topk;           /* neighbours kept per item, 1..1000 */
+    int reco_cache_items;     /* items the recommendation cache holds, 1024..16777216 */
+    int reco_list_max_age_ms; /* how old a cached neighbour list may be, 100..3600000 */
+    int shutdown_timeout_ms;  /* drain time on SIGTERM, 0..3600000 */
 
     /* patron_profile_config_default, then PATRON_RFM_RECENCY_DAYS,
      * PATRON_RFM_FREQUENCY, PATRON_RFM_MONETARY_CENTS (4 values each, from the

@@ -5,23 +5,29 @@
  * nothing that the scoring does not.
  *
  * The plan for a customer: GET the profile; then, pipelined in one round,
- * ZREVRANGE {i:<a>}:co 0 19 WITHSCORES for each history item a, and its
+ * GET {i:<a>}:co (the neighbour list) for each history item a, and its
  * buyers/category/stock (HMGET {items}:pop, HMGET {items}:cat, SMISMEMBER
  * {items}:oos); then, in a second round, the same facts for the neighbours
  * found. The {items}:* keys share a slot, so each of those is one command
  * for all the items of a round, on Redis Cluster too (SMISMEMBER: Redis >=
- * 6.2). What was read is kept in a cache of item facts and neighbour lists
- * for at most max_age_ms, shared by all requests (CLOCK eviction when full):
- * a busy shop's hot items are read about once per max_age_ms whatever the
- * request rate. The trending list (ZREVRANGE {items}:trend, with its items'
- * category and stock) is one snapshot, re-read in the background when older
- * than max_age_ms.
+ * 6.2). What was read is kept in a cache of item facts and neighbour lists,
+ * shared by all requests (CLOCK eviction when full) and re-read ahead of
+ * expiry while requests use it: a busy shop's hot items are read about once
+ * per max age whatever the request rate, and an answer whose items are all
+ * cached waits for one round trip, the profile's. The trending list
+ * (ZREVRANGE {items}:trend, with its items' category and stock) is one
+ * snapshot, re-read in the background when older than max_age_ms.
  *
  * Freshness: the profile is read on every request, so a purchase changes the
  * next answer as soon as ingest has written it (the bought item is excluded,
- * its neighbours join the history). Item facts, neighbour lists and trends
- * may lag by max_age_ms (default 5 s) plus one round trip: an item that goes
- * out of stock can be recommended for that long.
+ * its neighbours join the history). The facts of the items an answer may
+ * hold (candidates, trends) lag by at most max_age_ms (default 5 s) plus one
+ * round trip: an item that goes out of stock can be recommended for that
+ * long. Neighbour lists, and the buyers of history items (which only weigh
+ * their neighbours), lag by at most list_max_age_ms (default 60 s): the
+ * co-purchase graph of the whole shop moves slowly, and history items are
+ * mostly the long tail, used less often than every few seconds, which a 5 s
+ * bound sent to Redis on most answers (measured: README, Benchmarks).
  *
  * Ownership: the fetcher borrows the Redis client, which must outlive it;
  * free the fetcher only after patron_kv_close has run every callback.
@@ -44,11 +50,13 @@ struct patron_metrics;
 struct patron_kv;
 struct patron_reco_fetcher;
 
-#define PATRON_RECO_MAX_AGE_MS 5000   /* default freshness bound of cached facts */
-#define PATRON_RECO_CACHE_ITEMS 65536 /* default cache size, items (~48 MiB when full) */
+#define PATRON_RECO_MAX_AGE_MS 5000       /* default freshness bound of cached facts */
+#define PATRON_RECO_LIST_MAX_AGE_MS 60000 /* ... of cached neighbour lists */
+#define PATRON_RECO_CACHE_ITEMS 65536     /* default cache size, items (~48 MiB when full) */
 
 struct patron_reco_fetcher_options {
     int64_t max_age_ms;                      /* 0: PATRON_RECO_MAX_AGE_MS; < 0 invalid */
+    int64_t list_max_age_ms;                 /* 0: PATRON_RECO_LIST_MAX_AGE_MS; < 0 invalid */
     size_t cache_items;                      /* 0: PATRON_RECO_CACHE_ITEMS */
     const struct patron_reco_config *config; /* copied; NULL: patron_reco_config_default */
     const struct patron_log *log;            /* borrowed, may be NULL */
