@@ -1667,44 +1667,62 @@ static void apply_customer(struct batch *b, struct customer *c)
     }
 }
 
+/* The arguments of one CLOCK_LUA call: the key, then (partition, event ms,
+ * idle) triples, the numbers' text held here. */
+struct clock_args {
+    const char **argv;
+    char (*text)[2][24];
+    size_t argc, n;
+};
+
+static void clock_args_init(struct clock_args *a, size_t max)
+{
+    a->argv = patron_malloc((1 + 3 * max) * sizeof(*a->argv));
+    a->text = patron_malloc((max ? max : 1) * sizeof(*a->text));
+    a->argv[0] = PATRON_KEY_CLOCK;
+    a->argc = 1;
+    a->n = 0;
+}
+
+static void clock_args_add(struct clock_args *a, int32_t partition, int64_t ms, bool idle)
+{
+    char(*t)[24] = a->text[a->n++];
+    snprintf(t[0], sizeof(t[0]), "%d", partition);
+    snprintf(t[1], sizeof(t[1]), "%" PRId64, ms);
+    a->argv[a->argc++] = t[0];
+    a->argv[a->argc++] = t[1];
+    a->argv[a->argc++] = idle ? "1" : "0";
+}
+
+/* Sends the call when it has a triple; PATRON_ENOTFOUND when it has none. */
+static int clock_args_send(struct ingest *ing, struct clock_args *a, patron_redis_cb cb, void *ud)
+{
+    int rc = a->n == 0 ? PATRON_ENOTFOUND
+                       : patron_kv_evalsha(ing->redis, ing->clock, cb, ud, 1, (int)a->argc - 1,
+                                           a->argv, NULL);
+    free(a->text);
+    free(a->argv);
+    return rc;
+}
+
 /* The event clock: each partition's latest event time, as busy. Only
  * mark_idle_partitions says a partition is idle, once nothing is in flight:
  * the batch's ProfileUpdates are not delivered yet, and the trigger takes an
  * idle clock as "every update before now is in Kafka". */
 static void write_clock(struct batch *b)
 {
-    struct ingest *ing = b->ing;
-    size_t n = 0;
-    for (size_t i = 0; i < b->n_positions; i++)
-        n += b->positions[i].topic == TOPIC_EVENTS && b->positions[i].max_event_ms > 0;
-    if (n == 0)
-        return;
-    const char **argv = patron_malloc((1 + 3 * n) * sizeof(*argv));
-    size_t *lens = patron_malloc((1 + 3 * n) * sizeof(*lens));
-    char(*buf)[3][24] = patron_malloc(n * sizeof(*buf));
-    size_t argc = 0, k = 0;
-    argv[argc] = PATRON_KEY_CLOCK;
-    lens[argc++] = strlen(PATRON_KEY_CLOCK);
+    struct clock_args a;
+    clock_args_init(&a, b->n_positions);
     for (size_t i = 0; i < b->n_positions; i++) {
         const struct position *bp = &b->positions[i];
-        if (bp->topic != TOPIC_EVENTS || bp->max_event_ms <= 0)
-            continue;
-        snprintf(buf[k][0], sizeof(buf[k][0]), "%d", bp->partition);
-        snprintf(buf[k][1], sizeof(buf[k][1]), "%" PRId64, bp->max_event_ms);
-        snprintf(buf[k][2], sizeof(buf[k][2]), "0");
-        for (int j = 0; j < 3; j++) {
-            argv[argc] = buf[k][j];
-            lens[argc++] = strlen(buf[k][j]);
-        }
-        k++;
+        if (bp->topic == TOPIC_EVENTS && bp->max_event_ms > 0)
+            clock_args_add(&a, bp->partition, bp->max_event_ms, false);
     }
-    if (patron_kv_evalsha(ing->redis, ing->clock, on_written, b, 1, (int)argc - 1, argv, lens))
-        batch_fail(b, "redis unavailable");
-    else
+    int rc = clock_args_send(b->ing, &a, on_written, b);
+    if (rc == 0)
         b->pending++;
-    free(buf);
-    free(lens);
-    free(argv);
+    else if (rc != PATRON_ENOTFOUND)
+        batch_fail(b, "redis unavailable");
 }
 
 /* Applies the batch (in batch order) and sets its writes on their way:
@@ -1880,14 +1898,12 @@ static void on_clock_written(void *ud, redisReply *reply);
 /* The batch's partitions that the clock holds idle are busy again, before
  * any of the batch's writes (one connection keeps the order): an idle clock
  * must not let the trigger fire timers past events polled and not yet
- * applied. */
+ * applied. A partition's time never goes back: 0 keeps its own. */
 static void clock_busy(struct batch *b)
 {
     struct ingest *ing = b->ing;
-    const char **argv = patron_malloc((1 + 3 * b->n_positions) * sizeof(*argv));
-    char(*ids)[12] = patron_malloc(b->n_positions * sizeof(*ids));
-    size_t argc = 0;
-    argv[argc++] = PATRON_KEY_CLOCK;
+    struct clock_args a;
+    clock_args_init(&a, b->n_positions);
     for (size_t i = 0; i < b->n_positions; i++) {
         const struct position *bp = &b->positions[i];
         struct position *p =
@@ -1895,16 +1911,11 @@ static void clock_busy(struct batch *b)
         if (bp->topic != TOPIC_EVENTS || !p || !p->idle)
             continue;
         p->idle = false;
-        snprintf(ids[i], sizeof(ids[i]), "%d", bp->partition);
-        argv[argc++] = ids[i];
-        argv[argc++] = "0"; /* a partition's time never goes back: its own stays */
-        argv[argc++] = "0";
+        clock_args_add(&a, bp->partition, 0, false);
     }
-    if (argc > 1 && patron_kv_evalsha(ing->redis, ing->clock, on_clock_written, ing, 1,
-                                      (int)argc - 1, argv, NULL))
+    int rc = clock_args_send(ing, &a, on_clock_written, ing);
+    if (rc && rc != PATRON_ENOTFOUND)
         batch_fail(b, "redis unavailable");
-    free(ids);
-    free(argv);
 }
 
 static void batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
@@ -2082,31 +2093,17 @@ static void on_clock_written(void *ud, redisReply *reply)
  * flight: every ProfileUpdate of what the clock counts is delivered. */
 static void mark_idle_partitions(struct ingest *ing)
 {
-    enum { MAX = 256 };
-    const char *argv[1 + 3 * MAX];
-    size_t lens[1 + 3 * MAX];
-    char buf[MAX][12];
-    size_t argc = 0;
-    argv[argc] = PATRON_KEY_CLOCK;
-    lens[argc++] = strlen(PATRON_KEY_CLOCK);
-    for (size_t i = 0, k = 0; i < ing->n_positions && k < MAX; i++) {
+    struct clock_args a;
+    clock_args_init(&a, ing->n_positions);
+    for (size_t i = 0; i < ing->n_positions; i++) {
         struct position *p = &ing->positions[i];
         if (p->topic != TOPIC_EVENTS || patron_consumer_lag(ing->consumer, ing->cfg->topic_events,
                                                             p->partition, p->next_offset) != 0)
             continue;
         p->idle = true;
-        snprintf(buf[k], sizeof(buf[k]), "%d", p->partition);
-        argv[argc] = buf[k];
-        lens[argc++] = strlen(buf[k]);
-        argv[argc] = "0";
-        lens[argc++] = 1;
-        argv[argc] = "1";
-        lens[argc++] = 1;
-        k++;
+        clock_args_add(&a, p->partition, 0, true);
     }
-    if (argc > 1 && patron_kv_evalsha(ing->redis, ing->clock, on_clock_written, ing, 1,
-                                      (int)argc - 1, argv, lens) == 0)
-        return;
+    (void)clock_args_send(ing, &a, on_clock_written, ing); /* best effort: the next tick again */
 }
 
 static void on_redis_closed(void *ud)

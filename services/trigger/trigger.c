@@ -309,7 +309,7 @@ static void part_unshift(struct part *p, rd_kafka_message_t **msgs, size_t n)
 
 static bool part_release_if_revoked(struct part *p);
 
-/* A decimal integer stored by the scripts above. */
+/* A decimal integer in a string reply (the scripts' values, prices). */
 static bool reply_int(const redisReply *r, int64_t *out)
 {
     char buf[24], *end;
@@ -654,13 +654,9 @@ static void on_title(void *ud, redisReply *reply)
         const redisReply *t = reply->element[0], *p = reply->element[1];
         if (t->type == REDIS_REPLY_STRING)
             copy_reply_str(m->titles[r->i], sizeof(m->titles[r->i]), t);
-        if (p->type == REDIS_REPLY_STRING) {
-            char buf[24], *end;
-            copy_reply_str(buf, sizeof(buf), p);
-            long long v = strtoll(buf, &end, 10);
-            if (end != buf && *end == 0 && v >= 0)
-                m->prices[r->i] = v;
-        }
+        int64_t v;
+        if (p->type == REDIS_REPLY_STRING && reply_int(p, &v) && v >= 0)
+            m->prices[r->i] = v;
     }
     free(r);
     if (--m->titles_left == 0 && !m->job->failed)
