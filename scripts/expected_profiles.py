@@ -4,7 +4,7 @@
     expected_profiles.py FILE.csv[.gz] [--out FILE] [--stats] [--limit N]
     expected_profiles.py --from-events EVENTS.bin [--out FILE] [--stats]
 
-Implements data/README.md's mapping (rows -> events) and DESIGN.md's profile
+Implements data/README.md's mapping (rows -> events) and docs/contracts/profile.md's profile
 semantics from their text, with the standard library only: exact decimals,
 Europe/London through zoneinfo. Prints JSON {customer_id: {"orders",
 "net_spend_cents", "points", "tier", "last_purchase_ms", "f", "m"}}, keys
@@ -32,7 +32,7 @@ ID_MAX = 64               # bytes, PATRON_ID_MAX
 INVOICE_MAX = 40          # bytes: leaves room for "dv-" + invoice + "-" + run + "-" + line
 PRICE_INT_DIGITS_MAX = 15  # a larger price is malformed
 
-# DESIGN.md "Profile semantics", default thresholds.
+# docs/contracts/profile.md, default thresholds.
 TIER_GOLD_CENTS = 100000
 TIER_PLATINUM_CENTS = 500000
 F_THRESHOLDS = [(20, 5), (10, 4), (5, 3), (2, 2)]

@@ -27,6 +27,8 @@
 #include "dashboard.h"
 #include "recommend.h"
 #include "patron/v1/event.pb-c.h"
+#include "patron/profile_codec.h"
+#include "patron/profile_json.h"
 
 struct api {
     uv_loop_t *loop;

@@ -38,7 +38,8 @@ static const char *const counter_names[API_STATS_COUNTERS] = {
     [API_STATS_CONTROL_REVENUE_CENTS] = "control_revenue_cents",
 };
 
-/* The suppression reasons, in DESIGN.md's order, as the answer names them. */
+/* The suppression reasons, in the order of docs/contracts/campaigns.md, as the answer names them.
+ */
 static const enum api_stats_counter suppressed[] = {
     API_STATS_CONSENT,  API_STATS_AUDIENCE,      API_STATS_CONTROL_GROUP,
     API_STATS_COOLDOWN, API_STATS_FREQUENCY_CAP,

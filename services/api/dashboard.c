@@ -32,6 +32,7 @@
 #include "patron/kv.h"
 #include "patron/rfm.h"
 #include "patron/strmap.h"
+#include "patron/profile_codec.h"
 
 /* After a failed snapshot, or while Redis is down. */
 #define RETRY_MS 250

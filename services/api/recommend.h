@@ -1,5 +1,5 @@
 /*
- * patron-api's recommendation routes (DESIGN.md "HTTP API"):
+ * patron-api's recommendation routes (docs/contracts/api.md):
  *   GET /v1/customers/{id}/recommendations?limit=10&category=C
  *   GET /v1/items/{id}/similar?limit=10
  * Parameters are checked here (400 with the reason), the answer comes from

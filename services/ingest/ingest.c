@@ -27,6 +27,7 @@
 #include "patron/strmap.h"
 #include "patron/trend.h"
 #include "patron/v1/profile.pb-c.h"
+#include "patron/profile_codec.h"
 
 /* Seconds an erased customer's tombstone (no personal data: its id and its
  * Kafka position) is kept, so that replaying the events before the erasure

@@ -12,6 +12,7 @@
 
 #include "patron/campaign.h"
 #include "patron/service.h"
+#include "patron/campaign_yaml.h"
 #include "trigger.h"
 
 struct app {

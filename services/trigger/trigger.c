@@ -52,6 +52,7 @@
 #include "patron/template.h"
 #include "patron/v1/campaign.pb-c.h"
 #include "patron/v1/profile.pb-c.h"
+#include "patron/campaign_state_codec.h"
 
 #define JOB_UPDATES_MAX 1000    /* updates per job */
 #define SWEEP_CUSTOMERS_MAX 256 /* customers per timer sweep */

@@ -19,6 +19,7 @@
 
 #include "patron/config.h"
 #include "patron/redis_cluster.h"
+#include "patron/keys.h"
 
 #define NODES 6
 
@@ -377,8 +378,8 @@ Test(redis_cluster, incr_across_many_slots_land)
     for (size_t i = 0; i < PATRON_ARRAY_LEN(keys); i++) {
         char out[64];
         cli(out, sizeof out, "-p %d cluster keyslot '%s'", cl.port[0], keys[i]);
-        cr_expect_eq(strtol(out, NULL, 10),
-                     (long)patron_redis_cluster_slot(keys[i], strlen(keys[i])), "%s", keys[i]);
+        cr_expect_eq(strtol(out, NULL, 10), (long)patron_key_slot(keys[i], strlen(keys[i])), "%s",
+                     keys[i]);
     }
     /* Keys of different slots in one command: refused, callback never runs. */
     const char *del[] = {"DEL", "{a}x", "{b}x"};
@@ -423,7 +424,7 @@ Test(redis_cluster, evalsha_on_every_node)
     for (int i = 0; i < 100; i++) {
         char k[32];
         snprintf(k, sizeof k, "{s:%d}:a", i);
-        int m = master_of((int)patron_redis_cluster_slot(k, strlen(k)), NULL);
+        int m = master_of((int)patron_key_slot(k, strlen(k)), NULL);
         cr_assert_geq(m, 0);
         seen[m] = true;
     }
@@ -460,7 +461,7 @@ Test(redis_cluster, moved_and_ask_during_resharding)
 {
     struct patron_redis_cluster *c = open_client();
     const char *key = "{mig}:n";
-    int slot = (int)patron_redis_cluster_slot(key, strlen(key));
+    int slot = (int)patron_key_slot(key, strlen(key));
     struct tally t;
     incr_many(c, &t, 1, 1); /* warm up: {tag:0}:n */
     const char *incr[] = {"INCR", key};
@@ -522,7 +523,7 @@ Test(redis_cluster, master_killed_replica_promoted)
     cr_assert_eq(t.ints, 1000);
 
     const char *key = "{victim}:n";
-    int victim = master_of((int)patron_redis_cluster_slot(key, strlen(key)), NULL);
+    int victim = master_of((int)patron_key_slot(key, strlen(key)), NULL);
     cr_assert_geq(victim, 0);
     /* Replicas have synced: the failover needs them. */
     for (int i = 0; i < 200; i++) {

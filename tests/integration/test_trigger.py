@@ -1,6 +1,6 @@
 """patron-trigger end to end, with the event clock, over real Kafka and Redis.
 
-A hand-made story of a few customers walks DESIGN.md's example campaigns
+A hand-made story of a few customers walks the example campaigns
 (examples/campaigns.yaml) through their fire, exit and suppression paths,
 mixed into the Online Retail subset replayed as background traffic. In the
 middle of the stream patron-trigger is killed with SIGKILL and restarted.

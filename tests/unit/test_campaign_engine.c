@@ -1,5 +1,5 @@
 /*
- * The campaign engine through its public API, with DESIGN.md's example
+ * The campaign engine through its public API, with docs/contracts/campaigns.md's example
  * campaigns file and sequences of profile updates; and the stored form of a
  * customer's campaign state.
  */
@@ -11,6 +11,8 @@
 #include "patron/campaign_engine.h"
 #include "patron/profile.h"
 #include "patron/v1/trigger.pb-c.h"
+#include "patron/campaign_yaml.h"
+#include "patron/campaign_state_codec.h"
 
 PATRON_LEAK_CHECKED_SUITE(campaign_engine);
 PATRON_LEAK_CHECKED_SUITE(campaign_state_codec);

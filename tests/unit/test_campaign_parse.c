@@ -6,10 +6,12 @@
 #include "../support/leak_check.h"
 #include "patron/campaign.h"
 #include "patron/v1/profile.pb-c.h"
+#include "patron/campaign_yaml.h"
 
 PATRON_LEAK_CHECKED_SUITE(campaign_parse);
 
-/* DESIGN.md's example, as in examples/campaigns.yaml (unit tests read no files). */
+/* docs/contracts/campaigns.md's example, as in examples/campaigns.yaml (unit tests read no files).
+ */
 static const char example[] =
     "defaults:\n"
     "  quiet_hours: { start: \"21:00\", end: \"09:00\" }  # customer's local time: messages wait, "

@@ -5,6 +5,7 @@
 #include "../support/leak_check.h"
 #include "patron/campaign_rules.h"
 #include "patron/template.h"
+#include "patron/campaign_yaml.h"
 
 PATRON_LEAK_CHECKED_SUITE(campaign_rules);
 PATRON_LEAK_CHECKED_SUITE(campaign_template);

@@ -694,7 +694,7 @@ Test(profile, counters_saturate_instead_of_overflowing)
     cr_expect_eq(q.points, INT64_MIN);
 }
 
-/* A typical customer's history, replayed in order, gives DESIGN.md's numbers. */
+/* A typical customer's history, replayed in order, gives docs/contracts/profile.md's numbers. */
 Test(profile, a_customer_history_end_to_end)
 {
     struct patron_profile_config c = defcfg();

@@ -10,6 +10,8 @@
 #include "patron/pb_unpack.h"
 #include "patron/profile.h"
 #include "patron/v1/profile.pb-c.h"
+#include "patron/profile_codec.h"
+#include "patron/profile_json.h"
 #include "../support/leak_check.h"
 
 PATRON_LEAK_CHECKED_SUITE(profile_codec);

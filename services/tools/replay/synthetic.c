@@ -24,7 +24,7 @@ enum { RNG_STREAM_SYNTHETIC = 4 };
 #define SYNTH_CATEGORIES 200
 #define SYNTH_LINES_MAX 5
 #define SYNTH_EVENT_MAX 1024 /* bytes; a 5-line purchase is about 200 */
-/* What the embedded Kafka keeps per partition (DESIGN.md), and the per-record
+/* What the embedded Kafka keeps per partition (docs/architecture.md), and the per-record
  * overhead of Kafka's record format beyond key and value (an estimate). */
 #define MOCK_PARTITION_BYTES ((uint64_t)5 * 1024 * 1024)
 #define KAFKA_RECORD_OVERHEAD 16

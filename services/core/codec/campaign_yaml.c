@@ -5,7 +5,7 @@
  * "unknown field", "duplicate field" and "missing field" one piece of code
  * for every level of the file.
  */
-#include "patron/campaign.h"
+#include "patron/campaign_yaml.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -287,37 +287,6 @@ out_bad:
                 what, SHOW(n));
 }
 
-static const struct {
-    const char *name;
-    int kind;
-} event_kinds[] = {
-    {"view", PATRON__V1__EVENT_KIND__VIEW},
-    {"cart_add", PATRON__V1__EVENT_KIND__CART_ADD},
-    {"cart_remove", PATRON__V1__EVENT_KIND__CART_REMOVE},
-    {"purchase", PATRON__V1__EVENT_KIND__PURCHASE},
-    {"refund", PATRON__V1__EVENT_KIND__REFUND},
-    {"review", PATRON__V1__EVENT_KIND__REVIEW},
-    {"customer", PATRON__V1__EVENT_KIND__CUSTOMER},
-    {"consent", PATRON__V1__EVENT_KIND__CONSENT},
-};
-
-int patron_campaign_event_kind_parse(const char *s)
-{
-    for (size_t i = 0; i < PATRON_ARRAY_LEN(event_kinds); i++)
-        if (strcmp(s, event_kinds[i].name) == 0)
-            return event_kinds[i].kind;
-    return 0;
-}
-
-static const char *const channel_names[PATRON_CAMPAIGN_CHANNELS] = {"any", "sms", "push", "email"};
-
-const char *patron_campaign_channel_name(enum patron_campaign_channel ch)
-{
-    if ((unsigned)ch >= PATRON_CAMPAIGN_CHANNELS)
-        return "unknown";
-    return channel_names[ch];
-}
-
 static int get_channel(struct pctx *p, const yaml_node_t *n, bool allow_any,
                        enum patron_campaign_channel *out, const char *what)
 {
@@ -325,7 +294,7 @@ static int get_channel(struct pctx *p, const yaml_node_t *n, bool allow_any,
     if (rc)
         return rc;
     for (int i = allow_any ? 0 : 1; i < PATRON_CAMPAIGN_CHANNELS; i++) {
-        if (scalar_is(n, channel_names[i])) {
+        if (scalar_is(n, patron_campaign_channel_names[i])) {
             *out = (enum patron_campaign_channel)i;
             return 0;
         }
@@ -357,27 +326,6 @@ static int get_set(struct pctx *p, const yaml_node_t *n, item_fn one, uint32_t *
     return 0;
 }
 
-static int one_event_kind(struct pctx *p, const yaml_node_t *n, uint32_t *mask, const char *what)
-{
-    int rc = want_scalar(p, n, what);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < PATRON_ARRAY_LEN(event_kinds); i++) {
-        if (scalar_is(n, event_kinds[i].name)) {
-            uint32_t bit = 1u << event_kinds[i].kind;
-            if (*mask & bit)
-                return fail(p, n, "%s lists '%s' twice", what, event_kinds[i].name);
-            *mask |= bit;
-            return 0;
-        }
-    }
-    return fail(p, n,
-                "%s: unknown event kind '%.*s' (view, cart_add, cart_remove, purchase, refund, "
-                "review, customer, consent)",
-                what, SHOW(n));
-}
-
-/* Names are short; anything longer cannot match and is reported as unknown. */
 static bool scalar_cstr(const yaml_node_t *n, char *buf, size_t cap)
 {
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.length >= cap ||
@@ -388,6 +336,27 @@ static bool scalar_cstr(const yaml_node_t *n, char *buf, size_t cap)
     return true;
 }
 
+static int one_event_kind(struct pctx *p, const yaml_node_t *n, uint32_t *mask, const char *what)
+{
+    int rc = want_scalar(p, n, what);
+    if (rc)
+        return rc;
+    char name[16];
+    int kind = scalar_cstr(n, name, sizeof(name)) ? patron_campaign_event_kind_parse(name) : 0;
+    if (kind) {
+        uint32_t bit = 1u << kind;
+        if (*mask & bit)
+            return fail(p, n, "%s lists '%s' twice", what, name);
+        *mask |= bit;
+        return 0;
+    }
+    return fail(p, n,
+                "%s: unknown event kind '%.*s' (view, cart_add, cart_remove, purchase, refund, "
+                "review, customer, consent)",
+                what, SHOW(n));
+}
+
+/* Names are short; anything longer cannot match and is reported as unknown. */
 static int one_segment(struct pctx *p, const yaml_node_t *n, uint32_t *mask, const char *what)
 {
     int rc = want_scalar(p, n, what);
@@ -1060,23 +1029,4 @@ out_free_doc:
 out_free_parser:
     yaml_parser_delete(&parser);
     return rc;
-}
-
-void patron_campaigns_free(struct patron_campaigns *cs)
-{
-    if (cs == NULL)
-        return;
-    for (size_t i = 0; i < cs->count; i++)
-        free(cs->campaigns[i].params);
-    free(cs->campaigns);
-    free(cs);
-}
-
-const struct patron_campaign *patron_campaigns_find(const struct patron_campaigns *cs,
-                                                    const char *id)
-{
-    for (size_t i = 0; i < cs->count; i++)
-        if (strcmp(cs->campaigns[i].id, id) == 0)
-            return &cs->campaigns[i];
-    return NULL;
 }

@@ -1,7 +1,6 @@
 /*
- * The customer profile and how events change it (DESIGN.md "Profile
- * semantics"), its stored form (protobuf ProfileState) and its API form
- * (JSON).
+ * The customer profile and how events change it (docs/contracts/profile.md), its stored form
+ * (protobuf ProfileState) and its API form (JSON).
  *
  * A struct patron_profile is a plain value with fixed capacities and no
  * pointers: copy it with `=`, keep it on the stack or in an array. Unused
@@ -18,8 +17,6 @@
  */
 #ifndef PATRON_PROFILE_H
 #define PATRON_PROFILE_H
-
-#include <jansson.h>
 
 #include "patron/common.h"
 #include "patron/rfm.h"
@@ -39,11 +36,7 @@
 #define PATRON_PROFILE_COUNTRY_MAX 63
 #define PATRON_PROFILE_BIRTHDAY_LEN 5 /* "MM-DD" */
 
-/* Largest stored form patron_profile_decode accepts; a full profile encodes
- * to about 13 KiB (4 KiB of it bought_earlier). */
-#define PATRON_PROFILE_ENCODED_MAX (64 * 1024)
-
-/* Thresholds and weights; patron_profile_config_default gives DESIGN.md's
+/* Thresholds and weights; patron_profile_config_default gives docs/contracts/profile.md's
  * defaults and the configuration loader overrides them from the environment.
  * Threshold lists go from the best score down. */
 struct patron_profile_config {
@@ -186,29 +179,5 @@ struct patron_category_rank {
 size_t patron_profile_top_categories(const struct patron_profile *p, int64_t now_ms,
                                      const struct patron_profile_config *cfg,
                                      struct patron_category_rank *out, size_t max);
-
-/* The stored form: protobuf patron.v1.ProfileState (zero fields omitted).
- * Encodes into a new buffer the caller frees with free(). Fails with
- * PATRON_EINVAL only for a profile that breaks the invariants above (a list
- * longer than its capacity). */
-int patron_profile_encode(const struct patron_profile *p, uint8_t **buf,
-                          size_t *len) PATRON_MUST_USE;
-/* The same into out (room cap; PATRON_PROFILE_ENCODED_MAX always suffices),
- * its length in *len; PATRON_ETOOBIG when it does not fit. */
-int patron_profile_encode_into(const struct patron_profile *p, uint8_t *out, size_t cap,
-                               size_t *len) PATRON_MUST_USE;
-/* Strict: PATRON_ETOOBIG above PATRON_PROFILE_ENCODED_MAX; PATRON_EINVAL on
- * bytes that are not a ProfileState, an empty customer_id, a string longer
- * than its field or not UTF-8, a list over capacity, a non-finite score or a
- * cart quantity <= 0, or bought_earlier not strictly ascending. On failure *p is unchanged. */
-int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t len) PATRON_MUST_USE;
-
-/* The profile as GET /v1/customers/{id}/profile returns it (DESIGN.md), plus
- * reviews, refunds and country; scores are evaluated at now_ms. Returns a new
- * reference (the caller json_decref's it). Absent values are null:
- * last_purchase_ms and rfm.recency_days without a purchase, time_zone,
- * locale, birthday and country when unknown. */
-json_t *patron_profile_to_json(const struct patron_profile *p, int64_t now_ms,
-                               const struct patron_profile_config *cfg);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * The CampaignMessage of a decision (DESIGN.md): ids, the variant's (else
+ * The CampaignMessage of a decision (docs/contracts/events.md): ids, the variant's (else
  * the campaign's) template, the campaign's params plus computed ones.
  * Messages carry the customer id and never contact details: the computed
  * params are only "points", "tier" and "segment" (names the campaigns

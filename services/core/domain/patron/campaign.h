@@ -1,14 +1,12 @@
 /*
- * The campaigns file (DESIGN.md "Campaigns file"): parsing and validation.
- *
- * patron_campaigns_parse turns the YAML text into a struct patron_campaigns
- * that the caller owns and releases with patron_campaigns_free; it is
- * immutable afterwards, so a reload builds a new one and swaps pointers
- * only on success (a bad reload keeps the running campaigns). Pure: no
- * files, no clock. Every error is PATRON_EINVAL (PATRON_ETOOBIG for a file
- * over PATRON_CAMPAIGNS_FILE_MAX) with "line L, column C: <reason>" in
- * `err`, 1-based, from libyaml's marks. Unknown fields at any level are
- * errors, so that a typo never silently disables a rule.
+ * The campaigns (docs/contracts/campaigns.md) as data. The file's parser
+ * is patron_campaigns_parse (campaign_yaml.h); it turns the YAML text into
+ * a struct patron_campaigns that the caller owns and releases with
+ * patron_campaigns_free; it is immutable afterwards, so a reload builds a new one and swaps
+ * pointers only on success (a bad reload keeps the running campaigns). Pure: no files, no clock.
+ * Every error is PATRON_EINVAL (PATRON_ETOOBIG for a file over PATRON_CAMPAIGNS_FILE_MAX) with
+ * "line L, column C: <reason>" in `err`, 1-based, from libyaml's marks. Unknown fields at any level
+ * are errors, so that a typo never silently disables a rule.
  *
  * Choices where the format is silent:
  * - control_group_percent may be fractional, with 0.01 % resolution;
@@ -123,29 +121,20 @@ struct patron_campaigns {
     size_t count;
 };
 
-/* Parses `len` bytes of YAML (need not be NUL-terminated). On success *out
- * is a new set the caller frees; on failure *out is untouched and `err`
- * (errlen > 0) holds the line, column and reason. */
-int patron_campaigns_parse(const char *yaml, size_t len, struct patron_campaigns **out, char *err,
-                           size_t errlen) PATRON_MUST_USE;
-
 void patron_campaigns_free(struct patron_campaigns *cs);
 
 /* The campaign with this id, or NULL. Linear: a file has at most 1000. */
 const struct patron_campaign *patron_campaigns_find(const struct patron_campaigns *cs,
                                                     const char *id);
 
-/* A duration "30s", "15m", "1h", "3d", "2w" in ms. Rejects 0, signs,
- * spaces, unknown units, and values over ~100 years. */
-int patron_duration_parse(const char *s, int64_t *out_ms) PATRON_MUST_USE;
-
-/* "HH:MM" (two digits each, 00:00..23:59) in minutes after midnight. */
-int patron_clock_time_parse(const char *s, int *out_min) PATRON_MUST_USE;
-
 /* Event kind by its campaigns-file name (view, cart_add, ... consent);
  * returns the PATRON__V1__EVENT_KIND__ value, or 0 when unknown. */
 int patron_campaign_event_kind_parse(const char *s);
 
+/* The channels' names, indexed by enum patron_campaign_channel: the one
+ * table the campaigns file, the messages and the statistics use. */
+extern const char *const patron_campaign_channel_names[PATRON_CAMPAIGN_CHANNELS];
+/* Its name, "unknown" out of range. */
 const char *patron_campaign_channel_name(enum patron_campaign_channel ch);
 
 #endif

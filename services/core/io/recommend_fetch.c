@@ -25,6 +25,7 @@
 #include "patron/kv.h"
 #include "patron/strmap.h"
 #include "patron/trend.h"
+#include "patron/profile_codec.h"
 
 /* ---- the item cache ----------------------------------------------------------- */
 

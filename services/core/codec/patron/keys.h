@@ -80,4 +80,12 @@ int patron_key_trigger_customer(char *dst, size_t cap, int32_t partition, const 
 uint64_t patron_profile_version_get(const void *value, size_t len);
 void patron_profile_version_put(void *dst, uint64_t version);
 
+/* Redis Cluster's hash slots, as its specification defines them. */
+#define PATRON_KEY_SLOTS 16384
+/* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0). */
+uint16_t patron_crc16(const void *data, size_t len);
+/* The slot of a key: CRC16 of its hash tag (the bytes between the first '{'
+ * and the next '}' when that is not empty, else the whole key) mod 16384. */
+unsigned patron_key_slot(const void *key, size_t len);
+
 #endif

@@ -90,3 +90,32 @@ int patron_key_trigger_customer(char *dst, size_t cap, int32_t partition, const 
     int n = snprintf(dst, cap, "{tp:%" PRId32 "}:c:%.*s", partition, (int)id_len, customer_id);
     return n < 0 || (size_t)n >= cap ? PATRON_ETOOBIG : n;
 }
+
+/* ---- hash slots ------------------------------------------------------------ */
+
+uint16_t patron_crc16(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)(p[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+unsigned patron_key_slot(const void *key, size_t len)
+{
+    const char *k = key;
+    const char *open = len ? memchr(k, '{', len) : NULL;
+    if (open) {
+        size_t from = (size_t)(open - k) + 1;
+        const char *close = memchr(k + from, '}', len - from);
+        if (close && close > k + from) {
+            k += from;
+            len = (size_t)(close - k);
+        }
+    }
+    return patron_crc16(k, len) & (PATRON_KEY_SLOTS - 1);
+}

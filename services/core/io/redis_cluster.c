@@ -8,6 +8,7 @@
 
 #include "patron/config.h"
 #include "patron/log.h"
+#include "patron/keys.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000
 #define DEFAULT_MAX_BACKOFF_MS 5000
@@ -101,35 +102,6 @@ static void refresh_timer_cb(uv_timer_t *t);
 static void retry_timer_cb(uv_timer_t *t);
 static void resend(struct creq *req, struct cnode *ask);
 
-/* ---- hash slots ------------------------------------------------------------ */
-
-uint16_t patron_crc16(const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    uint16_t crc = 0;
-    for (size_t i = 0; i < len; i++) {
-        crc ^= (uint16_t)(p[i] << 8);
-        for (int b = 0; b < 8; b++)
-            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
-    }
-    return crc;
-}
-
-unsigned patron_redis_cluster_slot(const void *key, size_t len)
-{
-    const char *k = key;
-    const char *open = len ? memchr(k, '{', len) : NULL;
-    if (open) {
-        size_t from = (size_t)(open - k) + 1;
-        const char *close = memchr(k + from, '}', len - from);
-        if (close && close > k + from) {
-            k += from;
-            len = (size_t)(close - k);
-        }
-    }
-    return patron_crc16(k, len) & (PATRON_REDIS_CLUSTER_SLOTS - 1);
-}
-
 static size_t arg_len(const char **argv, const size_t *lens, int i)
 {
     return lens ? lens[i] : strlen(argv[i]);
@@ -165,7 +137,7 @@ static int keys_slot(const char **argv, const size_t *lens, int first, int end, 
 {
     int slot = NO_KEY;
     for (int i = first; i < end; i += step) {
-        int s = (int)patron_redis_cluster_slot(argv[i], arg_len(argv, lens, i));
+        int s = (int)patron_key_slot(argv[i], arg_len(argv, lens, i));
         if (slot >= 0 && s != slot)
             return CROSS_SLOT;
         slot = s;

@@ -1,5 +1,5 @@
 /*
- * Configuration from the environment (DESIGN.md "Configuration").
+ * Configuration from the environment (docs/configuration.md).
  *
  * patron_config_load reads every PATRON_* variable once at start, applies the
  * defaults, checks every value, and fills a struct patron_config that owns all

@@ -11,7 +11,7 @@
  * to it), and every update first fires the timers due at or before its own
  * event time: the outcome for a customer then depends only on the order of
  * that customer's updates, which Kafka keeps, so a replay with the event
- * clock is deterministic (DESIGN.md "Time").
+ * clock is deterministic (docs/guarantees.md, "Time").
  *
  * Exactly once: an update already applied (its offset, or its event id among
  * the recent ones) changes nothing, and a decision whose message id is in the
@@ -90,20 +90,10 @@ struct patron_customer_state {
 void patron_customer_state_init(struct patron_customer_state *st, const char *customer_id);
 void patron_customer_state_free(struct patron_customer_state *st);
 
-/* The stored form (patron.v1.TriggerState). decode initialises *st (free it
- * even on failure); PATRON_EINVAL for bytes that do not decode,
- * PATRON_ETOOBIG over PATRON_ENGINE_STATE_MAX. Never trusted: lists longer
- * than the bounds above keep their most recent entries, strings are cut, and
- * entries with an unknown kind or channel or a time outside 1970..9999 are
- * dropped. encode returns a malloc'ed buffer in *out. */
-int patron_customer_state_decode(struct patron_customer_state *st, const void *data,
-                                 size_t len) PATRON_MUST_USE;
-size_t patron_customer_state_encode(const struct patron_customer_state *st, uint8_t **out);
-
 /* The earliest timer's fire time, or INT64_MAX when none is pending. */
 int64_t patron_customer_state_next_fire(const struct patron_customer_state *st);
 
-/* The per-campaign counters of DESIGN.md's statistics. */
+/* The per-campaign counters of the campaign statistics (docs/contracts/api.md). */
 enum patron_stat {
     PATRON_STAT_SENT,
     PATRON_STAT_EXITED,

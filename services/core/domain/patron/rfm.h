@@ -1,6 +1,6 @@
 /*
  * Loyalty tier, RFM scores, segment, churn risk and predicted value of a
- * customer profile (DESIGN.md "Profile semantics").
+ * customer profile (docs/contracts/profile.md).
  *
  * Pure functions of a profile, a configuration and a `now` passed in as Unix
  * epoch milliseconds (the caller reads its clock); no I/O, no allocation.
@@ -17,7 +17,7 @@ struct patron_profile_config;
 
 enum patron_tier { PATRON_TIER_SILVER, PATRON_TIER_GOLD, PATRON_TIER_PLATINUM };
 
-/* Evaluated in this order, first match wins (DESIGN.md). */
+/* Evaluated in this order, first match wins (docs/contracts/profile.md). */
 enum patron_segment {
     PATRON_SEGMENT_NEW,             /* 1 order, R >= 4 */
     PATRON_SEGMENT_CHAMPION,        /* R >= 4, F >= 4 */

@@ -8,14 +8,13 @@
 
 #include "../support/leak_check.h"
 #include "patron/keys.h"
-#include "patron/redis_cluster.h"
 
 PATRON_LEAK_CHECKED_SUITE(crc16);
 PATRON_LEAK_CHECKED_SUITE(hash_slot);
 
 static unsigned slot_of(const char *key)
 {
-    return patron_redis_cluster_slot(key, strlen(key));
+    return patron_key_slot(key, strlen(key));
 }
 
 struct crc_case {
@@ -98,8 +97,7 @@ Test(hash_slot, hash_tag_rules)
         {"{c:42}:timers", "c:42"},
     };
     for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++) {
-        unsigned want =
-            patron_crc16(cases[i].hashed, strlen(cases[i].hashed)) % PATRON_REDIS_CLUSTER_SLOTS;
+        unsigned want = patron_crc16(cases[i].hashed, strlen(cases[i].hashed)) % PATRON_KEY_SLOTS;
         cr_expect_eq(slot_of(cases[i].key), want, "slot(\"%s\") = %u, want crc16(\"%s\") = %u",
                      cases[i].key, slot_of(cases[i].key), cases[i].hashed, want);
     }
@@ -129,19 +127,19 @@ Test(hash_slot, binary_keys_use_len_not_nul)
 {
     static const char k1[] = {'a', '\0', 'b'};
     static const char k2[] = {'a', '\0', 'c'};
-    cr_expect_neq(patron_redis_cluster_slot(k1, 3), patron_redis_cluster_slot(k2, 3));
-    cr_expect_eq(patron_redis_cluster_slot(k1, 1), slot_of("a"));
+    cr_expect_neq(patron_key_slot(k1, 3), patron_key_slot(k2, 3));
+    cr_expect_eq(patron_key_slot(k1, 1), slot_of("a"));
     /* A tag whose '}' lies beyond len is no tag. */
-    cr_expect_eq(patron_redis_cluster_slot("{ab}", 3), slot_of("{ab"));
+    cr_expect_eq(patron_key_slot("{ab}", 3), slot_of("{ab"));
     static const char tag_nul[] = {'{', '\0', '}', 'x'};
-    cr_expect_eq(patron_redis_cluster_slot(tag_nul, 4), patron_crc16("", 1) % 16384);
+    cr_expect_eq(patron_key_slot(tag_nul, 4), patron_crc16("", 1) % 16384);
 }
 
 Test(hash_slot, every_slot_in_range_and_reached)
 {
     /* 2^16 random-ish keys: all slots < 16384, and the spread covers most of
      * them (a broken mask or modulo would collapse it). */
-    static unsigned char seen[PATRON_REDIS_CLUSTER_SLOTS];
+    static unsigned char seen[PATRON_KEY_SLOTS];
     memset(seen, 0, sizeof seen);
     unsigned char key[12];
     uint64_t x = 88172645463325252ull;
@@ -152,8 +150,8 @@ Test(hash_slot, every_slot_in_range_and_reached)
             x ^= x << 17;
             key[j] = (unsigned char)x;
         }
-        unsigned s = patron_redis_cluster_slot(key, sizeof key);
-        cr_assert_lt(s, PATRON_REDIS_CLUSTER_SLOTS);
+        unsigned s = patron_key_slot(key, sizeof key);
+        cr_assert_lt(s, PATRON_KEY_SLOTS);
         seen[s] = 1;
     }
     size_t covered = 0;
@@ -171,7 +169,7 @@ Test(hash_slot, huge_key)
     k[10] = '{';
     k[n - 1] = '}';
     /* The tag runs to the end: 4 MiB minus 12 bytes of 'z'. */
-    unsigned whole_tag = patron_redis_cluster_slot(k + 11, n - 12);
-    cr_expect_eq(patron_redis_cluster_slot(k, n), whole_tag);
+    unsigned whole_tag = patron_key_slot(k + 11, n - 12);
+    cr_expect_eq(patron_key_slot(k, n), whole_tag);
     free(k);
 }

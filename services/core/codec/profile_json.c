@@ -1,5 +1,6 @@
-/* The API form of a profile (DESIGN.md, GET /v1/customers/{id}/profile). */
+/* The API form of a profile (docs/contracts/api.md, GET /v1/customers/{id}/profile). */
 #include "patron/profile.h"
+#include "patron/profile_json.h"
 
 #include <math.h>
 #include <stdlib.h>

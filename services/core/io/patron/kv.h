@@ -21,9 +21,10 @@
 #include <stdarg.h>
 
 #include "patron/redis.h"
+#include "patron/resp.h"
 
 /* Arguments of one printf-style command, at most. */
-#define PATRON_KV_ARGS_MAX (1 << 20)
+#define PATRON_KV_ARGS_MAX PATRON_RESP_ARGS_MAX
 /* Shards (cluster masters) patron_kv_shards reports, at most. */
 #define PATRON_KV_SHARDS_MAX 1000
 
@@ -107,13 +108,5 @@ size_t patron_kv_pending(const struct patron_kv *kv);
  * on_closed (may be NULL) runs on the loop once the handle is freed. May
  * be called from any of the handle's callbacks. */
 void patron_kv_close(struct patron_kv *kv, void (*on_closed)(void *ud), void *ud);
-
-/* Pure, exposed for tests: splits one command in RESP (an array of bulk
- * strings, as redisvFormatCommand writes it) into arguments pointing into
- * `resp`. Returns the number of arguments n and fills argv/lens only when
- * n <= max (call again with room for n); PATRON_EINVAL unless the `len`
- * bytes are exactly one such array with 1..PATRON_KV_ARGS_MAX elements. */
-int patron_kv_resp_split(const char *resp, size_t len, const char **argv, size_t *lens,
-                         size_t max) PATRON_MUST_USE;
 
 #endif

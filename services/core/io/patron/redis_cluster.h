@@ -16,9 +16,10 @@
 #ifndef PATRON_REDIS_CLUSTER_H
 #define PATRON_REDIS_CLUSTER_H
 
+#include "patron/keys.h"
 #include "patron/redis.h"
 
-#define PATRON_REDIS_CLUSTER_SLOTS 16384
+#define PATRON_REDIS_CLUSTER_SLOTS PATRON_KEY_SLOTS
 /* Nodes (masters and seeds) the client connects to at most: a CLUSTER SLOTS
  * reply naming more is refused. */
 #define PATRON_REDIS_CLUSTER_MAX_NODES 1000
@@ -100,12 +101,5 @@ size_t patron_redis_cluster_pending(const struct patron_redis_cluster *c);
  * every node and handle is closed and the client is freed. */
 void patron_redis_cluster_close(struct patron_redis_cluster *c, void (*on_closed)(void *ud),
                                 void *ud);
-
-/* Pure helpers, exposed for tests. CRC16-CCITT (XMODEM: polynomial 0x1021,
- * initial 0) as the cluster specification defines it. */
-uint16_t patron_crc16(const void *data, size_t len);
-/* The slot of a key: CRC16 of its hash tag (the bytes between the first '{'
- * and the next '}' when that is not empty, else the whole key) mod 16384. */
-unsigned patron_redis_cluster_slot(const void *key, size_t len);
 
 #endif

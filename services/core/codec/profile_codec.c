@@ -12,6 +12,7 @@
 #include "patron/pb_pack.h"
 #include "patron/pb_unpack.h"
 #include "patron/v1/profile.pb-c.h"
+#include "patron/profile_codec.h"
 
 /* Encoding builds the message on the stack, pointing into the profile: no
  * copies, and the sizes below are the capacities. */

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "patron/redis_cluster.h"
+#include "patron/resp.h"
+#include "patron/keys.h"
 
 /* Arguments split on the stack; a longer command allocates. */
 #define ARGS_ON_STACK 32
@@ -28,55 +30,6 @@ struct patron_kv {
     void (*on_closed)(void *ud);
     void *closed_ud;
 };
-
-/* ---- RESP splitting (pure) ---------------------------------------------- */
-
-/* A decimal after `p[0] == type`, up to "\r\n" within `end`: the count of an
- * array or the length of a bulk string. Advances *p past the "\r\n". */
-static int read_header(const char **p, const char *end, char type, size_t limit, size_t *out)
-{
-    const char *q = *p;
-    if (q >= end || *q != type)
-        return PATRON_EINVAL;
-    q++;
-    size_t v = 0, digits = 0;
-    while (q < end && *q >= '0' && *q <= '9') {
-        size_t d = (size_t)(*q - '0');
-        if (d > limit || v > (limit - d) / 10)
-            return PATRON_EINVAL;
-        v = v * 10 + d;
-        q++;
-        digits++;
-    }
-    if (digits == 0 || end - q < 2 || q[0] != '\r' || q[1] != '\n')
-        return PATRON_EINVAL;
-    *p = q + 2;
-    *out = v;
-    return 0;
-}
-
-int patron_kv_resp_split(const char *resp, size_t len, const char **argv, size_t *lens, size_t max)
-{
-    if (!resp)
-        return PATRON_EINVAL;
-    const char *p = resp, *end = resp + len;
-    size_t n;
-    if (read_header(&p, end, '*', PATRON_KV_ARGS_MAX, &n) < 0 || n == 0)
-        return PATRON_EINVAL;
-    bool fill = n <= max && argv && lens;
-    for (size_t i = 0; i < n; i++) {
-        size_t blen;
-        if (read_header(&p, end, '$', len, &blen) < 0 || (size_t)(end - p) < blen ||
-            (size_t)(end - p) - blen < 2 || p[blen] != '\r' || p[blen + 1] != '\n')
-            return PATRON_EINVAL;
-        if (fill) {
-            argv[i] = p;
-            lens[i] = blen;
-        }
-        p += blen + 2;
-    }
-    return p == end ? (int)n : PATRON_EINVAL;
-}
 
 /* ---- the handle --------------------------------------------------------- */
 
@@ -139,7 +92,7 @@ bool patron_kv_is_cluster(const struct patron_kv *kv)
 
 unsigned patron_kv_key_group(const struct patron_kv *kv, const char *key, size_t len)
 {
-    return kv->cluster ? patron_redis_cluster_slot(key, len) : 0;
+    return kv->cluster ? patron_key_slot(key, len) : 0;
 }
 
 int patron_kv_commandv(struct patron_kv *kv, patron_redis_cb cb, void *ud, int argc,
@@ -167,11 +120,11 @@ int patron_kv_vcommand(struct patron_kv *kv, patron_redis_cb cb, void *ud, const
     size_t stack_lens[ARGS_ON_STACK];
     const char **argv = stack_argv;
     size_t *lens = stack_lens;
-    int rc = patron_kv_resp_split(resp, (size_t)len, argv, lens, ARGS_ON_STACK);
+    int rc = patron_resp_split(resp, (size_t)len, argv, lens, ARGS_ON_STACK);
     if (rc > ARGS_ON_STACK) {
         argv = patron_malloc((size_t)rc * sizeof *argv);
         lens = patron_malloc((size_t)rc * sizeof *lens);
-        rc = patron_kv_resp_split(resp, (size_t)len, argv, lens, (size_t)rc);
+        rc = patron_resp_split(resp, (size_t)len, argv, lens, (size_t)rc);
     }
     if (rc > 0)
         rc = patron_kv_commandv(kv, cb, ud, rc, argv, lens);

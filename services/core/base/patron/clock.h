@@ -1,5 +1,5 @@
 /*
- * One clock for every service (DESIGN.md "Time").
+ * One clock for every service (docs/guarantees.md, "Time").
  *
  * PATRON_CLOCK_WALL is the real time. PATRON_CLOCK_EVENT makes "now" the
  * event time that ingest has applied on every partition: ingest stores, per

@@ -1,14 +1,16 @@
 /*
- * The pure part of the kv handle: a command formatted by hiredis (as
+ * RESP splitting (resp.h): a command formatted by hiredis (as
  * patron_kv_command does) split back into its arguments, and RESP that is
- * not exactly one array of bulk strings refused.
+ * not exactly one array of bulk strings refused. hiredis' formatter is the
+ * oracle here, the one I/O library a unit test links, for a pure function.
  */
 #include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../support/leak_check.h"
-#include "patron/kv.h"
+#include "patron/resp.h"
 
 PATRON_LEAK_CHECKED_SUITE(kv_resp_split);
 
@@ -16,7 +18,7 @@ PATRON_LEAK_CHECKED_SUITE(kv_resp_split);
 
 static int split(const char *resp, size_t len, const char **argv, size_t *lens, size_t max)
 {
-    return patron_kv_resp_split(resp, len, argv, lens, max);
+    return patron_resp_split(resp, len, argv, lens, max);
 }
 
 static int format(char **out, const char *fmt, ...)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "patron/campaign_engine.h"
+#include "patron/campaign_state_codec.h"
 #include "patron/v1/trigger.pb-c.h"
 
 /* Event times a state may hold: 1970 to the year 9999. Anything else is
