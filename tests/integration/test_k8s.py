@@ -143,7 +143,7 @@ class Dockerfile(unittest.TestCase):
              "--no-install-recommends"),
             ("a build package deps.sh gained", "deps", "libyaml-dev", "libyaml-dev libfoo-dev",
              "lacks libfoo-dev"),
-            ("context without sources", "ignore", "!services/\n", "", "services/core/src/config.c"),
+            ("context without sources", "ignore", "!services/\n", "", "services/core/codec/config.c"),
             ("context with build dirs", "ignore", self.ignore, "build/\n", "build-lead"),
         ]
         sanitized = any(check_dockerfile.SANITIZER.match(p)
