@@ -386,7 +386,8 @@ def check(dockerfile, deps_sh, dockerignore, machine):
 
     # the build context
     patterns = [l.strip() for l in dockerignore.splitlines() if l.strip() and not l.startswith("#")]
-    for need in ("CMakeLists.txt", "proto/patron/v1/event.proto", "services/core/codec/config.c"):
+    for need in ("CMakeLists.txt", "cmake/check_layers.cmake", "proto/patron/v1/event.proto",
+                 "services/core/codec/config.c"):
         if ignored(patterns, need):
             f.append(f".dockerignore leaves {need} out of the build context")
     for out in (".git/config", "build-lead/CMakeCache.txt", "tests/k8s/node_modules/x",
