@@ -149,9 +149,7 @@ static void on_profile(void *ud, redisReply *reply)
     } else {
         struct patron_profile *p = patron_malloc(sizeof(*p));
         size_t len = (size_t)reply->len;
-        if (len < PATRON_PROFILE_VERSION_LEN ||
-            patron_profile_decode(p, (const uint8_t *)reply->str + PATRON_PROFILE_VERSION_LEN,
-                                  len - PATRON_PROFILE_VERSION_LEN)) {
+        if (patron_profile_stored_decode(p, reply->str, len, NULL)) {
             patron_log(api->log, PATRON_LOG_ERROR, "stored profile does not decode",
                        "\"bytes\":%zu", len);
             respond_error(api, pd->res, 500, "internal", "stored profile does not decode");

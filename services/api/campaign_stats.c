@@ -17,32 +17,19 @@
 #include "api.h"
 #include "patron/keys.h"
 #include "patron/metrics.h"
+#include "patron/num.h"
+#include "patron/stats_field.h"
 #include "patron/kv.h"
 #include "patron/strmap.h"
 
 /* z for a two-sided 95% interval */
 #define Z95 1.959963984540054
 
-/* The field names of enum api_stats_counter, in its order. */
-static const char *const counter_names[API_STATS_COUNTERS] = {
-    [API_STATS_SENT] = "sent",
-    [API_STATS_EXITED] = "exited",
-    [API_STATS_CONSENT] = "consent",
-    [API_STATS_AUDIENCE] = "audience",
-    [API_STATS_CONTROL_GROUP] = "control_group",
-    [API_STATS_COOLDOWN] = "cooldown",
-    [API_STATS_FREQUENCY_CAP] = "frequency_cap",
-    [API_STATS_CONVERSIONS] = "conversions",
-    [API_STATS_REVENUE_CENTS] = "revenue_cents",
-    [API_STATS_CONTROL_CONVERSIONS] = "control_conversions",
-    [API_STATS_CONTROL_REVENUE_CENTS] = "control_revenue_cents",
-};
-
 /* The suppression reasons, in the order of docs/contracts/campaigns.md, as the answer names them.
  */
-static const enum api_stats_counter suppressed[] = {
-    API_STATS_CONSENT,  API_STATS_AUDIENCE,      API_STATS_CONTROL_GROUP,
-    API_STATS_COOLDOWN, API_STATS_FREQUENCY_CAP,
+static const enum patron_stat suppressed[] = {
+    PATRON_STAT_CONSENT,  PATRON_STAT_AUDIENCE,      PATRON_STAT_CONTROL_GROUP,
+    PATRON_STAT_COOLDOWN, PATRON_STAT_FREQUENCY_CAP,
 };
 
 struct api_campaign_stats {
@@ -55,7 +42,7 @@ struct row {
     char key[2 * PATRON_ID_MAX + 2]; /* campaign '|' variant: the map's key */
     char campaign[PATRON_ID_MAX + 1];
     char variant[PATRON_ID_MAX + 1];
-    int64_t c[API_STATS_COUNTERS];
+    int64_t c[PATRON_STATS];
 };
 
 /* A request waiting for its partitions' hashes. */
@@ -74,80 +61,8 @@ struct stats_req {
 
 int api_partition_parse(const char *s, size_t len)
 {
-    if (len == 0 || len > 5 || (len > 1 && s[0] == '0'))
-        return -1;
-    int v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v <= API_PARTITION_MAX ? v : -1;
-}
-
-static bool campaign_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-}
-
-static bool variant_char(char c)
-{
-    return campaign_char(c) || (c >= 'A' && c <= 'Z');
-}
-
-int api_stats_field_parse(const char *field, size_t len, char campaign[PATRON_ID_MAX + 1],
-                          char variant[PATRON_ID_MAX + 1], enum api_stats_counter *counter)
-{
-    const char *end = field + len;
-    const char *bar1 = memchr(field, '|', len);
-    if (!bar1)
-        return PATRON_EINVAL;
-    const char *bar2 = memchr(bar1 + 1, '|', (size_t)(end - bar1 - 1));
-    if (!bar2)
-        return PATRON_EINVAL;
-    size_t clen = (size_t)(bar1 - field), vlen = (size_t)(bar2 - bar1 - 1);
-    size_t nlen = (size_t)(end - bar2 - 1);
-    if (clen == 0 || clen > PATRON_ID_MAX || vlen > PATRON_ID_MAX)
-        return PATRON_EINVAL;
-    for (size_t i = 0; i < clen; i++)
-        if (!campaign_char(field[i]))
-            return PATRON_EINVAL;
-    for (size_t i = 0; i < vlen; i++)
-        if (!variant_char(bar1[1 + i]))
-            return PATRON_EINVAL;
-    for (size_t i = 0; i < API_STATS_COUNTERS; i++) {
-        if (strlen(counter_names[i]) == nlen && memcmp(counter_names[i], bar2 + 1, nlen) == 0) {
-            memcpy(campaign, field, clen);
-            campaign[clen] = '\0';
-            memcpy(variant, bar1 + 1, vlen);
-            variant[vlen] = '\0';
-            *counter = (enum api_stats_counter)i;
-            return 0;
-        }
-    }
-    return PATRON_EINVAL; /* also a third '|': it is then part of the counter name */
-}
-
-/* A counter as HINCRBY leaves it: canonical non-negative decimal that fits
- * int64. */
-static int value_parse(const char *s, size_t len, int64_t *out)
-{
-    if (len == 0 || len > 19 || (len > 1 && s[0] == '0'))
-        return PATRON_EINVAL;
-    char buf[20];
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return PATRON_EINVAL;
-        buf[i] = s[i];
-    }
-    buf[len] = '\0';
-    errno = 0;
-    char *end;
-    long long v = strtoll(buf, &end, 10);
-    if (errno || *end != '\0')
-        return PATRON_EINVAL;
-    *out = v;
-    return 0;
+    int64_t v;
+    return patron_parse_i64(s, len, 0, API_PARTITION_MAX, &v) ? -1 : (int)v;
 }
 
 void api_uplift_compute(int64_t sent, int64_t conversions, int64_t control, int64_t control_conv,
@@ -197,15 +112,16 @@ static bool wrong_type(const redisReply *reply)
 static void add_field(struct stats_req *rq, const redisReply *f, const redisReply *v)
 {
     struct api_campaign_stats *s = rq->s;
-    char campaign[PATRON_ID_MAX + 1], variant[PATRON_ID_MAX + 1];
-    enum api_stats_counter counter;
+    char campaign[PATRON_CAMPAIGN_ID_MAX + 1], variant[PATRON_CAMPAIGN_ID_MAX + 1];
+    enum patron_stat counter;
     int64_t value;
     if (f->type != REDIS_REPLY_STRING ||
-        api_stats_field_parse(f->str, (size_t)f->len, campaign, variant, &counter) != 0) {
+        patron_stats_field_parse(f->str, (size_t)f->len, campaign, variant, &counter) != 0) {
         patron_counter_inc(s->m_skip_field);
         return;
     }
-    if (v->type != REDIS_REPLY_STRING || value_parse(v->str, (size_t)v->len, &value) != 0) {
+    if (v->type != REDIS_REPLY_STRING ||
+        patron_parse_i64(v->str, (size_t)v->len, 0, INT64_MAX, &value) != 0) {
         patron_counter_inc(s->m_skip_value);
         return;
     }
@@ -246,30 +162,31 @@ static json_t *rate_json(bool has, double v)
 static json_t *row_json(const struct row *r)
 {
     const int64_t *c = r->c;
-    int64_t eligible = sat_add(c[API_STATS_SENT], c[API_STATS_EXITED]);
+    int64_t eligible = sat_add(c[PATRON_STAT_SENT], c[PATRON_STAT_EXITED]);
     json_t *supp = json_object();
     for (size_t i = 0; i < PATRON_ARRAY_LEN(suppressed); i++) {
         eligible = sat_add(eligible, c[suppressed[i]]);
-        json_object_set_new(supp, counter_names[suppressed[i]], json_integer(c[suppressed[i]]));
+        json_object_set_new(supp, patron_stat_name(suppressed[i]), json_integer(c[suppressed[i]]));
     }
     struct api_uplift u;
-    api_uplift_compute(c[API_STATS_SENT], c[API_STATS_CONVERSIONS], c[API_STATS_CONTROL_GROUP],
-                       c[API_STATS_CONTROL_CONVERSIONS], &u);
+    api_uplift_compute(c[PATRON_STAT_SENT], c[PATRON_STAT_CONVERSIONS],
+                       c[PATRON_STAT_CONTROL_GROUP], c[PATRON_STAT_CONTROL_CONVERSIONS], &u);
     json_t *control = json_object();
-    json_object_set_new(control, "would_have_sent", json_integer(c[API_STATS_CONTROL_GROUP]));
-    json_object_set_new(control, "conversions", json_integer(c[API_STATS_CONTROL_CONVERSIONS]));
-    json_object_set_new(control, "revenue_cents", json_integer(c[API_STATS_CONTROL_REVENUE_CENTS]));
+    json_object_set_new(control, "would_have_sent", json_integer(c[PATRON_STAT_CONTROL_GROUP]));
+    json_object_set_new(control, "conversions", json_integer(c[PATRON_STAT_CONTROL_CONVERSIONS]));
+    json_object_set_new(control, "revenue_cents",
+                        json_integer(c[PATRON_STAT_CONTROL_REVENUE_CENTS]));
     json_object_set_new(control, "conversion_rate", rate_json(u.has_control_rate, u.control_rate));
 
     json_t *o = json_object();
     json_object_set_new(o, "campaign_id", json_string(r->campaign));
     json_object_set_new(o, "variant", json_string(r->variant));
     json_object_set_new(o, "eligible", json_integer(eligible));
-    json_object_set_new(o, "sent", json_integer(c[API_STATS_SENT]));
-    json_object_set_new(o, "exited", json_integer(c[API_STATS_EXITED]));
+    json_object_set_new(o, "sent", json_integer(c[PATRON_STAT_SENT]));
+    json_object_set_new(o, "exited", json_integer(c[PATRON_STAT_EXITED]));
     json_object_set_new(o, "suppressed", supp);
-    json_object_set_new(o, "conversions", json_integer(c[API_STATS_CONVERSIONS]));
-    json_object_set_new(o, "revenue_cents", json_integer(c[API_STATS_REVENUE_CENTS]));
+    json_object_set_new(o, "conversions", json_integer(c[PATRON_STAT_CONVERSIONS]));
+    json_object_set_new(o, "revenue_cents", json_integer(c[PATRON_STAT_REVENUE_CENTS]));
     json_object_set_new(o, "conversion_rate", rate_json(u.has_rate, u.rate));
     json_object_set_new(o, "control", control);
     json_object_set_new(o, "uplift", rate_json(u.has_uplift, u.uplift));

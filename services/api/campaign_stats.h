@@ -9,7 +9,7 @@
  *   {tp:<p>}:stats         hash "<campaign>|<variant>|<counter>" -> integer
  * Read with SMEMBERS, then one HGETALL per partition, pipelined. Whatever
  * does not parse (a partition that is not a number, a field that is not
- * campaign|variant|counter, a value that is not a non-negative integer, a
+ * campaign|variant|counter (stats_field.h), a value that is not a non-negative integer, a
  * sum that would overflow) is skipped and counted in
  * patron_api_stats_skipped_total{reason}, never answered as an error.
  *
@@ -34,33 +34,9 @@ struct api_campaign_stats;
 /* Campaign-variant rows per answer; beyond, skipped (reason "rows"). */
 #define API_STATS_ROWS_MAX 16384
 
-/* The counters of one campaign and variant, in field-name order. */
-enum api_stats_counter {
-    API_STATS_SENT,
-    API_STATS_EXITED,
-    API_STATS_CONSENT,
-    API_STATS_AUDIENCE,
-    API_STATS_CONTROL_GROUP, /* the control group's "would have sent" */
-    API_STATS_COOLDOWN,
-    API_STATS_FREQUENCY_CAP,
-    API_STATS_CONVERSIONS,
-    API_STATS_REVENUE_CENTS,
-    API_STATS_CONTROL_CONVERSIONS,
-    API_STATS_CONTROL_REVENUE_CENTS,
-};
-#define API_STATS_COUNTERS 11
-
 /* A partition number from {trigger}:partitions: canonical decimal (no sign,
  * no leading zero) in 0..API_PARTITION_MAX. Returns it, or -1. Pure. */
 int api_partition_parse(const char *s, size_t len);
-
-/* Splits a stats field "<campaign>|<variant>|<counter>": campaign 1..64
- * bytes of [a-z0-9_-], variant 0..64 of [A-Za-z0-9_-] ("" when the campaign
- * has no variants), counter one of the names of enum api_stats_counter.
- * On success the ids are NUL-terminated copies. Pure; PATRON_EINVAL. */
-int api_stats_field_parse(const char *field, size_t len, char campaign[PATRON_ID_MAX + 1],
-                          char variant[PATRON_ID_MAX + 1],
-                          enum api_stats_counter *counter) PATRON_MUST_USE;
 
 /* Rates of converted sends: a rate is conversions / group size, absent
  * (has_* false) when the group is empty. The uplift is the difference of

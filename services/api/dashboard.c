@@ -23,6 +23,7 @@
 #include "api.h"
 #include "campaign_stats.h"
 #include "patron/catalog.h"
+#include "patron/num.h"
 #include "patron/clock.h"
 #include "patron/event_check.h"
 #include "patron/keys.h"
@@ -274,9 +275,7 @@ static void count_profile(struct api_dashboard *d, const redisReply *v)
 {
     size_t len = (size_t)v->len;
     struct patron_profile *p = d->scratch;
-    if (len < PATRON_PROFILE_VERSION_LEN ||
-        patron_profile_decode(p, (const uint8_t *)v->str + PATRON_PROFILE_VERSION_LEN,
-                              len - PATRON_PROFILE_VERSION_LEN) != 0) {
+    if (patron_profile_stored_decode(p, v->str, len, NULL) != 0) {
         patron_counter_inc(d->m_skip_decode);
         return;
     }
@@ -542,22 +541,6 @@ static void reco_answer(struct reco_req *rq)
     reco_free(rq);
 }
 
-static bool price_parse(const redisReply *v, int64_t *out)
-{
-    if (v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 19)
-        return false;
-    for (size_t i = 0; i < (size_t)v->len; i++)
-        if (v->str[i] < '0' || v->str[i] > '9')
-            return false;
-    errno = 0;
-    char *end;
-    long long x = strtoll(v->str, &end, 10);
-    if (errno || end != v->str + v->len)
-        return false;
-    *out = x;
-    return true;
-}
-
 struct catalog_ctx {
     struct reco_req *rq;
     struct reco_item *it;
@@ -578,7 +561,8 @@ static void on_catalog(void *ud, redisReply *reply)
         if (title->type == REDIS_REPLY_STRING && title->len <= PATRON_TITLE_MAX &&
             patron_event_text_valid(title->str, (size_t)title->len))
             it->title = patron_strndup(title->str, (size_t)title->len);
-        it->has_price = price_parse(reply->element[1], &it->price_cents);
+        it->has_price = reply->element[1]->type == REDIS_REPLY_STRING &&
+                        patron_reply_i64(reply->element[1], 0, INT64_MAX, &it->price_cents) == 0;
     }
     reco_settle(rq);
 }
@@ -679,11 +663,8 @@ static void get_recommended(struct api_dashboard *d, struct api *api,
     char buf[8];
     int n = patron_http_query_param(req->query, "limit", buf, sizeof(buf));
     if (n != PATRON_ENOTFOUND) {
-        bool ok = n > 0 && n <= 3 && buf[0] != '0';
-        for (int i = 0; ok && i < n; i++)
-            ok = buf[i] >= '0' && buf[i] <= '9';
-        long v = ok ? strtol(buf, NULL, 10) : 0;
-        if (!ok || v < 1 || v > API_DASHBOARD_LIMIT_MAX) {
+        int64_t v;
+        if (n <= 0 || patron_parse_i64(buf, (size_t)n, 1, API_DASHBOARD_LIMIT_MAX, &v)) {
             api_respond_error(api, res, 400, "bad_request",
                               "limit must be an integer from 1 to 100");
             return;

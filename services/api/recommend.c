@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "patron/event_check.h"
+#include "patron/num.h"
 
 const char *api_reco_query_parse(const char *query, bool category_allowed, struct api_reco_query *q)
 {
@@ -19,15 +20,8 @@ const char *api_reco_query_parse(const char *query, bool category_allowed, struc
     char buf[8];
     int n = patron_http_query_param(query, "limit", buf, sizeof(buf));
     if (n != PATRON_ENOTFOUND) {
-        if (n <= 0 || (size_t)n > 3)
-            return "limit must be an integer from 1 to 100";
-        for (int i = 0; i < n; i++)
-            if (buf[i] < '0' || buf[i] > '9')
-                return "limit must be an integer from 1 to 100";
-        char *end;
-        errno = 0;
-        long long v = strtoll(buf, &end, 10);
-        if (*end != '\0' || errno || v < 1 || v > PATRON_RECO_LIMIT_MAX)
+        int64_t v;
+        if (n <= 0 || patron_parse_i64(buf, (size_t)n, 1, PATRON_RECO_LIMIT_MAX, &v))
             return "limit must be an integer from 1 to 100";
         q->limit = (size_t)v;
     }

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "patron/common.h"
+#include "patron/num.h"
 
 #define MAX_TOPICS 64
 #define MAX_BROKERS 16
@@ -82,10 +83,8 @@ static void usage(void)
 
 static int parse_int(const char *s, long min, long max, int *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
+    int64_t v;
+    if (patron_parse_i64_str(s, min, max, &v))
         return PATRON_EINVAL;
     *out = (int)v;
     return 0;

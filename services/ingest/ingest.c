@@ -1605,10 +1605,8 @@ static void apply_customer(struct batch *b, struct customer *c)
         stored_len = hit->len;
     }
     if (stored && stored_len >= PATRON_PROFILE_VERSION_LEN) {
-        version = patron_profile_version_get(stored, stored_len);
         base = stored;
-        if (patron_profile_decode(p, stored + PATRON_PROFILE_VERSION_LEN,
-                                  stored_len - PATRON_PROFILE_VERSION_LEN)) {
+        if (patron_profile_stored_decode(p, stored, stored_len, &version)) {
             /* Never overwrite what we cannot read: stop and let a human look. */
             batch_fail(b, "stored profile does not decode");
             return;

@@ -48,6 +48,7 @@
 #include "patron/keys.h"
 #include "patron/recommend_fetch.h"
 #include "patron/kv.h"
+#include "patron/stats_field.h"
 #include "patron/strmap.h"
 #include "patron/template.h"
 #include "patron/v1/campaign.pb-c.h"
@@ -148,7 +149,7 @@ struct out_msg {
 };
 
 struct stat_delta {
-    char field[2 * PATRON_CAMPAIGN_ID_MAX + 32];
+    char field[PATRON_STATS_FIELD_MAX];
     int64_t delta;
 };
 
@@ -310,22 +311,6 @@ static void part_unshift(struct part *p, rd_kafka_message_t **msgs, size_t n)
 
 static bool part_release_if_revoked(struct part *p);
 
-/* A decimal integer in a string reply (the scripts' values, prices). */
-static bool reply_int(const redisReply *r, int64_t *out)
-{
-    char buf[24], *end;
-    if (r->len == 0 || r->len >= sizeof(buf))
-        return false;
-    memcpy(buf, r->str, r->len);
-    buf[r->len] = 0;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (errno || *end != 0)
-        return false;
-    *out = v;
-    return true;
-}
-
 static void on_taken(void *ud, redisReply *reply)
 {
     struct part *p = ud;
@@ -338,9 +323,9 @@ static void on_taken(void *ud, redisReply *reply)
         reply->element[2]->type != REDIS_REPLY_STRING)
         return; /* the tick asks again */
     int64_t stream, offset;
-    if (reply_int(reply->element[1], &stream) && stream > p->stream_ms)
+    if (patron_reply_i64(reply->element[1], 0, INT64_MAX, &stream) == 0 && stream > p->stream_ms)
         p->stream_ms = stream;
-    if (reply_int(reply->element[2], &offset) && offset > p->next_offset)
+    if (patron_reply_i64(reply->element[2], 0, INT64_MAX, &offset) == 0 && offset > p->next_offset)
         p->next_offset = offset;
     snprintf(p->epoch, sizeof(p->epoch), "%lld", reply->element[0]->integer);
     patron_log(p->tr->log, PATRON_LOG_INFO, "partition taken",
@@ -467,11 +452,12 @@ static void job_free(struct job *j)
     free(j);
 }
 
-static void stat_add(struct job *j, const char *campaign, const char *variant, const char *name,
-                     int64_t delta)
+static void stat_add(struct job *j, const char *campaign, const char *variant,
+                     enum patron_stat stat, int64_t delta)
 {
-    char field[sizeof(j->stats[0].field)];
-    snprintf(field, sizeof(field), "%s|%s|%s", campaign, variant, name);
+    char field[PATRON_STATS_FIELD_MAX];
+    if (patron_stats_field_format(field, campaign, variant, stat) < 0)
+        return; /* the campaigns file checked the ids: cannot happen */
     for (size_t i = 0; i < j->n_stats; i++)
         if (strcmp(j->stats[i].field, field) == 0) {
             j->stats[i].delta += delta;
@@ -491,7 +477,7 @@ static void job_collect(struct job *j, struct cust *c, struct patron_engine_out 
 {
     for (size_t i = 0; i < out->n_counts; i++) {
         const struct patron_engine_count *k = &out->counts[i];
-        stat_add(j, k->campaign_id, k->variant, patron_stat_name(k->stat), k->delta);
+        stat_add(j, k->campaign_id, k->variant, k->stat, k->delta);
         j->outcomes[k->stat] += k->delta;
     }
     for (size_t i = 0; i < out->n_sends; i++) {
@@ -656,7 +642,7 @@ static void on_title(void *ud, redisReply *reply)
         if (t->type == REDIS_REPLY_STRING)
             copy_reply_str(m->titles[r->i], sizeof(m->titles[r->i]), t);
         int64_t v;
-        if (p->type == REDIS_REPLY_STRING && reply_int(p, &v) && v >= 0)
+        if (p->type == REDIS_REPLY_STRING && patron_reply_i64(p, 0, INT64_MAX, &v) == 0)
             m->prices[r->i] = v;
     }
     free(r);
@@ -1240,7 +1226,7 @@ static void job_start_updates(struct part *p)
             why = "customer_id empty or too long";
         else if (!u->event_id[0])
             why = "event_id empty";
-        else if (u->occurred_at_ms < 0 || u->occurred_at_ms > 253402300799999LL)
+        else if (u->occurred_at_ms < 0 || u->occurred_at_ms > PATRON_TIME_MAX_MS)
             why = "occurred_at_ms outside 1970..9999";
         if (why) {
             if (u)
@@ -1526,11 +1512,11 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
     tr->engine = (struct patron_engine){.campaigns = campaigns, .profile = &cfg->profile};
     patron_clock_init(&tr->clock, cfg->clock);
     patron_strmap_init(&tr->in_flight);
-    static const char *const names[PATRON_CAMPAIGN_CHANNELS] = {NULL, "sms", "push", "email"};
-    for (int c = 1; c < PATRON_CAMPAIGN_CHANNELS; c++) {
-        size_t n = strlen(cfg->topic_campaign_prefix) + strlen(names[c]) + 1;
+    for (int c = 1; c < PATRON_CAMPAIGN_CHANNELS; c++) { /* 0 is "any": no topic */
+        const char *name = patron_campaign_channel_names[c];
+        size_t n = strlen(cfg->topic_campaign_prefix) + strlen(name) + 1;
         tr->topics[c] = patron_malloc(n);
-        snprintf(tr->topics[c], n, "%s%s", cfg->topic_campaign_prefix, names[c]);
+        snprintf(tr->topics[c], n, "%s%s", cfg->topic_campaign_prefix, name);
     }
     make_metrics(tr);
 

@@ -5,11 +5,12 @@
 #include <string.h>
 
 #include "patron/campaign_state_codec.h"
+#include "patron/clock.h"
 #include "patron/v1/trigger.pb-c.h"
 
 /* Event times a state may hold: 1970 to the year 9999. Anything else is
  * dropped, so that no arithmetic on a stored time can overflow. */
-#define TIME_MAX_MS 253402300799999LL
+#define TIME_MAX_MS PATRON_TIME_MAX_MS
 static bool time_ok(int64_t ms)
 {
     return ms >= 0 && ms <= TIME_MAX_MS;

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "patron/log.h"
+#include "patron/num.h"
 
 extern char **environ;
 
@@ -149,26 +150,11 @@ static int parse_topic(struct patron_config *cfg, const struct var *v, const cha
     return 0;
 }
 
-/* Strict decimal: optional '-', digits, nothing else; within [min, max]. */
-static int int_parse(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    const char *p = s[0] == '-' ? s + 1 : s;
-    if (*p < '0' || *p > '9')
-        return PATRON_EINVAL; /* also rejects "", "+1", " 1" which strtoll would take */
-    errno = 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (errno == ERANGE || *end != '\0' || v < min || v > max)
-        return PATRON_EINVAL;
-    *out = v;
-    return 0;
-}
-
 static int parse_int(struct patron_config *cfg, const struct var *v, const char *value, char *why,
                      size_t whylen)
 {
     int64_t n;
-    if (int_parse(value, v->min, v->max, &n) != 0) {
+    if (patron_parse_i64_str(value, v->min, v->max, &n) != 0) {
         why_set(why, whylen, "must be an integer in %lld..%lld", (long long)v->min,
                 (long long)v->max);
         return PATRON_EINVAL;
@@ -181,7 +167,7 @@ static int parse_int64(struct patron_config *cfg, const struct var *v, const cha
                        size_t whylen)
 {
     int64_t n;
-    if (int_parse(value, v->min, v->max, &n) != 0) {
+    if (patron_parse_i64_str(value, v->min, v->max, &n) != 0) {
         why_set(why, whylen, "must be an integer in %lld..%lld", (long long)v->min,
                 (long long)v->max);
         return PATRON_EINVAL;
@@ -200,13 +186,7 @@ static int list_parse(const struct var *v, const char *value, int64_t *out, size
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         bool last = i + 1 == count;
-        char item[24];
-        bool ok = len > 0 && len < sizeof(item) && last == !end;
-        if (ok) {
-            memcpy(item, p, len);
-            item[len] = '\0';
-            ok = int_parse(item, v->min, v->max, &out[i]) == 0;
-        }
+        bool ok = last == !end && patron_parse_i64(p, len, v->min, v->max, &out[i]) == 0;
         if (!ok) {
             why_set(why, whylen, "must be %zu comma-separated integers in %lld..%lld", count,
                     (long long)v->min, (long long)v->max);
@@ -342,7 +322,7 @@ static int split_hostport(const char *s, size_t len, char *host, size_t hostcap,
     if (digits[0] == '-')
         return PATRON_EINVAL;
     int64_t p;
-    if (int_parse(digits, min_port, 65535, &p) != 0)
+    if (patron_parse_i64_str(digits, min_port, 65535, &p) != 0)
         return PATRON_EINVAL;
     *port = (int)p;
     return 0;
@@ -475,7 +455,7 @@ int patron_config_parse_redis_url(const char *url, struct patron_endpoint *ep, c
         goto out_free_creds;
     }
     int64_t n = 0;
-    if (path && path[1] != '\0' && int_parse(path + 1, 0, 1000000, &n) != 0) {
+    if (path && path[1] != '\0' && patron_parse_i64_str(path + 1, 0, 1000000, &n) != 0) {
         why_set(why, whylen, "the database must be a number, e.g. redis://host:6379/0");
         goto out_free_creds;
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "patron/event_check.h"
+#include "patron/keys.h"
 #include "patron/pb_pack.h"
 #include "patron/pb_unpack.h"
 #include "patron/v1/profile.pb-c.h"
@@ -599,4 +600,16 @@ int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t l
         return PATRON_EINVAL;
     fill(p, &d);
     return 0;
+}
+
+int patron_profile_stored_decode(struct patron_profile *p, const void *value, size_t len,
+                                 uint64_t *version)
+{
+    if (!value || len < PATRON_PROFILE_VERSION_LEN)
+        return PATRON_EINVAL;
+    int rc = patron_profile_decode(p, (const uint8_t *)value + PATRON_PROFILE_VERSION_LEN,
+                                   len - PATRON_PROFILE_VERSION_LEN);
+    if (rc == 0 && version)
+        *version = patron_profile_version_get(value, len);
+    return rc;
 }

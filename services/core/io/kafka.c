@@ -1,4 +1,5 @@
 #include "patron/kafka.h"
+#include "patron/num.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -732,9 +733,10 @@ int patron_producer_open_log(struct patron_producer **out, uv_loop_t *loop, cons
         goto out_free_conf;
     char buf[32];
     size_t bufsz = sizeof buf;
-    long long max_bytes = 0;
-    if (rd_kafka_conf_get(conf, "message.max.bytes", buf, &bufsz) == RD_KAFKA_CONF_OK)
-        max_bytes = strtoll(buf, NULL, 10);
+    int64_t max_bytes = 0;
+    if (rd_kafka_conf_get(conf, "message.max.bytes", buf, &bufsz) != RD_KAFKA_CONF_OK ||
+        patron_parse_i64_str(buf, 1, INT32_MAX, &max_bytes))
+        max_bytes = 0;
     p->max_message_bytes = max_bytes > 0 ? (size_t)max_bytes : 1000000;
     conf_common(conf, &p->common);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);

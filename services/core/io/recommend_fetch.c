@@ -366,15 +366,8 @@ static bool parse_double(const redisReply *r, double *out)
 
 static int64_t parse_count(const redisReply *r)
 {
-    char buf[24];
-    if (r->type != REDIS_REPLY_STRING || r->len <= 0 || (size_t)r->len >= sizeof(buf))
-        return 0;
-    memcpy(buf, r->str, (size_t)r->len);
-    buf[r->len] = '\0';
-    char *end;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    return *end == '\0' && errno != ERANGE && v > 0 ? (int64_t)v : 0;
+    int64_t v;
+    return r->type == REDIS_REPLY_STRING && patron_reply_i64(r, 1, INT64_MAX, &v) == 0 ? v : 0;
 }
 
 /* A GET of a neighbour list (graph_row.h): strongest first. Fills at most
@@ -1192,9 +1185,7 @@ static void on_profile(void *ud, redisReply *reply)
     } else if (reply->type == REDIS_REPLY_STRING) {
         size_t len = (size_t)reply->len;
         struct patron_profile *p = patron_malloc(sizeof(*p));
-        if (len < PATRON_PROFILE_VERSION_LEN ||
-            patron_profile_decode(p, (const uint8_t *)reply->str + PATRON_PROFILE_VERSION_LEN,
-                                  len - PATRON_PROFILE_VERSION_LEN)) {
+        if (patron_profile_stored_decode(p, reply->str, len, NULL)) {
             patron_log(f->log, PATRON_LOG_ERROR, "stored profile does not decode", "\"bytes\":%zu",
                        len);
             request_fail(rq, PATRON_EINVAL);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "patron/log.h"
+#include "patron/num.h"
 
 #define BACKOFF_MIN_MS 50
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000
@@ -862,4 +863,19 @@ void patron_sha1_hex(const void *data, size_t len, char out[41])
         out[2 * i + 1] = hex[byte & 15];
     }
     out[40] = '\0';
+}
+
+int patron_reply_i64(const redisReply *r, int64_t min, int64_t max, int64_t *out)
+{
+    if (!r)
+        return PATRON_EINVAL;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (r->integer < min || r->integer > max)
+            return PATRON_EINVAL;
+        *out = r->integer;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING)
+        return PATRON_EINVAL;
+    return patron_parse_i64(r->str, r->len, min, max, out);
 }

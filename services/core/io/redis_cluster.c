@@ -1,4 +1,5 @@
 #include "patron/redis_cluster.h"
+#include "patron/num.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -382,21 +383,14 @@ static struct cnode *node_get(struct patron_redis_cluster *c, const char *host, 
 static struct cnode *parse_redirect(struct creq *req, const char *str, int *slot)
 {
     const char *sp = strchr(str, ' ');
-    if (!sp)
-        return NULL;
-    errno = 0;
-    char *end;
-    long s = strtol(sp + 1, &end, 10);
-    if (errno || end == sp + 1 || *end != ' ' || s < 0 || s >= PATRON_REDIS_CLUSTER_SLOTS)
+    const char *end = sp ? strchr(sp + 1, ' ') : NULL;
+    int64_t s, port;
+    if (!end ||
+        patron_parse_i64(sp + 1, (size_t)(end - sp - 1), 0, PATRON_REDIS_CLUSTER_SLOTS - 1, &s))
         return NULL;
     const char *ep = end + 1;
     const char *colon = strrchr(ep, ':');
-    if (!colon)
-        return NULL;
-    errno = 0;
-    char *pend;
-    long port = strtol(colon + 1, &pend, 10);
-    if (errno || pend == colon + 1 || *pend || port < 1 || port > 65535)
+    if (!colon || patron_parse_i64_str(colon + 1, 1, 65535, &port))
         return NULL;
     *slot = (int)s;
     const char *host = ep;

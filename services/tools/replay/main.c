@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "parse.h"
+#include "patron/num.h"
 #include "replay.h"
 
 static const char usage[] =
@@ -107,10 +108,8 @@ static const struct {
 /* Strict: decimal digits only (no sign, no spaces), within [min, max]. */
 static bool parse_u64(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno == ERANGE || v < min || v > max) {
+    uint64_t v;
+    if (patron_parse_u64(s, strlen(s), min, max, &v)) {
         fprintf(stderr, "patron-replay: --%s %s: want an integer in %" PRIu64 "..%" PRIu64 "\n",
                 name, s, min, max);
         return false;

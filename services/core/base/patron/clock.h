@@ -34,6 +34,10 @@ int64_t patron_clock_now_ms(const struct patron_clock *c);
  * (timers already fired would fire again). Returns the new event_now_ms. */
 int64_t patron_clock_advance(struct patron_clock *c, int64_t watermark);
 
+/* The latest time Patron accepts anywhere (events, stored state, timers):
+ * 9999-12-31T23:59:59.999Z, epoch ms. The earliest is 0, 1970. */
+#define PATRON_TIME_MAX_MS INT64_C(253402300799999)
+
 int64_t patron_wall_ms(void);      /* CLOCK_REALTIME, epoch ms */
 int64_t patron_monotonic_ms(void); /* CLOCK_MONOTONIC, for timeouts and durations */
 

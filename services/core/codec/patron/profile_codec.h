@@ -28,4 +28,11 @@ int patron_profile_encode_into(const struct patron_profile *p, uint8_t *out, siz
  * cart quantity <= 0, or bought_earlier not strictly ascending. On failure *p is unchanged. */
 int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t len) PATRON_MUST_USE;
 
+/* A profile as stored in Redis: its PATRON_PROFILE_VERSION_LEN-byte version
+ * (keys.h), then the ProfileState. The one decode of that value. *version
+ * may be NULL. PATRON_EINVAL when shorter than the version or when the rest
+ * does not decode (patron_profile_decode); then *p is unchanged. */
+int patron_profile_stored_decode(struct patron_profile *p, const void *value, size_t len,
+                                 uint64_t *version) PATRON_MUST_USE;
+
 #endif

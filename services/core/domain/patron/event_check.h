@@ -10,13 +10,14 @@
 #ifndef PATRON_EVENT_CHECK_H
 #define PATRON_EVENT_CHECK_H
 
+#include "patron/clock.h"
 #include "patron/common.h"
 #include "patron/v1/event.pb-c.h"
 
 #define PATRON_EVENT_MAX_BYTES (1024 * 1024) /* largest payload decoded */
 #define PATRON_EVENT_LINES_MAX 1000          /* lines in a purchase or refund */
 /* occurred_at_ms must be in 1 .. 9999-12-31T23:59:59.999Z. */
-#define PATRON_EVENT_TIME_MAX_MS INT64_C(253402300799999)
+#define PATRON_EVENT_TIME_MAX_MS PATRON_TIME_MAX_MS
 /* A purchase's value, a refund's amount and each line's quantity x price are
  * at most this (10^15 cents, ten trillion currency units). */
 #define PATRON_EVENT_VALUE_MAX_CENTS INT64_C(1000000000000000)

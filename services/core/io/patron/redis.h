@@ -95,4 +95,9 @@ void patron_redis_close(struct patron_redis *r, void (*on_closed)(void *ud), voi
  * scripts by it. */
 void patron_sha1_hex(const void *data, size_t len, char out[41]);
 
+/* An integer reply, or a string reply holding a canonical decimal (num.h),
+ * within [min, max]: the scripts' answers, counters and prices as Redis
+ * keeps them. PATRON_EINVAL for anything else (a NULL reply too). */
+int patron_reply_i64(const redisReply *r, int64_t min, int64_t max, int64_t *out) PATRON_MUST_USE;
+
 #endif
