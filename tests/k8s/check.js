@@ -74,7 +74,7 @@ function schemaFindings(obj) {
 function knownVars() {
     // The services' own list (config.c's VARS): a name not in it is a typo
     // that the service would only warn about.
-    const src = path.join(__dirname, '..', '..', 'services', 'core', 'src', 'config.c');
+    const src = path.join(__dirname, '..', '..', 'services', 'core', 'codec', 'config.c');
     const text = fs.readFileSync(src, 'utf8');
     const names = new Set();
     for (const m of text.matchAll(/\{"(PATRON_[A-Z0-9_]+)"/g)) names.add(m[1]);
