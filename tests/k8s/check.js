@@ -34,7 +34,7 @@ const EXTERNAL_SECRETS = {
 };
 
 // What each lag-scaled program consumes: the variable naming its topic and
-// that variable's default (README "Configuration").
+// that variable's default (docs/configuration.md).
 const CONSUMED_TOPIC = {
     'patron-ingest': ['PATRON_TOPIC_EVENTS', 'patron.events'],
     'patron-trigger': ['PATRON_TOPIC_PROFILE_UPDATES', 'patron.profile-updates'],
