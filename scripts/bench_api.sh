@@ -33,7 +33,7 @@
 #                              Redis and wrk's 2 threads share, a second API
 #                              process adds a runnable thread, not a core:
 #                              alternating runs gave the same req/s and a
-#                              worse p99 (README, Benchmarks)
+#                              worse p99 (docs/benchmarks.md)
 #   BENCH_OUT=                 keep logs and wrk output there
 set -euo pipefail
 

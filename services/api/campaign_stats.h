@@ -1,8 +1,8 @@
 /*
  * GET /v1/campaigns/stats: what each campaign and variant did, summed over
  * the partitions of patron.profile-updates, with conversion rates, uplift
- * against the control group and its 95% interval (README "Campaign
- * statistics").
+ * against the control group and its 95% interval (docs/contracts/campaigns.md,
+ * "Statistics").
  *
  * The counters are patron-trigger's (its Redis layout is the contract):
  *   {trigger}:partitions   set of partition numbers with state

@@ -1,5 +1,5 @@
 /*
- * Marketing's dashboard, served by patron-api (README "Dashboard"):
+ * Marketing's dashboard, served by patron-api (docs/contracts/api.md, "Dashboard"):
  *   GET /, /dashboard/, /dashboard/<file>   the page: static files embedded
  *                                           at build time (dashboard/)
  *   GET /v1/dashboard/customers             customers by segment and tier

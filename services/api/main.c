@@ -1,6 +1,6 @@
 /*
  * patron-api: profiles, recommendations, campaign statistics, health and
- * metrics over HTTP. Configuration from the environment (README).
+ * metrics over HTTP. Configuration from the environment (docs/configuration.md).
  *
  * PATRON_HTTP_WORKERS=N runs N processes on one address (SO_REUSEPORT): the
  * API is stateless and single-threaded, so on a machine (rather than as N

@@ -2,12 +2,16 @@
 
 Renders every overlay of k8s/ with `kubectl kustomize`, validates each object
 against the Kubernetes and KEDA schemas and checks the properties Patron's
-deployment relies on (tests/k8s/check.js); checks the Dockerfile against the
-built programs and Debian's packages (tests/k8s/check_dockerfile.py). Each
-checker is also fed deliberately broken input, which it must reject.
+deployment relies on (tests/k8s/check.js); checks the alerts and the Grafana
+dashboard (k8s/base/prometheusrule.yaml, grafana-dashboard.yaml) against the
+metrics the C sources export and the runbook in docs/operations.md
+(tests/k8s/monitoring.js); checks the Dockerfile against the built programs
+and Debian's packages (tests/k8s/check_dockerfile.py). Each checker is also
+fed deliberately broken input, which it must reject.
 
-Needs kubectl, node and npm; installs tests/k8s/node_modules from the
-committed lock file (`npm ci`) when it is missing or stale.
+The overlays need kubectl, node and npm; the alerts and the dashboard only
+node and npm. Installs tests/k8s/node_modules from the committed lock file
+(`npm ci`) when it is missing or stale.
 """
 import os
 import shutil
@@ -94,6 +98,59 @@ class K8s(unittest.TestCase):
         p = run(["node", CHECK_JS, f"prod={out}"])
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         self.assertIn("Deployment/patron-ingest: terminationGracePeriodSeconds 15", p.stderr)
+
+
+class Monitoring(unittest.TestCase):
+    """The base's PrometheusRule and dashboard on their own: no kubectl needed."""
+    RULE = os.path.join(SRC, "k8s", "base", "prometheusrule.yaml")
+    DASHBOARD = os.path.join(SRC, "k8s", "base", "grafana-dashboard.yaml")
+
+    @classmethod
+    def setUpClass(cls):
+        missing = [t for t in ("node", "npm") if not shutil.which(t)]
+        if missing:
+            raise RuntimeError(f"missing tools: {missing}")
+        ensure_node_modules()
+        cls.tmp = tempfile.mkdtemp(prefix="patron-monitoring-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def check(self, *args):
+        return run(["node", CHECK_JS, *args])
+
+    def test_alerts_and_dashboard_pass(self):
+        p = self.check("--monitoring", self.RULE, self.DASHBOARD)
+        print(p.stdout, end="")
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_checker_rejects_each_break(self):
+        p = self.check("--monitoring-self-test", self.RULE, self.DASHBOARD)
+        print(p.stdout, end="")
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_a_renamed_metric_fails(self):
+        with open(self.RULE) as f:
+            text = f.read()
+        self.assertIn("patron_trigger_late_updates_total", text)
+        broken = os.path.join(self.tmp, "rule.yaml")
+        with open(broken, "w") as f:
+            f.write(text.replace("patron_trigger_late_updates_total", "patron_trigger_late_total"))
+        p = self.check("--monitoring", broken, self.DASHBOARD)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("patron_trigger_late_total, which no service exports", p.stderr)
+
+    def test_a_runbook_section_missing_fails(self):
+        with open(os.path.join(SRC, "docs", "operations.md")) as f:
+            text = f.read()
+        self.assertIn("### PatronOutboxStuck\n", text)
+        ops = os.path.join(self.tmp, "operations.md")
+        with open(ops, "w") as f:
+            f.write(text.replace("### PatronOutboxStuck\n", "### Outbox\n"))
+        p = self.check("--monitoring", f"--operations={ops}", self.RULE, self.DASHBOARD)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("#patronoutboxstuck: no section of docs/operations.md", p.stderr)
 
 
 class Dockerfile(unittest.TestCase):

@@ -8,11 +8,14 @@
 //   node check.js NAME=FILE...              findings on stderr, exit 1 if any
 //   node check.js --self-test NAME=FILE...  every deliberate break of the
 //                                           first overlay must be caught
+// The alerts and the Grafana dashboard are checked by monitoring.js, in the
+// overlays and on their own (--monitoring, --monitoring-self-test).
 'use strict';
 
 const fs = require('fs');
 const path = require('path');
 const YAML = require('yaml');
+const monitoring = require('./monitoring.js');
 
 const IMAGE_UID = 10001; // the Dockerfile's USER
 const DEFAULT_HTTP_PORT = 8080; // PATRON_HTTP_ADDR's default
@@ -31,7 +34,7 @@ const EXTERNAL_SECRETS = {
 };
 
 // What each lag-scaled program consumes: the variable naming its topic and
-// that variable's default (README "Configuration").
+// that variable's default (docs/configuration.md).
 const CONSUMED_TOPIC = {
     'patron-ingest': ['PATRON_TOPIC_EVENTS', 'patron.events'],
     'patron-trigger': ['PATRON_TOPIC_PROFILE_UPDATES', 'patron.profile-updates'],
@@ -59,6 +62,7 @@ function modelFor(apiVersion, kind) {
 }
 
 function schemaFindings(obj) {
+    if (obj.kind === 'PrometheusRule') return []; // no model: monitoring.js checks it
     const Model = modelFor(String(obj.apiVersion), String(obj.kind));
     if (!Model) return [`schema: no schema for ${obj.apiVersion} ${obj.kind}`];
     try {
@@ -74,7 +78,7 @@ function schemaFindings(obj) {
 function knownVars() {
     // The services' own list (config.c's VARS): a name not in it is a typo
     // that the service would only warn about.
-    const src = path.join(__dirname, '..', '..', 'services', 'core', 'src', 'config.c');
+    const src = path.join(__dirname, '..', '..', 'services', 'core', 'codec', 'config.c');
     const text = fs.readFileSync(src, 'utf8');
     const names = new Set();
     for (const m of text.matchAll(/\{"(PATRON_[A-Z0-9_]+)"/g)) names.add(m[1]);
@@ -613,6 +617,15 @@ function checkOverlay(name, docs, known) {
         }
     }
 
+    // alerts and dashboard: one of each, every metric in the code (monitoring.js)
+    const mon = (checkOverlay.monitoring = checkOverlay.monitoring || monitoring.context());
+    const rules = of('PrometheusRule');
+    const dashes = of('ConfigMap').filter(c => (c.metadata.labels || {}).grafana_dashboard);
+    if (rules.length !== 1 || dashes.length !== 1)
+        add(null, `expected a PrometheusRule and a dashboard, found ${rules.length}, ${dashes.length}`);
+    for (const r of rules) for (const f of monitoring.checkRule(r, mon)) add(r, f);
+    for (const d of dashes) for (const f of monitoring.checkDashboard(d, mon)) add(d, f);
+
     for (const d of deployments) delete d._patron;
     return findings;
 }
@@ -877,6 +890,13 @@ const BREAKS = [
         },
     ],
     [
+        'an alert on a metric the code lacks',
+        'no service exports',
+        d => {
+            find(d, 'PrometheusRule').spec.groups[0].rules[0].expr = 'patron_nonesuch_total > 0';
+        },
+    ],
+    [
         'namespace not restricted',
         'restricted',
         d => {
@@ -927,6 +947,8 @@ function load(file) {
 }
 
 function main(argv) {
+    if (argv[0] === '--monitoring' || argv[0] === '--monitoring-self-test')
+        return monitoring.main(argv);
     const self = argv[0] === '--self-test';
     const overlays = (self ? argv.slice(1) : argv).map(a => {
         const i = a.indexOf('=');

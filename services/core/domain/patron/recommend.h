@@ -16,7 +16,7 @@
  * neighbours; the locality exponent (cos^2 = P(b|a) * P(a|b)) makes a few
  * strong associations outweigh many weak ones; the trend factor prefers
  * what sells now among equally similar items. The defaults were chosen on the
- * Online Retail evaluation (README "Recommendations"), where each idea was
+ * Online Retail evaluation (docs/eval.md), where each idea was
  * measured on its own.
  *
  * Never returned: items the customer bought (the bought list and the hashes
