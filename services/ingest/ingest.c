@@ -347,6 +347,7 @@ struct ingest {
     int64_t stop_deadline_ms;
 
     struct patron_counter *m_events_applied, *m_events_duplicate, *m_events_replayed;
+    struct patron_counter *m_events_stale, *m_events_refused;
     struct patron_counter *m_catalog, *m_batches, *m_resets, *m_updates;
     struct patron_counter *m_graph_conflicts, *m_graph_rebuilt, *m_graph_replayed;
     struct patron_gauge *m_inflight;
@@ -1586,6 +1587,8 @@ static void write_profiles(struct batch *b)
     }
 }
 
+static void send_dlq(struct batch *b, struct event *e, const char *reason);
+
 static void apply_customer(struct batch *b, struct customer *c)
 {
     struct ingest *ing = b->ing;
@@ -1634,6 +1637,16 @@ static void apply_customer(struct batch *b, struct customer *c)
         switch (out.result) {
         case PATRON_APPLY_DUPLICATE:
             patron_counter_add(ing->m_events_duplicate, 1);
+            continue;
+        case PATRON_APPLY_STALE:
+            patron_counter_add(ing->m_events_stale, 1);
+            continue;
+        case PATRON_APPLY_REFUSED:
+            /* counts, and the ledger cannot say it is new: kept aside, never counted twice */
+            patron_counter_add(ing->m_events_refused, 1);
+            send_dlq(b, e, PATRON_APPLY_REFUSED_REASON);
+            if (b->failed)
+                return;
             continue;
         case PATRON_APPLY_REPLAYED:
             patron_counter_add(ing->m_events_replayed, 1);
@@ -2169,6 +2182,8 @@ static void make_metrics(struct ingest *ing)
     const char *help = "Events read from Kafka, by what became of them";
     ing->m_events_applied = patron_metrics_counter(m, ev, help, "result=\"applied\"");
     ing->m_events_duplicate = patron_metrics_counter(m, ev, help, "result=\"duplicate\"");
+    ing->m_events_stale = patron_metrics_counter(m, ev, help, "result=\"stale\"");
+    ing->m_events_refused = patron_metrics_counter(m, ev, help, "result=\"refused\"");
     ing->m_events_replayed = patron_metrics_counter(m, ev, help, "result=\"replayed\"");
     ing->m_catalog = patron_metrics_counter(m, "patron_ingest_catalog_updates_total",
                                             "Catalog updates written", NULL);

@@ -119,7 +119,30 @@ Test(pb_pack, profile_state_lists_and_nested)
     uint32_t earlier[] = {1, 2, 0xffffffffu};
     m.n_bought_earlier = 3;
     m.bought_earlier = earlier;
+    same_state(&m, "bought_earlier");
+    /* the resend ledger: times (packed varints, negatives ten bytes), the
+     * counted events, the per-channel consent and customer times */
+    int64_t ms[] = {0, 127, -1, 1300000000000};
+    m.n_recent_event_ms = 4;
+    m.recent_event_ms = ms;
+    m.recent_floor_ms = 1299999999999;
+    uint64_t counted[] = {1, (UINT64_C(40000) << 47) | 5, UINT64_MAX};
+    m.n_counted_events = 3;
+    m.counted_events = counted;
+    m.counted_floor_month = 24131;
+    m.consent_sms_ms = 1;
+    m.consent_push_ms = -2;
+    m.consent_email_ms = INT64_MAX;
+    m.customer_updated_ms = 16384;
+    m.erased_at_ms = 1300000000001;
     same_state(&m, "everything");
+    m.counted_floor_month = -1; /* an int32: ten bytes */
+    int64_t big[128];
+    for (size_t i = 0; i < 128; i++)
+        big[i] = (int64_t)1 << (i % 63); /* a packed length over one varint byte */
+    m.n_recent_event_ms = 128;
+    m.recent_event_ms = big;
+    same_state(&m, "long packed times, negative month");
 }
 
 Test(pb_pack, profile_update)

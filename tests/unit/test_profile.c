@@ -163,8 +163,14 @@ Test(profile, category_affinity_decays_with_half_life)
     apply(&p, fx_view(&f, "b", FX_T0 + hl, "i2", "home"));
     cr_expect_float_eq(p.categories[0].score, 1.5, 1e-12);
     cr_expect_eq(p.categories[0].updated_ms, FX_T0 + hl);
-    /* An older event adds its weight decayed to updated_ms, time stays. */
-    apply(&p, fx_view(&f, "c", FX_T0, "i3", "home"));
+    /* An older event adds its weight decayed to updated_ms, time stays (a
+     * window wide enough that a view a half-life late is not stale). */
+    struct patron_profile_config wide = c;
+    wide.dedupe_window_ms = 2 * hl;
+    struct patron_apply_outcome out;
+    cr_assert_eq(
+        patron_profile_apply(&p, fx_view(&f, "c", FX_T0, "i3", "home"), 0, -1, &wide, &out), 0);
+    cr_assert_eq(out.result, PATRON_APPLY_APPLIED);
     cr_expect_float_eq(p.categories[0].score, 2.0, 1e-12);
     cr_expect_eq(p.categories[0].updated_ms, FX_T0 + hl);
     /* Weights: cart_add 2, purchase 3 per line. */
@@ -505,21 +511,21 @@ Test(profile, replays_and_resends_change_nothing)
     cr_expect_eq(p.source_offset, 100);
 }
 
-Test(profile, event_id_ring_remembers_the_last_32)
+Test(profile, counting_events_are_remembered_beyond_any_ring)
 {
     struct patron_profile p = fresh();
     struct fx_event f;
-    char ids[PATRON_PROFILE_EVENT_IDS_MAX + 1][8];
-    for (int i = 0; i <= PATRON_PROFILE_EVENT_IDS_MAX; i++) {
+    char ids[300][8];
+    for (int i = 0; i < 300; i++) {
         snprintf(ids[i], sizeof(ids[i]), "r%d", i);
-        apply(&p, fx_review(&f, ids[i], FX_T0, "x", 3));
+        apply(&p, fx_review(&f, ids[i], FX_T0 + i, "x", 3));
     }
-    cr_expect_eq(p.n_event_ids, PATRON_PROFILE_EVENT_IDS_MAX);
-    cr_expect_eq(p.reviews, PATRON_PROFILE_EVENT_IDS_MAX + 1);
-    /* The newest 32 are known; the very first fell out of the ring. */
-    cr_expect_eq(apply(&p, fx_review(&f, ids[1], FX_T0, "x", 3)).result, PATRON_APPLY_DUPLICATE);
-    cr_expect_eq(apply(&p, fx_review(&f, ids[32], FX_T0, "x", 3)).result, PATRON_APPLY_DUPLICATE);
-    cr_expect_eq(apply(&p, fx_review(&f, ids[0], FX_T0, "x", 3)).result, PATRON_APPLY_APPLIED);
+    cr_expect_eq(p.n_counted, 300);
+    cr_expect_eq(p.n_event_ids, 0, "reviews go to the ledger, not the ring");
+    cr_expect_eq(p.reviews, 300);
+    cr_expect_eq(apply(&p, fx_review(&f, ids[0], FX_T0, "x", 3)).result, PATRON_APPLY_DUPLICATE);
+    cr_expect_eq(apply(&p, fx_review(&f, ids[299], FX_T0, "x", 3)).result, PATRON_APPLY_DUPLICATE);
+    cr_expect_eq(p.reviews, 300);
 }
 
 Test(profile, erasure_leaves_a_tombstone_that_revives_empty)
@@ -541,13 +547,17 @@ Test(profile, erasure_leaves_a_tombstone_that_revives_empty)
     cr_expect(p.erased);
     cr_expect_str_eq(p.customer_id, FX_CUSTOMER);
     cr_expect_eq(p.source_offset, 12);
-    cr_expect_eq(p.n_event_ids, 6);
+    cr_expect_eq(p.n_event_ids, 5, "the purchase was in the ledger, which goes");
+    cr_expect_eq(p.n_counted, 0);
+    cr_expect_eq(p.erased_at_ms, FX_T0 + 1);
 
     /* Nothing personal is left, not even in unused slots. */
-    struct patron_profile expect;
+    static struct patron_profile expect;
     patron_profile_init(&expect, FX_CUSTOMER);
     memcpy(expect.event_ids, p.event_ids, sizeof(expect.event_ids));
+    memcpy(expect.event_ms, p.event_ms, sizeof(expect.event_ms));
     expect.n_event_ids = p.n_event_ids;
+    expect.erased_at_ms = FX_T0 + 1;
     expect.has_source = true;
     expect.source_partition = 2;
     expect.source_offset = 12;
@@ -558,9 +568,9 @@ Test(profile, erasure_leaves_a_tombstone_that_revives_empty)
     out = apply_at(&p, fx_purchase(&f, "p", FX_T0, 1, &line), 2, 7);
     cr_expect_eq(out.result, PATRON_APPLY_REPLAYED);
     cr_expect_eq(p.orders, 0);
-    /* Nor a resent one at a new offset. */
+    /* Nor a resent one at a new offset: it is from before the erasure. */
     out = apply_at(&p, fx_purchase(&f, "p", FX_T0, 1, &line), 2, 13);
-    cr_expect_eq(out.result, PATRON_APPLY_DUPLICATE);
+    cr_expect_eq(out.result, PATRON_APPLY_STALE);
     /* A replayed erasure still says "erased": the keys are deleted again. */
     out = apply_at(&p, fx_erasure(&f, "del", FX_T0 + 1), 2, 12);
     cr_expect_eq(out.result, PATRON_APPLY_REPLAYED);

@@ -59,6 +59,14 @@ static void expect_same(const struct patron_profile *a, const struct patron_prof
     SAME(consent_push);
     SAME(consent_email);
     SAME(n_event_ids);
+    SAME(event_ids_floor_ms);
+    SAME(n_counted);
+    SAME(counted_floor_month);
+    SAME(consent_ms[0]);
+    SAME(consent_ms[1]);
+    SAME(consent_ms[2]);
+    SAME(customer_ms);
+    SAME(erased_at_ms);
     SAME(has_source);
     SAME(source_partition);
     SAME(source_offset);
@@ -86,8 +94,12 @@ static void expect_same(const struct patron_profile *a, const struct patron_prof
     cr_expect_str_eq(a->locale, b->locale);
     cr_expect_str_eq(a->birthday, b->birthday);
     cr_expect_str_eq(a->country, b->country);
-    for (size_t i = 0; i < a->n_event_ids; i++)
+    for (size_t i = 0; i < a->n_event_ids; i++) {
         cr_expect_eq(a->event_ids[i], b->event_ids[i]);
+        cr_expect_eq(a->event_ms[i], b->event_ms[i]);
+    }
+    for (size_t i = 0; i < a->n_counted; i++)
+        cr_expect_eq(a->counted[i], b->counted[i]);
     for (size_t i = 0; i < a->n_bought_earlier; i++)
         cr_expect_eq(a->bought_earlier[i], b->bought_earlier[i]);
 }
@@ -160,9 +172,21 @@ static struct patron_profile full_profile(void)
     memset(p.locale, 'l', PATRON_PROFILE_LOCALE_MAX);
     memcpy(p.birthday, "02-29", 5);
     memset(p.country, 'c', PATRON_PROFILE_COUNTRY_MAX);
-    for (size_t i = 0; i < PATRON_PROFILE_EVENT_IDS_MAX; i++)
+    for (size_t i = 0; i < PATRON_PROFILE_EVENT_IDS_MAX; i++) {
         p.event_ids[i] = UINT64_MAX - i;
+        p.event_ms[i] = FX_T0 - (int64_t)i;
+    }
     p.n_event_ids = PATRON_PROFILE_EVENT_IDS_MAX;
+    p.event_ids_floor_ms = FX_T0 - 1000;
+    for (size_t i = 0; i < PATRON_PROFILE_COUNTED_MAX; i++)
+        p.counted[i] = (UINT64_C(600000) << PATRON_COUNTED_HASH_BITS) + i * 7919;
+    p.n_counted = PATRON_PROFILE_COUNTED_MAX;
+    p.counted_floor_month = 2020 * 12;
+    p.consent_ms[0] = FX_T0;
+    p.consent_ms[1] = FX_T0 + 1;
+    p.consent_ms[2] = INT64_MAX;
+    p.customer_ms = 1;
+    p.erased_at_ms = FX_T0 - 7;
     p.has_source = true;
     p.source_partition = 2147483647;
     p.source_offset = INT64_MAX;
@@ -176,8 +200,10 @@ Test(profile_codec, full_profile_round_trips)
     size_t len;
     struct patron_profile q = round_trip(&p, &len);
     expect_same(&p, &q);
-    /* ~8.6 KiB of lists plus 4 KiB of bought_earlier hashes */
-    cr_expect_lt(len, 13 * 1024, "full profile: %zu bytes", len);
+    /* ~8.6 KiB of lists, 4 KiB of bought_earlier hashes, 5.3 KiB of recent
+     * events with their times, 32 KiB of the ledger of counted events */
+    cr_expect_lt(len, 51 * 1024, "full profile: %zu bytes", len);
+    cr_expect_lt(len, PATRON_PROFILE_ENCODED_MAX, "full profile: %zu bytes", len);
     cr_log_info("full profile encodes to %zu bytes", len);
 }
 
@@ -229,7 +255,9 @@ Test(profile_codec, typical_customer_fits_the_budget)
     q = round_trip(&p, &len);
     expect_same(&p, &q);
     cr_log_info("... with views, consent and customer data: %zu bytes", len);
-    cr_expect_leq(len, 450, "%zu bytes", len);
+    /* the views' times (~7 bytes each) and the consent and customer update
+     * times (~8 bytes each) are what resends are decided by */
+    cr_expect_leq(len, 490, "%zu bytes", len);
 }
 
 /* Decoding restores the dedupe state: a replay after a restart is caught. */
@@ -536,8 +564,14 @@ static int ref_check(const Patron__V1__ProfileState *m)
         m->n_viewed > PATRON_PROFILE_VIEWED_MAX || m->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
         m->n_cart > PATRON_PROFILE_CART_MAX ||
         m->n_recent_event_ids > PATRON_PROFILE_EVENT_IDS_MAX ||
-        m->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX)
+        m->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX ||
+        m->n_counted_events > PATRON_PROFILE_COUNTED_MAX ||
+        (m->n_recent_event_ms != 0 && m->n_recent_event_ms != m->n_recent_event_ids) ||
+        m->counted_floor_month < 0)
         return PATRON_EINVAL;
+    for (size_t i = 1; i < m->n_counted_events; i++)
+        if (m->counted_events[i] <= m->counted_events[i - 1])
+            return PATRON_EINVAL;
     for (size_t i = 1; i < m->n_months; i++)
         if (m->months[i]->month <= m->months[i - 1]->month)
             return PATRON_EINVAL;
@@ -618,6 +652,18 @@ static void ref_fill(struct patron_profile *p, const Patron__V1__ProfileState *m
     if (m->n_recent_event_ids)
         memcpy(p->event_ids, m->recent_event_ids, m->n_recent_event_ids * sizeof(p->event_ids[0]));
     p->n_event_ids = m->n_recent_event_ids;
+    for (size_t i = 0; i < m->n_recent_event_ids; i++)
+        p->event_ms[i] = m->n_recent_event_ms ? m->recent_event_ms[i] : 0;
+    p->event_ids_floor_ms = m->recent_floor_ms;
+    if (m->n_counted_events)
+        memcpy(p->counted, m->counted_events, m->n_counted_events * sizeof(p->counted[0]));
+    p->n_counted = m->n_counted_events;
+    p->counted_floor_month = m->counted_floor_month;
+    p->consent_ms[0] = m->consent_sms_ms;
+    p->consent_ms[1] = m->consent_push_ms;
+    p->consent_ms[2] = m->consent_email_ms;
+    p->customer_ms = m->customer_updated_ms;
+    p->erased_at_ms = m->erased_at_ms;
     p->has_source = m->source != NULL;
     p->source_partition = m->source ? m->source->partition : 0;
     p->source_offset = m->source ? m->source->offset : 0;
@@ -678,6 +724,14 @@ static bool same_profile(const struct patron_profile *a, const struct patron_pro
     NE(consent_push);
     NE(consent_email);
     NE(n_event_ids);
+    NE(event_ids_floor_ms);
+    NE(n_counted);
+    NE(counted_floor_month);
+    NE(consent_ms[0]);
+    NE(consent_ms[1]);
+    NE(consent_ms[2]);
+    NE(customer_ms);
+    NE(erased_at_ms);
     NE(has_source);
     NE(source_partition);
     NE(source_offset);
@@ -706,8 +760,12 @@ static bool same_profile(const struct patron_profile *a, const struct patron_pro
         STRNE(cart[i].item_id);
         NE(cart[i].quantity);
     }
-    for (size_t i = 0; i < a->n_event_ids; i++)
+    for (size_t i = 0; i < a->n_event_ids; i++) {
         NE(event_ids[i]);
+        NE(event_ms[i]);
+    }
+    for (size_t i = 0; i < a->n_counted; i++)
+        NE(counted[i]);
     for (size_t i = 0; i < a->n_bought_earlier; i++)
         NE(bought_earlier[i]);
 #undef STRNE
@@ -842,9 +900,23 @@ static void rnd_profile(struct rng *r, struct patron_profile *p)
     rnd_text(r, p->locale, PATRON_PROFILE_LOCALE_MAX, false);
     rnd_text(r, p->birthday, PATRON_PROFILE_BIRTHDAY_LEN, false);
     rnd_text(r, p->country, PATRON_PROFILE_COUNTRY_MAX, false);
-    p->n_event_ids = rnd_below(r, PATRON_PROFILE_EVENT_IDS_MAX + 1);
-    for (size_t i = 0; i < p->n_event_ids; i++)
+    p->n_event_ids = big ? PATRON_PROFILE_EVENT_IDS_MAX : rnd_below(r, 40);
+    for (size_t i = 0; i < p->n_event_ids; i++) {
         p->event_ids[i] = rnd(r);
+        p->event_ms[i] = chance(r, 10) ? rnd_i64(r) : (int64_t)rnd_below(r, 1u << 30) * 1000;
+    }
+    p->event_ids_floor_ms = chance(r, 50) ? 0 : rnd_i64(r);
+    p->n_counted = big ? PATRON_PROFILE_COUNTED_MAX / 8 : (chance(r, 50) ? 0 : rnd_below(r, 30));
+    uint64_t e = rnd_below(r, 1000);
+    for (size_t i = 0; i < p->n_counted; i++) {
+        p->counted[i] = e;
+        e += 1 + rnd(r) % (UINT64_C(1) << 50);
+    }
+    p->counted_floor_month = chance(r, 70) ? 0 : (int32_t)rnd_below(r, 30000);
+    for (int i = 0; i < 3; i++)
+        p->consent_ms[i] = chance(r, 50) ? 0 : rnd_i64(r);
+    p->customer_ms = chance(r, 50) ? 0 : rnd_i64(r);
+    p->erased_at_ms = chance(r, 80) ? 0 : rnd_i64(r);
     p->has_source = chance(r, 70);
     if (p->has_source) {
         p->source_partition = (int32_t)rnd(r);
@@ -1154,19 +1226,19 @@ struct wire_row {
 
 static const struct wire_row wire_rows[] = {
     ROW("bare id", CID, 0),
-    ROW("unknown varint", CID "\xf0\x01\x05", 0),
+    ROW("unknown varint", CID "\xf0\x03\x05", 0),
     ROW("unknown fixed64",
-        CID "\xf1\x01"
+        CID "\xf1\x03"
             "12345678",
         0),
-    ROW("unknown length-delimited", CID "\xf2\x01\x03xyz", 0),
+    ROW("unknown length-delimited", CID "\xf2\x03\x03xyz", 0),
     ROW("unknown fixed32",
-        CID "\xf5\x01"
+        CID "\xf5\x03"
             "1234",
         0),
     ROW("unknown field 2^32-1", CID "\xf8\xff\xff\xff\x7f\x00", 0),
-    ROW("unknown group start", CID "\xf3\x01", PATRON_EINVAL),
-    ROW("unknown group end", CID "\xf4\x01", PATRON_EINVAL),
+    ROW("unknown group start", CID "\xf3\x03", PATRON_EINVAL),
+    ROW("unknown group end", CID "\xf4\x03", PATRON_EINVAL),
     ROW("wire type 6", CID "\xf6\x01\x00", PATRON_EINVAL),
     ROW("wire type 7", CID "\xf7\x01\x00", PATRON_EINVAL),
     ROW("field 0 in one byte", CID "\x00\x00", PATRON_EINVAL),
@@ -1225,7 +1297,7 @@ static const struct wire_row wire_rows[] = {
         CID "\xe5\x01"
             "12",
         PATRON_EINVAL),
-    ROW("length past the end", CID "\xf2\x01\x04xyz", PATRON_EINVAL),
+    ROW("length past the end", CID "\xf2\x03\x04xyz", PATRON_EINVAL),
     ROW("length prefix of 6 bytes",
         "\x0a\x81\x80\x80\x80\x80\x00"
         "c",
@@ -1239,7 +1311,7 @@ static const struct wire_row wire_rows[] = {
         "c",
         PATRON_EINVAL),
     ROW("length 2^32 - 1",
-        CID "\xf2\x01\xff\xff\xff\xff\x0f"
+        CID "\xf2\x03\xff\xff\xff\xff\x0f"
             "1234567",
         PATRON_EINVAL),
     ROW("event ids packed then not",
@@ -1260,7 +1332,46 @@ static const struct wire_row wire_rows[] = {
             "1234567812345678123456781234567812345678123456781234567812345678"
             "1234567812345678123456781234567812345678123456781234567812345678"
             "12345678",
+        0, .n_event_ids = 33),
+    ROW("event ids with their times",
+        CID "\xaa\x01\x10"
+            "1234567812345678"
+            "\xea\x01\x02\x05\x06",
+        0, .n_event_ids = 2),
+    ROW("event times unpacked",
+        CID "\xa9\x01"
+            "12345678"
+            "\xe8\x01\x05",
+        0, .n_event_ids = 1),
+    ROW("more event times than ids",
+        CID "\xa9\x01"
+            "12345678"
+            "\xea\x01\x02\x05\x06",
         PATRON_EINVAL),
+    ROW("event times without ids", CID "\xe8\x01\x05", PATRON_EINVAL),
+    ROW("event times as fixed64",
+        CID "\xa9\x01"
+            "12345678"
+            "\xe9\x01"
+            "12345678",
+        PATRON_EINVAL),
+    ROW("counted ascending",
+        CID "\xfa\x01\x10\x01\x00\x00\x00\x00\x00\x00\x00"
+            "\x02\x00\x00\x00\x00\x00\x00\x00",
+        0),
+    ROW("counted unpacked", CID "\xf9\x01\x01\x00\x00\x00\x00\x00\x00\x00", 0),
+    ROW("counted twice the same",
+        CID "\xfa\x01\x10\x01\x00\x00\x00\x00\x00\x00\x00"
+            "\x01\x00\x00\x00\x00\x00\x00\x00",
+        PATRON_EINVAL),
+    ROW("counted descending",
+        CID "\xfa\x01\x10\x02\x00\x00\x00\x00\x00\x00\x00"
+            "\x01\x00\x00\x00\x00\x00\x00\x00",
+        PATRON_EINVAL),
+    ROW("counted floor month", CID "\x80\x02\xe8\xb8\x01", 0),
+    ROW("counted floor month negative", CID "\x80\x02\xff\xff\xff\xff\x0f", PATRON_EINVAL),
+    ROW("consent, customer and erasure times",
+        CID "\x88\x02\x01\x90\x02\x02\x98\x02\x03\xa0\x02\x04\xa8\x02\x05", 0),
     ROW("bought_earlier unpacked, ascending",
         CID "\xe5\x01\x01\x00\x00\x00\xe5\x01\x02\x00\x00\x00", 0, .n_bought_earlier = 2),
     ROW("bought_earlier across fields, descending",

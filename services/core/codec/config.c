@@ -100,6 +100,9 @@ static const struct var VARS[] = {
     {"PATRON_TIER_CENTS", NULL, parse_tiers, 0, 1, INT64_C(1000000000000000), false},
     {"PATRON_POINTS_PER_REVIEW", NULL, parse_int64, FIELD(profile.points_per_review), 0, 1000000,
      false},
+    /* How long a view or cart change is remembered against resends: 1 min .. 30 days */
+    {"PATRON_DEDUPE_WINDOW_MS", NULL, parse_int64, FIELD(profile.dedupe_window_ms), 60000,
+     INT64_C(2592000000), false},
 };
 
 #define VAR_REDIS_URL (&VARS[0])

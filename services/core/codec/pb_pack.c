@@ -42,6 +42,16 @@ static void varint(struct writer *w, uint64_t v)
     *w->p++ = (uint8_t)v;
 }
 
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
 static void tag(struct writer *w, unsigned field, unsigned wire)
 {
     varint(w, (uint64_t)field << 3 | wire);
@@ -208,6 +218,28 @@ int patron_pb_pack_profile_state(const Patron__V1__ProfileState *m, uint8_t *out
         for (size_t i = 0; i < m->n_bought_earlier; i++)
             fixed32(&w, m->bought_earlier[i]);
     }
+    if (m->n_recent_event_ms) {
+        size_t n = 0;
+        for (size_t i = 0; i < m->n_recent_event_ms; i++)
+            n += varint_size((uint64_t)m->recent_event_ms[i]);
+        tag(&w, 29, WIRE_LEN);
+        varint(&w, n);
+        for (size_t i = 0; i < m->n_recent_event_ms; i++)
+            varint(&w, (uint64_t)m->recent_event_ms[i]);
+    }
+    f_int(&w, 30, m->recent_floor_ms);
+    if (m->n_counted_events) {
+        tag(&w, 31, WIRE_LEN);
+        varint(&w, 8 * m->n_counted_events);
+        for (size_t i = 0; i < m->n_counted_events; i++)
+            fixed64(&w, m->counted_events[i]);
+    }
+    f_int(&w, 32, m->counted_floor_month);
+    f_int(&w, 33, m->consent_sms_ms);
+    f_int(&w, 34, m->consent_push_ms);
+    f_int(&w, 35, m->consent_email_ms);
+    f_int(&w, 36, m->customer_updated_ms);
+    f_int(&w, 37, m->erased_at_ms);
     return finish(&w, out, len);
 }
 

@@ -27,6 +27,7 @@ struct encode_scratch {
     Patron__V1__CartLine cart[PATRON_PROFILE_CART_MAX];
     Patron__V1__CartLine *cart_ptrs[PATRON_PROFILE_CART_MAX];
     uint64_t event_ids[PATRON_PROFILE_EVENT_IDS_MAX];
+    int64_t event_ms[PATRON_PROFILE_EVENT_IDS_MAX];
     Patron__V1__SourcePosition source;
 };
 
@@ -42,7 +43,8 @@ int patron_profile_encode_into(const struct patron_profile *p, uint8_t *out, siz
     if (p->n_months > PATRON_PROFILE_MONTHS || p->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
         p->n_viewed > PATRON_PROFILE_VIEWED_MAX || p->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
         p->n_cart > PATRON_PROFILE_CART_MAX || p->n_event_ids > PATRON_PROFILE_EVENT_IDS_MAX ||
-        p->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX)
+        p->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX ||
+        p->n_counted > PATRON_PROFILE_COUNTED_MAX)
         return PATRON_EINVAL;
 
     struct encode_scratch s;
@@ -108,6 +110,18 @@ int patron_profile_encode_into(const struct patron_profile *p, uint8_t *out, siz
     memcpy(s.event_ids, p->event_ids, p->n_event_ids * sizeof(s.event_ids[0]));
     m.n_recent_event_ids = p->n_event_ids;
     m.recent_event_ids = s.event_ids;
+    memcpy(s.event_ms, p->event_ms, p->n_event_ids * sizeof(s.event_ms[0]));
+    m.n_recent_event_ms = p->n_event_ids;
+    m.recent_event_ms = s.event_ms;
+    m.recent_floor_ms = p->event_ids_floor_ms;
+    m.n_counted_events = p->n_counted;
+    m.counted_events = (uint64_t *)p->counted; /* never written through */
+    m.counted_floor_month = p->counted_floor_month;
+    m.consent_sms_ms = p->consent_ms[0];
+    m.consent_push_ms = p->consent_ms[1];
+    m.consent_email_ms = p->consent_ms[2];
+    m.customer_updated_ms = p->customer_ms;
+    m.erased_at_ms = p->erased_at_ms;
     if (p->has_source) {
         patron__v1__source_position__init(&s.source);
         s.source.partition = p->source_partition;
@@ -149,9 +163,9 @@ struct text {
 };
 
 /* The message, checked as it is read, before anything of the profile is
- * written (decode leaves *p unchanged on failure). About 7 KiB of stack
- * for a full profile: strings stay in the buffer, only the two hash lists
- * are copied. */
+ * written (decode leaves *p unchanged on failure). About 40 KiB of stack
+ * for a full profile: strings stay in the buffer, only the hash lists are
+ * copied (the ledger of counted events is 32 KiB of it). */
 struct decoded {
     /* scalars and singular strings: zeroed before reading */
     struct text customer_id, time_zone, locale, birthday, country;
@@ -161,7 +175,10 @@ struct decoded {
     bool consent_sms, consent_push, consent_email, erased, has_source;
     int32_t source_partition;
     int64_t source_offset;
+    int64_t recent_floor_ms, consent_ms[3], customer_updated_ms, erased_at_ms;
+    int32_t counted_floor_month;
     size_t n_months, n_categories, n_viewed, n_bought, n_cart, n_event_ids, n_bought_earlier;
+    size_t n_event_ms, n_counted;
     /* lists: written up to their count */
     struct patron_profile_month months[PATRON_PROFILE_MONTHS];
     struct {
@@ -176,7 +193,9 @@ struct decoded {
         int32_t quantity;
     } cart[PATRON_PROFILE_CART_MAX];
     uint64_t event_ids[PATRON_PROFILE_EVENT_IDS_MAX];
+    int64_t event_ms[PATRON_PROFILE_EVENT_IDS_MAX];
     uint32_t bought_earlier[PATRON_PROFILE_BOUGHT_EARLIER_MAX];
+    uint64_t counted[PATRON_PROFILE_COUNTED_MAX];
 };
 
 static struct text text_of(const struct patron_pb_field *f)
@@ -341,6 +360,57 @@ static int event_ids_read(const struct patron_pb_field *f, struct decoded *d)
     return 0;
 }
 
+/* Repeated int64 come packed (one LEN of varints) or one varint per field. */
+static int event_ms_read(const struct patron_pb_field *f, struct decoded *d)
+{
+    if (f->wire == PATRON_PB_VARINT) {
+        if (d->n_event_ms == PATRON_PROFILE_EVENT_IDS_MAX)
+            return PATRON_EINVAL;
+        d->event_ms[d->n_event_ms++] = (int64_t)f->value;
+        return 0;
+    }
+    if (f->wire != PATRON_PB_LEN)
+        return PATRON_EINVAL;
+    const uint8_t *at = f->data, *end = f->data + f->len;
+    while (at < end) {
+        uint64_t v;
+        if (d->n_event_ms == PATRON_PROFILE_EVENT_IDS_MAX ||
+            patron_pb_unpack_varint(&at, end, 10, &v))
+            return PATRON_EINVAL;
+        d->event_ms[d->n_event_ms++] = (int64_t)v;
+    }
+    return 0;
+}
+
+/* The ledger of counted events: strictly ascending, as counted_add keeps it. */
+static int counted_read(const struct patron_pb_field *f, struct decoded *d)
+{
+    size_t n;
+    const uint8_t *v;
+    if (f->wire == PATRON_PB_LEN) {
+        if (f->len % 8)
+            return PATRON_EINVAL;
+        n = f->len / 8;
+        v = f->data;
+    } else if (f->wire == PATRON_PB_I64) {
+        n = 1;
+        v = f->raw;
+    } else {
+        return PATRON_EINVAL;
+    }
+    if (n > PATRON_PROFILE_COUNTED_MAX - d->n_counted)
+        return PATRON_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t e = patron_pb_unpack_le64(v + 8 * i);
+        size_t k = d->n_counted;
+        if (k && e <= d->counted[k - 1])
+            return PATRON_EINVAL;
+        d->counted[k] = e;
+        d->n_counted = k + 1;
+    }
+    return 0;
+}
+
 /* Strictly ascending, or the binary search would miss. */
 static int bought_earlier_read(const struct patron_pb_field *f, struct decoded *d)
 {
@@ -493,6 +563,29 @@ static int field_read(const struct patron_pb_field *f, struct decoded *d)
         break;
     case 28:
         return bought_earlier_read(f, d);
+    case 29:
+        return event_ms_read(f, d);
+    case 30:
+        scalar = &d->recent_floor_ms;
+        break;
+    case 31:
+        return counted_read(f, d);
+    case 32:
+        if (f->wire != PATRON_PB_VARINT)
+            return PATRON_EINVAL;
+        d->counted_floor_month = int32_of(f->value);
+        return 0;
+    case 33:
+    case 34:
+    case 35:
+        scalar = &d->consent_ms[f->number - 33];
+        break;
+    case 36:
+        scalar = &d->customer_updated_ms;
+        break;
+    case 37:
+        scalar = &d->erased_at_ms;
+        break;
     default:
         return 0; /* unknown: skipped */
     }
@@ -564,7 +657,19 @@ static void fill(struct patron_profile *p, const struct decoded *d)
     take(p->country, d->country);
 
     memcpy(p->event_ids, d->event_ids, d->n_event_ids * sizeof(p->event_ids[0]));
+    /* a profile from before the times were kept: its ids as of no time */
+    if (d->n_event_ms)
+        memcpy(p->event_ms, d->event_ms, d->n_event_ms * sizeof(p->event_ms[0]));
+    else
+        memset(p->event_ms, 0, d->n_event_ids * sizeof(p->event_ms[0]));
     p->n_event_ids = d->n_event_ids;
+    p->event_ids_floor_ms = d->recent_floor_ms;
+    memcpy(p->counted, d->counted, d->n_counted * sizeof(p->counted[0]));
+    p->n_counted = d->n_counted;
+    p->counted_floor_month = d->counted_floor_month;
+    memcpy(p->consent_ms, d->consent_ms, sizeof(p->consent_ms));
+    p->customer_ms = d->customer_updated_ms;
+    p->erased_at_ms = d->erased_at_ms;
     p->has_source = d->has_source;
     p->source_partition = d->source_partition;
     p->source_offset = d->source_offset;
@@ -593,6 +698,11 @@ int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t l
         if (patron_pb_unpack_field(&at, end, &f) || field_read(&f, &d))
             return PATRON_EINVAL;
     }
+    /* the times go with the ids, one each (or none: an older profile) */
+    if (d.n_event_ms != 0 && d.n_event_ms != d.n_event_ids)
+        return PATRON_EINVAL;
+    if (d.counted_floor_month < 0)
+        return PATRON_EINVAL;
     if (!id_ok(&d.customer_id) || !text_ok(&d.time_zone, PATRON_PROFILE_TIME_ZONE_MAX, false) ||
         !text_ok(&d.locale, PATRON_PROFILE_LOCALE_MAX, false) ||
         !text_ok(&d.birthday, PATRON_PROFILE_BIRTHDAY_LEN, false) ||

@@ -23,6 +23,7 @@ void patron_profile_config_default(struct patron_profile_config *cfg)
         .weight_cart_add = 2.0,
         .weight_purchase = 3.0,
         .churn_default_rhythm_days = 90,
+        .dedupe_window_ms = DAY_MS,
     };
 }
 
@@ -335,33 +336,255 @@ static void months_add(struct patron_profile *p, int64_t t, int64_t cents)
     p->n_months++;
 }
 
-/* Erasure: nothing personal stays; the dedupe state does, so that a replay of
- * anything before the erasure cannot bring data back. */
-static void tombstone(struct patron_profile *p)
+/* Erasure at event time t: nothing personal stays; the erasure's time and
+ * the replay state do, so that neither a replay nor a late resend of
+ * anything before the erasure can bring data back (those are STALE). */
+static void tombstone(struct patron_profile *p, int64_t t)
 {
-    struct patron_profile t;
-    patron_profile_init(&t, p->customer_id);
-    memcpy(t.event_ids, p->event_ids, sizeof(t.event_ids));
-    t.n_event_ids = p->n_event_ids;
-    t.has_source = p->has_source;
-    t.source_partition = p->source_partition;
-    t.source_offset = p->source_offset;
-    t.erased = true;
-    *p = t;
+    uint64_t ids[PATRON_PROFILE_EVENT_IDS_MAX];
+    int64_t ms[PATRON_PROFILE_EVENT_IDS_MAX];
+    memcpy(ids, p->event_ids, sizeof(ids));
+    memcpy(ms, p->event_ms, sizeof(ms));
+    size_t n_ids = p->n_event_ids;
+    int64_t floor_ms = p->event_ids_floor_ms, erased_at = max64(p->erased_at_ms, t);
+    bool has_source = p->has_source;
+    int32_t partition = p->source_partition;
+    int64_t offset = p->source_offset;
+    char id[PATRON_ID_MAX + 1];
+    memcpy(id, p->customer_id, sizeof(id));
+
+    patron_profile_init(p, id);
+    memcpy(p->event_ids, ids, sizeof(ids));
+    memcpy(p->event_ms, ms, sizeof(ms));
+    p->n_event_ids = n_ids;
+    p->event_ids_floor_ms = floor_ms;
+    p->has_source = has_source;
+    p->source_partition = partition;
+    p->source_offset = offset;
+    p->erased = true;
+    p->erased_at_ms = erased_at;
 }
 
-static void remember(struct patron_profile *p, uint64_t id_hash, int32_t partition, int64_t offset)
+/* Kinds whose events change a counter: remembered for ever (`counted`). */
+static bool counts(const Patron__V1__Event *ev)
 {
-    size_t n = p->n_event_ids < PATRON_PROFILE_EVENT_IDS_MAX ? p->n_event_ids + 1
-                                                             : PATRON_PROFILE_EVENT_IDS_MAX;
-    memmove(&p->event_ids[1], &p->event_ids[0], (n - 1) * sizeof(p->event_ids[0]));
+    return ev->kind_case == PATRON__V1__EVENT__KIND_PURCHASE ||
+           ev->kind_case == PATRON__V1__EVENT__KIND_REFUND ||
+           ev->kind_case == PATRON__V1__EVENT__KIND_REVIEW;
+}
+
+uint64_t patron_counted_entry(const char *event_id, size_t len, int64_t at_ms)
+{
+    const uint64_t mask = (UINT64_C(1) << PATRON_COUNTED_HASH_BITS) - 1;
+    int64_t month = patron_month_of_ms(at_ms) - 1970 * 12; /* 0 .. 96,359: 17 bits */
+    if (month < 0)
+        month = 0;
+    return (uint64_t)month << PATRON_COUNTED_HASH_BITS | (patron_hash64(event_id, len) & mask);
+}
+
+static int32_t counted_month(uint64_t entry)
+{
+    return (int32_t)(entry >> PATRON_COUNTED_HASH_BITS) + 1970 * 12;
+}
+
+/* Whether the ledger holds the event id, whatever month it was counted in
+ * (a resend whose time was changed is still a resend). */
+static bool counted_has(const struct patron_profile *p, uint64_t entry)
+{
+    const uint64_t mask = (UINT64_C(1) << PATRON_COUNTED_HASH_BITS) - 1;
+    for (size_t i = 0; i < p->n_counted; i++)
+        if ((p->counted[i] & mask) == (entry & mask))
+            return true;
+    return false;
+}
+
+/* Inserts in order; a full ledger first forgets its oldest month whole, and
+ * remembers up to which month it forgot. */
+static void counted_add(struct patron_profile *p, uint64_t entry)
+{
+    if (p->n_counted == PATRON_PROFILE_COUNTED_MAX) {
+        int32_t oldest = counted_month(p->counted[0]);
+        size_t drop = 0;
+        while (drop < p->n_counted && counted_month(p->counted[drop]) == oldest)
+            drop++;
+        memmove(&p->counted[0], &p->counted[drop], (p->n_counted - drop) * sizeof(p->counted[0]));
+        p->n_counted -= drop;
+        memset(&p->counted[p->n_counted], 0, drop * sizeof(p->counted[0]));
+        if (oldest > p->counted_floor_month)
+            p->counted_floor_month = oldest;
+        if (counted_month(entry) <= p->counted_floor_month)
+            return; /* its own month was the oldest: refused next time it comes */
+    }
+    size_t lo = 0, hi = p->n_counted;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->counted[mid] < entry)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(&p->counted[lo + 1], &p->counted[lo], (p->n_counted - lo) * sizeof(p->counted[0]));
+    p->counted[lo] = entry;
+    p->n_counted++;
+}
+
+/* The events that count nothing, most recently applied first. Those that
+ * left the window leave (older ones are stale anyway); when it is still
+ * full, the one of the earliest event time leaves early, and the floor
+ * rises to its time: anything at or before the floor may be a resend
+ * nobody remembers. */
+static void ring_add(struct patron_profile *p, uint64_t id_hash, int64_t t, int64_t window_ms)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_event_ids; i++) {
+        if (p->event_ms[i] < p->last_event_ms - window_ms)
+            continue;
+        p->event_ids[n] = p->event_ids[i];
+        p->event_ms[n++] = p->event_ms[i];
+    }
+    memset(&p->event_ids[n], 0, (p->n_event_ids - n) * sizeof(p->event_ids[0]));
+    memset(&p->event_ms[n], 0, (p->n_event_ids - n) * sizeof(p->event_ms[0]));
+    if (n == PATRON_PROFILE_EVENT_IDS_MAX) {
+        size_t oldest = 0;
+        for (size_t i = 1; i < n; i++)
+            if (p->event_ms[i] <= p->event_ms[oldest])
+                oldest = i;
+        p->event_ids_floor_ms = max64(p->event_ids_floor_ms, p->event_ms[oldest]);
+        memmove(&p->event_ids[oldest], &p->event_ids[oldest + 1],
+                (n - oldest - 1) * sizeof(p->event_ids[0]));
+        memmove(&p->event_ms[oldest], &p->event_ms[oldest + 1],
+                (n - oldest - 1) * sizeof(p->event_ms[0]));
+        n--;
+    }
+    memmove(&p->event_ids[1], &p->event_ids[0], n * sizeof(p->event_ids[0]));
+    memmove(&p->event_ms[1], &p->event_ms[0], n * sizeof(p->event_ms[0]));
     p->event_ids[0] = id_hash;
-    p->n_event_ids = n;
+    p->event_ms[0] = t;
+    p->n_event_ids = n + 1;
+}
+
+static bool ring_has(const struct patron_profile *p, uint64_t id_hash)
+{
+    for (size_t i = 0; i < p->n_event_ids && i < PATRON_PROFILE_EVENT_IDS_MAX; i++)
+        if (p->event_ids[i] == id_hash)
+            return true;
+    return false;
+}
+
+static void remember(struct patron_profile *p, const Patron__V1__Event *ev, int32_t partition,
+                     int64_t offset, const struct patron_profile_config *cfg)
+{
+    size_t len = strlen(ev->event_id);
+    if (counts(ev))
+        counted_add(p, patron_counted_entry(ev->event_id, len, ev->occurred_at_ms));
+    else
+        ring_add(p, patron_hash64(ev->event_id, len), ev->occurred_at_ms, cfg->dedupe_window_ms);
     if (offset >= 0) {
         p->has_source = true;
         p->source_partition = partition;
         p->source_offset = offset;
     }
+}
+
+/* The consent slot of a channel, or -1. */
+static int consent_slot(Patron__V1__Channel ch)
+{
+    switch (ch) {
+    case PATRON__V1__CHANNEL__SMS:
+        return 0;
+    case PATRON__V1__CHANNEL__PUSH:
+        return 1;
+    case PATRON__V1__CHANNEL__EMAIL:
+        return 2;
+    default:
+        return -1;
+    }
+}
+
+static bool *consent_of(struct patron_profile *p, int slot)
+{
+    return slot == 0 ? &p->consent_sms : slot == 1 ? &p->consent_push : &p->consent_email;
+}
+
+/* Last writer wins, by event time: a consent older than the channel's, or
+ * as old and changing nothing, is stale. At the same time a revocation
+ * beats a grant, so that the order Kafka delivers them in never matters. */
+static bool consent_stale(struct patron_profile *p, const Patron__V1__ConsentChange *cc, int64_t t)
+{
+    int slot = consent_slot(cc->channel);
+    if (slot < 0)
+        return true;
+    int64_t at = p->consent_ms[slot];
+    bool granted = cc->granted != 0;
+    if (t < at)
+        return true;
+    return t == at && at != 0 && (granted || !*consent_of(p, slot));
+}
+
+/* Whether a CustomerUpdate would change any field it sets. */
+static bool customer_changes(const struct patron_profile *p, const Patron__V1__CustomerUpdate *cu)
+{
+    const struct {
+        const char *in, *have;
+    } fields[] = {{cu->birthday, p->birthday},
+                  {cu->time_zone, p->time_zone},
+                  {cu->locale, p->locale},
+                  {cu->country, p->country}};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(fields); i++)
+        if (fields[i].in && fields[i].in[0] && strcmp(fields[i].in, fields[i].have) != 0)
+            return true;
+    return false;
+}
+
+/* Whether an event that passed the replay check is a resend, or too old
+ * to change anything; fills *out's result when it is. */
+static bool dedupe(struct patron_profile *p, const Patron__V1__Event *ev,
+                   const struct patron_profile_config *cfg, struct patron_apply_outcome *out)
+{
+    int64_t t = ev->occurred_at_ms;
+    size_t len = strlen(ev->event_id);
+    /* kept when the customer comes back: what came before stays erased */
+    if (ev->kind_case != PATRON__V1__EVENT__KIND_ERASURE && t <= p->erased_at_ms) {
+        out->result = PATRON_APPLY_STALE;
+        return true;
+    }
+    if (counts(ev)) {
+        uint64_t entry = patron_counted_entry(ev->event_id, len, t);
+        if (counted_has(p, entry)) {
+            out->result = PATRON_APPLY_DUPLICATE;
+            return true;
+        }
+        if (p->counted_floor_month && counted_month(entry) <= p->counted_floor_month) {
+            out->result = PATRON_APPLY_REFUSED;
+            return true;
+        }
+        return false;
+    }
+    if (ring_has(p, patron_hash64(ev->event_id, len))) {
+        out->result = PATRON_APPLY_DUPLICATE;
+        return true;
+    }
+    bool stale;
+    switch (ev->kind_case) {
+    case PATRON__V1__EVENT__KIND_VIEW:
+    case PATRON__V1__EVENT__KIND_CART_ADD:
+    case PATRON__V1__EVENT__KIND_CART_REMOVE:
+        stale = t <= p->event_ids_floor_ms || t < p->last_event_ms - cfg->dedupe_window_ms;
+        break;
+    case PATRON__V1__EVENT__KIND_CONSENT:
+        stale = consent_stale(p, ev->consent, t);
+        break;
+    case PATRON__V1__EVENT__KIND_CUSTOMER:
+        /* at the same time, in order; a resend of the latest changes nothing */
+        stale = t < p->customer_ms || (t == p->customer_ms && !customer_changes(p, ev->customer));
+        break;
+    default:
+        stale = false;
+        break;
+    }
+    if (stale)
+        out->result = PATRON_APPLY_STALE;
+    return stale;
 }
 
 static void apply_purchase(struct patron_profile *p, const Patron__V1__Purchase *pu, int64_t t,
@@ -390,8 +613,10 @@ static void apply_refund(struct patron_profile *p, int64_t t, int64_t amount)
     p->refunds = sat_add(p->refunds, 1);
 }
 
-static void apply_customer(struct patron_profile *p, const Patron__V1__CustomerUpdate *cu)
+static void apply_customer(struct patron_profile *p, const Patron__V1__CustomerUpdate *cu,
+                           int64_t t)
 {
+    p->customer_ms = max64(p->customer_ms, t);
     if (cu->birthday && cu->birthday[0])
         set_text(p->birthday, sizeof(p->birthday), cu->birthday);
     if (cu->time_zone && cu->time_zone[0])
@@ -402,22 +627,13 @@ static void apply_customer(struct patron_profile *p, const Patron__V1__CustomerU
         set_text(p->country, sizeof(p->country), cu->country);
 }
 
-static void apply_consent(struct patron_profile *p, const Patron__V1__ConsentChange *cc)
+static void apply_consent(struct patron_profile *p, const Patron__V1__ConsentChange *cc, int64_t t)
 {
-    bool granted = cc->granted != 0;
-    switch (cc->channel) {
-    case PATRON__V1__CHANNEL__SMS:
-        p->consent_sms = granted;
-        break;
-    case PATRON__V1__CHANNEL__PUSH:
-        p->consent_push = granted;
-        break;
-    case PATRON__V1__CHANNEL__EMAIL:
-        p->consent_email = granted;
-        break;
-    default:
-        break; /* rejected by patron_event_check */
-    }
+    int slot = consent_slot(cc->channel);
+    if (slot < 0)
+        return; /* rejected by patron_event_check */
+    *consent_of(p, slot) = cc->granted != 0;
+    p->consent_ms[slot] = t;
 }
 
 static void evaluate(const struct patron_profile *p, int64_t now_ms,
@@ -452,15 +668,8 @@ int patron_profile_apply(struct patron_profile *p, const Patron__V1__Event *ev, 
         out->result = PATRON_APPLY_REPLAYED;
         return 0;
     }
-    uint64_t id_hash = patron_hash64(ev->event_id, strlen(ev->event_id));
-    size_t n_ids = p->n_event_ids < PATRON_PROFILE_EVENT_IDS_MAX ? p->n_event_ids
-                                                                 : PATRON_PROFILE_EVENT_IDS_MAX;
-    for (size_t i = 0; i < n_ids; i++) {
-        if (p->event_ids[i] == id_hash) {
-            out->result = PATRON_APPLY_DUPLICATE;
-            return 0;
-        }
-    }
+    if (dedupe(p, ev, cfg, out))
+        return 0;
 
     out->result = PATRON_APPLY_APPLIED;
     p->erased = false; /* a tombstone holds nothing: it starts afresh */
@@ -494,19 +703,19 @@ int patron_profile_apply(struct patron_profile *p, const Patron__V1__Event *ev, 
         p->reviews = sat_add(p->reviews, 1);
         break;
     case PATRON__V1__EVENT__KIND_CUSTOMER:
-        apply_customer(p, ev->customer);
+        apply_customer(p, ev->customer, t);
         break;
     case PATRON__V1__EVENT__KIND_CONSENT:
-        apply_consent(p, ev->consent);
+        apply_consent(p, ev->consent, t);
         break;
     case PATRON__V1__EVENT__KIND_ERASURE:
-        tombstone(p);
+        tombstone(p, t);
         break;
     default:
         break; /* rejected by patron_event_check */
     }
 
-    remember(p, id_hash, partition, offset);
+    remember(p, ev, partition, offset, cfg);
     evaluate(p, t, cfg, &out->tier_after, &out->segment_after);
     return 0;
 }

@@ -4,7 +4,8 @@
  *
  * Resends model an at-least-once producer: after event k, with probability
  * resend_percent, its exact bytes are queued to go again after event
- * k + d, d uniform in 0..REPLAY_RESEND_DELAY_MAX. Garbage message i goes
+ * k + d, d uniform in 0..resend_delay_max (50 by default; a whole stream
+ * models a late backfill). Garbage message i goes
  * after event g_i, g_0 and the gaps g_i - g_{i-1} uniform in
  * 1..2*REPLAY_GARBAGE_GAP; what the stream does not reach is sent at the end.
  * Both draw from their own seeded stream, so the same seed and input give
@@ -51,28 +52,58 @@ static void resend_free(struct replay_resend *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Sends the queued copies due by now (all of them when `all`), in queue order. */
+static bool resend_before(const struct replay_resend *a, const struct replay_resend *b)
+{
+    return a->due != b->due ? a->due < b->due : a->seq < b->seq;
+}
+
+static void heap_push(struct replay_emitter *e, struct replay_resend r)
+{
+    if (e->queued == e->cap) {
+        e->cap = e->cap ? 2 * e->cap : 64;
+        e->queue = patron_realloc(e->queue, e->cap * sizeof(*e->queue));
+    }
+    size_t i = e->queued++;
+    while (i > 0 && resend_before(&r, &e->queue[(i - 1) / 2])) {
+        e->queue[i] = e->queue[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    e->queue[i] = r;
+}
+
+static struct replay_resend heap_pop(struct replay_emitter *e)
+{
+    struct replay_resend top = e->queue[0], last = e->queue[--e->queued];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= e->queued)
+            break;
+        if (c + 1 < e->queued && resend_before(&e->queue[c + 1], &e->queue[c]))
+            c++;
+        if (!resend_before(&e->queue[c], &last))
+            break;
+        e->queue[i] = e->queue[c];
+        i = c;
+    }
+    if (e->queued)
+        e->queue[i] = last;
+    return top;
+}
+
+/* Sends the queued copies due by now (all of them when `all`), earliest
+ * first. */
 static int send_due_resends(struct replay_emitter *e, bool all)
 {
-    size_t kept = 0;
-    int rc = 0;
-    for (size_t i = 0; i < e->queued; i++) {
-        struct replay_resend *r = &e->queue[i];
-        if (rc == 0 && (all || r->due <= e->events)) {
-            rc = replay_sink_put(e->sink, r->key, r->key_len, r->buf, r->len);
-            if (rc == 0)
-                e->resent++;
-            resend_free(r);
-            continue;
-        }
-        if (rc != 0) {
-            resend_free(r);
-            continue;
-        }
-        e->queue[kept++] = *r;
+    while (e->queued && (all || e->queue[0].due <= e->events)) {
+        struct replay_resend r = heap_pop(e);
+        int rc = replay_sink_put(e->sink, r.key, r.key_len, r.buf, r.len);
+        resend_free(&r);
+        if (rc)
+            return rc;
+        e->resent++;
     }
-    e->queued = kept;
-    return rc;
+    return 0;
 }
 
 /* Garbage i: random bytes, a truncated event, or a message of another type,
@@ -171,18 +202,24 @@ int replay_emit(struct replay_emitter *e, const char *key, size_t key_len, const
 
     if (e->opt->resend_percent &&
         replay_rng_percent(&e->resend_rng, (unsigned)e->opt->resend_percent)) {
-        uint64_t delay = (uint64_t)replay_rng_range(&e->resend_rng, 0, REPLAY_RESEND_DELAY_MAX);
-        /* Cannot be full: copies due after at most 50 more events leave in
-         * time. Kept as a bound all the same. */
-        if (e->queued == REPLAY_RESEND_QUEUE_MAX && (rc = send_due_resends(e, true)) < 0)
-            return rc;
-        struct replay_resend *r = &e->queue[e->queued++];
-        r->due = e->events + delay;
-        r->key = patron_strndup(key, key_len);
-        r->key_len = key_len;
-        r->buf = patron_malloc(len);
-        memcpy(r->buf, buf, len);
-        r->len = len;
+        uint64_t delay =
+            (uint64_t)replay_rng_range(&e->resend_rng, 0, (int64_t)e->opt->resend_delay_max);
+        /* A bound on memory: beyond it the earliest copies go now. */
+        while (e->queued >= REPLAY_RESEND_QUEUE_MAX) {
+            struct replay_resend first = heap_pop(e);
+            rc = replay_sink_put(e->sink, first.key, first.key_len, first.buf, first.len);
+            resend_free(&first);
+            if (rc < 0)
+                return rc;
+            e->resent++;
+        }
+        struct replay_resend r = {.due = e->events + delay, .seq = e->queued_seq++};
+        r.key = patron_strndup(key, key_len);
+        r.key_len = key_len;
+        r.buf = patron_malloc(len);
+        memcpy(r.buf, buf, len);
+        r.len = len;
+        heap_push(e, r);
     }
     if (e->queued && (rc = send_due_resends(e, false)) < 0)
         return rc;
@@ -207,7 +244,9 @@ void replay_emitter_free(struct replay_emitter *e)
 {
     for (size_t i = 0; i < e->queued; i++)
         resend_free(&e->queue[i]);
-    e->queued = 0;
+    free(e->queue);
+    e->queue = NULL;
+    e->queued = e->cap = 0;
     for (size_t i = 0; i < e->customers_seen.cap; i++)
         free(e->customers_seen.slots[i].value);
     patron_strmap_free(&e->customers_seen);

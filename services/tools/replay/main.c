@@ -18,7 +18,8 @@ static const char usage[] =
     "  patron-replay online-retail --file F.csv[.gz] (--brokers B --topic T | --out FILE)\n"
     "      [--resend-percent P] [--garbage N] [--limit N] [--derive-browse]\n"
     "      [--derive-profile] [--catalog-topic T] [--seed S]\n"
-    "      [--rate EVENTS_PER_S] [--progress] [--until YYYY-MM-DD]\n"
+    "      [--rate EVENTS_PER_S] [--progress] [--from YYYY-MM-DD] [--until YYYY-MM-DD]\n"
+    "      [--resend-delay-max N]\n"
     "  patron-replay synthetic (--brokers B --topic T | --out FILE) [--events N]\n"
     "      [--customers 1000000] [--regulars 10000] [--items 100000] [--zipf 1.0]\n"
     "      [--step-ms 10] [--seed S] [--resend-percent P] [--garbage N] [--rate R]\n"
@@ -29,7 +30,10 @@ static const char usage[] =
     "The last line on stdout is {\"events\":E,\"resent\":R,\"garbage\":G,\"customers\":C};\n"
     "--partitions-hint prints {\"partitions\":P,...} for the embedded Kafka and produces\n"
     "nothing. --until stops before the first invoice of that day (London time): a\n"
-    "training period. The mapping of the CSV is data/README.md's. Exit 0 when every\n"
+    "training period; --from produces only the events from that day on, with the ids\n"
+    "and times of a whole replay (a re-published period). Resent copies wait up to\n"
+    "--resend-delay-max further events (default 50). The mapping of the CSV is data/README.md's. "
+    "Exit 0 when every\n"
     "message was delivered, 1 on failure, 2 on a usage error.\n";
 
 enum opt_id {
@@ -55,6 +59,8 @@ enum opt_id {
     OPT_HINT,
     OPT_FLUSH,
     OPT_UNTIL,
+    OPT_FROM,
+    OPT_RESEND_DELAY,
     OPT_CATALOG,
     OPT_HELP,
 };
@@ -92,6 +98,8 @@ static const struct opt_rule rules[] = {
     {{"partitions-hint", no_argument, NULL, OPT_HINT}, REPLAY_SYNTHETIC, 0, 0},
     {{"flush-timeout-ms", required_argument, NULL, OPT_FLUSH}, ALL_MODES, 0, 86400000},
     {{"until", required_argument, NULL, OPT_UNTIL}, REPLAY_ONLINE_RETAIL, 0, 0},
+    {{"from", required_argument, NULL, OPT_FROM}, REPLAY_ONLINE_RETAIL, 0, 0},
+    {{"resend-delay-max", required_argument, NULL, OPT_RESEND_DELAY}, GENERATORS, 0, 1000000000},
     {{"catalog-topic", required_argument, NULL, OPT_CATALOG}, REPLAY_ONLINE_RETAIL, 0, 0},
     {{"help", no_argument, NULL, OPT_HELP}, ALL_MODES, 0, 0},
 };
@@ -179,6 +187,7 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
     *o = (struct replay_options){
         .seed = 1,
         .flush_timeout_ms = 300000,
+        .resend_delay_max = REPLAY_RESEND_DELAY_DEFAULT,
         .events = 1000000,
         .customers = 1000000,
         .regulars = 10000,
@@ -240,6 +249,9 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
         case OPT_RESEND:
             ok = set_number(r, optarg, &o->resend_percent);
             break;
+        case OPT_RESEND_DELAY:
+            ok = set_number(r, optarg, &o->resend_delay_max);
+            break;
         case OPT_GARBAGE:
             ok = set_number(r, optarg, &o->garbage);
             break;
@@ -296,6 +308,12 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
             if (!ok)
                 fprintf(stderr, "patron-replay: --until %s: want a date YYYY-MM-DD\n", optarg);
             o->has_until = ok;
+            break;
+        case OPT_FROM:
+            ok = replay_london_date_ms(optarg, strlen(optarg), &o->from_ms) == 0;
+            if (!ok)
+                fprintf(stderr, "patron-replay: --from %s: want a date YYYY-MM-DD\n", optarg);
+            o->has_from = ok;
             break;
         }
         if (!ok)

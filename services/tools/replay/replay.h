@@ -28,8 +28,9 @@
 #define REPLAY_MESSAGE_MAX ((size_t)1000000)
 /* librdkafka properties passed with -X key=value. */
 #define REPLAY_PROPS_MAX 32
-/* Resent copies wait 0..REPLAY_RESEND_DELAY_MAX further events. */
-#define REPLAY_RESEND_DELAY_MAX 50
+/* Resent copies wait 0..resend_delay_max further events; by default this
+ * many (--resend-delay-max: up to a whole year of the shop, a backfill). */
+#define REPLAY_RESEND_DELAY_DEFAULT 50
 /* Garbage message i comes 1..2*REPLAY_GARBAGE_GAP events after message i-1. */
 #define REPLAY_GARBAGE_GAP 50
 
@@ -49,7 +50,8 @@ struct replay_options {
     struct replay_prop props[REPLAY_PROPS_MAX];
     size_t n_props;
     uint64_t seed;
-    uint64_t resend_percent; /* 0..100 */
+    uint64_t resend_percent;   /* 0..100 */
+    uint64_t resend_delay_max; /* a copy waits 0..this many further events (default 50) */
     uint64_t garbage;
     uint64_t limit; /* 0: no limit */
     uint64_t rate;  /* events per second, 0: as fast as possible */
@@ -62,6 +64,8 @@ struct replay_options {
     const char *catalog_topic; /* --catalog-topic: an ItemUpdate per item, first seen */
     bool has_until;
     int64_t until_ms; /* --until: only invoices before this (UTC epoch ms) */
+    bool has_from;
+    int64_t from_ms; /* --from: only events from this time on (UTC epoch ms) */
     /* file */
     const char *in_path;
     /* synthetic */
@@ -99,21 +103,24 @@ int replay_sink_close(struct replay_sink *s, uint64_t flush_timeout_ms) PATRON_M
 
 struct replay_resend {
     uint64_t due; /* send after the event with this number */
+    uint64_t seq; /* ties: in the order they were queued */
     char *key;
     size_t key_len;
     uint8_t *buf;
     size_t len;
 };
 
-/* At most REPLAY_RESEND_DELAY_MAX + 1 copies can be waiting at once. */
-#define REPLAY_RESEND_QUEUE_MAX (REPLAY_RESEND_DELAY_MAX + 1)
+/* Copies waiting at once: resend_percent of resend_delay_max events, so at
+ * most resend_delay_max + 1; beyond this many the earliest go at once. */
+#define REPLAY_RESEND_QUEUE_MAX (1u << 20)
 
 struct replay_emitter {
     struct replay_sink *sink; /* borrowed */
     const struct replay_options *opt;
     struct replay_rng resend_rng, garbage_rng;
-    struct replay_resend queue[REPLAY_RESEND_QUEUE_MAX];
-    size_t queued;
+    struct replay_resend *queue; /* a min-heap by (due, seq) */
+    size_t queued, cap;
+    uint64_t queued_seq;
     uint64_t next_garbage_at; /* event number after which garbage comes next */
     uint64_t events, resent, garbage;
     bool count_customers;                /* else the caller sets `customers` */

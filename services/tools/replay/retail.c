@@ -221,6 +221,13 @@ static int emit_event(struct retail *r, const Patron__V1__Event *ev)
 
 static int emit_now(struct retail *r, const Patron__V1__Event *ev)
 {
+    if (r->o->has_from && ev->occurred_at_ms < r->o->from_ms) {
+        /* generated all the same (ids, derived times and draws stay those
+         * of a whole replay), not produced: --from re-publishes a period */
+        if (ev->occurred_at_ms > r->last_ms)
+            r->last_ms = ev->occurred_at_ms;
+        return 0;
+    }
     size_t len;
     uint8_t *buf = pack_event(r, ev, &len);
     if (!buf) {

@@ -10,10 +10,25 @@
  * abort on out of memory (common.h). No shared state: safe from any thread
  * on distinct profiles.
  *
- * Exactly-once apply: patron_profile_apply remembers, per profile, the
- * highest Kafka offset applied from the customer's partition and a ring of
- * recent event-id hashes; a replayed offset or a resent event id leaves the
- * profile unchanged and says so in the outcome.
+ * Exactly-once apply (docs/guarantees.md, "Resends"): each event_id counts
+ * at most once for its customer, at any distance.
+ * - A replayed Kafka offset (at or below the highest applied from the
+ *   customer's partition) is REPLAYED.
+ * - Events that count (purchase, refund, review: orders, spend, points,
+ *   reviews) are remembered for ever in `counted`, a ledger of 8 bytes per
+ *   event: a resend a second or a year later is a DUPLICATE. A customer
+ *   with more than PATRON_PROFILE_COUNTED_MAX of them forgets its oldest
+ *   month of them at a time; an event of a forgotten month that the ledger
+ *   cannot vouch for is REFUSED (to the DLQ), never counted twice.
+ * - Every other event is remembered with its event time while it is
+ *   within the dedupe window (a day by default) of the customer's latest
+ *   event, up to PATRON_PROFILE_EVENT_IDS_MAX. A view or cart change older
+ *   than the window, or at or before the latest time the memory had to
+ *   forget early, may be a resend nobody remembers: it is STALE, not
+ *   applied. Consent and customer updates are last-writer-wins by event
+ *   time per field instead, so a resend of one changes nothing (STALE too).
+ * - After an erasure, events from before it are STALE (a replay or a late
+ *   resend cannot bring data back).
  */
 #ifndef PATRON_PROFILE_H
 #define PATRON_PROFILE_H
@@ -29,7 +44,16 @@
 #define PATRON_PROFILE_BOUGHT_EARLIER_MAX 1024
 #define PATRON_PROFILE_CART_MAX 32      /* open cart lines, oldest first */
 #define PATRON_PROFILE_CATEGORIES_MAX 8 /* category affinities kept */
-#define PATRON_PROFILE_EVENT_IDS_MAX 32 /* ring of recent event-id hashes (resend dedupe) */
+/* Events that count nothing, remembered while within the dedupe window
+ * (patron_profile_config.dedupe_window_ms) of the customer's latest event:
+ * at most this many, 4 KiB, for a customer of 256 events in a day. */
+#define PATRON_PROFILE_EVENT_IDS_MAX 256
+/* Events that count (purchases, refunds, reviews) remembered for ever: 32 KiB
+ * at most, reached by a customer of 4,096 of them. */
+#define PATRON_PROFILE_COUNTED_MAX 4096
+/* A `counted` entry: the event's month (patron_month_of_ms, 17 bits from
+ * 1970) above the low PATRON_COUNTED_HASH_BITS bits of its event-id hash. */
+#define PATRON_COUNTED_HASH_BITS 47
 #define PATRON_PROFILE_MONTHS 12        /* months of net spend in the tier window */
 #define PATRON_PROFILE_TIME_ZONE_MAX 63 /* bytes, without the NUL */
 #define PATRON_PROFILE_LOCALE_MAX 35
@@ -51,6 +75,7 @@ struct patron_profile_config {
     double weight_cart_add;            /* ... a cart add */
     double weight_purchase;            /* ... each line of a purchase */
     int64_t churn_default_rhythm_days; /* purchase rhythm assumed below 2 orders */
+    int64_t dedupe_window_ms;          /* events that count nothing: remembered this long */
 };
 
 void patron_profile_config_default(struct patron_profile_config *cfg);
@@ -110,11 +135,23 @@ struct patron_profile {
     char birthday[PATRON_PROFILE_BIRTHDAY_LEN + 1];   /* "MM-DD", "" when unknown */
     char country[PATRON_PROFILE_COUNTRY_MAX + 1];
 
-    uint64_t event_ids[PATRON_PROFILE_EVENT_IDS_MAX]; /* FNV-1a of event_id, most recent first */
+    /* Events that count nothing: FNV-1a of event_id and the event's time,
+     * most recently applied first. */
+    uint64_t event_ids[PATRON_PROFILE_EVENT_IDS_MAX];
+    int64_t event_ms[PATRON_PROFILE_EVENT_IDS_MAX];
     size_t n_event_ids;
-    bool has_source;          /* source_* hold a Kafka position */
-    int32_t source_partition; /* partition of patron.events last applied from */
-    int64_t source_offset;    /* highest offset applied from that partition */
+    int64_t
+        event_ids_floor_ms; /* latest event time of an id forgotten within the window; 0: none */
+    /* Events that count: ascending patron_counted_entry values. */
+    uint64_t counted[PATRON_PROFILE_COUNTED_MAX];
+    size_t n_counted;
+    int32_t counted_floor_month; /* months up to this one were trimmed; 0: none */
+    int64_t consent_ms[3];       /* event time of the consent applied: sms, push, email */
+    int64_t customer_ms;         /* event time of the CustomerUpdate applied */
+    int64_t erased_at_ms;        /* a tombstone's erasure time */
+    bool has_source;             /* source_* hold a Kafka position */
+    int32_t source_partition;    /* partition of patron.events last applied from */
+    int64_t source_offset;       /* highest offset applied from that partition */
 
     /* A tombstone after an erasure: no personal data left, only customer_id
      * and the dedupe state (event ids, source position). */
@@ -129,7 +166,12 @@ enum patron_apply_result {
     PATRON_APPLY_APPLIED,   /* the profile changed */
     PATRON_APPLY_DUPLICATE, /* the event id was applied before (a producer resend) */
     PATRON_APPLY_REPLAYED,  /* the Kafka offset was applied before (a consumer replay) */
+    PATRON_APPLY_STALE,     /* older than what it could change (see the top): not applied */
+    PATRON_APPLY_REFUSED,   /* counts, and the ledger cannot vouch it is new: to the DLQ */
 };
+
+/* The DLQ reason of a REFUSED event. */
+#define PATRON_APPLY_REFUSED_REASON "late_beyond_ledger"
 
 struct patron_apply_outcome {
     enum patron_apply_result result;
@@ -153,6 +195,9 @@ struct patron_apply_outcome {
 int patron_profile_apply(struct patron_profile *p, const Patron__V1__Event *ev, int32_t partition,
                          int64_t offset, const struct patron_profile_config *cfg,
                          struct patron_apply_outcome *out) PATRON_MUST_USE;
+
+/* The `counted` entry of an event id at event time at_ms. */
+uint64_t patron_counted_entry(const char *event_id, size_t len, int64_t at_ms);
 
 /* A stable 32-bit hash of an item id (FNV-1a 64 folded): the stored form of
  * bought_earlier, so it must never change. */
