@@ -9,6 +9,7 @@ PACKAGES=(
   libjansson-dev libyaml-dev libicu-dev libhttp-parser-dev zlib1g-dev libcriterion-dev
   redis-server redis-tools kcat wrk curl
   python3 python3-redis python3-confluent-kafka python3-protobuf protobuf-compiler
+  python3-numpy python3-scipy # scripts/eval.sh: the baselines and BG/NBD
   chromium nodejs # the dashboard's browser test (playwright-core from npm drives Debian's chromium)
 )
 # npm: Debian's package, unless a Node.js that ships its own npm (NodeSource's,
