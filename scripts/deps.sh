@@ -10,6 +10,7 @@ PACKAGES=(
   redis-server redis-tools kcat wrk curl
   python3 python3-redis python3-confluent-kafka python3-protobuf protobuf-compiler
   python3-yaml python3-jsonschema # the OpenAPI document against the real answers (test_openapi.py)
+  python3-numpy python3-scipy # scripts/eval.sh: the baselines and BG/NBD
   chromium nodejs # the dashboard's browser test (playwright-core from npm drives Debian's chromium)
 )
 # npm: Debian's package, unless a Node.js that ships its own npm (NodeSource's,

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Offline evaluation of the recommendations on UCI Online Retail, through the
-# real path (patron-replay -> Kafka -> patron-ingest -> Redis -> patron-api),
-# with the protocol and SAR's reference figures of
-# shared/data/online-retail/README.md. Prints P@10, R@10 and nDCG@10 next to
-# SAR's; exit status 0 when all three beat SAR.
+# Offline evaluation of Patron (docs/eval.md): section 1, recommendations on
+# data sets x protocols against popularity, item-kNN and SAR computed in the
+# same run, Patron measured through Kafka -> patron-ingest -> Redis ->
+# patron-api; section 2, churn and lifetime value against BG/NBD +
+# Gamma-Gamma, recency and spend. Prints one table per section.
 #
-#   scripts/eval.sh [--json OUT]
+#   scripts/eval.sh [all|reco|churn] [--online-retail PATH] [--complete-journey PATH]
+#                   [--json OUT] [--seed N] [--no-patron] [--include-non-products]
+#   scripts/eval.sh --self-test
+#
+# Without --online-retail, the repository's subset (data/); without
+# --complete-journey, that data set is skipped. Exit status 0 when Patron
+# beats the best baseline on P@10 and nDCG@10 on every row of section 1,
+# 1 when not, 2 on a usage error.
 #
 # Knobs (environment):
-#   PATRON_EVAL_DATA=    the full online_retail.csv.gz (default: ../shared/data/
-#                        online-retail/ beside the repository)
-#   PATRON_EVAL_BUILD=   build tree (default build-eval, no sanitizers)
+#   PATRON_EVAL_BUILD=   build tree (default build-eval in the repository, no sanitizers)
 #   PATRON_EVAL_BUILD_TYPE=Release
 # Any PATRON_* variable the services read (e.g. PATRON_GRAPH_HISTORY) passes
 # through to them.
@@ -18,22 +23,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${PATRON_EVAL_BUILD:-$ROOT/build-eval}"
-DATA="${PATRON_EVAL_DATA:-}"
-if [ -z "$DATA" ]; then
-  for d in "$ROOT/../shared/data/online-retail" "$ROOT/../../shared/data/online-retail" \
-    /work/shared/data/online-retail; do
-    if [ -f "$d/online_retail.csv.gz" ]; then
-      DATA="$d/online_retail.csv.gz"
-      break
-    fi
-  done
-fi
-if [ -z "$DATA" ] || [ ! -f "$DATA" ]; then
-  echo "eval: online_retail.csv.gz not found; set PATRON_EVAL_DATA" >&2
-  exit 2
-fi
 
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE="${PATRON_EVAL_BUILD_TYPE:-Release}" \
   -DPATRON_TESTS=OFF >/dev/null
-ninja -C "$BUILD" patron-replay patron-devkafka patron-ingest patron-api >/dev/null
-exec /usr/bin/python3 "$ROOT/scripts/eval.py" "$BUILD" "$DATA" "$@"
+nice ninja -j2 -C "$BUILD" patron-replay patron-devkafka patron-ingest patron-api >/dev/null
+exec /usr/bin/python3 "$ROOT/scripts/eval.py" "$BUILD" "$@"

@@ -1,0 +1,330 @@
+"""The data sets as the evaluation reads them, and the splits of its protocols.
+
+A shop is its kept purchase lines (time order), its refunds (Online Retail
+only: the churn section's net spend) and its catalogue. Two readers:
+
+- UCI Online Retail (data/README.md's mapping): a row is kept when it has a
+  CustomerID, parses, UnitPrice > 0 and Quantity != 0, with Quantity > 0 in
+  a normal invoice (a purchase line) and < 0 in a `C` invoice (a refund
+  line). InvoiceDate is Europe/London local time. Category = the first 3
+  characters of the StockCode, as patron-replay sends it.
+- 84.51 Complete Journey, transactions sample: lines with quantity > 0 and
+  sales_value > 0 (its README's protocol); a basket is an order; times are
+  UTC; products.csv.gz gives product_category (the category) and
+  product_type (the title).
+
+Two protocols, both counting NEW items only (see temporal_split and
+random_holdout).
+"""
+import collections
+import csv
+import datetime
+import decimal
+import gzip
+import os
+import re
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+# One kept purchase line. t_ms: UTC epoch milliseconds of its order.
+Line = collections.namedtuple("Line", "customer order t_ms item quantity price_cents")
+# One kept refund line (Online Retail's C invoices), amount > 0.
+Refund = collections.namedtuple("Refund", "customer order t_ms amount_cents")
+
+OR_HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
+             "CustomerID", "Country"]
+CJ_COLUMNS = ("household_id", "basket_id", "product_id", "quantity", "sales_value",
+              "transaction_timestamp")
+
+
+@dataclass
+class Item:
+    """What patron.catalog says of an item."""
+    title: str
+    category: str
+    price_cents: int
+    not_a_product: bool = False
+
+
+@dataclass
+class Shop:
+    """A data set: kept purchase lines in time order, refunds, catalogue."""
+    name: str                 # for the tables, e.g. "Online Retail (full)"
+    kind: str                 # "online-retail" or "complete-journey"
+    tz: str                   # the time zone its dates are cut in
+    event_prefix: str         # event_id = prefix + order id
+    purchases: list
+    refunds: list
+    items: dict               # item_id -> Item
+    skipped_rows: int = 0
+
+    def is_product(self, item):
+        """False for postage, fees and the like (data/non_products.txt)."""
+        info = self.items.get(item)
+        return not (info and info.not_a_product)
+
+
+@dataclass
+class Split:
+    """One protocol applied to one shop.
+
+    patron_train: the purchase lines Patron is fed (non-products included,
+    as a shop would publish them; the catalogue marks them). train: the
+    baselines' training lines (non-products left out). test: customer ->
+    the set of new items that count as hits. bought: customer -> the items
+    of `train` (excluded from every recommender's answer)."""
+    shop: Shop
+    protocol: str
+    description: str
+    patron_train: list
+    train: list
+    test: dict
+    bought: dict
+
+
+def load_non_products(path):
+    """The patterns of data/non_products.txt, compiled to match a whole code."""
+    patterns = []
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            line = raw.rstrip("\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            patterns.append(re.compile(line))
+    if not patterns:
+        raise SystemExit(f"eval: {path}: no pattern")
+    return patterns
+
+
+def matches_any(patterns, code):
+    """True when one of the patterns matches the whole code."""
+    return any(p.fullmatch(code) for p in patterns)
+
+
+def cents(text):
+    """A decimal amount in currency units to cents, exactly, half away from zero."""
+    return int((decimal.Decimal(text) * 100).quantize(decimal.Decimal(1), rounding=decimal.ROUND_HALF_UP))
+
+
+def local_midnight_ms(day, tz):
+    """UTC epoch ms of 00:00 local time on `day` ("YYYY-MM-DD") in time zone tz."""
+    import zoneinfo
+    d = datetime.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=zoneinfo.ZoneInfo(tz))
+    return int(d.timestamp() * 1000)
+
+
+def _london_ms_converter():
+    """InvoiceDate text (Europe/London, fold=0 as data/README.md says) -> UTC ms, cached."""
+    import zoneinfo
+    london = zoneinfo.ZoneInfo("Europe/London")
+    cache = {}
+
+    def convert(text):
+        ms = cache.get(text)
+        if ms is None:
+            d = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=london)
+            ms = cache[text] = int(d.timestamp() * 1000)
+        return ms
+    return convert
+
+
+def load_online_retail(path, non_product_patterns, name):
+    """Online Retail's kept rows (data/README.md) as purchase and refund lines.
+
+    An order's time is its invoice's first row's time. Titles are an item's
+    first non-empty Description, prices the median unit price of its
+    purchase lines; an item is not a product when data/non_products.txt says so."""
+    to_ms = _london_ms_converter()
+    price_cache = {}
+    purchases, refunds = [], []
+    order_time = {}
+    titles, prices = {}, collections.defaultdict(list)
+    skipped = 0
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None or header[:7] != OR_HEADER[:7]:
+            raise SystemExit(f"eval: {path}: not Online Retail (header {header})")
+        for row in rows:
+            if len(row) != 8:
+                skipped += 1
+                continue
+            invoice, stock, desc, qty, date, price, customer, _country = row
+            if not customer:
+                continue
+            try:
+                q = int(qty)
+                p = price_cache.get(price)
+                if p is None:
+                    p = price_cache[price] = (decimal.Decimal(price) > 0, cents(price))
+                t = to_ms(date)
+            except (ValueError, decimal.InvalidOperation):
+                skipped += 1
+                continue
+            positive, pc = p
+            if not positive or q == 0:
+                continue
+            refund = invoice.startswith("C")
+            if refund != (q < 0):
+                continue
+            t = order_time.setdefault((customer, invoice), t)
+            if refund:
+                refunds.append(Refund(customer, invoice, t, -q * pc))
+                continue
+            purchases.append(Line(customer, invoice, t, stock, q, pc))
+            if desc and stock not in titles:
+                titles[stock] = desc
+            prices[stock].append(pc)
+    items = {}
+    for stock, ps in prices.items():
+        items[stock] = Item(title=titles.get(stock, ""), category=stock[:3],
+                            price_cents=int(np.median(ps)),
+                            not_a_product=matches_any(non_product_patterns, stock))
+    purchases.sort(key=lambda l: l.t_ms)  # stable: file order within a time
+    refunds.sort(key=lambda r: r.t_ms)
+    return Shop(name=name, kind="online-retail", tz="Europe/London", event_prefix="oi-",
+                purchases=purchases, refunds=refunds, items=items, skipped_rows=skipped)
+
+
+def complete_journey_paths(path):
+    """(transactions, products) from a directory or the transactions file's path."""
+    if os.path.isdir(path):
+        tx = os.path.join(path, "transactions_sample.csv.gz")
+    else:
+        tx = path
+    products = os.path.join(os.path.dirname(tx), "products.csv.gz")
+    for p in (tx, products):
+        if not os.path.isfile(p):
+            raise SystemExit(f"eval: --complete-journey {path}: {p} is missing")
+    return tx, products
+
+
+def _not_na(text):
+    """R's missing value (NA, as the CSV writes it) as an empty string."""
+    return "" if text in ("NA", None) else text
+
+
+def load_complete_journey(path):
+    """The Complete Journey sample's kept lines (quantity > 0, sales_value > 0).
+
+    A basket is an order at its transaction_timestamp (UTC); unit price =
+    sales_value / quantity in cents; category = products.csv's
+    product_category, title = its product_type (empty when NA)."""
+    tx_path, products_path = complete_journey_paths(path)
+    purchases, prices = [], collections.defaultdict(list)
+    skipped = 0
+    time_cache = {}
+    with gzip.open(tx_path, "rt", encoding="utf-8", newline="") as f:
+        rows = csv.DictReader(f)
+        if rows.fieldnames is None or not set(CJ_COLUMNS) <= set(rows.fieldnames):
+            raise SystemExit(f"eval: {tx_path}: not the Complete Journey transactions (columns "
+                             f"{rows.fieldnames})")
+        for row in rows:
+            try:
+                q = int(row["quantity"])
+                value = decimal.Decimal(row["sales_value"])
+                ts = row["transaction_timestamp"]
+                t = time_cache.get(ts)
+                if t is None:
+                    d = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")
+                    t = time_cache[ts] = int(d.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+            except (ValueError, decimal.InvalidOperation):
+                skipped += 1
+                continue
+            if q <= 0 or value <= 0:
+                continue
+            pc = int((value * 100 / q).quantize(decimal.Decimal(1), rounding=decimal.ROUND_HALF_UP))
+            line = Line(row["household_id"], row["basket_id"], t, row["product_id"], q, pc)
+            purchases.append(line)
+            prices[line.item].append(pc)
+    meta = {}
+    with gzip.open(products_path, "rt", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["product_id"] in prices:
+                meta[row["product_id"]] = (_not_na(row["product_type"]), _not_na(row["product_category"]))
+    items = {}
+    for pid, ps in prices.items():
+        title, category = meta.get(pid, ("", ""))
+        items[pid] = Item(title=title, category=category, price_cents=int(np.median(ps)))
+    purchases.sort(key=lambda l: l.t_ms)
+    return Shop(name="Complete Journey (sample)", kind="complete-journey", tz="UTC",
+                event_prefix="cj-", purchases=purchases, refunds=[], items=items,
+                skipped_rows=skipped)
+
+
+def _bought(lines):
+    """customer -> set of items over lines."""
+    out = collections.defaultdict(set)
+    for l in lines:
+        out[l.customer].add(l.item)
+    return dict(out)
+
+
+def temporal_split(shop, cut_day, include_non_products=False):
+    """Lines before local midnight of cut_day train; for each customer seen in
+    training (with a product line), the test set is the products bought on or
+    after it that the customer had not bought before and that exist in
+    training (the data READMEs' protocol). Non-products are left out of the
+    baselines' training and of the test sets unless include_non_products
+    (the READMEs' reference figures keep them)."""
+    cut = local_midnight_ms(cut_day, shop.tz)
+    keep = (lambda l: True) if include_non_products else (lambda l: shop.is_product(l.item))
+    patron_train = [l for l in shop.purchases if l.t_ms < cut]
+    train = [l for l in patron_train if keep(l)]
+    bought = _bought(train)
+    universe = {l.item for l in train}
+    test = collections.defaultdict(set)
+    for l in shop.purchases:
+        if (l.t_ms >= cut and keep(l) and l.customer in bought and l.item in universe
+                and l.item not in bought[l.customer]):
+            test[l.customer].add(l.item)
+    desc = (f"purchases before {cut_day} ({shop.tz}) train; test: the new items each "
+            f"training customer bought from then on")
+    return Split(shop, f"temporal {cut_day}", desc, patron_train, train, dict(test), bought)
+
+
+def random_holdout(shop, seed, fraction=0.25, min_items=4, include_non_products=False):
+    """A per-customer random holdout, no time split.
+
+    A customer qualifies with at least `min_items` distinct products (over
+    the whole data set). Of a qualifying customer's n distinct products,
+    round(fraction * n) (half up; at least 1) are drawn without replacement
+    by numpy's default_rng seeded with [seed, crc32(customer id)] from the
+    sorted list (so a customer's draw is the same in the subset and the full
+    file). Every purchase line of a held-out (customer, item) leaves
+    training; the rest (all the customer's purchases of training items, in
+    time order, and everything of customers who do not qualify) trains. The
+    test set is the held-out items that exist in training (someone else
+    bought them); a customer whose test set is then empty is not tested."""
+    keep = (lambda l: True) if include_non_products else (lambda l: shop.is_product(l.item))
+    distinct = _bought(l for l in shop.purchases if keep(l))
+    held = {}
+    for customer in sorted(distinct):
+        items = sorted(distinct[customer])
+        if len(items) < min_items:
+            continue
+        k = max(1, int(fraction * len(items) + 0.5))
+        rng = np.random.default_rng([seed, zlib.crc32(customer.encode())])
+        held[customer] = set(rng.choice(items, size=k, replace=False).tolist())
+    patron_train = [l for l in shop.purchases if l.item not in held.get(l.customer, ())]
+    train = [l for l in patron_train if keep(l)]
+    universe = {l.item for l in train}
+    test = {c: items & universe for c, items in held.items() if items & universe}
+    desc = (f"per customer with >= {min_items} distinct products, round({fraction:g} n) of them "
+            f"held out at random (seed {seed}); everything else trains")
+    return Split(shop, f"random {round((1 - fraction) * 100)}/{round(fraction * 100)}", desc,
+                 patron_train, train, test, _bought(train))
+
+
+def orders_of(lines, shop):
+    """Lines grouped into orders (customer, order id), in time order:
+    [(event_id, customer, t_ms, [Line, ...])]."""
+    groups = {}
+    for l in lines:
+        key = (l.customer, l.order)
+        if key not in groups:
+            groups[key] = (shop.event_prefix + l.order, l.customer, l.t_ms, [])
+        groups[key][3].append(l)
+    return sorted(groups.values(), key=lambda o: o[2])
