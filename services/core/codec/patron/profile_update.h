@@ -1,0 +1,41 @@
+/*
+ * The patron.v1.ProfileUpdate that ingest publishes for each event it
+ * applied or replayed (docs: the profile-updates contract): the event's
+ * identity, kind and items, and the profile as it stands right after it.
+ *
+ * Pure; the inputs are read, never kept. Safe from any thread.
+ */
+#ifndef PATRON_PROFILE_UPDATE_H
+#define PATRON_PROFILE_UPDATE_H
+
+#include "patron/common.h"
+#include "patron/profile.h"
+#include "patron/v1/event.pb-c.h"
+#include "patron/v1/profile.pb-c.h"
+
+/* Items one update lists at most: a purchase or refund of more lines
+ * lists its first PATRON_UPDATE_ITEMS_MAX. */
+#define PATRON_UPDATE_ITEMS_MAX 1000
+
+/* The EventKind of an event's oneof; UNSPECIFIED when none is set. */
+Patron__V1__EventKind patron_event_kind(const Patron__V1__Event *ev);
+
+/* The event's item ids into out[0 .. max), in the event's order, and their
+ * count: one for a view, cart add or remove and review, one per line for a
+ * purchase or refund (max at most), none otherwise. The pointers are the
+ * event's (borrowed). */
+size_t patron_event_items(const Patron__V1__Event *ev, char **out, size_t max);
+
+/* Packs the ProfileUpdate of event ev, read at Kafka (partition, offset),
+ * given the profile p right after applying it and the outcome of that
+ * apply (replayed when out->result is PATRON_APPLY_REPLAYED), into
+ * buf[0 .. cap), its length into *len. PATRON_ETOOBIG when it does not fit
+ * (a purchase of many lines): *len is then the room it needs, and a call
+ * with that much room succeeds. The bytes are protobuf-c's for the same
+ * message (patron/pb_pack.h). */
+int patron_profile_update_pack(const Patron__V1__Event *ev, const struct patron_profile *p,
+                               const struct patron_apply_outcome *out, int32_t partition,
+                               int64_t offset, uint8_t *buf, size_t cap,
+                               size_t *len) PATRON_MUST_USE;
+
+#endif

@@ -1,0 +1,105 @@
+/* The ProfileUpdate of one event (see patron/profile_update.h). */
+#include "patron/profile_update.h"
+
+#include "patron/pb_pack.h"
+#include "patron/rfm.h"
+
+Patron__V1__EventKind patron_event_kind(const Patron__V1__Event *ev)
+{
+    switch (ev->kind_case) {
+    case PATRON__V1__EVENT__KIND_VIEW:
+        return PATRON__V1__EVENT_KIND__VIEW;
+    case PATRON__V1__EVENT__KIND_CART_ADD:
+        return PATRON__V1__EVENT_KIND__CART_ADD;
+    case PATRON__V1__EVENT__KIND_CART_REMOVE:
+        return PATRON__V1__EVENT_KIND__CART_REMOVE;
+    case PATRON__V1__EVENT__KIND_PURCHASE:
+        return PATRON__V1__EVENT_KIND__PURCHASE;
+    case PATRON__V1__EVENT__KIND_REFUND:
+        return PATRON__V1__EVENT_KIND__REFUND;
+    case PATRON__V1__EVENT__KIND_REVIEW:
+        return PATRON__V1__EVENT_KIND__REVIEW;
+    case PATRON__V1__EVENT__KIND_CUSTOMER:
+        return PATRON__V1__EVENT_KIND__CUSTOMER;
+    case PATRON__V1__EVENT__KIND_CONSENT:
+        return PATRON__V1__EVENT_KIND__CONSENT;
+    case PATRON__V1__EVENT__KIND_ERASURE:
+        return PATRON__V1__EVENT_KIND__ERASURE;
+    default:
+        return PATRON__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED;
+    }
+}
+
+size_t patron_event_items(const Patron__V1__Event *ev, char **out, size_t max)
+{
+    size_t n = 0;
+    if (max == 0)
+        return 0;
+    switch (ev->kind_case) {
+    case PATRON__V1__EVENT__KIND_VIEW:
+        out[n++] = ev->view->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_CART_ADD:
+        out[n++] = ev->cart_add->item->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_CART_REMOVE:
+        out[n++] = ev->cart_remove->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_PURCHASE:
+        for (size_t i = 0; i < ev->purchase->n_items && n < max; i++)
+            out[n++] = ev->purchase->items[i]->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_REFUND:
+        for (size_t i = 0; i < ev->refund->n_items && n < max; i++)
+            out[n++] = ev->refund->items[i]->item_id;
+        break;
+    case PATRON__V1__EVENT__KIND_REVIEW:
+        out[n++] = ev->review->item_id;
+        break;
+    default:
+        break;
+    }
+    return n;
+}
+
+int patron_profile_update_pack(const Patron__V1__Event *ev, const struct patron_profile *p,
+                               const struct patron_apply_outcome *out, int32_t partition,
+                               int64_t offset, uint8_t *buf, size_t cap, size_t *len)
+{
+    Patron__V1__ProfileUpdate u = PATRON__V1__PROFILE_UPDATE__INIT;
+    char *items[PATRON_UPDATE_ITEMS_MAX];
+
+    u.customer_id = ev->customer_id;
+    u.event_id = ev->event_id;
+    u.kind = patron_event_kind(ev);
+    u.occurred_at_ms = ev->occurred_at_ms;
+    u.replayed = out->result == PATRON_APPLY_REPLAYED;
+    u.n_item_ids = patron_event_items(ev, items, PATRON_UPDATE_ITEMS_MAX);
+    u.item_ids = items;
+    u.value_cents = out->value_cents;
+    /* protobuf-c's struct is not const-correct; packing only reads */
+    u.tier = (char *)patron_tier_name(out->tier_after);
+    u.previous_tier = (char *)patron_tier_name(out->tier_before);
+    u.segment = (char *)patron_segment_name(out->segment_after);
+    u.previous_segment = (char *)patron_segment_name(out->segment_before);
+    u.orders = p->orders;
+    u.net_spend_cents = p->net_spend_cents;
+    u.points = p->points;
+    u.last_purchase_ms = p->last_purchase_ms;
+    u.consent_sms = p->consent_sms;
+    u.consent_push = p->consent_push;
+    u.consent_email = p->consent_email;
+    u.time_zone = (char *)p->time_zone;
+    u.locale = (char *)p->locale;
+    u.birthday = (char *)p->birthday;
+    if (ev->kind_case == PATRON__V1__EVENT__KIND_CONSENT) {
+        u.consent_channel = ev->consent->channel;
+        u.consent_granted = ev->consent->granted;
+    }
+    u.partition = partition;
+    u.offset = offset;
+    if (patron_pb_pack_profile_update(&u, buf, cap, len) == 0)
+        return 0;
+    *len = patron__v1__profile_update__get_packed_size(&u);
+    return PATRON_ETOOBIG;
+}

@@ -1,0 +1,629 @@
+/*
+ * The batch machine of ingest: a batch of consumed messages is classified
+ * (customers, catalog updates, DLQ), its profiles read, then in batch
+ * order applied, its neighbour lists merged (ingest_graph.c), its profiles
+ * written (ingest_store.c), its ProfileUpdates published, and its offsets
+ * stored. The phases: enum phase in ingest_internal.h; the guarantees:
+ * ingest.h.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest_internal.h"
+#include "patron/clock.h"
+#include "patron/event_check.h"
+#include "patron/event_codec.h"
+#include "patron/pb_arena.h"
+#include "patron/profile_update.h"
+#include "patron/trend.h"
+
+static void batch_settle(struct batch *b);
+
+/* ---- batch lifecycle ------------------------------------------------------ */
+
+void ingest_batch_free(struct batch *b)
+{
+    for (size_t i = 0; i < b->n_events; i++)
+        rd_kafka_message_destroy(b->events[i].msg);
+    patron_strmap_free(&b->by_customer);
+    ingest_graph_free(b);
+    patron_strmap_free(&b->stats);
+    patron_strmap_free(&b->strings);
+    patron_arena_free(&b->arena);
+    free(b);
+}
+
+void ingest_batch_unlink(struct ingest *ing, struct batch *b)
+{
+    struct batch **pp = &ing->head;
+    while (*pp != b)
+        pp = &(*pp)->next;
+    *pp = b->next;
+    if (ing->tail == b) {
+        ing->tail = NULL;
+        for (struct batch *x = ing->head; x; x = x->next)
+            ing->tail = x;
+    }
+    ing->inflight--;
+    patron_gauge_set(ing->m_inflight, (double)ing->inflight);
+}
+
+void ingest_batch_fail(struct batch *b, const char *why)
+{
+    if (!b->failed && !b->cancelled) {
+        b->failed = true;
+        ingest_reset(b->ing, why);
+    }
+}
+
+void ingest_batch_release(struct batch *b)
+{
+    b->pending--;
+    batch_settle(b);
+}
+
+/* ---- completing batches in order ------------------------------------------ */
+
+static void store_offsets(struct ingest *ing, const struct batch *b)
+{
+    for (size_t i = 0; i < b->n_positions; i++) {
+        const struct position *bp = &b->positions[i];
+        int err = patron_consumer_store(ing->consumer, ingest_topic_name(ing, bp->topic),
+                                        bp->partition, bp->next_offset);
+        if (err) {
+            /* the partition was revoked meanwhile: its new owner replays */
+            patron_log(ing->log, PATRON_LOG_WARN, "offset not stored",
+                       "\"partition\":%d,\"offset\":%" PRId64, bp->partition, bp->next_offset);
+            continue;
+        }
+        struct position *p =
+            ingest_position_find(ing->positions, ing->n_positions, bp->topic, bp->partition);
+        if (p)
+            p->next_offset = bp->next_offset;
+    }
+}
+
+/* A completed batch's writes are in Redis: its cache entries may go. The
+ * entries it wrote are still there: pinned by it or by a later batch
+ * (batches complete in order, and a reset empties the cache without
+ * completing). */
+static void cache_release(struct ingest *ing, const struct batch *b)
+{
+    for (size_t i = 0; i < b->n_customers; i++) {
+        struct patron_lru_entry *e = b->customers[i].entry;
+        if (e)
+            patron_lru_unpin(e, b->seq);
+    }
+    patron_lru_trim(&ing->cache);
+}
+
+static void complete_ready(struct ingest *ing)
+{
+    while (ing->head && ing->head->phase == PHASE_DONE && ing->head->pending == 0 &&
+           !ing->head->cancelled) {
+        struct batch *b = ing->head;
+        store_offsets(ing, b);
+        cache_release(ing, b);
+        patron_counter_add(ing->m_batches, 1);
+        patron_histogram_observe(ing->m_batch_seconds,
+                                 (double)(patron_monotonic_ms() - b->started_ms) / 1000.0);
+        ingest_batch_unlink(ing, b);
+        ingest_batch_free(b);
+    }
+}
+
+/* ---- publishing ----------------------------------------------------------- */
+
+static void on_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
+{
+    (void)msg;
+    struct batch *b = ud;
+    if (err)
+        ingest_batch_fail(b, rd_kafka_err2str(err));
+    ingest_batch_release(b);
+}
+
+static void publish(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    for (size_t i = 0; i < b->n_events; i++) {
+        struct event *e = &b->events[i];
+        if (!e->update)
+            continue;
+        /* To the partition its event came from: the trigger's timers rely on
+         * each partition of updates being in the event-time order of one
+         * partition of events, whatever partitioner the site used. Only if
+         * patron.profile-updates has fewer partitions, by key. */
+        int err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
+                                       e->msg->partition, e->cust->id, e->cust->id_len, e->update,
+                                       e->update_len, NULL, on_delivered, b);
+        if (err == PATRON_EINVAL)
+            err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
+                                       RD_KAFKA_PARTITION_UA, e->cust->id, e->cust->id_len,
+                                       e->update, e->update_len, NULL, on_delivered, b);
+        if (err) {
+            ingest_batch_fail(b, "profile update not produced");
+            return;
+        }
+        b->pending++;
+        patron_counter_add(ing->m_updates, 1);
+    }
+}
+
+static void send_dlq(struct batch *b, struct event *e, const char *reason)
+{
+    struct ingest *ing = b->ing;
+    patron_counter_add(patron_metrics_counter(ing->metrics, "patron_ingest_dlq_total",
+                                              "Messages sent to the dead-letter topic", NULL),
+                       1);
+    patron_log(ing->log, PATRON_LOG_WARN, "message to DLQ", "\"partition\":%d,\"offset\":%" PRId64,
+               e->msg->partition, e->msg->offset);
+    if (patron_dlq_send(ing->producer, ing->cfg->topic_dlq, e->msg, reason, on_delivered, b)) {
+        ingest_batch_fail(b, "dlq not produced");
+        return;
+    }
+    b->pending++;
+}
+
+/* ---- applying ------------------------------------------------------------- */
+
+const char *ingest_batch_intern(struct batch *b, const char *s)
+{
+    size_t len = strlen(s);
+    char *copy = patron_strmap_get(&b->strings, s, len);
+    if (!copy) {
+        copy = patron_arena_alloc(&b->arena, len + 1);
+        memcpy(copy, s, len + 1);
+        patron_strmap_put(&b->strings, copy, len, copy);
+    }
+    return copy;
+}
+
+static struct item_stat *batch_stat(struct batch *b, const char *item)
+{
+    struct item_stat *st = patron_strmap_get(&b->stats, item, strlen(item));
+    if (!st) {
+        st = patron_arena_calloc(&b->arena, 1, sizeof(*st));
+        st->item = ingest_batch_intern(b, item);
+        patron_strmap_put(&b->stats, st->item, strlen(st->item), st);
+    }
+    return st;
+}
+
+/* What an applied purchase adds to the item statistics: a buyer for each
+ * item new to the customer, trend weight and category for every line, and
+ * co-occurrence pairs with the customer's recent history. */
+static void batch_note_purchase(struct batch *b, const char (*prior)[PATRON_ID_MAX + 1],
+                                size_t n_prior, const struct event *e)
+{
+    const Patron__V1__Event *ev = e->ev;
+    const Patron__V1__Purchase *purchase = ev->purchase;
+    const char *items[PATRON_GRAPH_LINES_MAX];
+    size_t n = patron_graph_new_items(prior, n_prior, purchase, items, PATRON_GRAPH_LINES_MAX);
+    for (size_t i = 0; i < n; i++)
+        batch_stat(b, items[i])->buyers++;
+    double w = patron_trend_weight(ev->occurred_at_ms);
+    for (size_t i = 0; i < purchase->n_items; i++) {
+        const Patron__V1__LineItem *li = purchase->items[i];
+        struct item_stat *st = batch_stat(b, li->item_id);
+        st->trend += w;
+        if (li->category[0])
+            st->category = li->category; /* the event lives as long as the batch */
+    }
+    ingest_graph_note(b, prior, n_prior, e);
+}
+
+/* The ProfileUpdate of one event, as the profile stands right after it, in
+ * the batch's arena: through the scratch, or, when more than the scratch
+ * holds (a purchase of a thousand lines), straight into its exact room. */
+static void build_update(struct batch *b, struct event *e, const struct patron_profile *p,
+                         const struct patron_apply_outcome *out)
+{
+    uint8_t *scratch = b->ing->encoded;
+    size_t len;
+    int rc = patron_profile_update_pack(e->ev, p, out, e->msg->partition, e->msg->offset, scratch,
+                                        ENCODED_MAX, &len);
+    if (rc == 0) {
+        e->update = patron_arena_alloc(&b->arena, len);
+        memcpy(e->update, scratch, len);
+        e->update_len = len;
+        return;
+    }
+    e->update = patron_arena_alloc(&b->arena, len);
+    rc = patron_profile_update_pack(e->ev, p, out, e->msg->partition, e->msg->offset, e->update,
+                                    len, &e->update_len);
+    if (rc) { /* the room it asked for: cannot happen */
+        e->update = NULL;
+        ingest_batch_fail(b, "profile update does not pack");
+    }
+}
+
+static void apply_customer(struct batch *b, struct customer *c)
+{
+    struct ingest *ing = b->ing;
+    struct patron_profile *p = ing->profile;
+    char(*prior)[PATRON_ID_MAX + 1] = ing->prior;
+    size_t n_prior = 0;
+    uint64_t version = 0;
+    bool changed = false, erasure = false;
+
+    /* What a batch in flight wrote after our read is in the cache (see
+     * apply_ready); so is what we wrote before it, unchanged since. */
+    const uint8_t *stored = c->v.stored, *base = NULL;
+    size_t stored_len = c->v.stored_len;
+    struct patron_lru_entry *hit = patron_lru_get(&ing->cache, c->id, c->id_len);
+    if (hit) {
+        stored = hit->value;
+        stored_len = hit->len;
+    }
+    if (stored && stored_len >= PATRON_PROFILE_VERSION_LEN) {
+        base = stored;
+        if (patron_profile_stored_decode(p, stored, stored_len, &version)) {
+            /* Never overwrite what we cannot read: stop and let a human look. */
+            ingest_batch_fail(b, "stored profile does not decode");
+            return;
+        }
+    } else {
+        char id[PATRON_ID_MAX + 1];
+        memcpy(id, c->id, c->id_len);
+        id[c->id_len] = '\0';
+        patron_profile_init(p, id);
+    }
+
+    for (struct event *e = c->first; e; e = e->next_of_customer) {
+        struct patron_apply_outcome out;
+        bool purchase = e->ev->kind_case == PATRON__V1__EVENT__KIND_PURCHASE;
+        if (purchase) {
+            n_prior = p->n_bought;
+            memcpy(prior, p->bought, n_prior * sizeof(p->bought[0]));
+        }
+        if (patron_profile_apply(p, e->ev, e->msg->partition, e->msg->offset, &ing->cfg->profile,
+                                 &out)) {
+            /* event_check accepted it, so apply must too: a bug, not input */
+            ingest_batch_fail(b, "apply rejected a checked event");
+            return;
+        }
+        switch (out.result) {
+        case PATRON_APPLY_DUPLICATE:
+            patron_counter_add(ing->m_events_duplicate, 1);
+            continue;
+        case PATRON_APPLY_STALE:
+            patron_counter_add(ing->m_events_stale, 1);
+            continue;
+        case PATRON_APPLY_REFUSED:
+            /* counts, and the ledger cannot say it is new: kept aside, never counted twice */
+            patron_counter_add(ing->m_events_refused, 1);
+            send_dlq(b, e, PATRON_APPLY_REFUSED_REASON);
+            if (b->failed)
+                return;
+            continue;
+        case PATRON_APPLY_REPLAYED:
+            patron_counter_add(ing->m_events_replayed, 1);
+            break;
+        case PATRON_APPLY_APPLIED:
+            patron_counter_add(ing->m_events_applied, 1);
+            changed = true;
+            erasure |= out.erased;
+            if (purchase)
+                batch_note_purchase(b, (const char(*)[PATRON_ID_MAX + 1]) prior, n_prior, e);
+            break;
+        }
+        build_update(b, e, p, &out);
+    }
+
+    if (changed) {
+        size_t len;
+        uint8_t *scratch = ing->encoded;
+        if (patron_profile_encode_into(p, scratch + PATRON_PROFILE_VERSION_LEN,
+                                       PATRON_PROFILE_ENCODED_MAX, &len)) {
+            ingest_batch_fail(b, "profile does not encode");
+            return;
+        }
+        patron_profile_version_put(scratch, version + 1);
+        size_t value_len = PATRON_PROFILE_VERSION_LEN + len;
+        uint8_t *value = patron_arena_alloc(&b->arena, value_len);
+        memcpy(value, scratch, value_len);
+        ingest_store_profile(b, c, base, erasure, p->erased, value, value_len);
+    }
+}
+
+/* Applies the batch (in batch order) and sets its writes on their way:
+ * the neighbour lists first, when the batch before has merged its own. */
+static void apply_and_write(struct batch *b)
+{
+    for (size_t i = 0; i < b->n_customers && !b->failed; i++)
+        apply_customer(b, &b->customers[i]);
+    if (b->failed)
+        return;
+    ingest_graph_collect(b);
+    if (b->n_rows == 0) {
+        b->phase = PHASE_GRAPH_WRITE; /* nothing to wait for: on to WRITING */
+        return;
+    }
+    b->phase = PHASE_GRAPH_WAIT;
+    ingest_graph_next(b->ing);
+}
+
+/* ---- ordering ------------------------------------------------------------- */
+
+/*
+ * Batches apply in order, each as soon as its reads are back and its
+ * predecessors applied. The reads of the next batches are already on their
+ * way meanwhile (Redis works on them while we apply), so a read may predate
+ * a predecessor's write of the same customer: apply_customer takes the
+ * cache's value then, which holds every write of the batches in flight. The
+ * compare-and-set would catch a stale read all the same.
+ */
+static void apply_ready(struct ingest *ing)
+{
+    if (ing->applying)
+        return; /* the loop below picks up what became ready */
+    ing->applying = true;
+    for (;;) {
+        struct batch *b = ing->head;
+        while (b && b->phase != PHASE_READING)
+            b = b->next;
+        if (!b || !b->read || b->pending || b->cancelled || b->failed)
+            break;
+        /* Held while applying, so that a failure (which resets, and frees
+         * what has nothing pending) cannot free b under us. Nothing to
+         * write (all duplicates) settles at the release. */
+        b->pending++;
+        apply_and_write(b);
+        ing->reading--;
+        ingest_batch_release(b);
+    }
+    ing->applying = false;
+    ingest_pump(ing);
+}
+
+/*
+ * Batches write their profiles in batch order, each once its neighbour
+ * lists are written (a crash in between replays the batch: statistics at
+ * least once) and its predecessors sent theirs: a profile's compare-and-set
+ * expects the version the batch before wrote, which must be in Redis
+ * first. A batch without lists would otherwise overtake one still merging.
+ */
+static void write_ready(struct ingest *ing)
+{
+    if (ing->starting_writes)
+        return; /* the loop below picks up what became ready */
+    ing->starting_writes = true;
+    for (;;) {
+        struct batch *b = ing->head;
+        while (b && (b->phase == PHASE_WRITING || b->phase == PHASE_DONE))
+            b = b->next;
+        if (!b || b->phase != PHASE_GRAPH_WRITE || !b->graph_done || b->cancelled || b->failed)
+            break;
+        b->phase = PHASE_WRITING;
+        b->pending++; /* held while sending */
+        ingest_write_profiles(b);
+        if (!b->failed)
+            ingest_write_item_stats(b); /* the statistics follow what was applied */
+        if (!b->failed)
+            ingest_write_clock(b);
+        ingest_batch_release(b);
+    }
+    ing->starting_writes = false;
+}
+
+/* Moves a batch on when its outstanding callbacks are all back:
+ * READING -> apply and write (in order); WRITING -> publish; then DONE. */
+static void batch_settle(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    if (b->pending > 0)
+        return;
+    if (b->cancelled || b->failed) {
+        if (b->phase == PHASE_READING)
+            ing->reading--;
+        ingest_batch_unlink(ing, b);
+        ingest_batch_free(b);
+        if (ing->resetting)
+            ingest_reset(ing, NULL); /* maybe the last one we waited for */
+        return;
+    }
+    switch (b->phase) {
+    case PHASE_READING:
+        b->read = true;
+        apply_ready(ing);
+        return;
+    case PHASE_GRAPH_WAIT:
+        return; /* ingest_graph_next starts it */
+    case PHASE_GRAPH_READ:
+        ingest_graph_write(b);
+        return;
+    case PHASE_GRAPH_WRITE:
+        if (b->graph_conflict) {
+            b->phase = PHASE_GRAPH_RETRY;
+            ingest_graph_retry_next(ing);
+            return;
+        }
+        b->graph_done = true;
+        ingest_graph_release(ing, b);
+        write_ready(ing);
+        ingest_graph_retry_next(ing);
+        return;
+    case PHASE_GRAPH_RETRY:
+        return; /* ingest_graph_retry_next starts it */
+    case PHASE_WRITING:
+        b->phase = PHASE_DONE;
+        b->pending++; /* as above */
+        publish(b);   /* DLQ entries were sent at the start */
+        ingest_batch_release(b);
+        return;
+    case PHASE_DONE:
+        complete_ready(ing);
+        if (ing->stopping && !ing->head)
+            uv_timer_start(&ing->tick, NULL, 0, 0); /* handled by the tick */
+        ingest_pump(ing);
+        return;
+    }
+}
+
+/* ---- starting a batch ----------------------------------------------------- */
+
+static int topic_of(const struct ingest *ing, const rd_kafka_message_t *m, enum topic_kind *out)
+{
+    const char *name = rd_kafka_topic_name(m->rkt);
+    if (strcmp(name, ing->cfg->topic_events) == 0)
+        *out = TOPIC_EVENTS;
+    else if (strcmp(name, ing->cfg->topic_catalog) == 0)
+        *out = TOPIC_CATALOG;
+    else
+        return PATRON_EINVAL;
+    return 0;
+}
+
+/* The first message of a partition after an assignment or a seek tells
+ * where consumption stands, should the pipeline have to seek back. */
+static void position_learn(struct ingest *ing, enum topic_kind t, int32_t p, int64_t offset)
+{
+    if (ingest_position_find(ing->positions, ing->n_positions, t, p))
+        return;
+    if (ing->n_positions == ing->cap_positions) {
+        ing->cap_positions = ing->cap_positions ? ing->cap_positions * 2 : 16;
+        ing->positions =
+            patron_realloc(ing->positions, ing->cap_positions * sizeof(*ing->positions));
+    }
+    ing->positions[ing->n_positions++] =
+        (struct position){.topic = t, .partition = p, .next_offset = offset};
+}
+
+static void batch_position(struct batch *b, enum topic_kind t, const rd_kafka_message_t *m,
+                           int64_t event_ms)
+{
+    struct position *p = ingest_position_find(b->positions, b->n_positions, t, m->partition);
+    if (!p) {
+        p = &b->positions[b->n_positions++];
+        *p = (struct position){.topic = t, .partition = m->partition};
+    }
+    if (m->offset + 1 > p->next_offset)
+        p->next_offset = m->offset + 1;
+    if (event_ms > p->max_event_ms)
+        p->max_event_ms = event_ms;
+}
+
+/* patron_event_decode, into the batch's arena. */
+static int decode_event(struct batch *b, struct event *e, const char **reason)
+{
+    if (e->msg->len > PATRON_EVENT_MAX_BYTES) {
+        *reason = "decode: event too big";
+        return PATRON_ETOOBIG;
+    }
+    static const uint8_t empty[1];
+    e->ev = patron_event_unpack(&b->pb, e->msg->payload ? e->msg->payload : empty, e->msg->len);
+    if (!e->ev) {
+        *reason = "decode: not a patron.v1.Event";
+        return PATRON_EINVAL;
+    }
+    if (patron_event_check(e->ev, reason)) {
+        e->ev = NULL;
+        return PATRON_EINVAL;
+    }
+    return 0;
+}
+
+/* Sorts the messages into customers; bad ones go to the DLQ, catalog
+ * updates straight to their item (they carry no profile). */
+static void batch_classify(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    for (size_t i = 0; i < b->n_events; i++) {
+        struct event *e = &b->events[i];
+        enum topic_kind t;
+        if (topic_of(ing, e->msg, &t)) {
+            send_dlq(b, e, "unexpected topic");
+            continue;
+        }
+        position_learn(ing, t, e->msg->partition, e->msg->offset);
+        const char *reason = NULL;
+        if (t == TOPIC_CATALOG) {
+            batch_position(b, t, e->msg, 0);
+            Patron__V1__ItemUpdate *u;
+            if (patron_item_update_decode(e->msg->payload, e->msg->len, &u, &reason)) {
+                send_dlq(b, e, reason);
+                continue;
+            }
+            ingest_write_catalog(b, u);
+            patron__v1__item_update__free_unpacked(u, NULL);
+            continue;
+        }
+        if (decode_event(b, e, &reason)) {
+            batch_position(b, t, e->msg, 0);
+            send_dlq(b, e, reason);
+            continue;
+        }
+        batch_position(b, t, e->msg, e->ev->occurred_at_ms);
+        const char *id = e->ev->customer_id;
+        size_t id_len = strlen(id);
+        struct customer *c = patron_strmap_get(&b->by_customer, id, id_len);
+        if (!c) {
+            c = &b->customers[b->n_customers++];
+            *c = (struct customer){.b = b, .id = id, .id_len = id_len};
+            int klen = patron_key_customer(c->v.key, sizeof(c->v.key), id, id_len);
+            c->v.key_len = klen > 0 ? (size_t)klen : 0; /* ids were checked: always fits */
+            c->v.group = patron_kv_key_group(ing->redis, c->v.key, c->v.key_len);
+            patron_strmap_put(&b->by_customer, id, id_len, c);
+        }
+        e->cust = c;
+        if (c->last)
+            c->last->next_of_customer = e;
+        else
+            c->first = e;
+        c->last = e;
+    }
+}
+
+/* An empty map with room for n keys: one allocation instead of a doubling
+ * from 16 (the fields are the header's; patron_strmap_put grows as usual). */
+static void presize(struct patron_strmap *m, size_t n)
+{
+    size_t cap = 16;
+    while (cap * 7 < n * 10)
+        cap *= 2;
+    m->slots = patron_calloc(cap, sizeof(*m->slots));
+    m->cap = cap;
+    m->count = 0;
+}
+
+void ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
+{
+    struct batch *b = patron_calloc(1, sizeof(*b));
+    b->ing = ing;
+    b->seq = ++ing->next_seq;
+    b->started_ms = patron_monotonic_ms();
+    patron_arena_init(&b->arena, &ing->spares);
+    b->pb = patron_pb_arena_allocator(&b->arena);
+    b->events = patron_arena_calloc(&b->arena, n, sizeof(*b->events));
+    /* room for n; each taken one is initialised (most batches touch fewer) */
+    b->customers = patron_arena_alloc(&b->arena, n * sizeof(*b->customers));
+    b->positions = patron_arena_calloc(&b->arena, n, sizeof(*b->positions));
+    b->writes = patron_arena_alloc(&b->arena, n * sizeof(*b->writes));
+    b->erasures = patron_arena_alloc(&b->arena, n * sizeof(*b->erasures));
+    b->n_events = n;
+    presize(&b->by_customer, n);
+    patron_strmap_init(&b->strings);
+    patron_strmap_init(&b->graph);
+    patron_strmap_init(&b->stats);
+    for (size_t i = 0; i < n; i++)
+        b->events[i].msg = msgs[i];
+
+    if (ing->tail)
+        ing->tail->next = b;
+    else
+        ing->head = b;
+    ing->tail = b;
+    ing->inflight++;
+    patron_gauge_set(ing->m_inflight, (double)ing->inflight);
+
+    ing->reading++;
+    b->phase = PHASE_READING;
+    b->pending++; /* held while the batch is being set up */
+    batch_classify(b);
+    ingest_clock_busy(b);
+    if (!b->failed)
+        ingest_read_profiles(b);
+    ingest_batch_release(b);
+}

@@ -1,0 +1,367 @@
+/*
+ * The ingest pipeline's insides, shared by its files (ingest.h has the
+ * guarantees; this header what each file owes the others):
+ *
+ *   ingest.c        lifecycle, the pump, reset and recovery, rebalance
+ *                   callbacks, the tick, metrics, positions
+ *   ingest_batch.c  the batch machine: start, classify, apply, the ordering
+ *                   (apply_ready, write_ready, settle, complete), publish,
+ *                   the DLQ
+ *   ingest_store.c  the Redis store protocol: versioned reads, grouped
+ *                   compare-and-set calls, profile writes and erasures,
+ *                   item statistics, catalog writes, the event clock
+ *   ingest_graph.c  the item neighbour lists: pairs, collect, read, merge
+ *                   with marks, write, retry ordering
+ *
+ * The store and the graph act on a batch through two calls only: a call
+ * they send adds one to b->pending and its callback ends with
+ * ingest_batch_release(b); whatever fails calls ingest_batch_fail(b, why)
+ * (a call that could not be sent adds nothing to pending). The phases are
+ * the batch machine's, but for the graph's own (GRAPH_READ, GRAPH_WRITE),
+ * which ingest_graph.c sets as it sends.
+ *
+ * @locality: everything runs on the service's single libuv loop; Kafka and
+ * Redis callbacks are delivered on it by the core adapters.
+ */
+#ifndef PATRON_INGEST_INTERNAL_H
+#define PATRON_INGEST_INTERNAL_H
+
+#include "ingest.h"
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "patron/arena.h"
+#include "patron/catalog.h"
+#include "patron/graph.h"
+#include "patron/graph_row.h"
+#include "patron/kafka.h"
+#include "patron/keys.h"
+#include "patron/kv.h"
+#include "patron/lru.h"
+#include "patron/profile.h"
+#include "patron/profile_codec.h"
+#include "patron/strmap.h"
+#include "patron/v1/catalog.pb-c.h"
+#include "patron/v1/event.pb-c.h"
+
+/* Neighbour pairs one purchase may add to the item graph. */
+#define GRAPH_PAIRS_MAX 4096
+
+/* The encoders' scratch: a profile with its version, or a ProfileUpdate of
+ * up to a few hundred items. */
+#define ENCODED_MAX (PATRON_PROFILE_VERSION_LEN + PATRON_PROFILE_ENCODED_MAX)
+
+/* Keys per MGET. A call holds Redis while it runs, and the API reads the
+ * same Redis: this keeps one call well under a millisecond. On a cluster a
+ * call also never spans hash slots (patron_kv_key_group). */
+#define READ_CHUNK 256
+
+enum topic_kind { TOPIC_EVENTS, TOPIC_CATALOG };
+
+struct batch;
+struct customer;
+struct graph_key;
+
+/* A value a batch reads, then writes with a compare-and-set on its first
+ * PATRON_PROFILE_VERSION_LEN bytes (a profile or a neighbour list). */
+struct versioned {
+    char key[PATRON_KEY_MAX];
+    size_t key_len;
+    unsigned group;  /* patron_kv_key_group of key */
+    uint8_t *stored; /* as read (arena), or NULL: absent */
+    size_t stored_len;
+    uint8_t expected[PATRON_PROFILE_VERSION_LEN]; /* the version written over */
+    size_t expected_len;                          /* 0: the key was absent */
+    const char *ttl;                              /* seconds, or "0" */
+    const uint8_t *value;                         /* arena */
+    size_t len;
+};
+
+/* One multi-key call's callback context (arena): the values of an MGET or
+ * of a compare-and-set call. */
+struct multi_call {
+    struct batch *b;
+    size_t n;
+    struct versioned **v;
+};
+
+/* One consumed message and what became of it. */
+struct event {
+    rd_kafka_message_t *msg;
+    Patron__V1__Event *ev; /* NULL for DLQ and catalog messages */
+    struct customer *cust;
+    struct event *next_of_customer;
+    uint8_t *update; /* packed ProfileUpdate to publish (arena), or NULL */
+    size_t update_len;
+};
+
+/* A customer touched by a batch: the profile read, then written. */
+struct customer {
+    struct batch *b;
+    const char *id; /* borrowed from its first event */
+    size_t id_len;
+    char key[PATRON_KEY_MAX];
+    size_t key_len;
+    struct event *first, *last;
+    struct versioned v;             /* the profile */
+    struct patron_lru_entry *entry; /* the cache entry the batch wrote, or NULL */
+};
+
+/* A batch's way: its profiles are read (READING), then, in batch order,
+ * applied; its neighbour lists wait for the batch before to have merged its
+ * own (GRAPH_WAIT), are read (GRAPH_READ), merged and written (GRAPH_WRITE;
+ * the lists another writer changed meanwhile wait for every batch before
+ * to have written its own, GRAPH_RETRY, and go round again from READ);
+ * then, in batch order (see write_ready), the profiles, item statistics and
+ * clock are written (WRITING), and the ProfileUpdates published (DONE). The
+ * graph goes first so that a crash in between replays the batch; the lists'
+ * marks (graph_merge) make the replay count each purchase once. */
+enum phase {
+    PHASE_READING,
+    PHASE_GRAPH_WAIT,
+    PHASE_GRAPH_READ,
+    PHASE_GRAPH_WRITE,
+    PHASE_GRAPH_RETRY,
+    PHASE_WRITING,
+    PHASE_DONE
+};
+
+/* The next offset to store for one partition of one topic. */
+struct position {
+    enum topic_kind topic;
+    int32_t partition;
+    int64_t next_offset;
+    int64_t max_event_ms; /* events topic: the batch's latest event time */
+    bool idle;            /* ingest's own: marked idle in the clock, and not busy since */
+};
+
+struct batch {
+    struct ingest *ing;
+    uint64_t seq;
+    struct patron_arena arena;
+    ProtobufCAllocator pb; /* over arena, for the event decoder */
+    struct event *events;
+    size_t n_events;
+    struct customer *customers;
+    size_t n_customers;
+    struct patron_strmap by_customer;
+    struct position *positions;
+    size_t n_positions;
+    struct versioned **writes; /* the profiles to write: one per customer at most */
+    size_t n_writes;
+    struct customer **erasures; /* the profiles to write that erase their customer */
+    size_t n_erasures;
+    struct graph_key *rows; /* the neighbour lists the batch changes */
+    size_t n_rows;
+    bool graph_conflict; /* a round of neighbour lists lost to another writer */
+    bool graph_done;     /* its lists are written: it writes when its turn comes */
+    /* What the batch's purchases add to the item statistics, aggregated so
+     * that each item's keys are written once per batch. */
+    struct patron_strmap strings; /* interned item ids: id -> owned copy */
+    struct patron_strmap graph;   /* item -> struct graph_row (ingest_graph.c) */
+    struct patron_strmap stats;   /* item -> struct item_stat */
+    size_t pending;               /* Redis replies and delivery reports outstanding */
+    enum phase phase;
+    bool failed;
+    bool cancelled;
+    bool read; /* every read is back: the batch applies when its predecessors did */
+    int64_t started_ms;
+    struct batch *next;
+};
+
+/* Popularity, trend and category of one item. */
+struct item_stat {
+    const char *item;
+    int64_t buyers; /* new distinct buyers */
+    double trend;   /* sum of patron_trend_weight of its purchases */
+    const char *category;
+};
+
+struct ingest {
+    uv_loop_t *loop;
+    const struct patron_config *cfg;
+    const struct patron_log *log;
+    struct patron_metrics *metrics;
+
+    struct patron_consumer *consumer;
+    struct patron_producer *producer;
+    struct patron_kv *redis;
+    struct patron_kv_script *cas, *cas_many, *clock, *items;
+    /* The neighbour lists have a connection of their own: a batch's lists
+     * are read only after the batch before merged its own (graph_next), and
+     * on the main connection that read would queue behind every batch's
+     * profile reads and writes. Lists are only ever touched on this one. */
+    struct patron_kv *graph_kv;
+    struct patron_kv_script *graph_cas;
+    size_t kv_closing; /* handles still to close at shutdown */
+
+    struct batch *head, *tail; /* in-flight batches, oldest first */
+    size_t inflight;
+    uint64_t next_seq;
+    size_t reading;       /* batches between read and write */
+    bool applying;        /* apply_ready is on the stack */
+    bool starting_writes; /* write_ready is on the stack */
+
+    /* The caches, values this process wrote (pin: the seq of the in-flight
+     * batch that wrote it last): */
+    struct patron_lru cache;                /* profiles, pinned by the batches in flight */
+    struct patron_lru rows;                 /* neighbour lists, pinned by their last merger */
+    struct patron_lru cats;                 /* item -> the category last written to {items}:cat */
+    struct batch *graph_reader;             /* the batch in its first GRAPH_READ */
+    uint64_t row_version;                   /* the next neighbour list's version */
+    struct patron_graph_cell *cells, *incs; /* scratch of graph_merge (incs: GRAPH_PAIRS_MAX) */
+    struct patron_graph_mark *marks, *marks_out; /* the same, PATRON_GRAPH_MARKS_MAX each */
+    uint8_t *encoded;                            /* scratch of the encoders, ENCODED_MAX bytes */
+    struct patron_arena_spares spares;
+    struct patron_profile *profile;   /* scratch of apply_customer */
+    char (*prior)[PATRON_ID_MAX + 1]; /* the bought list before a purchase */
+    struct patron_graph_pair *pairs;  /* scratch of ingest_graph_note */
+    struct position *positions;       /* last stored per partition */
+    size_t n_positions, cap_positions;
+
+    rd_kafka_message_t **poll_buf;
+    bool redis_up, graph_up; /* each connection usable */
+    bool resetting;
+    bool stopping;
+    void (*on_stopped)(void *ud);
+    void *stopped_ud;
+    uv_timer_t tick; /* idle partitions, reset retries, shutdown deadline */
+    int64_t stop_deadline_ms;
+
+    struct patron_counter *m_events_applied, *m_events_duplicate, *m_events_replayed;
+    struct patron_counter *m_events_stale, *m_events_refused;
+    struct patron_counter *m_catalog, *m_batches, *m_resets, *m_updates;
+    struct patron_counter *m_graph_conflicts, *m_graph_rebuilt, *m_graph_replayed;
+    struct patron_gauge *m_inflight;
+    struct patron_histogram *m_batch_seconds;
+};
+
+/* ---- ingest.c ------------------------------------------------------------ */
+
+/* Takes batches off the consumer while there is room in the pipeline. */
+void ingest_pump(struct ingest *ing);
+
+/* Cancels every in-flight batch and, once their callbacks are back and
+ * Redis is up, seeks each partition to its last stored offset. Called
+ * again (why == NULL) whenever one of those conditions may have changed. */
+void ingest_reset(struct ingest *ing, const char *why);
+
+/* The position of (t, p) among v[0 .. n), or NULL. */
+struct position *ingest_position_find(struct position *v, size_t n, enum topic_kind t, int32_t p);
+
+const char *ingest_topic_name(const struct ingest *ing, enum topic_kind t);
+
+/* ---- ingest_batch.c ------------------------------------------------------ */
+
+/* Starts a batch of msgs[0 .. n) (taken over: freed with the batch). */
+void ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n);
+
+/* Fails the batch (once; a cancelled batch stays quiet): resets the
+ * pipeline, which cancels every batch in flight. why is borrowed. */
+void ingest_batch_fail(struct batch *b, const char *why);
+
+/* A callback of this batch came back; the last one moves it on (and may
+ * free it: b is not to be used after). */
+void ingest_batch_release(struct batch *b);
+
+/* Takes b out of the in-flight list. */
+void ingest_batch_unlink(struct ingest *ing, struct batch *b);
+
+/* Frees b, its messages and everything from its arena. */
+void ingest_batch_free(struct batch *b);
+
+/* A copy of the NUL-terminated s that lives as long as the batch, the
+ * same pointer for equal strings. */
+const char *ingest_batch_intern(struct batch *b, const char *s);
+
+/* ---- ingest_store.c ------------------------------------------------------ */
+
+/* Registers the scripts of the main connection (ing->redis) and of the
+ * graph's (ing->graph_kv). */
+int ingest_store_scripts(struct ingest *ing) PATRON_MUST_USE;
+int ingest_store_graph_scripts(struct ingest *ing) PATRON_MUST_USE;
+
+/* Calls per run of one key group in v[0 .. n), at most `chunk` keys each:
+ * send(b, mc) sends one, and its callback gets mc and releases b. On a
+ * cluster v is sorted first. Nonzero when a call could not be sent: the
+ * batch has failed then, so a caller with nothing to undo may ignore it. */
+int ingest_send_grouped(struct batch *b, struct versioned **v, size_t n, size_t chunk,
+                        int (*send)(struct batch *b, struct multi_call *mc));
+
+/* The same for compare-and-set calls, with the new keys in calls of their
+ * own (sent as MSETNX). Reorders v. */
+int ingest_cas_grouped(struct batch *b, struct versioned **v, size_t n,
+                       int (*send)(struct batch *b, struct multi_call *mc));
+
+/* Sends an MGET of mc's keys on kv; the values land in their versioned
+ * (stored, stored_len; copied into the batch's arena). */
+int ingest_store_mget(struct patron_kv *kv, struct multi_call *mc) PATRON_MUST_USE;
+
+/* Sends mc's values in one compare-and-set call on kv (script: the
+ * CAS_MANY one of that connection): all of them new keys, or none. cb
+ * gets mc and gives its reply to ingest_cas_outcome. */
+int ingest_store_cas(struct multi_call *mc, patron_redis_cb cb, struct patron_kv *kv,
+                     struct patron_kv_script *script) PATRON_MUST_USE;
+
+/* A compare-and-set reply: 1 if written, 0 if another writer won (then
+ * nothing was); -1 for an error, the batch failed. */
+int ingest_cas_outcome(struct batch *b, const redisReply *reply);
+
+/* Reads the batch's profiles: the cache's first, the rest by MGET. */
+void ingest_read_profiles(struct batch *b);
+
+/* Sets c's new profile value (arena) to be written over `base` (the value
+ * it was built on; NULL: new) in the batch's turn; the cache has it from
+ * now on, pinned by the batch. */
+void ingest_store_profile(struct batch *b, struct customer *c, const uint8_t *base, bool erasure,
+                          bool tombstone, const uint8_t *value, size_t len);
+
+/* The batch's writes, in its turn: profiles and erasures, item statistics,
+ * its partitions' event clock. */
+void ingest_write_profiles(struct batch *b);
+void ingest_write_item_stats(struct batch *b);
+void ingest_write_clock(struct batch *b);
+
+/* The batch's partitions that the clock holds idle are busy again; sent
+ * before any of the batch's writes. */
+void ingest_clock_busy(struct batch *b);
+
+/* Marks idle, in the clock, the partitions with nothing left to read (best
+ * effort). Only with no batch in flight. */
+void ingest_mark_idle_partitions(struct ingest *ing);
+
+/* A catalog message's writes: the item's hash, stock, category. */
+void ingest_write_catalog(struct batch *b, const Patron__V1__ItemUpdate *u);
+
+/* ---- ingest_graph.c ------------------------------------------------------ */
+
+/* What an applied purchase adds to the neighbour lists: its co-occurrence
+ * pairs with the customer's recent history (prior: the bought list before
+ * it), each with the purchase's Kafka position. */
+void ingest_graph_note(struct batch *b, const char (*prior)[PATRON_ID_MAX + 1], size_t n_prior,
+                       const struct event *e);
+
+/* The neighbour lists the applied batch changes, in b->rows. */
+void ingest_graph_collect(struct batch *b);
+
+/* The oldest batch waiting to read its lists starts, unless one is
+ * reading: lists are read in batch order, each after the one before
+ * merged its own. */
+void ingest_graph_next(struct ingest *ing);
+
+/* The batch's round of lists is read (GRAPH_READ settled): merge and
+ * write them. */
+void ingest_graph_write(struct batch *b);
+
+/* The oldest batch that lost lists to another writer goes round again,
+ * once every batch before it has written its own. */
+void ingest_graph_retry_next(struct ingest *ing);
+
+/* The lists the batch wrote are in Redis: the cache entries it pinned may
+ * go. */
+void ingest_graph_release(struct ingest *ing, const struct batch *b);
+
+/* Frees the batch's pairs (its arena has the rest). */
+void ingest_graph_free(struct batch *b);
+
+#endif

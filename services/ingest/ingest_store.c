@@ -1,0 +1,554 @@
+/*
+ * The Redis store protocol of ingest: versioned reads (MGET), grouped
+ * compare-and-set calls (MSETNX for new keys, CAS_MANY_LUA otherwise),
+ * profile writes and erasures, item statistics, catalog writes and the
+ * event clock. How the calls reach a batch: see ingest_internal.h.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest_internal.h"
+
+/* Seconds an erased customer's tombstone (no personal data: its id and its
+ * Kafka position) is kept, so that replaying the events before the erasure
+ * does not bring the profile back. Longer than any replay we expect. */
+#define TOMBSTONE_TTL_S "604800"
+
+/* Profiles per compare-and-set call: a script holds Redis while it runs
+ * (see READ_CHUNK). */
+#define CAS_CHUNK 128
+
+/* Compare-and-set of many profiles, all or none: KEYS the profiles; ARGV per
+ * key the version read ("" when absent), the new value, a TTL in seconds or
+ * "0". Returns 1, or 0 when any version moved (another writer won; nothing
+ * is written). Inside a script every redis.call costs about as much as the
+ * command itself, so the versions come from one MGET and the values go in
+ * one MSET rather than a GETRANGE and a SET per profile. */
+static const char CAS_MANY_LUA[] =
+    "local cur = redis.call('MGET', unpack(KEYS))\n"
+    "local kv = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local v = cur[i]\n"
+    "  if (v and string.sub(v, 1, 8) or '') ~= ARGV[3 * i - 2] then return 0 end\n"
+    "  kv[2 * i - 1] = KEYS[i]\n"
+    "  kv[2 * i] = ARGV[3 * i - 1]\n"
+    "end\n"
+    "redis.call('MSET', unpack(kv))\n"
+    "for i = 1, #KEYS do\n"
+    "  if ARGV[3 * i] ~= '0' then redis.call('EXPIRE', KEYS[i], ARGV[3 * i]) end\n"
+    "end\n"
+    "return 1\n";
+
+/* An erasure's compare-and-set. KEYS[1] the profile, KEYS[2..] the
+ * customer's other keys, to delete; ARGV[1] the version read ("" when
+ * absent), ARGV[2] the new value (the tombstone), ARGV[3] its TTL in seconds
+ * or "0". Returns 1, or 0 when the version moved. */
+static const char CAS_LUA[] =
+    "local cur = redis.call('GETRANGE', KEYS[1], 0, 7)\n"
+    "if cur ~= ARGV[1] then return 0 end\n"
+    "if ARGV[3] ~= '0' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
+    "else redis.call('SET', KEYS[1], ARGV[2]) end\n"
+    "for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+    "return 1\n";
+
+/* Item statistics: KEYS {items}:pop, {items}:trend, {items}:cat; ARGV item,
+ * new buyers, trend weight, category quadruples ("0"/"" when unchanged). */
+static const char ITEMS_LUA[] =
+    "for i = 1, #ARGV, 4 do\n"
+    "  if ARGV[i + 1] ~= '0' then redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+    "  if ARGV[i + 2] ~= '0' then redis.call('ZINCRBY', KEYS[2], ARGV[i + 2], ARGV[i]) end\n"
+    "  if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 3]) end\n"
+    "end\n"
+    "return 1\n";
+
+/* The event clock: KEYS[1] {clock}; ARGV partition, event_ms, idle triples.
+ * A partition's time only moves forward; its idle flag is the latest. */
+static const char CLOCK_LUA[] =
+    "for i = 1, #ARGV, 3 do\n"
+    "  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"
+    "  local ms = tonumber(ARGV[i + 1])\n"
+    "  if cur then local c = tonumber(string.match(cur, '^(%d+)')) or 0\n"
+    "    if c > ms then ms = c end end\n"
+    "  redis.call('HSET', KEYS[1], ARGV[i], ms .. ':' .. ARGV[i + 2])\n"
+    "end\n"
+    "return 1\n";
+
+int ingest_store_scripts(struct ingest *ing)
+{
+    int rc;
+    if ((rc = patron_kv_script(ing->redis, CAS_LUA, &ing->cas)) ||
+        (rc = patron_kv_script(ing->redis, CAS_MANY_LUA, &ing->cas_many)) ||
+        (rc = patron_kv_script(ing->redis, CLOCK_LUA, &ing->clock)) ||
+        (rc = patron_kv_script(ing->redis, ITEMS_LUA, &ing->items)))
+        return rc;
+    return 0;
+}
+
+int ingest_store_graph_scripts(struct ingest *ing)
+{
+    return patron_kv_script(ing->graph_kv, CAS_MANY_LUA, &ing->graph_cas);
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+/* An MGET's values, copied into the batch (the reply is hiredis'). */
+static void on_read(void *ud, redisReply *reply)
+{
+    struct multi_call *mc = ud;
+    struct batch *b = mc->b;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        ingest_batch_fail(b, reply ? reply->str : "redis disconnected");
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != mc->n) {
+        ingest_batch_fail(b, "MGET: unexpected reply");
+    } else if (!b->cancelled) {
+        for (size_t i = 0; i < mc->n; i++) {
+            const redisReply *r = reply->element[i];
+            struct versioned *v = mc->v[i];
+            v->stored = NULL; /* nil: absent (or not a string) */
+            v->stored_len = 0;
+            if (r->type != REDIS_REPLY_STRING)
+                continue;
+            v->stored = patron_arena_alloc(&b->arena, (size_t)r->len);
+            memcpy(v->stored, r->str, (size_t)r->len);
+            v->stored_len = (size_t)r->len;
+        }
+    }
+    ingest_batch_release(b);
+}
+
+/* Orders by key group, then by position in the batch (deterministic). */
+static int versioned_group_cmp(const void *x, const void *y)
+{
+    const struct versioned *a = *(struct versioned *const *)x, *b = *(struct versioned *const *)y;
+    if (a->group != b->group)
+        return a->group < b->group ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+int ingest_send_grouped(struct batch *b, struct versioned **v, size_t n, size_t chunk,
+                        int (*send)(struct batch *b, struct multi_call *mc))
+{
+    if (patron_kv_is_cluster(b->ing->redis))
+        qsort(v, n, sizeof(*v), versioned_group_cmp);
+    for (size_t from = 0, to; from < n; from = to) {
+        for (to = from + 1; to < n && to - from < chunk && v[to]->group == v[from]->group; to++)
+            ;
+        struct multi_call *mc = patron_arena_alloc(&b->arena, sizeof(*mc));
+        *mc = (struct multi_call){b, to - from, v + from};
+        if (send(b, mc)) {
+            ingest_batch_fail(b, "redis unavailable");
+            return -1;
+        }
+        b->pending++;
+    }
+    return 0;
+}
+
+int ingest_store_mget(struct patron_kv *kv, struct multi_call *mc)
+{
+    const char *argv[1 + READ_CHUNK];
+    size_t lens[1 + READ_CHUNK];
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < mc->n; i++) {
+        argv[1 + i] = mc->v[i]->key;
+        lens[1 + i] = mc->v[i]->key_len;
+    }
+    return patron_kv_commandv(kv, on_read, mc, (int)(1 + mc->n), argv, lens);
+}
+
+static int send_mget(struct batch *b, struct multi_call *mc)
+{
+    return ingest_store_mget(b->ing->redis, mc);
+}
+
+/* Customers this process wrote recently come from the cache (which holds
+ * what the batches in flight wrote, too); the others from Redis, an MGET
+ * per READ_CHUNK of one key group. A copy is kept in case the entry is
+ * evicted before the batch applies. */
+void ingest_read_profiles(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    struct versioned **miss = patron_arena_alloc(&b->arena, b->n_customers * sizeof(*miss));
+    size_t n_miss = 0;
+    for (size_t i = 0; i < b->n_customers; i++) {
+        struct customer *c = &b->customers[i];
+        struct patron_lru_entry *hit = patron_lru_get(&ing->cache, c->id, c->id_len);
+        if (hit) {
+            c->v.stored = patron_arena_alloc(&b->arena, hit->len);
+            memcpy(c->v.stored, hit->value, hit->len);
+            c->v.stored_len = hit->len;
+            continue;
+        }
+        miss[n_miss++] = &c->v;
+    }
+    (void)ingest_send_grouped(b, miss, n_miss, READ_CHUNK, send_mget);
+}
+
+/* ---- compare-and-set ------------------------------------------------------ */
+
+/* The script answers 1 or 0, SET NX OK or nil. */
+int ingest_cas_outcome(struct batch *b, const redisReply *reply)
+{
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        ingest_batch_fail(b, reply ? reply->str : "redis disconnected");
+        return -1;
+    }
+    if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_NIL)
+        return reply->type == REDIS_REPLY_STATUS;
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        ingest_batch_fail(b, "compare-and-set: unexpected reply");
+        return -1;
+    }
+    return reply->integer != 0;
+}
+
+/* Profiles: another writer means another ingest took the partition (or a
+ * zombie of ours wrote late): start over from the stored offsets. */
+static void on_profile_written(void *ud, redisReply *reply)
+{
+    struct multi_call *mc = ud;
+    if (ingest_cas_outcome(mc->b, reply) == 0)
+        ingest_batch_fail(mc->b, "profile version conflict");
+    ingest_batch_release(mc->b);
+}
+
+/* A value written where none was read, to keep no longer than forever. */
+static bool is_new(const struct versioned *v)
+{
+    return v->expected_len == 0 && strcmp(v->ttl, "0") == 0;
+}
+
+int ingest_cas_grouped(struct batch *b, struct versioned **v, size_t n,
+                       int (*send)(struct batch *b, struct multi_call *mc))
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (is_new(v[i])) {
+            struct versioned *t = v[k];
+            v[k++] = v[i];
+            v[i] = t;
+        }
+    }
+    if (ingest_send_grouped(b, v, k, CAS_CHUNK, send))
+        return -1;
+    return ingest_send_grouped(b, v + k, n - k, CAS_CHUNK, send);
+}
+
+int ingest_store_cas(struct multi_call *mc, patron_redis_cb cb, struct patron_kv *kv,
+                     struct patron_kv_script *script)
+{
+    const char *argv[4 * CAS_CHUNK];
+    size_t lens[4 * CAS_CHUNK];
+    size_t nkeys = mc->n, argc = nkeys;
+    if (is_new(mc->v[0])) {
+        /* new keys only (ingest_cas_grouped puts them apart): MSETNX is the
+         * same all-or-none compare-and-set natively; the script would copy
+         * each value into Lua and back out, two thirds of its cost */
+        argv[0] = "MSETNX";
+        lens[0] = 6;
+        argc = 1;
+        for (size_t i = 0; i < nkeys; i++) {
+            argv[argc] = mc->v[i]->key;
+            lens[argc++] = mc->v[i]->key_len;
+            argv[argc] = (const char *)mc->v[i]->value;
+            lens[argc++] = mc->v[i]->len;
+        }
+        return patron_kv_commandv(kv, cb, mc, (int)argc, argv, lens);
+    }
+    for (size_t i = 0; i < nkeys; i++) {
+        const struct versioned *v = mc->v[i];
+        argv[i] = v->key;
+        lens[i] = v->key_len;
+        argv[argc] = (const char *)v->expected;
+        lens[argc++] = v->expected_len;
+        argv[argc] = (const char *)v->value;
+        lens[argc++] = v->len;
+        argv[argc] = v->ttl;
+        lens[argc++] = strlen(v->ttl);
+    }
+    return patron_kv_evalsha(kv, script, cb, mc, (int)nkeys, (int)(argc - nkeys), argv, lens);
+}
+
+static int send_profile_cas(struct batch *b, struct multi_call *mc)
+{
+    return ingest_store_cas(mc, on_profile_written, b->ing->redis, b->ing->cas_many);
+}
+
+/* Any other write: only an error matters (HSET, SADD... count what changed). */
+static void on_written(void *ud, redisReply *reply)
+{
+    struct batch *b = ud;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        ingest_batch_fail(b, reply ? reply->str : "redis disconnected");
+    ingest_batch_release(b);
+}
+
+/* ---- profiles --------------------------------------------------------------- */
+
+/* A tombstone expires. */
+void ingest_store_profile(struct batch *b, struct customer *c, const uint8_t *base, bool erasure,
+                          bool tombstone, const uint8_t *value, size_t len)
+{
+    struct versioned *v = &c->v;
+    v->expected_len = base ? PATRON_PROFILE_VERSION_LEN : 0;
+    if (base)
+        memcpy(v->expected, base, PATRON_PROFILE_VERSION_LEN);
+    v->ttl = tombstone ? TOMBSTONE_TTL_S : "0";
+    v->value = value;
+    v->len = len;
+    if (erasure)
+        b->erasures[b->n_erasures++] = c;
+    else
+        b->writes[b->n_writes++] = v;
+    c->entry = patron_lru_put(&b->ing->cache, c->id, c->id_len, value, len, b->seq);
+}
+
+/* An erasure's compare-and-set, which also deletes the customer's other
+ * keys (their hash tag is the profile's: one slot). */
+static int send_erasure(struct batch *b, struct customer *c)
+{
+    enum { KEYS_MAX = 16 };
+    char keys[KEYS_MAX][PATRON_KEY_MAX];
+    const char *argv[KEYS_MAX + 3];
+    size_t lens[KEYS_MAX + 3];
+    const struct versioned *v = &c->v;
+    int nkeys = 0;
+    argv[nkeys] = v->key;
+    lens[nkeys++] = v->key_len;
+    for (size_t i = 0; PATRON_CUSTOMER_KEY_SUFFIXES[i] && nkeys < KEYS_MAX; i++) {
+        int klen = patron_key_customer_sub(keys[i], sizeof(keys[i]), c->id, c->id_len,
+                                           PATRON_CUSTOMER_KEY_SUFFIXES[i]);
+        if (klen < 0)
+            continue;
+        argv[nkeys] = keys[i];
+        lens[nkeys++] = (size_t)klen;
+    }
+    int argc = nkeys;
+    argv[argc] = (const char *)v->expected;
+    lens[argc++] = v->expected_len;
+    argv[argc] = (const char *)v->value;
+    lens[argc++] = v->len;
+    argv[argc] = v->ttl;
+    lens[argc] = strlen(v->ttl);
+    argc++;
+    struct multi_call *mc = patron_arena_alloc(&b->arena, sizeof(*mc));
+    *mc = (struct multi_call){b, 1, NULL};
+    return patron_kv_evalsha(b->ing->redis, b->ing->cas, on_profile_written, mc, nkeys,
+                             argc - nkeys, argv, lens);
+}
+
+/* One compare-and-set call per CAS_CHUNK profiles of one key group, then
+ * one per erasure. */
+void ingest_write_profiles(struct batch *b)
+{
+    if (ingest_cas_grouped(b, b->writes, b->n_writes, send_profile_cas))
+        return;
+    for (size_t i = 0; i < b->n_erasures; i++) {
+        if (send_erasure(b, b->erasures[i])) {
+            ingest_batch_fail(b, "redis unavailable");
+            return;
+        }
+        b->pending++;
+    }
+}
+
+/* ---- item statistics and the catalog ---------------------------------------- */
+
+/* One script call for every item statistic of the batch. */
+void ingest_write_item_stats(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    size_t n = b->stats.count;
+    if (n == 0)
+        return;
+    const char **argv = patron_malloc((3 + 4 * n) * sizeof(*argv));
+    size_t *lens = patron_malloc((3 + 4 * n) * sizeof(*lens));
+    char(*nums)[2][32] = patron_malloc(n * sizeof(*nums));
+    size_t argc = 0, k = 0;
+    const char *keys[] = {PATRON_KEY_ITEMS_POP, PATRON_KEY_ITEMS_TREND, PATRON_KEY_ITEMS_CAT};
+    for (size_t i = 0; i < 3; i++) {
+        argv[argc] = keys[i];
+        lens[argc++] = strlen(keys[i]);
+    }
+    for (size_t s = 0; s < b->stats.cap; s++) {
+        const struct item_stat *st = b->stats.slots[s].value;
+        if (!b->stats.slots[s].key)
+            continue;
+        argv[argc] = st->item;
+        lens[argc++] = strlen(st->item);
+        argv[argc] = nums[k][0];
+        lens[argc++] = (size_t)snprintf(nums[k][0], sizeof(nums[k][0]), "%" PRId64, st->buyers);
+        argv[argc] = nums[k][1];
+        lens[argc++] = st->trend > 0
+                           ? (size_t)snprintf(nums[k][1], sizeof(nums[k][1]), "%.17g", st->trend)
+                           : (size_t)snprintf(nums[k][1], sizeof(nums[k][1]), "0");
+        /* a category is written when it is new to this process: most
+         * purchases repeat what {items}:cat already says */
+        const char *cat = st->category ? st->category : "";
+        size_t cat_len = strlen(cat), id_len = strlen(st->item);
+        if (cat_len) {
+            struct patron_lru_entry *known = patron_lru_get(&ing->cats, st->item, id_len);
+            if (known && known->len == cat_len && memcmp(known->value, cat, cat_len) == 0) {
+                cat = "";
+                cat_len = 0;
+            } else {
+                (void)patron_lru_put(&ing->cats, st->item, id_len, (const uint8_t *)cat, cat_len,
+                                     0);
+            }
+        }
+        argv[argc] = cat;
+        lens[argc++] = cat_len;
+        k++;
+    }
+    if (patron_kv_evalsha(ing->redis, ing->items, on_written, b, 3, (int)argc - 3, argv, lens))
+        ingest_batch_fail(b, "redis unavailable");
+    else
+        b->pending++;
+    free(nums);
+    free(lens);
+    free(argv);
+}
+
+static void send_command(struct batch *b, int argc, const char **argv, const size_t *lens)
+{
+    if (patron_kv_commandv(b->ing->redis, on_written, b, argc, argv, lens)) {
+        ingest_batch_fail(b, "redis unavailable");
+        return;
+    }
+    b->pending++;
+}
+
+/* The item's catalog hash, its category for filters and its stock state
+ * (last write wins: the catalog topic is keyed by item, so in order). */
+void ingest_write_catalog(struct batch *b, const Patron__V1__ItemUpdate *u)
+{
+    char key[PATRON_KEY_MAX], price[24];
+    size_t id_len = strlen(u->item_id);
+    int klen = patron_key_item(key, sizeof(key), u->item_id, id_len);
+    if (klen < 0)
+        return;
+    int plen = snprintf(price, sizeof(price), "%" PRId64, u->price_cents);
+    const char *hset[] = {"HSET",      key,           "title", u->title,   "category",
+                          u->category, "price_cents", price,   "in_stock", u->in_stock ? "1" : "0"};
+    size_t hset_lens[] = {
+        4, (size_t)klen, 5, strlen(u->title), 8, strlen(u->category), 11, (size_t)plen, 8, 1};
+    send_command(b, 10, hset, hset_lens);
+    const char *stock[] = {u->in_stock ? "SREM" : "SADD", PATRON_KEY_ITEMS_OOS, u->item_id};
+    size_t stock_lens[] = {4, strlen(PATRON_KEY_ITEMS_OOS), id_len};
+    send_command(b, 3, stock, stock_lens);
+    if (u->category[0]) {
+        const char *cat[] = {"HSET", PATRON_KEY_ITEMS_CAT, u->item_id, u->category};
+        size_t cat_lens[] = {4, strlen(PATRON_KEY_ITEMS_CAT), id_len, strlen(u->category)};
+        send_command(b, 4, cat, cat_lens);
+    }
+    patron_counter_add(b->ing->m_catalog, 1);
+}
+
+/* ---- the event clock ---------------------------------------------------------- */
+
+/* The arguments of one CLOCK_LUA call: the key, then (partition, event ms,
+ * idle) triples, the numbers' text held here. */
+struct clock_args {
+    const char **argv;
+    char (*text)[2][24];
+    size_t argc, n;
+};
+
+static void clock_args_init(struct clock_args *a, size_t max)
+{
+    a->argv = patron_malloc((1 + 3 * max) * sizeof(*a->argv));
+    a->text = patron_malloc((max ? max : 1) * sizeof(*a->text));
+    a->argv[0] = PATRON_KEY_CLOCK;
+    a->argc = 1;
+    a->n = 0;
+}
+
+static void clock_args_add(struct clock_args *a, int32_t partition, int64_t ms, bool idle)
+{
+    char(*t)[24] = a->text[a->n++];
+    snprintf(t[0], sizeof(t[0]), "%d", partition);
+    snprintf(t[1], sizeof(t[1]), "%" PRId64, ms);
+    a->argv[a->argc++] = t[0];
+    a->argv[a->argc++] = t[1];
+    a->argv[a->argc++] = idle ? "1" : "0";
+}
+
+/* Sends the call when it has a triple; PATRON_ENOTFOUND when it has none. */
+static int clock_args_send(struct ingest *ing, struct clock_args *a, patron_redis_cb cb, void *ud)
+{
+    int rc = a->n == 0 ? PATRON_ENOTFOUND
+                       : patron_kv_evalsha(ing->redis, ing->clock, cb, ud, 1, (int)a->argc - 1,
+                                           a->argv, NULL);
+    free(a->text);
+    free(a->argv);
+    return rc;
+}
+
+static void on_clock_written(void *ud, redisReply *reply)
+{
+    (void)ud;
+    (void)reply; /* best effort: the next tick writes again */
+}
+
+/* Each partition's latest event time, as busy. Only
+ * ingest_mark_idle_partitions says a partition is idle, once nothing is in
+ * flight: the batch's ProfileUpdates are not delivered yet, and the trigger
+ * takes an idle clock as "every update before now is in Kafka". */
+void ingest_write_clock(struct batch *b)
+{
+    struct clock_args a;
+    clock_args_init(&a, b->n_positions);
+    for (size_t i = 0; i < b->n_positions; i++) {
+        const struct position *bp = &b->positions[i];
+        if (bp->topic == TOPIC_EVENTS && bp->max_event_ms > 0)
+            clock_args_add(&a, bp->partition, bp->max_event_ms, false);
+    }
+    int rc = clock_args_send(b->ing, &a, on_written, b);
+    if (rc == 0)
+        b->pending++;
+    else if (rc != PATRON_ENOTFOUND)
+        ingest_batch_fail(b, "redis unavailable");
+}
+
+/* On the main connection, which keeps the order: an idle clock must not let
+ * the trigger fire timers past events polled and not yet applied. A
+ * partition's time never goes back: 0 keeps its own. */
+void ingest_clock_busy(struct batch *b)
+{
+    struct ingest *ing = b->ing;
+    struct clock_args a;
+    clock_args_init(&a, b->n_positions);
+    for (size_t i = 0; i < b->n_positions; i++) {
+        const struct position *bp = &b->positions[i];
+        struct position *p =
+            ingest_position_find(ing->positions, ing->n_positions, bp->topic, bp->partition);
+        if (bp->topic != TOPIC_EVENTS || !p || !p->idle)
+            continue;
+        p->idle = false;
+        clock_args_add(&a, bp->partition, 0, false);
+    }
+    int rc = clock_args_send(ing, &a, on_clock_written, ing);
+    if (rc && rc != PATRON_ENOTFOUND)
+        ingest_batch_fail(b, "redis unavailable");
+}
+
+/* So that the event clock's low watermark does not wait for them. Called
+ * with no batch in flight: every ProfileUpdate of what the clock counts is
+ * delivered. */
+void ingest_mark_idle_partitions(struct ingest *ing)
+{
+    struct clock_args a;
+    clock_args_init(&a, ing->n_positions);
+    for (size_t i = 0; i < ing->n_positions; i++) {
+        struct position *p = &ing->positions[i];
+        if (p->topic != TOPIC_EVENTS || patron_consumer_lag(ing->consumer, ing->cfg->topic_events,
+                                                            p->partition, p->next_offset) != 0)
+            continue;
+        p->idle = true;
+        clock_args_add(&a, p->partition, 0, true);
+    }
+    (void)clock_args_send(ing, &a, on_clock_written, ing); /* best effort: the next tick again */
+}
