@@ -14,6 +14,7 @@
 #include "patron/catalog.h"
 #include "patron/clock.h"
 #include "patron/event_codec.h"
+#include "patron/event_wire.h"
 #include "patron/event_check.h"
 #include "patron/graph.h"
 #include "patron/graph_row.h"
@@ -1821,18 +1822,20 @@ static void batch_position(struct batch *b, enum topic_kind t, const rd_kafka_me
         p->max_event_ms = event_ms;
 }
 
-/* patron_event_decode, into the batch's arena. */
-static int decode_event(struct batch *b, struct event *e, const char **reason)
+/* An event in any of the input encodings (event_wire.h), checked, into
+ * the batch's arena; the reason of a refusal in why (or *reason). */
+static int decode_event(struct batch *b, struct event *e, const char **reason,
+                        char why[PATRON_WIRE_REASON_MAX])
 {
     if (e->msg->len > PATRON_EVENT_MAX_BYTES) {
         *reason = "decode: event too big";
         return PATRON_ETOOBIG;
     }
     static const uint8_t empty[1];
-    e->ev =
-        patron_event_unpack(&b->arena.pb, e->msg->payload ? e->msg->payload : empty, e->msg->len);
+    e->ev = patron_event_decode_wire(&b->arena.pb, e->msg->payload ? e->msg->payload : empty,
+                                     e->msg->len, why);
     if (!e->ev) {
-        *reason = "decode: not a patron.v1.Event";
+        *reason = why;
         return PATRON_EINVAL;
     }
     if (patron_event_check(e->ev, reason)) {
@@ -1856,18 +1859,18 @@ static void batch_classify(struct batch *b)
         }
         position_learn(ing, t, e->msg->partition, e->msg->offset);
         const char *reason = NULL;
+        char why[PATRON_WIRE_REASON_MAX];
         if (t == TOPIC_CATALOG) {
             batch_position(b, t, e->msg, 0);
             Patron__V1__ItemUpdate *u;
-            if (patron_item_update_decode(e->msg->payload, e->msg->len, &u, &reason)) {
-                send_dlq(b, e, reason);
+            if (patron_item_update_decode(&b->arena.pb, e->msg->payload, e->msg->len, &u, why)) {
+                send_dlq(b, e, why);
                 continue;
             }
             write_catalog(b, u);
-            patron__v1__item_update__free_unpacked(u, NULL);
             continue;
         }
-        if (decode_event(b, e, &reason)) {
+        if (decode_event(b, e, &reason, why)) {
             batch_position(b, t, e->msg, 0);
             send_dlq(b, e, reason);
             continue;
