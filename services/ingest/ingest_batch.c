@@ -13,6 +13,7 @@
 #include "ingest_internal.h"
 #include "patron/clock.h"
 #include "patron/event_check.h"
+#include "patron/event_wire.h"
 #include "patron/event_codec.h"
 #include "patron/pb_arena.h"
 #include "patron/profile_update.h"
@@ -505,17 +506,21 @@ static void batch_position(struct batch *b, enum topic_kind t, const rd_kafka_me
         p->max_event_ms = event_ms;
 }
 
-/* patron_event_decode, into the batch's arena. */
-static int decode_event(struct batch *b, struct event *e, const char **reason)
+/* An event in any of the input encodings (event_wire.h), checked, into
+ * the batch's arena; the reason of a refusal in *reason (why holds it when
+ * the decoder wrote one). */
+static int decode_event(struct batch *b, struct event *e, const char **reason,
+                        char why[PATRON_WIRE_REASON_MAX])
 {
     if (e->msg->len > PATRON_EVENT_MAX_BYTES) {
         *reason = "decode: event too big";
         return PATRON_ETOOBIG;
     }
     static const uint8_t empty[1];
-    e->ev = patron_event_unpack(&b->pb, e->msg->payload ? e->msg->payload : empty, e->msg->len);
+    e->ev = patron_event_decode_wire(&b->pb, e->msg->payload ? e->msg->payload : empty,
+                                     e->msg->len, why);
     if (!e->ev) {
-        *reason = "decode: not a patron.v1.Event";
+        *reason = why;
         return PATRON_EINVAL;
     }
     if (patron_event_check(e->ev, reason)) {
@@ -539,18 +544,18 @@ static void batch_classify(struct batch *b)
         }
         position_learn(ing, t, e->msg->partition, e->msg->offset);
         const char *reason = NULL;
+        char why[PATRON_WIRE_REASON_MAX];
         if (t == TOPIC_CATALOG) {
             batch_position(b, t, e->msg, 0);
             Patron__V1__ItemUpdate *u;
-            if (patron_item_update_decode(e->msg->payload, e->msg->len, &u, &reason)) {
-                send_dlq(b, e, reason);
+            if (patron_item_update_decode(&b->pb, e->msg->payload, e->msg->len, &u, why)) {
+                send_dlq(b, e, why);
                 continue;
             }
             ingest_write_catalog(b, u);
-            patron__v1__item_update__free_unpacked(u, NULL);
             continue;
         }
-        if (decode_event(b, e, &reason)) {
+        if (decode_event(b, e, &reason, why)) {
             batch_position(b, t, e->msg, 0);
             send_dlq(b, e, reason);
             continue;

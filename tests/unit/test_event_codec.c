@@ -222,6 +222,7 @@ SAME_FN(same_consent, Patron__V1__ConsentChange, {
     NUM(granted, "consent.granted");
 })
 SAME_FN(same_erasure, Patron__V1__ErasureRequest, {})
+SAME_FN(same_identify, Patron__V1__Identify, { STR(anonymous_id, "identify.anonymous_id"); })
 
 static bool same_event(const Patron__V1__Event *got, const Patron__V1__Event *want, bool sized_want,
                        char *why, size_t cap)
@@ -229,6 +230,7 @@ static bool same_event(const Patron__V1__Event *got, const Patron__V1__Event *wa
     BASE();
     STR(event_id, "event_id");
     STR(customer_id, "customer_id");
+    STR(anonymous_id, "anonymous_id");
     NUM(occurred_at_ms, "occurred_at_ms");
     if (got->kind_case != want->kind_case)
         WHY("kind_case %d, want %d", got->kind_case, want->kind_case);
@@ -258,6 +260,8 @@ static bool same_event(const Patron__V1__Event *got, const Patron__V1__Event *wa
         return same_consent(got->consent, want->consent, sized_want, why, cap);
     case PATRON__V1__EVENT__KIND_ERASURE:
         return same_erasure(got->erasure, want->erasure, sized_want, why, cap);
+    case PATRON__V1__EVENT__KIND_IDENTIFY:
+        return same_identify(got->identify, want->identify, sized_want, why, cap);
     default:
         WHY("kind_case %d unknown", got->kind_case);
     }
@@ -349,6 +353,7 @@ struct gen {
     Patron__V1__CustomerUpdate customer;
     Patron__V1__ConsentChange consent;
     Patron__V1__ErasureRequest erasure;
+    Patron__V1__Identify identify;
     Patron__V1__LineItem lines[GEN_LINES];
     Patron__V1__LineItem *line_ptrs[GEN_LINES];
     char strs[GEN_STRS][STR_MAX + 1];
@@ -382,6 +387,7 @@ static Patron__V1__Event *gen_event(struct rng *r, struct gen *g, int kind)
     patron__v1__event__init(&g->ev);
     g->ev.event_id = gen_str(r, g);
     g->ev.customer_id = gen_str(r, g);
+    g->ev.anonymous_id = chance(r, 30) ? gen_str(r, g) : (char *)protobuf_c_empty_string;
     g->ev.occurred_at_ms = rnd_i64(r);
     g->ev.kind_case = (Patron__V1__Event__KindCase)kind;
     switch (kind) {
@@ -449,6 +455,11 @@ static Patron__V1__Event *gen_event(struct rng *r, struct gen *g, int kind)
         patron__v1__erasure_request__init(&g->erasure);
         g->ev.erasure = &g->erasure;
         break;
+    case PATRON__V1__EVENT__KIND_IDENTIFY:
+        patron__v1__identify__init(&g->identify);
+        g->identify.anonymous_id = gen_str(r, g);
+        g->ev.identify = &g->identify;
+        break;
     default:
         g->ev.kind_case = PATRON__V1__EVENT__KIND__NOT_SET;
         break;
@@ -456,7 +467,7 @@ static Patron__V1__Event *gen_event(struct rng *r, struct gen *g, int kind)
     return &g->ev;
 }
 
-static const int kinds[] = {0, 10, 11, 12, 13, 14, 15, 16, 17, 18};
+static const int kinds[] = {0, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
 
 #define PACK_CAP 8192
 
@@ -478,8 +489,8 @@ Test(event_codec, random_events_decode_as_protobuf_c_does)
     ProtobufCAllocator alloc = {
         .alloc = tarena_alloc, .free = tarena_free_one, .allocator_data = &a};
     char why[256];
-    size_t per_kind[19] = {0};
-    for (int round = 0; round < 10000; round++) {
+    size_t per_kind[20] = {0};
+    for (int round = 0; round < 11000; round++) {
         int kind = kinds[(size_t)round % PATRON_ARRAY_LEN(kinds)];
         const Patron__V1__Event *src = gen_event(&r, g, kind);
         size_t len = pack(src, buf);
@@ -772,12 +783,14 @@ static const struct wire_row wire_rows[] = {
         "1234",
         true),
     ROW("unknown field 2^32-1", "\xf8\xff\xff\xff\x7f\x00", true),
-    ROW("unknown field 4 between ids",
+    ROW("unknown field 5 between ids",
         "\x0a\x01"
         "e"
-        "\x20\x07\x12\x01"
+        "\x28\x07\x12\x01"
         "c",
         true),
+    ROW("anonymous_id as varint", "\x20\x07", false),
+    ROW("identify with a varint id", "\x9a\x01\x02\x08\x01", false),
     ROW("unknown group start", "\xf3\x01", false),
     ROW("unknown group end", "\xf4\x01", false),
     ROW("wire type 6", "\xf6\x01\x00", false),

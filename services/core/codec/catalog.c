@@ -1,5 +1,6 @@
 #include "patron/catalog.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static bool id_ok(const char *s)
@@ -13,31 +14,30 @@ static bool id_ok(const char *s)
     return true;
 }
 
-int patron_item_update_decode(const void *buf, size_t len, Patron__V1__ItemUpdate **out,
-                              const char **reason)
+int patron_item_update_decode(ProtobufCAllocator *alloc, const void *buf, size_t len,
+                              Patron__V1__ItemUpdate **out, char why[PATRON_WIRE_REASON_MAX])
 {
     *out = NULL;
     if (len > PATRON_ITEM_UPDATE_MAX) {
-        *reason = "item update too large";
+        snprintf(why, PATRON_WIRE_REASON_MAX, "item update too large");
         return PATRON_ETOOBIG;
     }
-    Patron__V1__ItemUpdate *u = patron__v1__item_update__unpack(NULL, len, buf);
-    if (!u) {
-        *reason = "decode: not an ItemUpdate";
+    Patron__V1__ItemUpdate *u = patron_item_update_decode_wire(alloc, buf, len, why);
+    if (!u)
+        return PATRON_EINVAL;
+    const char *reason = NULL;
+    if (!id_ok(u->item_id))
+        reason = "missing or invalid item_id";
+    else if (u->category[0] && !id_ok(u->category))
+        reason = "invalid category";
+    else if (u->price_cents < 0)
+        reason = "negative price";
+    else if (strlen(u->title) > PATRON_TITLE_MAX)
+        reason = "title too long";
+    if (reason) {
+        snprintf(why, PATRON_WIRE_REASON_MAX, "%s", reason);
         return PATRON_EINVAL;
     }
-    if (!id_ok(u->item_id))
-        *reason = "missing or invalid item_id";
-    else if (u->category[0] && !id_ok(u->category))
-        *reason = "invalid category";
-    else if (u->price_cents < 0)
-        *reason = "negative price";
-    else if (strlen(u->title) > PATRON_TITLE_MAX)
-        *reason = "title too long";
-    else {
-        *out = u;
-        return 0;
-    }
-    patron__v1__item_update__free_unpacked(u, NULL);
-    return PATRON_EINVAL;
+    *out = u;
+    return 0;
 }

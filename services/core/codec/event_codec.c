@@ -114,6 +114,7 @@ static const uint8_t cart_remove_kinds[] = {0, FLAT_STRING};
 static const uint8_t review_kinds[] = {0, FLAT_STRING, FLAT_VARINT};
 static const uint8_t customer_kinds[] = {0, FLAT_STRING, FLAT_STRING, FLAT_STRING, FLAT_STRING};
 static const uint8_t consent_kinds[] = {0, FLAT_VARINT, FLAT_BOOL};
+static const uint8_t identify_kinds[] = {0, FLAT_STRING};
 
 #define FLAT_READ(p, n, kinds, m) flat_read(p, n, kinds, PATRON_ARRAY_LEN(kinds), m)
 
@@ -354,6 +355,20 @@ static void *consent_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t 
     return c;
 }
 
+static void *identify_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+{
+    struct flat m = {0};
+    if (FLAT_READ(p, n, identify_kinds, &m))
+        return NULL;
+    Patron__V1__Identify *c = block_alloc(alloc, sizeof(*c) + span_size(m.s[1]));
+    if (!c)
+        return NULL;
+    char *room = (char *)(c + 1);
+    *c = (Patron__V1__Identify)PATRON__V1__IDENTIFY__INIT;
+    c->anonymous_id = span_put(&room, m.s[1]);
+    return c;
+}
+
 static void *erasure_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
 {
     struct flat m;
@@ -366,7 +381,7 @@ static void *erasure_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t 
     return e;
 }
 
-/* A member of the kind oneof (field numbers 10 to 18, as kind_case). */
+/* A member of the kind oneof (field numbers 10 to 19, as kind_case). */
 static void *kind_unpack(ProtobufCAllocator *alloc, uint32_t number, const uint8_t *p, size_t n)
 {
     switch (number) {
@@ -386,6 +401,8 @@ static void *kind_unpack(ProtobufCAllocator *alloc, uint32_t number, const uint8
         return customer_unpack(alloc, p, n);
     case PATRON__V1__EVENT__KIND_CONSENT:
         return consent_unpack(alloc, p, n);
+    case PATRON__V1__EVENT__KIND_IDENTIFY:
+        return identify_unpack(alloc, p, n);
     default:
         return erasure_unpack(alloc, p, n);
     }
@@ -402,7 +419,7 @@ __attribute__((flatten)) Patron__V1__Event *patron_event_unpack(ProtobufCAllocat
         return NULL;
     if (!buf)
         buf = empty;
-    struct span event_id = {0}, customer_id = {0};
+    struct span event_id = {0}, customer_id = {0}, anonymous_id = {0};
     uint64_t occurred_at_ms = 0;
     uint32_t kind = PATRON__V1__EVENT__KIND__NOT_SET;
     void *member = NULL;
@@ -414,9 +431,12 @@ __attribute__((flatten)) Patron__V1__Event *patron_event_unpack(ProtobufCAllocat
         switch (f.number) {
         case 1:
         case 2:
+        case 4:
             if (f.wire != PATRON_PB_LEN)
                 return NULL;
-            *(f.number == 1 ? &event_id : &customer_id) = (struct span){f.data, f.len};
+            *(f.number == 1   ? &event_id
+              : f.number == 2 ? &customer_id
+                              : &anonymous_id) = (struct span){f.data, f.len};
             break;
         case 3:
             if (f.wire != PATRON_PB_VARINT)
@@ -432,6 +452,7 @@ __attribute__((flatten)) Patron__V1__Event *patron_event_unpack(ProtobufCAllocat
         case 16:
         case 17:
         case 18:
+        case 19:
             if (f.wire != PATRON_PB_LEN)
                 return NULL;
             member = kind_unpack(alloc, f.number, f.data, f.len);
@@ -443,14 +464,15 @@ __attribute__((flatten)) Patron__V1__Event *patron_event_unpack(ProtobufCAllocat
             break;
         }
     }
-    Patron__V1__Event *e =
-        block_alloc(alloc, sizeof(*e) + span_size(event_id) + span_size(customer_id));
+    Patron__V1__Event *e = block_alloc(alloc, sizeof(*e) + span_size(event_id) +
+                                                  span_size(customer_id) + span_size(anonymous_id));
     if (!e)
         return NULL;
     char *room = (char *)(e + 1);
     *e = (Patron__V1__Event)PATRON__V1__EVENT__INIT;
     e->event_id = span_put(&room, event_id);
     e->customer_id = span_put(&room, customer_id);
+    e->anonymous_id = span_put(&room, anonymous_id);
     e->occurred_at_ms = (int64_t)occurred_at_ms;
     e->kind_case = (Patron__V1__Event__KindCase)kind;
     /* the union's members are all message pointers at the same place */
