@@ -611,11 +611,11 @@ def up(args):
         if args.kafka or topics:
             state["brokers"] = st.start_kafka(topics, port=args.kafka_port)
             record(st.kafka, "kafka")
-        if services and not (st.redis_port or st.redis_cluster) or services and not st.brokers:
-            raise SystemExit(f"harness: the services need a Redis and a Kafka in {d}: "
-                             "--redis (or --redis-cluster) and --kafka, now or in an earlier up")
         for name, port in services:
             env = dict(common, **per.get(name, {}))
+            if not (st.redis_port or st.redis_cluster) or not (st.brokers or "PATRON_KAFKA_BROKERS" in env):
+                raise SystemExit(f"harness: patron-{name} needs a Redis and a Kafka in {d}: --redis (or "
+                                 "--redis-cluster) and --kafka, now or in an earlier up")
             record(st.start_service(f"patron-{name}", http_port=port, log_name=name, **env), "service")
     except BaseException as e:
         # what this call started goes; what ran before stays
