@@ -4,15 +4,17 @@
 #
 #   scripts/bench.sh ingest|api|trigger|scale|all
 #
-# Builds a Release tree (no sanitizers) in build-bench, installs what is
-# missing (scripts/deps.sh), then runs scripts/bench_ingest.sh and/or
+# Installs what is missing (scripts/deps.sh), builds the Release tree (no
+# sanitizers; PATRON_RELEASE_BUILD, default build/, shared with the demo and
+# the eval: scripts/lib.sh), then runs scripts/bench_ingest.sh and/or
 # scripts/bench_api.sh and scripts/bench_trigger.py, and/or
 # scripts/bench_scale.sh. Their knobs are environment variables, documented
 # at the top of each; the last line each prints is JSON.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${PATRON_BENCH_BUILD:-$ROOT/build-bench}"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$PATRON_ROOT
 
 usage() {
   echo "usage: scripts/bench.sh ingest|api|trigger|scale|all" >&2
@@ -22,10 +24,8 @@ usage() {
 case "$1" in ingest | api | trigger | scale | all) ;; *) usage ;; esac
 
 "$ROOT/scripts/deps.sh"
-cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPATRON_TESTS=OFF >/dev/null
-ninja -C "$BUILD" >/dev/null
-
-export PATRON_BENCH_BUILD="$BUILD"
+patron_build_release
+export PATRON_RELEASE_BUILD # the bench_*.sh and bench_trigger.py run its programs
 rc=0
 if [ "$1" = ingest ] || [ "$1" = all ]; then
   "$ROOT/scripts/bench_ingest.sh" || rc=1

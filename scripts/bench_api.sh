@@ -37,9 +37,11 @@
 #   BENCH_OUT=                 keep logs and wrk output there
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${PATRON_BENCH_BUILD:-$ROOT/build-bench}"
-PY=/usr/bin/python3
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$PATRON_ROOT
+BIN=$PATRON_RELEASE_BUILD
+PY=$PATRON_PY
 
 EVENTS="${BENCH_API_EVENTS:-1000000}"
 SEED="${BENCH_API_SEED:-1}"
@@ -76,14 +78,8 @@ P="$(json_field "$("$BIN/patron-replay" "${GEN[@]}" --partitions-hint | tail -n1
 
 bench_redis api
 bench_kafka "$P"
-ENV=(PATRON_KAFKA_BROKERS="$BROKERS" PATRON_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-  PATRON_LOG_LEVEL=warn)
-
-INGEST_HTTP="$(free_port)"
-env "${ENV[@]}" PATRON_HTTP_ADDR="127.0.0.1:$INGEST_HTTP" "$BIN/patron-ingest" >"$WORK/ingest.log" 2>&1 &
-INGEST_PID=$!
-PIDS+=("$INGEST_PID")
-wait_http "http://127.0.0.1:$INGEST_HTTP/healthz"
+bench_service ingest PATRON_LOG_LEVEL=warn # sets INGEST_PORT
+INGEST_HTTP=$INGEST_PORT
 say "loading $EVENTS events over $CUSTOMERS customers ($P partitions)"
 SUMMARY="$("$BIN/patron-replay" "${GEN[@]}" --brokers "$BROKERS" --topic patron.events | tail -n1)"
 N="$(json_field "$SUMMARY" events)"
@@ -98,19 +94,16 @@ for _ in $(seq 3000); do
 done
 [ "$(applied)" -ge "$N" ] || { say "ingest did not apply the load"; exit 1; }
 sleep 1.5 # ingest marks idle partitions once a second: the event clock settles
-stop_pid "$INGEST_PID"
-stop_pid "$KAFKA_PID" # the API does not consume; its producer (erasures) idles
+bench_stop ingest
+bench_stop kafka # the API does not consume; its producer (erasures) idles
 PROFILES="$(redis-cli -p "$REDIS_PORT" --scan --pattern '{c:*}' | grep -c -v '}:' || true)"
 say "$N events applied: $NCUST customers ($PROFILES profiles), $(redis-cli -p "$REDIS_PORT" dbsize) keys"
 
 # ---- 2. patron-api and nginx ---------------------------------------------------------
-API_PORT="$(free_port)"
 WORKERS="${BENCH_API_WORKERS:-1}"
-env "${ENV[@]}" PATRON_HTTP_ADDR="127.0.0.1:$API_PORT" PATRON_CLOCK=event PATRON_HTTP_WORKERS="$WORKERS" \
-  "$BIN/patron-api" >"$WORK/api.log" 2>&1 &
-API_PID=$!
-PIDS+=("$API_PID")
-wait_http "http://127.0.0.1:$API_PORT/healthz"
+# sets API_PORT; the Kafka it was given has stopped (bench_service waits for /healthz)
+bench_service api PATRON_KAFKA_BROKERS="$BROKERS" PATRON_LOG_LEVEL=warn PATRON_CLOCK=event \
+  PATRON_HTTP_WORKERS="$WORKERS"
 # a regular's answer: the file nginx serves has its bytes
 curl -s "http://127.0.0.1:$API_PORT/v1/customers/u1/recommendations?limit=10" >"$WORK/answer.json"
 BYTES="$(wc -c <"$WORK/answer.json")"

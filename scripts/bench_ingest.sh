@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sustained events/s of one patron-ingest on the realistic mix, with its two
 # references measured in the same run: redis-benchmark's pipelined throughput
-# (the ceiling) and the Python peer (../shared/peers/python_ingest.py, what a
-# team would write instead). Called by scripts/bench.sh, which builds first.
+# (the ceiling) and, when BENCH_PEER names it, a Python peer (what a team
+# would write instead; kept outside this repository). Called by
+# scripts/bench.sh, which builds first.
 #
 # What is measured, and how:
 # - The load is generated to a file first, then produced to the embedded
@@ -26,7 +27,11 @@
 #                           patron-replay's --partitions-hint))
 #   BENCH_INGEST_ENV=""     extra "NAME=value ..." for patron-ingest, e.g.
 #                           "PATRON_GRAPH_HISTORY=4 PATRON_BATCH_MAX=5000"
-#   BENCH_PEER=1            run the Python peer (0: skip)
+#   BENCH_PEER=             the Python peer's script, run as
+#                           PEER BROKERS REDIS_PORT TOPIC GROUP PROTO_PY_DIR
+#                           on the same events into a fresh Redis; its last
+#                           line says "...: N events/s". Unset: the peer's
+#                           column is skipped
 #   BENCH_CEILING=1         run redis-benchmark (0: skip)
 #   BENCH_PERF=             ingest|redis|kafka: perf record -g that process
 #                           during the run (perf.data and a report kept in
@@ -35,11 +40,12 @@
 #   BENCH_OUT=              keep logs, INFO, /metrics, perf output there
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${PATRON_BENCH_BUILD:-$ROOT/build-bench}"
-PY=/usr/bin/python3 # Debian's, with python3-redis, -confluent-kafka, -protobuf
-SHARED="$(cd "$ROOT/../shared" 2>/dev/null && pwd || true)"
-PEER="$SHARED/peers/python_ingest.py"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$PATRON_ROOT
+BIN=$PATRON_RELEASE_BUILD
+PY=$PATRON_PY
+PEER="${BENCH_PEER:-}"
 
 EVENTS="${BENCH_EVENTS:-1000000}"
 SEED="${BENCH_SEED:-1}"
@@ -79,14 +85,9 @@ say "produced in $($PY -c "import sys;print(round($(date +%s.%N)-$t0,1))") s"
 
 # ---- 3. one patron-ingest ------------------------------------------------------
 MEM0="$(info_field "$REDIS_INGEST_PORT" memory used_memory)"
-HTTP_PORT="$(free_port)"
-INGEST_ENV=(PATRON_KAFKA_BROKERS="$BROKERS" PATRON_REDIS_URL="redis://127.0.0.1:$REDIS_INGEST_PORT"
-  PATRON_HTTP_ADDR="127.0.0.1:$HTTP_PORT" PATRON_LOG_LEVEL=info)
 read -r -a EXTRA <<<"${BENCH_INGEST_ENV:-}"
-[ ${#EXTRA[@]} -gt 0 ] && INGEST_ENV+=("${EXTRA[@]}")
-env "${INGEST_ENV[@]}" "$BIN/patron-ingest" >"$WORK/ingest.log" 2>&1 &
-INGEST_PID=$!
-PIDS+=("$INGEST_PID")
+bench_service ingest PATRON_LOG_LEVEL=info ${EXTRA[@]+"${EXTRA[@]}"} # sets INGEST_PORT, INGEST_PID
+HTTP_PORT=$INGEST_PORT
 PERF_PID=""
 if [ -n "${BENCH_PERF:-}" ]; then
   case "$BENCH_PERF" in
@@ -182,8 +183,8 @@ DBSIZE="$(redis-cli -p "$REDIS_INGEST_PORT" DBSIZE)"
 redis-cli -p "$REDIS_INGEST_PORT" INFO commandstats | tr -d '\r' >"$WORK/commandstats.txt"
 redis-cli -p "$REDIS_INGEST_PORT" INFO memory | tr -d '\r' >"$WORK/redis-memory.txt"
 curl -s "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/metrics.txt" || true
-stop_pid "$INGEST_PID"
-stop_pid "$REDIS_INGEST_PID"
+bench_stop ingest
+bench_stop redis-ingest
 if [ -n "$PERF_PID" ] && [ -n "$OUT" ]; then
   perf report -i "$WORK/perf.data" --no-children --percent-limit 0.5 --stdio -g none \
     >"$WORK/perf-report.txt" 2>/dev/null || true
@@ -203,22 +204,24 @@ if [ "${BENCH_CEILING:-1}" = 1 ]; then
   VAL="$(printf 'v%.0s' $(seq 160))"
   EVAL_OPS="$(rb EVALSHA "$SHA" 1 "{c:__rand_int__}" "$VAL")"
   say "redis-benchmark -P 64: SET $SET_OPS/s, GET $GET_OPS/s, EVALSHA $EVAL_OPS/s"
-  stop_pid "$REDIS_PID"
+  bench_stop redis-ceiling
 fi
 
 PEER_EPS=0 PEER_BPC=0 PEER_STATS='{}'
-if [ "${BENCH_PEER:-1}" = 1 ]; then
-  if [ ! -f "$PEER" ]; then
-    say "python peer not found at $PEER; skipped"
-  else
-    mkdir -p "$WORK/py"
-    protoc --python_out="$WORK/py" -I "$ROOT/proto" "$ROOT"/proto/patron/v1/*.proto
-    bench_redis peer
-    PMEM0="$(info_field "$REDIS_PORT" memory used_memory)"
-    say "python peer on the same events (fresh Redis, fresh group)"
-    # the peer's own CPU, its Redis' and the rest of the machine's over its run
-    PEER_STATS="$($PY - "$REDIS_PID" "$WORK/peer.log" "$PY" "$PEER" "$BROKERS" "$REDIS_PORT" \
-      patron.events "peer-$$-$(date +%s)" "$WORK/py" <<'PY'
+if [ -z "$PEER" ]; then
+  say "no Python peer (BENCH_PEER=/path/to/python_ingest.py to compare with one): its column is skipped"
+elif [ ! -f "$PEER" ]; then
+  say "BENCH_PEER=$PEER: no such file"
+  exit 2
+else
+  mkdir -p "$WORK/py"
+  protoc --python_out="$WORK/py" -I "$ROOT/proto" "$ROOT"/proto/patron/v1/*.proto
+  bench_redis peer
+  PMEM0="$(info_field "$REDIS_PORT" memory used_memory)"
+  say "python peer on the same events (fresh Redis, fresh group)"
+  # the peer's own CPU, its Redis' and the rest of the machine's over its run
+  PEER_STATS="$($PY - "$REDIS_PID" "$WORK/peer.log" "$PY" "$PEER" "$BROKERS" "$REDIS_PORT" \
+    patron.events "peer-$$-$(date +%s)" "$WORK/py" <<'PY'
 import json, os, resource, subprocess, sys, time
 tck = os.sysconf("SC_CLK_TCK")
 def ticks(path, busy=False):
@@ -239,13 +242,12 @@ print(json.dumps({"rc": rc, "peer_cpu_s": round(peer, 2), "redis_cpu_s": round(r
                   "other_load_cores": round((m1 - m0 - peer - (r1 - r0)) / (t1 - t0), 2)}))
 PY
 )"
-    [ "$(json_field "$PEER_STATS" rc)" = 0 ] || { say "peer failed"; tail -n 20 "$WORK/peer.log" >&2; exit 1; }
-    PMEM1="$(info_field "$REDIS_PORT" memory used_memory)"
-    PEER_EPS="$(sed -n 's/.*: \([0-9,]*\) events\/s.*/\1/p' "$WORK/peer.log" | tr -d ,)"
-    PEER_BPC=$(((PMEM1 - PMEM0) / NCUST))
-    say "peer: $(tail -n1 "$WORK/peer.log")"
-    stop_pid "$REDIS_PID"
-  fi
+  [ "$(json_field "$PEER_STATS" rc)" = 0 ] || { say "peer failed"; tail -n 20 "$WORK/peer.log" >&2; exit 1; }
+  PMEM1="$(info_field "$REDIS_PORT" memory used_memory)"
+  PEER_EPS="$(sed -n 's/.*: \([0-9,]*\) events\/s.*/\1/p' "$WORK/peer.log" | tr -d ,)"
+  PEER_BPC=$(((PMEM1 - PMEM0) / NCUST))
+  say "peer: $(tail -n1 "$WORK/peer.log")"
+  bench_stop redis-peer
 fi
 
 # ---- 5. the table --------------------------------------------------------------

@@ -17,6 +17,9 @@
 #   rebalance count twice, which favours two pods by a batch or two.
 # - Over the window: CPU seconds of the pods, of the Redis processes and of
 #   the machine (/proc).
+# - Redis and Kafka start as everywhere else (tests/support/harness.py, through
+#   bench_lib.sh); the pods start here, in shell, because each must join its
+#   cgroup before it execs (below), and two of them share one name.
 # - Each pod gets a CPU limit, as Kubernetes gives it one: a CFS quota on a
 #   cgroup of its own (the mechanism behind resources.limits.cpu), by
 #   default 0.5 core, the Deployment's request. Without a limit, on a
@@ -34,9 +37,11 @@
 #   BENCH_OUT=              keep the logs there
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${PATRON_BENCH_BUILD:-$ROOT/build-bench}"
-PY=/usr/bin/python3 # Debian's, with python3-redis
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$PATRON_ROOT
+BIN=$PATRON_RELEASE_BUILD
+PY=$PATRON_PY
 
 EVENTS="${BENCH_EVENTS:-500000}"
 POD_CPU="${BENCH_POD_CPU:-0.5}"
@@ -46,23 +51,6 @@ P="${BENCH_PARTITIONS:-16}"
 # shellcheck source=scripts/bench_lib.sh
 . "$ROOT/scripts/bench_lib.sh"
 bench_setup scale patron-replay patron-devkafka patron-ingest
-
-# (bench_lib.sh's free_port, replaced:)
-# A free port whose cluster bus port (+10000) is free too.
-free_port() {
-  $PY -c '
-import socket
-while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
-    if p + 10000 > 65535:
-        continue
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", p + 10000))
-    except OSError:
-        continue
-    print(p); break'
-}
 
 # The cgroup (v1 cpu controller, or v2) under which each pod gets a CPU quota;
 # empty when none can be made. Sets CG_ROOT and CG_KIND.
@@ -97,46 +85,18 @@ scale_cleanup() {
 }
 trap scale_cleanup EXIT
 
-# One node of the store (bench_redis, with free_port as above); sets RPORT,
-# RPID. Each node logs apart: redis-NAME-N.log.
-NODES=0
-redis_node() {
-  local name=$1
-  shift
-  NODES=$((NODES + 1))
-  bench_redis "$name-$NODES" "$@"
-  RPORT=$REDIS_PORT
-  RPID=$REDIS_PID
-}
-
-# Sets REDIS_ENV (the variable the pods get) and REDIS_PIDS.
+# Starts the store of a run, single (one redis-server) or cluster (three
+# masters joined by redis-cli --cluster create, no replicas); sets REDIS_ENV
+# (the variable the pods get) and REDIS_PIDS (every node). bench_stop redis
+# stops it.
 start_store() {
-  REDIS_PIDS=()
   if [ "$1" = single ]; then
-    redis_node single
-    REDIS_PIDS+=("$RPID")
-    REDIS_ENV="PATRON_REDIS_URL=redis://127.0.0.1:$RPORT"
-    return
+    bench_redis single
+    REDIS_ENV="PATRON_REDIS_URL=$PATRON_REDIS_URL"
+  else
+    bench_up --redis-cluster 3 --cluster-replicas 0 --redis-name redis-cluster
+    REDIS_ENV="PATRON_REDIS_CLUSTER=$PATRON_REDIS_CLUSTER"
   fi
-  local nodes=() seeds=""
-  for _ in 1 2 3; do
-    redis_node cluster --cluster-enabled yes --cluster-node-timeout 2000 \
-      --cluster-config-file "$WORK/nodes-$RANDOM-$$.conf"
-    REDIS_PIDS+=("$RPID")
-    nodes+=("127.0.0.1:$RPORT")
-    seeds="$seeds${seeds:+,}127.0.0.1:$RPORT"
-  done
-  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
-    >"$WORK/cluster-create.log" 2>&1 || { say "redis-cli --cluster create failed"; exit 1; }
-  for _ in $(seq 200); do
-    local ok=1 n
-    for n in "${nodes[@]}"; do
-      redis-cli -p "${n##*:}" CLUSTER INFO | grep -q 'cluster_state:ok' || ok=0
-    done
-    [ $ok = 1 ] && break
-    sleep 0.05
-  done
-  REDIS_ENV="PATRON_REDIS_CLUSTER=$seeds"
 }
 
 # ---- 1. the load, produced once --------------------------------------------------
@@ -170,7 +130,7 @@ run() {
     ports+=("$port")
   done
   local m
-  m="$($PY - "$N" "${ports[*]}" "${pids[*]}" "${REDIS_PIDS[*]}" <<'PY'
+  m="$($PY - "$N" "${ports[*]}" "${pids[*]}" "$REDIS_PIDS" <<'PY'
 import http.client, json, os, sys, time
 n = int(sys.argv[1])
 ports = [int(p) for p in sys.argv[2].split()]
@@ -224,7 +184,7 @@ print(json.dumps({"events_per_s": round((n - first[1]) / secs), "seconds": round
 PY
 )" || { say "$store, $pods pod(s): measurement failed"; tail -n 20 "$WORK/ingest-$store-$pods.log" >&2; exit 1; }
   for i in "${pids[@]}"; do stop_pid "$i"; done
-  for i in "${REDIS_PIDS[@]}"; do stop_pid "$i"; done
+  bench_stop redis
   say "$store Redis, $pods pod(s): $m"
   echo "$m" >"$WORK/run-$store-$pods.json"
 }

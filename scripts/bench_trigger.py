@@ -26,11 +26,11 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("PATRON_BIN_DIR", os.environ.get("PATRON_BENCH_BUILD", os.path.join(ROOT, "build-bench")))
+# the Release tree of scripts/lib.sh (scripts/bench.sh builds it)
+os.environ.setdefault("PATRON_BIN_DIR", os.environ.get("PATRON_RELEASE_BUILD", os.path.join(ROOT, "build")))
 os.environ.setdefault("PATRON_SOURCE_DIR", ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from harness import Stack, metric, wait_for  # noqa: E402
-from test_api_profile import proto_modules  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from harness import Stack, metric, proto_modules, wait_for  # noqa: E402
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 

@@ -16,7 +16,9 @@
 # (PATRON_DEMO_REDIS_PORT), Kafka bootstrap 19092.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+ROOT=$PATRON_ROOT
 STATE=${PATRON_DEMO_DIR:-/tmp/patron-demo}
 API_PORT=${PATRON_DEMO_API_PORT:-8080}
 INGEST_PORT=${PATRON_DEMO_INGEST_PORT:-8081}
@@ -24,22 +26,13 @@ TRIGGER_PORT=${PATRON_DEMO_TRIGGER_PORT:-8082}
 REDIS_PORT=${PATRON_DEMO_REDIS_PORT:-6390}
 KAFKA_PORT=${PATRON_DEMO_KAFKA_PORT:-19092}
 DATA=${PATRON_DEMO_DATA:-$ROOT/data/online-retail-subset.csv.gz}
-BUILD=$ROOT/build-demo
+BUILD=$PATRON_RELEASE_BUILD
 
+# services first (they drain and commit), then Kafka, then Redis: SIGTERM,
+# SIGKILL after 10 s (tests/support/harness.py down)
 stop_stack() {
-  [ -f "$STATE/pids" ] || return 0
-  # services first (they drain and commit), then Kafka, then Redis
-  tac "$STATE/pids" | while read -r name pid; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      if kill -0 "$pid" 2>/dev/null; then
-        echo "  $name did not stop, killing" >&2
-        kill -KILL "$pid" || true
-      fi
-    fi
-  done
-  rm -f "$STATE/pids"
+  [ -f "$STATE/stack.json" ] || return 0
+  patron_stack down --dir "$STATE" --timeout 10
 }
 
 if [ "${1:-}" = "--stop" ]; then
@@ -54,52 +47,27 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 say "checking packages"
 scripts/deps.sh
-say "building (release)"
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPATRON_TESTS=OFF >/dev/null
-ninja -C "$BUILD" >/dev/null
+say "building (release, $BUILD)"
+patron_build_release
 
 stop_stack
 mkdir -p "$STATE"
 rm -f "$STATE"/*.log "$STATE"/bootstrap
 [ $ONCE = 1 ] && trap 'stop_stack' EXIT
 
-spawn() { # name, then the command; logs to $STATE/name.log
-  local name=$1
-  shift
-  "$@" >"$STATE/$name.log" 2>&1 &
-  echo "$name $!" >>"$STATE/pids"
-}
-wait_http() { # port path
-  for _ in $(seq 1 200); do
-    curl -fsS "http://127.0.0.1:$1$2" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "nothing answers on port $1 (logs in $STATE)" >&2
-  return 1
-}
-
-say "starting redis-server :$REDIS_PORT, the embedded Kafka :$KAFKA_PORT"
-spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$STATE"
-spawn kafka "$BUILD/patron-devkafka" --port "$KAFKA_PORT" --bootstrap-file "$STATE/bootstrap" \
-  --topic patron.events:8 --topic patron.catalog:2 --topic patron.profile-updates:8 --topic patron.dlq:1 \
-  --topic patron.campaign.sms:8 --topic patron.campaign.push:8 --topic patron.campaign.email:8
-for _ in $(seq 1 100); do [ -s "$STATE/bootstrap" ] && break; sleep 0.1; done
-BROKERS=$(head -1 "$STATE/bootstrap")
-for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
-export PATRON_KAFKA_BROKERS=$BROKERS PATRON_REDIS_URL=redis://127.0.0.1:$REDIS_PORT PATRON_CLOCK=event
 TRIGGER=0
 [ -x "$BUILD/patron-trigger" ] && TRIGGER=1
-say "starting patron-ingest :$INGEST_PORT$([ $TRIGGER = 1 ] && echo ", patron-trigger :$TRIGGER_PORT") and patron-api :$API_PORT (event clock)"
-PATRON_HTTP_ADDR=127.0.0.1:$INGEST_PORT spawn ingest "$BUILD/patron-ingest"
-if [ $TRIGGER = 1 ]; then
-  PATRON_HTTP_ADDR=127.0.0.1:$TRIGGER_PORT PATRON_CAMPAIGNS=$ROOT/examples/campaigns.yaml \
-    spawn trigger "$BUILD/patron-trigger"
-fi
-PATRON_HTTP_ADDR=127.0.0.1:$API_PORT spawn api "$BUILD/patron-api"
-wait_http "$INGEST_PORT" /healthz
-[ $TRIGGER = 1 ] && wait_http "$TRIGGER_PORT" /healthz
-wait_http "$API_PORT" /healthz
+SERVICES=(--service "ingest:$INGEST_PORT")
+[ $TRIGGER = 1 ] && SERVICES+=(--service "trigger:$TRIGGER_PORT")
+SERVICES+=(--service "api:$API_PORT")
+say "starting redis-server :$REDIS_PORT, the embedded Kafka :$KAFKA_PORT, patron-ingest :$INGEST_PORT$(
+  [ $TRIGGER = 1 ] && echo ", patron-trigger :$TRIGGER_PORT") and patron-api :$API_PORT (event clock)"
+patron_stack up --dir "$STATE" --redis --redis-port "$REDIS_PORT" --kafka --kafka-port "$KAFKA_PORT" \
+  --topic patron.events:8 --topic patron.catalog:2 --topic patron.profile-updates:8 --topic patron.dlq:1 \
+  --topic patron.campaign.sms:8 --topic patron.campaign.push:8 --topic patron.campaign.email:8 \
+  "${SERVICES[@]}" --env PATRON_CLOCK=event --env "trigger:PATRON_CAMPAIGNS=$ROOT/examples/campaigns.yaml"
+# shellcheck source=/dev/null
+. "$STATE/stack.env"
 
 say "replaying $(basename "$DATA") (purchases and refunds as they happened; views, cart adds, consent, time zones and birthdays derived)"
 SUMMARY=$("$BUILD/patron-replay" online-retail --brokers "$BROKERS" --topic patron.events --file "$DATA" \

@@ -53,7 +53,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
 from patron_eval import churn, clv, data, pipeline  # noqa: E402
 from patron_eval import recommenders as reco  # noqa: E402

@@ -14,17 +14,11 @@
 # beats the best baseline on P@10 and nDCG@10 on every row of section 1,
 # 1 when not, 2 on a usage error.
 #
-# Knobs (environment):
-#   PATRON_EVAL_BUILD=   build tree (default build-eval in the repository, no sanitizers)
-#   PATRON_EVAL_BUILD_TYPE=Release
+# It builds and runs the Release tree of scripts/lib.sh (PATRON_RELEASE_BUILD).
 # Any PATRON_* variable the services read (e.g. PATRON_GRAPH_HISTORY) passes
 # through to them.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${PATRON_EVAL_BUILD:-$ROOT/build-eval}"
-
-cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE="${PATRON_EVAL_BUILD_TYPE:-Release}" \
-  -DPATRON_TESTS=OFF >/dev/null
-nice ninja -j2 -C "$BUILD" patron-replay patron-devkafka patron-ingest patron-api >/dev/null
-exec /usr/bin/python3 "$ROOT/scripts/eval.py" "$BUILD" "$@"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+patron_build_release patron-replay patron-devkafka patron-ingest patron-api
+exec "$PATRON_PY" "$PATRON_ROOT/scripts/eval.py" "$PATRON_RELEASE_BUILD" "$@"

@@ -6,11 +6,12 @@
 #   scripts/test.sh -L unit    only the unit tests (any ctest arguments pass through)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 scripts/deps.sh
-BUILD=${PATRON_TEST_BUILD:-build-test}
-cmake -S . -B "$BUILD" -G Ninja -DPATRON_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-ninja -C "$BUILD"
+patron_build_test
+BUILD=$PATRON_TEST_BUILD
 
 # LeakSanitizer is on: a leak fails the test like a crash does.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}

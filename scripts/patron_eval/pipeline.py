@@ -1,6 +1,6 @@
 """Patron measured through the real pipeline.
 
-A fresh stack per measurement (tests/integration/harness.py's Stack): a
+A fresh stack per measurement (tests/support/harness.py's Stack): a
 real redis-server, the embedded Kafka (patron-devkafka), patron-ingest and
 patron-api, both on the event clock (PATRON_CLOCK=event: the API's "now" is
 the last event time ingest applied). Training orders become

@@ -8,32 +8,10 @@ an erasure through the API removes the profile and every key of the customer
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from harness import Stack, http, wait_for  # noqa: E402
-
-from confluent_kafka import Producer  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import Stack, http, produce, proto_modules, wait_for  # noqa: E402
 
 TOPICS = {"patron.events": 4, "patron.catalog": 1, "patron.profile-updates": 4, "patron.dlq": 1}
-
-
-def proto_modules(build_dir):
-    """The contracts compiled for Python (protoc --python_out) into the test's dir."""
-    import subprocess
-    src = os.environ.get("PATRON_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-    out = os.path.join(build_dir, "py")
-    os.makedirs(out, exist_ok=True)
-    protos = [os.path.join("patron", "v1", f) for f in sorted(os.listdir(os.path.join(src, "proto", "patron", "v1")))]
-    subprocess.run(["protoc", f"--python_out={out}", "-I", os.path.join(src, "proto"), *protos], check=True)
-    sys.path.insert(0, out)
-    from patron.v1 import event_pb2
-    return event_pb2
-
-
-def produce(brokers, events):
-    p = Producer({"bootstrap.servers": brokers})
-    for ev in events:
-        p.produce("patron.events", key=ev.customer_id.encode(), value=ev.SerializeToString())
-    assert p.flush(10) == 0
 
 
 def main():

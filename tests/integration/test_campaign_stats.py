@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import Stack, http, metric, wait_for  # noqa: E402
 
 TOPICS = {"patron.events": 1, "patron.dlq": 1}

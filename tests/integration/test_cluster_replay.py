@@ -1,9 +1,9 @@
 """The Online Retail replay on a real Redis Cluster that loses a master.
 
-Three masters and three replicas (redis-server --cluster-enabled, redis-cli
---cluster create) hold the state of patron-ingest, patron-trigger (the
-example campaigns, event clock) and patron-api, all started with
-PATRON_REDIS_CLUSTER. The committed subset is replayed with derived browsing
+Three masters and three replicas (harness.py's Stack.start_redis_cluster:
+redis-server --cluster-enabled, redis-cli --cluster create) hold the state of
+patron-ingest, patron-trigger (the example campaigns, event clock) and
+patron-api, all started with PATRON_REDIS_CLUSTER. The committed subset is replayed with derived browsing
 and derived profiles; halfway through, the master holding {items} (written
 by every ingest batch) is killed with SIGKILL and its replica promoted.
 Then:
@@ -17,18 +17,12 @@ Then:
 """
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-from harness import (BIN, SRC, SUBSET, Stack, assert_profiles_exact, consume_all, free_port, http, metric, run_tool,  # noqa: E402
-                     trigger_stats, wait_for)
-from test_api_profile import proto_modules  # noqa: E402
-
-import redis  # noqa: E402
-from redis.cluster import RedisCluster  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import (BIN, SRC, SUBSET, Stack, assert_profiles_exact, campaign_messages, http, metric,  # noqa: E402
+                     proto_modules, run_tool, trigger_stats, wait_for)
 
 TOPICS = {"patron.events": 4, "patron.catalog": 1, "patron.profile-updates": 4, "patron.dlq": 1,
           "patron.campaign.sms": 2, "patron.campaign.push": 2, "patron.campaign.email": 2}
@@ -38,137 +32,11 @@ CAMPAIGN_IDS = ("cart-abandonment", "browse-abandonment", "cross-sell", "review-
                 "at-risk", "tier-upgrade", "birthday")
 
 
-def crc16(data):
-    crc = 0
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
-
-
-def slot_of(key):
-    k = key.encode()
-    i = k.find(b"{")
-    if i >= 0:
-        j = k.find(b"}", i + 1)
-        if j > i + 1:
-            k = k[i + 1:j]
-    return crc16(k) % 16384
-
-
-def cluster_port():
-    """A free port whose cluster bus port (+10000) exists and is free too."""
-    for _ in range(1000):
-        p = free_port()
-        if p + 10000 > 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 10000))
-            except OSError:
-                continue
-        return p
-    raise AssertionError("no port pair for a cluster node")
-
-
-class Cluster:
-    """Six redis-server processes of the Stack, joined into 3 masters + 3 replicas."""
-
-    def __init__(self, st):
-        self.st = st
-        self.ports = [cluster_port() for _ in range(6)]
-        self.procs = {}
-        for p in self.ports:
-            self.procs[p] = st.spawn(f"redis-{p}", [
-                "redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", st.dir, "--cluster-enabled", "yes", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                # a master waits 5 s by default before streaming a replica its
-                # first copy, as long as the replica waits for an answer to
-                # PSYNC: when the replica gives up first, it stays unsynced,
-                # and an unsynced replica refuses to fail over
-                "--repl-diskless-sync-delay", "0",
-                "--cluster-config-file", os.path.join(st.dir, f"nodes-{p}.conf")])
-        for p in self.ports:
-            wait_for(f"redis {p}", lambda p=p: self.node(p).ping(), timeout=10)
-        out = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
-                              "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, timeout=60)
-        assert b"All 16384 slots covered" in out.stdout, out.stdout.decode() + out.stderr.decode()
-        wait_for("cluster ok on every node", lambda: all(self.state_ok(p) for p in self.ports), timeout=30)
-        # replicas attached and their link up (a copy received), so that the
-        # failover has someone to promote: Redis refuses to promote a replica
-        # that never synced ("Disconnected from master for longer than allowed")
-        wait_for("three replicas in sync", lambda: len(self.replicas()) == 3
-                 and all(self.link_up(p) for p in self.replicas()), timeout=30)
-
-    def node(self, port):
-        r = redis.Redis(port=port, socket_timeout=5)
-        for c in ("CLUSTER INFO", "CLUSTER NODES"):  # the text, not redis-py's parse of it
-            r.set_response_callback(c, lambda resp, **kw: resp.decode() if isinstance(resp, bytes) else resp)
-        return r
-
-    def link_up(self, port):
-        return self.node(port).info("replication").get("master_link_status") == "up"
-
-    def state_ok(self, port):
-        return "cluster_state:ok" in self.node(port).execute_command("CLUSTER INFO")
-
-    def nodes(self, via):
-        """[(id, port, flags, master_id, slots text)] as `via` sees them."""
-        out = []
-        for line in self.node(via).execute_command("CLUSTER NODES").splitlines():
-            f = line.split()
-            port = int(f[1].split("@")[0].rsplit(":", 1)[1])
-            out.append((f[0], port, f[2].split(","), f[3], f[8:]))
-        return out
-
-    def alive(self):
-        return [p for p in self.ports if self.procs[p].poll() is None]
-
-    def masters(self):
-        return [port for _, port, flags, _, _ in self.nodes(self.alive()[0]) if "master" in flags
-                and "fail" not in flags and self.procs[port].poll() is None]
-
-    def replicas(self):
-        return [port for _, port, flags, _, _ in self.nodes(self.alive()[0]) if "slave" in flags]
-
-    def master_of(self, key):
-        s = slot_of(key)
-        for _, port, flags, _, slots in self.nodes(self.alive()[0]):
-            if "master" not in flags:
-                continue
-            for r in slots:
-                if r.startswith("["):
-                    continue
-                lo, _, hi = r.partition("-")
-                if int(lo) <= s <= int(hi or lo):
-                    return port
-        raise AssertionError(f"no master for {key}")
-
-    def seeds(self):
-        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
-
-    def client(self):
-        return RedisCluster(host="127.0.0.1", port=self.alive()[0])
-
-
 def cluster_env(st, cl, **extra):
     env = {"PATRON_REDIS_URL": "", "PATRON_REDIS_CLUSTER": cl.seeds(),
            "PATRON_RDKAFKA_SESSION_TIMEOUT_MS": "6000", "PATRON_RDKAFKA_HEARTBEAT_INTERVAL_MS": "500"}
     env.update(extra)
     return env
-
-
-
-def campaign_messages(brokers, campaign_pb2):
-    out = []
-    for ch in ("sms", "push", "email"):
-        for m in consume_all(brokers, f"patron.campaign.{ch}", timeout=30):
-            msg = campaign_pb2.CampaignMessage()
-            msg.ParseFromString(m.value())
-            out.append((ch, msg))
-    return out
 
 
 def main():
@@ -184,7 +52,7 @@ def main():
                                         "--from-events", events]))
         assert len(expected) > 100, "the subset should hold a few hundred customers"
 
-        cl = Cluster(st)
+        cl = st.start_redis_cluster(masters=3, replicas=1, node_timeout_ms=NODE_TIMEOUT_MS)
         brokers = st.start_kafka(TOPICS)
         victim = cl.master_of("{items}:pop")
         ingest = st.start_service("patron-ingest", **cluster_env(st, cl, PATRON_CLOCK="event"))

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import BIN, SRC, SUBSET, Stack, http, metric, run_tool, wait_for  # noqa: E402
 
 CHECK_DIR = os.path.join(SRC, "tests", "integration", "dashboard")

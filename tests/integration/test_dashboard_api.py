@@ -16,9 +16,8 @@ import time
 import urllib.error
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(__file__))
-from harness import Stack, http, metric  # noqa: E402
-from test_api_profile import proto_modules  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import Stack, http, metric, proto_modules  # noqa: E402
 
 TOPICS = {"patron.events": 1, "patron.dlq": 1}
 DAY = 86_400_000

@@ -12,14 +12,12 @@ import tempfile
 import time
 import unittest
 
-BIN = os.path.join(os.environ.get("PATRON_BIN_DIR", "build"), "patron-devkafka")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import harness  # noqa: E402
+from harness import free_port  # noqa: E402
+
+BIN = os.path.join(harness.BIN, "patron-devkafka")
 KCAT = shutil.which("kcat")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DevKafka:

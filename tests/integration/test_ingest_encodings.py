@@ -19,9 +19,9 @@ import struct
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, SUBSET, Stack, consume_all, expected_profiles, http, metric, run_tool, wait_for  # noqa: E402
-from test_api_profile import proto_modules  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import (BIN, SUBSET, Stack, consume_all, expected_profiles, http, metric, proto_modules,  # noqa: E402
+                     run_tool, wait_for)
 
 from confluent_kafka import Producer  # noqa: E402
 

@@ -23,9 +23,8 @@ import random
 import sys
 from collections import defaultdict
 
-sys.path.insert(0, os.path.dirname(__file__))
-from harness import Stack, metric, wait_for  # noqa: E402
-from test_api_profile import produce, proto_modules  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import Stack, metric, produce, proto_modules, wait_for  # noqa: E402
 
 TOPICS = {"patron.events": 6, "patron.catalog": 1, "patron.profile-updates": 6, "patron.dlq": 1}
 ITEMS = [f"it{i:02d}" for i in range(12)]

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import (BIN, SUBSET, Stack, assert_profiles_exact, consume_all, expected_profiles, http,  # noqa: E402
                      metric, run_tool, wait_for)
 

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import (BIN, SUBSET, Stack, assert_profiles_exact, consume_all, expected_profiles,  # noqa: E402
                      metric, run_tool, wait_for)
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "patron/kafka.h"
+#include "stack.h"
 
 #include <librdkafka/rdkafka_mock.h> /* after rdkafka.h */
 
@@ -39,37 +40,6 @@ static void teardown(void)
 static void topic(const char *name, int partitions)
 {
     cr_assert_eq(rd_kafka_mock_topic_create(mock, name, partitions, 1), 0);
-}
-
-static void tick_cb(uv_timer_t *t)
-{
-    (void)t;
-}
-
-typedef bool (*pred_fn)(void *ud);
-
-static bool run_until(pred_fn pred, void *ud, int timeout_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(&loop, &tick);
-    uv_timer_start(&tick, tick_cb, 5, 5);
-    uint64_t end = uv_now(&loop) + (uint64_t)timeout_ms;
-    while (!pred(ud) && uv_now(&loop) < end)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return pred(ud);
-}
-
-static bool never(void *ud)
-{
-    (void)ud;
-    return false;
-}
-
-static void run_for(int ms)
-{
-    (void)run_until(never, NULL, ms);
 }
 
 static void finish_loop(void)
@@ -144,7 +114,7 @@ static void produce_n(const char *t, int32_t partition, int from, int n)
                                           on_delivery, &slots[i]),
                      0);
     }
-    cr_assert(run_until(all_delivered, &d, 20000));
+    cr_assert(stack_run_until(&loop, all_delivered, &d, 20000));
     cr_assert_eq(d.errors, 0);
     cr_assert_eq(patron_producer_close(p, 1000), 0);
     free(slots);
@@ -261,7 +231,7 @@ static bool has_count(void *ud)
 static void read_n(struct reader *r, int n, int timeout_ms)
 {
     struct count_goal g = {r, n};
-    cr_assert(run_until(has_count, &g, timeout_ms), "read %d of %d", r->count, n);
+    cr_assert(stack_run_until(&loop, has_count, &g, timeout_ms), "read %d of %d", r->count, n);
 }
 
 /* ---- tests ------------------------------------------------------------------ */
@@ -282,8 +252,8 @@ Test(kafka, produce_1000_then_a_group_reads_them_all, .init = setup, .fini = tea
                      0);
     }
     cr_assert_eq(patron_producer_outstanding(p), 1000);
-    cr_assert(run_until(all_delivered, &d, 30000));
-    run_for(100); /* no late duplicates */
+    cr_assert(stack_run_until(&loop, all_delivered, &d, 30000));
+    stack_run_for(&loop, 100); /* no late duplicates */
     cr_assert_eq(d.errors, 0);
     for (int i = 0; i < 1000; i++)
         cr_assert_eq(d.calls[i], 1, "message %d: %d callbacks", i, d.calls[i]);
@@ -295,7 +265,7 @@ Test(kafka, produce_1000_then_a_group_reads_them_all, .init = setup, .fini = tea
     r->store_limit = INT64_MAX;
     reader_open(r, "g1", "t");
     read_n(r, 1000, 30000);
-    run_for(300);
+    stack_run_for(&loop, 300);
     cr_assert_eq(r->count, 1000);
     cr_assert_eq(r->dups, 0);
     for (int i = 0; i < 1000; i++)
@@ -331,16 +301,16 @@ Test(kafka, stored_offsets_are_committed_on_close, .init = setup, .fini = teardo
     cr_assert_eq(b->values[0], 60);
     produce_n("one", 0, 100, 10);
     read_n(b, 50, 30000);
-    run_for(300);
+    stack_run_for(&loop, 300);
     cr_assert_eq(b->count, 50);
     patron_consumer_close(b->c);
 
     /* C: everything was stored, nothing is left. */
     struct reader *c = calloc(1, sizeof *c);
     reader_open(c, "g", "one");
-    cr_assert(run_until(is_assigned, c, 30000));
+    cr_assert(stack_run_until(&loop, is_assigned, c, 30000));
     struct count_goal g = {c, 1};
-    cr_assert_not(run_until(has_count, &g, 2000), "C got %d messages", c->count);
+    cr_assert_not(stack_run_until(&loop, has_count, &g, 2000), "C got %d messages", c->count);
     patron_consumer_close(c->c);
     finish_loop();
     free(a);
@@ -362,7 +332,7 @@ Test(kafka, offsets_stored_in_on_revoke_are_committed, .init = setup, .fini = te
 
     struct reader *b = calloc(1, sizeof *b);
     reader_open(b, "g-rev", "rev");
-    cr_assert(run_until(is_assigned, b, 30000));
+    cr_assert(stack_run_until(&loop, is_assigned, b, 30000));
     produce_n("rev", 0, 20, 1);
     read_n(b, 1, 30000);
     cr_assert_eq(b->first_offset, 20, "B starts where A's on_revoke stored");
@@ -398,17 +368,17 @@ Test(kafka, two_consumers_split_the_partitions, .init = setup, .fini = teardown,
     topic("shared", 4);
     struct reader *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
     reader_open(a, "g2", "shared");
-    cr_assert(run_until(has_all_four, a, 30000), "a=%d", a->assigned);
+    cr_assert(stack_run_until(&loop, has_all_four, a, 30000), "a=%d", a->assigned);
     reader_open(b, "g2", "shared");
     struct pair p = {a, b};
-    cr_assert(run_until(split, &p, 60000), "a=%d b=%d", a->assigned, b->assigned);
+    cr_assert(stack_run_until(&loop, split, &p, 60000), "a=%d b=%d", a->assigned, b->assigned);
     cr_assert_eq(a->assigned + b->assigned, 4);
     /* cooperative-sticky: A gives up only what B takes, and keeps reading the rest */
     cr_assert_eq(a->revoked, b->assigned, "a revoked %d, b got %d", a->revoked, b->assigned);
     cr_assert_eq(a->assign_calls, 1);
     produce_n("shared", RD_KAFKA_PARTITION_UA, 0, 400);
-    cr_assert(run_until(both_read, &p, 30000));
-    run_for(300);
+    cr_assert(stack_run_until(&loop, both_read, &p, 30000));
+    stack_run_for(&loop, 300);
     cr_assert_eq(a->count + b->count, 400);
     cr_assert_gt(a->count, 0);
     cr_assert_gt(b->count, 0);
@@ -476,20 +446,20 @@ Test(kafka, dlq_carries_the_original_and_its_origin, .init = setup, .fini = tear
                                       on_delivery, &slots[0]),
                  0);
     d.n = 1;
-    cr_assert(run_until(all_delivered, &d, 20000));
+    cr_assert(stack_run_until(&loop, all_delivered, &d, 20000));
 
     struct dlq_check in = {.c = open_plain("dlq-test", "in")};
     patron_consumer_set_ready_cb(in.c, grab_one, &in);
-    cr_assert(run_until(got_one, &in, 30000));
+    cr_assert(stack_run_until(&loop, got_one, &in, 30000));
     d.n = 2;
     cr_assert_eq(
         patron_dlq_send(p, "dlq", in.got, "decode: \"bad\" wire type", on_delivery, &slots[1]), 0);
-    cr_assert(run_until(all_delivered, &d, 20000));
+    cr_assert(stack_run_until(&loop, all_delivered, &d, 20000));
     cr_assert_eq(d.errors, 0);
 
     struct dlq_check out = {.c = open_plain("dlq-reader", "dlq")};
     patron_consumer_set_ready_cb(out.c, grab_one, &out);
-    cr_assert(run_until(got_one, &out, 30000));
+    cr_assert(stack_run_until(&loop, got_one, &out, 30000));
     const rd_kafka_message_t *m = out.got;
     cr_assert_eq(m->key_len, 6);
     cr_assert(memcmp(m->key, "cust-7", 6) == 0);
@@ -529,7 +499,7 @@ Test(kafka, backlog_delivers_everything_in_order, .init = setup, .fini = teardow
                      0, "send %d", i);
     }
     cr_assert_eq(patron_producer_outstanding(p), N);
-    cr_assert(run_until(all_delivered, &d, 60000), "delivered %d", d.done);
+    cr_assert(stack_run_until(&loop, all_delivered, &d, 60000), "delivered %d", d.done);
     cr_assert_eq(d.errors, 0);
     cr_assert(d.in_order, "delivery reports in order");
     for (int i = 0; i < N; i++)
@@ -718,7 +688,7 @@ Test(kafka, pause_seek_resume_and_lag, .init = setup, .fini = teardown, .timeout
     reader_open(r, "seeker", "seekable");
     read_n(r, 10, 30000);
     struct lag_goal g = {r, 0};
-    cr_assert(run_until(lag_is, &g, 5000), "lag %" PRId64,
+    cr_assert(stack_run_until(&loop, lag_is, &g, 5000), "lag %" PRId64,
               patron_consumer_lag(r->c, "seekable", 0, -1));
     cr_assert_eq(patron_consumer_lag(r->c, "seekable", 0, 4), 6, "from the app's own offset");
     cr_assert_eq(patron_consumer_lag(r->c, "seekable", 0, 50), 0);
@@ -731,7 +701,7 @@ Test(kafka, pause_seek_resume_and_lag, .init = setup, .fini = teardown, .timeout
     cr_assert(patron_consumer_paused(r->c));
     cr_assert_eq(patron_consumer_seek(r->c, "seekable", 0, 3), 0);
     produce_n("seekable", 0, 10, 5);
-    run_for(500);
+    stack_run_for(&loop, 500);
     cr_assert_eq(r->count, 10, "paused: nothing new");
     /* the watermark known is from before the pause: 10, where 15 exist */
     cr_assert_eq(patron_consumer_lag(r->c, "seekable", 0, 10), PATRON_EIO, "paused: stale");
@@ -741,9 +711,9 @@ Test(kafka, pause_seek_resume_and_lag, .init = setup, .fini = teardown, .timeout
     read_n(r, 10 + 12, 30000); /* 3..14 again */
     cr_assert_eq(r->values[10], 3);
     cr_assert_eq(r->values[21], 14);
-    run_for(300);
+    stack_run_for(&loop, 300);
     cr_assert_eq(r->count, 22);
-    run_for(PATRON_LAG_SETTLE_MS);
+    stack_run_for(&loop, PATRON_LAG_SETTLE_MS);
     cr_assert_eq(patron_consumer_lag(r->c, "seekable", 0, 10), 5, "settled: the new watermark");
     patron_consumer_close(r->c);
     finish_loop();

@@ -35,8 +35,9 @@ import time
 import urllib.error
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import SRC, Stack, wait_for  # noqa: E402
+from harness import proto_modules as harness_proto_modules  # noqa: E402
 
 import jsonschema  # noqa: E402  Debian's python3-jsonschema
 import yaml  # noqa: E402  Debian's python3-yaml
@@ -325,13 +326,9 @@ def api_route_findings(doc):
 # ---- the stack ----------------------------------------------------------------
 
 def proto_modules(build_dir):
-    out = os.path.join(build_dir, "py")
-    os.makedirs(out, exist_ok=True)
-    protos = [os.path.join("patron", "v1", f)
-              for f in sorted(os.listdir(os.path.join(SRC, "proto", "patron", "v1")))]
-    subprocess.run(["protoc", f"--python_out={out}", "-I", os.path.join(SRC, "proto"), *protos], check=True)
-    sys.path.insert(0, out)
-    from patron.v1 import catalog_pb2, event_pb2
+    """The event and catalog contracts compiled for Python (the harness's)."""
+    event_pb2 = harness_proto_modules(build_dir)
+    from patron.v1 import catalog_pb2
     return event_pb2, catalog_pb2
 
 

@@ -11,9 +11,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-from harness import Stack, http, metric, wait_for  # noqa: E402
-from test_api_profile import produce, proto_modules  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import Stack, http, metric, produce, proto_modules, wait_for  # noqa: E402
 
 from confluent_kafka import Producer  # noqa: E402
 

@@ -3,127 +3,13 @@
  * temporary directory by each test and killed at its end.
  */
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "patron/redis.h"
-
-/* ---- redis-server ---------------------------------------------------------- */
-
-struct server {
-    pid_t pid;
-    int port;
-    char dir[64];
-};
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    socklen_t len = sizeof a;
-    cr_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-/* `extra` is NULL or a NULL-terminated list of more redis-server arguments. */
-static void server_start(struct server *s, const char *const *extra)
-{
-    if (!s->dir[0]) {
-        snprintf(s->dir, sizeof s->dir, "/tmp/patron-redis-XXXXXX");
-        cr_assert(mkdtemp(s->dir) != NULL);
-    }
-    if (!s->port)
-        s->port = free_port();
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->port);
-    const char *argv[32] = {"redis-server", "--port", port,    "--bind", "127.0.0.1",  "--save", "",
-                            "--appendonly", "no",     "--dir", s->dir,   "--loglevel", "warning"};
-    int argc = 13;
-    for (int i = 0; extra && extra[i]; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    s->pid = fork();
-    cr_assert(s->pid >= 0);
-    if (s->pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500 && !port_open(s->port); i++)
-        usleep(10000);
-    cr_assert(port_open(s->port), "redis-server did not start on port %d", s->port);
-}
-
-static void server_kill(struct server *s)
-{
-    if (s->pid > 0) {
-        kill(s->pid, SIGKILL);
-        waitpid(s->pid, NULL, 0);
-        s->pid = 0;
-    }
-}
-
-static void server_cleanup(struct server *s)
-{
-    server_kill(s);
-    if (s->dir[0]) {
-        char path[128];
-        snprintf(path, sizeof path, "%s/dump.rdb", s->dir);
-        unlink(path);
-        rmdir(s->dir);
-    }
-}
-
-/* ---- loop helpers ----------------------------------------------------------- */
-
-static void tick_cb(uv_timer_t *t)
-{
-    (void)t;
-}
-
-/* Runs the loop until *flag or timeout; returns *flag. */
-static bool run_until(uv_loop_t *loop, const bool *flag, int timeout_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(loop, &tick);
-    uv_timer_start(&tick, tick_cb, 5, 5);
-    uint64_t end = uv_now(loop) + (uint64_t)timeout_ms;
-    while (!*flag && uv_now(loop) < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
-}
-
-static void run_for(uv_loop_t *loop, int ms)
-{
-    bool never = false;
-    (void)run_until(loop, &never, ms);
-}
+#include "stack.h"
 
 struct state_log {
     int ups, downs;
@@ -155,7 +41,7 @@ static struct patron_redis *connect_ok(uv_loop_t *loop, struct patron_redis_opti
     o->ud = st;
     struct patron_redis *r;
     cr_assert_eq(patron_redis_open(&r, loop, o), 0);
-    cr_assert(run_until(loop, &st->up, 5000), "not connected");
+    cr_assert(stack_run_until_flag(loop, &st->up, 5000), "not connected");
     cr_assert(patron_redis_connected(r));
     return r;
 }
@@ -164,7 +50,7 @@ static void close_and_drain(uv_loop_t *loop, struct patron_redis *r)
 {
     bool closed = false;
     patron_redis_close(r, on_closed, &closed);
-    cr_assert(run_until(loop, &closed, 2000));
+    cr_assert(stack_run_until_flag(loop, &closed, 2000));
     /* every handle closed: the loop closes */
     cr_assert_eq(uv_loop_close(loop), 0);
 }
@@ -193,7 +79,7 @@ static void result_cb(void *ud, redisReply *reply)
         snprintf(res->str, sizeof res->str, "%.*s", (int)reply->len, reply->str);
 }
 
-static struct server srv;
+static struct stack_redis srv;
 static uv_loop_t loop;
 
 static void setup(void)
@@ -204,7 +90,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    server_cleanup(&srv);
+    stack_redis_cleanup(&srv);
 }
 
 static struct patron_redis_options opts(void)
@@ -216,7 +102,7 @@ static struct result command(struct patron_redis *r, const char *fmt, const char
 {
     struct result res = {0};
     cr_assert_eq(patron_redis_command(r, result_cb, &res, fmt, arg), 0);
-    cr_assert(run_until(&loop, &res.done, 5000));
+    cr_assert(stack_run_until_flag(&loop, &res.done, 5000));
     cr_assert_eq(res.calls, 1);
     return res;
 }
@@ -244,7 +130,7 @@ static void incr_cb(void *ud, redisReply *reply)
 
 Test(redis, pipelining_10000_incr, .init = setup, .fini = teardown, .timeout = 60)
 {
-    server_start(&srv, NULL);
+    stack_redis_start(&srv, NULL);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     struct patron_redis *r = connect_ok(&loop, &o, &st);
@@ -254,7 +140,7 @@ Test(redis, pipelining_10000_incr, .init = setup, .fini = teardown, .timeout = 6
     for (int i = 0; i < 10000; i++)
         cr_assert_eq(patron_redis_commandv(r, incr_cb, &c, 2, argv, NULL), 0);
     cr_assert_eq(patron_redis_pending(r), 10000);
-    cr_assert(run_until(&loop, &c.done, 20000));
+    cr_assert(stack_run_until_flag(&loop, &c.done, 20000));
     cr_assert_eq(c.calls, 10000);
     cr_assert(c.in_order);
     cr_assert_eq(c.last, 10000);
@@ -294,7 +180,7 @@ static const char *INCRBY_LUA = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
 
 Test(redis, script_evalsha, .init = setup, .fini = teardown, .timeout = 30)
 {
-    server_start(&srv, NULL);
+    stack_redis_start(&srv, NULL);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     struct patron_redis *r = connect_ok(&loop, &o, &st);
@@ -309,7 +195,7 @@ Test(redis, script_evalsha, .init = setup, .fini = teardown, .timeout = 30)
     const char *argv[] = {"k", "5"};
     struct result res = {0};
     cr_assert_eq(patron_redis_evalsha(r, s, result_cb, &res, 1, 1, argv, NULL), 0);
-    cr_assert(run_until(&loop, &res.done, 5000));
+    cr_assert(stack_run_until_flag(&loop, &res.done, 5000));
     cr_assert_eq(res.type, REDIS_REPLY_INTEGER);
     cr_assert_eq(res.integer, 5);
 
@@ -318,7 +204,7 @@ Test(redis, script_evalsha, .init = setup, .fini = teardown, .timeout = 30)
     size_t blens[] = {7, 1};
     res = (struct result){0};
     cr_assert_eq(patron_redis_evalsha(r, s, result_cb, &res, 1, 1, bargv, blens), 0);
-    cr_assert(run_until(&loop, &res.done, 5000));
+    cr_assert(stack_run_until_flag(&loop, &res.done, 5000));
     cr_assert_eq(res.integer, 7);
 
     /* a script error reaches the caller as an error reply */
@@ -326,14 +212,14 @@ Test(redis, script_evalsha, .init = setup, .fini = teardown, .timeout = 30)
     cr_assert_eq(patron_redis_script(r, "return redis.call('NOPE')", &bad), 0);
     res = (struct result){0};
     cr_assert_eq(patron_redis_evalsha(r, bad, result_cb, &res, 0, 0, NULL, NULL), 0);
-    cr_assert(run_until(&loop, &res.done, 5000));
+    cr_assert(stack_run_until_flag(&loop, &res.done, 5000));
     cr_assert_eq(res.type, REDIS_REPLY_ERROR);
     close_and_drain(&loop, r);
 }
 
 Test(redis, noscript_after_flush_is_recovered, .init = setup, .fini = teardown, .timeout = 30)
 {
-    server_start(&srv, NULL);
+    stack_redis_start(&srv, NULL);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     struct patron_redis *r = connect_ok(&loop, &o, &st);
@@ -345,7 +231,7 @@ Test(redis, noscript_after_flush_is_recovered, .init = setup, .fini = teardown, 
     /* pipelined right behind: the EVALSHA after it meets NOSCRIPT for sure */
     cr_assert_eq(patron_redis_command(r, result_cb, &flush, "SCRIPT FLUSH"), 0);
     cr_assert_eq(patron_redis_evalsha(r, s, result_cb, &second, 1, 1, argv, NULL), 0);
-    cr_assert(run_until(&loop, &second.done, 5000));
+    cr_assert(stack_run_until_flag(&loop, &second.done, 5000));
     cr_assert_eq(first.integer, 5);
     cr_assert_str_eq(flush.str, "OK");
     cr_assert_eq(second.type, REDIS_REPLY_INTEGER, "got %d: %s", second.type, second.str);
@@ -360,7 +246,7 @@ Test(redis, noscript_after_flush_is_recovered, .init = setup, .fini = teardown, 
 Test(redis, auth_with_requirepass, .init = setup, .fini = teardown, .timeout = 30)
 {
     const char *extra[] = {"--requirepass", "s3cret", NULL};
-    server_start(&srv, extra);
+    stack_redis_start(&srv, extra);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     o.password = "s3cret";
@@ -380,7 +266,7 @@ Test(redis, auth_with_requirepass, .init = setup, .fini = teardown, .timeout = 3
     struct patron_redis *r2 = connect_ok(&loop2, &o2, &st2);
     struct result who = {0};
     cr_assert_eq(patron_redis_command(r2, result_cb, &who, "ACL WHOAMI"), 0);
-    cr_assert(run_until(&loop2, &who.done, 5000));
+    cr_assert(stack_run_until_flag(&loop2, &who.done, 5000));
     cr_assert_str_eq(who.str, "app");
     close_and_drain(&loop2, r2);
     close_and_drain(&loop, r);
@@ -389,7 +275,7 @@ Test(redis, auth_with_requirepass, .init = setup, .fini = teardown, .timeout = 3
 Test(redis, wrong_password_never_connects, .init = setup, .fini = teardown, .timeout = 30)
 {
     const char *extra[] = {"--requirepass", "s3cret", NULL};
-    server_start(&srv, extra);
+    stack_redis_start(&srv, extra);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     o.password = "wrong";
@@ -398,7 +284,7 @@ Test(redis, wrong_password_never_connects, .init = setup, .fini = teardown, .tim
     o.max_backoff_ms = 100;
     struct patron_redis *r;
     cr_assert_eq(patron_redis_open(&r, &loop, &o), 0);
-    run_for(&loop, 800); /* several attempts */
+    stack_run_for(&loop, 800); /* several attempts */
     cr_assert_not(st.up);
     cr_assert_not(patron_redis_connected(r));
     struct result res = {0};
@@ -409,7 +295,7 @@ Test(redis, wrong_password_never_connects, .init = setup, .fini = teardown, .tim
 
 Test(redis, select_db_on_connect, .init = setup, .fini = teardown, .timeout = 30)
 {
-    server_start(&srv, NULL);
+    stack_redis_start(&srv, NULL);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     o.db = 3;
@@ -437,7 +323,7 @@ static void many_cb(void *ud, redisReply *reply)
 
 Test(redis, restart_gives_null_then_reconnects, .init = setup, .fini = teardown, .timeout = 60)
 {
-    server_start(&srv, NULL);
+    stack_redis_start(&srv, NULL);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     o.max_backoff_ms = 200;
@@ -445,23 +331,23 @@ Test(redis, restart_gives_null_then_reconnects, .init = setup, .fini = teardown,
     struct many m = {.want = 5};
     for (int i = 0; i < 5; i++) /* blocks forever: pending when the server dies */
         cr_assert_eq(patron_redis_command(r, many_cb, &m, "BLPOP %s 0", "nothing"), 0);
-    run_for(&loop, 50);
+    stack_run_for(&loop, 50);
     cr_assert_eq(patron_redis_pending(r), 5);
-    server_kill(&srv);
-    cr_assert(run_until(&loop, &m.all_done, 5000));
+    stack_redis_kill(&srv);
+    cr_assert(stack_run_until_flag(&loop, &m.all_done, 5000));
     cr_assert_eq(m.nulls, 5);
     cr_assert_eq(m.calls, 5);
-    cr_assert(run_until(&loop, &st.down, 5000));
+    cr_assert(stack_run_until_flag(&loop, &st.down, 5000));
     cr_assert_eq(st.downs, 1);
     cr_assert_not(patron_redis_connected(r));
     cr_assert_eq(patron_redis_pending(r), 0);
     struct result refused = {0};
     cr_assert_eq(patron_redis_command(r, result_cb, &refused, "PING"), PATRON_EIO);
 
-    run_for(&loop, 300); /* a few failed attempts while down */
+    stack_run_for(&loop, 300); /* a few failed attempts while down */
     st.up = false;
-    server_start(&srv, NULL); /* same port */
-    cr_assert(run_until(&loop, &st.up, 5000), "no reconnect");
+    stack_redis_start(&srv, NULL); /* same port */
+    cr_assert(stack_run_until_flag(&loop, &st.up, 5000), "no reconnect");
     cr_assert_eq(st.ups, 2);
     struct result res = command(r, "INCR %s", "after");
     cr_assert_eq(res.integer, 1);
@@ -471,21 +357,21 @@ Test(redis, restart_gives_null_then_reconnects, .init = setup, .fini = teardown,
 
 Test(redis, close_with_pending_commands, .init = setup, .fini = teardown, .timeout = 30)
 {
-    server_start(&srv, NULL);
+    stack_redis_start(&srv, NULL);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     struct patron_redis *r = connect_ok(&loop, &o, &st);
     struct many m = {.want = 3};
     for (int i = 0; i < 3; i++)
         cr_assert_eq(patron_redis_command(r, many_cb, &m, "BLPOP %s 0", "nothing"), 0);
-    run_for(&loop, 50);
+    stack_run_for(&loop, 50);
     bool closed = false;
     patron_redis_close(r, on_closed, &closed);
     /* pending callbacks ran with NULL before close returned */
     cr_assert_eq(m.calls, 3);
     cr_assert_eq(m.nulls, 3);
     cr_assert_not(closed);
-    cr_assert(run_until(&loop, &closed, 2000));
+    cr_assert(stack_run_until_flag(&loop, &closed, 2000));
     cr_assert_eq(uv_loop_close(&loop), 0);
     cr_assert_eq(st.downs, 0, "no on_state during close");
 }
@@ -506,7 +392,7 @@ static void close_from_cb(void *ud, redisReply *reply)
 
 Test(redis, close_from_a_reply_callback, .init = setup, .fini = teardown, .timeout = 30)
 {
-    server_start(&srv, NULL);
+    stack_redis_start(&srv, NULL);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     struct patron_redis *r = connect_ok(&loop, &o, &st);
@@ -515,7 +401,7 @@ Test(redis, close_from_a_reply_callback, .init = setup, .fini = teardown, .timeo
     cr_assert_eq(patron_redis_command(r, close_from_cb, &c, "PING"), 0);
     for (int i = 0; i < 2; i++)
         cr_assert_eq(patron_redis_command(r, many_cb, &m, "BLPOP %s 0", "nothing"), 0);
-    cr_assert(run_until(&loop, &c.closed, 5000));
+    cr_assert(stack_run_until_flag(&loop, &c.closed, 5000));
     cr_assert_eq(m.calls, 3);
     cr_assert_eq(m.nulls, 2);
     cr_assert_eq(uv_loop_close(&loop), 0);
@@ -524,13 +410,13 @@ Test(redis, close_from_a_reply_callback, .init = setup, .fini = teardown, .timeo
 Test(redis, nothing_listening_is_not_connected, .init = setup, .fini = teardown, .timeout = 30)
 {
     struct state_log st = {0};
-    struct patron_redis_options o = {.host = "127.0.0.1", .port = free_port()};
+    struct patron_redis_options o = {.host = "127.0.0.1", .port = stack_free_port()};
     o.on_state = on_state;
     o.ud = &st;
     o.max_backoff_ms = 50;
     struct patron_redis *r;
     cr_assert_eq(patron_redis_open(&r, &loop, &o), 0);
-    run_for(&loop, 300);
+    stack_run_for(&loop, 300);
     cr_assert_not(st.up);
     cr_assert_not(st.down, "never connected, never disconnected");
     struct result res = {0};
@@ -566,7 +452,7 @@ Test(redis, bad_arguments)
 
 Test(redis, bad_command_arguments, .init = setup, .fini = teardown, .timeout = 30)
 {
-    server_start(&srv, NULL);
+    stack_redis_start(&srv, NULL);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     o.max_pending = 4;
@@ -583,7 +469,7 @@ Test(redis, bad_command_arguments, .init = setup, .fini = teardown, .timeout = 3
     for (int i = 0; i < 4; i++)
         cr_assert_eq(patron_redis_commandv(r, many_cb, &m, 1, argv, NULL), 0);
     cr_assert_eq(patron_redis_commandv(r, many_cb, &m, 1, argv, NULL), PATRON_ETOOBIG);
-    cr_assert(run_until(&loop, &m.all_done, 5000));
+    cr_assert(stack_run_until_flag(&loop, &m.all_done, 5000));
     cr_assert_eq(m.nulls, 0);
     cr_assert_eq(patron_redis_commandv(r, many_cb, &m, 1, argv, NULL), 0);
     /* an unknown command is an error reply, not a failure */
@@ -594,7 +480,7 @@ Test(redis, bad_command_arguments, .init = setup, .fini = teardown, .timeout = 3
 
 Test(redis, huge_reply_drops_the_connection, .init = setup, .fini = teardown, .timeout = 30)
 {
-    server_start(&srv, NULL);
+    stack_redis_start(&srv, NULL);
     struct state_log st = {0};
     struct patron_redis_options o = opts();
     o.max_reply_bytes = 64 * 1024;
@@ -610,9 +496,9 @@ Test(redis, huge_reply_drops_the_connection, .init = setup, .fini = teardown, .t
     cr_assert_str_eq(set.str, "OK");
     struct result get = command(r, "GET %s", "big");
     cr_assert(get.null, "a 1 MiB reply over a 64 KiB limit fails");
-    cr_assert(run_until(&loop, &st.down, 2000));
+    cr_assert(stack_run_until_flag(&loop, &st.down, 2000));
     st.up = false;
-    cr_assert(run_until(&loop, &st.up, 5000), "reconnects after");
+    cr_assert(stack_run_until_flag(&loop, &st.up, 5000), "reconnects after");
     struct result small = command(r, "STRLEN %s", "big");
     cr_assert_eq(small.integer, 1 << 20);
     close_and_drain(&loop, r);
@@ -675,7 +561,7 @@ Test(redis, garbage_from_the_peer, .init = setup, .fini = teardown, .timeout = 3
     int accepted = 0;
     uv_tcp_init(&loop, &server);
     server.data = &accepted;
-    int port = free_port();
+    int port = stack_free_port();
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", port, &a);
     cr_assert_eq(uv_tcp_bind(&server, (struct sockaddr *)&a, 0), 0);
@@ -687,12 +573,12 @@ Test(redis, garbage_from_the_peer, .init = setup, .fini = teardown, .timeout = 3
     o.ud = &st;
     struct patron_redis *r;
     cr_assert_eq(patron_redis_open(&r, &loop, &o), 0);
-    run_for(&loop, 500);
+    stack_run_for(&loop, 500);
     cr_assert_not(st.up, "garbage is not a handshake");
     cr_assert_gt(accepted, 1, "and it keeps retrying");
     bool closed = false;
     patron_redis_close(r, on_closed, &closed);
-    cr_assert(run_until(&loop, &closed, 2000));
+    cr_assert(stack_run_until_flag(&loop, &closed, 2000));
     uv_close((uv_handle_t *)&server, NULL);
     uv_walk(&loop, close_any, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

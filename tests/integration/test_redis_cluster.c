@@ -5,189 +5,102 @@
  * its end.
  */
 #include <criterion/criterion.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "patron/config.h"
 #include "patron/redis_cluster.h"
 #include "patron/keys.h"
+#include "stack.h"
 
 #define NODES 6
 
 /* ---- the cluster --------------------------------------------------------------- */
 
+/* Six nodes sharing one temporary directory (each its nodes-PORT.conf). */
 struct cluster {
-    char dir[64];
-    int port[NODES];
-    pid_t pid[NODES];
+    char dir[128];
+    struct stack_redis node[NODES];
 };
 
 static struct cluster cl;
 static uv_loop_t loop;
 
-static bool can_bind(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-/* A free port whose cluster bus port (+10000) is free too. */
-static int free_port(void)
-{
-    for (int tries = 0; tries < 1000; tries++) {
-        int port = 20000 + (int)(((unsigned)getpid() * 7919u + (unsigned)rand()) % 35000u);
-        if (can_bind(port) && can_bind(port + 10000))
-            return port;
-    }
-    cr_assert_fail("no free port pair");
-    return 0;
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-/* Runs redis-cli with `args` (a shell fragment) and returns its output. */
-static void cli(char *out, size_t cap, const char *fmt, ...) PATRON_PRINTF(3, 4);
-static void cli(char *out, size_t cap, const char *fmt, ...)
-{
-    char args[1024], cmd[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "redis-cli %s 2>&1", args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    pclose(p);
-}
-
 static bool cluster_ok(int port)
 {
     char out[4096];
-    cli(out, sizeof out, "-p %d cluster info", port);
+    stack_redis_cli(out, sizeof out, "-p %d cluster info", port);
     return strstr(out, "cluster_state:ok") != NULL;
 }
 
 static void cluster_start(void)
 {
-    srand((unsigned)getpid() ^ (unsigned)time(NULL));
     snprintf(cl.dir, sizeof cl.dir, "/tmp/patron-cluster-XXXXXX");
     cr_assert(mkdtemp(cl.dir) != NULL);
     for (int i = 0; i < NODES; i++) {
-        cl.port[i] = free_port();
+        int port = stack_free_port_pair(10000); /* the bus port is port + 10000 */
         for (int j = 0; j < i; j++)
-            if (cl.port[j] == cl.port[i] || cl.port[j] + 10000 == cl.port[i] ||
-                cl.port[i] + 10000 == cl.port[j])
-                cl.port[i--] = 0; /* again: the bus port is port + 10000 */
-    }
-    for (int i = 0; i < NODES; i++) {
-        char port[16], conf[32];
-        snprintf(port, sizeof port, "%d", cl.port[i]);
-        snprintf(conf, sizeof conf, "nodes-%d.conf", cl.port[i]);
-        const char *argv[] = {"redis-server",
-                              "--port",
-                              port,
-                              "--bind",
-                              "127.0.0.1",
-                              "--save",
-                              "",
-                              "--appendonly",
-                              "no",
-                              "--dir",
-                              cl.dir,
-                              "--loglevel",
-                              "warning",
-                              "--cluster-enabled",
-                              "yes",
-                              "--cluster-config-file",
-                              conf,
-                              "--cluster-node-timeout",
-                              "2000",
-                              NULL};
-        cl.pid[i] = fork();
-        cr_assert(cl.pid[i] >= 0);
-        if (cl.pid[i] == 0) {
-            int devnull = open("/dev/null", O_WRONLY);
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-            execvp("redis-server", (char *const *)argv);
-            _exit(127);
+            if (cl.node[j].port == port || cl.node[j].port + 10000 == port ||
+                port + 10000 == cl.node[j].port)
+                port = 0;
+        if (!port) {
+            i--; /* again: taken by a node already chosen, or by its bus */
+            continue;
         }
+        cl.node[i].port = port;
+        snprintf(cl.node[i].dir, sizeof cl.node[i].dir, "%s", cl.dir);
     }
     for (int i = 0; i < NODES; i++) {
-        for (int t = 0; t < 500 && !port_open(cl.port[i]); t++)
-            usleep(10000);
-        cr_assert(port_open(cl.port[i]), "redis-server did not start on %d", cl.port[i]);
+        char conf[32];
+        snprintf(conf, sizeof conf, "nodes-%d.conf", cl.node[i].port);
+        const char *extra[] = {"--cluster-enabled",
+                               "yes",
+                               "--cluster-config-file",
+                               conf,
+                               "--cluster-node-timeout",
+                               "2000",
+                               NULL};
+        stack_redis_start(&cl.node[i], extra);
     }
     char args[512];
     size_t off = 0;
     for (int i = 0; i < NODES; i++)
-        off += (size_t)snprintf(args + off, sizeof args - off, "127.0.0.1:%d ", cl.port[i]);
+        off += (size_t)snprintf(args + off, sizeof args - off, "127.0.0.1:%d ", cl.node[i].port);
     char out[16384];
-    cli(out, sizeof out, "--cluster create %s --cluster-replicas 1 --cluster-yes", args);
+    stack_redis_cli(out, sizeof out, "--cluster create %s --cluster-replicas 1 --cluster-yes",
+                    args);
     cr_assert(strstr(out, "All 16384 slots covered"), "cluster create: %s", out);
     for (int i = 0; i < NODES; i++) {
         int t = 0;
-        while (t++ < 500 && !cluster_ok(cl.port[i]))
-            usleep(20000);
-        cr_assert(cluster_ok(cl.port[i]), "cluster_state not ok on %d", cl.port[i]);
+        while (t++ < 500 && !cluster_ok(cl.node[i].port))
+            stack_sleep_ms(20);
+        cr_assert(cluster_ok(cl.node[i].port), "cluster_state not ok on %d", cl.node[i].port);
     }
 }
 
 static void node_kill(int i)
 {
-    if (cl.pid[i] > 0) {
-        kill(cl.pid[i], SIGKILL);
-        waitpid(cl.pid[i], NULL, 0);
-        cl.pid[i] = 0;
-    }
+    stack_redis_kill(&cl.node[i]);
 }
 
 static void cluster_stop(void)
 {
     for (int i = 0; i < NODES; i++)
-        node_kill(i);
-    if (cl.dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", cl.dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", cl.dir);
-    }
+        stack_redis_cleanup(&cl.node[i]); /* the directory is the cluster's, not the node's */
+    if (cl.dir[0] && !stack_remove_tree(cl.dir))
+        fprintf(stderr, "could not remove %s\n", cl.dir);
+    memset(&cl, 0, sizeof cl);
 }
 
 /* The index of the master owning `slot`, from CLUSTER NODES, and its id. */
 static int master_of(int slot, char id[64])
 {
     for (int i = 0; i < NODES; i++) {
-        if (!cl.pid[i])
+        if (!cl.node[i].pid)
             continue;
         char out[8192];
-        cli(out, sizeof out, "-p %d cluster nodes", cl.port[i]);
+        stack_redis_cli(out, sizeof out, "-p %d cluster nodes", cl.node[i].port);
         char *save = NULL;
         for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             if (!strstr(line, "master") || strstr(line, "fail"))
@@ -209,9 +122,9 @@ static int master_of(int slot, char id[64])
                 }
                 r += used;
                 if (slot >= from && slot <= to) {
-                    int port = (int)strtol(strchr(addr, ':') + 1, NULL, 10);
+                    int port = (int)stack_leading_int(strchr(addr, ':') + 1);
                     for (int k = 0; k < NODES; k++) {
-                        if (cl.port[k] == port) {
+                        if (cl.node[k].port == port) {
                             if (id)
                                 snprintf(id, 64, "%s", nid);
                             return k;
@@ -225,26 +138,6 @@ static int master_of(int slot, char id[64])
         break;
     }
     return -1;
-}
-
-/* ---- loop helpers --------------------------------------------------------------- */
-
-static void tick_cb(uv_timer_t *t)
-{
-    (void)t;
-}
-
-static bool run_until(const bool *flag, int timeout_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(&loop, &tick);
-    uv_timer_start(&tick, tick_cb, 5, 5);
-    uint64_t end = uv_now(&loop) + (uint64_t)timeout_ms;
-    while (!*flag && uv_now(&loop) < end)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return *flag;
 }
 
 struct state_log {
@@ -299,8 +192,8 @@ static struct state_log st;
 
 static struct patron_redis_cluster *open_client(void)
 {
-    seeds[0] = (struct patron_endpoint){.host = "127.0.0.1", .port = cl.port[0]};
-    seeds[1] = (struct patron_endpoint){.host = "127.0.0.1", .port = cl.port[1]};
+    seeds[0] = (struct patron_endpoint){.host = "127.0.0.1", .port = cl.node[0].port};
+    seeds[1] = (struct patron_endpoint){.host = "127.0.0.1", .port = cl.node[1].port};
     struct patron_redis_cluster_options o = {
         .seeds = seeds,
         .n_seeds = 2,
@@ -311,7 +204,7 @@ static struct patron_redis_cluster *open_client(void)
     };
     struct patron_redis_cluster *c;
     cr_assert_eq(patron_redis_cluster_open(&c, &loop, &o), 0);
-    cr_assert(run_until(&st.up, 5000), "cluster client not connected");
+    cr_assert(stack_run_until_flag(&loop, &st.up, 5000), "cluster client not connected");
     cr_assert(patron_redis_cluster_connected(c));
     return c;
 }
@@ -320,7 +213,7 @@ static void close_client(struct patron_redis_cluster *c)
 {
     bool closed = false;
     patron_redis_cluster_close(c, on_closed, &closed);
-    cr_assert(run_until(&closed, 3000));
+    cr_assert(stack_run_until_flag(&loop, &closed, 3000));
     cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
 }
 
@@ -346,14 +239,14 @@ static void incr_many(struct patron_redis_cluster *c, struct tally *t, int n, in
         const char *argv[] = {"INCR", key};
         cr_assert_eq(patron_redis_cluster_commandv(c, tally_cb, t, 2, argv, NULL), 0);
     }
-    cr_assert(run_until(&t->done, 20000), "%d of %d replies", t->calls, n);
+    cr_assert(stack_run_until_flag(&loop, &t->done, 20000), "%d of %d replies", t->calls, n);
 }
 
-static long long cli_get(const char *key)
+static int64_t cli_get(const char *key)
 {
     char out[256];
-    cli(out, sizeof out, "-c -p %d GET '%s'", cl.port[2], key);
-    return strtoll(out, NULL, 10);
+    stack_redis_cli(out, sizeof out, "-c -p %d GET '%s'", cl.node[2].port, key);
+    return stack_leading_int(out);
 }
 
 /* ---- tests ------------------------------------------------------------------------ */
@@ -377,9 +270,9 @@ Test(redis_cluster, incr_across_many_slots_land)
                                  "foo{{bar}}zap", "foo{}{bar}", "{c:C17850}"};
     for (size_t i = 0; i < PATRON_ARRAY_LEN(keys); i++) {
         char out[64];
-        cli(out, sizeof out, "-p %d cluster keyslot '%s'", cl.port[0], keys[i]);
-        cr_expect_eq(strtol(out, NULL, 10), (long)patron_key_slot(keys[i], strlen(keys[i])), "%s",
-                     keys[i]);
+        stack_redis_cli(out, sizeof out, "-p %d cluster keyslot '%s'", cl.node[0].port, keys[i]);
+        cr_expect_eq(stack_leading_int(out), (int64_t)patron_key_slot(keys[i], strlen(keys[i])),
+                     "%s", keys[i]);
     }
     /* Keys of different slots in one command: refused, callback never runs. */
     const char *del[] = {"DEL", "{a}x", "{b}x"};
@@ -387,13 +280,13 @@ Test(redis_cluster, incr_across_many_slots_land)
     const char *mset[] = {"MSET", "{a}x", "1", "{a}y", "2"};
     t = (struct tally){.expected = 1};
     cr_assert_eq(patron_redis_cluster_commandv(c, tally_cb, &t, 5, mset, NULL), 0);
-    cr_assert(run_until(&t.done, 2000));
+    cr_assert(stack_run_until_flag(&loop, &t.done, 2000));
     cr_expect_eq(t.strs, 1, "%s", t.last_error);
     /* A keyless command goes to some master. */
     const char *ping[] = {"PING"};
     t = (struct tally){.expected = 1};
     cr_assert_eq(patron_redis_cluster_commandv(c, tally_cb, &t, 1, ping, NULL), 0);
-    cr_assert(run_until(&t.done, 2000));
+    cr_assert(stack_run_until_flag(&loop, &t.done, 2000));
     cr_expect_eq(t.strs, 1);
     close_client(c);
 }
@@ -416,7 +309,7 @@ Test(redis_cluster, evalsha_on_every_node)
         const char *argv[] = {k1, k2, "2"};
         cr_assert_eq(patron_redis_cluster_evalsha(c, s, tally_cb, &t, 2, 1, argv, NULL), 0);
     }
-    cr_assert(run_until(&t.done, 10000));
+    cr_assert(stack_run_until_flag(&loop, &t.done, 10000));
     cr_assert_eq(t.ints, 300, "errors %d (%s) nulls %d", t.errors, t.last_error, t.nulls);
     cr_expect_eq(cli_get("{s:42}:b"), 6);
     /* The 100 tags covered all three masters. */
@@ -435,7 +328,7 @@ Test(redis_cluster, evalsha_on_every_node)
     /* SCRIPT FLUSH everywhere: NOSCRIPT is recovered on every node. */
     for (int i = 0; i < NODES; i++) {
         char out[64];
-        cli(out, sizeof out, "-p %d script flush", cl.port[i]);
+        stack_redis_cli(out, sizeof out, "-p %d script flush", cl.node[i].port);
     }
     t = (struct tally){.expected = 100};
     for (int i = 0; i < 100; i++) {
@@ -445,7 +338,7 @@ Test(redis_cluster, evalsha_on_every_node)
         const char *argv[] = {k1, k2, "1"};
         cr_assert_eq(patron_redis_cluster_evalsha(c, s, tally_cb, &t, 2, 1, argv, NULL), 0);
     }
-    cr_assert(run_until(&t.done, 10000));
+    cr_assert(stack_run_until_flag(&loop, &t.done, 10000));
     cr_expect_eq(t.ints, 100, "errors %d (%s)", t.errors, t.last_error);
     /* Keys of two slots in one script call: refused. */
     const char *bad[] = {"{x}1", "{y}1", "1"};
@@ -468,7 +361,7 @@ Test(redis_cluster, moved_and_ask_during_resharding)
     t = (struct tally){.expected = 5};
     for (int i = 0; i < 5; i++)
         cr_assert_eq(patron_redis_cluster_commandv(c, tally_cb, &t, 2, incr, NULL), 0);
-    cr_assert(run_until(&t.done, 2000));
+    cr_assert(stack_run_until_flag(&loop, &t.done, 2000));
 
     char src_id[64], dst_id[64];
     int src = master_of(slot, src_id);
@@ -481,34 +374,37 @@ Test(redis_cluster, moved_and_ask_during_resharding)
     }
     cr_assert_geq(dst, 0);
     char out[4096];
-    cli(out, sizeof out, "-p %d cluster setslot %d importing %s", cl.port[dst], slot, src_id);
+    stack_redis_cli(out, sizeof out, "-p %d cluster setslot %d importing %s", cl.node[dst].port,
+                    slot, src_id);
     cr_assert(strstr(out, "OK"), "%s", out);
-    cli(out, sizeof out, "-p %d cluster setslot %d migrating %s", cl.port[src], slot, dst_id);
+    stack_redis_cli(out, sizeof out, "-p %d cluster setslot %d migrating %s", cl.node[src].port,
+                    slot, dst_id);
     cr_assert(strstr(out, "OK"), "%s", out);
 
     /* A new key of the migrating slot: the source answers ASK. */
     const char *set_new[] = {"SET", "{mig}:fresh", "asked"};
     t = (struct tally){.expected = 1};
     cr_assert_eq(patron_redis_cluster_commandv(c, tally_cb, &t, 3, set_new, NULL), 0);
-    cr_assert(run_until(&t.done, 3000));
+    cr_assert(stack_run_until_flag(&loop, &t.done, 3000));
     cr_expect_eq(t.strs, 1, "errors %d (%s) nulls %d", t.errors, t.last_error, t.nulls);
-    cli(out, sizeof out, "-p %d cluster countkeysinslot %d", cl.port[dst], slot);
-    cr_expect_eq(strtol(out, NULL, 10), 1, "the new key is on the target: %s", out);
+    stack_redis_cli(out, sizeof out, "-p %d cluster countkeysinslot %d", cl.node[dst].port, slot);
+    cr_expect_eq(stack_leading_int(out), 1, "the new key is on the target: %s", out);
 
     /* Finish: migrate the old key, then give the slot to dst everywhere. */
-    cli(out, sizeof out, "-p %d migrate 127.0.0.1 %d '' 0 5000 keys '%s'", cl.port[src],
-        cl.port[dst], key);
+    stack_redis_cli(out, sizeof out, "-p %d migrate 127.0.0.1 %d '' 0 5000 keys '%s'",
+                    cl.node[src].port, cl.node[dst].port, key);
     cr_assert(strstr(out, "OK"), "%s", out);
     for (int i = 0; i < NODES; i++) {
-        cli(out, sizeof out, "-p %d cluster setslot %d node %s", cl.port[i], slot, dst_id);
+        stack_redis_cli(out, sizeof out, "-p %d cluster setslot %d node %s", cl.node[i].port, slot,
+                        dst_id);
     }
     t = (struct tally){.expected = 5};
     for (int i = 0; i < 5; i++)
         cr_assert_eq(patron_redis_cluster_commandv(c, tally_cb, &t, 2, incr, NULL), 0);
-    cr_assert(run_until(&t.done, 3000));
+    cr_assert(stack_run_until_flag(&loop, &t.done, 3000));
     cr_expect_eq(t.ints, 5, "errors %d (%s) nulls %d", t.errors, t.last_error, t.nulls);
-    cli(out, sizeof out, "-p %d GET '%s'", cl.port[dst], key);
-    cr_expect_eq(strtol(out, NULL, 10), 10, "on the new master: %s", out);
+    stack_redis_cli(out, sizeof out, "-p %d GET '%s'", cl.node[dst].port, key);
+    cr_expect_eq(stack_leading_int(out), 10, "on the new master: %s", out);
     /* After the refresh, commands go straight to the new master. */
     incr_many(c, &t, 100, 10);
     cr_expect_eq(t.ints, 100);
@@ -528,17 +424,17 @@ Test(redis_cluster, master_killed_replica_promoted)
     /* Replicas have synced: the failover needs them. */
     for (int i = 0; i < 200; i++) {
         char out[4096];
-        cli(out, sizeof out, "-p %d info replication", cl.port[victim]);
+        stack_redis_cli(out, sizeof out, "-p %d info replication", cl.node[victim].port);
         if (strstr(out, "connected_slaves:1") && strstr(out, "state=online"))
             break;
-        usleep(20000);
+        stack_sleep_ms(20);
     }
     const char *incr[] = {"INCR", key};
     struct tally lost = {.expected = 200};
     for (int i = 0; i < 200; i++)
         cr_assert_eq(patron_redis_cluster_commandv(c, tally_cb, &lost, 2, incr, NULL), 0);
     node_kill(victim); /* before the loop ran: the commands are in flight */
-    cr_assert(run_until(&lost.done, 5000));
+    cr_assert(stack_run_until_flag(&loop, &lost.done, 5000));
     cr_expect_eq(lost.nulls + lost.ints, 200);
     cr_expect_gt(lost.nulls, 0, "the lost node's callbacks got NULL");
 
@@ -546,15 +442,15 @@ Test(redis_cluster, master_killed_replica_promoted)
     for (int i = 0; i < 100 && !down; i++) {
         down = !patron_redis_cluster_connected(c);
         uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(1000);
+        stack_sleep_ms(1);
     }
     cr_expect(st.downs >= 1 || down);
-    cr_assert(run_until(&st.up, 20000), "not connected again after the failover");
+    cr_assert(stack_run_until_flag(&loop, &st.up, 20000), "not connected again after the failover");
     incr_many(c, &t, 2000, 100);
     cr_expect_eq(t.ints, 2000, "nulls %d errors %d (%s)", t.nulls, t.errors, t.last_error);
     t = (struct tally){.expected = 1};
     cr_assert_eq(patron_redis_cluster_commandv(c, tally_cb, &t, 2, incr, NULL), 0);
-    cr_assert(run_until(&t.done, 3000));
+    cr_assert(stack_run_until_flag(&loop, &t.done, 3000));
     cr_expect_eq(t.ints, 1, "%s", t.last_error);
     close_client(c);
 }
@@ -582,7 +478,7 @@ Test(redis_cluster, close_with_pending_commands)
     patron_redis_cluster_close(c, on_closed, &closed);
     cr_expect_eq(t.calls, 3000, "every callback ran once at close");
     cr_expect_eq(t.nulls, 3000);
-    cr_assert(run_until(&closed, 3000));
+    cr_assert(stack_run_until_flag(&loop, &closed, 3000));
     cr_assert_eq(t.calls, 3000);
     cr_assert_eq(uv_loop_close(&loop), 0);
 
@@ -598,7 +494,7 @@ Test(redis_cluster, close_with_pending_commands)
         const char *argv[] = {"INCR", key};
         cr_assert_eq(patron_redis_cluster_commandv(c, close_in_callback_cb, ctx, 2, argv, NULL), 0);
     }
-    cr_assert(run_until(&t2.done, 3000));
+    cr_assert(stack_run_until_flag(&loop, &t2.done, 3000));
     cr_expect_eq(t2.calls, 100);
     cr_expect_gt(t2.nulls, 0);
     for (int i = 0; i < 20; i++)

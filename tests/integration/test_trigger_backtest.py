@@ -12,9 +12,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, SRC, SUBSET, Stack, consume_all, metric, run_tool, wait_for  # noqa: E402
-from test_api_profile import proto_modules  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import BIN, SRC, SUBSET, Stack, consume_all, metric, proto_modules, run_tool, wait_for  # noqa: E402
 
 TOPICS = {"patron.events": 4, "patron.catalog": 1, "patron.profile-updates": 4, "patron.dlq": 1,
           "patron.campaign.sms": 2, "patron.campaign.push": 2, "patron.campaign.email": 2}
