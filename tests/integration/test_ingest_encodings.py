@@ -58,6 +58,17 @@ def read_events(path, event_pb2):
     return out
 
 
+def send(producer, topic, key, value):
+    """Produces, waiting for room when the producer's queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value)
+            producer.poll(0)
+            return
+        except BufferError:
+            producer.poll(0.1)
+
+
 def renamed(ev, event_pb2, prefix):
     copy = event_pb2.Event()
     copy.CopyFrom(ev)
@@ -103,8 +114,7 @@ def main():
                 copy = renamed(ev, event_pb2, prefix)
                 value = enc(copy, ctx) if prefix == "r-" else enc(copy)
                 firsts.setdefault(prefix, value)
-                producer.produce("patron.events", key=copy.customer_id.encode(), value=value)
-                producer.poll(0)
+                send(producer, "patron.events", copy.customer_id.encode(), value)
         assert firsts["r-"][0] == 0 and firsts["j-"][:1] == b"{" and firsts["p-"][0] not in (0, 0x7b), firsts
 
         items = []
@@ -121,10 +131,10 @@ def main():
                 copy.item_id = prefix + u.item_id
                 value = {"p-": lambda m: m.SerializeToString(), "r-": lambda m: item_ser(m, cat_ctx),
                          "j-": lambda m: json_format.MessageToJson(m, indent=None).encode()}[prefix](copy)
-                producer.produce("patron.catalog", key=copy.item_id.encode(), value=value)
+                send(producer, "patron.catalog", copy.item_id.encode(), value)
         bad = [b'{"eventId": "x", ', b'{"eventId":"x","customerId":"c","occurredAtMs":"1","view":{},"review":{}}']
         for i, value in enumerate(bad):
-            producer.produce("patron.events", key=b"bad-%d" % i, value=value)
+            send(producer, "patron.events", b"bad-%d" % i, value)
         assert producer.flush(60) == 0
 
         total = 3 * len(events) + len(bad)
