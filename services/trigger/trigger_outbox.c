@@ -19,6 +19,7 @@
 
 #include "patron/kafka_probe.h"
 #include "patron/keys.h"
+#include "patron/num.h"
 #include "trigger_internal.h"
 
 #define OUTBOX_AGE_MS (TRIGGER_DELIVERY_TIMEOUT_MS + 5000) /* older entries are not in flight */
@@ -36,6 +37,20 @@ uint8_t *trigger_outbox_record(const Patron__V1__CampaignMessage *msg, int64_t w
     patron__v1__campaign_message__pack(msg, rec + hl);
     *len = (size_t)hl + ml;
     return rec;
+}
+
+/* Reads an outbox record: *at_ms, the wall ms it was built, and the packed
+ * message in [*msg, *msg + *msg_len). PATRON_EINVAL unless it starts with a
+ * canonical number of ms and '|'. */
+static int record_split(const uint8_t *rec, size_t len, int64_t *at_ms, const uint8_t **msg,
+                        size_t *msg_len)
+{
+    const uint8_t *bar = memchr(rec, '|', len < 24 ? len : 24);
+    if (!bar || patron_parse_i64((const char *)rec, (size_t)(bar - rec), 0, INT64_MAX, at_ms))
+        return PATRON_EINVAL;
+    *msg = bar + 1;
+    *msg_len = len - (size_t)(bar - rec) - 1;
+    return 0;
 }
 
 /* ---- producing -------------------------------------------------------------- */
@@ -71,12 +86,12 @@ static void on_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_messa
 /* Hands one outbox record to the producer, unless it is already on its way. */
 static int produce_record(struct trigger *tr, int32_t partition, const uint8_t *rec, size_t len)
 {
-    const uint8_t *bar = memchr(rec, '|', len < 24 ? len : 24);
-    if (!bar)
+    int64_t at;
+    const uint8_t *body;
+    size_t body_len;
+    if (record_split(rec, len, &at, &body, &body_len))
         return PATRON_EINVAL;
-    size_t head = (size_t)(bar - rec) + 1;
-    Patron__V1__CampaignMessage *m =
-        patron__v1__campaign_message__unpack(NULL, len - head, rec + head);
+    Patron__V1__CampaignMessage *m = patron__v1__campaign_message__unpack(NULL, body_len, body);
     if (!m)
         return PATRON_EINVAL;
     int rc = PATRON_EINVAL;
@@ -91,9 +106,8 @@ static int produce_record(struct trigger *tr, int32_t partition, const uint8_t *
     d->tr = tr;
     d->partition = partition;
     memcpy(d->id, m->message_id, PATRON_MESSAGE_ID_LEN + 1);
-    rc =
-        patron_producer_send(tr->producer, tr->topics[ch], RD_KAFKA_PARTITION_UA, m->customer_id,
-                             strlen(m->customer_id), rec + head, len - head, NULL, on_delivered, d);
+    rc = patron_producer_send(tr->producer, tr->topics[ch], RD_KAFKA_PARTITION_UA, m->customer_id,
+                              strlen(m->customer_id), body, body_len, NULL, on_delivered, d);
     if (rc) {
         free(d);
         goto out_free_msg;
@@ -228,13 +242,13 @@ static void on_outbox(void *ud, redisReply *reply)
             k->len != PATRON_MESSAGE_ID_LEN ||
             patron_strmap_get(&tr->in_flight, k->str, PATRON_MESSAGE_ID_LEN))
             continue;
-        char *end;
-        long long at = strtoll(v->str, &end, 10);
-        if (end == v->str || *end != '|' || now - at < OUTBOX_AGE_MS)
+        int64_t at;
+        const uint8_t *body;
+        size_t body_len;
+        if (record_split((const uint8_t *)v->str, (size_t)v->len, &at, &body, &body_len) ||
+            now - at < OUTBOX_AGE_MS)
             continue;
-        size_t head = (size_t)(end - v->str) + 1;
-        Patron__V1__CampaignMessage *m = patron__v1__campaign_message__unpack(
-            NULL, (size_t)v->len - head, (const uint8_t *)v->str + head);
+        Patron__V1__CampaignMessage *m = patron__v1__campaign_message__unpack(NULL, body_len, body);
         if (!m)
             continue;
         int ch = (int)m->channel;
