@@ -55,6 +55,25 @@ struct trending {
     int64_t at_ms; /* monotonic ms it was read; 0: none */
 };
 
+/* The snapshot's entry of the item (h its hash), or NULL. Inline: the
+ * scorer's lookup asks it for every candidate. */
+static inline const struct trend_item *reco_trending_get(const struct trending *t, const char *id,
+                                                         size_t len, uint64_t h)
+{
+    if (!t->index)
+        return NULL;
+    for (size_t i = reco_home_slot(h, t->shift);; i = (i + 1) & t->mask) {
+        const struct trend_slot *s = &t->index[i];
+        if (s->pos == 0)
+            return NULL;
+        if (s->hash != h)
+            continue;
+        const struct trend_item *it = &t->v[s->pos - 1];
+        if (it->len == len && memcmp(it->id, id, len) == 0)
+            return it;
+    }
+}
+
 /* ---- the fetcher and its requests ---- */
 
 struct request;
@@ -168,9 +187,6 @@ void reco_refresh_discard(struct request *rq);
  * waits for it: one more pending, released (reco_reply_back) once the
  * refresh ends, well or not. */
 void reco_trending_await(struct request *rq, int64_t now);
-/* The snapshot's entry of the item (h its hash), or NULL. */
-const struct trend_item *reco_trending_get(const struct trending *t, const char *id, size_t len,
-                                           uint64_t h);
 /* The snapshot decayed to now_ms (f->n_decayed items), for the scorer;
  * valid until the next call. */
 const struct patron_reco_trending *reco_trending_decayed(struct patron_reco_fetcher *f,

@@ -24,23 +24,6 @@ void reco_trending_free(struct trending *t)
     *t = (struct trending){0};
 }
 
-const struct trend_item *reco_trending_get(const struct trending *t, const char *id, size_t len,
-                                           uint64_t h)
-{
-    if (!t->index)
-        return NULL;
-    for (size_t i = reco_home_slot(h, t->shift);; i = (i + 1) & t->mask) {
-        const struct trend_slot *s = &t->index[i];
-        if (s->pos == 0)
-            return NULL;
-        if (s->hash != h)
-            continue;
-        const struct trend_item *it = &t->v[s->pos - 1];
-        if (it->len == len && memcmp(it->id, id, len) == 0)
-            return it;
-    }
-}
-
 static void trending_index(struct trending *t)
 {
     size_t cap = reco_pow2_at_least(2 * t->n + 1);
