@@ -268,7 +268,7 @@ def run(pods):
             print("missing:", [e for e in s.expected if e["id"] not in got_ids],
                   "outbox:", [r.hlen("{tp:%d}:outbox" % p) for p in range(4)],
                   "buffered:", metric(trig.http_port, "patron_trigger_buffered_updates"), file=sys.stderr)
-            # what a timer's firing waits for (trigger.c, fire_bound): the event
+            # what a timer's firing waits for (trigger_timers.c, fire_bound): the event
             # clock and its idle flags, and each partition's earliest timers
             print("clock:", r.hgetall("{clock}"),
                   "due:", [r.zrange("{tp:%d}:due" % p, 0, 4, withscores=True) for p in range(4)],

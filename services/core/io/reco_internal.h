@@ -1,0 +1,196 @@
+/*
+ * The recommendation fetcher's insides (recommend_fetch.h is the API),
+ * shared by its files:
+ *   recommend_fetch.c  requests: the public calls, the phases (profile ->
+ *                      history round -> candidates round -> score), scoring
+ *   reco_read.c        reading items into the cache: the commands, the
+ *                      checks of their replies, and refresh-ahead batches
+ *   reco_trending.c    the trending snapshot: its index, its refresh, its
+ *                      decay for the scorer
+ *   reco_cache.c       the item cache (reco_cache.h), no I/O
+ *
+ * @locality: the loop thread; every callback runs on it. A request moves
+ * through phases; each phase sends its commands at once (they pipeline),
+ * rq->pending counts the replies (and the trending wait) outstanding, and
+ * the last one back (reco_reply_back) starts the next phase. Pointers into
+ * the cache are never held across a callback: the cache may drop entries
+ * between phases. Every reply is checked field by field, nothing trusted.
+ */
+#ifndef PATRON_RECO_INTERNAL_H
+#define PATRON_RECO_INTERNAL_H
+
+#include <sys/types.h>
+
+#include "patron/recommend_fetch.h"
+#include "patron/redis.h"
+#include "reco_cache.h"
+
+/* ---- the trending snapshot (reco_trending.c) ---- */
+
+/* Items by decayed popularity, with the facts the popular answer needs
+ * (category, stock). */
+struct trend_item {
+    char id[PATRON_ID_MAX + 1];
+    size_t len;
+    uint64_t hash;
+    double raw; /* the stored score (trend.h) */
+    char category[PATRON_ID_MAX + 1];
+    bool oos;
+};
+
+/* An index slot: the item's hash, so that a probe does not touch the item
+ * unless it matches (most candidates are not trending), and 1 + its
+ * position, 0 empty. */
+struct trend_slot {
+    uint64_t hash;
+    uint32_t pos;
+};
+
+struct trending {
+    struct trend_item *v; /* owned, at most PATRON_RECO_TRENDING_MAX */
+    size_t n;
+    struct trend_slot *index; /* owned: hash slots */
+    size_t mask;
+    unsigned shift;
+    int64_t at_ms; /* monotonic ms it was read; 0: none */
+};
+
+/* The snapshot's entry of the item (h its hash), or NULL. Inline: the
+ * scorer's lookup asks it for every candidate. */
+static inline const struct trend_item *reco_trending_get(const struct trending *t, const char *id,
+                                                         size_t len, uint64_t h)
+{
+    if (!t->index)
+        return NULL;
+    for (size_t i = reco_home_slot(h, t->shift);; i = (i + 1) & t->mask) {
+        const struct trend_slot *s = &t->index[i];
+        if (s->pos == 0)
+            return NULL;
+        if (s->hash != h)
+            continue;
+        const struct trend_item *it = &t->v[s->pos - 1];
+        if (it->len == len && memcmp(it->id, id, len) == 0)
+            return it;
+    }
+}
+
+/* ---- the fetcher and its requests ---- */
+
+struct request;
+
+struct patron_reco_fetcher {
+    struct patron_kv *redis;
+    const struct patron_log *log;
+    struct patron_reco_config cfg;
+    int64_t max_age_ms;      /* facts of candidates, trends */
+    int64_t list_max_age_ms; /* neighbour lists, and facts of history items */
+    struct reco_cache cache;
+    struct trending trend; /* the current snapshot */
+    struct trending next;  /* being read */
+    bool refreshing;
+    struct request *waiters; /* requests waiting for the first snapshot */
+    /* The snapshot decayed to decayed_now_ms, for the scorer: recomputed when
+     * the snapshot changes or the clock moved by a second (a 14-day
+     * half-life makes that a 6e-7 relative change). */
+    struct patron_reco_trending *decayed;
+    size_t n_decayed;
+    int64_t decayed_now_ms;
+    bool decayed_stale;
+    uint64_t seq;
+    struct request *ahead;                    /* the refresh-ahead batch being filled, or NULL */
+    struct patron_counter *m_hits, *m_misses; /* NULL without metrics */
+    struct patron_counter *m_rounds[3];       /* answers by Redis round trips waited, 1..3 */
+    struct patron_gauge *m_cached;
+};
+
+/* REQ_REFRESH: a batch of refresh-ahead reads (reco_read.c), answering no
+ * one. */
+enum request_kind { REQ_CUSTOMER, REQ_SIMILAR, REQ_REFRESH };
+enum phase { PHASE_PROFILE, PHASE_HISTORY, PHASE_CANDIDATES, PHASE_SCORE };
+
+struct request {
+    struct patron_reco_fetcher *f;
+    enum request_kind kind;
+    enum phase phase;
+    uint64_t seq;
+    char id[PATRON_ID_MAX + 1];
+    size_t id_len;
+    char category[PATRON_ID_MAX + 1];
+    bool has_category;
+    size_t limit;
+    int64_t now_ms;
+    size_t pending;          /* replies (and the trending wait) outstanding in this phase */
+    unsigned rounds;         /* Redis round trips the answer waited for */
+    enum phase rounds_phase; /* the last phase counted in rounds */
+    int err;
+    patron_reco_done_fn cb;
+    void *ud;
+    struct request *next_waiter;
+    bool waiting_trend;
+
+    /* customers */
+    struct patron_profile *profile; /* NULL: unknown */
+    struct patron_reco_seed seeds[PATRON_RECO_SEEDS_MAX];
+    size_t n_seeds;
+    /* similar items: the item's own list, read for this request only */
+    struct patron_reco_neighbour *sim;
+    size_t n_sim;
+    char *sim_ids;
+    /* refresh-ahead batches: what they read (owned) */
+    struct reco_ahead *ahead;
+};
+
+/* ---- recommend_fetch.c ---- */
+
+/* Records rq's first error; the request goes on collecting its replies and
+ * answers with it at the end of the phase. */
+void reco_request_fail(struct request *rq, int err);
+/* One reply (or wait) of rq's phase is back: the last one ends the phase. */
+void reco_reply_back(struct request *rq);
+/* A phase that reads Redis costs its request one more round trip. */
+void reco_round_sent(struct request *rq);
+
+/* ---- reco_read.c ---- */
+
+/* r is an array of n elements. */
+bool reco_reply_array(const redisReply *r, size_t n);
+/* r is an item id as stored by ingest: 1..PATRON_ID_MAX bytes. */
+bool reco_reply_id(const redisReply *r);
+/* A finite double in a string reply. */
+bool reco_reply_double(const redisReply *r, double *out);
+/* A GET of a neighbour list (graph_row.h): strongest first. Fills at most
+ * max neighbours, their ids copied into *ids_out (owned by the caller);
+ * nil (no list yet), a key of another type and a list that does not decode
+ * give none. Returns -1 for any other reply (Redis failing). */
+ssize_t reco_reply_neighbours(const redisReply *r, size_t max, struct patron_reco_neighbour *nb,
+                              char **ids_out);
+/* Reads item id's neighbour list into the cache, in rq's round. */
+int reco_send_neighbours(struct request *rq, const char *id, size_t len) PATRON_MUST_USE;
+/* Reads the facts of n items (ids copied) into the cache, in rq's round:
+ * three commands over the same ids. On an error the commands already sent
+ * still call back. */
+int reco_send_facts(struct request *rq, const char *const *ids, const size_t *lens,
+                    size_t n) PATRON_MUST_USE;
+/* Queues e's facts / neighbour list for a re-read ahead of their expiry. */
+void reco_refresh_queue_facts(struct patron_reco_fetcher *f, struct reco_entry *e, int64_t now);
+void reco_refresh_queue_nb(struct patron_reco_fetcher *f, struct reco_entry *e, int64_t now);
+/* Sends the refresh-ahead batch when it is big or old enough. */
+void reco_refresh_maybe_send(struct patron_reco_fetcher *f, int64_t now);
+/* A refresh-ahead batch's replies are all back: unmark its items, free it. */
+void reco_refresh_finish(struct request *rq);
+/* Frees a batch never sent (the fetcher is freed). */
+void reco_refresh_discard(struct request *rq);
+
+/* ---- reco_trending.c ---- */
+
+/* Starts a refresh when the snapshot is stale. When there is none yet, rq
+ * waits for it: one more pending, released (reco_reply_back) once the
+ * refresh ends, well or not. */
+void reco_trending_await(struct request *rq, int64_t now);
+/* The snapshot decayed to now_ms (f->n_decayed items), for the scorer;
+ * valid until the next call. */
+const struct patron_reco_trending *reco_trending_decayed(struct patron_reco_fetcher *f,
+                                                         int64_t now_ms, double inv_weight_now);
+void reco_trending_free(struct trending *t);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * The trending snapshot of recommendations: ZREVRANGE {items}:trend (at most
+ * PATRON_RECO_TRENDING_MAX items, with their scores), then, for those items,
+ * their category and stock in one round. One snapshot for every request,
+ * re-read in the background once older than max_age_ms; a request waits for
+ * it only when there is none yet. A refresh that fails keeps the snapshot
+ * it had. Indexed by hash for the scorer's lookups; decayed to the
+ * request's now for the popular answer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patron/clock.h"
+#include "patron/keys.h"
+#include "patron/kv.h"
+#include "patron/strmap.h"
+#include "reco_internal.h"
+
+void reco_trending_free(struct trending *t)
+{
+    free(t->v);
+    free(t->index);
+    *t = (struct trending){0};
+}
+
+static void trending_index(struct trending *t)
+{
+    size_t cap = reco_pow2_at_least(2 * t->n + 1);
+    t->index = patron_calloc(cap, sizeof(*t->index));
+    t->mask = cap - 1;
+    t->shift = reco_shift_for(cap);
+    for (size_t k = 0; k < t->n; k++) {
+        size_t i = reco_home_slot(t->v[k].hash, t->shift);
+        while (t->index[i].pos)
+            i = (i + 1) & t->mask;
+        t->index[i] = (struct trend_slot){t->v[k].hash, (uint32_t)(k + 1)};
+    }
+}
+
+/* ---- refresh -------------------------------------------------------------------------- */
+
+static void wake_waiters(struct patron_reco_fetcher *f)
+{
+    struct request *w = f->waiters;
+    f->waiters = NULL;
+    while (w) {
+        struct request *next = w->next_waiter;
+        w->waiting_trend = false;
+        reco_reply_back(w);
+        w = next;
+    }
+}
+
+static void refresh_done(struct patron_reco_fetcher *f, bool ok)
+{
+    if (ok) {
+        trending_index(&f->next);
+        f->next.at_ms = patron_monotonic_ms();
+        reco_trending_free(&f->trend);
+        f->trend = f->next;
+        f->next = (struct trending){0};
+        f->decayed_stale = true;
+    } else {
+        reco_trending_free(&f->next);
+        /* keep what we had; without any, the waiters go on with none */
+    }
+    f->refreshing = false;
+    wake_waiters(f);
+}
+
+/* The category and stock round of a refresh: two commands. */
+struct refresh {
+    struct patron_reco_fetcher *f;
+    int remaining;
+    bool failed;
+};
+
+static void refresh_release(struct refresh *rf)
+{
+    if (--rf->remaining > 0)
+        return;
+    struct patron_reco_fetcher *f = rf->f;
+    bool ok = !rf->failed;
+    free(rf);
+    refresh_done(f, ok);
+}
+
+static void on_trend_category(void *ud, redisReply *reply)
+{
+    struct refresh *rf = ud;
+    struct trending *t = &rf->f->next;
+    if (!reco_reply_array(reply, t->n))
+        rf->failed = true;
+    else
+        for (size_t i = 0; i < t->n; i++)
+            if (reco_reply_id(reply->element[i])) {
+                memcpy(t->v[i].category, reply->element[i]->str, (size_t)reply->element[i]->len);
+                t->v[i].category[reply->element[i]->len] = '\0';
+            }
+    refresh_release(rf);
+}
+
+static void on_trend_oos(void *ud, redisReply *reply)
+{
+    struct refresh *rf = ud;
+    struct trending *t = &rf->f->next;
+    if (!reco_reply_array(reply, t->n))
+        rf->failed = true;
+    else
+        for (size_t i = 0; i < t->n; i++)
+            t->v[i].oos =
+                reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 1;
+    refresh_release(rf);
+}
+
+static void on_trend(void *ud, redisReply *reply)
+{
+    struct patron_reco_fetcher *f = ud;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        refresh_done(f, false);
+        return;
+    }
+    struct trending *t = &f->next;
+    size_t pairs = reply->elements / 2;
+    if (pairs > PATRON_RECO_TRENDING_MAX)
+        pairs = PATRON_RECO_TRENDING_MAX;
+    t->v = patron_calloc(pairs ? pairs : 1, sizeof(*t->v));
+    t->n = 0;
+    for (size_t i = 0; i < pairs; i++) {
+        const redisReply *m = reply->element[2 * i];
+        double raw;
+        if (!reco_reply_id(m) || !reco_reply_double(reply->element[2 * i + 1], &raw) || !(raw > 0))
+            continue;
+        struct trend_item *it = &t->v[t->n++];
+        memcpy(it->id, m->str, (size_t)m->len);
+        it->len = (size_t)m->len;
+        it->hash = patron_hash64(it->id, it->len);
+        it->raw = raw;
+    }
+    if (t->n == 0) {
+        refresh_done(f, true);
+        return;
+    }
+    struct refresh *rf = patron_calloc(1, sizeof(*rf));
+    rf->f = f;
+    const char **argv = patron_malloc((t->n + 2) * sizeof(*argv));
+    size_t *argl = patron_malloc((t->n + 2) * sizeof(*argl));
+    for (size_t i = 0; i < t->n; i++) {
+        argv[i + 2] = t->v[i].id;
+        argl[i + 2] = t->v[i].len;
+    }
+    static const struct {
+        const char *cmd, *key;
+        patron_redis_cb cb;
+    } plan[] = {
+        {"HMGET", PATRON_KEY_ITEMS_CAT, on_trend_category},
+        {"SMISMEMBER", PATRON_KEY_ITEMS_OOS, on_trend_oos},
+    };
+    for (size_t k = 0; k < PATRON_ARRAY_LEN(plan); k++) {
+        argv[0] = plan[k].cmd;
+        argl[0] = strlen(plan[k].cmd);
+        argv[1] = plan[k].key;
+        argl[1] = strlen(plan[k].key);
+        if (patron_kv_commandv(f->redis, plan[k].cb, rf, (int)(t->n + 2), argv, argl) == 0)
+            rf->remaining++;
+        else
+            rf->failed = true;
+    }
+    free(argv);
+    free(argl);
+    if (rf->remaining == 0) {
+        free(rf);
+        refresh_done(f, false);
+    }
+}
+
+void reco_trending_await(struct request *rq, int64_t now)
+{
+    struct patron_reco_fetcher *f = rq->f;
+    bool none = f->trend.at_ms == 0;
+    if (!f->refreshing && !reco_fresh(f->trend.at_ms, now, f->max_age_ms)) {
+        char stop[16];
+        int slen = snprintf(stop, sizeof(stop), "%d", PATRON_RECO_TRENDING_MAX - 1);
+        const char *argv[] = {"ZREVRANGE", PATRON_KEY_ITEMS_TREND, "0", stop, "WITHSCORES"};
+        size_t lens[] = {9, strlen(PATRON_KEY_ITEMS_TREND), 1, (size_t)slen, 10};
+        if (patron_kv_commandv(f->redis, on_trend, f, 5, argv, lens) == 0)
+            f->refreshing = true;
+    }
+    if (none && f->refreshing) {
+        rq->waiting_trend = true;
+        rq->next_waiter = f->waiters;
+        f->waiters = rq;
+        rq->pending++;
+    }
+}
+
+/* ---- decay ---------------------------------------------------------------------------- */
+
+const struct patron_reco_trending *reco_trending_decayed(struct patron_reco_fetcher *f,
+                                                         int64_t now_ms, double inv_weight_now)
+{
+    int64_t moved = now_ms - f->decayed_now_ms;
+    if (f->decayed_stale || moved > 1000 || moved < -1000) {
+        f->decayed =
+            patron_realloc(f->decayed, (f->trend.n ? f->trend.n : 1) * sizeof(*f->decayed));
+        for (size_t i = 0; i < f->trend.n; i++)
+            f->decayed[i] =
+                (struct patron_reco_trending){f->trend.v[i].id, f->trend.v[i].raw * inv_weight_now};
+        f->n_decayed = f->trend.n;
+        f->decayed_now_ms = now_ms;
+        f->decayed_stale = false;
+    }
+    return f->decayed;
+}

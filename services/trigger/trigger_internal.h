@@ -1,0 +1,250 @@
+/*
+ * patron-trigger's insides, shared by its files; trigger.h is the API.
+ *
+ * A job goes through the files in this order:
+ *   trigger_part.c     the partitions this pod owns: their queues of updates,
+ *                      taking one (the fencing epoch), letting one go
+ *   trigger_jobs.c     a job: its start (decoding, dead letters), loading the
+ *                      states, running the pure engine, collecting what it
+ *                      decided, its end (redo on failure), starting the next
+ *   trigger_message.c  the job's messages: recommendations, catalog titles,
+ *                      the CampaignMessage
+ *   trigger_commit.c   the one fenced script that commits the job, then the
+ *                      input offset
+ *   trigger_outbox.c   producing, delivery reports, the outbox record, and
+ *                      the outbox check after a crash (a Kafka probe)
+ *   trigger_timers.c   due timers: the bound they may fire to, the sweep
+ *   trigger.c          lifecycle, consuming, the tick, metrics, reloads
+ * trigger.c explains the guarantees; each file states its own.
+ *
+ * Threading: the loop thread only, except the outbox probe run on a libuv
+ * work thread (trigger_outbox.c), which reads only its own work item and
+ * the configuration.
+ *
+ * Lifetime: a revoked partition is detached from tr->parts at once and
+ * freed by the last thing that still points to it (its job, its take,
+ * sweep or outbox reply, a probe): each of those ends with
+ * trigger_part_release_if_revoked. Nothing holds a partition across a
+ * callback without one of those flags (job, epoch_asked, sweeping,
+ * outbox_busy) set.
+ */
+#ifndef PATRON_TRIGGER_INTERNAL_H
+#define PATRON_TRIGGER_INTERNAL_H
+
+#include "trigger.h"
+
+#include "patron/campaign_engine.h"
+#include "patron/clock.h"
+#include "patron/kafka.h"
+#include "patron/kv.h"
+#include "patron/recommend_fetch.h"
+#include "patron/stats_field.h"
+#include "patron/strmap.h"
+#include "patron/v1/campaign.pb-c.h"
+#include "patron/v1/profile.pb-c.h"
+
+#define TRIGGER_DELIVERY_TIMEOUT_MS 10000 /* message.timeout.ms of the campaign producer */
+
+/* One partition of patron.profile-updates this pod was assigned. */
+struct part {
+    struct trigger *tr;
+    int32_t id;
+    char epoch[24]; /* "" until this pod has taken the partition */
+    bool epoch_asked;
+    bool revoked;           /* detached from the trigger; freed when its job ends */
+    rd_kafka_message_t **q; /* owned: a ring of the updates read, in offset order */
+    size_t q_head, q_n, q_cap;
+    struct job *job;
+    int64_t stream_ms;     /* latest event time of an update committed */
+    int64_t fired_ms;      /* the highest bound a committed sweep fired timers to */
+    int64_t last_msg_mono; /* when the last update arrived */
+    int64_t next_offset;   /* every update before it is applied; -1: not known */
+    int64_t retry_mono;    /* a failed job is redone from here on */
+    bool sweeping;         /* a due-timer lookup in flight */
+    bool outbox_busy;      /* an outbox check in flight */
+    int64_t outbox_next_mono;
+    struct part *next;
+};
+
+/* A customer of a job, with the state the job works on. */
+struct cust {
+    char id[PATRON_ID_MAX + 1];
+    size_t id_len;
+    struct patron_customer_state st;
+    bool changed; /* to be written back */
+    bool erased;  /* to be deleted */
+};
+
+/* A message the engine decided to send, while it is built. */
+struct out_msg {
+    struct job *job;
+    struct cust *cust;
+    struct patron_engine_send send;
+    struct patron_reco_answer *reco; /* NULL when the campaign wants none */
+    char (*titles)[PATRON_CAMPAIGN_STRING_MAX + 1];
+    int64_t *prices;
+    uint8_t *bytes; /* the outbox record (trigger_outbox_record) */
+    size_t len;
+    size_t titles_left; /* catalog lookups still out */
+};
+
+struct stat_delta {
+    char field[PATRON_STATS_FIELD_MAX];
+    int64_t delta;
+};
+
+/* An item recommended in the job's messages, counted into {tp:p}:reco. */
+struct reco_item {
+    int64_t count;
+    char item[]; /* the map's key */
+};
+
+enum job_kind { JOB_UPDATES, JOB_SWEEP };
+enum job_phase { PHASE_LOAD, PHASE_BUILD, PHASE_COMMIT };
+
+/* The unit of work: a batch of one partition's updates, or a sweep of its
+ * due timers. Owns everything it points to but tr, p and campaigns. */
+struct job {
+    struct trigger *tr;
+    struct part *p;
+    enum job_kind kind;
+    enum job_phase phase;
+    rd_kafka_message_t **msgs; /* owned, JOB_UPDATES */
+    size_t n_msgs;
+    Patron__V1__ProfileUpdate **updates; /* NULL: went to the DLQ */
+    int32_t *cust_of;                    /* the update's customer index */
+    struct cust *custs;
+    size_t n_custs;
+    int64_t bound_ms;  /* JOB_SWEEP */
+    int64_t stream_ms; /* JOB_UPDATES: the partition's stream time once committed */
+    size_t late;       /* JOB_UPDATES: updates older than a sweep already fired to */
+    int64_t late_ms;   /* ... the oldest of them */
+    const struct patron_campaigns *campaigns;
+    struct out_msg *outs;
+    size_t n_outs, cap_outs;
+    struct stat_delta *stats;       /* the statistics' fields, merged */
+    int64_t outcomes[PATRON_STATS]; /* the same by outcome, for /metrics */
+    size_t n_stats, cap_stats;
+    struct patron_strmap reco_items; /* item -> struct reco_item (owned) */
+    size_t pending;                  /* lookups out in the current phase */
+    bool failed;                     /* redo it: messages go back to the queue */
+    int64_t started_mono;
+};
+
+struct trigger {
+    uv_loop_t *loop;
+    const struct patron_config *cfg;
+    const struct patron_log *log;
+    struct patron_metrics *metrics;
+    /* The campaigns of new jobs; next_campaigns replaces them once no job
+     * runs (the tick), and no job starts meanwhile. */
+    struct patron_campaigns *campaigns, *next_campaigns;
+    struct patron_clock clock;
+    struct patron_kv *redis;
+    struct patron_kv_script *commit, *take;
+    struct patron_reco_fetcher *reco;
+    struct patron_consumer *consumer;
+    struct patron_producer *producer;
+    char *topics[PATRON_CAMPAIGN_CHANNELS]; /* by channel; [ANY] NULL */
+    char **producer_props, **consumer_props;
+    size_t n_producer_props;
+    struct part *parts; /* assigned and not revoked */
+    size_t buffered;    /* updates in the partitions' queues */
+    size_t jobs;
+    struct patron_strmap in_flight; /* message ids handed to the producer */
+    size_t probes_running;
+    bool redis_up;
+    bool clock_all_idle; /* event clock: ingest has applied all it was given */
+    bool stopping;
+    int64_t stop_deadline_mono;
+    void (*on_stopped)(void *ud);
+    void *stopped_ud;
+    uv_timer_t tick;
+    int64_t clock_next_mono;
+    rd_kafka_message_t *poll_buf[512];
+
+    struct patron_counter *m_updates_applied, *m_updates_duplicate, *m_updates_dlq;
+    struct patron_counter *m_outcomes[PATRON_STATS];
+    struct patron_counter *m_messages, *m_resent, *m_outbox_found, *m_fenced, *m_job_failures;
+    struct patron_counter *m_late;
+    struct patron_histogram *m_job_seconds;
+    struct patron_gauge *m_buffered;
+};
+
+/* ---- trigger.c ---- */
+
+/* A Redis callback for replies nobody reads (best-effort writes). */
+void trigger_reply_ignored(void *ud, redisReply *reply);
+
+/* ---- trigger_part.c ---- */
+
+/* The Lua script that takes a partition (trigger_part_take). */
+extern const char trigger_take_lua[];
+
+/* The partition `id` of tr->parts, or NULL. */
+struct part *trigger_part_find(struct trigger *tr, int32_t id);
+/* Queues an update read (taken) at the back of p's queue. */
+void trigger_part_push(struct part *p, rd_kafka_message_t *m);
+/* The update at the front of p's queue (given); p->q_n > 0. */
+rd_kafka_message_t *trigger_part_pop(struct part *p);
+/* Puts a failed job's messages (taken) back in front, in their order. */
+void trigger_part_unshift(struct part *p, rd_kafka_message_t **msgs, size_t n);
+/* INCRs p's epoch once Redis is up, unless taken or asked already; kicks p
+ * once taken. */
+void trigger_part_take(struct part *p);
+/* Consumer rebalance callbacks (ud: the trigger). */
+void trigger_part_assigned(void *ud, const rd_kafka_topic_partition_list_t *parts);
+void trigger_part_revoked(void *ud, const rd_kafka_topic_partition_list_t *parts);
+/* True when p is revoked (the caller must forget it); frees it when nothing
+ * else points to it any more. */
+bool trigger_part_release_if_revoked(struct part *p);
+/* Frees p and the updates it queued. */
+void trigger_part_free(struct part *p);
+
+/* ---- trigger_jobs.c ---- */
+
+/* Starts p's next job if it can run one now. */
+void trigger_kick(struct part *p);
+/* A new job on p (p->job), room for n_custs_max customers. */
+struct job *trigger_job_new(struct part *p, enum job_kind kind, size_t n_custs_max);
+/* Customer `id` of j, added (state initialised) if idx (id -> struct cust)
+ * does not have it; j->custs has room for it. */
+struct cust *trigger_job_cust(struct job *j, const char *id, size_t len, struct patron_strmap *idx);
+/* Loads j's states, runs the engine, then trigger_job_messages. */
+void trigger_job_load(struct job *j);
+/* Ends j, committed or failed (a failed update job's messages go back to
+ * the queue), frees it, and kicks its partition. */
+void trigger_job_finish(struct job *j);
+
+/* ---- trigger_message.c ---- */
+
+/* Builds j's messages (j->outs), then trigger_job_commit. */
+void trigger_job_messages(struct job *j);
+
+/* ---- trigger_commit.c ---- */
+
+/* The Lua script of the commit (trigger_job_commit). */
+extern const char trigger_commit_lua[];
+
+/* Commits j in one script (or finishes it at once: failed, or a sweep that
+ * changed nothing), stores its offset, produces its messages, finishes it. */
+void trigger_job_commit(struct job *j);
+
+/* ---- trigger_outbox.c ---- */
+
+/* The outbox record of msg: "<wall_ms>|" then msg packed; *len its length.
+ * The caller owns it. */
+uint8_t *trigger_outbox_record(const Patron__V1__CampaignMessage *msg, int64_t wall_ms,
+                               size_t *len);
+/* Hands a committed job's messages to the producer (none once its
+ * partition is revoked: the new owner's outbox check sends them). */
+void trigger_produce_job(struct job *j);
+/* Looks at p's outbox when due (a crash may have left entries in it). */
+void trigger_outbox_check(struct part *p);
+
+/* ---- trigger_timers.c ---- */
+
+/* Starts a sweep job on p if it is idle and has timers due. */
+void trigger_sweep_check(struct part *p);
+
+#endif
