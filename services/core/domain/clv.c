@@ -251,6 +251,31 @@ void patron_clv_predict(const struct patron_clv_model *m, const struct patron_cl
     out->value_cents = out->expected_orders * out->spend_per_order;
 }
 
+void patron_clv_view_of(const struct patron_profile *p, int64_t now_ms,
+                        const struct patron_clv_model *m, int64_t churn_horizon_days,
+                        struct patron_clv_view *out)
+{
+    struct patron_clv_customer c;
+    if (!patron_clv_summary_of(p, now_ms, &c)) {
+        *out = (struct patron_clv_view){.churn_risk = 1.0, .p_alive = NAN};
+        return;
+    }
+    struct patron_clv_prediction pr;
+    double horizon = churn_horizon_days > 0 ? (double)churn_horizon_days : 1.0;
+    patron_clv_predict(m, &c, horizon, PATRON_CLV_VALUE_HORIZON_DAYS, &pr);
+    double value = round(pr.value_cents);
+    *out = (struct patron_clv_view){
+        .purchased = true,
+        .churn_risk = pr.p_no_purchase,
+        .p_alive = pr.p_alive,
+        .expected_orders_12m = pr.expected_orders,
+        /* 2^63 is exactly representable; at or above it saturates */
+        .predicted_value_12m_cents = !(value > 0)                     ? 0
+                                     : value >= 9223372036854775808.0 ? INT64_MAX
+                                                                      : (int64_t)value,
+    };
+}
+
 /* ---- the fits ----------------------------------------------------------------- */
 
 struct fit_ctx {

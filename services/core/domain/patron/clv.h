@@ -138,6 +138,22 @@ void patron_clv_predict(const struct patron_clv_model *m, const struct patron_cl
                         double churn_horizon_days, double value_horizon_days,
                         struct patron_clv_prediction *out);
 
+/* What the profile shows (docs/contracts/profile.md): churn_risk =
+ * P(no purchase within churn_horizon_days), p_alive, and over
+ * PATRON_CLV_VALUE_HORIZON_DAYS the expected orders and the predicted value
+ * (rounded to cents, saturating). A customer who never purchased is outside
+ * the model: churn_risk 1, p_alive NAN (null in the JSON), 0 orders, 0
+ * value. */
+#define PATRON_CLV_VALUE_HORIZON_DAYS 365.0
+struct patron_clv_view {
+    bool purchased;
+    double churn_risk, p_alive, expected_orders_12m;
+    int64_t predicted_value_12m_cents;
+};
+void patron_clv_view_of(const struct patron_profile *p, int64_t now_ms,
+                        const struct patron_clv_model *m, int64_t churn_horizon_days,
+                        struct patron_clv_view *out);
+
 /* ---- the fit ---------------------------------------------------------------- */
 
 /* Maximum-likelihood fit over n summaries: up to `bands` bands of mean
