@@ -266,17 +266,32 @@ int patron_clv_model_parse(const char *text, struct patron_clv_model *out, char 
     return 0;
 }
 
+/* The shortest of %.15g, %.16g, %.17g that reads back exactly. */
+static void shortest(double v, char *buf, size_t cap)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
 int patron_clv_model_format(const struct patron_clv_model *m, char *dst, size_t cap)
 {
     if (!patron_clv_model_valid(m))
         return PATRON_EINVAL;
+    char v[7][32];
     const struct patron_bgnbd *g = &m->bands[0].bgnbd;
-    int n = snprintf(dst, cap, "%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g", g->r, g->alpha, g->a,
-                     g->b, m->gg.p, m->gg.q, m->gg.gamma);
+    const double first[7] = {g->r, g->alpha, g->a, g->b, m->gg.p, m->gg.q, m->gg.gamma};
+    for (int i = 0; i < 7; i++)
+        shortest(first[i], v[i], sizeof(v[i]));
+    int n = snprintf(dst, cap, "%s,%s,%s,%s,%s,%s,%s", v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
     for (size_t i = 1; n >= 0 && (size_t)n < cap && i < m->n_bands; i++) {
         g = &m->bands[i].bgnbd;
-        int k = snprintf(dst + n, cap - (size_t)n, ";%.17g:%.17g,%.17g,%.17g,%.17g",
-                         m->bands[i - 1].below_cents, g->r, g->alpha, g->a, g->b);
+        const double band[5] = {m->bands[i - 1].below_cents, g->r, g->alpha, g->a, g->b};
+        for (int j = 0; j < 5; j++)
+            shortest(band[j], v[j], sizeof(v[j]));
+        int k = snprintf(dst + n, cap - (size_t)n, ";%s:%s,%s,%s,%s", v[0], v[1], v[2], v[3], v[4]);
         n = k < 0 ? k : n + k;
     }
     if (n < 0 || (size_t)n >= cap)

@@ -49,8 +49,9 @@ json_t *patron_clv_model_to_json(const struct patron_clv_model *m);
  * On error PATRON_EINVAL and the reason in why. The source is OVERRIDE. */
 int patron_clv_model_parse(const char *text, struct patron_clv_model *out, char *why,
                            size_t whylen) PATRON_MUST_USE;
-/* The same text for a model (17 significant digits); the length written, or
- * PATRON_ETOOBIG when cap is too small. */
+/* The same text for a model (each number in the fewest digits that read
+ * back exactly); the length written, or PATRON_ETOOBIG when cap is too
+ * small (dst's content then unspecified), PATRON_EINVAL for an invalid model. */
 int patron_clv_model_format(const struct patron_clv_model *m, char *dst,
                             size_t cap) PATRON_MUST_USE;
 
