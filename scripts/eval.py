@@ -213,15 +213,18 @@ def evaluate_cut(ctx, shop, cut, end):
            "fits": fits, "rows": [], "timings_s": {"baselines": round(time.time() - t0, 1)}}
     if not ctx["no_patron"]:
         t1 = time.time()
-        with pipeline.Patron("eval-churn", ctx["bin_dir"]) as p:
+        # churn_risk for exactly the holdout; snapshots (and fits) every 2 s
+        api_env = {"PATRON_CHURN_HORIZON_DAYS": str(s["holdout_days"]), "PATRON_DASHBOARD_REFRESH_MS": "2000"}
+        with pipeline.Patron("eval-churn", ctx["bin_dir"], api_env) as p:
             events = p.replay_online_retail(ctx["online_retail"], cut)
+            model = p.wait_models()
             profiles = p.profiles(s["customers"])
             now = p.now_ms()
             timings = p.timings
         risk, value, read = churn.patron_predictions(profiles, s["customers"], s["holdout_days"])
         rows.insert(0, ("Patron (churn_risk, predicted value)", churn.churn_metrics(risk, s["churned"], True),
                         churn.value_metrics(value, s["holdout_net"], s["customers"])))
-        out["patron"] = {"events": events, "api_now_ms": now, "read": read,
+        out["patron"] = {"events": events, "api_now_ms": now, "read": read, "model": model,
                          "mean_churn_risk": float(risk.mean()), "predicted_value_total": float(value.sum()),
                          "timings_s": {k: round(v, 1) for k, v in timings.items()}}
         out["timings_s"]["patron"] = round(time.time() - t1, 1)
@@ -261,6 +264,15 @@ def print_churn_table(cuts, shop_name):
                   f"{now} UTC; fields read {p['read']['fields']}; {p['read']['notes'] or 'every profile found'}; "
                   f"mean churn_risk {p['mean_churn_risk']:.3f}; predicted value over the holdout "
                   f"£{p['predicted_value_total']:,.0f}; times (s) {p['timings_s']}.")
+            clv = p["model"]["clv"]
+            bands = "; ".join(f"below {b['below_cents'] / 100:,.2f}: r {b['r']:.3f}, alpha {b['alpha']:.2f} d, "
+                              f"a {b['a']:.3g}, b {b['b']:.3g} ({b['customers']})" if b["below_cents"] else
+                              f"rest: r {b['r']:.3f}, alpha {b['alpha']:.2f} d, a {b['a']:.3g}, b {b['b']:.3g} "
+                              f"({b['customers']})" for b in clv["bands"])
+            gg = clv["gamma_gamma"]
+            print(f"  Patron's model ({clv['source']}, {clv['sample']} of {clv['customers']} customers): {bands}; "
+                  f"Gamma-Gamma p {gg['p']:.3f}, q {gg['q']:.3f}, gamma {gg['gamma'] / 100:,.2f}; "
+                  f"PATRON_CLV_MODEL={clv['override']}")
     print()
 
 

@@ -71,11 +71,12 @@ def catalog_updates(shop, catalog_pb2):
 class Patron:
     """One fresh stack; use as a context manager."""
 
-    def __init__(self, name, bin_dir):
+    def __init__(self, name, bin_dir, api_env=None):
         import harness  # PATRON_BIN_DIR is set by the caller before the first import
         self.harness = harness
         self.bin_dir = bin_dir
         self.stack = harness.Stack(name)
+        self.api_env = api_env or {}
         self.timings = {}
 
     def __enter__(self):
@@ -85,7 +86,7 @@ class Patron:
             self.stack.start_redis()
             self.brokers = self.stack.start_kafka(TOPICS)
             self.ingest = self.stack.start_service("patron-ingest", PATRON_CLOCK="event")
-            self.api = self.stack.start_service("patron-api", PATRON_CLOCK="event")
+            self.api = self.stack.start_service("patron-api", PATRON_CLOCK="event", **self.api_env)
             self.timings["start"] = time.time() - t0
         except BaseException:
             self.stack.__exit__(*sys.exc_info())
@@ -200,6 +201,30 @@ class Patron:
             out[c] = doc if status == 200 else None
         self.timings["ask"] = time.time() - t0
         return out
+
+    def wait_models(self, timeout=300):
+        """Until GET /v1/model shows a snapshot taken at the API's current
+        now (after the replay) and models fitted on the same customers and
+        orders (the API refits when those change; the parameters do not
+        depend on the few hours of clock a later snapshot may add). With
+        PATRON_CLV_MODEL only the clusters are waited for. Returns /v1/model's
+        answer."""
+        t0 = time.time()
+        now = self.now_ms()
+
+        def fitted():
+            status, m = self.harness.http(self.api.http_port, "GET", "/v1/model")
+            if status != 200 or not m.get("snapshot") or m["snapshot"]["as_of_ms"] < now:
+                return None
+            snap, clv, cl = m["snapshot"], m["clv"], m["clusters"]
+            clv_ok = clv["source"] == "override" or (
+                clv["source"] == "fitted" and clv["customers"] == snap["customers"]
+                and clv["orders"] == snap["orders"])
+            return m if clv_ok and cl and cl["customers"] == snap["customers"] else None
+        model = self.harness.wait_for("the API's models fitted after the replay", fitted, timeout=timeout,
+                                      interval=0.5)
+        self.timings["fit"] = time.time() - t0
+        return model
 
     def now_ms(self):
         """The API's clock (`as_of_ms` of /v1/campaigns/stats), or None."""

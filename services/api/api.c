@@ -25,6 +25,8 @@
 #include "patron/kv.h"
 #include "campaign_stats.h"
 #include "dashboard.h"
+#include "model.h"
+#include "segments.h"
 #include "recommend.h"
 #include "patron/v1/event.pb-c.h"
 #include "patron/profile_codec.h"
@@ -40,6 +42,7 @@ struct api {
     struct patron_reco_fetcher *reco;
     struct api_campaign_stats *stats;
     struct api_dashboard *dashboard;
+    struct api_model *model;
     struct patron_clock clock;
     uv_timer_t clock_timer;
     bool redis_up;
@@ -156,8 +159,10 @@ static void on_profile(void *ud, redisReply *reply)
         } else if (p->erased) {
             respond_error(api, pd->res, 404, "not_found", "unknown customer");
         } else {
-            json_t *body =
-                patron_profile_to_json(p, patron_clock_now_ms(&api->clock), &api->cfg->profile);
+            struct patron_profile_models models = {api_model_clv(api->model),
+                                                   api_model_clusters(api->model)};
+            json_t *body = patron_profile_to_json_models(p, patron_clock_now_ms(&api->clock),
+                                                         &api->cfg->profile, &models);
             respond_json(api, pd->res, 200, body);
         }
         free(p);
@@ -304,6 +309,8 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
     }
     if (api_dashboard_route(api->dashboard, api, req, res))
         return;
+    if (api_segments_route(api->model, api, req, res))
+        return;
     respond_error(api, res, 404, "not_found", "no such route");
 }
 
@@ -375,7 +382,14 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     if (cfg->clock == PATRON_CLOCK_EVENT)
         uv_timer_start(&api->clock_timer, on_clock_timer, 0, 250);
     api->stats = api_campaign_stats_new(api->redis, metrics);
+    struct api_model_options mopt = {
+        .loop = loop, .redis = api->redis, .cfg = cfg, .log = log, .metrics = metrics};
+    api->model = api_model_start(&mopt);
+    const struct api_dashboard_observer observer = {
+        api_model_snapshot_begin, api_model_snapshot_profile, api_model_snapshot_end, api->model};
     struct api_dashboard_options dopt = {.loop = loop,
+                                         .refresh_ms = cfg->dashboard_refresh_ms,
+                                         .observer = &observer,
                                          .redis = api->redis,
                                          .clock = &api->clock,
                                          .profile = &cfg->profile,
@@ -412,6 +426,7 @@ void api_stop(struct api *api, void (*on_stopped)(void *ud), void *ud)
     api->stopped_ud = ud;
     uv_close((uv_handle_t *)&api->clock_timer, NULL);
     api_dashboard_stop(api->dashboard);
+    api_model_stop(api->model);
     size_t undelivered = patron_producer_close(api->producer, api->cfg->shutdown_timeout_ms);
     api->producer = NULL;
     if (undelivered)
@@ -426,5 +441,6 @@ void api_free(struct api *api)
     patron_reco_fetcher_free(api->reco);
     api_campaign_stats_free(api->stats);
     api_dashboard_free(api->dashboard);
+    api_model_free(api->model);
     free(api);
 }

@@ -73,6 +73,8 @@ struct api_dashboard {
     const struct patron_clock *clock;
     const struct patron_profile_config *profile;
     const struct patron_log *log;
+    int refresh_ms;
+    struct api_dashboard_observer observer; /* all NULL: none */
     uv_timer_t timer;
     bool closing;
 
@@ -227,6 +229,8 @@ static void snapshot_end(struct api_dashboard *d)
 {
     d->scanning = false;
     key_set_free(&d->seen);
+    if (d->observer.end)
+        d->observer.end(d->observer.ud, !d->failed && !d->closing);
     if (d->closing)
         return;
     if (d->failed) {
@@ -235,7 +239,7 @@ static void snapshot_end(struct api_dashboard *d)
         return;
     }
     publish(d);
-    schedule(d, API_DASHBOARD_REFRESH_MS);
+    schedule(d, (uint64_t)d->refresh_ms);
 }
 
 static void on_page_timer(uv_timer_t *t)
@@ -281,6 +285,8 @@ static void count_profile(struct api_dashboard *d, const redisReply *v)
     }
     if (p->erased)
         return;
+    if (d->observer.profile)
+        d->observer.profile(d->observer.ud, p);
     struct patron_rfm rfm = patron_rfm_score(p, d->building.as_of_ms, d->profile);
     enum patron_segment seg = patron_segment_of(&rfm, p->orders);
     enum patron_tier tier = patron_tier_of(p, d->profile);
@@ -394,6 +400,8 @@ static void on_tick(uv_timer_t *t)
     d->fetched = 0;
     d->started_ms = patron_monotonic_ms();
     snprintf(d->cursor, sizeof(d->cursor), "0");
+    if (d->observer.begin)
+        d->observer.begin(d->observer.ud, now);
     scan_page(d);
 }
 
@@ -723,6 +731,9 @@ struct api_dashboard *api_dashboard_start(const struct api_dashboard_options *op
     d->clock = opt->clock;
     d->profile = opt->profile;
     d->log = opt->log;
+    d->refresh_ms = opt->refresh_ms > 0 ? opt->refresh_ms : 30000;
+    if (opt->observer)
+        d->observer = *opt->observer;
     d->scratch = patron_malloc(sizeof(*d->scratch));
     const char *name = "patron_api_dashboard_skipped_total",
                *help = "Redis values the dashboard skipped because they do not parse";

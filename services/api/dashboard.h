@@ -8,7 +8,7 @@
  * The page reads only the API's JSON; nothing is fetched from elsewhere.
  *
  * Customers come from a snapshot taken in the background every
- * API_DASHBOARD_REFRESH_MS: SCAN MATCH {c:*} over the profile keys (on each
+ * PATRON_DASHBOARD_REFRESH_MS (30 s): SCAN MATCH {c:*} over the profile keys (on each
  * master in turn on a Redis Cluster), GET and
  * decode each, segment and tier at the api clock's now (the snapshot's
  * as_of_ms). The first snapshot runs flat out, as requests wait for it;
@@ -39,11 +39,11 @@ struct api;
 struct patron_clock;
 struct patron_log;
 struct patron_metrics;
+struct patron_profile;
 struct patron_profile_config;
 struct patron_kv;
 struct api_dashboard;
 
-#define API_DASHBOARD_REFRESH_MS 30000     /* between two customer snapshots */
 #define API_DASHBOARD_PROFILES_MAX 1000000 /* profiles read per snapshot */
 #define API_DASHBOARD_SCAN_COUNT "100"     /* SCAN's COUNT hint */
 /* Share of the time a snapshot after the first may keep a process busy:
@@ -69,8 +69,21 @@ extern const size_t api_dashboard_assets_len;
  * one the dashboard serves. Pure. */
 const char *api_dashboard_content_type(const char *name);
 
+/* Sees every profile of every snapshot (model.h collects its sample this
+ * way, so that profiles are read once): begin with the snapshot's now, each
+ * decoded profile that is not erased, then end (complete false when the
+ * snapshot failed and will be retried from the start). */
+struct api_dashboard_observer {
+    void (*begin)(void *ud, int64_t as_of_ms);
+    void (*profile)(void *ud, const struct patron_profile *p);
+    void (*end)(void *ud, bool complete);
+    void *ud;
+};
+
 struct api_dashboard_options {
     uv_loop_t *loop;
+    int refresh_ms; /* between two snapshots: PATRON_DASHBOARD_REFRESH_MS */
+    const struct api_dashboard_observer *observer; /* NULL: none */
     struct patron_kv *redis;
     const struct patron_clock *clock; /* the api's: the snapshot's now */
     const struct patron_profile_config *profile;

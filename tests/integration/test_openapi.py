@@ -434,7 +434,8 @@ def main():
             fh.write(CAMPAIGNS)
         st.start_service("patron-ingest")
         trigger = st.start_service("patron-trigger", PATRON_CAMPAIGNS=campaigns)
-        api = st.start_service("patron-api", PATRON_API_TOKEN=TOKEN)
+        # snapshots (and the models' fits) every second, so that the clusters exist
+        api = st.start_service("patron-api", PATRON_API_TOKEN=TOKEN, PATRON_DASHBOARD_REFRESH_MS="1000")
         port = api.http_port
         produce_events(brokers, pb, cpb)
 
@@ -447,8 +448,10 @@ def main():
                 if s == 200 else 0
             converted = sum(r["conversions"] + r["control"]["conversions"] for r in stats["campaigns"]) \
                 if s == 200 else 0
+            s5, model = json_of(port, "/v1/model")
             return decided >= 8 and converted >= 1 and s2 == 200 and rec["items"] and s3 == 200 \
-                and s4 == 200 and prof2["cart"]
+                and s4 == 200 and prof2["cart"] and s5 == 200 and model["clusters"] \
+                and model["clusters"]["customers"] == model["snapshot"]["customers"]
         wait_for("events applied, campaigns decided and converted", settled, timeout=90, interval=0.5)
 
         calls = []
@@ -476,6 +479,8 @@ def main():
         call("GET", "/v1/dashboard/customers", want=200)
         call("GET", "/v1/dashboard/recommended?limit=5", want=200)
         call("GET", "/v1/dashboard/recommended", want=200)
+        call("GET", "/v1/segments/clusters", want=200)
+        call("GET", "/v1/model", want=200)
         call("GET", "/", want=200)
         call("GET", "/dashboard/app.js", want=200)
         call("GET", "/dashboard/style.css", want=200)
@@ -505,6 +510,8 @@ def main():
         call("POST", "/v1/dashboard/customers", want=405)
         call("GET", "/v1/dashboard/recommended?limit=0", want=400)
         call("DELETE", "/v1/dashboard/recommended", want=405)
+        call("POST", "/v1/segments/clusters", want=405)
+        call("PUT", "/v1/model", want=405)
         call("GET", "/dashboard/missing.js", want=404)
         call("POST", "/", want=405)
         call("GET", "/v1/no/such/route", want=404, schema=doc["components"]["schemas"]["Error"])

@@ -66,6 +66,11 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("tier_gold_cents", p->tier_gold_cents);
     I("tier_platinum_cents", p->tier_platinum_cents);
     I("points_per_review", p->points_per_review);
+    I("churn_horizon_days", p->churn_horizon_days);
+    I("clusters_k", c->clusters_k);
+    I("dashboard_refresh_ms", c->dashboard_refresh_ms);
+    I("has_clv_override", c->has_clv_override);
+    I("clv_override.n_bands", c->clv_override.n_bands);
 #undef S
 #undef I
 #undef L4
@@ -125,6 +130,10 @@ static const struct env_case CASES[] = {
     OK("tier_gold_cents", "100000", NULL),
     OK("tier_platinum_cents", "500000", NULL),
     OK("points_per_review", "10", NULL),
+    OK("churn_horizon_days", "90", NULL),
+    OK("clusters_k", "0", NULL),
+    OK("dashboard_refresh_ms", "30000", NULL),
+    OK("has_clv_override", "0", NULL),
 
     /* overrides */
     OK("kafka_brokers", "k1:9092,k2:9092", "PATRON_KAFKA_BROKERS=k1:9092,k2:9092"),
@@ -176,6 +185,11 @@ static const struct env_case CASES[] = {
     OK("tier_gold_cents", "1", "PATRON_TIER_CENTS=1,2"),
     OK("tier_platinum_cents", "2", "PATRON_TIER_CENTS=1,2"),
     OK("points_per_review", "0", "PATRON_POINTS_PER_REVIEW=0"),
+    OK("churn_horizon_days", "92", "PATRON_CHURN_HORIZON_DAYS=92"),
+    OK("clusters_k", "4", "PATRON_CLUSTERS_K=4"),
+    OK("dashboard_refresh_ms", "1000", "PATRON_DASHBOARD_REFRESH_MS=1000"),
+    OK("has_clv_override", "1", "PATRON_CLV_MODEL=0.6,40,0.05,1.6,2,3.5,40000"),
+    OK("clv_override.n_bands", "2", "PATRON_CLV_MODEL=0.6,40,0.05,1.6,2,3.5,40000;20000:1,50,1,9"),
     /* empty counts as unset */
     OK("kafka_brokers", "127.0.0.1:9092", "PATRON_KAFKA_BROKERS="),
     OK("api_token", "(null)", "PATRON_API_TOKEN="),
@@ -248,6 +262,13 @@ static const struct env_case CASES[] = {
     BAD("PATRON_TIER_CENTS", "PATRON_TIER_CENTS=x,y"),
     BAD("PATRON_POINTS_PER_REVIEW", "PATRON_POINTS_PER_REVIEW=-1"),
     BAD("PATRON_POINTS_PER_REVIEW", "PATRON_POINTS_PER_REVIEW=ten"),
+    BAD("PATRON_CHURN_HORIZON_DAYS", "PATRON_CHURN_HORIZON_DAYS=0"),
+    BAD("PATRON_CHURN_HORIZON_DAYS", "PATRON_CHURN_HORIZON_DAYS=3651"),
+    BAD("PATRON_CLUSTERS_K", "PATRON_CLUSTERS_K=1"),
+    BAD("PATRON_CLUSTERS_K", "PATRON_CLUSTERS_K=17"),
+    BAD("PATRON_DASHBOARD_REFRESH_MS", "PATRON_DASHBOARD_REFRESH_MS=999"),
+    BAD("PATRON_CLV_MODEL", "PATRON_CLV_MODEL=1,2,3"),
+    BAD("PATRON_CLV_MODEL", "PATRON_CLV_MODEL=1,2,3,4,5,6,-7"),
     BAD("PATRON_RDKAFKA_", "PATRON_RDKAFKA_=x"),
     BAD("PATRON_RDKAFKA_SSL-CA", "PATRON_RDKAFKA_SSL-CA=x"),
     BAD("PATRON_RDKAFKA__X", "PATRON_RDKAFKA__X=x"),

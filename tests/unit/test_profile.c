@@ -66,7 +66,7 @@ Test(profile, config_defaults_follow_design)
     cr_expect_eq(c.weight_view, 1.0);
     cr_expect_eq(c.weight_cart_add, 2.0);
     cr_expect_eq(c.weight_purchase, 3.0);
-    cr_expect_eq(c.churn_default_rhythm_days, 90);
+    cr_expect_eq(c.churn_horizon_days, 90);
 }
 
 Test(profile, init_is_empty_and_cuts_long_ids)

@@ -42,7 +42,11 @@ Test(profile_json, has_exactly_the_contract_fields)
         "rfm",
         "segment",
         "churn_risk",
+        "churn_horizon_days",
+        "p_alive",
         "predicted_value_12m_cents",
+        "expected_orders_12m",
+        "cluster",
         "top_categories",
         "recent_items",
         "cart",
@@ -71,6 +75,8 @@ Test(profile_json, has_exactly_the_contract_fields)
     cr_expect(json_is_null(json_object_get(j, "country")));
     cr_expect_str_eq(json_string_value(json_object_get(j, "tier")), "silver");
     cr_expect_eq(json_real_value(json_object_get(j, "churn_risk")), 1.0);
+    cr_expect(json_is_null(json_object_get(j, "p_alive")), "never purchased");
+    cr_expect(json_is_null(json_object_get(j, "cluster")));
     cr_expect_eq(json_array_size(json_object_get(j, "cart")), 0);
     json_t *consent = json_object_get(j, "consent");
     cr_expect(json_is_false(json_object_get(consent, "sms")));
@@ -109,7 +115,10 @@ Test(profile_json, values_of_a_real_customer)
     cr_expect_eq(json_integer_value(json_object_get(rfm, "m")), 5);
     cr_expect_str_eq(json_string_value(json_object_get(j, "segment")), "new");
     double churn = json_real_value(json_object_get(j, "churn_risk"));
-    cr_expect(churn > 0.0 && churn < 0.01, "%f", churn); /* 12 of 90 days */
+    /* the default model (CDNOW's): one order 12 days ago, P(none in 90 days) =
+     * ((30.898 + 12) / (30.898 + 12 + 90))^0.243 */
+    cr_expect(fabs(churn - pow(42.898 / 132.898, 0.243)) < 1e-4, "%f", churn);
+    cr_expect_eq(json_integer_value(json_object_get(j, "churn_horizon_days")), 90);
     cr_expect_gt(json_integer_value(json_object_get(j, "predicted_value_12m_cents")), 0);
 
     json_t *top = json_object_get(j, "top_categories");

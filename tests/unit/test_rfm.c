@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "patron/clv.h"
 #include "patron/profile.h"
 #include "patron/rfm.h"
 #include "../support/leak_check.h"
@@ -249,99 +250,12 @@ Test(rfm, parse_rejects_anything_else)
     cr_expect_eq(patron_tier_parse(NULL, &t), PATRON_EINVAL);
 }
 
-/* Churn: x = days since last purchase / rhythm, risk = 1 - exp(-(x/2)^2). */
-Test(rfm, churn_risk_table)
-{
-    static const struct {
-        int64_t orders;
-        int64_t span_days;  /* last - first purchase */
-        int64_t since_days; /* now - last purchase */
-        double risk;
-    } rows[] = {
-        {1, 0, 0, 0.0},      {1, 0, 90, 0.2212}, /* default rhythm 90 days, x = 1 */
-        {1, 0, 180, 0.6321},                     /* x = 2 */
-        {1, 0, 270, 0.8946},                     /* x = 3 */
-        {3, 60, 30, 0.2212},                     /* own rhythm 30 days */
-        {3, 60, 60, 0.6321}, {5, 0, 1, 0.2212},  /* all on one day: rhythm floored at 1 day */
-        {5, 0, 10, 1.0},                         /* 1 - exp(-25) rounds to 1 */
-        {2, 365, 0, 0.0},    {2, 365, -30, 0.0}, /* a clock before the purchase: no risk */
-    };
-    struct patron_profile_config c = defcfg();
-    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++) {
-        int64_t last = NOW - rows[i].since_days * DAY;
-        struct patron_profile p = with_purchase(last, rows[i].orders, 1000);
-        p.first_purchase_ms = last - rows[i].span_days * DAY;
-        double risk = patron_churn_risk(&p, NOW, &c);
-        cr_expect(fabs(risk - rows[i].risk) < 1e-4, "row %zu: %f", i, risk);
-        cr_expect(risk >= 0.0 && risk <= 1.0, "row %zu", i);
-    }
-}
-
-Test(rfm, churn_without_purchase_is_1_and_default_rhythm_is_configurable)
-{
-    struct patron_profile_config c = defcfg();
-    struct patron_profile p;
-    patron_profile_init(&p, "c");
-    cr_expect_eq(patron_churn_risk(&p, NOW, &c), 1.0);
-    p = with_purchase(NOW - 10 * DAY, 1, 100);
-    c.churn_default_rhythm_days = 10;
-    cr_expect(fabs(patron_churn_risk(&p, NOW, &c) - 0.2212) < 1e-4);
-    c.churn_default_rhythm_days = 0; /* floored at one day */
-    cr_expect(fabs(patron_churn_risk(&p, NOW, &c) - 1.0) < 1e-4);
-    /* Extreme times stay in range. */
-    cr_expect_eq(patron_churn_risk(&p, INT64_MAX, &c), 1.0);
-    cr_expect_eq(patron_churn_risk(&p, INT64_MIN, &c), 0.0);
-}
-
-Test(rfm, predicted_value_table)
-{
-    static const struct {
-        int64_t net_spend;
-        int64_t tenure_days; /* now - first purchase */
-        int64_t since_days;  /* now - last purchase */
-        int64_t orders;
-        int64_t expect;
-    } rows[] = {
-        /* 365 days of tenure, just bought, 2 orders: (1 - 0) * spend. */
-        {100000, 365, 0, 2, 100000},
-        /* Tenure floored at 30 days: 3000 / 30 * 365. */
-        {3000, 1, 0, 1, 36500},
-        {3000, 30, 0, 1, 36500},
-        {3000, 60, 0, 2, 18250},
-        /* Negative or zero spend: nothing. */
-        {-5000, 100, 0, 2, 0},
-        {0, 100, 0, 2, 0},
-        /* 1 order, 90 days since (x = 1 at the default rhythm):
-         * (1 - 0.2212) * 10000 / 90 * 365 = 31584. */
-        {10000, 90, 90, 1, 31584},
-    };
-    struct patron_profile_config c = defcfg();
-    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++) {
-        struct patron_profile p =
-            with_purchase(NOW - rows[i].since_days * DAY, rows[i].orders, rows[i].net_spend);
-        p.first_purchase_ms = NOW - rows[i].tenure_days * DAY;
-        int64_t v = patron_predicted_value_12m_cents(&p, NOW, &c);
-        cr_expect(llabs(v - rows[i].expect) <= 1, "row %zu: %lld", i, (long long)v);
-    }
-}
-
-Test(rfm, predicted_value_edges)
-{
-    struct patron_profile_config c = defcfg();
-    struct patron_profile p;
-    patron_profile_init(&p, "c");
-    cr_expect_eq(patron_predicted_value_12m_cents(&p, NOW, &c), 0, "never purchased");
-    p = with_purchase(NOW, 2, INT64_MAX);
-    cr_expect_eq(patron_predicted_value_12m_cents(&p, NOW, &c), INT64_MAX, "saturates");
-    p = with_purchase(NOW, 2, 1000);
-    cr_expect_geq(patron_predicted_value_12m_cents(&p, INT64_MIN, &c), 0);
-    cr_expect_eq(patron_predicted_value_12m_cents(&p, INT64_MAX, &c), 0);
-}
-
 /* A profile with extreme values anywhere gives defined answers. */
 Test(rfm, extreme_profiles_are_total)
 {
     struct patron_profile_config c = defcfg();
+    struct patron_clv_model clv;
+    patron_clv_model_default(&clv);
     static const int64_t v[] = {INT64_MIN, -1, 0, 1, INT64_MAX};
     for (size_t a = 0; a < PATRON_ARRAY_LEN(v); a++) {
         for (size_t b = 0; b < PATRON_ARRAY_LEN(v); b++) {
@@ -356,9 +270,12 @@ Test(rfm, extreme_profiles_are_total)
                 struct patron_rfm rfm = patron_rfm_score(&p, v[n], &c);
                 cr_expect(rfm.r >= 1 && rfm.r <= 5);
                 cr_expect(rfm.recency_days >= -1);
-                double risk = patron_churn_risk(&p, v[n], &c);
-                cr_expect(risk >= 0.0 && risk <= 1.0);
-                cr_expect_geq(patron_predicted_value_12m_cents(&p, v[n], &c), 0);
+                struct patron_clv_view view;
+                patron_clv_view_of(&p, v[n], &clv, c.churn_horizon_days, &view);
+                cr_expect(view.churn_risk >= 0.0 && view.churn_risk <= 1.0);
+                cr_expect(!view.purchased || (view.p_alive >= 0.0 && view.p_alive <= 1.0));
+                cr_expect(isfinite(view.expected_orders_12m) && view.expected_orders_12m >= 0);
+                cr_expect_geq(view.predicted_value_12m_cents, 0);
                 (void)patron_tier_of(&p, &c);
             }
         }

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "patron/log.h"
+#include "patron/model_codec.h"
 #include "patron/num.h"
 
 extern char **environ;
@@ -58,6 +59,8 @@ static int parse_rfm_down(struct patron_config *cfg, const struct var *v, const 
                           char *why, size_t whylen);
 static int parse_tiers(struct patron_config *cfg, const struct var *v, const char *value, char *why,
                        size_t whylen);
+static int parse_clv_model(struct patron_config *cfg, const struct var *v, const char *value,
+                           char *why, size_t whylen);
 
 #define FIELD(f) offsetof(struct patron_config, f)
 
@@ -103,6 +106,13 @@ static const struct var VARS[] = {
     /* How long a view or cart change is remembered against resends: 1 min .. 30 days */
     {"PATRON_DEDUPE_WINDOW_MS", NULL, parse_int64, FIELD(profile.dedupe_window_ms), 60000,
      INT64_C(2592000000), false},
+    /* churn_risk's horizon: 1 day .. 10 years */
+    {"PATRON_CHURN_HORIZON_DAYS", NULL, parse_int64, FIELD(profile.churn_horizon_days), 1, 3650,
+     false},
+    {"PATRON_CLV_MODEL", NULL, parse_clv_model, 0, 0, 0, false},
+    {"PATRON_CLUSTERS_K", NULL, parse_int, FIELD(clusters_k), 2, 16, false},
+    {"PATRON_DASHBOARD_REFRESH_MS", "30000", parse_int, FIELD(dashboard_refresh_ms), 1000, 3600000,
+     false},
 };
 
 #define VAR_REDIS_URL (&VARS[0])
@@ -163,6 +173,16 @@ static int parse_int(struct patron_config *cfg, const struct var *v, const char 
         return PATRON_EINVAL;
     }
     *(int *)((char *)cfg + v->offset) = (int)n;
+    return 0;
+}
+
+static int parse_clv_model(struct patron_config *cfg, const struct var *v, const char *value,
+                           char *why, size_t whylen)
+{
+    (void)v;
+    if (patron_clv_model_parse(value, &cfg->clv_override, why, whylen) != 0)
+        return PATRON_EINVAL;
+    cfg->has_clv_override = true;
     return 0;
 }
 

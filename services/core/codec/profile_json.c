@@ -46,6 +46,36 @@ static json_t *rounded(double x)
 json_t *patron_profile_to_json(const struct patron_profile *p, int64_t now_ms,
                                const struct patron_profile_config *cfg)
 {
+    return patron_profile_to_json_models(p, now_ms, cfg, NULL);
+}
+
+static json_t *cluster_of(const struct patron_profile *p, int64_t now_ms,
+                          const struct patron_clusters *clusters)
+{
+    struct patron_cluster_features f;
+    if (!clusters || !patron_cluster_features_of(p, now_ms, &f))
+        return json_null();
+    int id = patron_cluster_of(&f, clusters);
+    if (id < 0)
+        return json_null();
+    json_t *c = must(json_object());
+    set(c, "id", json_integer(id));
+    set(c, "label", json_string(clusters->c[id].label));
+    return c;
+}
+
+json_t *patron_profile_to_json_models(const struct patron_profile *p, int64_t now_ms,
+                                      const struct patron_profile_config *cfg,
+                                      const struct patron_profile_models *models)
+{
+    struct patron_clv_model defaults;
+    const struct patron_clv_model *clv = models ? models->clv : NULL;
+    if (!clv) {
+        patron_clv_model_default(&defaults);
+        clv = &defaults;
+    }
+    struct patron_clv_view view;
+    patron_clv_view_of(p, now_ms, clv, cfg->churn_horizon_days, &view);
     json_t *o = must(json_object());
     struct patron_rfm rfm = patron_rfm_score(p, now_ms, cfg);
     bool purchased = p->last_purchase_ms > 0;
@@ -66,9 +96,12 @@ json_t *patron_profile_to_json(const struct patron_profile *p, int64_t now_ms,
     set(r, "m", json_integer(rfm.m));
     set(o, "rfm", r);
     set(o, "segment", json_string(patron_segment_name(patron_segment_of(&rfm, p->orders))));
-    set(o, "churn_risk", rounded(patron_churn_risk(p, now_ms, cfg)));
-    set(o, "predicted_value_12m_cents",
-        json_integer(patron_predicted_value_12m_cents(p, now_ms, cfg)));
+    set(o, "churn_risk", rounded(view.churn_risk));
+    set(o, "churn_horizon_days", json_integer(cfg->churn_horizon_days));
+    set(o, "p_alive", view.purchased ? rounded(view.p_alive) : json_null());
+    set(o, "predicted_value_12m_cents", json_integer(view.predicted_value_12m_cents));
+    set(o, "expected_orders_12m", rounded(view.expected_orders_12m));
+    set(o, "cluster", cluster_of(p, now_ms, models ? models->clusters : NULL));
 
     struct patron_category_rank top[PATRON_PROFILE_CATEGORIES_MAX];
     size_t n_top = patron_profile_top_categories(p, now_ms, cfg, top, PATRON_ARRAY_LEN(top));

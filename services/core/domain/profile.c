@@ -22,7 +22,7 @@ void patron_profile_config_default(struct patron_profile_config *cfg)
         .weight_view = 1.0,
         .weight_cart_add = 2.0,
         .weight_purchase = 3.0,
-        .churn_default_rhythm_days = 90,
+        .churn_horizon_days = 90,
         .dedupe_window_ms = DAY_MS,
     };
 }

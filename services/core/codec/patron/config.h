@@ -13,6 +13,7 @@
 #define PATRON_CONFIG_H
 
 #include "patron/clock.h"
+#include "patron/clv.h"
 #include "patron/common.h"
 #include "patron/profile.h"
 
@@ -66,11 +67,17 @@ struct patron_config {
     int reco_cache_items;     /* items the recommendation cache holds, 1024..16777216 */
     int reco_list_max_age_ms; /* how old a cached neighbour list may be, 100..3600000 */
     int shutdown_timeout_ms;  /* drain time on SIGTERM, 0..3600000 */
+    int dashboard_refresh_ms; /* between two customer snapshots (and model fits), 1000..3600000 */
+    int clusters_k;           /* PATRON_CLUSTERS_K: 0 = chosen by silhouette in 3..8, else 2..16 */
+    /* PATRON_CLV_MODEL: fixed churn and value parameters, no fit. */
+    bool has_clv_override;
+    struct patron_clv_model clv_override;
 
     /* patron_profile_config_default, then PATRON_RFM_RECENCY_DAYS,
      * PATRON_RFM_FREQUENCY, PATRON_RFM_MONETARY_CENTS (4 values each, from the
      * best score down, strictly monotonic), PATRON_TIER_CENTS (gold,platinum,
-     * increasing), PATRON_POINTS_PER_REVIEW. */
+     * increasing), PATRON_POINTS_PER_REVIEW, PATRON_DEDUPE_WINDOW_MS,
+     * PATRON_CHURN_HORIZON_DAYS. */
     struct patron_profile_config profile;
 
     /* PATRON_* variables that no one reads: likely typos, worth a warning. */

@@ -18,6 +18,10 @@
  *   {items}:cat         hash: item -> category
  *   {items}:oos         set: items out of stock
  *   {clock}             hash: partition -> "event_ms:idle" (the event clock)
+ *   {model}:clv         string: the churn and value model, JSON (model_codec.h)
+ *   {model}:clusters    string: the K-Means clusters, JSON (model_codec.h)
+ *   {model}:lease       string: the patron-api process fitting the models now,
+ *                       with an expiry (so that one process fits, not all)
  *
  * patron-trigger's state is per partition p of patron.profile-updates, like a
  * Kafka Streams state store, so that one atomic script commits a whole batch
@@ -59,6 +63,9 @@ extern const char *const PATRON_CUSTOMER_KEY_SUFFIXES[];
 #define PATRON_KEY_ITEMS_TREND "{items}:trend"
 #define PATRON_KEY_ITEMS_CAT "{items}:cat"
 #define PATRON_KEY_ITEMS_OOS "{items}:oos"
+#define PATRON_KEY_MODEL_CLV "{model}:clv"
+#define PATRON_KEY_MODEL_CLUSTERS "{model}:clusters"
+#define PATRON_KEY_MODEL_LEASE "{model}:lease"
 
 /* Each returns the key length, or PATRON_ETOOBIG if it would not fit. */
 int patron_key_customer(char *dst, size_t cap, const char *customer_id,

@@ -64,18 +64,18 @@
  * defaults and the configuration loader overrides them from the environment.
  * Threshold lists go from the best score down. */
 struct patron_profile_config {
-    int64_t rfm_recency_days[4];       /* days since last purchase <= [0] -> R 5, <= [1] -> 4 ... */
-    int64_t rfm_frequency[4];          /* orders >= [0] -> F 5, >= [1] -> 4 ... */
-    int64_t rfm_monetary_cents[4];     /* net spend >= [0] -> M 5, >= [1] -> 4 ... */
-    int64_t tier_gold_cents;           /* 12-month net spend from which the tier is gold */
-    int64_t tier_platinum_cents;       /* ... and platinum */
-    int64_t points_per_review;         /* loyalty points a review earns */
-    int64_t category_half_life_ms;     /* affinity halves in this time; <= 0: no decay */
-    double weight_view;                /* affinity a product view adds to its category */
-    double weight_cart_add;            /* ... a cart add */
-    double weight_purchase;            /* ... each line of a purchase */
-    int64_t churn_default_rhythm_days; /* purchase rhythm assumed below 2 orders */
-    int64_t dedupe_window_ms;          /* events that count nothing: remembered this long */
+    int64_t rfm_recency_days[4];   /* days since last purchase <= [0] -> R 5, <= [1] -> 4 ... */
+    int64_t rfm_frequency[4];      /* orders >= [0] -> F 5, >= [1] -> 4 ... */
+    int64_t rfm_monetary_cents[4]; /* net spend >= [0] -> M 5, >= [1] -> 4 ... */
+    int64_t tier_gold_cents;       /* 12-month net spend from which the tier is gold */
+    int64_t tier_platinum_cents;   /* ... and platinum */
+    int64_t points_per_review;     /* loyalty points a review earns */
+    int64_t category_half_life_ms; /* affinity halves in this time; <= 0: no decay */
+    double weight_view;            /* affinity a product view adds to its category */
+    double weight_cart_add;        /* ... a cart add */
+    double weight_purchase;        /* ... each line of a purchase */
+    int64_t churn_horizon_days;    /* churn_risk: P(no purchase within this many days) */
+    int64_t dedupe_window_ms;      /* events that count nothing: remembered this long */
 };
 
 void patron_profile_config_default(struct patron_profile_config *cfg);

@@ -1,6 +1,6 @@
 /*
- * Loyalty tier, RFM scores, segment, churn risk and predicted value of a
- * customer profile (docs/contracts/profile.md).
+ * Loyalty tier, RFM scores and segment of a customer profile
+ * (docs/contracts/profile.md); churn risk and predicted value are clv.h's.
  *
  * Pure functions of a profile, a configuration and a `now` passed in as Unix
  * epoch milliseconds (the caller reads its clock); no I/O, no allocation.
@@ -56,20 +56,5 @@ const char *patron_tier_name(enum patron_tier tier);
 const char *patron_segment_name(enum patron_segment segment);
 int patron_tier_parse(const char *s, enum patron_tier *out) PATRON_MUST_USE;
 int patron_segment_parse(const char *s, enum patron_segment *out) PATRON_MUST_USE;
-
-/* Churn risk in [0, 1]. x = days since the last purchase / the customer's own
- * rhythm (mean days between purchases, (last - first) / (orders - 1) when
- * orders >= 2, else cfg->churn_default_rhythm_days; never below 1 day), and
- * risk = 1 - exp(-(x / 2)^2): 0.22 at one rhythm, 0.63 at two, 0.89 at three.
- * A customer who never purchased has nothing to lose: risk 1.0. */
-double patron_churn_risk(const struct patron_profile *p, int64_t now_ms,
-                         const struct patron_profile_config *cfg);
-
-/* (1 - churn risk) * net spend per day of tenure * 365, rounded to cents.
- * Tenure runs from the first purchase to now and is at least 30 days, so that
- * a first-week customer is not extrapolated from a single day. Never
- * negative; 0 for a customer who never purchased. */
-int64_t patron_predicted_value_12m_cents(const struct patron_profile *p, int64_t now_ms,
-                                         const struct patron_profile_config *cfg);
 
 #endif
