@@ -25,9 +25,7 @@ import os
 import subprocess
 import sys
 
-# the harness lives in tests/integration on this branch and in tests/support on main
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, "..", "support"), HERE]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import BIN, SRC, SUBSET, Stack, expected_profiles, http, metric, run_tool, wait_for  # noqa: E402
 
 from confluent_kafka import Producer  # noqa: E402
