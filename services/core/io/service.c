@@ -134,6 +134,7 @@ int patron_service_listen(struct patron_service *s, const struct patron_service_
                    s->cfg.http_addr);
         return rc;
     }
+    patron_http_server_set_metrics(s->http, s->metrics);
     patron_log(&s->log, PATRON_LOG_INFO, "listening", "\"port\":%d",
                patron_http_server_port(s->http));
     return 0;
