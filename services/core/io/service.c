@@ -57,6 +57,7 @@ void patron_service_kv_options(const struct patron_config *cfg, const struct pat
         .db = cfg->redis_db,
         .connect_timeout_ms = 2000,
         .max_backoff_ms = 2000,
+        .command_timeout_ms = cfg->redis_timeout_ms,
         .on_state = on_state,
         .ud = ud,
         .log = log,
