@@ -9,7 +9,9 @@
    a long script): a recommendation and a profile request are answered 503
    within 1.5 s, /readyz says 503 within a few seconds, with traffic and
    without; after SIGCONT everything recovers. patron-ingest and
-   patron-trigger, idle on the same Redis, turn not ready and back too.
+   patron-trigger, idle on the same Redis, turn not ready and back too. On a
+   Redis Cluster, a stopped master fails the requests for its slots the same
+   way.
 3. PATRON_API_TOKEN set but empty or short stops the API with exit 2 naming
    the variable (and not echoing the value); unset runs it open with a
    warning.
@@ -31,8 +33,8 @@ import time
 import urllib.parse
 from http.client import HTTPConnection
 
-sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, SRC, Stack, consume_all, free_port, http, metric, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import BIN, Stack, consume_all, free_port, http, metric, slot_of, wait_for  # noqa: E402
 
 TOPICS = {"patron.events": 2, "patron.catalog": 1, "patron.profile-updates": 2, "patron.dlq": 1,
           "patron.campaign.sms": 1, "patron.campaign.push": 1, "patron.campaign.email": 1}
@@ -182,6 +184,33 @@ def part_stalled_redis():
                 f"(idle: {idle_after:.1f} s), recovered after SIGCONT")
 
 
+def part_stalled_cluster_master():
+    with Stack("hostile-cluster") as st:
+        cl = st.start_redis_cluster(masters=3, replicas=0)
+        st.start_kafka(TOPICS)
+        api = st.start_service("patron-api", PATRON_API_TOKEN=TOKEN)
+        port = api.http_port
+        wait_for("api ready on the cluster", lambda: http(port, "GET", "/readyz")[0] == 200, timeout=30)
+        # two customers whose profiles live on different masters
+        stopped = cl.master_of("{c:c1}")
+        other = next(c for c in (f"c{i}" for i in range(2, 100)) if cl.master_of("{c:%s}" % c) != stopped)
+        assert slot_of("{c:c1}") != slot_of("{c:%s}" % other)
+        assert raw(port, "GET", "/v1/customers/c1/profile", AUTH)[0] == 404
+        cl.procs[stopped].send_signal(signal.SIGSTOP)
+        try:
+            status, took = timed(port, "GET", "/v1/customers/c1/profile", AUTH)
+            assert status == 503 and took < 1.5, f"profile on the stopped master: {status} after {took:.2f} s"
+            status, took = timed(port, "GET", f"/v1/customers/{other}/profile", AUTH)
+            assert status == 404 and took < 1.5, f"profile on a live master: {status} after {took:.2f} s"
+            wait_for("/readyz 503 with a master stopped", lambda: http(port, "GET", "/readyz")[0] == 503,
+                     timeout=5, interval=0.1)
+        finally:
+            cl.procs[stopped].send_signal(signal.SIGCONT)
+        wait_for("ready again after SIGCONT", lambda: http(port, "GET", "/readyz")[0] == 200, timeout=20)
+        assert raw(port, "GET", "/v1/customers/c1/profile", AUTH)[0] == 404
+        return "a stopped master's slots answer 503 within 1.5 s, the others go on; recovered after SIGCONT"
+
+
 # ---- 3. the token's rules -----------------------------------------------------------------
 
 def run_api(st, timeout=10, **env):
@@ -191,7 +220,7 @@ def run_api(st, timeout=10, **env):
     full.update(st.service_env(free_port(), **env))
     if env.get("PATRON_API_TOKEN") is None:
         full.pop("PATRON_API_TOKEN", None)
-    p = subprocess.Popen([os.path.join(BIN, "patron-api")], env=full, stdout=subprocess.DEVNULL,
+    p = subprocess.Popen([os.path.join(st.bin, "patron-api")], env=full, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, cwd=st.dir)
     try:
         _, err = p.communicate(timeout=timeout)
@@ -228,6 +257,8 @@ NEEDS_TOKEN = [
     ("GET", "/v1/campaigns/stats"),
     ("GET", "/v1/dashboard/customers"),
     ("GET", "/v1/dashboard/recommended"),
+    ("GET", "/v1/segments/clusters"),
+    ("GET", "/v1/model"),
     ("GET", "/v1/no/such/route"),
     ("GET", "/"),
     ("GET", "/dashboard/"),
@@ -292,7 +323,8 @@ def part_every_route():
 def main():
     assert os.access(os.path.join(BIN, "patron-api"), os.X_OK), f"patron-api is not built in {BIN}"
     failed = []
-    for part in (part_slow_clients, part_stalled_redis, part_token_rules, part_every_route):
+    for part in (part_slow_clients, part_stalled_redis, part_stalled_cluster_master, part_token_rules,
+                 part_every_route):
         t0 = time.monotonic()
         try:
             what = part()

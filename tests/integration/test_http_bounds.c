@@ -2,10 +2,13 @@
  * The HTTP server's bounds (http.h, "Bounds") over real sockets: deadlines
  * for a request's head and body, the connection bound and the reserve that
  * keeps the probes answering, output back-pressure and the write deadline,
- * the accept burst. As in test_http.c, the server's loop runs on the test's
- * thread and a client thread does blocking socket I/O, records what it saw
- * and wakes the loop, which closes everything; the loop must end with no
- * handle left, and ASan checks that nothing leaked.
+ * the accept burst. As in tests/support/http_rig.h, the server's loop runs
+ * on the test's thread and a client thread does blocking socket I/O,
+ * records what it saw and wakes the loop, which closes everything; the loop
+ * must end with no handle left, and LeakSanitizer checks that nothing
+ * leaked. The rig is not used: these tests need routes of their own (big
+ * answers, the probes, the live connection count), the server's metrics,
+ * and a client that reads answers larger than the rig's buffer.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -24,13 +27,14 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "patron/http.h"
 #include "patron/log.h"
 #include "patron/metrics.h"
+#include "patron/num.h"
+#include "stack.h"
 
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/lsan_interface.h>
@@ -77,9 +81,7 @@ static void handler(void *ud, const struct patron_http_request *req,
         snprintf(body, sizeof(body), "{\"conns\":%zu}", n);
         patron_http_respond_json(res, 200, body);
     } else if (strcmp(req->path, "/block") == 0) {
-        struct timespec ts = {0, 300 * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-        }
+        stack_sleep_ms(300); /* on the loop's thread: the loop stops */
         patron_http_respond_json(res, 200, "{\"blocked\":true}");
     } else if (strcmp(req->path, "/echo") == 0) {
         char cookie[512], out[600];
@@ -206,20 +208,6 @@ struct response {
     bool conn_close;
 };
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Connects with `rcv_ms` as the receive timeout. */
 static bool client_open_t(struct client *c, int port, int rcv_ms)
 {
@@ -307,7 +295,10 @@ static bool read_response(struct client *c, struct response *r)
     const char *cl = header_value(r, "Content-Length");
     if (!cl)
         return false;
-    size_t body = (size_t)strtoul(cl, NULL, 10);
+    int64_t length;
+    if (patron_parse_i64(cl, strcspn(cl, "\r\n"), 0, INT32_MAX, &length) < 0)
+        return false;
+    size_t body = (size_t)length;
     const char *conn = header_value(r, "Connection");
     r->conn_close = conn && strncasecmp(conn, "close", 5) == 0;
     memmove(c->buf, c->buf + head_len, c->len - head_len);
@@ -375,7 +366,12 @@ static long live_connections(struct harness *h)
         return -1;
     }
     client_close(&c);
-    return strtol(strchr(r.body, ':') + 1, NULL, 10);
+    /* {"conns":N} */
+    const char *n = strchr(r.body, ':');
+    int64_t v;
+    if (!n || patron_parse_i64(n + 1, strcspn(n + 1, "}"), 0, INT32_MAX, &v) < 0)
+        return -1;
+    return (long)v;
 }
 
 /* ---- deadlines ------------------------------------------------------------------ */
@@ -387,9 +383,9 @@ static void c_head_deadline(struct harness *h)
     /* a request line and half a header, then nothing: 408, then closed */
     CHECK(h, client_open(&c, h->port), "connect");
     CHECK(h, send_str(&c, HALF), "send");
-    int64_t t0 = now_ms();
+    int64_t t0 = stack_now_ms();
     CHECK(h, read_response(&c, &r), "an answer");
-    int64_t took = now_ms() - t0;
+    int64_t took = stack_now_ms() - t0;
     CHECK(h, r.status == 408 && r.conn_close, "%d close=%d", r.status, r.conn_close);
     CHECK(h, strstr(r.body, "\"request_timeout\""), "%s", r.body);
     CHECK(h, took >= 250 && took < 2000, "after %lld ms", (long long)took);
@@ -398,9 +394,9 @@ static void c_head_deadline(struct harness *h)
 
     /* a connection that sends nothing: closed without an answer */
     CHECK(h, client_open(&c, h->port), "connect");
-    t0 = now_ms();
+    t0 = stack_now_ms();
     CHECK(h, closed_silently(&c), "closed without a byte");
-    took = now_ms() - t0;
+    took = stack_now_ms() - t0;
     CHECK(h, took >= 250 && took < 2000, "after %lld ms", (long long)took);
     client_close(&c);
 
@@ -408,17 +404,17 @@ static void c_head_deadline(struct harness *h)
      * next request's head deadline runs from its first byte */
     CHECK(h, client_open(&c, h->port), "connect");
     CHECK(h, get(&c, GET("/hello"), &r) && r.status == 200, "first");
-    sleep_ms(700); /* idle, longer than the head deadline */
+    stack_sleep_ms(700); /* idle, longer than the head deadline */
     CHECK(h, get(&c, GET("/hello"), &r) && r.status == 200, "after idling");
     /* a slow client: one byte every 40 ms of a 40-byte request */
     static const char slow[] = "GET /hello HTTP/1.1\r\nHost: slowloris\r\n\r\n";
-    t0 = now_ms();
+    t0 = stack_now_ms();
     bool answered = false;
     for (size_t i = 0; i < sizeof(slow) - 1; i++) {
         char one[2] = {slow[i], 0};
         if (!send_str(&c, one))
             break; /* closed under us: the 408 came */
-        sleep_ms(40);
+        stack_sleep_ms(40);
         struct timeval tv = {0, 0};
         fd_set fds;
         FD_ZERO(&fds);
@@ -430,7 +426,7 @@ static void c_head_deadline(struct harness *h)
     }
     CHECK(h, answered, "the slow request got no answer while it dribbled");
     CHECK(h, read_response(&c, &r) && r.status == 408, "408 for the slow head, got %d", r.status);
-    took = now_ms() - t0;
+    took = stack_now_ms() - t0;
     CHECK(h, took >= 250 && took < 1500, "after %lld ms", (long long)took);
     client_close(&c);
 }
@@ -453,9 +449,9 @@ static void c_body_deadline(struct harness *h)
     CHECK(h, client_open(&c, h->port), "connect");
     CHECK(h, send_str(&c, "POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"),
           "send");
-    int64_t t0 = now_ms();
+    int64_t t0 = stack_now_ms();
     CHECK(h, read_response(&c, &r), "an answer");
-    int64_t took = now_ms() - t0;
+    int64_t took = stack_now_ms() - t0;
     CHECK(h, r.status == 408 && r.conn_close, "%d", r.status);
     CHECK(h, took >= 250 && took < 2000, "after %lld ms", (long long)took);
     CHECK(h, closed_by_server(&c), "closed");
@@ -492,7 +488,7 @@ static void c_reserve(struct harness *h)
         CHECK(h, client_open(&slow[i], h->port), "connect %d", i);
         CHECK(h, send_str(&slow[i], HALF), "half a request");
     }
-    sleep_ms(100); /* every ordinary connection is taken */
+    stack_sleep_ms(100); /* every ordinary connection is taken */
     /* a probe on a new connection: served, then closed */
     static const char *const probes[] = {GET("/healthz"), GET("/readyz"), GET("/metrics"),
                                          "HEAD /healthz HTTP/1.1\r\n\r\n"};
@@ -508,8 +504,9 @@ static void c_reserve(struct harness *h)
     CHECK(h, client_open(&c, h->port), "connect");
     CHECK(h, get(&c, GET("/hello"), &r), "an answer");
     CHECK(h, r.status == 503 && r.conn_close, "%d", r.status);
-    CHECK(h,
-          header_value(&r, "Retry-After") && strtol(header_value(&r, "Retry-After"), NULL, 10) >= 1,
+    const char *retry = header_value(&r, "Retry-After");
+    int64_t after = 0;
+    CHECK(h, retry && patron_parse_i64(retry, strcspn(retry, "\r\n"), 1, 3600, &after) == 0,
           "Retry-After: %s", r.headers);
     CHECK(h, strstr(r.body, "\"unavailable\""), "%s", r.body);
     CHECK(h, closed_by_server(&c), "closed after the 503");
@@ -518,19 +515,19 @@ static void c_reserve(struct harness *h)
      * place of the oldest, at once */
     for (int i = 0; i < RESERVE; i++) {
         CHECK(h, client_open(&idle[i], h->port), "connect idle %d", i);
-        sleep_ms(20);
+        stack_sleep_ms(20);
     }
-    sleep_ms(50);
-    int64_t t0 = now_ms();
+    stack_sleep_ms(50);
+    int64_t t0 = stack_now_ms();
     CHECK(h, client_open(&c, h->port), "connect");
     CHECK(h, get(&c, GET("/healthz"), &r) && r.status == 200, "a probe with the reserve full");
-    CHECK(h, now_ms() - t0 < 200, "answered after %lld ms", (long long)(now_ms() - t0));
+    CHECK(h, stack_now_ms() - t0 < 200, "answered after %lld ms", (long long)(stack_now_ms() - t0));
     client_close(&c);
     CHECK(h, closed_silently(&idle[0]), "the oldest made room");
-    CHECK(h, now_ms() - t0 < 200, "evicted after %lld ms", (long long)(now_ms() - t0));
+    CHECK(h, stack_now_ms() - t0 < 200, "evicted after %lld ms", (long long)(stack_now_ms() - t0));
     /* the other one goes at its short deadline */
     CHECK(h, closed_silently(&idle[1]), "the reserve's deadline");
-    CHECK(h, now_ms() - t0 >= 250, "closed after %lld ms", (long long)(now_ms() - t0));
+    CHECK(h, stack_now_ms() - t0 >= 250, "closed after %lld ms", (long long)(stack_now_ms() - t0));
     for (int i = 0; i < RESERVE; i++)
         client_close(&idle[i]);
     /* the ordinary slow ones are still there: the reserve did not touch them */
@@ -539,7 +536,7 @@ static void c_reserve(struct harness *h)
         CHECK(h, read_response(&slow[i], &r) && r.status == 200, "slow %d served: %d", i, r.status);
         client_close(&slow[i]);
     }
-    sleep_ms(50);
+    stack_sleep_ms(50);
     CHECK(h, live_connections(h) == 1, "only the /conns connection is left");
 }
 
@@ -574,17 +571,17 @@ static void c_slow_flood(struct harness *h)
         if (!client_open(&slow[opened], h->port) || !send_str(&slow[opened], HALF))
             break;
     }
-    sleep_ms(300); /* the server has accepted what it will */
+    stack_sleep_ms(300); /* the server has accepted what it will */
     int answered = 0;
     int64_t worst = 0;
     for (int i = 0; i < 5; i++) {
         struct client c;
         struct response r;
-        int64_t t0 = now_ms();
+        int64_t t0 = stack_now_ms();
         if (client_open_t(&c, h->port, 1000) && get(&c, GET("/healthz"), &r) && r.status == 200)
             answered++;
-        if (now_ms() - t0 > worst)
-            worst = now_ms() - t0;
+        if (stack_now_ms() - t0 > worst)
+            worst = stack_now_ms() - t0;
         client_close(&c);
     }
     for (int i = 0; i < opened; i++)
@@ -615,7 +612,7 @@ static void c_accept_burst(struct harness *h)
     struct response r;
     CHECK(h, client_open(&blocker, h->port), "connect");
     CHECK(h, send_str(&blocker, GET("/block")), "block the loop");
-    sleep_ms(50); /* the loop is in the handler now */
+    stack_sleep_ms(50); /* the loop is in the handler now */
     for (int i = 0; i < BURSTY; i++)
         CHECK(h, client_open(&cs[i], h->port), "connect %d", i);
     CHECK(h, read_response(&blocker, &r) && r.status == 200, "the blocker's answer");
@@ -655,7 +652,7 @@ static void c_backpressure(struct harness *h)
         memcpy(batch + (size_t)i * (sizeof(one) - 1), one, sizeof(one));
     CHECK(h, send_str(&c, batch), "send");
     free(batch);
-    sleep_ms(1000);
+    stack_sleep_ms(1000);
     /* the server stopped at its high-water mark: what it answered fits in
      * the high-water mark, the socket buffers and the request in hand */
     int handled = atomic_load(&h->requests);
@@ -686,14 +683,14 @@ static void c_stuck_output(struct harness *h)
     for (int i = 0; i < 40; i++)
         CHECK(h, send_str(&c, GET("/big")), "send");
     /* never read: the output stops moving; the write deadline closes it */
-    sleep_ms(100);
+    stack_sleep_ms(100);
     CHECK(h, live_connections(h) == 2, "the stuck one and /conns's");
-    int64_t t0 = now_ms();
+    int64_t t0 = stack_now_ms();
     long live = -1;
-    while (now_ms() - t0 < 3000 && (live = live_connections(h)) != 1)
-        sleep_ms(50);
+    while (stack_now_ms() - t0 < 3000 && (live = live_connections(h)) != 1)
+        stack_sleep_ms(50);
     CHECK(h, live == 1, "the stuck connection is still open: %ld", live);
-    int64_t took = now_ms() - t0;
+    int64_t took = stack_now_ms() - t0;
     CHECK(h, took >= 300, "closed after %lld ms", (long long)took);
     client_close(&c);
 }

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from harness import (BIN, SUBSET, Stack, assert_profiles_exact, expected_profiles, http, metric,  # noqa: E402
                      run_tool, wait_for)
 

@@ -1,118 +1,17 @@
 /*
  * Command deadlines (redis.h, "Stalls") against a real redis-server that is
  * stopped with SIGSTOP: connected, not answering — a stuck fork or a long
- * script, as a client sees them. Each test starts its own server on a free
- * port and kills it at the end.
+ * script, as a client sees them. Each test starts its own server (stack.h)
+ * and kills it at the end.
  */
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "patron/kv.h"
 #include "patron/metrics.h"
 #include "patron/redis.h"
-
-/* ---- redis-server ---------------------------------------------------------- */
-
-struct server {
-    pid_t pid;
-    int port;
-    char dir[64];
-};
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    socklen_t len = sizeof a;
-    cr_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-static void server_start(struct server *s)
-{
-    snprintf(s->dir, sizeof s->dir, "/tmp/patron-redis-XXXXXX");
-    cr_assert(mkdtemp(s->dir) != NULL);
-    s->port = free_port();
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->port);
-    const char *argv[] = {"redis-server", "--port",     port,           "--bind", "127.0.0.1",
-                          "--save",       "",           "--appendonly", "no",     "--dir",
-                          s->dir,         "--loglevel", "warning",      NULL};
-    s->pid = fork();
-    cr_assert(s->pid >= 0);
-    if (s->pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500 && !port_open(s->port); i++)
-        usleep(10000);
-    cr_assert(port_open(s->port), "redis-server did not start on port %d", s->port);
-}
-
-static void server_cleanup(struct server *s)
-{
-    if (s->pid > 0) {
-        kill(s->pid, SIGCONT);
-        kill(s->pid, SIGKILL);
-        waitpid(s->pid, NULL, 0);
-        s->pid = 0;
-    }
-    if (s->dir[0])
-        rmdir(s->dir);
-}
-
-/* ---- loop helpers ----------------------------------------------------------- */
-
-static void tick_cb(uv_timer_t *t)
-{
-    (void)t;
-}
-
-/* Runs the loop until *flag or timeout; returns *flag. */
-static bool run_until(uv_loop_t *loop, const bool *flag, int timeout_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(loop, &tick);
-    uv_timer_start(&tick, tick_cb, 5, 5);
-    uint64_t end = uv_now(loop) + (uint64_t)timeout_ms;
-    while (!*flag && uv_now(loop) < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
-}
-
-static void run_for(uv_loop_t *loop, int ms)
-{
-    bool never = false;
-    (void)run_until(loop, &never, ms);
-}
+#include "stack.h"
 
 struct state_log {
     int ups, downs;
@@ -173,7 +72,7 @@ static void one_cb(void *ud, redisReply *reply)
     o->type = reply ? reply->type : -1;
 }
 
-static struct server srv;
+static struct stack_redis srv;
 static uv_loop_t loop;
 static struct patron_metrics *metrics;
 
@@ -182,12 +81,14 @@ static void setup(void)
     memset(&srv, 0, sizeof srv);
     cr_assert_eq(uv_loop_init(&loop), 0);
     metrics = patron_metrics_new();
-    server_start(&srv);
+    stack_redis_start(&srv, NULL);
 }
 
 static void teardown(void)
 {
-    server_cleanup(&srv);
+    if (srv.pid > 0)
+        kill(srv.pid, SIGCONT); /* a stopped process takes SIGKILL anyway; tidy */
+    stack_redis_cleanup(&srv);
     patron_metrics_free(metrics);
 }
 
@@ -208,7 +109,7 @@ static struct patron_redis *connect_ok(int timeout_ms, struct state_log *st)
                                      .ud = st};
     struct patron_redis *r;
     cr_assert_eq(patron_redis_open(&r, &loop, &o), 0);
-    cr_assert(run_until(&loop, &st->up, 5000), "not connected");
+    cr_assert(stack_run_until_flag(&loop, &st->up, 5000), "not connected");
     return r;
 }
 
@@ -216,7 +117,7 @@ static void close_and_drain(struct patron_redis *r)
 {
     bool closed = false;
     patron_redis_close(r, on_closed, &closed);
-    cr_assert(run_until(&loop, &closed, 2000));
+    cr_assert(stack_run_until_flag(&loop, &closed, 2000));
     cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
@@ -235,8 +136,8 @@ Test(redis_timeout, stalled_server_fails_every_pending_command_once, .init = set
         slots[i] = (struct slot){&m, i};
         cr_assert_eq(patron_redis_command(r, many_cb, &slots[i], "INCR %s", "k"), 0);
     }
-    cr_assert(run_until(&loop, &m.all_done, 3000), "callbacks still pending: %d of %d ran", m.total,
-              MANY);
+    cr_assert(stack_run_until_flag(&loop, &m.all_done, 3000),
+              "callbacks still pending: %d of %d ran", m.total, MANY);
     uint64_t took = uv_now(&loop) - t0;
     cr_assert(took >= 280 && took < 1500, "failed after %llu ms", (unsigned long long)took);
     for (int i = 0; i < MANY; i++)
@@ -249,15 +150,15 @@ Test(redis_timeout, stalled_server_fails_every_pending_command_once, .init = set
     /* while stopped, new commands are refused at once (not connected) */
     struct one refused = {0};
     cr_assert_eq(patron_redis_command(r, one_cb, &refused, "PING"), PATRON_EIO);
-    run_for(&loop, 500);
+    stack_run_for(&loop, 500);
     cr_assert_not(patron_redis_connected(r), "a stopped server completed a handshake");
     /* it answers again: the client comes back */
     st.up = false;
     cr_assert_eq(kill(srv.pid, SIGCONT), 0);
-    cr_assert(run_until(&loop, &st.up, 5000), "no reconnect after SIGCONT");
+    cr_assert(stack_run_until_flag(&loop, &st.up, 5000), "no reconnect after SIGCONT");
     struct one ok = {0};
     cr_assert_eq(patron_redis_command(r, one_cb, &ok, "PING"), 0);
-    cr_assert(run_until(&loop, &ok.done, 2000));
+    cr_assert(stack_run_until_flag(&loop, &ok.done, 2000));
     cr_assert(!ok.null && ok.type == REDIS_REPLY_STATUS);
     close_and_drain(r);
     cr_assert_eq(refused.calls, 0);
@@ -268,11 +169,11 @@ Test(redis_timeout, idle_stall_is_seen_by_the_heartbeat, .init = setup, .fini = 
 {
     struct state_log st = {0};
     struct patron_redis *r = connect_ok(300, &st);
-    run_for(&loop, 1200); /* a heartbeat or two, answered: nothing happens */
+    stack_run_for(&loop, 1200); /* a heartbeat or two, answered: nothing happens */
     cr_assert_eq(st.downs, 0);
     cr_assert_eq(kill(srv.pid, SIGSTOP), 0);
     uint64_t t0 = uv_now(&loop);
-    cr_assert(run_until(&loop, &st.down, 5000), "an idle client never saw the stall");
+    cr_assert(stack_run_until_flag(&loop, &st.down, 5000), "an idle client never saw the stall");
     uint64_t took = uv_now(&loop) - t0;
     /* within one interval plus the PING's deadline */
     cr_assert(took < PATRON_REDIS_PING_INTERVAL_MS + 300 + 300, "seen after %llu ms",
@@ -280,7 +181,7 @@ Test(redis_timeout, idle_stall_is_seen_by_the_heartbeat, .init = setup, .fini = 
     cr_assert_eq(patron_counter_value(timeouts()), 1);
     st.up = false;
     cr_assert_eq(kill(srv.pid, SIGCONT), 0);
-    cr_assert(run_until(&loop, &st.up, 5000), "no reconnect after SIGCONT");
+    cr_assert(stack_run_until_flag(&loop, &st.up, 5000), "no reconnect after SIGCONT");
     cr_assert_eq(st.ups, 2);
     close_and_drain(r);
 }
@@ -293,10 +194,10 @@ Test(redis_timeout, a_slow_answer_within_the_deadline_is_kept, .init = setup, .f
     /* a blocking pop that gives up after 0.4 s: a slow answer, not a stall */
     struct one slow = {0};
     cr_assert_eq(patron_redis_command(r, one_cb, &slow, "BLPOP %s 0.4", "nothing"), 0);
-    cr_assert(run_until(&loop, &slow.done, 3000));
+    cr_assert(stack_run_until_flag(&loop, &slow.done, 3000));
     cr_assert(!slow.null && slow.type == REDIS_REPLY_NIL, "type %d", slow.type);
     /* idle for longer than the timeout: the heartbeat keeps it up */
-    run_for(&loop, 2500);
+    stack_run_for(&loop, 2500);
     cr_assert_eq(st.downs, 0);
     cr_assert(patron_redis_connected(r));
     cr_assert_eq(patron_counter_value(timeouts()), 0);
@@ -312,18 +213,18 @@ Test(redis_timeout, script_retried_after_noscript_keeps_a_deadline, .init = setu
     cr_assert_eq(patron_redis_script(r, "return 7", &s), 0);
     struct one flush = {0};
     cr_assert_eq(patron_redis_command(r, one_cb, &flush, "SCRIPT FLUSH"), 0);
-    cr_assert(run_until(&loop, &flush.done, 2000));
+    cr_assert(stack_run_until_flag(&loop, &flush.done, 2000));
     /* EVALSHA gets NOSCRIPT, the EVAL retry is answered */
     struct one ran = {0};
     cr_assert_eq(patron_redis_evalsha(r, s, one_cb, &ran, 0, 0, NULL, NULL), 0);
-    cr_assert(run_until(&loop, &ran.done, 2000));
+    cr_assert(stack_run_until_flag(&loop, &ran.done, 2000));
     cr_assert(!ran.null && ran.type == REDIS_REPLY_INTEGER);
     /* the same, with the server stopped before the retry is answered */
     cr_assert_eq(patron_redis_command(r, one_cb, &flush, "SCRIPT FLUSH"), 0);
     struct one lost = {0};
     cr_assert_eq(patron_redis_evalsha(r, s, one_cb, &lost, 0, 0, NULL, NULL), 0);
     cr_assert_eq(kill(srv.pid, SIGSTOP), 0);
-    cr_assert(run_until(&loop, &lost.done, 3000));
+    cr_assert(stack_run_until_flag(&loop, &lost.done, 3000));
     cr_assert(lost.null);
     cr_assert_eq(lost.calls, 1);
     cr_assert_eq(kill(srv.pid, SIGCONT), 0);
@@ -353,12 +254,12 @@ Test(redis_timeout, through_kv, .init = setup, .fini = teardown, .timeout = 30)
                                   .ud = &st};
     struct patron_kv *kv;
     cr_assert_eq(patron_kv_open(&kv, &loop, &o), 0);
-    cr_assert(run_until(&loop, &st.up, 5000));
+    cr_assert(stack_run_until_flag(&loop, &st.up, 5000));
     cr_assert_eq(kill(srv.pid, SIGSTOP), 0);
     struct one got = {0};
     uint64_t t0 = uv_now(&loop);
     cr_assert_eq(patron_kv_command(kv, one_cb, &got, "GET %s", "k"), 0);
-    cr_assert(run_until(&loop, &got.done, 3000));
+    cr_assert(stack_run_until_flag(&loop, &got.done, 3000));
     cr_assert(got.null);
     cr_assert(uv_now(&loop) - t0 < 1500);
     cr_assert_not(patron_kv_connected(kv));
@@ -366,7 +267,7 @@ Test(redis_timeout, through_kv, .init = setup, .fini = teardown, .timeout = 30)
     cr_assert_eq(kill(srv.pid, SIGCONT), 0);
     bool closed = false;
     patron_kv_close(kv, kv_closed, &closed);
-    cr_assert(run_until(&loop, &closed, 2000));
+    cr_assert(stack_run_until_flag(&loop, &closed, 2000));
     cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
