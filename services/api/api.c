@@ -23,6 +23,7 @@
 #include "patron/profile.h"
 #include "patron/recommend_fetch.h"
 #include "patron/kv.h"
+#include "auth.h"
 #include "campaign_stats.h"
 #include "dashboard.h"
 #include "model.h"
@@ -43,6 +44,7 @@ struct api {
     struct api_campaign_stats *stats;
     struct api_dashboard *dashboard;
     struct api_model *model;
+    struct api_auth *auth;
     struct patron_clock clock;
     uv_timer_t clock_timer;
     bool redis_up;
@@ -108,24 +110,6 @@ void api_respond(struct api *api, struct patron_http_response *res, int status,
 {
     count_status(api, status);
     patron_http_respond_ex(res, status, content_type, extra_headers, body, len);
-}
-
-/* Constant-time, so that the token does not leak through timing. */
-static bool authorized(const struct api *api, const struct patron_http_request *req)
-{
-    const char *token = api->cfg->api_token;
-    if (!token || !*token)
-        return true;
-    const char *h = req->authorization;
-    static const char prefix[] = "Bearer ";
-    if (!h || strncmp(h, prefix, sizeof(prefix) - 1) != 0)
-        return false;
-    h += sizeof(prefix) - 1;
-    size_t a = strlen(h), b = strlen(token);
-    unsigned char diff = (unsigned char)(a != b);
-    for (size_t i = 0; i < b; i++)
-        diff |= (unsigned char)(h[i < a ? i : 0] ^ token[i]);
-    return diff == 0;
 }
 
 static bool id_valid(const char *s, size_t n)
@@ -247,6 +231,8 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
     struct api *api = ud;
     static const char customers[] = "/v1/customers/", items[] = "/v1/items/";
     const char *path = req->path;
+    if (!api_auth_gate(api->auth, api, req, res))
+        return;
     if (strncmp(path, customers, sizeof(customers) - 1) == 0) {
         const char *id = path + sizeof(customers) - 1;
         const char *slash = strchr(id, '/');
@@ -266,23 +252,17 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
             return;
         }
         if (strcmp(rest, "/profile") == 0) {
-            if (!is_get) {
+            if (!is_get)
                 respond_error(api, res, 405, "method_not_allowed", "use GET");
-            } else if (!authorized(api, req)) {
-                respond_error(api, res, 401, "unauthorized", "bearer token required");
-            } else {
+            else
                 get_profile(api, id, id_len, res);
-            }
             return;
         }
         if (*rest == '\0') {
-            if (strcmp(req->method, "DELETE") != 0) {
+            if (strcmp(req->method, "DELETE") != 0)
                 respond_error(api, res, 405, "method_not_allowed", "use DELETE");
-            } else if (!authorized(api, req)) {
-                respond_error(api, res, 401, "unauthorized", "bearer token required");
-            } else {
+            else
                 delete_customer(api, id, id_len, res);
-            }
             return;
         }
     }
@@ -358,8 +338,16 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     api->m_requests_client_err = patron_metrics_counter(metrics, name, help, "class=\"4xx\"");
     api->m_requests_server_err = patron_metrics_counter(metrics, name, help, "class=\"5xx\"");
 
+    api->auth = api_auth_new(cfg->api_token);
+    if (!cfg->api_token)
+        patron_log(log, PATRON_LOG_WARN,
+                   "PATRON_API_TOKEN is unset: every route is open to whoever reaches the port",
+                   NULL);
     struct patron_kv_options ro;
     patron_service_kv_options(cfg, log, on_redis_state, api, &ro);
+    ro.timeouts = patron_metrics_counter(
+        metrics, "patron_redis_timeouts_total",
+        "Redis connections dropped because a command missed PATRON_REDIS_TIMEOUT_MS", NULL);
     int rc = patron_kv_open(&api->redis, loop, &ro);
     if (rc)
         goto out_free;
@@ -404,6 +392,7 @@ out_free_reco:
 out_close_redis:
     patron_kv_close(api->redis, NULL, NULL);
 out_free:
+    api_auth_free(api->auth);
     free(api);
     return rc;
 }
@@ -442,5 +431,6 @@ void api_free(struct api *api)
     api_campaign_stats_free(api->stats);
     api_dashboard_free(api->dashboard);
     api_model_free(api->model);
+    api_auth_free(api->auth);
     free(api);
 }

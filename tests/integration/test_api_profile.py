@@ -19,7 +19,7 @@ def main():
         pb = proto_modules(st.dir)
         r = st.start_redis()
         brokers = st.start_kafka(TOPICS)
-        token = "s3cret-token"
+        token = "s3cret-token-0123456789"  # at least 16 bytes
         ingest = st.start_service("patron-ingest")
         # the event clock: "now" is the time of the events applied, not 2026
         api = st.start_service("patron-api", PATRON_API_TOKEN=token, PATRON_CLOCK="event")
@@ -110,7 +110,7 @@ def main():
             int(t) for t in open(f"/proc/{multi.pid}/task/{multi.pid}/children").read().split()
             if len(open(f"/proc/{multi.pid}/task/{multi.pid}/children").read().split()) == 2], timeout=10)
         for _ in range(60):  # every answer right, whichever process took it
-            status, body = http(multi.http_port, "GET", "/v1/customers/zoe/recommendations")
+            status, body = http(multi.http_port, "GET", "/v1/customers/zoe/recommendations", headers=auth)
             assert status == 200 and body["customer_id"] == "zoe", (status, body)
             assert http(multi.http_port, "GET", "/v1/customers/alice/profile", headers=auth)[0] == 404
         assert st.stop(multi) == 0

@@ -8,7 +8,10 @@ Debian's headless Chromium, driven by playwright-core
 (tests/integration/dashboard/read_page.js), loads http://api/ and reads back
 every number the page shows; each must equal the API's JSON — the value
 behind it exactly, the text people read up to its rounding — and the page
-must have loaded nothing from anywhere else and logged no error.
+must have loaded nothing from anywhere else and logged no error. The API
+runs with PATRON_API_TOKEN, as in production: the browser first gets the
+login form, signs in with the token, and reads the page through the session
+cookie the login sets.
 
 Needs /usr/bin/chromium, node and npm (scripts/deps.sh installs them);
 installs playwright-core from the committed lock file into a cache directory
@@ -34,6 +37,8 @@ TOPICS = {"patron.events": 8, "patron.catalog": 2, "patron.profile-updates": 8, 
 REASONS = ("consent", "audience", "control_group", "cooldown", "frequency_cap")
 SEGMENTS = ("new", "champion", "loyal", "at_risk", "promising", "hibernating", "lost", "needs_attention")
 TIERS = ("silver", "gold", "platinum")
+TOKEN = "dashboard-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 # ---- tools ----------------------------------------------------------------------
@@ -67,8 +72,10 @@ def node_modules():
     return modules
 
 
-def read_page(url, modules, screenshot=None):
+def read_page(url, modules, screenshot=None, token=None):
     argv = ["node", READ_PAGE, url]
+    if token:
+        argv += ["--token", token]
     if screenshot:
         argv += ["--screenshot", screenshot]
     env = dict(os.environ, NODE_PATH=modules, PATRON_CHROMIUM=CHROMIUM)
@@ -199,7 +206,7 @@ def settled(port):
     """The stats unchanged over three reads a second apart."""
     seen = []
     for _ in range(3):
-        status, body = http(port, "GET", "/v1/campaigns/stats")
+        status, body = http(port, "GET", "/v1/campaigns/stats", headers=AUTH)
         if status != 200:
             return False
         seen.append(json.dumps(body, sort_keys=True))
@@ -210,7 +217,7 @@ def settled(port):
 def api_json(port):
     out = []
     for path in ("/v1/campaigns/stats", "/v1/dashboard/customers", "/v1/dashboard/recommended?limit=20"):
-        status, body = http(port, "GET", path)
+        status, body = http(port, "GET", path, headers=AUTH)
         assert status == 200, (path, status, body)
         out.append(body)
     return out
@@ -229,7 +236,7 @@ def main():
         ingest = st.start_service("patron-ingest", PATRON_CLOCK="event")
         trigger = st.start_service("patron-trigger", PATRON_CLOCK="event",
                                    PATRON_CAMPAIGNS=os.path.join(SRC, "examples", "campaigns.yaml"))
-        api = st.start_service("patron-api", PATRON_CLOCK="event")
+        api = st.start_service("patron-api", PATRON_CLOCK="event", PATRON_API_TOKEN=TOKEN)
         port = api.http_port
 
         summary = json.loads(run_tool([os.path.join(BIN, "patron-replay"), "online-retail", "--brokers", brokers,
@@ -249,12 +256,12 @@ def main():
         # a snapshot taken at the settled clock (refreshed every 30 s)
         wait_for("a customer snapshot of the settled stack",
                  lambda: (lambda c: c["as_of_ms"] == stats["as_of_ms"] and c["customers"] == summary["customers"])(
-                     http(port, "GET", "/v1/dashboard/customers")[1]), timeout=90, interval=1.0)
+                     http(port, "GET", "/v1/dashboard/customers", headers=AUTH)[1]), timeout=90, interval=1.0)
 
         url = f"http://127.0.0.1:{port}/"
         for attempt in range(3):
             before = api_json(port)
-            page = read_page(url, modules, os.environ.get("PATRON_SCREENSHOT"))
+            page = read_page(url, modules, os.environ.get("PATRON_SCREENSHOT"), TOKEN)
             after = api_json(port)
             if before == after:
                 break
@@ -263,6 +270,7 @@ def main():
         bad, checked = compare(page, *after)
         assert not bad, f"{len(bad)} differences between the page and the API, first: {bad[:8]}"
         assert page["svg_bars"] > 20, page["svg_bars"]
+        assert page.get("login_status") == 401, f"the page did not ask for the token first: {page.get('login_status')}"
         stats, customers, reco = after
         assert st.stop(api) == 0, "patron-api did not exit cleanly on SIGTERM"
         print(f"dashboard: {checked} numbers on the page equal the API's ({len(stats['campaigns'])} campaign rows, "

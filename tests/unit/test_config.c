@@ -60,6 +60,7 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("reco_cache_items", c->reco_cache_items);
     I("reco_list_max_age_ms", c->reco_list_max_age_ms);
     I("shutdown_timeout_ms", c->shutdown_timeout_ms);
+    I("redis_timeout_ms", c->redis_timeout_ms);
     L4("rfm_recency_days", p->rfm_recency_days);
     L4("rfm_frequency", p->rfm_frequency);
     L4("rfm_monetary_cents", p->rfm_monetary_cents);
@@ -124,6 +125,7 @@ static const struct env_case CASES[] = {
     OK("reco_cache_items", "65536", NULL),
     OK("reco_list_max_age_ms", "60000", NULL),
     OK("shutdown_timeout_ms", "10000", NULL),
+    OK("redis_timeout_ms", "5000", NULL), /* patron-ingest's; patron-api's below */
     OK("rfm_recency_days", "14,30,90,180", NULL),
     OK("rfm_frequency", "20,10,5,2", NULL),
     OK("rfm_monetary_cents", "500000,100000,30000,10000", NULL),
@@ -168,7 +170,11 @@ static const struct env_case CASES[] = {
     OK("group_id", "my-group", "PATRON_GROUP_ID=my-group"),
     OK("topic_events", "shop.events_v2", "PATRON_TOPIC_EVENTS=shop.events_v2"),
     OK("topic_campaign_prefix", "mkt-", "PATRON_TOPIC_CAMPAIGN_PREFIX=mkt-"),
-    OK("api_token", "t0ken", "PATRON_API_TOKEN=t0ken"),
+    OK("api_token", "0123456789abcdef", "PATRON_API_TOKEN=0123456789abcdef"),
+    OK("api_token", "~!#$%&'()*+,-./:;<=>?@[]^_`{|}",
+       "PATRON_API_TOKEN=~!#$%&'()*+,-./:;<=>?@[]^_`{|}"),
+    OK("redis_timeout_ms", "50", "PATRON_REDIS_TIMEOUT_MS=50"),
+    OK("redis_timeout_ms", "60000", "PATRON_REDIS_TIMEOUT_MS=60000"),
     OK("batch_max", "1", "PATRON_BATCH_MAX=1"),
     OK("batch_max", "100000", "PATRON_BATCH_MAX=100000"),
     OK("inflight_batches", "64", "PATRON_INFLIGHT_BATCHES=64"),
@@ -192,7 +198,7 @@ static const struct env_case CASES[] = {
     OK("clv_override.n_bands", "2", "PATRON_CLV_MODEL=0.6,40,0.05,1.6,2,3.5,40000;20000:1,50,1,9"),
     /* empty counts as unset */
     OK("kafka_brokers", "127.0.0.1:9092", "PATRON_KAFKA_BROKERS="),
-    OK("api_token", "(null)", "PATRON_API_TOKEN="),
+    OK("redis_timeout_ms", "5000", "PATRON_REDIS_TIMEOUT_MS="),
     OK("batch_max", "5000", "PATRON_BATCH_MAX="),
     OK("n_redis_cluster", "1", "PATRON_REDIS_URL=", "PATRON_REDIS_CLUSTER=c:1"),
 
@@ -269,6 +275,17 @@ static const struct env_case CASES[] = {
     BAD("PATRON_DASHBOARD_REFRESH_MS", "PATRON_DASHBOARD_REFRESH_MS=999"),
     BAD("PATRON_CLV_MODEL", "PATRON_CLV_MODEL=1,2,3"),
     BAD("PATRON_CLV_MODEL", "PATRON_CLV_MODEL=1,2,3,4,5,6,-7"),
+    /* a token set but empty or short fails closed; unset is allowed (above) */
+    BAD("PATRON_API_TOKEN", "PATRON_API_TOKEN="),
+    BAD("PATRON_API_TOKEN", "PATRON_API_TOKEN=0123456789abcde"),
+    BAD("PATRON_API_TOKEN", "PATRON_API_TOKEN=x"),
+    BAD("PATRON_API_TOKEN", "PATRON_API_TOKEN=0123456789abcdef\n"),
+    BAD("PATRON_API_TOKEN", "PATRON_API_TOKEN=0123456789 abcdef"),
+    BAD("PATRON_API_TOKEN", "PATRON_API_TOKEN=0123456789abcdef\x7f"),
+    BAD("PATRON_API_TOKEN", "PATRON_API_TOKEN=0123456789abcdef\xc3\xa9"),
+    BAD("PATRON_REDIS_TIMEOUT_MS", "PATRON_REDIS_TIMEOUT_MS=49"),
+    BAD("PATRON_REDIS_TIMEOUT_MS", "PATRON_REDIS_TIMEOUT_MS=60001"),
+    BAD("PATRON_REDIS_TIMEOUT_MS", "PATRON_REDIS_TIMEOUT_MS=1s"),
     BAD("PATRON_RDKAFKA_", "PATRON_RDKAFKA_=x"),
     BAD("PATRON_RDKAFKA_SSL-CA", "PATRON_RDKAFKA_SSL-CA=x"),
     BAD("PATRON_RDKAFKA__X", "PATRON_RDKAFKA__X=x"),
@@ -399,6 +416,42 @@ Test(config, secrets_are_not_echoed_but_plain_values_are)
     char *junk[] = {"PATRON_CLOCK=\x01\xff\"x", NULL};
     cr_assert_eq(patron_config_load(&cfg, "s", NULL, NULL, junk, err, sizeof(err)), PATRON_EINVAL);
     cr_assert_str_eq(err, "PATRON_CLOCK: must be wall or event (got \"???x\")");
+}
+
+Test(config, short_token_is_not_echoed)
+{
+    struct patron_config cfg;
+    char err[256];
+    char *env[] = {"PATRON_API_TOKEN=hunter2", NULL};
+    cr_assert_eq(patron_config_load(&cfg, "patron-api", NULL, NULL, env, err, sizeof(err)),
+                 PATRON_EINVAL);
+    cr_assert(strncmp(err, "PATRON_API_TOKEN: too short", 27) == 0, "%s", err);
+    cr_assert_null(strstr(err, "hunter2"), "%s", err);
+}
+
+Test(config, redis_timeout_defaults_by_service)
+{
+    static const struct {
+        const char *service;
+        int want;
+    } cases[] = {
+        {"patron-api", PATRON_CONFIG_REDIS_TIMEOUT_API_MS},
+        {"patron-ingest", PATRON_CONFIG_REDIS_TIMEOUT_MS},
+        {"patron-trigger", PATRON_CONFIG_REDIS_TIMEOUT_MS},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++) {
+        struct patron_config cfg;
+        char err[256];
+        cr_assert_eq(patron_config_load(&cfg, cases[i].service, NULL, NULL, NULL, err, sizeof(err)),
+                     0);
+        cr_assert_eq(cfg.redis_timeout_ms, cases[i].want, "%s", cases[i].service);
+        patron_config_free(&cfg);
+        char *set[] = {"PATRON_REDIS_TIMEOUT_MS=250", NULL};
+        cr_assert_eq(patron_config_load(&cfg, cases[i].service, NULL, NULL, set, err, sizeof(err)),
+                     0);
+        cr_assert_eq(cfg.redis_timeout_ms, 250, "%s", cases[i].service);
+        patron_config_free(&cfg);
+    }
 }
 
 Test(config, huge_values_are_refused)

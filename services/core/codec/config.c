@@ -28,13 +28,16 @@ struct var {
     const char *name;
     const char *def; /* NULL: no default, the field keeps what it has */
     parse_fn parse;
-    size_t offset;    /* of the field in struct patron_config */
-    int64_t min, max; /* of the value, or of each element of a list */
-    bool secret;      /* never quoted back in an error */
+    size_t offset;       /* of the field in struct patron_config */
+    int64_t min, max;    /* of the value, or of each element of a list */
+    bool secret;         /* never quoted back in an error */
+    bool empty_is_value; /* "" is parsed (and refused), not taken as unset */
 };
 
 static int parse_string(struct patron_config *cfg, const struct var *v, const char *value,
                         char *why, size_t whylen);
+static int parse_token(struct patron_config *cfg, const struct var *v, const char *value, char *why,
+                       size_t whylen);
 static int parse_topic(struct patron_config *cfg, const struct var *v, const char *value, char *why,
                        size_t whylen);
 static int parse_int(struct patron_config *cfg, const struct var *v, const char *value, char *why,
@@ -82,7 +85,9 @@ static const struct var VARS[] = {
     {"PATRON_TOPIC_DLQ", "patron.dlq", parse_topic, FIELD(topic_dlq), 0, 0, false},
     {"PATRON_TOPIC_CAMPAIGN_PREFIX", "patron.campaign.", parse_topic, FIELD(topic_campaign_prefix),
      0, 0, false},
-    {"PATRON_API_TOKEN", NULL, parse_string, FIELD(api_token), 0, 0, true},
+    {"PATRON_API_TOKEN", NULL, parse_token, FIELD(api_token), PATRON_CONFIG_TOKEN_MIN,
+     PATRON_CONFIG_VALUE_MAX, true, true},
+    {"PATRON_REDIS_TIMEOUT_MS", NULL, parse_int, FIELD(redis_timeout_ms), 50, 60000, false},
     {"PATRON_BATCH_MAX", "5000", parse_int, FIELD(batch_max), 1, 100000, false},
     {"PATRON_HTTP_WORKERS", "1", parse_int, FIELD(http_workers), 1, 64, false},
     {"PATRON_INFLIGHT_BATCHES", "16", parse_int, FIELD(inflight_batches), 1, 64, false},
@@ -139,6 +144,41 @@ static int parse_string(struct patron_config *cfg, const struct var *v, const ch
 {
     (void)why;
     (void)whylen;
+    *str_field(cfg, v) = patron_strdup(value);
+    return 0;
+}
+
+/* Fails closed: a token that is there but empty or short (a blank Secret,
+ * a placeholder) must not run the API open or guessable. Whitespace and
+ * control characters could never match a header (a newline from a file). */
+static int parse_token(struct patron_config *cfg, const struct var *v, const char *value, char *why,
+                       size_t whylen)
+{
+    size_t n = strlen(value);
+    if (n == 0) {
+        why_set(why, whylen,
+                "empty: set a token of at least %lld bytes, or leave the variable unset to run "
+                "without authentication",
+                (long long)v->min);
+        return PATRON_EINVAL;
+    }
+    if ((int64_t)n < v->min) {
+        why_set(why, whylen,
+                "too short: a token needs at least %lld bytes (e.g. openssl rand -hex 32), or "
+                "leave the variable unset to run without authentication",
+                (long long)v->min);
+        return PATRON_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c < 0x21 || c > 0x7e) {
+            why_set(why, whylen,
+                    "byte %zu is not printable ASCII (spaces, control characters and a trailing "
+                    "newline are refused)",
+                    i + 1);
+            return PATRON_EINVAL;
+        }
+    }
     *str_field(cfg, v) = patron_strdup(value);
     return 0;
 }
@@ -567,9 +607,14 @@ struct env {
     char *const *envp;
 };
 
+static const char *env_raw(const struct env *env, const char *name)
+{
+    return env->get ? env->get(env->ud, name) : envp_lookup(env->envp, name);
+}
+
 static const char *env_get(const struct env *env, const char *name)
 {
-    const char *v = env->get ? env->get(env->ud, name) : envp_lookup(env->envp, name);
+    const char *v = env_raw(env, name);
     return v && v[0] ? v : NULL; /* empty counts as unset */
 }
 
@@ -725,7 +770,7 @@ int patron_config_load(struct patron_config *cfg, const char *service,
         goto out_free_cfg;
     for (size_t i = 2; i < PATRON_ARRAY_LEN(VARS); i++) {
         const struct var *v = &VARS[i];
-        const char *value = env_get(&env, v->name);
+        const char *value = v->empty_is_value ? env_raw(&env, v->name) : env_get(&env, v->name);
         if (!value)
             value = v->def;
         if (value && apply_var(cfg, v, value, err, errlen) != 0)
@@ -733,6 +778,10 @@ int patron_config_load(struct patron_config *cfg, const char *service,
     }
     if (!cfg->group_id)
         cfg->group_id = patron_strdup(cfg->service);
+    if (!cfg->redis_timeout_ms)
+        cfg->redis_timeout_ms = strcmp(cfg->service, "patron-api") == 0
+                                    ? PATRON_CONFIG_REDIS_TIMEOUT_API_MS
+                                    : PATRON_CONFIG_REDIS_TIMEOUT_MS;
     if (scan_envp(cfg, envp, err, errlen) != 0)
         goto out_free_cfg;
     return 0;

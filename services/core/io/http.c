@@ -1,6 +1,5 @@
 #include "patron/http.h"
 
-#include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,109 +9,44 @@
 #include <time.h>
 
 #include "patron/config.h"
-
-#define READ_BUF_SIZE (16u << 10)
-/* Stop reading while more output than this waits for the client to read it:
- * a client that pipelines without reading must not grow our memory. */
-#define OUT_HIGH_WATER (1u << 20)
-/* An output buffer grown beyond this is released once written. */
-#define OUT_KEEP_MAX (256u << 10)
-#define LISTEN_BACKLOG 511
-/* Bytes a header line costs besides its name and value (": " and CRLF). */
-#define HEADER_OVERHEAD 4
-/* A request body buffer grown beyond this is released once answered, so that
- * one big POST does not pin a megabyte to a keep-alive connection. */
-#define BODY_KEEP_MAX (64u << 10)
-/* Header names we look at are shorter than this; longer ones are skipped. */
-#define FIELD_MAX 16
-#define FIELD_TOO_LONG ((size_t)-1)
-
-struct outbuf {
-    char *data;
-    size_t len, cap;
-};
-
-/*
- * A connection answers one request at a time:
- *   IDLE -> (request parsed) PENDING -> handler answers -> IDLE
- *                                    -> handler defers  -> DEFERRED -> answer -> IDLE
- * Parsing pauses at the end of each request, so pipelined bytes wait in rbuf
- * (read while there is room in it) until the answer is given; answers thus
- * leave in request order.
- *
- * Lifetime: the connection's memory is freed when its two handles (tcp, timer)
- * are closed and no deferred answer is outstanding; if one is, the answer
- * frees it (see http.h).
- */
-enum res_state { RES_IDLE, RES_PENDING, RES_DEFERRED };
-
-struct patron_http_response {
-    struct conn *conn;
-    enum res_state state;
-};
-
-enum hdr_kind { HDR_OTHER, HDR_AUTHORIZATION, HDR_EXPECT };
-
-struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_write_t wreq;
-    http_parser parser;
-    struct patron_http_server *server; /* NULL once the handles are closed */
-    struct conn *prev, *next;
-    struct patron_http_response res;
-    int handles_open;
-    uint64_t last_active; /* uv_now of the last read or completed write */
-    bool closing, reading, writing, eof, close_after_write, in_process;
-
-    /* Input: rbuf[rpos, rlen) is received but not parsed yet: bytes that
-     * arrived while a request awaits its answer (the parser copies nothing,
-     * so they can wait there and move). */
-    size_t rpos, rlen;
-
-    /* The request being parsed or answered. head holds the URL then the
-     * Authorization value, each NUL-terminated; its size bounds both. */
-    char *head;
-    size_t head_cap, head_max, head_bytes, url_len, auth_off, auth_len;
-    bool url_done, has_auth, in_value;
-    char field[FIELD_MAX];
-    size_t field_len;
-    enum hdr_kind hdr;
-    char expect[16];
-    size_t expect_len;
-    char *body;
-    size_t body_len, body_cap;
-    int error_status; /* set by a parser callback: answer it and close */
-    int method;
-    bool keep_alive, is_head, http10;
-
-    /* Output: pend collects answers; wbuf is being written by uv_write. */
-    struct outbuf pend, wbuf;
-
-    char rbuf[READ_BUF_SIZE];
-};
-
-struct patron_http_server {
-    uv_tcp_t listener;
-    uv_loop_t *loop;
-    patron_http_handler handler;
-    void *ud;
-    struct patron_http_limits limits;
-    struct conn *conns; /* every connection with open handles */
-    size_t n_conns, n_refused;
-    bool closing, listener_closed;
-    void (*on_closed)(void *ud);
-    void *closed_ud;
-    int port;
-    time_t date_sec;
-    char date[40];
-    size_t date_len;
-};
+#include "patron/metrics.h"
+#include "http_conn.h"
 
 static void kick(struct conn *c);
 static void conn_close(struct conn *c);
 static void conn_free(struct conn *c);
 static void on_write(uv_write_t *req, int status);
+
+void http_count(struct patron_counter *m)
+{
+    if (m)
+        patron_counter_inc(m);
+}
+
+static void gauge_add(struct patron_gauge *g, double v)
+{
+    if (g)
+        patron_gauge_add(g, v);
+}
+
+/* Output not yet taken by the kernel: what is queued plus what libuv still
+ * holds of the write in flight. */
+static size_t out_bytes(const struct conn *c)
+{
+    return c->pend.len + (c->writing ? uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) : 0);
+}
+
+/* Whether the output allows reading and parsing more requests: stops at
+ * the high-water mark, resumes at the low one. */
+bool http_out_allows_input(struct conn *c)
+{
+    size_t out = out_bytes(c);
+    if (out >= PATRON_HTTP_OUT_HIGH_WATER)
+        c->out_paused = true;
+    else if (out <= PATRON_HTTP_OUT_LOW_WATER)
+        c->out_paused = false;
+    return !c->out_paused;
+}
 
 /* ---- output ----------------------------------------------------------------- */
 
@@ -127,7 +61,7 @@ static void out_reserve(struct outbuf *b, size_t n)
     b->cap = cap;
 }
 
-static void out_put(struct outbuf *b, const char *s, size_t n)
+void http_out_put(struct outbuf *b, const char *s, size_t n)
 {
     out_reserve(b, n);
     memcpy(b->data + b->len, s, n);
@@ -184,6 +118,8 @@ static void append_response(struct conn *c, int status, const char *content_type
     size_t conn_len = !c->keep_alive ? sizeof(close_hdr) - 1 : c->http10 ? sizeof(keep_hdr) - 1 : 0;
     /* every piece below, with 24 bytes per number */
     size_t head_max = 96 + reason_len + ct_len + date_len + conn_len + extra_len;
+    if (!c->writing && c->pend.len == 0)
+        c->out_since = uv_now(c->tcp.loop); /* the write deadline counts from here */
     out_reserve(&c->pend, head_max + len);
     char *start = c->pend.data + c->pend.len, *p = start;
     p = put(p, "HTTP/1.1 ", 9);
@@ -208,7 +144,7 @@ static void append_response(struct conn *c, int status, const char *content_type
     p = put(p, "\r\n", 2);
     c->pend.len += (size_t)(p - start);
     if (!c->is_head && len)
-        out_put(&c->pend, body, len);
+        http_out_put(&c->pend, body, len);
 }
 
 /* Writes what pend holds: directly if the socket takes it all (the common
@@ -225,6 +161,8 @@ static void flush(struct conn *c)
         conn_close(c);
         return;
     }
+    if (n > 0)
+        c->out_since = uv_now(c->tcp.loop);
     if ((size_t)n == c->pend.len) {
         c->pend.len = 0;
         out_release_if_big(&c->pend);
@@ -241,24 +179,40 @@ static void flush(struct conn *c)
         return;
     }
     c->writing = true;
+    c->out_queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
 }
 
 /* ---- answers ------------------------------------------------------------------ */
 
-/* An answer of the server's own: 4xx for what the client sent (the
- * connection is then closed, as what follows cannot be trusted), 500 for a
- * handler that gave none (the connection goes on). */
-static void respond_error(struct conn *c, int status)
+/* After an answer: a keep-alive connection waits for its next request. */
+static void answered(struct conn *c)
+{
+    c->got_bytes = false;
+    if (c->keep_alive) {
+        c->phase = PH_WAIT;
+        c->last_active = uv_now(c->tcp.loop);
+    } else {
+        c->phase = PH_HANDLER; /* closes once written: only the write deadline */
+    }
+}
+
+/* An answer of the server's own: 4xx for what the client sent and 503 for
+ * a reserve connection that is not a probe (the connection is then closed,
+ * as what follows cannot be trusted), 500 for a handler that gave none (the
+ * connection goes on). */
+void http_respond_error(struct conn *c, int status)
 {
     static const struct {
         int status;
-        const char *code, *msg;
+        const char *code, *msg, *extra;
     } errors[] = {
-        {400, "bad_request", "malformed request"},
-        {413, "payload_too_large", "request body too large"},
-        {431, "headers_too_large", "request line and headers too large"},
-        {500, "internal", "no response"},
-        {505, "http_version_not_supported", "HTTP/1.x only"},
+        {400, "bad_request", "malformed request", NULL},
+        {408, "request_timeout", "request not received in time", NULL},
+        {413, "payload_too_large", "request body too large", NULL},
+        {431, "headers_too_large", "request line and headers too large", NULL},
+        {500, "internal", "no response", NULL},
+        {503, "unavailable", "too many connections", "Retry-After: 1\r\n"},
+        {505, "http_version_not_supported", "HTTP/1.x only", NULL},
     };
     size_t i = PATRON_ARRAY_LEN(errors);
     while (i > 0 && errors[i - 1].status != status)
@@ -272,9 +226,10 @@ static void respond_error(struct conn *c, int status)
         c->keep_alive = false;
         c->rpos = c->rlen = 0;
     }
-    append_response(c, errors[i].status, "application/json", NULL, body, (size_t)n);
+    append_response(c, errors[i].status, "application/json", errors[i].extra, body, (size_t)n);
     if (!c->keep_alive)
         c->close_after_write = true;
+    answered(c);
 }
 
 void patron_http_respond_ex(struct patron_http_response *res, int status, const char *content_type,
@@ -295,6 +250,7 @@ void patron_http_respond_ex(struct patron_http_response *res, int status, const 
     append_response(c, status, content_type, extra_headers, body, len);
     if (!c->keep_alive)
         c->close_after_write = true;
+    answered(c);
     if (c->body_cap > BODY_KEEP_MAX) {
         free(c->body);
         c->body = NULL;
@@ -320,309 +276,6 @@ struct patron_http_response *patron_http_defer(struct patron_http_response *res)
     if (res->state == RES_PENDING)
         res->state = RES_DEFERRED;
     return res;
-}
-
-/* ---- decoding ------------------------------------------------------------------- */
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes src[0..len) into dst (which may be src: it never runs
- * ahead), NUL-terminated. Returns the length, PATRON_EINVAL for a bad escape
- * or %00, PATRON_ETOOBIG if it does not fit in cap. */
-static int percent_decode(const char *src, size_t len, char *dst, size_t cap, bool plus_is_space)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = src[i];
-        if (ch == '%') {
-            if (i + 2 >= len)
-                return PATRON_EINVAL;
-            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return PATRON_EINVAL;
-            ch = (char)(hi << 4 | lo);
-            i += 2;
-        } else if (ch == '+' && plus_is_space) {
-            ch = ' ';
-        }
-        if (o + 1 >= cap)
-            return PATRON_ETOOBIG;
-        dst[o++] = ch;
-    }
-    if (o >= cap)
-        return PATRON_ETOOBIG;
-    dst[o] = '\0';
-    return (int)o;
-}
-
-int patron_http_query_param(const char *query, const char *name, char *out, size_t cap)
-{
-    size_t name_len = strlen(name);
-    const char *p = query;
-    while (p && *p) {
-        const char *amp = strchr(p, '&');
-        size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        size_t key_len = eq ? (size_t)(eq - p) : len;
-        if (key_len == name_len && memcmp(p, name, name_len) == 0) {
-            const char *v = eq ? eq + 1 : p + len;
-            size_t v_len = eq ? len - key_len - 1 : 0;
-            return percent_decode(v, v_len, out, cap, true);
-        }
-        p = amp ? amp + 1 : NULL;
-    }
-    return PATRON_ENOTFOUND;
-}
-
-/* ---- parser callbacks -------------------------------------------------------------- */
-
-static int fail_request(struct conn *c, int status)
-{
-    c->error_status = status;
-    return -1;
-}
-
-static bool head_count(struct conn *c, size_t n)
-{
-    c->head_bytes += n;
-    return c->head_bytes <= c->head_max;
-}
-
-static void end_url(struct conn *c)
-{
-    if (c->url_done)
-        return;
-    c->head[c->url_len] = '\0';
-    c->auth_off = c->url_len + 1;
-    c->url_done = true;
-}
-
-static int on_message_begin(http_parser *p)
-{
-    struct conn *c = p->data;
-    /* the limit of this request, fixed now: head is sized for it */
-    c->head_max = c->server->limits.max_head;
-    size_t need = c->head_max + 2; /* URL and Authorization, each with a NUL */
-    if (c->head_cap < need) {
-        free(c->head);
-        c->head = patron_malloc(need);
-        c->head_cap = need;
-    }
-    c->head_bytes = c->url_len = c->auth_len = 0;
-    c->url_done = c->has_auth = c->in_value = false;
-    c->field_len = 0;
-    c->hdr = HDR_OTHER;
-    c->expect_len = 0;
-    c->body_len = 0;
-    c->error_status = 0;
-    c->is_head = c->http10 = false;
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    if (!head_count(c, len))
-        return fail_request(c, 431);
-    memcpy(c->head + c->url_len, at, len);
-    c->url_len += len;
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    end_url(c);
-    if (!head_count(c, len + HEADER_OVERHEAD))
-        return fail_request(c, 431);
-    if (c->in_value) { /* a new header begins */
-        c->in_value = false;
-        c->field_len = 0;
-    }
-    if (c->field_len != FIELD_TOO_LONG) {
-        if (c->field_len + len <= FIELD_MAX) {
-            memcpy(c->field + c->field_len, at, len);
-            c->field_len += len;
-        } else {
-            c->field_len = FIELD_TOO_LONG;
-        }
-    }
-    return 0;
-}
-
-static bool field_is(const struct conn *c, const char *name)
-{
-    size_t n = strlen(name);
-    return c->field_len == n && strncasecmp(c->field, name, n) == 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    if (!head_count(c, len))
-        return fail_request(c, 431);
-    if (!c->in_value) {
-        c->in_value = true;
-        c->hdr = field_is(c, "authorization") ? HDR_AUTHORIZATION
-                 : field_is(c, "expect")      ? HDR_EXPECT
-                                              : HDR_OTHER;
-        if (c->hdr == HDR_AUTHORIZATION) {
-            if (c->has_auth)
-                return fail_request(c, 400); /* which one would we check? */
-            c->has_auth = true;
-            c->auth_len = 0;
-        }
-    }
-    if (c->hdr == HDR_AUTHORIZATION) {
-        /* fits: url + auth <= head_bytes <= max_head, plus two NULs */
-        memcpy(c->head + c->auth_off + c->auth_len, at, len);
-        c->auth_len += len;
-        c->head[c->auth_off + c->auth_len] = '\0';
-    } else if (c->hdr == HDR_EXPECT) {
-        size_t n =
-            len < sizeof(c->expect) - c->expect_len ? len : sizeof(c->expect) - c->expect_len;
-        memcpy(c->expect + c->expect_len, at, n);
-        c->expect_len += n;
-    }
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-    end_url(c);
-    c->method = p->method;
-    c->is_head = p->method == HTTP_HEAD;
-    c->http10 = p->http_major == 0 || (p->http_major == 1 && p->http_minor == 0);
-    c->keep_alive = http_should_keep_alive(p);
-    if (p->http_major != 1)
-        return fail_request(c, 505);
-    /* ULLONG_MAX: no Content-Length */
-    if (p->content_length != UINT64_MAX && p->content_length > c->server->limits.max_body)
-        return fail_request(c, 413);
-    bool has_body =
-        (p->content_length != UINT64_MAX && p->content_length > 0) || (p->flags & F_CHUNKED);
-    if (has_body && !c->http10 && c->expect_len == 12 &&
-        strncasecmp(c->expect, "100-continue", 12) == 0)
-        out_put(&c->pend, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    struct conn *c = p->data;
-    size_t max = c->server->limits.max_body;
-    if (len > max - c->body_len)
-        return fail_request(c, 413);
-    if (c->body_len + len + 1 > c->body_cap) {
-        size_t cap = c->body_cap ? c->body_cap : 1024;
-        while (cap < c->body_len + len + 1)
-            cap *= 2;
-        if (cap > max + 1)
-            cap = max + 1;
-        c->body = patron_realloc(c->body, cap);
-        c->body_cap = cap;
-    }
-    memcpy(c->body + c->body_len, at, len);
-    c->body_len += len;
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-    c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
-    if (c->body_len)
-        c->body[c->body_len] = '\0';
-    /* Stop here: the request is answered outside the parser, and the bytes
-     * of the next one wait until this one has its answer. */
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings SETTINGS = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-/* ---- request dispatch ------------------------------------------------------------- */
-
-static void dispatch(struct conn *c)
-{
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (c->url_len == 0 ||
-        http_parser_parse_url(c->head, c->url_len, c->method == HTTP_CONNECT, &u) != 0 ||
-        !(u.field_set & (1 << UF_PATH))) {
-        respond_error(c, 400);
-        return;
-    }
-    const char *query = "";
-    if (u.field_set & (1 << UF_QUERY)) {
-        char *q = c->head + u.field_data[UF_QUERY].off;
-        q[u.field_data[UF_QUERY].len] = '\0'; /* at '#' or at the URL's own NUL */
-        query = q;
-    }
-    /* decoded in place: it ends at or before the '?', which the NUL replaces */
-    char *path = c->head + u.field_data[UF_PATH].off;
-    size_t path_len = u.field_data[UF_PATH].len;
-    /* routes start with '/': "*" (OPTIONS) and the like are not ours */
-    if (path[0] != '/' || percent_decode(path, path_len, path, path_len + 1, false) < 0) {
-        respond_error(c, 400);
-        return;
-    }
-    struct patron_http_request req = {
-        .method = http_method_str((enum http_method)c->method),
-        .path = path,
-        .query = query,
-        .authorization = c->has_auth ? c->head + c->auth_off : NULL,
-        .body = c->body_len ? c->body : "",
-        .body_len = c->body_len,
-    };
-    struct patron_http_server *s = c->server;
-    c->res.state = RES_PENDING;
-    s->handler(s->ud, &req, &c->res);
-    if (c->res.state == RES_PENDING) /* neither answered nor deferred: a bug, but answer */
-        respond_error(c, 500);
-}
-
-/* Parses and dispatches what rbuf holds, until it is used up or a request
- * waits for its answer. */
-static void process(struct conn *c)
-{
-    c->in_process = true;
-    while (!c->closing && !c->close_after_write && c->res.state == RES_IDLE && c->rpos < c->rlen) {
-        size_t n = http_parser_execute(&c->parser, &SETTINGS, c->rbuf + c->rpos, c->rlen - c->rpos);
-        c->rpos += n;
-        enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
-        if (err == HPE_PAUSED) {
-            http_parser_pause(&c->parser, 0);
-            dispatch(c);
-        } else if (c->error_status) {
-            respond_error(c, c->error_status);
-        } else if (err != HPE_OK) {
-            respond_error(c, err == HPE_HEADER_OVERFLOW ? 431 : 400);
-        } else if (c->rpos < c->rlen) {
-            respond_error(c, 400); /* the parser stopped without a reason: not HTTP we speak */
-        }
-    }
-    if (c->rpos == c->rlen)
-        c->rpos = c->rlen = 0;
-    c->in_process = false;
 }
 
 /* ---- connection I/O ---------------------------------------------------------------- */
@@ -685,7 +338,7 @@ static void on_write(uv_write_t *req, int status)
 static void update_reading(struct conn *c)
 {
     bool want = !c->closing && !c->eof && !c->close_after_write &&
-                c->rlen - c->rpos < sizeof(c->rbuf) && c->pend.len + c->wbuf.len < OUT_HIGH_WATER;
+                c->rlen - c->rpos < sizeof(c->rbuf) && http_out_allows_input(c);
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
             conn_close(c);
@@ -704,8 +357,16 @@ static void kick(struct conn *c)
 {
     if (c->in_process || c->closing)
         return;
-    process(c);
-    flush(c);
+    /* Parsing stops at the output's high-water mark; a flush that drained
+     * it lets the requests waiting in rbuf go on (each turn answers at
+     * least one, or the output did not drain). */
+    do {
+        http_process(c);
+        flush(c);
+        if (c->closing)
+            return;
+    } while (c->res.state == RES_IDLE && c->rpos < c->rlen && !c->close_after_write &&
+             http_out_allows_input(c));
     update_reading(c);
     if (c->closing || c->writing || c->pend.len || c->res.state != RES_IDLE)
         return;
@@ -713,25 +374,82 @@ static void kick(struct conn *c)
         conn_close(c);
 }
 
-static void on_timer(uv_timer_t *t)
+/* A head or body deadline passed: 408 when the request had begun, else
+ * (a connection that never sent a byte) a close without an answer. */
+static void request_timed_out(struct conn *c, bool body)
 {
-    struct conn *c = t->data;
-    uint64_t timeout = c->server->limits.idle_timeout_ms;
-    uint64_t idle = uv_now(t->loop) - c->last_active;
-    if (c->res.state == RES_DEFERRED) {                /* we are the slow one, not the client */
-        (void)uv_timer_start(t, on_timer, timeout, 0); /* cannot fail: the callback is set */
-        return;
-    }
-    if (idle >= timeout) {
+    http_count(body ? c->server->m_to_body : c->server->m_to_head);
+    if (!c->got_bytes) {
         conn_close(c);
         return;
     }
-    (void)uv_timer_start(t, on_timer, timeout - idle, 0);
+    http_respond_error(c, 408);
+    kick(c);
+}
+
+static uint64_t head_timeout(const struct conn *c)
+{
+    const struct patron_http_limits *l = &c->server->limits;
+    return c->reserve && l->reserve_head_timeout_ms < l->head_timeout_ms
+               ? l->reserve_head_timeout_ms
+               : l->head_timeout_ms;
+}
+
+/* One timer per connection, never armed further than the server's shortest
+ * timeout (tick_ms): a deadline set later (a phase begun, output queued) is
+ * then never earlier than the timer, which therefore need not be re-armed
+ * on the hot path. When it fires it finds the nearest deadline, and acts on
+ * it or sleeps until it. */
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    struct patron_http_server *s = c->server;
+    const struct patron_http_limits *l = &s->limits;
+    uint64_t now = uv_now(t->loop);
+    enum { NONE, IDLE, HEAD, BODY, WRITE } what = NONE;
+    uint64_t at = UINT64_MAX;
+    if (c->phase == PH_WAIT) {
+        what = IDLE;
+        at = c->last_active + l->idle_timeout_ms;
+    } else if (c->reserve && (c->phase == PH_HEAD || c->phase == PH_BODY)) {
+        what = c->phase == PH_HEAD ? HEAD : BODY;
+        at = c->accepted_at + head_timeout(c); /* one request, head and body */
+    } else if (c->phase == PH_HEAD) {
+        what = HEAD;
+        at = c->phase_start + head_timeout(c);
+    } else if (c->phase == PH_BODY) {
+        what = BODY;
+        at = c->phase_start + l->body_timeout_ms;
+    }
+    if (c->writing || c->pend.len) {
+        size_t queued = c->writing ? uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) : 0;
+        if (c->writing && queued < c->out_queued) { /* libuv wrote some: progress */
+            c->out_queued = queued;
+            c->out_since = now;
+        }
+        if (c->out_since + l->write_timeout_ms < at) {
+            what = WRITE;
+            at = c->out_since + l->write_timeout_ms;
+        }
+    }
+    if (what != NONE && now >= at) {
+        if (what == WRITE)
+            http_count(s->m_to_write);
+        if (what == HEAD || what == BODY)
+            request_timed_out(c, what == BODY);
+        else
+            conn_close(c);
+        if (c->closing)
+            return;
+        at = UINT64_MAX; /* a 408 on its way: look again within a tick */
+    }
+    uint64_t wait = at > now ? at - now : 0;
+    (void)uv_timer_start(t, on_timer, wait < s->tick_ms ? wait : s->tick_ms, 0); /* cannot fail */
 }
 
 static void server_maybe_finish(struct patron_http_server *s)
 {
-    if (!s->closing || !s->listener_closed || s->n_conns || s->n_refused)
+    if (!s->closing || !s->listener_closed || s->n_conns || s->n_refused || s->aux_open)
         return;
     void (*cb)(void *) = s->on_closed;
     void *ud = s->closed_ud;
@@ -774,6 +492,21 @@ static void conn_close(struct conn *c)
         return;
     c->closing = true;
     c->reading = false;
+    /* the slot is free from now on, though the handles close a turn later */
+    struct patron_http_server *s = c->server;
+    s->n_live--;
+    if (c->reserve) {
+        s->n_reserve--;
+        if (c->r_prev)
+            c->r_prev->r_next = c->r_next;
+        else
+            s->reserve_head = c->r_next;
+        if (c->r_next)
+            c->r_next->r_prev = c->r_prev;
+        else
+            s->reserve_tail = c->r_prev;
+    }
+    gauge_add(c->reserve ? s->m_reserve : s->m_conns, -1);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 }
@@ -786,7 +519,7 @@ static void on_refused_closed(uv_handle_t *h)
     server_maybe_finish(s);
 }
 
-/* Beyond max_connections: accept (or the listener stalls) and close at once. */
+/* Beyond the reserve: accept (or the listener stalls) and close at once. */
 static void refuse(struct patron_http_server *s)
 {
     uv_tcp_t *t = patron_malloc(sizeof(*t));
@@ -796,16 +529,33 @@ static void refuse(struct patron_http_server *s)
     }
     t->data = s;
     s->n_refused++;
+    http_count(s->m_full);
     (void)uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)t); /* closed either way */
     uv_close((uv_handle_t *)t, on_refused_closed);
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+/* The reserve is full: its oldest connection still sending its request
+ * makes room (a probe sends its request at once, so the one that has been
+ * at it longest is the least likely to be one). False when every reserve
+ * connection is being answered. */
+static bool evict_reserve(struct patron_http_server *s)
 {
-    struct patron_http_server *s = listener->data;
-    if (status < 0 || s->closing)
-        return;
-    if (s->n_conns >= s->limits.max_connections) {
+    for (struct conn *c = s->reserve_head; c; c = c->r_next) {
+        if (c->phase == PH_HEAD || c->phase == PH_BODY) {
+            http_count(s->m_evicted);
+            conn_close(c);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Takes the connection libuv holds: an ordinary one, or one of the reserve
+ * for the probes, or none. */
+static void accept_one(struct patron_http_server *s)
+{
+    bool reserve = s->n_live - s->n_reserve >= s->limits.max_connections;
+    if (reserve && s->n_reserve >= s->limits.reserve_connections && !evict_reserve(s)) {
         refuse(s);
         return;
     }
@@ -821,21 +571,74 @@ static void on_connection(uv_stream_t *listener, int status)
     c->handles_open = 2;
     c->server = s;
     c->res.conn = c;
+    c->reserve = reserve;
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
     s->conns = c;
     s->n_conns++;
+    s->n_live++;
+    if (reserve) {
+        s->n_reserve++;
+        c->r_prev = s->reserve_tail;
+        if (s->reserve_tail)
+            s->reserve_tail->r_next = c;
+        else
+            s->reserve_head = c;
+        s->reserve_tail = c;
+    }
+    gauge_add(reserve ? s->m_reserve : s->m_conns, 1);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
     }
     (void)uv_tcp_nodelay(&c->tcp, 1); /* small answers must not wait for Nagle */
-    c->last_active = uv_now(s->loop);
-    (void)uv_timer_start(&c->timer, on_timer, s->limits.idle_timeout_ms, 0);
+    c->last_active = c->accepted_at = c->phase_start = uv_now(s->loop);
+    c->phase = PH_HEAD; /* the first request's deadline runs from the accept */
+    uint64_t first = head_timeout(c);
+    (void)uv_timer_start(&c->timer, on_timer, first < s->tick_ms ? first : s->tick_ms, 0);
     update_reading(c);
+}
+
+static void on_burst_reset(uv_check_t *h)
+{
+    struct patron_http_server *s = h->data;
+    s->burst = 0;
+    (void)uv_check_stop(h);
+}
+
+/* The next loop turn after a full burst: take the connection left in
+ * libuv, which makes it watch the listener again. */
+static void on_resume(uv_idle_t *h)
+{
+    struct patron_http_server *s = h->data;
+    (void)uv_idle_stop(h);
+    s->held = false;
+    if (s->closing)
+        return;
+    /* this one counts towards the turn's burst, which the poll continues */
+    s->burst = 1;
+    (void)uv_check_start(&s->burst_reset, on_burst_reset);
+    accept_one(s);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct patron_http_server *s = listener->data;
+    if (status < 0 || s->closing)
+        return;
+    if (s->burst >= PATRON_HTTP_ACCEPT_BURST) {
+        /* Not accepted: libuv keeps it and stops watching the listener
+         * until on_resume takes it. */
+        s->held = true;
+        (void)uv_idle_start(&s->resume, on_resume);
+        return;
+    }
+    if (s->burst++ == 0)
+        (void)uv_check_start(&s->burst_reset, on_burst_reset);
+    accept_one(s);
 }
 
 /* ---- the server ------------------------------------------------------------------- */
@@ -845,6 +648,46 @@ static void on_listener_closed(uv_handle_t *h)
     struct patron_http_server *s = h->data;
     s->listener_closed = true;
     server_maybe_finish(s);
+}
+
+static void on_aux_closed(uv_handle_t *h)
+{
+    struct patron_http_server *s = h->data;
+    s->aux_open--;
+    server_maybe_finish(s);
+}
+
+/* The listener and the accept burst's handles. */
+static void close_handles(struct patron_http_server *s)
+{
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    uv_close((uv_handle_t *)&s->burst_reset, on_aux_closed);
+    uv_close((uv_handle_t *)&s->resume, on_aux_closed);
+}
+
+/* Fills the defaults and the tick: the shortest timeout, at least 1 ms. */
+static void apply_limits(struct patron_http_server *s, const struct patron_http_limits *l)
+{
+    s->limits = *l;
+    struct patron_http_limits *m = &s->limits;
+    if (!m->head_timeout_ms)
+        m->head_timeout_ms = PATRON_HTTP_HEAD_TIMEOUT_MS;
+    if (!m->body_timeout_ms)
+        m->body_timeout_ms = PATRON_HTTP_BODY_TIMEOUT_MS;
+    if (!m->write_timeout_ms)
+        m->write_timeout_ms = PATRON_HTTP_WRITE_TIMEOUT_MS;
+    if (!m->reserve_connections)
+        m->reserve_connections = PATRON_HTTP_RESERVE_CONNECTIONS;
+    if (!m->reserve_head_timeout_ms)
+        m->reserve_head_timeout_ms = PATRON_HTTP_RESERVE_HEAD_TIMEOUT_MS;
+    uint64_t t[] = {m->idle_timeout_ms, m->head_timeout_ms, m->body_timeout_ms, m->write_timeout_ms,
+                    m->reserve_head_timeout_ms};
+    s->tick_ms = UINT64_MAX;
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(t); i++)
+        if (t[i] < s->tick_ms)
+            s->tick_ms = t[i];
+    if (s->tick_ms == 0)
+        s->tick_ms = 1;
 }
 
 int patron_http_server_start(struct patron_http_server **out, uv_loop_t *loop, const char *addr,
@@ -887,14 +730,18 @@ int patron_http_server_start_shared(struct patron_http_server **out, uv_loop_t *
     s->loop = loop;
     s->handler = h;
     s->ud = ud;
-    s->limits =
-        (struct patron_http_limits){PATRON_HTTP_MAX_HEAD, PATRON_HTTP_MAX_BODY,
-                                    PATRON_HTTP_MAX_CONNECTIONS, PATRON_HTTP_IDLE_TIMEOUT_MS};
+    apply_limits(s, &(struct patron_http_limits){PATRON_HTTP_MAX_HEAD, PATRON_HTTP_MAX_BODY,
+                                                 PATRON_HTTP_MAX_CONNECTIONS,
+                                                 PATRON_HTTP_IDLE_TIMEOUT_MS});
     if (uv_tcp_init(loop, &s->listener) != 0) {
         free(s);
         return PATRON_EIO;
     }
     s->listener.data = s;
+    (void)uv_check_init(loop, &s->burst_reset); /* cannot fail */
+    (void)uv_idle_init(loop, &s->resume);
+    s->burst_reset.data = s->resume.data = s;
+    s->aux_open = 2;
     int rc = shared ? bind_shared(&s->listener, (const struct sockaddr *)&ss)
                     : uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
@@ -905,7 +752,7 @@ int patron_http_server_start_shared(struct patron_http_server **out, uv_loop_t *
         rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &bound_len);
     if (rc != 0) {
         s->closing = true;
-        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+        close_handles(s);
         return PATRON_EIO;
     }
     s->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
@@ -917,7 +764,35 @@ int patron_http_server_start_shared(struct patron_http_server **out, uv_loop_t *
 void patron_http_server_set_limits(struct patron_http_server *s,
                                    const struct patron_http_limits *limits)
 {
-    s->limits = *limits;
+    apply_limits(s, limits);
+    /* timers armed for longer than the new tick look again now */
+    for (struct conn *c = s->conns; c; c = c->next)
+        if (!c->closing)
+            (void)uv_timer_start(&c->timer, on_timer, 0, 0);
+}
+
+void patron_http_server_set_metrics(struct patron_http_server *s, struct patron_metrics *m)
+{
+    const char *conns = "patron_http_connections",
+               *conns_help =
+                   "Open HTTP connections, by pool (the reserve keeps the probes answering)";
+    s->m_conns = patron_metrics_gauge(m, conns, conns_help, "pool=\"ordinary\"");
+    s->m_reserve = patron_metrics_gauge(m, conns, conns_help, "pool=\"reserve\"");
+    patron_gauge_set(s->m_conns, (double)(s->n_live - s->n_reserve));
+    patron_gauge_set(s->m_reserve, (double)s->n_reserve);
+    const char *rej = "patron_http_connections_rejected_total",
+               *rej_help = "HTTP connections turned away: every pool full (closed at accept), a "
+                           "reserve connection not asking for a probe (503), or one of the "
+                           "reserve still sending its request when a new one came (closed)";
+    s->m_full = patron_metrics_counter(m, rej, rej_help, "reason=\"full\"");
+    s->m_not_probe = patron_metrics_counter(m, rej, rej_help, "reason=\"not_probe\"");
+    s->m_evicted = patron_metrics_counter(m, rej, rej_help, "reason=\"evicted\"");
+    const char *to = "patron_http_timeouts_total",
+               *to_help = "HTTP deadlines missed: request head or body too slow (408), "
+                          "output stuck (closed)";
+    s->m_to_head = patron_metrics_counter(m, to, to_help, "phase=\"head\"");
+    s->m_to_body = patron_metrics_counter(m, to, to_help, "phase=\"body\"");
+    s->m_to_write = patron_metrics_counter(m, to, to_help, "phase=\"write\"");
 }
 
 int patron_http_server_port(const struct patron_http_server *s)
@@ -927,7 +802,7 @@ int patron_http_server_port(const struct patron_http_server *s)
 
 size_t patron_http_server_connections(const struct patron_http_server *s)
 {
-    return s->n_conns;
+    return s->n_live;
 }
 
 void patron_http_server_close(struct patron_http_server *s, void (*on_closed)(void *ud), void *ud)
@@ -937,7 +812,7 @@ void patron_http_server_close(struct patron_http_server *s, void (*on_closed)(vo
     s->closing = true;
     s->on_closed = on_closed;
     s->closed_ud = ud;
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    close_handles(s);
     for (struct conn *c = s->conns; c; c = c->next)
         conn_close(c);
 }

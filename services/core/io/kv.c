@@ -49,6 +49,9 @@ int patron_kv_open(struct patron_kv **out, uv_loop_t *loop, const struct patron_
             .max_backoff_ms = opt->max_backoff_ms,
             .max_pending = opt->max_pending,
             .max_reply_bytes = opt->max_reply_bytes,
+            .command_timeout_ms = opt->command_timeout_ms,
+            .timeouts = opt->timeouts,
+            .retry_timeout_ms = opt->command_timeout_ms, /* 0: the cluster's default */
             .on_state = opt->on_state,
             .ud = opt->ud,
             .log = opt->log,
@@ -65,6 +68,8 @@ int patron_kv_open(struct patron_kv **out, uv_loop_t *loop, const struct patron_
             .max_backoff_ms = opt->max_backoff_ms,
             .max_pending = opt->max_pending,
             .max_reply_bytes = opt->max_reply_bytes,
+            .command_timeout_ms = opt->command_timeout_ms,
+            .timeouts = opt->timeouts,
             .on_state = opt->on_state,
             .ud = opt->ud,
             .log = opt->log,

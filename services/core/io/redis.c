@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "patron/log.h"
+#include "patron/metrics.h"
 #include "patron/num.h"
 
 #define BACKOFF_MIN_MS 50
@@ -52,12 +53,21 @@ struct redis_io {
     int open_uv;   /* of poll and flush, the handles not yet closed */
 };
 
+struct redis_req;
+
 struct patron_redis {
     uv_loop_t *loop;
     enum redis_state state;
     redisAsyncContext *ac; /* the live connection, NULL in IDLE and CLOSING */
     uv_timer_t timer;      /* connect timeout in CONNECTING, backoff in IDLE */
-    int handles;           /* open uv handles: the timer and any io */
+    /* READY with a command timeout: the oldest command's deadline, or the
+     * heartbeat while none is pending (see redis.h, "Stalls"). */
+    uv_timer_t deadline_timer;
+    int handles; /* open uv handles: the two timers and any io */
+    int command_timeout_ms;
+    struct redis_req *dl_head, *dl_tail; /* commands awaiting replies, oldest first */
+    uint64_t last_reply;                 /* uv_now */
+    struct patron_counter *m_timeouts;
     char *host, *user, *password;
     int port, db, connect_timeout_ms, max_backoff_ms, backoff_ms;
     size_t max_pending, max_reply_bytes, pending;
@@ -72,12 +82,17 @@ struct patron_redis {
     size_t fmt_cap;
 };
 
-/* A user command in flight. Script calls keep their arguments, for the EVAL
- * retry after NOSCRIPT. */
+/* A user command in flight (or the heartbeat's PING: cb NULL). Script
+ * calls keep their arguments, for the EVAL retry after NOSCRIPT. With a
+ * command timeout it is on the client's deadline list from its send to its
+ * reply. */
 struct redis_req {
     struct patron_redis *r;
     patron_redis_cb cb;
     void *ud;
+    struct redis_req *dl_prev, *dl_next;
+    uint64_t deadline; /* uv_now */
+    bool listed;       /* on the deadline list */
     struct patron_redis_script *script;
     int argc; /* of args, the keys and arguments after "numkeys" */
     const char **args;
@@ -87,6 +102,8 @@ struct redis_req {
 
 static void start_connect(struct patron_redis *r);
 static void conn_lost(struct patron_redis *r, const redisAsyncContext *ac, const char *why);
+static void req_cb(redisAsyncContext *ac, void *reply_, void *privdata);
+static void deadline_cb(uv_timer_t *t);
 
 static void rlog(const struct patron_redis *r, int level, const char *msg, const char *detail)
 {
@@ -384,6 +401,9 @@ static void handshake_done_cb(redisAsyncContext *ac, void *reply_, void *privdat
     uv_timer_stop(&r->timer);
     r->state = ST_READY;
     r->backoff_ms = BACKOFF_MIN_MS;
+    r->last_reply = uv_now(r->loop);
+    if (r->command_timeout_ms)
+        (void)uv_timer_start(&r->deadline_timer, deadline_cb, PATRON_REDIS_PING_INTERVAL_MS, 0);
     rlog(r, PATRON_LOG_INFO, "redis connected", NULL);
     if (r->on_state)
         r->on_state(r->ud, true);
@@ -457,6 +477,102 @@ static void start_connect(struct patron_redis *r)
     (void)uv_timer_start(&r->timer, timer_cb, (uint64_t)r->connect_timeout_ms, 0);
 }
 
+/* ---- deadlines (redis.h, "Stalls") ----------------------------------------- */
+
+/* Puts a command just sent at the end of the deadline list. Every command
+ * waits the same timeout and the heartbeat's PING (a shorter one) is sent
+ * only when the list is empty, so the list stays in deadline order and its
+ * head is the one to watch. */
+static void dl_add(struct patron_redis *r, struct redis_req *req, uint64_t timeout)
+{
+    if (!r->command_timeout_ms)
+        return;
+    req->deadline = uv_now(r->loop) + timeout;
+    req->listed = true;
+    req->dl_next = NULL;
+    req->dl_prev = r->dl_tail;
+    if (r->dl_tail)
+        r->dl_tail->dl_next = req;
+    else
+        r->dl_head = req;
+    r->dl_tail = req;
+    /* a timer due later than this deadline (the heartbeat's) is brought in;
+     * one due earlier finds this deadline when it fires */
+    if (!uv_is_active((uv_handle_t *)&r->deadline_timer) ||
+        uv_timer_get_due_in(&r->deadline_timer) > timeout)
+        (void)uv_timer_start(&r->deadline_timer, deadline_cb, timeout, 0);
+}
+
+static void dl_remove(struct patron_redis *r, struct redis_req *req)
+{
+    if (!req->listed)
+        return;
+    req->listed = false;
+    if (req->dl_prev)
+        req->dl_prev->dl_next = req->dl_next;
+    else
+        r->dl_head = req->dl_next;
+    if (req->dl_next)
+        req->dl_next->dl_prev = req->dl_prev;
+    else
+        r->dl_tail = req->dl_prev;
+}
+
+static bool send_ping(struct patron_redis *r)
+{
+    struct redis_req *req = patron_calloc(1, sizeof *req);
+    req->r = r; /* no cb: the client's own */
+    if (redisAsyncCommand(r->ac, req_cb, req, "PING") != REDIS_OK) {
+        free(req);
+        return false;
+    }
+    uint64_t timeout = r->command_timeout_ms < PATRON_REDIS_PING_TIMEOUT_MS
+                           ? (uint64_t)r->command_timeout_ms
+                           : PATRON_REDIS_PING_TIMEOUT_MS;
+    dl_add(r, req, timeout);
+    return true;
+}
+
+/* The oldest command missed its deadline: the server is connected but not
+ * answering. Dropped as a lost connection is (hiredis 1.x's
+ * redisAsyncHandleTimeout does the same): every pending callback runs with
+ * NULL now, in order, and the client reconnects. */
+static void stalled(struct patron_redis *r)
+{
+    redisAsyncContext *ac = r->ac;
+    char why[64];
+    (void)snprintf(why, sizeof why, "no reply within %d ms", r->command_timeout_ms);
+    if (r->m_timeouts)
+        patron_counter_inc(r->m_timeouts);
+    rlog(r, PATRON_LOG_WARN, "redis command timed out", why);
+    conn_lost(r, ac, "command timed out");
+    redisAsyncFree(ac); /* not inside a hiredis callback: the callbacks run now */
+}
+
+static void deadline_cb(uv_timer_t *t)
+{
+    struct patron_redis *r = t->data;
+    if (r->state != ST_READY || !r->ac)
+        return; /* the next handshake arms it again */
+    uint64_t now = uv_now(r->loop);
+    if (r->dl_head) {
+        if (now >= r->dl_head->deadline) {
+            stalled(r);
+            return;
+        }
+        (void)uv_timer_start(t, deadline_cb, r->dl_head->deadline - now, 0);
+        return;
+    }
+    /* idle: a PING once the connection has been quiet for an interval */
+    uint64_t quiet = now > r->last_reply ? now - r->last_reply : 0;
+    if (quiet < PATRON_REDIS_PING_INTERVAL_MS) {
+        (void)uv_timer_start(t, deadline_cb, PATRON_REDIS_PING_INTERVAL_MS - quiet, 0);
+        return;
+    }
+    if (!send_ping(r))
+        (void)uv_timer_start(t, deadline_cb, PATRON_REDIS_PING_INTERVAL_MS, 0);
+}
+
 /* ---- public API ------------------------------------------------------------ */
 
 int patron_redis_open(struct patron_redis **out, uv_loop_t *loop,
@@ -467,7 +583,7 @@ int patron_redis_open(struct patron_redis **out, uv_loop_t *loop,
     const char *host = opt->host ? opt->host : "127.0.0.1";
     int port = opt->port ? opt->port : DEFAULT_PORT;
     if (!host[0] || strlen(host) > HOST_MAX || port < 1 || port > 65535 || opt->db < 0 ||
-        opt->connect_timeout_ms < 0 || opt->max_backoff_ms < 0)
+        opt->connect_timeout_ms < 0 || opt->max_backoff_ms < 0 || opt->command_timeout_ms < 0)
         return PATRON_EINVAL;
     if (opt->user && !opt->password)
         return PATRON_EINVAL;
@@ -487,6 +603,8 @@ int patron_redis_open(struct patron_redis **out, uv_loop_t *loop,
     r->backoff_ms = BACKOFF_MIN_MS;
     r->max_pending = opt->max_pending ? opt->max_pending : PATRON_REDIS_MAX_PENDING;
     r->max_reply_bytes = opt->max_reply_bytes ? opt->max_reply_bytes : PATRON_REDIS_MAX_REPLY_BYTES;
+    r->command_timeout_ms = opt->command_timeout_ms;
+    r->m_timeouts = opt->timeouts;
     r->on_state = opt->on_state;
     r->ud = opt->ud;
     r->log = opt->log;
@@ -496,7 +614,9 @@ int patron_redis_open(struct patron_redis **out, uv_loop_t *loop,
     /* uv_timer_init cannot fail on a valid loop. */
     (void)uv_timer_init(loop, &r->timer);
     r->timer.data = r;
-    r->handles = 1;
+    (void)uv_timer_init(loop, &r->deadline_timer);
+    r->deadline_timer.data = r;
+    r->handles = 2;
     r->state = ST_IDLE;
     start_connect(r);
     *out = r;
@@ -517,8 +637,6 @@ static void req_free(struct redis_req *req)
 {
     free(req); /* args and arglens share the allocation */
 }
-
-static void req_cb(redisAsyncContext *ac, void *reply_, void *privdata);
 
 static int eval_retry(struct redis_req *req)
 {
@@ -608,13 +726,23 @@ static void req_cb(redisAsyncContext *ac, void *reply_, void *privdata)
     struct redis_req *req = privdata;
     struct patron_redis *r = req->r;
     redisReply *reply = reply_;
-    if (!reply)
+    dl_remove(r, req);
+    if (!reply) {
         conn_lost(r, ac, ac->err ? ac->errstr : "connection closed");
-    else if (req->script && reply->type == REDIS_REPLY_ERROR && reply->str &&
-             strncmp(reply->str, "NOSCRIPT", 8) == 0) {
-        if (eval_retry(req) == 0)
-            return;
-        reply = NULL;
+    } else {
+        r->last_reply = uv_now(r->loop);
+        if (req->script && reply->type == REDIS_REPLY_ERROR && reply->str &&
+            strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+            if (eval_retry(req) == 0) {
+                dl_add(r, req, (uint64_t)r->command_timeout_ms);
+                return;
+            }
+            reply = NULL;
+        }
+    }
+    if (!req->cb) { /* the heartbeat's PING */
+        req_free(req);
+        return;
     }
     r->pending--;
     patron_redis_cb cb = req->cb;
@@ -650,6 +778,7 @@ int patron_redis_commandv(struct patron_redis *r, patron_redis_cb cb, void *ud, 
         return PATRON_EIO;
     }
     r->pending++;
+    dl_add(r, req, (uint64_t)r->command_timeout_ms);
     return 0;
 }
 
@@ -675,6 +804,7 @@ int patron_redis_command(struct patron_redis *r, patron_redis_cb cb, void *ud, c
                                                                                   : PATRON_EIO;
     }
     r->pending++;
+    dl_add(r, req, (uint64_t)r->command_timeout_ms);
     return 0;
 }
 
@@ -756,6 +886,7 @@ int patron_redis_evalsha(struct patron_redis *r, struct patron_redis_script *s, 
         return PATRON_EIO;
     }
     r->pending++;
+    dl_add(r, req, (uint64_t)r->command_timeout_ms);
     return 0;
 }
 
@@ -767,115 +898,15 @@ void patron_redis_close(struct patron_redis *r, void (*on_closed)(void *ud), voi
     r->on_closed = on_closed;
     r->closed_ud = ud;
     uv_timer_stop(&r->timer);
-    /* io_closed frees the client when the last handle is closed; the timer
-     * counts as one, so that happens on a later loop iteration at the
+    uv_timer_stop(&r->deadline_timer);
+    /* io_closed frees the client when the last handle is closed; the timers
+     * count as handles, so that happens on a later loop iteration at the
      * earliest, after hiredis is done with the connection. */
     uv_close((uv_handle_t *)&r->timer, timer_closed);
+    uv_close((uv_handle_t *)&r->deadline_timer, timer_closed);
     if (r->ac) {
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;
         redisAsyncFree(ac); /* pending callbacks run with NULL */
     }
-}
-
-/* ---- SHA-1 (FIPS 180-4), for script names ------------------------------------ */
-
-struct sha1 {
-    uint32_t h[5];
-    uint64_t bytes;
-    unsigned char block[64];
-    size_t fill;
-};
-
-static uint32_t rol32(uint32_t x, int n)
-{
-    return (x << n) | (x >> (32 - n));
-}
-
-static void sha1_block(struct sha1 *c, const unsigned char *p)
-{
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = c->h[0], b = c->h[1], d = c->h[3], e = c->h[4], cc = c->h[2];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & cc) | (~b & d);
-            k = 0x5a827999;
-        } else if (i < 40) {
-            f = b ^ cc ^ d;
-            k = 0x6ed9eba1;
-        } else if (i < 60) {
-            f = (b & cc) | (b & d) | (cc & d);
-            k = 0x8f1bbcdc;
-        } else {
-            f = b ^ cc ^ d;
-            k = 0xca62c1d6;
-        }
-        uint32_t t = rol32(a, 5) + f + e + k + w[i];
-        e = d;
-        d = cc;
-        cc = rol32(b, 30);
-        b = a;
-        a = t;
-    }
-    c->h[0] += a;
-    c->h[1] += b;
-    c->h[2] += cc;
-    c->h[3] += d;
-    c->h[4] += e;
-}
-
-static void sha1_update(struct sha1 *c, const unsigned char *p, size_t len)
-{
-    c->bytes += len;
-    while (len > 0) {
-        size_t n = 64 - c->fill < len ? 64 - c->fill : len;
-        memcpy(c->block + c->fill, p, n);
-        c->fill += n;
-        p += n;
-        len -= n;
-        if (c->fill == 64) {
-            sha1_block(c, c->block);
-            c->fill = 0;
-        }
-    }
-}
-
-void patron_sha1_hex(const void *data, size_t len, char out[41])
-{
-    struct sha1 c = {.h = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0}};
-    sha1_update(&c, data, len);
-    uint64_t bits = c.bytes * 8;
-    unsigned char pad[72] = {0x80};
-    size_t padlen = c.fill < 56 ? 56 - c.fill : 120 - c.fill;
-    for (int i = 0; i < 8; i++)
-        pad[padlen + (size_t)i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha1_update(&c, pad, padlen + 8);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 20; i++) {
-        unsigned char byte = (unsigned char)(c.h[i / 4] >> (24 - 8 * (i % 4)));
-        out[2 * i] = hex[byte >> 4];
-        out[2 * i + 1] = hex[byte & 15];
-    }
-    out[40] = '\0';
-}
-
-int patron_reply_i64(const redisReply *r, int64_t min, int64_t max, int64_t *out)
-{
-    if (!r)
-        return PATRON_EINVAL;
-    if (r->type == REDIS_REPLY_INTEGER) {
-        if (r->integer < min || r->integer > max)
-            return PATRON_EINVAL;
-        *out = r->integer;
-        return 0;
-    }
-    if (r->type != REDIS_REPLY_STRING)
-        return PATRON_EINVAL;
-    return patron_parse_i64(r->str, r->len, min, max, out);
 }

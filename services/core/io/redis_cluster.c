@@ -88,7 +88,8 @@ struct patron_redis_cluster {
     struct creq *wait_head, *wait_tail;
     size_t pending, max_pending, max_reply_bytes;
     char *user, *password;
-    int connect_timeout_ms, max_backoff_ms, retry_timeout_ms;
+    int connect_timeout_ms, max_backoff_ms, retry_timeout_ms, command_timeout_ms;
+    struct patron_counter *timeouts;
     struct patron_redis_cluster_script **scripts;
     size_t n_scripts;
     void (*on_state)(void *ud, bool connected);
@@ -571,6 +572,8 @@ static struct cnode *node_get(struct patron_redis_cluster *c, const char *host, 
         .max_backoff_ms = c->max_backoff_ms,
         .max_pending = c->max_pending,
         .max_reply_bytes = c->max_reply_bytes,
+        .command_timeout_ms = c->command_timeout_ms,
+        .timeouts = c->timeouts,
         .on_state = node_state_cb,
         .ud = n,
         .log = c->log,
@@ -730,7 +733,8 @@ int patron_redis_cluster_open(struct patron_redis_cluster **out, uv_loop_t *loop
 {
     if (!out || !loop || !opt || !opt->seeds || opt->n_seeds == 0 ||
         opt->n_seeds > PATRON_CONFIG_CLUSTER_MAX || opt->connect_timeout_ms < 0 ||
-        opt->max_backoff_ms < 0 || opt->retry_timeout_ms < 0 || (opt->user && !opt->password))
+        opt->max_backoff_ms < 0 || opt->retry_timeout_ms < 0 || opt->command_timeout_ms < 0 ||
+        (opt->user && !opt->password))
         return PATRON_EINVAL;
     for (size_t i = 0; i < opt->n_seeds; i++) {
         const struct patron_endpoint *e = &opt->seeds[i];
@@ -745,6 +749,8 @@ int patron_redis_cluster_open(struct patron_redis_cluster **out, uv_loop_t *loop
         opt->connect_timeout_ms ? opt->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     c->max_backoff_ms = opt->max_backoff_ms ? opt->max_backoff_ms : DEFAULT_MAX_BACKOFF_MS;
     c->retry_timeout_ms = opt->retry_timeout_ms ? opt->retry_timeout_ms : DEFAULT_RETRY_TIMEOUT_MS;
+    c->command_timeout_ms = opt->command_timeout_ms;
+    c->timeouts = opt->timeouts;
     c->max_pending = opt->max_pending ? opt->max_pending : PATRON_REDIS_MAX_PENDING;
     c->max_reply_bytes = opt->max_reply_bytes ? opt->max_reply_bytes : PATRON_REDIS_MAX_REPLY_BYTES;
     c->on_state = opt->on_state;

@@ -57,6 +57,7 @@ void patron_service_kv_options(const struct patron_config *cfg, const struct pat
         .db = cfg->redis_db,
         .connect_timeout_ms = 2000,
         .max_backoff_ms = 2000,
+        .command_timeout_ms = cfg->redis_timeout_ms,
         .on_state = on_state,
         .ud = ud,
         .log = log,
@@ -134,6 +135,7 @@ int patron_service_listen(struct patron_service *s, const struct patron_service_
                    s->cfg.http_addr);
         return rc;
     }
+    patron_http_server_set_metrics(s->http, s->metrics);
     patron_log(&s->log, PATRON_LOG_INFO, "listening", "\"port\":%d",
                patron_http_server_port(s->http));
     return 0;

@@ -6,7 +6,12 @@
  * on the way (console errors, page errors, requests that left the API's
  * origin — which are blocked, since the page must need nothing else).
  *
- *   node read_page.js URL [--screenshot PATH] [--timeout-ms 60000]
+ *   node read_page.js URL [--token TOKEN] [--screenshot PATH] [--timeout-ms 60000]
+ *
+ * With --token, the page is expected to answer with the login form first
+ * (patron-api with PATRON_API_TOKEN): the token is typed into it and sent,
+ * and the page it leads to is the one read. What the browser logged before
+ * the login (the form's 401) is not counted.
  *
  * Exit 0 with the JSON; 1 (and the reason on stderr) when the page never
  * showed data.
@@ -16,9 +21,10 @@
 const { chromium } = require('playwright-core');
 
 function parseArgs(argv) {
-  const args = { url: null, screenshot: null, timeoutMs: 60000 };
+  const args = { url: null, screenshot: null, timeoutMs: 60000, token: null };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--screenshot') args.screenshot = argv[++i];
+    else if (argv[i] === '--token') args.token = argv[++i];
     else if (argv[i] === '--timeout-ms') args.timeoutMs = Number(argv[++i]);
     else if (!args.url) args.url = argv[i];
     else throw new Error('unexpected argument ' + argv[i]);
@@ -51,7 +57,16 @@ async function main() {
       return route.abort();
     });
 
-    const resp = await page.goto(args.url, { waitUntil: 'load', timeout: args.timeoutMs });
+    let resp = await page.goto(args.url, { waitUntil: 'load', timeout: args.timeoutMs });
+    if (args.token) {
+      report.login_status = resp ? resp.status() : null;
+      await page.fill('[data-testid="login-token"]', args.token, { timeout: args.timeoutMs });
+      [resp] = await Promise.all([
+        page.waitForNavigation({ waitUntil: 'load', timeout: args.timeoutMs }),
+        page.click('[data-testid="login-submit"]'),
+      ]);
+      for (const k of ['console_errors', 'page_errors', 'failed_requests']) report[k] = [];
+    }
     report.status = resp ? resp.status() : null;
     report.content_type = resp ? resp.headers()['content-type'] : null;
     await page.waitForSelector('[data-testid="status"][data-state="ok"]', { timeout: args.timeoutMs });

@@ -23,6 +23,13 @@
 #define PATRON_CONFIG_CLUSTER_MAX 64  /* seed nodes in PATRON_REDIS_CLUSTER */
 #define PATRON_CONFIG_RDKAFKA_MAX 128 /* PATRON_RDKAFKA_* properties */
 #define PATRON_CONFIG_UNKNOWN_MAX 32  /* unknown PATRON_* names remembered */
+/* PATRON_API_TOKEN: at least this many bytes, printable ASCII. */
+#define PATRON_CONFIG_TOKEN_MIN 16
+/* PATRON_REDIS_TIMEOUT_MS when unset: patron-api answers a request within
+ * about this (or 503); the other services' commands are batches and Lua
+ * scripts, and a stall only needs to be seen within a few seconds. */
+#define PATRON_CONFIG_REDIS_TIMEOUT_API_MS 1000
+#define PATRON_CONFIG_REDIS_TIMEOUT_MS 5000
 
 struct patron_endpoint {
     char *host; /* a name or an IP literal, IPv6 without brackets */
@@ -50,7 +57,10 @@ struct patron_config {
     char *group_id;
     char *topic_events, *topic_catalog, *topic_profile_updates, *topic_dlq;
     char *topic_campaign_prefix; /* + "sms", "push", "email" */
-    char *api_token;             /* NULL: the API asks for no token */
+    /* NULL (unset): the API asks for no token. Set, it is at least
+     * PATRON_CONFIG_TOKEN_MIN bytes of printable ASCII: an empty or short
+     * one is an error, so that a blank Secret cannot open the API. */
+    char *api_token;
 
     /* librdkafka pass-through: PATRON_RDKAFKA_SECURITY_PROTOCOL=ssl gives
      * "security.protocol", "ssl"; a double underscore gives one underscore.
@@ -72,6 +82,11 @@ struct patron_config {
     /* PATRON_CLV_MODEL: fixed churn and value parameters, no fit. */
     bool has_clv_override;
     struct patron_clv_model clv_override;
+    /* How long a Redis command may wait for its reply before the connection
+     * is deemed stalled (redis.h), 50..60000; unset: the service's default
+     * (PATRON_CONFIG_REDIS_TIMEOUT_API_MS for patron-api, else
+     * PATRON_CONFIG_REDIS_TIMEOUT_MS). */
+    int redis_timeout_ms;
 
     /* patron_profile_config_default, then PATRON_RFM_RECENCY_DAYS,
      * PATRON_RFM_FREQUENCY, PATRON_RFM_MONETARY_CENTS (4 values each, from the

@@ -46,6 +46,13 @@ struct patron_kv_options {
     int max_backoff_ms;     /* 0: 5000 (per node) */
     size_t max_pending;     /* 0: PATRON_REDIS_MAX_PENDING (over all nodes) */
     size_t max_reply_bytes; /* 0: PATRON_REDIS_MAX_REPLY_BYTES */
+    /* 0: none; else each command's deadline (redis.h, "Stalls"): a node
+     * that does not answer within it is dropped, its commands get NULL and
+     * it is reconnected. On a cluster it also bounds how long a command
+     * waits for its slot's master (after MOVED, TRYAGAIN, CLUSTERDOWN), so
+     * that every command is answered or failed within about twice this. */
+    int command_timeout_ms;
+    struct patron_counter *timeouts; /* +1 per stall; borrowed, may be NULL */
     /* Called on the loop when the store becomes usable and when it stops
      * being so (a cluster: every slot's master connected, or not); never
      * during or after close. */

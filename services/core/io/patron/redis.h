@@ -6,9 +6,23 @@
  * Ownership: the client copies its options' strings; a reply belongs to
  * hiredis and is valid only inside its callback. Guarantee: the callback of
  * every accepted command runs exactly once, with the reply or with NULL when
- * the connection failed or the client closes, so that a caller never leaks
- * the `ud` it passed; a command that is refused (negative return) never runs
- * its callback. Threading: loop thread only; every callback runs on the loop.
+ * the connection failed, a command timed out or the client closes, so that
+ * a caller never leaks the `ud` it passed; a command that is refused
+ * (negative return) never runs its callback. Threading: loop thread only;
+ * every callback runs on the loop.
+ *
+ * Stalls: with command_timeout_ms set, every command carries a deadline. A
+ * server that is connected but does not answer (stopped, a long script, a
+ * stuck fork) makes the oldest command miss it: the connection is then
+ * deemed unhealthy and dropped exactly as if it had been lost — on_state
+ * (false), every pending callback runs with NULL, in order, at once — and
+ * the client reconnects. While no command is pending, a PING every
+ * PATRON_REDIS_PING_INTERVAL_MS (its deadline the shorter of the timeout
+ * and PATRON_REDIS_PING_TIMEOUT_MS) finds a stall without traffic, so that
+ * a service's readiness (patron_redis_connected) turns false within about
+ * interval + deadline. hiredis 1.x has this (redisAsyncSetTimeout: on a
+ * timeout every callback gets NULL and the connection is dropped); Debian's
+ * hiredis 0.14 does not, so the adapter below does the same.
  */
 #ifndef PATRON_REDIS_H
 #define PATRON_REDIS_H
@@ -25,7 +39,11 @@
  * reply this large is a bug (profiles are bounded) or a hostile peer, and
  * drops the connection. */
 #define PATRON_REDIS_MAX_REPLY_BYTES (64u << 20)
+/* The heartbeat of an idle client with a command timeout (see "Stalls"). */
+#define PATRON_REDIS_PING_INTERVAL_MS 1000
+#define PATRON_REDIS_PING_TIMEOUT_MS 2000
 
+struct patron_counter;
 struct patron_log;
 struct patron_redis;
 struct patron_redis_script;
@@ -40,6 +58,11 @@ struct patron_redis_options {
     int max_backoff_ms;     /* 0: 5000; reconnect waits 50 ms doubling to this, jittered */
     size_t max_pending;     /* 0: PATRON_REDIS_MAX_PENDING commands awaiting replies */
     size_t max_reply_bytes; /* 0: PATRON_REDIS_MAX_REPLY_BYTES */
+    /* 0: none (blocking commands such as BLPOP need none); else how long a
+     * command may wait for its reply before the connection is deemed
+     * stalled (see "Stalls"). */
+    int command_timeout_ms;
+    struct patron_counter *timeouts; /* +1 per stall seen; borrowed, may be NULL */
     /* Called on the loop when the client becomes usable (after the handshake)
      * and when it loses the connection; never during or after close. */
     void (*on_state)(void *ud, bool connected);

@@ -43,6 +43,10 @@ struct patron_redis_cluster_options {
     int retry_timeout_ms;
     size_t max_pending;     /* 0: PATRON_REDIS_MAX_PENDING, over all nodes */
     size_t max_reply_bytes; /* 0: PATRON_REDIS_MAX_REPLY_BYTES */
+    /* Each node's, as in patron_redis_options: a node that stops answering
+     * is dropped (its commands get NULL) and reconnected. */
+    int command_timeout_ms;
+    struct patron_counter *timeouts;
     /* Connected = every slot is owned by a connected master. Called on the
      * loop on every change; never during or after close. */
     void (*on_state)(void *ud, bool connected);

@@ -63,8 +63,10 @@ void patron_service_free(struct patron_service *s);
 /* The Redis every service opens, from the configuration: the seeds of
  * PATRON_REDIS_CLUSTER when set (a database in PATRON_REDIS_URL does not
  * apply: a cluster has no SELECT), else the node of PATRON_REDIS_URL with
- * its database; credentials, reconnect backoff up to 2 s, state changes to
- * on_state. For patron_kv_open. */
+ * its database; credentials, reconnect backoff up to 2 s, the command
+ * timeout of PATRON_REDIS_TIMEOUT_MS (a stalled Redis is dropped: on_state
+ * false, the pending callbacks get NULL), state changes to on_state. For
+ * patron_kv_open; `timeouts` (no counter) is the caller's to set. */
 void patron_service_kv_options(const struct patron_config *cfg, const struct patron_log *log,
                                void (*on_state)(void *ud, bool connected), void *ud,
                                struct patron_kv_options *out);
