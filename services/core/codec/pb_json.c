@@ -154,7 +154,7 @@ static int read_unsigned(struct ctx *c, const char *name, json_t *v, uint64_t ma
             return fail(c, "%s: \"%.32s\" is not an integer in range", name, json_string_value(v));
         return 0;
     }
-    int64_t x;
+    int64_t x = 0;
     int rc = read_signed(c, name, v, 0, max > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)max, &x);
     if (rc == 0)
         *out = (uint64_t)x;
@@ -190,9 +190,9 @@ static int read_value(struct ctx *c, const ProtobufCFieldDescriptor *f, json_t *
                       void *dst)
 {
     const char *name = f->name;
-    int64_t i;
-    uint64_t u;
-    double x;
+    int64_t i = 0;
+    uint64_t u = 0;
+    double x = 0;
     int rc = 0;
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
