@@ -7,18 +7,25 @@ example campaigns, wall clock) and patron-api, started by the test harness.
 The load: patron-replay's synthetic mix (the ingest benchmark's: Zipf
 items, half the events from regulars, views, carts, purchases, reviews,
 consents) at a steady rate over a fixed population of customers, plus a
-steady trickle of recommendation and profile requests.
+steady trickle of recommendation and profile requests. Event time runs
+1,000 times faster than the clock (a second between events at 1,000
+events/s: a day of the shop in under a minute at 2,000/s), so that within
+the hour every bounded list fills and the day's dedupe window turns over,
+as they do in a shop that runs for months.
 
 Every 30 s: the resident memory (VmRSS) of each service and of Kafka, Redis'
 used_memory, events applied, customers stored. At the end, a table and a
 verdict:
 - each service's RSS is flat: the mean of the last third of the samples is
-  within 10% (and 16 MiB) of the middle third's;
-- Redis grows only by what is remembered by design: once every customer
-  exists, its memory may grow by the resend ledger (8 bytes per purchase,
-  refund or review, kept for ever: docs/guarantees.md "Resends"); the
-  verdict holds it to 12 bytes per event applied over the last third, far
-  below what any per-event leak (a profile, a list entry) would cost.
+  within 10% (and 16 MiB) of the middle third's (the embedded Kafka's is
+  shown, not judged: it keeps up to 5 MiB a partition by design);
+- Redis grows only by what is remembered by design. New keys (a customer
+  or an item seen for the first time) cost what keys cost; the keys already
+  there may grow only by the resend ledger (8 bytes per purchase, refund or
+  review, kept for ever: docs/guarantees.md "Resends"). Over the last third,
+  the growth not explained by new keys (at the mean size of a key) must
+  stay under 12 bytes per event applied, far below what any per-event leak
+  (a profile, a list entry) would cost.
 
     soak.py BIN_DIR [--minutes 60] [--rate 2000] [--customers 100000] [--out DIR]
 
@@ -96,7 +103,7 @@ def main():
         load = subprocess.Popen([os.path.join(harness.BIN, "patron-replay"), "synthetic", "--brokers", brokers,
                                  "--topic", "patron.events", "--events", str(events),
                                  "--customers", str(args.customers), "--regulars", str(args.customers // 10),
-                                 "--rate", str(args.rate), "--seed", "5"],
+                                 "--rate", str(args.rate), "--step-ms", "1000", "--seed", "5"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stop = threading.Event()
         reader = threading.Thread(target=requests, args=(api.http_port, args.customers, stop), daemon=True)
@@ -104,7 +111,7 @@ def main():
         samples, t0 = [], time.time()
         out = open(os.path.join(args.out, "soak.jsonl"), "w") if args.out else None
         print(f"soak: {args.minutes:g} min at {args.rate} events/s over {args.customers} customers", flush=True)
-        print(f"{'min':>5} {'applied':>10} {'customers':>9} {'redis MiB':>9} "
+        print(f"{'min':>5} {'applied':>10} {'keys':>9} {'redis MiB':>9} "
               + " ".join(f"{n + ' MiB':>12}" for n in procs), flush=True)
         while time.time() - t0 < seconds:
             time.sleep(SAMPLE_S)
@@ -131,15 +138,20 @@ def main():
         sys.exit("soak: too short to judge (fewer than 6 samples)")
     for name in procs:
         flat, mid, last = flat_rss([s[name] for s in samples])
+        judged = name != "kafka"
         print(f"soak: {name} RSS {mid / 1024:.1f} MiB (middle third) -> {last / 1024:.1f} MiB (last): "
-              f"{'flat' if flat else 'GROWING'}")
-        ok &= flat
+              f"{('flat' if flat else 'GROWING') if judged else 'not judged (the embedded Kafka)'}")
+        ok &= flat or not judged
     third = len(samples) // 3
     a, b = samples[2 * third - 1], samples[-1]
-    per_event = (b["redis"] - a["redis"]) / max(1.0, b["applied"] - a["applied"])
+    per_key = b["redis"] / max(1, b["customers"])
+    new_keys = b["customers"] - a["customers"]
+    unexplained = (b["redis"] - a["redis"]) - new_keys * per_key
+    per_event = unexplained / max(1.0, b["applied"] - a["applied"])
     redis_flat = per_event <= 12
-    print(f"soak: Redis {per_event:.1f} bytes per event applied over the last third (the resend ledger "
-          f"keeps 8 per purchase, refund or review): {'flat' if redis_flat else 'GROWING'}")
+    print(f"soak: Redis over the last third: {new_keys} new keys (~{per_key:.0f} B each), and "
+          f"{per_event:.1f} bytes per event applied beyond them (the resend ledger keeps 8 per purchase, "
+          f"refund or review): {'flat' if redis_flat else 'GROWING'}")
     ok &= redis_flat
     print(f"soak: {'flat' if ok else 'NOT flat'}")
     return 0 if ok else 1
