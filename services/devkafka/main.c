@@ -9,6 +9,10 @@
  * Prints the bootstrap list as the first line of stdout (and writes it to
  * PATH, atomically), then runs until SIGTERM or SIGINT and exits 0.
  *
+ * For fault tests, SIGUSR1 takes every broker down (its connections close
+ * and new ones are refused, as when a broker process dies) and SIGUSR2
+ * brings them back up with what they held.
+ *
  * librdkafka 2.0 binds its mock brokers to ephemeral ports and has no way to
  * choose them, so --port listens on 127.0.0.1:P and forwards each connection
  * to the first broker: clients bootstrap there, then the metadata sends them
@@ -68,7 +72,9 @@ struct pwrite {
 
 struct devkafka {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sigdown, sigup;
+    rd_kafka_mock_cluster_t *mc;
+    int brokers;
     uv_tcp_t listener;
     bool listening;
     struct sockaddr_in target;
@@ -298,12 +304,29 @@ static int proxy_start(struct devkafka *dk, int port, const char *bootstraps)
 
 /* ---- main ---------------------------------------------------------------- */
 
+/* SIGUSR1: every broker down; SIGUSR2: every broker up (ids 1..N). */
+static void on_broker_signal(uv_signal_t *s, int signum)
+{
+    struct devkafka *dk = s->data;
+    bool down = signum == SIGUSR1;
+    for (int id = 1; id <= dk->brokers; id++) {
+        rd_kafka_resp_err_t e = down ? rd_kafka_mock_broker_set_down(dk->mc, id)
+                                     : rd_kafka_mock_broker_set_up(dk->mc, id);
+        if (e)
+            fprintf(stderr, "patron-devkafka: broker %d %s: %s\n", id, down ? "down" : "up",
+                    rd_kafka_err2str(e));
+    }
+    fprintf(stderr, "patron-devkafka: brokers %s\n", down ? "down" : "up");
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct devkafka *dk = s->data;
     (void)signum;
     uv_close((uv_handle_t *)&dk->sigterm, NULL);
     uv_close((uv_handle_t *)&dk->sigint, NULL);
+    uv_close((uv_handle_t *)&dk->sigdown, NULL);
+    uv_close((uv_handle_t *)&dk->sigup, NULL);
     if (dk->listening)
         uv_close((uv_handle_t *)&dk->listener, NULL);
     dk->listening = false;
@@ -365,12 +388,17 @@ int main(int argc, char **argv)
     } else {
         (void)snprintf(line, sizeof line, "%s", bootstraps);
     }
+    dk.mc = mc;
+    dk.brokers = a.brokers;
     (void)uv_signal_init(&dk.loop, &dk.sigterm);
     (void)uv_signal_init(&dk.loop, &dk.sigint);
-    dk.sigterm.data = &dk;
-    dk.sigint.data = &dk;
+    (void)uv_signal_init(&dk.loop, &dk.sigdown);
+    (void)uv_signal_init(&dk.loop, &dk.sigup);
+    dk.sigterm.data = dk.sigint.data = dk.sigdown.data = dk.sigup.data = &dk;
     if (uv_signal_start(&dk.sigterm, on_signal, SIGTERM) < 0 ||
-        uv_signal_start(&dk.sigint, on_signal, SIGINT) < 0) {
+        uv_signal_start(&dk.sigint, on_signal, SIGINT) < 0 ||
+        uv_signal_start(&dk.sigdown, on_broker_signal, SIGUSR1) < 0 ||
+        uv_signal_start(&dk.sigup, on_broker_signal, SIGUSR2) < 0) {
         on_signal(&dk.sigterm, 0);
         goto out_close_loop;
     }
