@@ -344,10 +344,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
                    "PATRON_API_TOKEN is unset: every route is open to whoever reaches the port",
                    NULL);
     struct patron_kv_options ro;
-    patron_service_kv_options(cfg, log, on_redis_state, api, &ro);
-    ro.timeouts = patron_metrics_counter(
-        metrics, "patron_redis_timeouts_total",
-        "Redis connections dropped because a command missed PATRON_REDIS_TIMEOUT_MS", NULL);
+    patron_service_kv_options(cfg, log, metrics, on_redis_state, api, &ro);
     int rc = patron_kv_open(&api->redis, loop, &ro);
     if (rc)
         goto out_free;

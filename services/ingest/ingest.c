@@ -296,13 +296,13 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     make_metrics(ing);
 
     struct patron_kv_options ro;
-    patron_service_kv_options(cfg, log, on_redis_state, ing, &ro);
+    patron_service_kv_options(cfg, log, metrics, on_redis_state, ing, &ro);
     int rc = patron_kv_open(&ing->redis, loop, &ro);
     if (rc)
         goto out_free;
     if ((rc = ingest_store_scripts(ing)))
         goto out_close_redis;
-    patron_service_kv_options(cfg, log, on_graph_state, ing, &ro);
+    patron_service_kv_options(cfg, log, metrics, on_graph_state, ing, &ro);
     if ((rc = patron_kv_open(&ing->graph_kv, loop, &ro)))
         goto out_close_redis;
     if ((rc = ingest_store_graph_scripts(ing)))

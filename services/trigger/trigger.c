@@ -203,7 +203,7 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
     make_metrics(tr);
 
     struct patron_kv_options ro;
-    patron_service_kv_options(cfg, log, on_redis_state, tr, &ro);
+    patron_service_kv_options(cfg, log, metrics, on_redis_state, tr, &ro);
     int rc = patron_kv_open(&tr->redis, loop, &ro);
     if (rc)
         goto out_free;

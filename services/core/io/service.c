@@ -44,6 +44,7 @@ int patron_service_init(struct patron_service *s, const char *name, char *err, s
 }
 
 void patron_service_kv_options(const struct patron_config *cfg, const struct patron_log *log,
+                               struct patron_metrics *metrics,
                                void (*on_state)(void *ud, bool connected), void *ud,
                                struct patron_kv_options *out)
 {
@@ -61,6 +62,9 @@ void patron_service_kv_options(const struct patron_config *cfg, const struct pat
         .on_state = on_state,
         .ud = ud,
         .log = log,
+        .timeouts = patron_metrics_counter(
+            metrics, "patron_redis_timeouts_total",
+            "Redis connections dropped because a command missed PATRON_REDIS_TIMEOUT_MS", NULL),
     };
 }
 

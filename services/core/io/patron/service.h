@@ -65,9 +65,11 @@ void patron_service_free(struct patron_service *s);
  * apply: a cluster has no SELECT), else the node of PATRON_REDIS_URL with
  * its database; credentials, reconnect backoff up to 2 s, the command
  * timeout of PATRON_REDIS_TIMEOUT_MS (a stalled Redis is dropped: on_state
- * false, the pending callbacks get NULL), state changes to on_state. For
- * patron_kv_open; `timeouts` (no counter) is the caller's to set. */
+ * false, the pending callbacks get NULL) counted in metrics'
+ * patron_redis_timeouts_total, state changes to on_state. For
+ * patron_kv_open. */
 void patron_service_kv_options(const struct patron_config *cfg, const struct patron_log *log,
+                               struct patron_metrics *metrics,
                                void (*on_state)(void *ud, bool connected), void *ud,
                                struct patron_kv_options *out);
 
