@@ -13,7 +13,8 @@ deletes nothing more).
 Then, for the erased customer: no key under any {tp:*} (state, due entry,
 outbox entry, its index), no timer fires (a 20 s cart wait, a birthday),
 nothing of theirs is ever sent, even the outbox entry a crash had left;
-the fan-out copies moved no partition's stream time. A control customer
+the fan-out copies moved no partition's stream time; a trigger killed
+right after and restarted (reading the erasure again) brings nothing back. A control customer
 with the same timers and leftover gets its cart reminder and its leftover
 resent: the test would see the erased customer's too.
 """
@@ -144,6 +145,21 @@ def main():
         assert all(s < marker for s in streams.values()), (streams, marker)
         assert metric(trig.port, "patron_trigger_erasures_total", 'copy="fanout"') >= N - 1
         assert metric(trig.port, "patron_trigger_erased_outbox_total") >= 1
+        # kill -9 before the consumer commits its offsets: what the new
+        # trigger reads again (the erasure, its copies, maybe earlier updates
+        # of the customer) brings nothing back and fails nothing
+        trig.kill()
+        trig.wait()
+        trig = st.start_service("patron-trigger", PATRON_CAMPAIGNS=campaigns)
+        for part in range(N):  # a marker behind everything on each partition
+            mark = profile_pb2.ProfileUpdate(customer_id="zz-marker", event_id=f"mark-{part}",
+                                             kind=profile_pb2.VIEW, occurred_at_ms=erased_at, partition=part)
+            prod.produce("patron.profile-updates", key=b"m", value=mark.SerializeToString(), partition=part)
+        assert prod.flush(20) == 0
+        wait_for("the restarted trigger past the markers",
+                 lambda: all(r.exists("{tp:%d}:c:zz-marker" % part) for part in range(N)), timeout=60)
+        assert not erin_keys(), erin_keys()
+        assert metric(trig.port, "patron_trigger_job_failures_total") == 0
 
         # carl's cart wait fires and his leftover is resent; nothing of erin's, ever
         def carl_done():
