@@ -5,8 +5,8 @@
  * either a batch of that partition's updates (in offset order) or a sweep of
  * its due timers. A partition runs one job at a time, partitions run side
  * by side. A job:
- *   1. loads the states of its customers ({tp:p}:c:<id>, one MGET: a
- *      partition's keys share a slot; trigger_jobs.c);
+ *   1. loads the states of its customers ({tp:p}:c:<id>, one script: a
+ *      partition's keys share a slot; trigger_jobs.c, trigger_poison.c);
  *   2. runs the pure engine (campaign_engine.h) over them (trigger_jobs.c);
  *   3. fetches recommendations and catalog facts for the messages to send,
  *      and builds them (trigger_message.c);

@@ -1,7 +1,8 @@
 /*
  * A job from start to end: taking the updates off the partition's queue
- * (an update that does not decode goes to the DLQ), loading the states of
- * its customers ({tp:p}:c:<id>, one MGET: a partition's keys share a slot),
+ * (one that cannot be applied goes to the DLQ: trigger_poison.c; an erasure
+ * is trigger_erase.c's), loading the states of its customers
+ * ({tp:p}:c:<id>, one script: a partition's keys share a slot),
  * running the pure engine over them and collecting what it decided; then
  * trigger_job_messages and trigger_job_commit; then trigger_job_finish,
  * which redoes a failed job from its first update (its effects are all or
