@@ -15,13 +15,16 @@
  * entry in {tp:p}:due; and every entry of {tp:p}:outbox committed before
  * this job, found through {tp:p}:outbox-index (`<customer>\0<message id>`,
  * score 0: a range, O(log n + the customer's entries), never a scan of the
- * outbox). No timer of the customer fires for it: not even one due before
- * the erasure's time (an erasure is a request to stop). A replayed erasure
- * deletes what is there, i.e. nothing more, and fails nothing.
+ * outbox). A replayed erasure deletes what is there, i.e. nothing more, and
+ * fails nothing.
  *
- * A fan-out copy's event time is not part of the partition's event-time
- * order, so it does not move the partition's stream time (timers fire up
- * to it: trigger_timers.c).
+ * Timers: on the erasure's own partition the engine applies it as any
+ * update, in that partition's event-time order: the timers due before the
+ * erasure's time fire first, as they would have had the partition been
+ * read sooner (a replay decides the same whatever the batching), then
+ * nothing of the customer is left to fire. A fan-out copy is not part of
+ * its partition's order: it fires nothing, and its event time does not move
+ * the partition's stream time (timers fire up to it: trigger_timers.c).
  *
  * What an erasure cannot reach: a message already handed to the producer
  * (decided before the erasure) is delivered.
@@ -57,6 +60,12 @@ void trigger_erase(struct job *j, struct cust *c, size_t i)
     int64_t at = j->updates[i]->occurred_at_ms;
     if (!fanout && at > j->stream_ms)
         j->stream_ms = at;
+}
+
+void trigger_erased(struct job *j, struct cust *c)
+{
+    c->purge = true;
+    patron_counter_add(j->tr->m_erasures[0], 1);
 }
 
 static void on_acked(void *ud, redisReply *reply)

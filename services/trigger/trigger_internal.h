@@ -326,10 +326,13 @@ void trigger_part_drop_queue(struct part *p);
 /* True when u, read on partition `partition`, is a fan-out copy of an
  * erasure from another partition (ProfileUpdate.fanout). */
 bool trigger_is_fanout(const Patron__V1__ProfileUpdate *u, int32_t partition);
-/* Applies erasure update i of j to its customer c: the state goes
- * (whatever it was, readable or not), its timers without firing, its
- * outbox entries at the commit. */
+/* Applies erasure update i of j to its customer c without the engine (a
+ * fan-out copy, or a state that cannot be read): the state goes, its
+ * timers without firing, its outbox entries at the commit. */
 void trigger_erase(struct job *j, struct cust *c, size_t i);
+/* The engine erased c (an erasure in its partition's order): its outbox
+ * entries go at the commit too. */
+void trigger_erased(struct job *j, struct cust *c);
 /* The Lua script of an acknowledged outbox entry: KEYS outbox, index; ARGV
  * message id, customer id. */
 extern const char trigger_ack_lua[];

@@ -127,7 +127,8 @@ static void job_run_engine(struct job *j)
             if (!j->updates[i])
                 continue;
             struct cust *c = &j->custs[j->cust_of[i]];
-            if (j->updates[i]->kind == PATRON__V1__EVENT_KIND__ERASURE) {
+            if (j->updates[i]->kind == PATRON__V1__EVENT_KIND__ERASURE &&
+                (c->fault || trigger_is_fanout(j->updates[i], j->p->id))) {
                 trigger_erase(j, c, i); /* trigger_erase.c: no engine, no timer fires */
                 continue;
             }
@@ -158,6 +159,8 @@ static void job_run_engine(struct job *j)
                 if (at < j->p->fired_ms && (j->late++ == 0 || at < j->late_ms))
                     j->late_ms = at;
             }
+            if (out.erased)
+                trigger_erased(j, c); /* its outbox entries go too */
             job_collect(j, c, &out);
             if (at > j->stream_ms)
                 j->stream_ms = at;
