@@ -5,8 +5,8 @@
  * either a batch of that partition's updates (in offset order) or a sweep of
  * its due timers. A partition runs one job at a time, partitions run side
  * by side. A job:
- *   1. loads the states of its customers ({tp:p}:c:<id>, one MGET: a
- *      partition's keys share a slot; trigger_jobs.c);
+ *   1. loads the states of its customers ({tp:p}:c:<id>, one script: a
+ *      partition's keys share a slot; trigger_jobs.c, trigger_poison.c);
  *   2. runs the pure engine (campaign_engine.h) over them (trigger_jobs.c);
  *   3. fetches recommendations and catalog facts for the messages to send,
  *      and builds them (trigger_message.c);
@@ -46,6 +46,15 @@
 
 #define BUFFERED_PAUSE 20000 /* updates buffered: pause the consumer */
 #define BUFFERED_RESUME 5000 /* ... and resume below this */
+/* Bytes of the updates held (queued or in a job): pause the consumer at
+ * this many, resume below a quarter. With librdkafka's own queue and
+ * fetches (CONSUMER_QUEUE_KB, CONSUMER_FETCH_BYTES) and the dead letters'
+ * copies, what keeps the trigger within its memory limit whatever size
+ * the records have (docs/operations.md). */
+#define BUFFERED_PAUSE_BYTES ((size_t)64 << 20)
+#define BUFFERED_RESUME_BYTES ((size_t)16 << 20)
+#define CONSUMER_QUEUE_KB "16384"      /* queued.max.messages.kbytes */
+#define CONSUMER_FETCH_BYTES "8388608" /* fetch.max.bytes */
 #define TICK_MS 100
 #define CLOCK_READ_MS 200
 
@@ -62,7 +71,7 @@ static void on_consumer_ready(void *ud)
     struct trigger *tr = ud;
     if (tr->stopping)
         return;
-    while (tr->buffered < BUFFERED_PAUSE) {
+    while (tr->buffered < BUFFERED_PAUSE && tr->buffered_bytes < BUFFERED_PAUSE_BYTES) {
         size_t n = patron_consumer_poll(tr->consumer, tr->poll_buf, PATRON_ARRAY_LEN(tr->poll_buf));
         if (n == 0)
             break;
@@ -76,10 +85,12 @@ static void on_consumer_ready(void *ud)
                 rd_kafka_message_destroy(m);
                 continue;
             }
-            trigger_part_push(p, m);
+            if (!trigger_part_drop_if_stopped(p, m))
+                trigger_part_push(p, m);
         }
     }
-    if (tr->buffered >= BUFFERED_PAUSE && !patron_consumer_paused(tr->consumer))
+    if ((tr->buffered >= BUFFERED_PAUSE || tr->buffered_bytes >= BUFFERED_PAUSE_BYTES) &&
+        !patron_consumer_paused(tr->consumer))
         if (patron_consumer_pause_all(tr->consumer))
             patron_log(tr->log, PATRON_LOG_WARN, "consumer not paused", NULL);
     patron_gauge_set(tr->m_buffered, (double)tr->buffered);
@@ -121,10 +132,12 @@ static void on_tick(uv_timer_t *t)
             /* asked again at the next tick */
         }
     }
-    if (tr->buffered < BUFFERED_RESUME && patron_consumer_paused(tr->consumer))
+    if (tr->buffered < BUFFERED_RESUME && tr->buffered_bytes < BUFFERED_RESUME_BYTES &&
+        patron_consumer_paused(tr->consumer))
         if (patron_consumer_resume_all(tr->consumer))
             patron_log(tr->log, PATRON_LOG_WARN, "consumer not resumed", NULL);
     for (struct part *p = tr->parts; p; p = p->next) {
+        trigger_part_stopped_check(p);
         trigger_part_take(p);
         trigger_kick(p);
         trigger_sweep_check(p);
@@ -141,6 +154,35 @@ static void on_redis_state(void *ud, bool connected)
     tr->redis_up = connected;
     patron_log(tr->log, connected ? PATRON_LOG_INFO : PATRON_LOG_WARN,
                connected ? "redis connected" : "redis disconnected", NULL);
+}
+
+/* trigger_poison.c's and trigger_erase.c's */
+static void make_poison_metrics(struct trigger *tr)
+{
+    struct patron_metrics *m = tr->metrics;
+    static const char *const reasons[] = {"unreadable", "wrong_type", "too_big", "other_customer"};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(reasons); i++) {
+        char labels[64];
+        snprintf(labels, sizeof(labels), "reason=\"%s\"", reasons[i]);
+        tr->m_bad_state[i] = patron_metrics_counter(
+            m, "patron_trigger_bad_state_total",
+            "Stored customer states found unusable (kept; their updates to the DLQ)", labels);
+    }
+    tr->m_dlq_lost = patron_metrics_counter(
+        m, "patron_trigger_dlq_lost_total",
+        "Dead letters Kafka refused for good (too large): the update stays in its topic only",
+        NULL);
+    tr->m_stopped =
+        patron_metrics_gauge(m, "patron_trigger_partitions_stopped",
+                             "Partitions stopped on a key of theirs the trigger cannot use", NULL);
+    const char *eh = "Erasures applied, by the copy: own (the erasure's partition) or fanout";
+    tr->m_erasures[0] =
+        patron_metrics_counter(m, "patron_trigger_erasures_total", eh, "copy=\"own\"");
+    tr->m_erasures[1] =
+        patron_metrics_counter(m, "patron_trigger_erasures_total", eh, "copy=\"fanout\"");
+    tr->m_erased_outbox = patron_metrics_counter(
+        m, "patron_trigger_erased_outbox_total",
+        "Outbox entries of erased customers removed before they were sent", NULL);
 }
 
 static void make_metrics(struct trigger *tr)
@@ -175,6 +217,7 @@ static void make_metrics(struct trigger *tr)
         "Updates read after a sweep had fired timers past their event time", NULL);
     tr->m_buffered = patron_metrics_gauge(m, "patron_trigger_buffered_updates",
                                           "Updates read and waiting for their partition", NULL);
+    make_poison_metrics(tr);
     static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
     tr->m_job_seconds = patron_metrics_histogram(m, "patron_trigger_job_seconds",
                                                  "From a job's start to its commit", NULL, bounds,
@@ -208,7 +251,10 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
     if (rc)
         goto out_free;
     if ((rc = patron_kv_script(tr->redis, trigger_commit_lua, &tr->commit)) ||
-        (rc = patron_kv_script(tr->redis, trigger_take_lua, &tr->take)))
+        (rc = patron_kv_script(tr->redis, trigger_take_lua, &tr->take)) ||
+        (rc = patron_kv_script(tr->redis, trigger_load_lua, &tr->load)) ||
+        (rc = patron_kv_script(tr->redis, trigger_check_lua, &tr->check)) ||
+        (rc = patron_kv_script(tr->redis, trigger_ack_lua, &tr->ack)))
         goto out_close_redis;
     struct patron_reco_fetcher_options fo = {.list_max_age_ms = cfg->reco_list_max_age_ms,
                                              .cache_items = (size_t)cfg->reco_cache_items,
@@ -238,11 +284,17 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
     /* Messages are the trigger's latency: fetch with a 10 ms wait rather
      * than the 100 ms that suits ingest's batches (the user's properties
      * come after, and win). */
-    tr->consumer_props = patron_calloc(2 * (cfg->n_rdkafka_props + 1), sizeof(char *));
+    tr->consumer_props = patron_calloc(2 * (cfg->n_rdkafka_props + 3), sizeof(char *));
     tr->consumer_props[0] = "fetch.wait.max.ms";
     tr->consumer_props[1] = "10";
+    /* memory: librdkafka's queue of records fetched and not yet polled, and
+     * one fetch response, whatever the records' size */
+    tr->consumer_props[2] = "queued.max.messages.kbytes";
+    tr->consumer_props[3] = CONSUMER_QUEUE_KB;
+    tr->consumer_props[4] = "fetch.max.bytes";
+    tr->consumer_props[5] = CONSUMER_FETCH_BYTES;
     for (size_t i = 0; i < 2 * cfg->n_rdkafka_props; i++)
-        tr->consumer_props[2 + i] = cfg->rdkafka_props[i];
+        tr->consumer_props[6 + i] = cfg->rdkafka_props[i];
     const char *topics[] = {cfg->topic_profile_updates};
     struct patron_consumer_options co = {
         .brokers = cfg->kafka_brokers,
@@ -250,7 +302,7 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
         .topics = topics,
         .n_topics = 1,
         .props = (const char *const *)tr->consumer_props,
-        .n_props = cfg->n_rdkafka_props + 1,
+        .n_props = cfg->n_rdkafka_props + 3,
         .log = log,
         .on_assign = trigger_part_assigned,
         .on_revoke = trigger_part_revoked,

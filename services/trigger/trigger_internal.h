@@ -14,6 +14,12 @@
  *   trigger_outbox.c   producing, delivery reports, the outbox record, and
  *                      the outbox check after a crash (a Kafka probe)
  *   trigger_timers.c   due timers: the bound they may fire to, the sweep
+ *   trigger_poison.c   what cannot be applied: the bounded decode, dead
+ *                      letters, stored state that cannot be used, keys of a
+ *                      partition that stop it; retriable or not, decided
+ *                      there (trigger_fault)
+ *   trigger_erase.c    erasures: a customer's state, timer and outbox
+ *                      entries deleted on the partition; fan-out copies
  *   trigger.c          lifecycle, consuming, the tick, metrics, reloads
  * trigger.c explains the guarantees; each file states its own.
  *
@@ -26,7 +32,7 @@
  * sweep or outbox reply, a probe): each of those ends with
  * trigger_part_release_if_revoked. Nothing holds a partition across a
  * callback without one of those flags (job, epoch_asked, sweeping,
- * outbox_busy) set.
+ * outbox_busy, stop_checking) set.
  */
 #ifndef PATRON_TRIGGER_INTERNAL_H
 #define PATRON_TRIGGER_INTERNAL_H
@@ -36,6 +42,7 @@
 #include "patron/campaign_engine.h"
 #include "patron/clock.h"
 #include "patron/kafka.h"
+#include "patron/keys.h"
 #include "patron/kv.h"
 #include "patron/recommend_fetch.h"
 #include "patron/stats_field.h"
@@ -63,6 +70,15 @@ struct part {
     bool sweeping;         /* a due-timer lookup in flight */
     bool outbox_busy;      /* an outbox check in flight */
     int64_t outbox_next_mono;
+    /* Stopped (trigger_poison.c): a key of the partition holds what the
+     * trigger cannot use; no job runs until a look at the keys finds them
+     * usable again. Updates read meanwhile are dropped and read again from
+     * rewind_offset. */
+    bool stopped;
+    bool stop_checking; /* a look at the keys in flight */
+    int64_t stop_check_mono;
+    int64_t rewind_offset; /* -1: nothing dropped */
+    char stop_why[256];
     struct part *next;
 };
 
@@ -73,6 +89,11 @@ struct cust {
     struct patron_customer_state st;
     bool changed; /* to be written back */
     bool erased;  /* to be deleted */
+    /* trigger_poison.c: why the stored state cannot be used (its updates go
+     * to the DLQ, the value is kept), or NULL. */
+    const char *fault;
+    bool unschedule; /* a sweep's customer with such a state: its due entry goes */
+    bool purge;      /* erased in this job: its earlier outbox entries go */
 };
 
 /* A message the engine decided to send, while it is built. */
@@ -129,6 +150,11 @@ struct job {
     size_t pending;                  /* lookups out in the current phase */
     bool failed;                     /* redo it: messages go back to the queue */
     int64_t started_mono;
+    size_t bytes; /* of msgs: counted in tr->buffered_bytes until freed */
+    /* Dead letters not acknowledged yet: the job commits (or ends) only
+     * once they are, with after_dlq (trigger_poison.c). */
+    size_t dlq_pending;
+    void (*after_dlq)(struct job *j);
 };
 
 struct trigger {
@@ -141,15 +167,16 @@ struct trigger {
     struct patron_campaigns *campaigns, *next_campaigns;
     struct patron_clock clock;
     struct patron_kv *redis;
-    struct patron_kv_script *commit, *take;
+    struct patron_kv_script *commit, *take, *load, *check, *ack;
     struct patron_reco_fetcher *reco;
     struct patron_consumer *consumer;
     struct patron_producer *producer;
     char *topics[PATRON_CAMPAIGN_CHANNELS]; /* by channel; [ANY] NULL */
     char **producer_props, **consumer_props;
     size_t n_producer_props;
-    struct part *parts; /* assigned and not revoked */
-    size_t buffered;    /* updates in the partitions' queues */
+    struct part *parts;    /* assigned and not revoked */
+    size_t buffered;       /* updates in the partitions' queues */
+    size_t buffered_bytes; /* their bytes, and those of the updates in jobs */
     size_t jobs;
     struct patron_strmap in_flight; /* message ids handed to the producer */
     size_t probes_running;
@@ -167,6 +194,9 @@ struct trigger {
     struct patron_counter *m_outcomes[PATRON_STATS];
     struct patron_counter *m_messages, *m_resent, *m_outbox_found, *m_fenced, *m_job_failures;
     struct patron_counter *m_late;
+    struct patron_counter *m_bad_state[4]; /* by enum state_fault - 1 */
+    struct patron_counter *m_dlq_lost, *m_erasures[2], *m_erased_outbox;
+    struct patron_gauge *m_stopped;
     struct patron_histogram *m_job_seconds;
     struct patron_gauge *m_buffered;
 };
@@ -223,8 +253,14 @@ void trigger_job_messages(struct job *j);
 
 /* ---- trigger_commit.c ---- */
 
-/* The Lua script of the commit (trigger_job_commit). */
+/* The Lua script of the commit (trigger_job_commit), and the one that
+ * looks at a stopped partition's keys (the commit's checks alone). */
 extern const char trigger_commit_lua[];
+extern const char trigger_check_lua[];
+/* The keys of both: epoch, due, outbox, stats, reco, stream, offset,
+ * outbox index, into keys[TRIGGER_FIXED_KEYS]. */
+#define TRIGGER_FIXED_KEYS 8
+int trigger_fixed_keys(int32_t partition, char keys[TRIGGER_FIXED_KEYS][PATRON_KEY_MAX]);
 
 /* Commits j in one script (or finishes it at once: failed, or a sweep that
  * changed nothing), stores its offset, produces its messages, finishes it. */
@@ -241,6 +277,68 @@ uint8_t *trigger_outbox_record(const Patron__V1__CampaignMessage *msg, int64_t w
 void trigger_produce_job(struct job *j);
 /* Looks at p's outbox when due (a crash may have left entries in it). */
 void trigger_outbox_check(struct part *p);
+
+/* ---- trigger_poison.c ---- */
+
+/* What a failure is. Decided in one place (trigger_fault): RETRY is the
+ * infrastructure (Redis or Kafka down, a timeout, a new owner): the job is
+ * redone from its first update, nothing lost, nothing doubled. PARTITION is
+ * a key of the partition that the trigger cannot use: the partition stops
+ * until an operator fixes it (trigger_part_stop). A record that cannot be
+ * applied is neither: it goes to the DLQ and the partition moves on. */
+enum trigger_fault { TRIGGER_FAULT_NONE, TRIGGER_FAULT_RETRY, TRIGGER_FAULT_PARTITION };
+
+/* The fault a Redis reply stands for (NULL: the connection failed). */
+enum trigger_fault trigger_fault(const redisReply *reply);
+
+/* Why a stored state cannot be used (cust.fault). */
+enum state_fault { STATE_OK, STATE_UNREADABLE, STATE_WRONG_TYPE, STATE_TOO_BIG, STATE_OTHER };
+
+/* The Lua script that loads a job's states (trigger_job_load): per key, the
+ * value, nil, or {type} when it is not a string or is over
+ * PATRON_ENGINE_STATE_MAX bytes (not read). */
+extern const char trigger_load_lua[];
+
+/* Decodes update m with bounds into *u; NULL, or why it cannot be applied. */
+const char *trigger_update_decode(const rd_kafka_message_t *m, Patron__V1__ProfileUpdate **u);
+/* Sends update m of j's partition to the DLQ with the reason; j waits for
+ * its acknowledgement before it commits (trigger_job_commit) or ends. */
+void trigger_dead_letter(struct job *j, const rd_kafka_message_t *m, const char *why);
+/* True when j still waits for dead letters: then calls next(j) once they
+ * are acknowledged (failed, if one could not be sent and must be). */
+bool trigger_dlq_wait(struct job *j, void (*next)(struct job *j));
+/* Reads customer c's state from the load script's reply v; on a state that
+ * cannot be used, logs it, counts it, sets c->fault and leaves a fresh
+ * state (the stored value is kept: nothing writes it). */
+void trigger_state_read(struct job *j, struct cust *c, const redisReply *v);
+/* Stops p: reply (an error reply) says why; logged and counted once. */
+void trigger_part_stop(struct part *p, const redisReply *reply);
+/* From the tick: a stopped p looks at its keys again, and starts again
+ * once they are usable. */
+void trigger_part_stopped_check(struct part *p);
+/* Consuming: takes m (dropping it) when p is stopped. */
+bool trigger_part_drop_if_stopped(struct part *p, rd_kafka_message_t *m);
+/* Drops a stopped p's queue (read again from its first update). */
+void trigger_part_drop_queue(struct part *p);
+
+/* ---- trigger_erase.c ---- */
+
+/* True when u, read on partition `partition`, is a fan-out copy of an
+ * erasure from another partition (ProfileUpdate.fanout). */
+bool trigger_is_fanout(const Patron__V1__ProfileUpdate *u, int32_t partition);
+/* Applies erasure update i of j to its customer c without the engine (a
+ * fan-out copy, or a state that cannot be read): the state goes, its
+ * timers without firing, its outbox entries at the commit. */
+void trigger_erase(struct job *j, struct cust *c, size_t i);
+/* The engine erased c (an erasure in its partition's order): its outbox
+ * entries go at the commit too. */
+void trigger_erased(struct job *j, struct cust *c);
+/* The Lua script of an acknowledged outbox entry: KEYS outbox, index; ARGV
+ * message id, customer id. */
+extern const char trigger_ack_lua[];
+/* Removes an acknowledged (or found) message from p's outbox and index. */
+void trigger_outbox_ack(struct trigger *tr, int32_t partition, const char *customer_id,
+                        const char *message_id);
 
 /* ---- trigger_timers.c ---- */
 

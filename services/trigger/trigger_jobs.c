@@ -1,7 +1,8 @@
 /*
  * A job from start to end: taking the updates off the partition's queue
- * (an update that does not decode goes to the DLQ), loading the states of
- * its customers ({tp:p}:c:<id>, one MGET: a partition's keys share a slot),
+ * (one that cannot be applied goes to the DLQ: trigger_poison.c; an erasure
+ * is trigger_erase.c's), loading the states of its customers
+ * ({tp:p}:c:<id>, one script: a partition's keys share a slot),
  * running the pure engine over them and collecting what it decided; then
  * trigger_job_messages and trigger_job_commit; then trigger_job_finish,
  * which redoes a failed job from its first update (its effects are all or
@@ -16,7 +17,11 @@
 #include "trigger_internal.h"
 
 #define JOB_UPDATES_MAX 1000 /* updates per job */
-#define RETRY_MS 500         /* a failed job is redone after this */
+/* Bytes of updates per job (the first is taken whatever its size; an update
+ * over PATRON_PROFILE_UPDATE_MAX is not decoded): with the dead letters'
+ * copies, what one job holds. */
+#define JOB_BYTES_MAX (4u << 20)
+#define RETRY_MS 500 /* a failed job is redone after this */
 
 struct cust *trigger_job_cust(struct job *j, const char *id, size_t len, struct patron_strmap *idx)
 {
@@ -37,8 +42,10 @@ static void job_free(struct job *j)
     for (size_t i = 0; i < j->n_msgs; i++) {
         if (j->updates && j->updates[i])
             patron__v1__profile_update__free_unpacked(j->updates[i], NULL);
-        if (j->msgs[i])
+        if (j->msgs[i]) {
+            j->tr->buffered_bytes -= j->msgs[i]->len;
             rd_kafka_message_destroy(j->msgs[i]);
+        }
     }
     for (size_t i = 0; i < j->n_custs; i++)
         patron_customer_state_free(&j->custs[i].st);
@@ -120,13 +127,27 @@ static void job_run_engine(struct job *j)
             if (!j->updates[i])
                 continue;
             struct cust *c = &j->custs[j->cust_of[i]];
+            if (j->updates[i]->kind == PATRON__V1__EVENT_KIND__ERASURE &&
+                (c->fault || trigger_is_fanout(j->updates[i], j->p->id))) {
+                trigger_erase(j, c, i); /* trigger_erase.c: no engine, no timer fires */
+                continue;
+            }
+            if (c->fault) {
+                /* Its state cannot be used (trigger_poison.c): kept, and its
+                 * updates dead-lettered until an operator deals with it. */
+                trigger_dead_letter(j, j->msgs[i], c->fault);
+                if (j->updates[i]->occurred_at_ms > j->stream_ms)
+                    j->stream_ms = j->updates[i]->occurred_at_ms;
+                continue;
+            }
             int rc = patron_engine_on_update(&e, &c->st, j->updates[i], j->msgs[i]->offset, &out);
             if (rc) {
-                /* Not the update's fault (it decoded): a bug. Skip it, loudly. */
+                /* It decoded, yet the engine cannot apply it. */
                 patron_log(tr->log, PATRON_LOG_ERROR, "engine refused an update",
                            "\"partition\":%d,\"offset\":%" PRId64 ",\"error\":\"%s\"", j->p->id,
                            j->msgs[i]->offset, patron_strerror(rc));
                 patron_engine_out_reset(&out);
+                trigger_dead_letter(j, j->msgs[i], "refused by the campaign engine");
                 continue;
             }
             patron_counter_add(out.duplicate ? tr->m_updates_duplicate : tr->m_updates_applied, 1);
@@ -138,6 +159,8 @@ static void job_run_engine(struct job *j)
                 if (at < j->p->fired_ms && (j->late++ == 0 || at < j->late_ms))
                     j->late_ms = at;
             }
+            if (out.erased)
+                trigger_erased(j, c); /* its outbox entries go too */
             job_collect(j, c, &out);
             if (at > j->stream_ms)
                 j->stream_ms = at;
@@ -145,6 +168,12 @@ static void job_run_engine(struct job *j)
     } else {
         for (size_t i = 0; i < j->n_custs; i++) {
             struct cust *c = &j->custs[i];
+            if (c->fault) {
+                /* Kept as it is; its due entry goes, so that the timers
+                 * behind it are not held up (trigger_poison.c). */
+                c->unschedule = true;
+                continue;
+            }
             c->changed = true; /* its due entry is rewritten whatever happens */
             int rc = patron_engine_fire_due(&e, &c->st, j->bound_ms, &out);
             if (rc)
@@ -163,26 +192,15 @@ static void job_loaded(void *ud, redisReply *reply)
     struct job *j = ud;
     struct trigger *tr = j->tr;
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != j->n_custs) {
-        j->failed = true;
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            patron_log(tr->log, PATRON_LOG_WARN, "load failed", "\"partition\":%d,\"error\":\"%s\"",
+                       j->p->id, reply->str);
+        j->failed = true; /* redone: Redis is down or failing (trigger_fault) */
         trigger_job_finish(j);
         return;
     }
-    for (size_t i = 0; i < j->n_custs; i++) {
-        const redisReply *v = reply->element[i];
-        struct cust *c = &j->custs[i];
-        if (v->type != REDIS_REPLY_STRING)
-            continue; /* a customer the trigger has not seen yet */
-        patron_customer_state_free(&c->st);
-        int rc = patron_customer_state_decode(&c->st, v->str, (size_t)v->len);
-        if (rc || strcmp(c->st.customer_id, c->id) != 0) {
-            /* Not trusted; starting afresh may repeat what the ledger would
-             * have stopped, hence the error. */
-            patron_log(tr->log, PATRON_LOG_ERROR, "stored trigger state unreadable, reset",
-                       "\"partition\":%d,\"error\":\"%s\"", j->p->id, patron_strerror(rc));
-            patron_customer_state_free(&c->st);
-            patron_customer_state_init(&c->st, c->id);
-        }
-    }
+    for (size_t i = 0; i < j->n_custs; i++)
+        trigger_state_read(j, &j->custs[i], reply->element[i]);
     job_run_engine(j);
     trigger_job_messages(j);
 }
@@ -190,18 +208,22 @@ static void job_loaded(void *ud, redisReply *reply)
 void trigger_job_load(struct job *j)
 {
     struct trigger *tr = j->tr;
+    /* The load script (trigger_poison.c): a value of another type or size
+     * than a state's is told apart from a missing one, and not read. */
     const char **argv = patron_malloc((j->n_custs + 1) * sizeof(*argv));
     size_t *lens = patron_malloc((j->n_custs + 1) * sizeof(*lens));
     char(*keys)[PATRON_KEY_MAX] = patron_malloc((j->n_custs + 1) * sizeof(*keys));
-    argv[0] = "MGET";
-    lens[0] = 4;
     for (size_t i = 0; i < j->n_custs; i++) {
         int kl = patron_key_trigger_customer(keys[i], sizeof(keys[i]), j->p->id, j->custs[i].id,
                                              j->custs[i].id_len);
-        argv[i + 1] = keys[i];
-        lens[i + 1] = kl > 0 ? (size_t)kl : 0;
+        argv[i] = keys[i];
+        lens[i] = kl > 0 ? (size_t)kl : 0;
     }
-    int rc = patron_kv_commandv(tr->redis, job_loaded, j, (int)j->n_custs + 1, argv, lens);
+    char max[24];
+    int ml = snprintf(max, sizeof(max), "%d", PATRON_ENGINE_STATE_MAX);
+    argv[j->n_custs] = max;
+    lens[j->n_custs] = (size_t)ml;
+    int rc = patron_kv_evalsha(tr->redis, tr->load, job_loaded, j, (int)j->n_custs, 1, argv, lens);
     free(keys);
     free(lens);
     free(argv);
@@ -230,42 +252,9 @@ struct job *trigger_job_new(struct part *p, enum job_kind kind, size_t n_custs_m
     return j;
 }
 
-static void on_dlq_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
-{
-    (void)msg;
-    struct trigger *tr = ud;
-    if (err)
-        patron_log(tr->log, PATRON_LOG_ERROR, "dead letter not delivered", "\"error\":\"%s\"",
-                   rd_kafka_err2str(err));
-}
-
-/* Why update u (NULL: m did not decode) cannot be applied, or NULL. */
-static const char *update_rejected(const Patron__V1__ProfileUpdate *u)
-{
-    if (!u)
-        return "not a ProfileUpdate";
-    if (!u->customer_id[0] || strlen(u->customer_id) > PATRON_ID_MAX)
-        return "customer_id empty or too long";
-    if (!u->event_id[0])
-        return "event_id empty";
-    if (u->occurred_at_ms < 0 || u->occurred_at_ms > PATRON_TIME_MAX_MS)
-        return "occurred_at_ms outside 1970..9999";
-    return NULL;
-}
-
-/* Sends update m of p to the DLQ with the reason (at least once: the
- * offset is stored only after the job's commit). */
-static void dead_letter(struct part *p, const rd_kafka_message_t *m, const char *why)
-{
-    struct trigger *tr = p->tr;
-    patron_counter_add(tr->m_updates_dlq, 1);
-    if (patron_dlq_send(tr->producer, tr->cfg->topic_dlq, m, why, on_dlq_delivered, tr))
-        patron_log(tr->log, PATRON_LOG_ERROR, "dead letter not produced",
-                   "\"partition\":%d,\"offset\":%" PRId64, p->id, m->offset);
-}
-
-/* Takes up to JOB_UPDATES_MAX updates of the partition. A message that does
- * not decode goes to the DLQ and is skipped. */
+/* Takes up to JOB_UPDATES_MAX updates of the partition, JOB_BYTES_MAX
+ * bytes. A message that cannot be applied goes to the DLQ and is skipped
+ * (trigger_poison.c). */
 static void job_start_updates(struct part *p)
 {
     size_t n = p->q_n < JOB_UPDATES_MAX ? p->q_n : JOB_UPDATES_MAX;
@@ -275,15 +264,22 @@ static void job_start_updates(struct part *p)
     j->cust_of = patron_calloc(n, sizeof(*j->cust_of));
     struct patron_strmap idx;
     patron_strmap_init(&idx);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && (i == 0 || j->bytes < JOB_BYTES_MAX); i++) {
         rd_kafka_message_t *m = trigger_part_pop(p);
         j->msgs[j->n_msgs++] = m;
-        Patron__V1__ProfileUpdate *u = patron__v1__profile_update__unpack(NULL, m->len, m->payload);
-        const char *why = update_rejected(u);
+        j->bytes += m->len;
+        if (p->next_offset >= 0 && m->offset < p->next_offset) {
+            /* Committed already ({tp:p}:offset goes with the commit): read
+             * again after a crash or a rebalance. Skipped here, not only by
+             * the customer's own last offset: an erased customer has none,
+             * and their earlier updates must not bring them back. */
+            patron_counter_add(p->tr->m_updates_duplicate, 1);
+            continue;
+        }
+        Patron__V1__ProfileUpdate *u = NULL;
+        const char *why = trigger_update_decode(m, &u);
         if (why) {
-            if (u)
-                patron__v1__profile_update__free_unpacked(u, NULL);
-            dead_letter(p, m, why);
+            trigger_dead_letter(j, m, why);
             continue;
         }
         j->updates[i] = u;
@@ -301,6 +297,8 @@ static void job_start_updates(struct part *p)
 
 void trigger_job_finish(struct job *j)
 {
+    if (trigger_dlq_wait(j, trigger_job_finish))
+        return; /* ends once its dead letters are acknowledged (or not) */
     struct trigger *tr = j->tr;
     struct part *p = j->p;
     patron_histogram_observe(tr->m_job_seconds,
@@ -314,7 +312,7 @@ void trigger_job_finish(struct job *j)
                     patron__v1__profile_update__free_unpacked(j->updates[i], NULL);
                 j->updates[i] = NULL;
             }
-            trigger_part_unshift(p, j->msgs, j->n_msgs);
+            trigger_part_unshift(p, j->msgs, j->n_msgs); /* their bytes stay counted */
             j->n_msgs = 0;
         }
         p->retry_mono = patron_monotonic_ms() + RETRY_MS;
@@ -330,6 +328,10 @@ void trigger_job_finish(struct job *j)
 void trigger_kick(struct part *p)
 {
     struct trigger *tr = p->tr;
+    if (p->stopped && !p->job) {
+        trigger_part_drop_queue(p); /* read again once it starts (trigger_poison.c) */
+        return;
+    }
     if (p->revoked || p->job || !p->epoch[0] || !tr->redis_up || tr->stopping ||
         tr->next_campaigns || patron_monotonic_ms() < p->retry_mono)
         return;

@@ -59,6 +59,7 @@ struct delivery {
     struct trigger *tr;
     int32_t partition;
     char id[PATRON_MESSAGE_ID_LEN + 1];
+    char customer[PATRON_ID_MAX + 1]; /* its entry in the outbox's index */
 };
 
 static void on_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
@@ -69,12 +70,7 @@ static void on_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_messa
     free(patron_strmap_del(&tr->in_flight, d->id, PATRON_MESSAGE_ID_LEN));
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         patron_counter_add(tr->m_messages, 1);
-        char okey[PATRON_KEY_MAX];
-        if (patron_key_trigger(okey, sizeof(okey), d->partition, "outbox") > 0)
-            if (patron_kv_command(tr->redis, trigger_reply_ignored, NULL, "HDEL %s %b", okey, d->id,
-                                  (size_t)PATRON_MESSAGE_ID_LEN)) {
-                /* left in the outbox: the outbox check finds it in Kafka */
-            }
+        trigger_outbox_ack(tr, d->partition, d->customer, d->id);
     } else {
         /* It stays in the outbox: the outbox check looks for it and resends. */
         patron_log(tr->log, PATRON_LOG_WARN, "message not delivered",
@@ -97,7 +93,7 @@ static int produce_record(struct trigger *tr, int32_t partition, const uint8_t *
     int rc = PATRON_EINVAL;
     int ch = (int)m->channel;
     if (ch < PATRON_CAMPAIGN_CHANNEL_SMS || ch > PATRON_CAMPAIGN_CHANNEL_EMAIL ||
-        strlen(m->message_id) != PATRON_MESSAGE_ID_LEN)
+        strlen(m->message_id) != PATRON_MESSAGE_ID_LEN || strlen(m->customer_id) > PATRON_ID_MAX)
         goto out_free_msg;
     rc = 0;
     if (patron_strmap_get(&tr->in_flight, m->message_id, PATRON_MESSAGE_ID_LEN))
@@ -106,6 +102,7 @@ static int produce_record(struct trigger *tr, int32_t partition, const uint8_t *
     d->tr = tr;
     d->partition = partition;
     memcpy(d->id, m->message_id, PATRON_MESSAGE_ID_LEN + 1);
+    patron_copy_str(d->customer, sizeof(d->customer), m->customer_id);
     rc = patron_producer_send(tr->producer, tr->topics[ch], RD_KAFKA_PARTITION_UA, m->customer_id,
                               strlen(m->customer_id), body, body_len, NULL, on_delivered, d);
     if (rc) {
@@ -182,39 +179,77 @@ static void probe_free(struct probe_work *w)
     free(w);
 }
 
+static void probe_finish(struct probe_work *w)
+{
+    struct part *p = w->p;
+    p->outbox_busy = false;
+    p->outbox_next_mono = patron_monotonic_ms() + OUTBOX_SCAN_MS;
+    probe_free(w);
+    (void)trigger_part_release_if_revoked(p);
+}
+
+/* The entries missing from Kafka, read again from the outbox: only those
+ * still there are sent (an erasure may have removed some while the probe
+ * ran: trigger_erase.c). */
+static void on_still_there(void *ud, redisReply *reply)
+{
+    struct probe_work *w = ud;
+    struct trigger *tr = w->tr;
+    struct part *p = w->p;
+    size_t found = 0, resent = 0, k = 0;
+    bool ok = reply && reply->type == REDIS_REPLY_ARRAY;
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->probes[i].found) {
+            found++;
+            continue;
+        }
+        bool there = ok && k < reply->elements && reply->element[k]->type == REDIS_REPLY_STRING;
+        k++;
+        if (there && !p->revoked && !tr->stopping &&
+            produce_record(tr, p->id, w->records[i], w->lens[i]) == 0)
+            resent++;
+    }
+    patron_counter_add(tr->m_outbox_found, found);
+    patron_counter_add(tr->m_resent, resent);
+    patron_log(tr->log, PATRON_LOG_INFO, "outbox checked",
+               "\"partition\":%d,\"found\":%zu,\"resent\":%zu", p->id, found, resent);
+    probe_finish(w);
+}
+
 static void probe_done(uv_work_t *req, int status)
 {
     struct probe_work *w = req->data;
     struct trigger *tr = w->tr;
     struct part *p = w->p;
     tr->probes_running--;
-    p->outbox_busy = false;
-    p->outbox_next_mono = patron_monotonic_ms() + OUTBOX_SCAN_MS;
     if (status || w->rc) {
         patron_log(tr->log, PATRON_LOG_WARN, "outbox check failed, retrying later",
                    "\"partition\":%d,\"error\":\"%s\"", p->id, w->err);
-    } else if (!p->revoked && !tr->stopping) {
-        char okey[PATRON_KEY_MAX];
-        int kl = patron_key_trigger(okey, sizeof(okey), p->id, "outbox");
-        size_t found = 0, resent = 0;
-        for (size_t i = 0; i < w->n; i++) {
-            if (w->probes[i].found) {
-                found++;
-                if (kl > 0 && patron_kv_command(tr->redis, trigger_reply_ignored, NULL,
-                                                "HDEL %s %s", okey, w->probes[i].id)) {
-                    /* looked for again at the next check */
-                }
-            } else if (produce_record(tr, p->id, w->records[i], w->lens[i]) == 0) {
-                resent++;
-            }
-        }
-        patron_counter_add(tr->m_outbox_found, found);
-        patron_counter_add(tr->m_resent, resent);
-        patron_log(tr->log, PATRON_LOG_INFO, "outbox checked",
-                   "\"partition\":%d,\"found\":%zu,\"resent\":%zu", p->id, found, resent);
+        probe_finish(w);
+        return;
     }
-    probe_free(w);
-    (void)trigger_part_release_if_revoked(p);
+    if (p->revoked || tr->stopping) {
+        probe_finish(w);
+        return;
+    }
+    char okey[PATRON_KEY_MAX];
+    int kl = patron_key_trigger(okey, sizeof(okey), p->id, "outbox");
+    const char **argv = patron_malloc((w->n + 2) * sizeof(*argv));
+    size_t argc = 0;
+    argv[argc++] = "HMGET";
+    argv[argc++] = okey;
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->probes[i].found && kl > 0)
+            trigger_outbox_ack(tr, p->id, w->probes[i].key, w->probes[i].id);
+        else if (!w->probes[i].found)
+            argv[argc++] = w->probes[i].id;
+    }
+    int rc = kl < 0 || argc == 2
+                 ? PATRON_EINVAL
+                 : patron_kv_commandv(tr->redis, on_still_there, w, (int)argc, argv, NULL);
+    free(argv);
+    if (rc)
+        on_still_there(w, NULL); /* nothing missing, or asked again at the next check */
 }
 
 /* Outbox entries old enough that no producer can still be delivering them
@@ -225,8 +260,14 @@ static void on_outbox(void *ud, redisReply *reply)
     struct trigger *tr = p->tr;
     p->outbox_busy = false;
     p->outbox_next_mono = patron_monotonic_ms() + OUTBOX_SCAN_MS;
-    if (trigger_part_release_if_revoked(p) || tr->stopping || !reply ||
-        reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
+    if (trigger_part_release_if_revoked(p))
+        return;
+    if (trigger_fault(reply) == TRIGGER_FAULT_PARTITION) {
+        trigger_part_stop(p, reply); /* {tp:p}:outbox of another type */
+        return;
+    }
+    if (tr->stopping || p->stopped || !reply || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements == 0)
         return;
     int64_t now = patron_wall_ms();
     size_t cap = reply->elements / 2 < OUTBOX_PROBE_MAX ? reply->elements / 2 : OUTBOX_PROBE_MAX;
@@ -283,7 +324,7 @@ static void on_outbox(void *ud, redisReply *reply)
 void trigger_outbox_check(struct part *p)
 {
     struct trigger *tr = p->tr;
-    if (p->outbox_busy || !p->epoch[0] || patron_monotonic_ms() < p->outbox_next_mono)
+    if (p->outbox_busy || !p->epoch[0] || p->stopped || patron_monotonic_ms() < p->outbox_next_mono)
         return;
     char key[PATRON_KEY_MAX];
     if (patron_key_trigger(key, sizeof(key), p->id, "outbox") < 0)

@@ -19,9 +19,19 @@
  * former owner; the stream time (the latest event time committed) and the
  * offset (every update before it committed) let timers fire before the first
  * new update arrives: the consumer knows no position until it polls one. */
-const char trigger_take_lua[] = "local e = redis.call('INCR', KEYS[1])\n"
-                                "return {e, redis.call('GET', KEYS[2]) or '0',\n"
-                                "        redis.call('GET', KEYS[3]) or '-1'}\n";
+const char trigger_take_lua[] =
+    /* each an integer or missing: anything else stops the partition
+     * (trigger_poison.c) rather than be overwritten */
+    "for i = 1, 3 do\n"
+    "  local t = redis.call('TYPE', KEYS[i]).ok\n"
+    "  if t ~= 'none' and (t ~= 'string' or redis.call('STRLEN', KEYS[i]) > 20 or\n"
+    "      not string.match(redis.call('GET', KEYS[i]), '^%-?%d+$')) then\n"
+    "    return redis.error_reply('PATRON_BADKEY ' .. KEYS[i] .. ' is not an integer')\n"
+    "  end\n"
+    "end\n"
+    "local e = redis.call('INCR', KEYS[1])\n"
+    "return {e, redis.call('GET', KEYS[2]) or '0',\n"
+    "        redis.call('GET', KEYS[3]) or '-1'}\n";
 
 struct part *trigger_part_find(struct trigger *tr, int32_t id)
 {
@@ -33,8 +43,11 @@ struct part *trigger_part_find(struct trigger *tr, int32_t id)
 
 static void part_queue_clear(struct part *p)
 {
-    for (size_t i = 0; i < p->q_n; i++)
-        rd_kafka_message_destroy(p->q[(p->q_head + i) % p->q_cap]);
+    for (size_t i = 0; i < p->q_n; i++) {
+        rd_kafka_message_t *m = p->q[(p->q_head + i) % p->q_cap];
+        p->tr->buffered_bytes -= m->len;
+        rd_kafka_message_destroy(m);
+    }
     p->tr->buffered -= p->q_n;
     p->q_n = p->q_head = 0;
 }
@@ -64,6 +77,7 @@ void trigger_part_push(struct part *p, rd_kafka_message_t *m)
         part_grow(p);
     p->q[(p->q_head + p->q_n++) % p->q_cap] = m;
     p->tr->buffered++;
+    p->tr->buffered_bytes += m->len; /* until destroyed, in the queue or a job */
 }
 
 rd_kafka_message_t *trigger_part_pop(struct part *p)
@@ -93,6 +107,10 @@ static void on_taken(void *ud, redisReply *reply)
     p->epoch_asked = false;
     if (trigger_part_release_if_revoked(p))
         return;
+    if (trigger_fault(reply) == TRIGGER_FAULT_PARTITION) {
+        trigger_part_stop(p, reply);
+        return;
+    }
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_STRING ||
@@ -114,7 +132,7 @@ static void on_taken(void *ud, redisReply *reply)
 void trigger_part_take(struct part *p)
 {
     struct trigger *tr = p->tr;
-    if (p->epoch[0] || p->epoch_asked || !tr->redis_up)
+    if (p->epoch[0] || p->epoch_asked || p->stopped || !tr->redis_up)
         return;
     char epoch[PATRON_KEY_MAX], stream[PATRON_KEY_MAX], offset[PATRON_KEY_MAX], id[16];
     if (patron_key_trigger(epoch, sizeof(epoch), p->id, "epoch") < 0 ||
@@ -139,6 +157,7 @@ void trigger_part_assigned(void *ud, const rd_kafka_topic_partition_list_t *part
         p->tr = tr;
         p->id = parts->elems[i].partition;
         p->next_offset = -1;
+        p->rewind_offset = -1;
         p->last_msg_mono = patron_monotonic_ms();
         p->outbox_next_mono = 0; /* look at the outbox at once: a crash may have left some */
         p->next = tr->parts;
@@ -159,7 +178,7 @@ void trigger_part_revoked(void *ud, const rd_kafka_topic_partition_list_t *parts
             *pp = p->next;
             p->revoked = true;
             part_queue_clear(p);
-            if (!p->job && !p->epoch_asked && !p->sweeping && !p->outbox_busy)
+            if (!p->job && !p->epoch_asked && !p->sweeping && !p->outbox_busy && !p->stop_checking)
                 trigger_part_free(p);
             break;
         }
@@ -172,7 +191,7 @@ bool trigger_part_release_if_revoked(struct part *p)
 {
     if (!p->revoked)
         return false;
-    if (!p->job && !p->epoch_asked && !p->sweeping && !p->outbox_busy)
+    if (!p->job && !p->epoch_asked && !p->sweeping && !p->outbox_busy && !p->stop_checking)
         trigger_part_free(p);
     return true;
 }

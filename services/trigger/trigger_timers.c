@@ -54,8 +54,14 @@ static void on_due(void *ud, redisReply *reply)
     int64_t bound = r->bound_ms;
     free(r);
     p->sweeping = false;
-    if (trigger_part_release_if_revoked(p) || p->tr->stopping || p->job || !reply ||
-        reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
+    if (trigger_part_release_if_revoked(p))
+        return;
+    if (trigger_fault(reply) == TRIGGER_FAULT_PARTITION) {
+        trigger_part_stop(p, reply); /* {tp:p}:due of another type */
+        return;
+    }
+    if (p->tr->stopping || p->job || p->stopped || !reply || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements == 0)
         return;
     struct job *j = trigger_job_new(p, JOB_SWEEP, reply->elements);
     j->bound_ms = bound;
@@ -77,7 +83,7 @@ static void on_due(void *ud, redisReply *reply)
 void trigger_sweep_check(struct part *p)
 {
     struct trigger *tr = p->tr;
-    if (p->sweeping || p->job || !p->epoch[0])
+    if (p->sweeping || p->job || !p->epoch[0] || p->stopped)
         return;
     int64_t bound = fire_bound(tr, p);
     if (bound <= 0)

@@ -30,6 +30,8 @@
  *   {tp:<p>}:due        sorted set: customer -> next timer's fire time (event ms)
  *   {tp:<p>}:outbox     hash: message id -> "<wall ms>|" + CampaignMessage, until
  *                       Kafka acknowledged it
+ *   {tp:<p>}:outbox-index sorted set, scores 0: "<customer>\0<message id>" per
+ *                       outbox entry (an erasure's range of a customer's)
  *   {tp:<p>}:stats      hash: "<campaign>|<variant>|<counter>" -> integer
  *   {tp:<p>}:reco       sorted set: item -> times recommended in a message
  *   {tp:<p>}:epoch      integer: the owner's fencing token (INCR on assignment)
