@@ -5,8 +5,9 @@ and what each campaign did.
     demo_report.py --api http://127.0.0.1:8080 --file data/online-retail-subset.csv.gz
 
 Reads the customer ids from the CSV and everything else from patron-api:
-segments and tiers (/v1/dashboard/customers), profiles, recommendations, and
-each campaign's sent / suppressed / exited / converted / uplift
+segments and tiers (/v1/dashboard/customers), profiles (with the anonymous
+visitors merged into them at login, and what those brought), recommendations,
+and each campaign's sent / suppressed / exited / converted / uplift
 (/v1/campaigns/stats). It first waits until the campaign statistics hold
 still (patron-trigger has caught up) and the dashboard's customer snapshot
 was taken after that. Standard library only.
@@ -97,6 +98,8 @@ def main():
     if not total or not profiles:
         return
 
+    visitors(args.api, profiles)
+
     if customers:
         for title, key in (("Segments (RFM, as of the last event)", "segments"), ("Loyalty tiers", "tiers")):
             print(f"\n{title}")
@@ -131,6 +134,23 @@ def main():
         print("\nMost recommended in campaign messages")
         for it in reco["items"]:
             print(f"  {it['item_id']:<10} {it['count']:>5}  {it['title'] or ''}")
+
+
+def visitors(api, profiles):
+    """The anonymous visitors merged into customers at login, and what they brought."""
+    merged = [(p["customer_id"], v) for p in profiles for v in p.get("merged_visitors", [])]
+    print(f"\nVisitors identified at login: {len(merged)} merged into "
+          f"{len({c for c, _ in merged})} customers")
+    if not merged:
+        return
+    print(f"  they brought {sum(v['viewed'] for _, v in merged)} recently viewed items, "
+          f"{sum(v['cart_lines'] for _, v in merged)} cart lines still open, "
+          f"{sum(v['orders'] for _, v in merged)} guest orders")
+    cid, v = max(merged, key=lambda cv: (cv[1]["orders"], cv[1]["viewed"]))
+    status, body = get(api, f"/v1/visitors/{v['anonymous_id']}/profile")
+    if status == 200:
+        print(f"  e.g. {v['anonymous_id']} is now customer {body['customer_id']}: "
+              f"{body['orders']} orders, {len(body['recent_items']['viewed'])} items viewed")
 
 
 def campaigns(stats):
