@@ -70,10 +70,17 @@ def send(producer, topic, key, value):
 
 
 def renamed(ev, event_pb2, prefix):
+    """The copy of another customer: its ids prefixed, a visitor's (no
+    customer_id) and an Identify's anonymous ids too."""
     copy = event_pb2.Event()
     copy.CopyFrom(ev)
     copy.event_id = prefix + ev.event_id
-    copy.customer_id = prefix + ev.customer_id
+    if ev.customer_id:
+        copy.customer_id = prefix + ev.customer_id
+    if ev.anonymous_id:
+        copy.anonymous_id = prefix + ev.anonymous_id
+    if ev.WhichOneof("kind") == "identify":
+        copy.identify.anonymous_id = prefix + ev.identify.anonymous_id
     return copy
 
 
@@ -114,7 +121,7 @@ def main():
                 copy = renamed(ev, event_pb2, prefix)
                 value = enc(copy, ctx) if prefix == "r-" else enc(copy)
                 firsts.setdefault(prefix, value)
-                send(producer, "patron.events", copy.customer_id.encode(), value)
+                send(producer, "patron.events", (copy.customer_id or copy.anonymous_id).encode(), value)
         assert firsts["r-"][0] == 0 and firsts["j-"][:1] == b"{" and firsts["p-"][0] not in (0, 0x7b), firsts
 
         items = []
@@ -154,6 +161,8 @@ def main():
                     status, body = http(api.http_port, "GET", f"/v1/customers/{prefix}{cid}/profile")
                     assert status == 200, (prefix, cid, status, body)
                     got[prefix] = {k: v for k, v in body.items() if k not in SKIP}
+                    got[prefix]["merged_visitors"] = [dict(m, anonymous_id=m["anonymous_id"][len(prefix):])
+                                                      for m in body["merged_visitors"]]
                 if not (got["p-"] == got["r-"] == got["j-"]):
                     diff = [k for k in got["p-"] if not (got["p-"][k] == got["r-"].get(k) == got["j-"].get(k))]
                     out.append((cid, diff))

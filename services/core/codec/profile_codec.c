@@ -875,3 +875,64 @@ int patron_profile_stored_decode(struct patron_profile *p, const void *value, si
         *version = patron_profile_version_get(value, len);
     return rc;
 }
+
+/* ---- identity at a glance ------------------------------------------------- */
+
+static void peek_id(char dst[PATRON_ID_MAX + 1], const struct patron_pb_field *f)
+{
+    size_t n = f->len < PATRON_ID_MAX ? f->len : PATRON_ID_MAX;
+    memcpy(dst, f->data, n);
+    dst[n] = '\0';
+}
+
+int patron_profile_stored_peek(const void *value, size_t len, struct patron_profile_peek *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!value || len < PATRON_PROFILE_VERSION_LEN || len > PATRON_PROFILE_ENCODED_MAX + 8)
+        return PATRON_EINVAL;
+    const uint8_t *at = (const uint8_t *)value + PATRON_PROFILE_VERSION_LEN,
+                  *end = (const uint8_t *)value + len;
+    bool customer = false;
+    while (at < end) {
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f))
+            return PATRON_EINVAL;
+        switch (f.number) {
+        case 1:
+            customer = f.wire == PATRON_PB_LEN && f.len > 0;
+            break;
+        case 38:
+            break;
+        case 39:
+            if (f.wire != PATRON_PB_LEN)
+                return PATRON_EINVAL;
+            peek_id(out->merged_into, &f);
+            break;
+        case 40:
+            if (f.wire != PATRON_PB_VARINT)
+                return PATRON_EINVAL;
+            out->merged_partition = int32_of(f.value);
+            break;
+        case 41: {
+            out->contents = true;
+            if (f.wire != PATRON_PB_LEN || out->n_aliases == PATRON_PROFILE_ALIASES_MAX)
+                return PATRON_EINVAL;
+            const uint8_t *in = f.data, *in_end = f.data + f.len;
+            while (in < in_end) {
+                struct patron_pb_field g;
+                if (patron_pb_unpack_field(&in, in_end, &g))
+                    return PATRON_EINVAL;
+                if (g.number == 1 && g.wire == PATRON_PB_LEN)
+                    peek_id(out->aliases[out->n_aliases], &g);
+            }
+            out->n_aliases++;
+            break;
+        }
+        default:
+            out->contents = true;
+            break;
+        }
+    }
+    out->visitor = !customer;
+    return 0;
+}
