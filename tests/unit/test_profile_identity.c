@@ -791,3 +791,21 @@ Test(profile_identity, the_stored_form_refuses_mixed_identities)
     cr_expect_str_eq(p->merged_into, "c");
     free(p);
 }
+
+/* A merged visitor's events come from another partition at their own pace:
+ * a cart add that arrives after a later purchase (in event time) does not
+ * bring back a line that purchase cleared. */
+Test(profile_identity, a_late_cart_add_stays_cleared_by_a_later_purchase)
+{
+    struct patron_profile *p = malloc(sizeof(*p));
+    patron_profile_init(p, FX_CUSTOMER);
+    struct fx_event f;
+    struct fx_line line = {"a", "cat", 1, 100};
+    must_apply(p, fx_purchase(&f, "p", FX_T0 + 10, 1, &line), 0, 1);
+    must_apply(p, fx_cart_add(&f, "late", FX_T0 + 5, "b", "cat", 1, 5), 1, 1);
+    cr_expect_eq(p->n_cart, 0);
+    cr_expect_eq(p->n_categories, 1, "its taste counts all the same");
+    must_apply(p, fx_cart_add(&f, "after", FX_T0 + 20, "c", "cat", 1, 5), 1, 2);
+    cr_expect_eq(p->n_cart, 1);
+    free(p);
+}

@@ -718,7 +718,11 @@ void profile_apply_new(struct patron_profile *p, const Patron__V1__Event *ev, in
         profile_category_add(p, ev->view->category, cfg->weight_view, t, cfg);
         break;
     case PATRON__V1__EVENT__KIND_CART_ADD:
-        cart_add(p, ev->cart_add->item);
+        /* A purchase after it in event time cleared the cart it was in: one
+         * that arrived first (a merged visitor's events come from another
+         * partition, at their own pace) does not bring it back. */
+        if (t >= p->last_purchase_ms)
+            cart_add(p, ev->cart_add->item);
         profile_category_add(p, ev->cart_add->item->category, cfg->weight_cart_add, t, cfg);
         p->cart_updated_ms = max64(p->cart_updated_ms, t);
         break;
