@@ -5,7 +5,6 @@
  * event clock. How the calls reach a batch: see ingest_internal.h.
  */
 #include <inttypes.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,23 +438,23 @@ void ingest_write_profiles(struct batch *b, int stage)
     }
 }
 
-/* A compaction's reply: best effort (the visitor keeps what it brought, a
- * later batch tries again); once written, the cache holds the alias. */
+/* A compaction: the alias alone over the visitor's current value. */
 struct compaction {
-    struct batch *b;
-    struct customer *c;
     struct versioned v;
-    struct versioned *vp;
-    struct multi_call mc;
+    struct customer *c;
 };
 
+/* A compaction call's reply, for up to CAS_CHUNK visitors of one key group,
+ * all or none: best effort (a visitor left whole keeps what it brought,
+ * which nothing reads; a later batch tries again). Once written, the cache
+ * holds the alias, unless a later batch wrote the visitor meanwhile. */
 static void on_compacted(void *ud, redisReply *reply)
 {
     struct multi_call *mc = ud;
-    struct compaction *k = (struct compaction *)((char *)mc - offsetof(struct compaction, mc));
-    struct batch *b = k->b;
-    bool written = reply && (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1);
-    if (written && !b->cancelled) {
+    struct batch *b = mc->b;
+    bool written = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    for (size_t i = 0; written && !b->cancelled && i < mc->n; i++) {
+        struct compaction *k = (struct compaction *)mc->v[i]; /* v is its first member */
         patron_counter_add(b->ing->m_compacted, 1);
         struct patron_lru_entry *e = patron_lru_peek(&b->ing->cache, k->v.key, k->v.key_len);
         if (e && (e->pin == 0 || e->pin == b->seq))
@@ -465,23 +464,30 @@ static void on_compacted(void *ud, redisReply *reply)
     ingest_batch_release(b);
 }
 
+static int send_compaction(struct batch *b, struct multi_call *mc)
+{
+    return ingest_store_cas(mc, on_compacted, b->ing->redis, b->ing->cas_many);
+}
+
 /* The merged visitors whose customers now hold what they brought: their
- * keys keep the alias alone. After the batch's profile writes. */
+ * keys keep the alias alone. After the batch's profile writes; grouped as
+ * they are (CAS_CHUNK keys of one group per call). */
 void ingest_write_compactions(struct batch *b)
 {
+    struct versioned **v = NULL;
+    size_t n = 0;
     for (size_t i = 0; i < b->n_customers; i++) {
         struct customer *c = b->customers[i];
-        if (!c->compact)
+        size_t len;
+        const uint8_t *cur = c->compact ? ingest_profile_current(b, c, &len) : NULL;
+        if (!cur || len < PATRON_PROFILE_VERSION_LEN)
             continue;
+        if (!v)
+            v = patron_arena_alloc(&b->arena, b->n_customers * sizeof(*v));
         struct compaction *k = patron_arena_calloc(&b->arena, 1, sizeof(*k));
-        k->b = b;
         k->c = c;
         k->v = c->v;
         /* over what the batch wrote of it, or what it read */
-        size_t len;
-        const uint8_t *cur = ingest_profile_current(b, c, &len);
-        if (!cur || len < PATRON_PROFILE_VERSION_LEN)
-            continue;
         memcpy(k->v.expected, cur, PATRON_PROFILE_VERSION_LEN);
         k->v.expected_len = PATRON_PROFILE_VERSION_LEN;
         k->v.ttl = "0";
@@ -491,12 +497,12 @@ void ingest_write_compactions(struct batch *b)
         patron_profile_version_put(value, patron_profile_version_get(cur, len) + 1);
         k->v.value = value;
         k->v.len = c->compact_len;
-        k->vp = &k->v;
-        k->mc = (struct multi_call){b, 1, &k->vp};
-        if (ingest_store_cas(&k->mc, on_compacted, b->ing->redis, b->ing->cas_many))
-            continue; /* best effort */
-        b->pending++;
+        v[n++] = &k->v;
     }
+    /* best effort: a call that could not be sent fails the batch like any
+     * write would (Redis is gone; the reset replays) */
+    if (n)
+        (void)ingest_send_grouped(b, v, n, CAS_CHUNK, send_compaction);
 }
 
 /* ---- item statistics and the catalog ---------------------------------------- */
