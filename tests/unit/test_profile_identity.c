@@ -15,6 +15,7 @@
 #include "../support/leak_check.h"
 #include "fixture_events.h"
 #include "patron/profile.h"
+#include "patron/keys.h"
 #include "patron/profile_codec.h"
 
 PATRON_LEAK_CHECKED_SUITE(profile_identity);
@@ -808,4 +809,58 @@ Test(profile_identity, a_late_cart_add_stays_cleared_by_a_later_purchase)
     must_apply(p, fx_cart_add(&f, "after", FX_T0 + 20, "c", "cat", 1, 5), 1, 2);
     cr_expect_eq(p->n_cart, 1);
     free(p);
+}
+
+/* What ingest reads of a stored profile to know which others to read: a
+ * visitor's customer, a customer's anonymous ids, whether a visitor still
+ * holds contents. */
+Test(profile_identity, the_stored_form_at_a_glance)
+{
+    struct trio *t = trio_new();
+    struct fx_event f;
+    must_apply(&t->v, fx_anon(fx_view(&f, "w", FX_T0, "b", "cat"), ANON), 3, 11);
+    cr_assert(identify(&t->c, &t->v, "id", FX_T0 + 1, 6, 7).freeze);
+    struct patron_profile *alias = malloc(sizeof(*alias));
+    *alias = t->v;
+    patron_profile_alias_only(alias);
+    static const struct {
+        int which; /* 0 customer, 1 frozen visitor, 2 alias */
+        bool visitor, contents;
+        const char *merged_into;
+        size_t n_aliases;
+    } rows[] = {
+        {0, false, true, "", 1},
+        {1, true, true, FX_CUSTOMER, 0},
+        {2, true, false, FX_CUSTOMER, 0},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++) {
+        const struct patron_profile *p = rows[i].which == 0   ? &t->c
+                                         : rows[i].which == 1 ? &t->v
+                                                              : alias;
+        uint8_t *buf;
+        size_t len;
+        cr_assert_eq(patron_profile_encode(p, &buf, &len), 0);
+        uint8_t *stored = malloc(len + PATRON_PROFILE_VERSION_LEN);
+        patron_profile_version_put(stored, 42);
+        memcpy(stored + PATRON_PROFILE_VERSION_LEN, buf, len);
+        struct patron_profile_peek *pk = malloc(sizeof(*pk));
+        cr_assert_eq(patron_profile_stored_peek(stored, len + PATRON_PROFILE_VERSION_LEN, pk), 0);
+        cr_expect_eq(pk->visitor, rows[i].visitor, "row %zu", i);
+        cr_expect_eq(pk->contents, rows[i].contents, "row %zu", i);
+        cr_expect_str_eq(pk->merged_into, rows[i].merged_into, "row %zu", i);
+        cr_expect_eq(pk->n_aliases, rows[i].n_aliases, "row %zu", i);
+        if (pk->n_aliases)
+            cr_expect_str_eq(pk->aliases[0], ANON);
+        if (rows[i].visitor)
+            cr_expect_eq(pk->merged_partition, 6, "row %zu", i);
+        /* a cut value is refused, never read past its end */
+        cr_expect_eq(patron_profile_stored_peek(stored, len + PATRON_PROFILE_VERSION_LEN - 1, pk),
+                     len > 1 ? PATRON_EINVAL : 0, "row %zu", i);
+        cr_expect_eq(patron_profile_stored_peek(stored, 3, pk), PATRON_EINVAL);
+        free(pk);
+        free(stored);
+        free(buf);
+    }
+    free(alias);
+    free(t);
 }
