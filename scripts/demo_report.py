@@ -143,9 +143,11 @@ def visitors(api, profiles):
           f"{len({c for c, _ in merged})} customers")
     if not merged:
         return
-    print(f"  they brought {sum(v['viewed'] for _, v in merged)} recently viewed items, "
-          f"{sum(v['cart_lines'] for _, v in merged)} cart lines still open, "
+    print(f"  what they brought to the merge: {sum(v['viewed'] for _, v in merged)} recently viewed "
+          f"items, {sum(v['cart_lines'] for _, v in merged)} cart lines, "
           f"{sum(v['orders'] for _, v in merged)} guest orders")
+    print("  (a visitor's events applied after its merge, its partition being behind its "
+          "customer's, went to the customer directly)")
     cid, v = max(merged, key=lambda cv: (cv[1]["orders"], cv[1]["viewed"]))
     status, body = get(api, f"/v1/visitors/{v['anonymous_id']}/profile")
     if status == 200:
