@@ -245,6 +245,8 @@ int patron_campaign_triggers(const struct patron_campaigns *cs, const Patron__V1
             hit = before > 0 && tier_rank(u->tier) > before;
             break;
         }
+        case PATRON_CAMPAIGN_WHEN_CHURN_RISK:
+            break; /* the engine's: it needs the model (campaign_engine.h) */
         case PATRON_CAMPAIGN_WHEN_BIRTHDAY:
             hit = kind == PATRON__V1__EVENT_KIND__CUSTOMER &&
                   patron_campaign_birthday_next(u->birthday, c->at_min, u->time_zone,
