@@ -17,10 +17,11 @@
 #include "trigger_internal.h"
 
 /* The commit: KEYS epoch, due, outbox, stats, reco, stream, offset, then one
- * state key per customer. ARGV epoch, stream time, the next offset of the
- * partition's updates (-1 for a sweep), n, then per customer (value or "" to
- * delete, id, next fire time or ""), then n and (message id, record) pairs,
- * n and (field, delta) pairs, n and (item, count) pairs. */
+ * state key per customer, then the daily keys (trigger_daily.c). ARGV epoch,
+ * stream time, the next offset of the partition's updates (-1 for a sweep),
+ * n, then per customer (value or "" to delete, id, next fire time or ""),
+ * then n and (message id, record) pairs, n and (field, delta) pairs, n and
+ * (item, count) pairs, then the daily arguments. */
 const char trigger_commit_lua[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end\n"
     "local st = tonumber(ARGV[2])\n"
@@ -42,16 +43,7 @@ const char trigger_commit_lua[] =
     "for i = 1, n do redis.call('HINCRBY', KEYS[4], ARGV[a], ARGV[a + 1]); a = a + 2 end\n"
     "n = tonumber(ARGV[a]); a = a + 1\n"
     "for i = 1, n do redis.call('ZINCRBY', KEYS[5], ARGV[a + 1], ARGV[a]); a = a + 2 end\n"
-    "return 1\n";
-
-/* Arguments of one command: borrowed strings, plus the ones it owns. */
-struct argv_buf {
-    const char **v;
-    size_t *l;
-    size_t n, cap;
-    char **owned;
-    size_t n_owned, cap_owned;
-};
+    "local dk = 8 + tonumber(ARGV[4])\n" TRIGGER_DAILY_LUA "return 1\n";
 
 static void argv_add(struct argv_buf *a, const char *s, size_t len)
 {
@@ -79,6 +71,21 @@ static void argv_int(struct argv_buf *a, int64_t v)
     char buf[24];
     int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
     argv_own(a, patron_strdup(buf), (size_t)n);
+}
+
+void trigger_argv_add(struct argv_buf *a, const char *s, size_t len)
+{
+    argv_add(a, s, len);
+}
+
+void trigger_argv_own(struct argv_buf *a, char *s, size_t len)
+{
+    argv_own(a, s, len);
+}
+
+void trigger_argv_int(struct argv_buf *a, int64_t v)
+{
+    argv_int(a, v);
 }
 
 static void argv_free(struct argv_buf *a)
@@ -192,6 +199,7 @@ static void commit_args(struct job *j, size_t n_changed, struct argv_buf *a)
         argv_add(a, s->key, s->len);
         argv_int(a, ((const struct reco_item *)s->value)->count);
     }
+    trigger_daily_args(j, a);
 }
 
 void trigger_job_commit(struct job *j)
@@ -227,6 +235,7 @@ void trigger_job_commit(struct job *j)
                                              j->custs[i].id_len);
         argv_own(&a, patron_strdup(key), (size_t)kl);
     }
+    trigger_daily_keys(j, &a);
     size_t nkeys = a.n;
     commit_args(j, n_changed, &a);
     if (patron_kv_evalsha(tr->redis, tr->commit, on_committed, j, (int)nkeys, (int)(a.n - nkeys),

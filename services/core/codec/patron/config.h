@@ -15,6 +15,7 @@
 #include "patron/clock.h"
 #include "patron/clv.h"
 #include "patron/common.h"
+#include "patron/kmeans.h"
 #include "patron/profile.h"
 
 /* Bounds on what the environment can make us hold. */
@@ -72,6 +73,10 @@ struct patron_config {
     /* PATRON_CLV_MODEL: fixed churn and value parameters, no fit. */
     bool has_clv_override;
     struct patron_clv_model clv_override;
+    /* PATRON_CLUSTERS_MODEL: fixed clusters (the stored JSON of
+     * {model}:clusters, model_codec.h), no fit. */
+    bool has_clusters_override;
+    struct patron_clusters clusters_override;
 
     /* patron_profile_config_default, then PATRON_RFM_RECENCY_DAYS,
      * PATRON_RFM_FREQUENCY, PATRON_RFM_MONETARY_CENTS (4 values each, from the
