@@ -295,15 +295,16 @@ def main():
         ingest = st.start_service("patron-ingest", PATRON_CLOCK="event")
         trigger = st.start_service("patron-trigger", PATRON_CLOCK="event",
                                    PATRON_CAMPAIGNS=os.path.join(SRC, "examples", "campaigns.yaml"))
-        # snapshots every 2 s, as scripts/demo.sh takes them: the models are fitted
-        # while the year streams in (the model campaigns decide with them) and the
-        # history records the days the snapshots see
+        # snapshots every 2 s and the year streamed at 4,000 events/s, as
+        # scripts/demo.sh does: the models are fitted while the year streams in
+        # (the model campaigns decide with them) and the history records the
+        # days the snapshots see
         api = st.start_service("patron-api", PATRON_CLOCK="event", PATRON_DASHBOARD_REFRESH_MS="2000")
         port = api.http_port
 
         summary = json.loads(run_tool([os.path.join(BIN, "patron-replay"), "online-retail", "--brokers", brokers,
                                        "--topic", "patron.events", "--file", SUBSET, "--derive-browse",
-                                       "--derive-profile", "--catalog-topic", "patron.catalog"]
+                                       "--derive-profile", "--catalog-topic", "patron.catalog", "--rate", "4000"]
                                       ).strip().splitlines()[-1])
         wait_for("ingest to apply the replay",
                  lambda: metric(ingest.http_port, "patron_ingest_events_total") >= summary["events"],
