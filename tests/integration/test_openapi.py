@@ -476,7 +476,11 @@ def main():
         for c in ("c0", "c1", "c6", "browser"):
             call("GET", f"/v1/customers/{c}/profile", AUTH, want=200)
         call("GET", "/v1/campaigns/stats", want=200)
+        call("GET", "/v1/campaigns/daily", want=200)
+        call("GET", "/v1/campaigns/daily?days=7&campaign=cross-sell", want=200)
         call("GET", "/v1/dashboard/customers", want=200)
+        call("GET", "/v1/dashboard/history", want=200)
+        call("GET", "/v1/dashboard/history?days=3", want=200)
         call("GET", "/v1/dashboard/recommended?limit=5", want=200)
         call("GET", "/v1/dashboard/recommended", want=200)
         call("GET", "/v1/segments/clusters", want=200)
@@ -522,6 +526,11 @@ def main():
         call("DELETE", "/v1/customers/c0", {}, want=401)
         call("DELETE", f"/v1/customers/{long_id}", AUTH, want=400)
         call("POST", "/v1/campaigns/stats", want=405)
+        call("GET", "/v1/campaigns/daily?days=0", want=400)
+        call("GET", "/v1/campaigns/daily?campaign=Nope", want=400)
+        call("POST", "/v1/campaigns/daily", want=405)
+        call("GET", "/v1/dashboard/history?days=401", want=400)
+        call("DELETE", "/v1/dashboard/history", want=405)
         call("POST", "/v1/dashboard/customers", want=405)
         call("GET", "/v1/dashboard/recommended?limit=0", want=400)
         call("DELETE", "/v1/dashboard/recommended", want=405)
@@ -553,6 +562,8 @@ def main():
         call("GET", "/v1/customers/c0/profile", AUTH, want=503)
         call("GET", "/v1/customers/stranger/recommendations", want=503)
         call("GET", "/v1/campaigns/stats", want=503)
+        call("GET", "/v1/campaigns/daily", want=503)
+        call("GET", "/v1/dashboard/history", want=503)
         call("GET", "/v1/dashboard/recommended", want=503)
         call("GET", "/v1/dashboard/customers")  # the last snapshot, or 503
         call("GET", "/v1/items/i1/similar")  # cached, or 503

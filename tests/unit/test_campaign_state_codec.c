@@ -64,6 +64,7 @@ static void expect_same_state(const struct patron_customer_state *a,
     cr_expect_eq(a->orders, b->orders);
     cr_expect_eq(a->net_spend_cents, b->net_spend_cents);
     cr_expect_eq(a->last_purchase_ms, b->last_purchase_ms);
+    cr_expect_eq(a->first_purchase_ms, b->first_purchase_ms);
     cr_assert_eq(a->n_timers, b->n_timers);
     for (size_t i = 0; i < a->n_timers; i++) {
         cr_expect_str_eq(a->timers[i].campaign_id, b->timers[i].campaign_id);
@@ -97,6 +98,7 @@ Test(campaign_state_codec, round_trip)
     struct fx f;
     fx_open(&f, example, false);
     busy_customer(&f);
+    f.st.first_purchase_ms = T - 30 * DAY;
     f.st.touches[0].converted = true;
     f.st.consent[PATRON_CAMPAIGN_CHANNEL_SMS] = false;
     uint8_t *buf = NULL;
@@ -456,7 +458,7 @@ Test(campaign_state_codec, extreme_times_in_a_stored_state_table)
         fx_open(&f, example, false);
         m.customer_id = f.customer;
         m.last_offset = -1;
-        m.last_purchase_ms = c->other_at;
+        m.last_purchase_ms = m.first_purchase_ms = c->other_at;
         m.orders = 5;
         m.birthday = "07-20";
         timer.campaign_id = BDAY;
@@ -513,7 +515,8 @@ Test(campaign_state_codec, unknown_timer_kinds_and_channels_are_dropped_table)
         {PATRON_TIMER_INACTIVITY, true},
         {PATRON_TIMER_BIRTHDAY, true},
         {PATRON_TIMER_SEGMENT, true},
-        {PATRON_TIMER_SEGMENT + 1, false},
+        {PATRON_TIMER_CHURN, true},
+        {PATRON_TIMER_CHURN + 1, false},
         {99, false},
         {-1, false},
         {INT32_MIN, false},

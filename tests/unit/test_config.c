@@ -11,6 +11,16 @@ PATRON_LEAK_CHECKED_SUITE(config);
 
 #define ENV_MAX 8
 
+/* {model}:clusters as the API stores it: two clusters */
+#define CLUSTERS_JSON                                                                              \
+    "{\"version\":1,\"fitted_at_ms\":0,\"customers\":10,\"sample\":10,\"mean\":[1,1,5],"           \
+    "\"sd\":[1,0.5,2],\"k\":2,\"as_of_ms\":1323388800000,\"clusters\":["                           \
+    "{\"id\":0,\"label\":\"recent, frequent, high spend\",\"size\":4,\"centroid\":"                \
+    "{\"recency_days\":3,\"orders\":9,\"net_spend_cents\":90000},\"z\":[-1,1,1]},"                 \
+    "{\"id\":1,\"label\":\"lapsed, rare, low spend\",\"size\":6,\"centroid\":"                     \
+    "{\"recency_days\":200,\"orders\":1,\"net_spend_cents\":1500},\"z\":[1,-1,-1]}],"              \
+    "\"silhouette\":0.5}"
+
 /* A field of the configuration as text, so that one table can check any. */
 static void field_str(const struct patron_config *c, const char *field, char *out, size_t cap)
 {
@@ -72,6 +82,9 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("dashboard_refresh_ms", c->dashboard_refresh_ms);
     I("has_clv_override", c->has_clv_override);
     I("clv_override.n_bands", c->clv_override.n_bands);
+    I("has_clusters_override", c->has_clusters_override);
+    I("clusters_override.k", c->clusters_override.k);
+    S("clusters_override.c[1].label", c->clusters_override.c[1].label);
 #undef S
 #undef I
 #undef L4
@@ -136,6 +149,7 @@ static const struct env_case CASES[] = {
     OK("clusters_k", "0", NULL),
     OK("dashboard_refresh_ms", "30000", NULL),
     OK("has_clv_override", "0", NULL),
+    OK("has_clusters_override", "0", NULL),
 
     /* overrides */
     OK("kafka_brokers", "k1:9092,k2:9092", "PATRON_KAFKA_BROKERS=k1:9092,k2:9092"),
@@ -196,6 +210,10 @@ static const struct env_case CASES[] = {
     OK("dashboard_refresh_ms", "1000", "PATRON_DASHBOARD_REFRESH_MS=1000"),
     OK("has_clv_override", "1", "PATRON_CLV_MODEL=0.6,40,0.05,1.6,2,3.5,40000"),
     OK("clv_override.n_bands", "2", "PATRON_CLV_MODEL=0.6,40,0.05,1.6,2,3.5,40000;20000:1,50,1,9"),
+    OK("has_clusters_override", "1", "PATRON_CLUSTERS_MODEL=" CLUSTERS_JSON),
+    OK("clusters_override.k", "2", "PATRON_CLUSTERS_MODEL=" CLUSTERS_JSON),
+    OK("clusters_override.c[1].label", "lapsed, rare, low spend",
+       "PATRON_CLUSTERS_MODEL=" CLUSTERS_JSON),
     /* empty counts as unset */
     OK("kafka_brokers", "127.0.0.1:9092", "PATRON_KAFKA_BROKERS="),
     OK("redis_timeout_ms", "5000", "PATRON_REDIS_TIMEOUT_MS="),
@@ -274,6 +292,8 @@ static const struct env_case CASES[] = {
     BAD("PATRON_CLUSTERS_K", "PATRON_CLUSTERS_K=17"),
     BAD("PATRON_DASHBOARD_REFRESH_MS", "PATRON_DASHBOARD_REFRESH_MS=999"),
     BAD("PATRON_CLV_MODEL", "PATRON_CLV_MODEL=1,2,3"),
+    BAD("PATRON_CLUSTERS_MODEL", "PATRON_CLUSTERS_MODEL={\"k\":2}"),
+    BAD("PATRON_CLUSTERS_MODEL", "PATRON_CLUSTERS_MODEL=3"),
     BAD("PATRON_CLV_MODEL", "PATRON_CLV_MODEL=1,2,3,4,5,6,-7"),
     /* a token set but empty or short fails closed; unset is allowed (above) */
     BAD("PATRON_API_TOKEN", "PATRON_API_TOKEN="),

@@ -174,6 +174,7 @@ Test(pb_pack, profile_update)
     u.consent_granted = 1;
     u.partition = 15;
     u.offset = 1LL << 40;
+    u.first_purchase_ms = 1291192000000;
     same_update(&u, "every field");
     u.partition = -1;
     u.kind = (Patron__V1__EventKind)-3; /* an enum is an int32: negatives are ten bytes */

@@ -21,6 +21,7 @@ static const struct patron_profile *a_profile(void)
     profile.net_spend_cents = -1250;
     profile.points = 4321;
     profile.last_purchase_ms = FX_T0 - FX_DAY;
+    profile.first_purchase_ms = FX_T0 - 40 * FX_DAY;
     profile.consent_sms = true;
     profile.consent_push = false;
     profile.consent_email = true;
@@ -174,6 +175,7 @@ Test(profile_update, every_field_for_each_kind)
         cr_expect_eq(u->net_spend_cents, -1250, "%s", tc->name);
         cr_expect_eq(u->points, 4321, "%s", tc->name);
         cr_expect_eq(u->last_purchase_ms, FX_T0 - FX_DAY, "%s", tc->name);
+        cr_expect_eq(u->first_purchase_ms, FX_T0 - 40 * FX_DAY, "%s", tc->name);
         cr_expect(u->consent_sms && !u->consent_push && u->consent_email, "%s", tc->name);
         cr_expect_str_eq(u->time_zone, "Europe/Paris", "%s", tc->name);
         cr_expect_str_eq(u->locale, "fr-FR", "%s", tc->name);

@@ -42,6 +42,7 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
     st->orders = m->orders;
     st->net_spend_cents = m->net_spend_cents;
     st->last_purchase_ms = time_ok(m->last_purchase_ms) ? m->last_purchase_ms : 0;
+    st->first_purchase_ms = time_ok(m->first_purchase_ms) ? m->first_purchase_ms : 0;
 
     size_t nt = m->n_timers < PATRON_CAMPAIGNS_MAX ? m->n_timers : PATRON_CAMPAIGNS_MAX;
     if (nt > 0) {
@@ -50,7 +51,7 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
     }
     for (size_t i = 0; i < nt; i++) {
         const Patron__V1__TriggerTimer *t = m->timers[i];
-        if (t->kind < PATRON_TIMER_NONE || t->kind > PATRON_TIMER_SEGMENT ||
+        if (t->kind < PATRON_TIMER_NONE || t->kind > PATRON_TIMER_CHURN ||
             !time_ok(t->fire_at_ms) || !time_ok(t->trigger_at_ms))
             continue;
         struct patron_engine_timer *d = &st->timers[st->n_timers++];
@@ -119,6 +120,7 @@ size_t patron_customer_state_encode(const struct patron_customer_state *st, uint
     m.orders = st->orders;
     m.net_spend_cents = st->net_spend_cents;
     m.last_purchase_ms = st->last_purchase_ms;
+    m.first_purchase_ms = st->first_purchase_ms;
 
     Patron__V1__TriggerTimer *timers = patron_calloc(st->n_timers + 1, sizeof(*timers));
     Patron__V1__TriggerTimer **tp = patron_calloc(st->n_timers + 1, sizeof(*tp));

@@ -64,6 +64,8 @@ static int parse_tiers(struct patron_config *cfg, const struct var *v, const cha
                        size_t whylen);
 static int parse_clv_model(struct patron_config *cfg, const struct var *v, const char *value,
                            char *why, size_t whylen);
+static int parse_clusters_model(struct patron_config *cfg, const struct var *v, const char *value,
+                                char *why, size_t whylen);
 
 #define FIELD(f) offsetof(struct patron_config, f)
 
@@ -116,6 +118,7 @@ static const struct var VARS[] = {
      false},
     {"PATRON_CLV_MODEL", NULL, parse_clv_model, 0, 0, 0, false},
     {"PATRON_CLUSTERS_K", NULL, parse_int, FIELD(clusters_k), 2, 16, false},
+    {"PATRON_CLUSTERS_MODEL", NULL, parse_clusters_model, 0, 0, 0, false},
     {"PATRON_DASHBOARD_REFRESH_MS", "30000", parse_int, FIELD(dashboard_refresh_ms), 1000, 3600000,
      false},
 };
@@ -223,6 +226,19 @@ static int parse_clv_model(struct patron_config *cfg, const struct var *v, const
     if (patron_clv_model_parse(value, &cfg->clv_override, why, whylen) != 0)
         return PATRON_EINVAL;
     cfg->has_clv_override = true;
+    return 0;
+}
+
+static int parse_clusters_model(struct patron_config *cfg, const struct var *v, const char *value,
+                                char *why, size_t whylen)
+{
+    (void)v;
+    if (patron_clusters_decode(value, strlen(value), &cfg->clusters_override) != 0) {
+        why_set(why, whylen, "must be the JSON of {model}:clusters (version %d)",
+                PATRON_CLUSTERS_VERSION);
+        return PATRON_EINVAL;
+    }
+    cfg->has_clusters_override = true;
     return 0;
 }
 

@@ -86,6 +86,7 @@ int patron_profile_update_pack(const Patron__V1__Event *ev, const struct patron_
     u.net_spend_cents = p->net_spend_cents;
     u.points = p->points;
     u.last_purchase_ms = p->last_purchase_ms;
+    u.first_purchase_ms = p->first_purchase_ms;
     u.consent_sms = p->consent_sms;
     u.consent_push = p->consent_push;
     u.consent_email = p->consent_email;

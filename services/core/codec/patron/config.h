@@ -15,6 +15,7 @@
 #include "patron/clock.h"
 #include "patron/clv.h"
 #include "patron/common.h"
+#include "patron/kmeans.h"
 #include "patron/profile.h"
 
 /* Bounds on what the environment can make us hold. */
@@ -87,6 +88,10 @@ struct patron_config {
      * (PATRON_CONFIG_REDIS_TIMEOUT_API_MS for patron-api, else
      * PATRON_CONFIG_REDIS_TIMEOUT_MS). */
     int redis_timeout_ms;
+    /* PATRON_CLUSTERS_MODEL: fixed clusters (the stored JSON of
+     * {model}:clusters, model_codec.h), no fit. */
+    bool has_clusters_override;
+    struct patron_clusters clusters_override;
 
     /* patron_profile_config_default, then PATRON_RFM_RECENCY_DAYS,
      * PATRON_RFM_FREQUENCY, PATRON_RFM_MONETARY_CENTS (4 values each, from the
