@@ -206,15 +206,21 @@ static int parse_topic(struct patron_config *cfg, const struct var *v, const cha
     return 0;
 }
 
+/* An integer within [v->min, v->max], or the message that says so. */
+static int int_value(const struct var *v, const char *value, int64_t *n, char *why, size_t whylen)
+{
+    if (patron_parse_i64_str(value, v->min, v->max, n) == 0)
+        return 0;
+    why_set(why, whylen, "must be an integer in %lld..%lld", (long long)v->min, (long long)v->max);
+    return PATRON_EINVAL;
+}
+
 static int parse_int(struct patron_config *cfg, const struct var *v, const char *value, char *why,
                      size_t whylen)
 {
     int64_t n;
-    if (patron_parse_i64_str(value, v->min, v->max, &n) != 0) {
-        why_set(why, whylen, "must be an integer in %lld..%lld", (long long)v->min,
-                (long long)v->max);
+    if (int_value(v, value, &n, why, whylen))
         return PATRON_EINVAL;
-    }
     *(int *)((char *)cfg + v->offset) = (int)n;
     return 0;
 }
@@ -245,14 +251,7 @@ static int parse_clusters_model(struct patron_config *cfg, const struct var *v, 
 static int parse_int64(struct patron_config *cfg, const struct var *v, const char *value, char *why,
                        size_t whylen)
 {
-    int64_t n;
-    if (patron_parse_i64_str(value, v->min, v->max, &n) != 0) {
-        why_set(why, whylen, "must be an integer in %lld..%lld", (long long)v->min,
-                (long long)v->max);
-        return PATRON_EINVAL;
-    }
-    *(int64_t *)((char *)cfg + v->offset) = n;
-    return 0;
+    return int_value(v, value, (int64_t *)((char *)cfg + v->offset), why, whylen);
 }
 
 /* Exactly `count` comma-separated integers within [v->min, v->max], strictly
