@@ -432,12 +432,18 @@ static void consumer_error(struct patron_consumer *c, const rd_kafka_message_t *
 
 size_t patron_consumer_poll(struct patron_consumer *c, rd_kafka_message_t **msgs, size_t max)
 {
-    size_t n = 0;
+    return patron_consumer_poll_bytes(c, msgs, max, SIZE_MAX);
+}
+
+size_t patron_consumer_poll_bytes(struct patron_consumer *c, rd_kafka_message_t **msgs, size_t max,
+                                  size_t max_bytes)
+{
+    size_t n = 0, bytes = 0;
     if (!c || c->closing || !msgs)
         return 0;
     /* Error events do not count against max; bound them so that a storm of
      * errors cannot hold the loop. */
-    for (size_t served = 0; n < max && served < max + 1000; served++) {
+    for (size_t served = 0; n < max && bytes < max_bytes && served < max + 1000; served++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
         if (!m)
             break;
@@ -446,6 +452,7 @@ size_t patron_consumer_poll(struct patron_consumer *c, rd_kafka_message_t **msgs
             rd_kafka_message_destroy(m);
             continue;
         }
+        bytes += m->len + m->key_len;
         msgs[n++] = m;
     }
     return n;

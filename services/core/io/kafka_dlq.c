@@ -13,22 +13,35 @@
  * checks the whole batch against the topic's max.message.bytes). */
 #define DLQ_FRAMING_MARGIN 512
 
+/* Room for a number's text, the decimal of an int64 or a size_t. */
+#define NUM_MAX 24
+
+size_t patron_dlq_room(const struct patron_producer *p, const rd_kafka_message_t *orig,
+                       const char *error)
+{
+    size_t max = patron_producer_max_message_bytes(p);
+    size_t whylen = strnlen(error ? error : "", PATRON_DLQ_ERROR_MAX);
+    const char *topic = orig->rkt ? rd_kafka_topic_name(orig->rkt) : "";
+    /* every header's name and the longest its value can be, and room for
+     * their framing (two varints each) */
+    size_t headers = 5 + whylen + 12 + strlen(topic) + 16 + NUM_MAX + 13 + NUM_MAX + 13 + NUM_MAX +
+                     17 + NUM_MAX + 9 + 4 + 8 * 16;
+    return max > headers + DLQ_FRAMING_MARGIN ? max - headers - DLQ_FRAMING_MARGIN : 0;
+}
+
 int patron_dlq_send_max(struct patron_producer *p, const char *dlq_topic,
                         const rd_kafka_message_t *orig, const char *error, size_t value_max,
                         patron_delivery_cb cb, void *ud)
 {
     if (!p || !dlq_topic || !orig || !cb)
         return PATRON_EINVAL;
-    size_t max = patron_producer_max_message_bytes(p);
     const char *why = error ? error : "";
     size_t whylen = strnlen(why, PATRON_DLQ_ERROR_MAX);
     const char *topic = orig->rkt ? rd_kafka_topic_name(orig->rkt) : "";
-    char part[16], off[24], size[24], key_size[24];
+    char part[NUM_MAX], off[NUM_MAX], size[NUM_MAX], key_size[NUM_MAX];
     (void)snprintf(part, sizeof part, "%" PRId32, orig->partition);
     (void)snprintf(off, sizeof off, "%" PRId64, orig->offset);
-    size_t headers = 5 + whylen + 12 + strlen(topic) + 16 + strlen(part) + 13 + strlen(off) +
-                     (13 + sizeof size) + (17 + sizeof key_size) + (9 + 4) + 8 * 16;
-    size_t room = max > headers + DLQ_FRAMING_MARGIN ? max - headers - DLQ_FRAMING_MARGIN : 0;
+    size_t room = patron_dlq_room(p, orig, error);
     /* the key first (it partitions the DLQ like its topic), then the value */
     size_t key_len = orig->key_len < room ? orig->key_len : room;
     size_t value_len = orig->len < room - key_len ? orig->len : room - key_len;

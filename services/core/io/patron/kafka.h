@@ -74,6 +74,12 @@ int patron_consumer_open(struct patron_consumer **out, uv_loop_t *loop,
  * not called within max.poll.interval.ms). */
 size_t patron_consumer_poll(struct patron_consumer *c, rd_kafka_message_t **msgs, size_t max);
 
+/* The same, stopping once the messages taken hold max_bytes of keys and
+ * values (the last one may pass it): what the caller holds stays bounded
+ * by bytes too. */
+size_t patron_consumer_poll_bytes(struct patron_consumer *c, rd_kafka_message_t **msgs, size_t max,
+                                  size_t max_bytes);
+
 /* `ready` runs on the loop when the consumer's queue turns non-empty, and
  * every 100 ms; it should call patron_consumer_poll. A caller that leaves
  * messages in the queue (it took fewer than were waiting) polls again itself
@@ -192,6 +198,11 @@ int patron_producer_partitions(struct patron_producer *p, const char *topic,
 int patron_dlq_send(struct patron_producer *p, const char *dlq_topic,
                     const rd_kafka_message_t *orig, const char *error, patron_delivery_cb cb,
                     void *ud) PATRON_MUST_USE;
+
+/* What of orig's key and value a dead letter with that error carries
+ * whole: a larger one is cut to this many bytes. */
+size_t patron_dlq_room(const struct patron_producer *p, const rd_kafka_message_t *orig,
+                       const char *error);
 
 /* The same with the value cut to value_max bytes at most (0: headers and
  * key only), for a dead letter whose topic refused it as too large
