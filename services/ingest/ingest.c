@@ -365,6 +365,8 @@ static void make_metrics(struct ingest *ing)
         patron_metrics_counter(m, inv, inv_help, "key=\"profile\",reason=\"wrong_type\"");
     ing->m_rows_wrong_type =
         patron_metrics_counter(m, inv, inv_help, "key=\"neighbours\",reason=\"wrong_type\"");
+    ing->m_items_wrong_type =
+        patron_metrics_counter(m, inv, inv_help, "key=\"item\",reason=\"wrong_type\"");
     ing->m_graph_conflicts = patron_metrics_counter(
         m, "patron_ingest_graph_conflicts_total",
         "Neighbour-list writes lost to another writer, read and merged again", NULL);

@@ -620,7 +620,7 @@ static void batch_classify(struct batch *b)
                 ingest_dead_letter(b, e, FAULT_UNDECODABLE, why);
                 continue;
             }
-            ingest_write_catalog(b, u);
+            ingest_write_catalog(b, e, u);
             continue;
         }
         if (decode_event(b, e, &reason, why)) {

@@ -12,6 +12,7 @@
 bool ingest_fault_poison(enum ingest_fault f)
 {
     switch (f) {
+    case FAULT_NONE:
     case FAULT_REDIS:
     case FAULT_KAFKA:
     case FAULT_CONFLICT:
@@ -47,6 +48,15 @@ enum ingest_fault ingest_fault_of_delivery(rd_kafka_resp_err_t err)
 enum ingest_fault ingest_fault_of_send(int rc)
 {
     return rc == PATRON_ETOOBIG ? FAULT_TOO_LARGE : FAULT_KAFKA;
+}
+
+enum ingest_fault ingest_fault_of_reply(const redisReply *reply)
+{
+    if (reply && reply->type != REDIS_REPLY_ERROR)
+        return FAULT_NONE;
+    if (reply && strncmp(reply->str, "WRONGTYPE", 9) == 0)
+        return FAULT_STORED_WRONG_TYPE;
+    return FAULT_REDIS;
 }
 
 /* ---- dead letters ----------------------------------------------------------- */

@@ -248,6 +248,7 @@ struct ingest {
     struct patron_counter *m_graph_conflicts, *m_graph_rebuilt, *m_graph_replayed;
     struct patron_counter *m_dlq, *m_dlq_truncated, *m_erasure_copies;
     struct patron_counter *m_profile_unreadable, *m_profile_wrong_type, *m_rows_wrong_type;
+    struct patron_counter *m_items_wrong_type;
     struct patron_gauge *m_inflight, *m_inflight_bytes;
     struct patron_histogram *m_batch_seconds;
 };
@@ -266,13 +267,14 @@ struct ingest {
  *   sends the same dead letter again (at least once, same source headers).
  */
 enum ingest_fault {
+    FAULT_NONE,              /* nothing went wrong */
     FAULT_REDIS,             /* retriable: no connection, an error reply, a timeout */
     FAULT_KAFKA,             /* retriable: a send refused for now, a delivery failed */
     FAULT_CONFLICT,          /* retriable: another writer changed a profile we read */
     FAULT_UNDECODABLE,       /* poison: does not decode, or breaks the contract */
     FAULT_REFUSED,           /* poison: its profile refused it (late_beyond_ledger) */
     FAULT_STORED_UNREADABLE, /* poison: the customer's stored profile does not decode */
-    FAULT_STORED_WRONG_TYPE, /* poison: the customer's key holds another Redis type */
+    FAULT_STORED_WRONG_TYPE, /* poison: the record's key holds another Redis type */
     FAULT_UNAPPLICABLE,      /* poison: apply, encode or pack refused a checked event */
     FAULT_TOO_LARGE,         /* poison: a message the producer or a broker never takes */
 };
@@ -283,6 +285,13 @@ bool ingest_fault_poison(enum ingest_fault f);
  * patron_producer_send), and of a Redis reply that is an error. */
 enum ingest_fault ingest_fault_of_delivery(rd_kafka_resp_err_t err);
 enum ingest_fault ingest_fault_of_send(int rc);
+
+/* The fault of a Redis reply to a command on a key of the record's own (an
+ * item's hash): FAULT_NONE for a reply that is not an error, WRONGTYPE is
+ * the record's poison, anything else (no reply, OOM, READONLY, LOADING...)
+ * the world's. On Patron's shared keys ({items}:*, {clock}) every error is
+ * retriable: no record is at fault. */
+enum ingest_fault ingest_fault_of_reply(const redisReply *reply);
 
 /* Sends e to the DLQ with the reason (copied) for poison f: counted, logged,
  * a delivery the batch waits for. A dead letter the DLQ topic refuses as too
@@ -407,7 +416,7 @@ void ingest_clock_busy(struct batch *b);
 void ingest_mark_idle_partitions(struct ingest *ing);
 
 /* A catalog message's writes: the item's hash, stock, category. */
-void ingest_write_catalog(struct batch *b, const Patron__V1__ItemUpdate *u);
+void ingest_write_catalog(struct batch *b, struct event *e, const Patron__V1__ItemUpdate *u);
 
 /* ---- ingest_graph.c ------------------------------------------------------ */
 

@@ -486,9 +486,33 @@ static void send_command(struct batch *b, int argc, const char **argv, const siz
     b->pending++;
 }
 
+/* The item's hash: a key of another type there is the record's poison
+ * (ingest_fault_of_reply), not a reason to stop. */
+struct item_write {
+    struct batch *b;
+    struct event *e;
+};
+
+static void on_item_written(void *ud, redisReply *reply)
+{
+    struct item_write *w = ud;
+    enum ingest_fault f = ingest_fault_of_reply(reply);
+    if (f == FAULT_STORED_WRONG_TYPE && !w->b->cancelled) {
+        patron_log(w->b->ing->log, PATRON_LOG_WARN, "item key of another type: update to the DLQ",
+                   "\"partition\":%d,\"offset\":%" PRId64, w->e->msg->partition, w->e->msg->offset);
+        patron_counter_add(w->b->ing->m_items_wrong_type, 1);
+        ingest_dead_letter(w->b, w->e, f, "stored_item_wrong_type");
+    } else if (f != FAULT_NONE) {
+        ingest_batch_fail(w->b, reply ? reply->str : "redis disconnected");
+    }
+    ingest_batch_release(w->b);
+}
+
 /* The item's catalog hash, its category for filters and its stock state
- * (last write wins: the catalog topic is keyed by item, so in order). */
-void ingest_write_catalog(struct batch *b, const Patron__V1__ItemUpdate *u)
+ * (last write wins: the catalog topic is keyed by item, so in order). The
+ * hash goes first: a key of another type sends the update to the DLQ
+ * (the other two are Patron's own keys, written whatever). */
+void ingest_write_catalog(struct batch *b, struct event *e, const Patron__V1__ItemUpdate *u)
 {
     char key[PATRON_KEY_MAX], price[24];
     size_t id_len = strlen(u->item_id);
@@ -500,7 +524,13 @@ void ingest_write_catalog(struct batch *b, const Patron__V1__ItemUpdate *u)
                           u->category, "price_cents", price,   "in_stock", u->in_stock ? "1" : "0"};
     size_t hset_lens[] = {
         4, (size_t)klen, 5, strlen(u->title), 8, strlen(u->category), 11, (size_t)plen, 8, 1};
-    send_command(b, 10, hset, hset_lens);
+    struct item_write *w = patron_arena_alloc(&b->arena, sizeof(*w));
+    *w = (struct item_write){b, e};
+    if (patron_kv_commandv(b->ing->redis, on_item_written, w, 10, hset, hset_lens)) {
+        ingest_batch_fail(b, "redis unavailable");
+        return;
+    }
+    b->pending++;
     const char *stock[] = {u->in_stock ? "SREM" : "SADD", PATRON_KEY_ITEMS_OOS, u->item_id};
     size_t stock_lens[] = {4, strlen(PATRON_KEY_ITEMS_OOS), id_len};
     send_command(b, 3, stock, stock_lens);

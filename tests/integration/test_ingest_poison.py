@@ -11,6 +11,8 @@ the same 4 partitions, and all 200 must be applied within about 10 s:
   values stay as they were, counted in /metrics;
 - a neighbour list key of another type: left as it is, counted; a garbage
   neighbour list string is rebuilt (statistics);
+- a catalog item's key of another type: its update is dead-lettered, the
+  value kept;
 - ids holding a NUL: "victim3\\0x" is not victim3, "e\\0a" and "e\\0b" are
   not one event: all three go to the DLQ.
 
@@ -162,6 +164,24 @@ def case_neighbour_lists(rig):
     print(f"ok: neighbour list of another type kept, garbage rebuilt, 200 others in {took:.1f}s")
 
 
+def case_item_key_of_another_type(rig):
+    from patron.v1 import catalog_pb2
+    rig.r.set("{i:odd-item}", b"a string where a hash goes")
+    for item in ("odd-item", "fine-item"):
+        u = catalog_pb2.ItemUpdate(item_id=item, title=f"Title of {item}", price_cents=500, in_stock=True)
+        rig.p.produce("patron.catalog", key=item.encode(), value=u.SerializeToString())
+    send_others(rig.p, rig.ev, "i")
+    took = timed("200 customers and the other item next to an item key of another type",
+                 lambda: all_applied(rig.r, "i") and rig.r.hget("{i:fine-item}", "title") == b"Title of fine-item",
+                 LIMIT)
+    letters = wait_for("its dead letter", lambda: [h for h, k, v in dead_letters(rig.brokers) if k == b"odd-item"],
+                       timeout=LIMIT)
+    assert letters[0]["error"] == "stored_item_wrong_type" and letters[0]["source.topic"] == "patron.catalog", letters
+    assert rig.r.get("{i:odd-item}") == b"a string where a hash goes", "overwritten"
+    assert rig.metric("patron_ingest_stored_invalid_total", 'key="item",reason="wrong_type"') >= 1
+    print(f"ok: an item key of another type kept, its update dead-lettered, the rest in {took:.1f}s")
+
+
 def case_nul_ids(rig):
     e = purchase(rig.ev, "victim3", "v3-real")
     send(rig.p, b"victim3", e.SerializeToString())
@@ -203,8 +223,8 @@ def case_broker_down_is_retriable(rig):
     print(f"ok: broker stopped 8 s: {resets:.0f} resets, 300 customers applied once, no dead letter")
 
 
-CASES = [case_record_too_big_for_the_dlq, case_stored_profiles_unreadable, case_neighbour_lists, case_nul_ids,
-         case_broker_down_is_retriable]
+CASES = [case_record_too_big_for_the_dlq, case_stored_profiles_unreadable, case_neighbour_lists,
+         case_item_key_of_another_type, case_nul_ids, case_broker_down_is_retriable]
 
 
 def main(cases=CASES):
