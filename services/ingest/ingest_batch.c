@@ -171,7 +171,7 @@ static int send_update(struct batch *b, struct event *e, int32_t partition, cons
 /* An erasure reaches every partition of the updates: the site's producer
  * may have put the customer's events (so its campaign state, timers and
  * outbox) on any of them, by any partitioner. Its own partition gets it in
- * order, as every update; the others a copy flagged erasure_copy, in their
+ * order, as every update; the others a copy flagged fanout, in their
  * order at this point of the batch. The partition count is asked for again
  * if it was not known at start (a short wait of the loop, only then). */
 static int send_erasure_copies(struct batch *b, struct event *e, int32_t own)
@@ -185,8 +185,8 @@ static int send_erasure_copies(struct batch *b, struct event *e, int32_t own)
         }
         ing->update_partitions = n;
     }
-    uint8_t *copy = patron_arena_alloc(&b->arena, e->update_len + PATRON_UPDATE_COPY_EXTRA);
-    size_t len = patron_profile_update_erasure_copy(e->update, e->update_len, copy);
+    uint8_t *copy = patron_arena_alloc(&b->arena, e->update_len + PATRON_UPDATE_FANOUT_EXTRA);
+    size_t len = patron_profile_update_fanout(e->update, e->update_len, copy);
     for (int32_t p = 0; p < ing->update_partitions; p++) {
         if (p == own)
             continue;

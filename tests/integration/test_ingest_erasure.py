@@ -10,7 +10,7 @@ see the erasure.
 
 So ingest sends the erasure's ProfileUpdate to every partition of
 patron.profile-updates: to its event's partition in order, as every update,
-and a copy flagged erasure_copy to each of the others. After it, on every
+and a copy flagged fanout to each of the others. After it, on every
 partition, the last update of the customer is an erasure. On main, the
 partition that holds the customer's purchases never sees one.
 """
@@ -121,7 +121,7 @@ def main():
         for partition, us in ups.items():
             erase = [u for u in us if u.kind == profile_pb2.ERASURE]
             assert len(erase) == 1, (partition, erase)
-            assert erase[0].erasure_copy == (partition != murmur_partition), (partition, erase[0])
+            assert erase[0].fanout == (partition != murmur_partition), (partition, erase[0])
             assert erase[0].partition == murmur_partition  # where its event was read
         assert metric(ingest.http_port, "patron_ingest_erasure_copies_total") == PARTITIONS - 1
         print(f"ok: {cid}'s events on partition {crc_partition} (CRC32), its erasure on {murmur_partition} "
