@@ -116,13 +116,85 @@ static void complete_ready(struct ingest *ing)
 
 /* ---- publishing ----------------------------------------------------------- */
 
-static void on_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
+/* One ProfileUpdate on its way (arena): a broker that refuses it for its
+ * size will refuse it for ever, so its event goes to the DLQ instead (its
+ * effects are in the profile; the trigger misses this one update). */
+struct published {
+    struct batch *b;
+    struct event *e;
+};
+
+static void on_published(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
 {
     (void)msg;
-    struct batch *b = ud;
-    if (err)
-        ingest_batch_fail(b, rd_kafka_err2str(err));
+    struct published *pu = ud;
+    struct batch *b = pu->b;
+    if (err) {
+        enum ingest_fault f = ingest_fault_of_delivery(err);
+        if (ingest_fault_poison(f) && !b->cancelled)
+            ingest_dead_letter(b, pu->e, f, "profile_update_too_large");
+        else
+            ingest_batch_fail(b, rd_kafka_err2str(err));
+    }
     ingest_batch_release(b);
+}
+
+/* Sends one update of e to a partition of the updates (RD_KAFKA_PARTITION_UA:
+ * by key). Nonzero when the batch failed. */
+static int send_update(struct batch *b, struct event *e, int32_t partition, const uint8_t *bytes,
+                       size_t len)
+{
+    struct ingest *ing = b->ing;
+    struct published *pu = patron_arena_alloc(&b->arena, sizeof(*pu));
+    *pu = (struct published){b, e};
+    int err =
+        patron_producer_send(ing->producer, ing->cfg->topic_profile_updates, partition, e->cust->id,
+                             e->cust->id_len, bytes, len, NULL, on_published, pu);
+    if (err == PATRON_EINVAL && partition != RD_KAFKA_PARTITION_UA)
+        err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
+                                   RD_KAFKA_PARTITION_UA, e->cust->id, e->cust->id_len, bytes, len,
+                                   NULL, on_published, pu);
+    if (err) {
+        enum ingest_fault f = ingest_fault_of_send(err);
+        if (!ingest_fault_poison(f)) {
+            ingest_batch_fail(b, "profile update not produced");
+            return -1;
+        }
+        ingest_dead_letter(b, e, f, "profile_update_too_large");
+        return b->failed ? -1 : 0;
+    }
+    b->pending++;
+    patron_counter_add(ing->m_updates, 1);
+    return 0;
+}
+
+/* An erasure reaches every partition of the updates: the site's producer
+ * may have put the customer's events (so its campaign state, timers and
+ * outbox) on any of them, by any partitioner. Its own partition gets it in
+ * order, as every update; the others a copy flagged fanout, in their
+ * order at this point of the batch. The partition count is asked for again
+ * if it was not known at start (a short wait of the loop, only then). */
+static int send_erasure_copies(struct batch *b, struct event *e, int32_t own)
+{
+    struct ingest *ing = b->ing;
+    if (ing->update_partitions <= 0) {
+        int n = patron_producer_partitions(ing->producer, ing->cfg->topic_profile_updates, 1000);
+        if (n <= 0) {
+            ingest_batch_fail(b, "partitions of the profile updates unknown");
+            return -1;
+        }
+        ing->update_partitions = n;
+    }
+    uint8_t *copy = patron_arena_alloc(&b->arena, e->update_len + PATRON_UPDATE_FANOUT_EXTRA);
+    size_t len = patron_profile_update_fanout(e->update, e->update_len, copy);
+    for (int32_t p = 0; p < ing->update_partitions; p++) {
+        if (p == own)
+            continue;
+        if (send_update(b, e, p, copy, len))
+            return -1;
+        patron_counter_add(ing->m_erasure_copies, 1);
+    }
+    return 0;
 }
 
 static void publish(struct batch *b)
@@ -136,35 +208,14 @@ static void publish(struct batch *b)
          * each partition of updates being in the event-time order of one
          * partition of events, whatever partitioner the site used. Only if
          * patron.profile-updates has fewer partitions, by key. */
-        int err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
-                                       e->msg->partition, e->cust->id, e->cust->id_len, e->update,
-                                       e->update_len, NULL, on_delivered, b);
-        if (err == PATRON_EINVAL)
-            err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
-                                       RD_KAFKA_PARTITION_UA, e->cust->id, e->cust->id_len,
-                                       e->update, e->update_len, NULL, on_delivered, b);
-        if (err) {
-            ingest_batch_fail(b, "profile update not produced");
+        int32_t own = ing->update_partitions <= 0 || e->msg->partition < ing->update_partitions
+                          ? e->msg->partition
+                          : RD_KAFKA_PARTITION_UA;
+        if (send_update(b, e, own, e->update, e->update_len))
             return;
-        }
-        b->pending++;
-        patron_counter_add(ing->m_updates, 1);
+        if (e->ev->kind_case == PATRON__V1__EVENT__KIND_ERASURE && send_erasure_copies(b, e, own))
+            return;
     }
-}
-
-static void send_dlq(struct batch *b, struct event *e, const char *reason)
-{
-    struct ingest *ing = b->ing;
-    patron_counter_add(patron_metrics_counter(ing->metrics, "patron_ingest_dlq_total",
-                                              "Messages sent to the dead-letter topic", NULL),
-                       1);
-    patron_log(ing->log, PATRON_LOG_WARN, "message to DLQ", "\"partition\":%d,\"offset\":%" PRId64,
-               e->msg->partition, e->msg->offset);
-    if (patron_dlq_send(ing->producer, ing->cfg->topic_dlq, e->msg, reason, on_delivered, b)) {
-        ingest_batch_fail(b, "dlq not produced");
-        return;
-    }
-    b->pending++;
 }
 
 /* ---- applying ------------------------------------------------------------- */
@@ -234,10 +285,42 @@ static void build_update(struct batch *b, struct event *e, const struct patron_p
     e->update = patron_arena_alloc(&b->arena, len);
     rc = patron_profile_update_pack(e->ev, p, out, e->msg->partition, e->msg->offset, e->update,
                                     len, &e->update_len);
-    if (rc) { /* the room it asked for: cannot happen */
+    if (rc) { /* the room it asked for: cannot happen, but must not stall */
         e->update = NULL;
-        ingest_batch_fail(b, "profile update does not pack");
+        ingest_dead_letter(b, e, FAULT_UNAPPLICABLE, "profile_update_unpackable");
     }
+}
+
+/* The stored profile read for c, or why it is poison: NULL (absent: a new
+ * profile) and *reason NULL, or the value. A value of another Redis type,
+ * one that does not decode, or one of another customer (its id is not the
+ * key's) is never written over nor waited on: *reason says which. */
+static const uint8_t *stored_profile(struct batch *b, struct customer *c, struct patron_profile *p,
+                                     uint64_t *version, enum ingest_fault *f, const char **reason)
+{
+    *reason = NULL;
+    /* What a batch in flight wrote after our read is in the cache (see
+     * apply_ready); so is what we wrote before it, unchanged since. */
+    const uint8_t *stored = c->v.stored;
+    size_t stored_len = c->v.stored_len;
+    struct patron_lru_entry *hit = patron_lru_get(&b->ing->cache, c->id, c->id_len);
+    if (hit) {
+        stored = hit->value;
+        stored_len = hit->len;
+    } else if (c->v.wrong_type) {
+        *f = FAULT_STORED_WRONG_TYPE;
+        *reason = "stored_profile_wrong_type";
+        return NULL;
+    }
+    if (!stored)
+        return NULL;
+    if (patron_profile_stored_decode(p, stored, stored_len, version) ||
+        strlen(p->customer_id) != c->id_len || memcmp(p->customer_id, c->id, c->id_len) != 0) {
+        *f = FAULT_STORED_UNREADABLE;
+        *reason = "stored_profile_unreadable";
+        return NULL;
+    }
+    return stored;
 }
 
 static void apply_customer(struct batch *b, struct customer *c)
@@ -249,23 +332,15 @@ static void apply_customer(struct batch *b, struct customer *c)
     uint64_t version = 0;
     bool changed = false, erasure = false;
 
-    /* What a batch in flight wrote after our read is in the cache (see
-     * apply_ready); so is what we wrote before it, unchanged since. */
-    const uint8_t *stored = c->v.stored, *base = NULL;
-    size_t stored_len = c->v.stored_len;
-    struct patron_lru_entry *hit = patron_lru_get(&ing->cache, c->id, c->id_len);
-    if (hit) {
-        stored = hit->value;
-        stored_len = hit->len;
+    enum ingest_fault fault;
+    const char *poison;
+    const uint8_t *base = stored_profile(b, c, p, &version, &fault, &poison);
+    if (poison) {
+        /* never written over, never waited on: the rest of the batch goes on */
+        ingest_poison_customer(b, c, fault, poison);
+        return;
     }
-    if (stored && stored_len >= PATRON_PROFILE_VERSION_LEN) {
-        base = stored;
-        if (patron_profile_stored_decode(p, stored, stored_len, &version)) {
-            /* Never overwrite what we cannot read: stop and let a human look. */
-            ingest_batch_fail(b, "stored profile does not decode");
-            return;
-        }
-    } else {
+    if (!base) {
         char id[PATRON_ID_MAX + 1];
         memcpy(id, c->id, c->id_len);
         id[c->id_len] = '\0';
@@ -281,9 +356,11 @@ static void apply_customer(struct batch *b, struct customer *c)
         }
         if (patron_profile_apply(p, e->ev, e->msg->partition, e->msg->offset, &ing->cfg->profile,
                                  &out)) {
-            /* event_check accepted it, so apply must too: a bug, not input */
-            ingest_batch_fail(b, "apply rejected a checked event");
-            return;
+            /* event_check accepted it, so apply must too: a bug, not input,
+             * but one that would fail again on every replay. The profile is
+             * as before it (apply refuses before it changes anything). */
+            ingest_dead_letter(b, e, FAULT_UNAPPLICABLE, "apply_refused");
+            continue;
         }
         switch (out.result) {
         case PATRON_APPLY_DUPLICATE:
@@ -295,9 +372,7 @@ static void apply_customer(struct batch *b, struct customer *c)
         case PATRON_APPLY_REFUSED:
             /* counts, and the ledger cannot say it is new: kept aside, never counted twice */
             patron_counter_add(ing->m_events_refused, 1);
-            send_dlq(b, e, PATRON_APPLY_REFUSED_REASON);
-            if (b->failed)
-                return;
+            ingest_dead_letter(b, e, FAULT_REFUSED, PATRON_APPLY_REFUSED_REASON);
             continue;
         case PATRON_APPLY_REPLAYED:
             patron_counter_add(ing->m_events_replayed, 1);
@@ -318,7 +393,10 @@ static void apply_customer(struct batch *b, struct customer *c)
         uint8_t *scratch = ing->encoded;
         if (patron_profile_encode_into(p, scratch + PATRON_PROFILE_VERSION_LEN,
                                        PATRON_PROFILE_ENCODED_MAX, &len)) {
-            ingest_batch_fail(b, "profile does not encode");
+            /* its lists are bounded below PATRON_PROFILE_ENCODED_MAX: cannot
+             * happen, but must not stall. Nothing is written for it (its
+             * purchases already count in the item statistics of this batch). */
+            ingest_poison_customer(b, c, FAULT_UNAPPLICABLE, "profile_too_large");
             return;
         }
         patron_profile_version_put(scratch, version + 1);
@@ -477,21 +555,6 @@ static int topic_of(const struct ingest *ing, const rd_kafka_message_t *m, enum 
     return 0;
 }
 
-/* The first message of a partition after an assignment or a seek tells
- * where consumption stands, should the pipeline have to seek back. */
-static void position_learn(struct ingest *ing, enum topic_kind t, int32_t p, int64_t offset)
-{
-    if (ingest_position_find(ing->positions, ing->n_positions, t, p))
-        return;
-    if (ing->n_positions == ing->cap_positions) {
-        ing->cap_positions = ing->cap_positions ? ing->cap_positions * 2 : 16;
-        ing->positions =
-            patron_realloc(ing->positions, ing->cap_positions * sizeof(*ing->positions));
-    }
-    ing->positions[ing->n_positions++] =
-        (struct position){.topic = t, .partition = p, .next_offset = offset};
-}
-
 static void batch_position(struct batch *b, enum topic_kind t, const rd_kafka_message_t *m,
                            int64_t event_ms)
 {
@@ -517,8 +580,8 @@ static int decode_event(struct batch *b, struct event *e, const char **reason,
         return PATRON_ETOOBIG;
     }
     static const uint8_t empty[1];
-    e->ev = patron_event_decode_wire(&b->pb, e->msg->payload ? e->msg->payload : empty,
-                                     e->msg->len, why);
+    e->ev = patron_event_decode_wire(&b->pb, e->msg->payload ? e->msg->payload : empty, e->msg->len,
+                                     why);
     if (!e->ev) {
         *reason = why;
         return PATRON_EINVAL;
@@ -536,28 +599,33 @@ static void batch_classify(struct batch *b)
 {
     struct ingest *ing = b->ing;
     for (size_t i = 0; i < b->n_events; i++) {
+        if (i > 0 && ingest_batch_bytes(b) >= (size_t)ing->cfg->batch_max_bytes) {
+            b->n_events = i; /* the rest waits for the next batch */
+            break;
+        }
         struct event *e = &b->events[i];
+        b->input_bytes += e->msg->len + e->msg->key_len;
         enum topic_kind t;
         if (topic_of(ing, e->msg, &t)) {
-            send_dlq(b, e, "unexpected topic");
+            ingest_dead_letter(b, e, FAULT_UNDECODABLE, "unexpected topic");
             continue;
         }
-        position_learn(ing, t, e->msg->partition, e->msg->offset);
+        ingest_position_learn(ing, t, e->msg->partition, e->msg->offset);
         const char *reason = NULL;
         char why[PATRON_WIRE_REASON_MAX];
         if (t == TOPIC_CATALOG) {
             batch_position(b, t, e->msg, 0);
             Patron__V1__ItemUpdate *u;
             if (patron_item_update_decode(&b->pb, e->msg->payload, e->msg->len, &u, why)) {
-                send_dlq(b, e, why);
+                ingest_dead_letter(b, e, FAULT_UNDECODABLE, why);
                 continue;
             }
-            ingest_write_catalog(b, u);
+            ingest_write_catalog(b, e, u);
             continue;
         }
         if (decode_event(b, e, &reason, why)) {
             batch_position(b, t, e->msg, 0);
-            send_dlq(b, e, reason);
+            ingest_dead_letter(b, e, FAULT_UNDECODABLE, reason);
             continue;
         }
         batch_position(b, t, e->msg, e->ev->occurred_at_ms);
@@ -593,7 +661,13 @@ static void presize(struct patron_strmap *m, size_t n)
     m->count = 0;
 }
 
-void ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
+size_t ingest_batch_bytes(const struct batch *b)
+{
+    return b->input_bytes + patron_arena_bytes(&b->arena);
+}
+
+size_t ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n,
+                          struct batch **out)
 {
     struct batch *b = patron_calloc(1, sizeof(*b));
     b->ing = ing;
@@ -625,8 +699,14 @@ void ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
 
     ing->reading++;
     b->phase = PHASE_READING;
-    b->pending++; /* held while the batch is being set up */
+    b->pending++; /* held while the batch is set up: ingest_batch_go lets go */
     batch_classify(b);
+    *out = b;
+    return b->n_events;
+}
+
+void ingest_batch_go(struct batch *b)
+{
     ingest_clock_busy(b);
     if (!b->failed)
         ingest_read_profiles(b);

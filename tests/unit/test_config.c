@@ -65,6 +65,8 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("n_rdkafka_props", c->n_rdkafka_props);
     I("batch_max", c->batch_max);
     I("inflight_batches", c->inflight_batches);
+    I("batch_max_bytes", c->batch_max_bytes);
+    I("inflight_max_bytes", c->inflight_max_bytes);
     I("graph_history", c->graph_history);
     I("graph_topk", c->graph_topk);
     I("reco_cache_items", c->reco_cache_items);
@@ -133,6 +135,8 @@ static const struct env_case CASES[] = {
     OK("n_rdkafka_props", "0", NULL),
     OK("batch_max", "5000", NULL),
     OK("inflight_batches", "16", NULL),
+    OK("batch_max_bytes", "16777216", NULL),
+    OK("inflight_max_bytes", "67108864", NULL),
     OK("graph_history", "8", NULL),
     OK("graph_topk", "50", NULL),
     OK("reco_cache_items", "65536", NULL),
@@ -192,6 +196,9 @@ static const struct env_case CASES[] = {
     OK("batch_max", "1", "PATRON_BATCH_MAX=1"),
     OK("batch_max", "100000", "PATRON_BATCH_MAX=100000"),
     OK("inflight_batches", "64", "PATRON_INFLIGHT_BATCHES=64"),
+    OK("batch_max_bytes", "1048576", "PATRON_BATCH_MAX_BYTES=1048576"),
+    OK("batch_max_bytes", "1073741824", "PATRON_BATCH_MAX_BYTES=1073741824"),
+    OK("inflight_max_bytes", "4294967296", "PATRON_INFLIGHT_MAX_BYTES=4294967296"),
     OK("graph_history", "0", "PATRON_GRAPH_HISTORY=0"),
     OK("graph_topk", "1000", "PATRON_GRAPH_TOPK=1000"),
     OK("reco_cache_items", "1024", "PATRON_RECO_CACHE_ITEMS=1024"),
@@ -264,6 +271,10 @@ static const struct env_case CASES[] = {
     BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=1e3"),
     BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=99999999999999999999999"),
     BAD("PATRON_INFLIGHT_BATCHES", "PATRON_INFLIGHT_BATCHES=65"),
+    BAD("PATRON_BATCH_MAX_BYTES", "PATRON_BATCH_MAX_BYTES=1048575"),
+    BAD("PATRON_BATCH_MAX_BYTES", "PATRON_BATCH_MAX_BYTES=1073741825"),
+    BAD("PATRON_BATCH_MAX_BYTES", "PATRON_BATCH_MAX_BYTES=16M"),
+    BAD("PATRON_INFLIGHT_MAX_BYTES", "PATRON_INFLIGHT_MAX_BYTES=4294967297"),
     BAD("PATRON_GRAPH_HISTORY", "PATRON_GRAPH_HISTORY=-1"),
     BAD("PATRON_GRAPH_TOPK", "PATRON_GRAPH_TOPK=0"),
     BAD("PATRON_RECO_CACHE_ITEMS", "PATRON_RECO_CACHE_ITEMS=1023"),

@@ -93,6 +93,11 @@ static const struct var VARS[] = {
     {"PATRON_BATCH_MAX", "5000", parse_int, FIELD(batch_max), 1, 100000, false},
     {"PATRON_HTTP_WORKERS", "1", parse_int, FIELD(http_workers), 1, 64, false},
     {"PATRON_INFLIGHT_BATCHES", "16", parse_int, FIELD(inflight_batches), 1, 64, false},
+    /* Memory of ingest's batches (docs/operations.md, "Memory"): 1 MiB .. 1 GiB, 4 GiB */
+    {"PATRON_BATCH_MAX_BYTES", "16777216", parse_int64, FIELD(batch_max_bytes), 1048576,
+     INT64_C(1073741824), false},
+    {"PATRON_INFLIGHT_MAX_BYTES", "67108864", parse_int64, FIELD(inflight_max_bytes), 1048576,
+     INT64_C(4294967296), false},
     {"PATRON_GRAPH_HISTORY", "8", parse_int, FIELD(graph_history), 0, 64, false},
     {"PATRON_GRAPH_TOPK", "50", parse_int, FIELD(graph_topk), 1, 1000, false},
     {"PATRON_RECO_CACHE_ITEMS", "65536", parse_int, FIELD(reco_cache_items), 1024, 16777216, false},

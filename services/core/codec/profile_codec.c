@@ -203,23 +203,18 @@ static struct text text_of(const struct patron_pb_field *f)
     return (struct text){f->data, f->len};
 }
 
-/* At most max bytes of valid text; an id is also required. Cuts *t at its
- * first NUL, as strlen did protobuf-c's copy; valid text has no NUL, so a
- * string that passes whole needs no search for one. */
-static bool text_ok(struct text *t, size_t max, bool required)
+/* At most max bytes of valid text; an id is also required. A value holding
+ * a NUL is refused, never cut there (protobuf-c's copy read through strlen
+ * did cut it: a stored id "victim\0x" read as "victim", another customer's
+ * id); valid text has no NUL, so text that passes needs no search for one. */
+static bool text_ok(const struct text *t, size_t max, bool required)
 {
-    if (t->len && t->len <= max && patron_event_text_valid((const char *)t->s, t->len))
-        return true;
-    const uint8_t *nul = t->len ? memchr(t->s, 0, t->len) : NULL;
-    if (!nul) /* what strlen saw is what failed above */
-        return t->len == 0 && !required;
-    t->len = (size_t)(nul - t->s);
     if (t->len == 0)
         return !required;
     return t->len <= max && patron_event_text_valid((const char *)t->s, t->len);
 }
 
-static bool id_ok(struct text *t)
+static bool id_ok(const struct text *t)
 {
     return text_ok(t, PATRON_ID_MAX, true);
 }

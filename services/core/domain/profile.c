@@ -48,7 +48,9 @@ static int64_t max64(int64_t a, int64_t b)
 }
 
 /* Copies a checked id into a fixed slot, zero-filling the rest so that no
- * byte of a previous occupant survives. */
+ * byte of a previous occupant survives. Every id reaching it passed
+ * patron_event_check (at most PATRON_ID_MAX bytes, no NUL: the decoders
+ * refuse one), so it always fits whole: the bound below never cuts one. */
 static void set_id(char dst[PATRON_ID_MAX + 1], const char *src)
 {
     size_t len = strnlen(src, PATRON_ID_MAX);
