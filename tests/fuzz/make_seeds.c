@@ -194,8 +194,8 @@ static void trigger_states(void)
     st.last_purchase_ms = FX_T0;
     st.timers = calloc(2, sizeof(*st.timers));
     st.cap_timers = 2;
-    st.timers[0] = (struct patron_engine_timer){"welcome", PATRON_TIMER_WAIT, FX_T0 + FX_DAY,
-                                                FX_T0 + FX_DAY, "e-1"};
+    st.timers[0] = (struct patron_engine_timer){"cart-abandonment", PATRON_TIMER_WAIT,
+                                                FX_T0 + FX_DAY, FX_T0 + FX_DAY, "e-1"};
     st.timers[1] = (struct patron_engine_timer){"birthday", PATRON_TIMER_BIRTHDAY,
                                                 FX_T0 + 100 * FX_DAY, FX_T0 + 100 * FX_DAY, ""};
     st.n_timers = 2;
@@ -203,8 +203,9 @@ static void trigger_states(void)
     st.sends[st.n_sends++] = (struct patron_send){FX_T0 + 1, PATRON_CAMPAIGN_CHANNEL_SMS};
     st.last_sent = calloc(1, sizeof(*st.last_sent));
     st.cap_last_sent = 1;
-    st.last_sent[st.n_last_sent++] = (struct patron_engine_last_sent){"welcome", FX_T0};
-    st.touches[st.n_touches++] = (struct patron_engine_touch){"welcome", "b", FX_T0, false, true};
+    st.last_sent[st.n_last_sent++] = (struct patron_engine_last_sent){"cart-abandonment", FX_T0};
+    st.touches[st.n_touches++] =
+        (struct patron_engine_touch){"cart-abandonment", "A", FX_T0, false, true};
     len = patron_customer_state_encode(&st, &buf);
     put("trigger_state", "busy", buf, len);
     put_bulk_reply("trigger_state_busy", buf, len);
@@ -251,10 +252,9 @@ static void replies(void)
         {"decimal_string", "$5\r\n12345\r\n", 0},
         {"clock_value", "$15\r\n1291192000000:1\r\n", 0},
         {"clock_values", "*2\r\n$15\r\n1291192000000:0\r\n$-1\r\n", 3},
-        {"stats_field", "$17\r\nwelcome|b|sent\r\n", 0},
+        {"stats_field", "$23\r\ncart-abandonment|A|sent\r\n", 0},
         {"hgetall_stats",
-         "*4\r\n$14\r\nwelcome||sent\r\n$1\r\n7\r\n$21\r\nwinback|a|exited\r\n$"
-         "1\r\n2\r\n",
+         "*4\r\n$16\r\ncross-sell||sent\r\n$1\r\n7\r\n$19\r\nwinback-60d||exited\r\n$1\r\n2\r\n",
          5},
         {"command", "*3\r\n$3\r\nSET\r\n$5\r\n{c:1}\r\n$1\r\nv\r\n", 0},
         {"nested", "*2\r\n*2\r\n:1\r\n:2\r\n$3\r\nabc\r\n", 1},
@@ -269,7 +269,7 @@ static void replies(void)
     if (n > 0)
         put_bulk_reply("clock_encoded", v, (size_t)n);
     char f[PATRON_STATS_FIELD_MAX];
-    n = patron_stats_field_format(f, "winback", "a", PATRON_STAT_CONVERSIONS);
+    n = patron_stats_field_format(f, "winback-60d", "", PATRON_STAT_CONVERSIONS);
     if (n > 0)
         put_bulk_reply("stats_encoded", f, (size_t)n);
 }
