@@ -13,7 +13,7 @@
 #   scripts/fuzz.sh --list               the targets
 #
 # Environment: PATRON_FUZZ_BUILD (build-fuzz), PATRON_FUZZ_WORK (scratch:
-# $PATRON_FUZZ_BUILD/work; new inputs go to work/corpus/TARGET, never to the
+# $PATRON_FUZZ_BUILD/scratch; new inputs go to scratch/corpus/TARGET, never to the
 # committed corpus), PATRON_FUZZ_JOBS (parallel fuzzing processes in a long
 # run, 2), PATRON_FUZZ_RSS_MB (memory limit per process, 2048).
 # A crash, a leak, a timeout or a broken property stops with status 1 and
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 
 ROOT=$(pwd)
 BUILD=$(realpath -m "${PATRON_FUZZ_BUILD:-build-fuzz}")
-WORK=$(realpath -m "${PATRON_FUZZ_WORK:-$BUILD/work}")
+WORK=$(realpath -m "${PATRON_FUZZ_WORK:-$BUILD/scratch}")
 JOBS=${PATRON_FUZZ_JOBS:-2}
 RSS_MB=${PATRON_FUZZ_RSS_MB:-2048}
 SEEDS=$ROOT/tests/fuzz/corpus
