@@ -35,9 +35,7 @@ static void check_int(const char *s, size_t len)
         big |= v > INT64_C(1) << 40;
     }
     if (!digits) {
-        /* too many digits before the bad byte may be said first: both refuse */
-        FUZZ_CHECK(rc == PATRON_EINVAL || rc == PATRON_ETOOBIG,
-                   "replay_parse_int32 gave %d on a non-integer", rc);
+        FUZZ_CHECK(rc == PATRON_EINVAL, "replay_parse_int32 gave %d on a non-integer", rc);
         return;
     }
     if (i)
