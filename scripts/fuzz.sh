@@ -14,8 +14,9 @@
 #
 # Environment: PATRON_FUZZ_BUILD (build-fuzz), PATRON_FUZZ_WORK (scratch:
 # $PATRON_FUZZ_BUILD/scratch; new inputs go to scratch/corpus/TARGET, never to the
-# committed corpus), PATRON_FUZZ_JOBS (parallel fuzzing processes in a long
-# run, 2), PATRON_FUZZ_RSS_MB (memory limit per process, 2048).
+# committed corpus), PATRON_FUZZ_JOBS (2: a long run of one target uses that
+# many processes, of several targets runs that many targets at a time),
+# PATRON_FUZZ_RSS_MB (memory limit per process, 2048).
 # A crash, a leak, a timeout or a broken property stops with status 1 and
 # prints the reproducer's path; run the target on that file to replay it.
 set -euo pipefail
@@ -51,7 +52,7 @@ bin() { echo "$BUILD/tests/fuzz/fuzz_$1"; }
 
 # The options every run shares.
 opts() {
-  local t=$1 o=(-rss_limit_mb="$RSS_MB" -timeout=10 -print_final_stats=1
+  local t=$1 o=(-rss_limit_mb="$RSS_MB" -timeout=25 -print_final_stats=1
     -artifact_prefix="$WORK/crashes/$t-")
   [ -f "$ROOT/tests/fuzz/$t.dict" ] && o+=(-dict="$ROOT/tests/fuzz/$t.dict")
   echo "${o[@]}"
@@ -200,10 +201,13 @@ case "${1:-}" in
     [ -f "tests/fuzz/fuzz_$t.c" ] || { echo "no target $t (scripts/fuzz.sh --list)" >&2; exit 2; }
   done
   build >/dev/null
-  failed=0
-  for t in "${list[@]}"; do
-    run_one "$t" "$seconds" long || failed=1
-  done
-  exit $failed
+  if [ ${#list[@]} -eq 1 ]; then
+    run_one "${list[0]}" "$seconds" long
+  else
+    # several targets: JOBS of them at a time, one process each
+    export -f run_one opts bin check_crashes summary
+    export ROOT BUILD WORK RSS_MB SEEDS
+    printf '%s\n' "${list[@]}" | JOBS=1 xargs -P "$JOBS" -I{} bash -c "run_one {} $seconds long"
+  fi
   ;;
 esac

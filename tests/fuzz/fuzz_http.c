@@ -18,7 +18,7 @@
  * in order, each once, with the status and body given; its byte stream is a
  * well-formed sequence of HTTP/1.1 responses, each with a Content-Length,
  * optionally ended by one error of its own (400, 413, 431, 505) after which
- * it closes; it closes within 2 s of the client's end; and it releases the
+ * it closes; it closes within 5 s of the client's end; and it releases the
  * connection (patron_http_server_connections returns to 0).
  */
 #include <arpa/inet.h>
@@ -37,7 +37,7 @@
 
 #define REQUESTS_MAX 8192       /* dispatches recorded per input */
 #define RESPONSE_MAX (8u << 20) /* bytes read back per input */
-#define DEADLINE_NS (2 * 1000000000LL)
+#define DEADLINE_NS (5 * 1000000000LL)
 
 struct dispatched {
     int status;   /* what the client must see */
@@ -331,7 +331,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         open = drain(fd, &reset);
         if (open && now_ns() > deadline) {
             FUZZ_CHECK(false,
-                       "the server neither answered nor closed within 2 s "
+                       "the server neither answered nor closed within 5 s "
                        "(%zu requests dispatched, %zu bytes answered)",
                        H.n_req, H.resp_len);
         }
