@@ -175,6 +175,7 @@ case "${1:-}" in
 --quick)
   # two at a time: the machine has two cores, and this runs after ctest
   build >/dev/null
+  WORK=$WORK/quick # its own: a long run's reproducers stay where they are
   rm -rf "$WORK/crashes"
   export -f run_one opts bin check_crashes summary
   export ROOT BUILD WORK JOBS RSS_MB SEEDS QUICK_RUNS
