@@ -7,7 +7,8 @@
  * timer kind known); the state it makes re-encodes, and the encoding is a
  * fixed point: decoding and encoding it again gives the same bytes. Then
  * the engine runs on the decoded state as patron-trigger would: profile
- * updates of every kind, and every timer fired; the state still encodes.
+ * updates of every kind, and the timers due within a year fired; the state
+ * still encodes.
  */
 #include "fuzz.h"
 #include "patron/campaign_state_codec.h"
@@ -74,7 +75,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 #define T0 INT64_C(1622505600000)
 #define DAY INT64_C(86400000)
 
-/* Updates of every kind for the state's customer, then every timer fired. */
+/* Updates of every kind for the state's customer, then the timers due within a year. */
 static void run_engine(struct patron_customer_state *st)
 {
     const struct patron_engine e = {campaigns, &profile_cfg};
@@ -123,7 +124,9 @@ static void run_engine(struct patron_customer_state *st)
         FUZZ_CHECK(rc == 0, "update %zu refused: %d", i, rc);
         patron_engine_out_reset(&out);
     }
-    int rc = patron_engine_fire_due(&e, st, PATRON_TIME_MAX_MS, &out);
+    /* a year on, as the trigger's clock would go: not to 9999, where a
+     * birthday timer alone fires 8,000 times and the target crawls */
+    int rc = patron_engine_fire_due(&e, st, T0 + 400 * DAY, &out);
     FUZZ_CHECK(rc == 0, "fire_due: %d", rc);
     patron_engine_out_free(&out);
     uint8_t *buf = NULL;
