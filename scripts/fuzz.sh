@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh all SECONDS          every target, SECONDS each
 #   scripts/fuzz.sh --quick              every target briefly: the committed seeds plus
 #                                        a few thousand inputs each (scripts/test.sh)
-#   scripts/fuzz.sh --merge [TARGET]     adds what the runs found that covers new code
+#   scripts/fuzz.sh --merge [TARGET]     adds what the runs found that reaches new edges
 #                                        to tests/fuzz/corpus (commit it by hand)
 #   scripts/fuzz.sh --seeds              rewrites the generated seeds in tests/fuzz/corpus
 #   scripts/fuzz.sh --list               the targets
@@ -159,7 +159,9 @@ merge() {
   local t
   for t in "$@"; do
     [ -d "$WORK/corpus/$t" ] || continue
-    "$(bin "$t")" -merge=1 -rss_limit_mb="$RSS_MB" "$SEEDS/$t" "$WORK/corpus/$t" 2>&1 |
+    # -use_counters=0: an input must reach a new edge, not just run one more
+    # often, to be kept; the committed corpora stay a few hundred files
+    "$(bin "$t")" -merge=1 -use_counters=0 -rss_limit_mb="$RSS_MB" "$SEEDS/$t" "$WORK/corpus/$t" 2>&1 |
       grep -E 'MERGE-OUTER: [0-9]+ new files' || true
   done
 }
