@@ -72,7 +72,7 @@ check_crashes() {
 # One line of figures from a run's log (libFuzzer's final stats).
 summary() {
   local t=$1 log=$2 seconds=$3 runs
-  runs=$(grep -h 'stat::number_of_executed_units' "$log" | awk '{s+=$2} END {print s+0}')
+  runs=$(grep -ah 'stat::number_of_executed_units' "$log" | awk '{s+=$2} END {print s+0}')
   printf '%-14s %11s runs in %4s s: %7s/s  corpus %4s seeds + %5s found\n' "$t" "$runs" \
     "$seconds" "$((runs / (seconds > 0 ? seconds : 1)))" \
     "$(find "$SEEDS/$t" -type f | wc -l)" "$(find "$WORK/corpus/$t" -type f 2>/dev/null | wc -l)"
@@ -106,7 +106,7 @@ run_one() {
   summary "$t" "$log" $((SECONDS - start))
   if ! check_crashes "$t" || [ "$rc" -ne 0 ]; then
     echo "fuzz_$t: exit $rc; its log: $log" >&2
-    grep -E 'ERROR|FUZZ_CHECK|SUMMARY|runtime error' "$log" | head -5 >&2 || true
+    grep -aE 'ERROR|FUZZ_CHECK|SUMMARY|runtime error' "$log" | head -5 >&2 || true
     return 1
   fi
 }
