@@ -3,16 +3,21 @@
  * ingest's hot path) against protobuf-c's as the oracle, then the contract
  * check and the DLQ decoder (patron_event_decode) on the same bytes.
  *
- * Properties: both decoders accept the same inputs and, repacked, hold the
- * same message (unknown fields aside: ours skips them); the hand-written
+ * Properties: ours accepts nothing protobuf-c refuses, and refuses more only
+ * for a value over one of the contract's limits, which patron_event_decode
+ * then refuses too; accepted by both, the repacked messages are the same
+ * (unknown fields aside: ours skips them); the hand-written
  * one never frees through the allocator; the check gives the same verdict
  * on both structs; patron_event_decode accepts exactly what decodes and
  * passes the check, with a reason whenever it refuses; a checked event's
- * value is within 0 .. PATRON_EVENT_VALUE_MAX_CENTS.
+ * value is within 0 .. PATRON_EVENT_VALUE_MAX_CENTS. The same bytes go
+ * through patron_event_decode_wire (every encoding ingest reads): an event
+ * or a reason, never both.
  */
 #include "fuzz.h"
 #include "patron/event_check.h"
 #include "patron/event_codec.h"
+#include "patron/event_wire.h"
 
 typedef void (*visit_fn)(ProtobufCMessage *m, void *ud);
 
@@ -110,10 +115,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_arena a = {0};
     ProtobufCAllocator alloc = {
         .alloc = fuzz_arena_alloc, .free = fuzz_arena_free_one, .allocator_data = &a};
-    Patron__V1__Event *got = patron_event_unpack(&alloc, data, size);
+    const char *limit = NULL;
+    Patron__V1__Event *got = patron_event_unpack_why(&alloc, data, size, &limit);
     Patron__V1__Event *want = patron__v1__event__unpack(NULL, size, data);
-    FUZZ_CHECK((got == NULL) == (want == NULL), "verdicts differ: ours %s, protobuf-c %s",
-               got ? "accepts" : "rejects", want ? "accepts" : "rejects");
+    FUZZ_CHECK(!got || want, "ours accepts what protobuf-c rejects");
+    /* ours refuses more: a value over one of the contract's limits, which
+     * the DLQ decoder must refuse too (checked below) */
+    bool over_limit = !got && want;
+    if (over_limit) {
+        FUZZ_CHECK(limit && strcmp(limit, "decode: not a patron.v1.Event") != 0,
+                   "ours rejects what protobuf-c accepts, as \"%s\"", limit ? limit : "NULL");
+        patron__v1__event__free_unpacked(want, NULL);
+        want = NULL;
+    }
     FUZZ_CHECK(a.frees == 0, "the decoder called the allocator's free %zu times", a.frees);
 
     const char *got_reason = NULL, *want_reason = NULL;
@@ -138,13 +152,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0) {
         FUZZ_CHECK(ev && !reason, "accepted with a reason or without an event");
         FUZZ_CHECK(got && got_check == 0, "patron_event_decode accepted what fails the check");
+        FUZZ_CHECK(!over_limit, "patron_event_decode accepts what is over a limit (%s)", limit);
         patron__v1__event__free_unpacked(ev, NULL);
     } else {
         FUZZ_CHECK(!ev && reason && rc < 0, "refused (%d) without a reason or with an event", rc);
-        if (size <= PATRON_EVENT_MAX_BYTES)
+        over_limit = false; /* refused by both */
+        /* it also refuses a string holding a NUL, which the structs cannot show */
+        if (size <= PATRON_EVENT_MAX_BYTES && strcmp(reason, "decode: a string holds a NUL") != 0)
             FUZZ_CHECK(!got || got_check != 0, "patron_event_decode refused a valid event: %s",
                        reason);
     }
+
+    /* ingest's decoder of every encoding (protobuf, schema-registry framing,
+     * JSON): an event or a reason, never both, from the arena only */
+    struct fuzz_arena w = {0};
+    ProtobufCAllocator walloc = {
+        .alloc = fuzz_arena_alloc, .free = fuzz_arena_free_one, .allocator_data = &w};
+    char why[PATRON_WIRE_REASON_MAX];
+    memset(why, 'x', sizeof(why));
+    Patron__V1__Event *wire = patron_event_decode_wire(&walloc, data, size, why);
+    FUZZ_CHECK(memchr(why, '\0', sizeof(why)) != NULL, "why not NUL-terminated");
+    FUZZ_CHECK(wire ? why[0] == '\0' : why[0] != '\0', "event %p with why \"%s\"", (void *)wire,
+               why);
+    if (wire) {
+        const char *r = NULL;
+        (void)patron_event_check(wire, &r);
+        (void)patron_event_value_cents(wire);
+    }
+    fuzz_arena_reset(&w);
     if (want)
         patron__v1__event__free_unpacked(want, NULL);
     fuzz_arena_reset(&a);

@@ -17,7 +17,7 @@
  * Properties: the server survives; it answers every request it dispatched,
  * in order, each once, with the status and body given; its byte stream is a
  * well-formed sequence of HTTP/1.1 responses, each with a Content-Length,
- * optionally ended by one error of its own (400, 413, 431, 505) after which
+ * optionally ended by one error of its own (400, 408, 413, 431, 503, 505) after which
  * it closes; it closes within 5 s of the client's end; and it releases the
  * connection (patron_http_server_connections returns to 0).
  */
@@ -172,7 +172,8 @@ static int on_headers_complete(http_parser *p)
                    d->status);
         return d->head ? 1 : 0; /* 1: no body follows */
     }
-    FUZZ_CHECK(r->status == 400 || r->status == 413 || r->status == 431 || r->status == 505,
+    FUZZ_CHECK(r->status == 400 || r->status == 408 || r->status == 413 || r->status == 431 ||
+                   r->status == 503 || r->status == 505,
                "status %d for no dispatched request", r->status);
     r->in_error = true;
     r->error_seen = true;

@@ -62,7 +62,6 @@ static void consume(struct patron_profile *p)
     FUZZ_CHECK(text, "the profile's JSON does not serialise");
     free(text);
     json_decref(j);
-    (void)patron_churn_risk(p, NOW_MS, &cfg);
 
     static struct fx_event f;
     static const struct fx_line lines[] = {{"85123A", "851", 6, 255}, {"71053", "710", 2, 339}};
