@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   librdkafka-dev libhiredis-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler
+  clang libclang-rt-14-dev # clang 14 and libFuzzer, for scripts/fuzz.sh
   libjansson-dev libyaml-dev libicu-dev libhttp-parser-dev zlib1g-dev libcriterion-dev
   redis-server redis-tools kcat wrk curl
   python3 python3-redis python3-confluent-kafka python3-protobuf protobuf-compiler

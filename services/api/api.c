@@ -424,6 +424,13 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
             api_campaign_stats_get(api->stats, api, patron_clock_now_ms(&api->clock), res);
         return;
     }
+    if (strcmp(path, "/v1/campaigns/daily") == 0) {
+        if (strcmp(req->method, "GET") != 0)
+            respond_error(api, res, 405, "method_not_allowed", "use GET");
+        else
+            api_campaign_daily_get(api->stats, api, patron_clock_now_ms(&api->clock), req, res);
+        return;
+    }
     if (api_dashboard_route(api->dashboard, api, req, res))
         return;
     if (api_segments_route(api->model, api, req, res))
@@ -512,6 +519,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     struct api_dashboard_options dopt = {.loop = loop,
                                          .refresh_ms = cfg->dashboard_refresh_ms,
                                          .observer = &observer,
+                                         .model = api->model,
                                          .redis = api->redis,
                                          .clock = &api->clock,
                                          .profile = &cfg->profile,

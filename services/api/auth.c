@@ -126,12 +126,21 @@ static bool is_page(const char *path)
            strcmp(path, "/dashboard/") == 0 || strcmp(path, "/dashboard/index.html") == 0;
 }
 
-/* What the dashboard's page reads, all a session cookie opens. */
+/* What the dashboard's page reads, all a session cookie opens: its files,
+ * the dashboard API (/v1/dashboard/...), and the campaign and segment aggregates it charts (no
+ * customer's data: never a profile, a recommendation or an erasure). */
 static bool dashboard_reads(const char *path)
 {
     static const char files[] = "/dashboard/", api[] = "/v1/dashboard/";
-    return is_page(path) || strncmp(path, files, sizeof(files) - 1) == 0 ||
-           strncmp(path, api, sizeof(api) - 1) == 0 || strcmp(path, "/v1/campaigns/stats") == 0;
+    static const char *const aggregates[] = {"/v1/campaigns/stats", "/v1/campaigns/daily",
+                                             "/v1/segments/clusters"};
+    if (is_page(path) || strncmp(path, files, sizeof(files) - 1) == 0 ||
+        strncmp(path, api, sizeof(api) - 1) == 0)
+        return true;
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(aggregates); i++)
+        if (strcmp(path, aggregates[i]) == 0)
+            return true;
+    return false;
 }
 
 static void login_page(struct api *api, struct patron_http_response *res, bool wrong)

@@ -35,6 +35,7 @@ static const enum patron_stat suppressed[] = {
 struct api_campaign_stats {
     struct patron_kv *redis;
     struct patron_counter *m_skip_partition, *m_skip_field, *m_skip_value, *m_skip_rows;
+    struct api_stats_skips skips; /* the same, for campaign_daily.c */
 };
 
 /* One campaign and variant, summed over partitions. */
@@ -324,7 +325,19 @@ struct api_campaign_stats *api_campaign_stats_new(struct patron_kv *redis,
     s->m_skip_field = patron_metrics_counter(metrics, name, help, "reason=\"field\"");
     s->m_skip_value = patron_metrics_counter(metrics, name, help, "reason=\"value\"");
     s->m_skip_rows = patron_metrics_counter(metrics, name, help, "reason=\"rows\"");
+    s->skips = (struct api_stats_skips){s->m_skip_partition, s->m_skip_field, s->m_skip_value,
+                                        s->m_skip_rows};
     return s;
+}
+
+struct patron_kv *api_campaign_stats_redis(const struct api_campaign_stats *s)
+{
+    return s->redis;
+}
+
+const struct api_stats_skips *api_campaign_stats_skips(const struct api_campaign_stats *s)
+{
+    return &s->skips;
 }
 
 void api_campaign_stats_free(struct api_campaign_stats *s)

@@ -60,4 +60,30 @@ void api_campaign_stats_free(struct api_campaign_stats *s);
 void api_campaign_stats_get(struct api_campaign_stats *s, struct api *api, int64_t now_ms,
                             struct patron_http_response *res);
 
+/* GET /v1/campaigns/daily?days=30&campaign=<id> (campaign_daily.c): each
+ * campaign's counters per day of event time (UTC), summed over partitions
+ * and variants, for the `days` (1..PATRON_DAILY_DAYS_MAX, default
+ * API_DAILY_DAYS_DEFAULT) days up to the day of now_ms (the api's clock),
+ * every day listed (zeros included); only the campaigns with a counter in
+ * them, or the one `campaign` names. Read from the trigger's
+ *   {tp:<p>}:daily            sorted set: days with counters, by day number
+ *   {tp:<p>}:daily:<YYYY-MM-DD> hash: fields as in :stats
+ * with SMEMBERS, a ZRANGEBYSCORE per partition, then an HGETALL per day
+ * found, pipelined. At most API_DAILY_CAMPAIGNS_MAX campaigns per answer
+ * (beyond: skipped, reason "rows"); what does not parse is skipped and
+ * counted as for the statistics. 400 for bad parameters, 503 when Redis
+ * fails. */
+#define API_DAILY_DAYS_DEFAULT 30
+#define API_DAILY_CAMPAIGNS_MAX 200
+void api_campaign_daily_get(struct api_campaign_stats *s, struct api *api, int64_t now_ms,
+                            const struct patron_http_request *req,
+                            struct patron_http_response *res);
+
+/* For campaign_daily.c: the client and the skip counters of the statistics. */
+struct api_stats_skips {
+    struct patron_counter *partition, *field, *value, *rows;
+};
+struct patron_kv *api_campaign_stats_redis(const struct api_campaign_stats *s);
+const struct api_stats_skips *api_campaign_stats_skips(const struct api_campaign_stats *s);
+
 #endif

@@ -22,6 +22,8 @@
 
 #include "api.h"
 #include "campaign_stats.h"
+#include "history.h"
+#include "model.h"
 #include "patron/catalog.h"
 #include "patron/num.h"
 #include "patron/clock.h"
@@ -52,6 +54,8 @@ struct snapshot {
     uint64_t tiers[PATRON_TIER_COUNT];
     int64_t as_of_ms;
     bool truncated;
+    struct patron_clusters fit;             /* in force when it started; k 0: none */
+    uint64_t clusters[PATRON_CLUSTERS_MAX]; /* customers by cluster of `fit` */
 };
 
 /* Hashes of the keys read in this snapshot: SCAN may return a key twice. An
@@ -75,6 +79,8 @@ struct api_dashboard {
     const struct patron_log *log;
     int refresh_ms;
     struct api_dashboard_observer observer; /* all NULL: none */
+    const struct api_model *model;          /* NULL: no clusters */
+    struct api_history *history;
     uv_timer_t timer;
     bool closing;
 
@@ -213,6 +219,35 @@ static void answer_customers(struct api_dashboard *d, struct api *api,
     free(text);
 }
 
+/* The customer's cluster at the snapshot's now, under the snapshot's fit. */
+static void count_cluster(struct snapshot *s, const struct patron_profile *p)
+{
+    struct patron_cluster_features f;
+    if (s->fit.k < 1 || !patron_cluster_features_of(p, s->as_of_ms, &f))
+        return;
+    int id = patron_cluster_of(&f, &s->fit);
+    if (id >= 0 && id < PATRON_CLUSTERS_MAX)
+        s->clusters[id]++;
+}
+
+/* A complete snapshot into the history (history.h). */
+static void record_history(struct api_dashboard *d)
+{
+    const struct snapshot *s = &d->last;
+    if (s->as_of_ms <= 0)
+        return; /* the event clock never read: no day to file it under */
+    struct patron_history_day day = {.as_of_ms = s->as_of_ms, .customers = s->customers};
+    memcpy(day.segments, s->segments, sizeof(day.segments));
+    memcpy(day.tiers, s->tiers, sizeof(day.tiers));
+    for (int i = 0; i < s->fit.k && i < PATRON_CLUSTERS_MAX; i++) {
+        struct patron_history_cluster *c = &day.clusters[day.n_clusters++];
+        c->id = i;
+        memcpy(c->label, s->fit.c[i].label, sizeof(c->label));
+        c->size = s->clusters[i];
+    }
+    api_history_record(d->history, &day);
+}
+
 static void publish(struct api_dashboard *d)
 {
     d->last = d->building;
@@ -239,6 +274,7 @@ static void snapshot_end(struct api_dashboard *d)
         return;
     }
     publish(d);
+    record_history(d);
     schedule(d, (uint64_t)d->refresh_ms);
 }
 
@@ -297,6 +333,7 @@ static void count_profile(struct api_dashboard *d, const redisReply *v)
     d->building.customers++;
     d->building.segments[seg]++;
     d->building.tiers[tier]++;
+    count_cluster(&d->building, p);
 }
 
 static void on_profile(void *ud, redisReply *reply)
@@ -395,6 +432,9 @@ static void on_tick(uv_timer_t *t)
     }
     d->shard = 0;
     d->building = (struct snapshot){.as_of_ms = now};
+    const struct patron_clusters *fit = d->model ? api_model_clusters(d->model) : NULL;
+    if (fit)
+        d->building.fit = *fit;
     d->scanning = true;
     d->failed = d->scan_done = false;
     d->fetched = 0;
@@ -710,7 +750,8 @@ bool api_dashboard_route(struct api_dashboard *d, struct api *api,
         file = path + sizeof(files) - 1;
     bool customers = strcmp(path, "/v1/dashboard/customers") == 0;
     bool recommended = strcmp(path, "/v1/dashboard/recommended") == 0;
-    if (!file && !customers && !recommended)
+    bool history = strcmp(path, "/v1/dashboard/history") == 0;
+    if (!file && !customers && !recommended && !history)
         return false;
     if (!is_get && !(is_head && file))
         api_respond_error(api, res, 405, "method_not_allowed", "use GET");
@@ -718,6 +759,8 @@ bool api_dashboard_route(struct api_dashboard *d, struct api *api,
         serve_file(api, file, res);
     else if (customers)
         get_customers(d, api, res);
+    else if (history)
+        api_history_get(d->history, api, patron_clock_now_ms(d->clock), req, res);
     else
         get_recommended(d, api, req, res);
     return true;
@@ -734,6 +777,8 @@ struct api_dashboard *api_dashboard_start(const struct api_dashboard_options *op
     d->refresh_ms = opt->refresh_ms > 0 ? opt->refresh_ms : 30000;
     if (opt->observer)
         d->observer = *opt->observer;
+    d->model = opt->model;
+    d->history = api_history_new(opt->redis, opt->metrics, opt->log, d->refresh_ms);
     d->scratch = patron_malloc(sizeof(*d->scratch));
     const char *name = "patron_api_dashboard_skipped_total",
                *help = "Redis values the dashboard skipped because they do not parse";
@@ -765,6 +810,7 @@ void api_dashboard_stop(struct api_dashboard *d)
 void api_dashboard_free(struct api_dashboard *d)
 {
     key_set_free(&d->seen);
+    api_history_free(d->history);
     free(d->scratch);
     free(d);
 }

@@ -5,6 +5,8 @@
  *   GET /v1/dashboard/customers             customers by segment and tier
  *   GET /v1/dashboard/recommended?limit=20  items campaign messages
  *                                           recommended most
+ *   GET /v1/dashboard/history?days=400      customers by segment, tier and
+ *                                           cluster, per day (history.h)
  * The page reads only the API's JSON; nothing is fetched from elsewhere.
  *
  * Customers come from a snapshot taken in the background every
@@ -20,6 +22,9 @@
  * snapshot that Redis fails mid-way is dropped and the previous one kept.
  * Requests are answered from the last complete snapshot; those that come
  * before the first one wait for it (at most API_DASHBOARD_WAITERS_MAX).
+ * A snapshot also counts the customers of each K-Means cluster in force
+ * when it started (model.h; none before the first fit), and every complete
+ * one is recorded in the history under the day of its now (history.h).
  * Profiles that do not decode, and recommendation entries that do not
  * parse, are skipped and counted in patron_api_dashboard_skipped_total.
  *
@@ -36,6 +41,7 @@
 #include "patron/http.h"
 
 struct api;
+struct api_model;
 struct patron_clock;
 struct patron_log;
 struct patron_metrics;
@@ -84,6 +90,7 @@ struct api_dashboard_options {
     uv_loop_t *loop;
     int refresh_ms; /* between two snapshots: PATRON_DASHBOARD_REFRESH_MS */
     const struct api_dashboard_observer *observer; /* NULL: none */
+    const struct api_model *model;                 /* the clusters to count; NULL: none */
     struct patron_kv *redis;
     const struct patron_clock *clock; /* the api's: the snapshot's now */
     const struct patron_profile_config *profile;

@@ -43,7 +43,7 @@ struct fit {
     struct sample *sample;
     size_t n;
     struct seen seen;
-    bool do_clv;
+    bool do_clv, do_clusters;
     int clusters_k;
     int64_t started_ms;
     /* results */
@@ -130,6 +130,8 @@ static void on_poll(uv_timer_t *t)
         if (patron_kv_commandv(m->redis, on_stored_clv, m, 2, argv, NULL))
             return;
     }
+    if (m->cfg->has_clusters_override)
+        return;
     const char *argv[] = {"GET", PATRON_KEY_MODEL_CLUSTERS};
     if (patron_kv_commandv(m->redis, on_stored_clusters, m, 2, argv, NULL))
         return; /* disconnected: the next tick asks again */
@@ -227,14 +229,16 @@ void api_model_snapshot_end(void *ud, bool complete)
     bool do_clv = !m->cfg->has_clv_override &&
                   (m->clv.source != PATRON_CLV_FITTED ||
                    differs(&m->building, m->clv.as_of_ms, m->clv.customers, m->clv.orders));
-    bool do_clusters = m->clusters.k == 0 || differs(&m->building, m->clusters.as_of_ms,
-                                                     m->clusters.customers, m->building.orders);
+    bool do_clusters = !m->cfg->has_clusters_override &&
+                       (m->clusters.k == 0 || differs(&m->building, m->clusters.as_of_ms,
+                                                      m->clusters.customers, m->building.orders));
     if (!do_clv && !do_clusters)
         return;
     /* the sample as it is now: the next snapshot reuses the buffer */
     struct fit *f = patron_calloc(1, sizeof(*f));
     f->m = m;
     f->do_clv = do_clv;
+    f->do_clusters = do_clusters;
     f->clusters_k = m->cfg->clusters_k;
     f->seen = m->last;
     f->n = m->n_sample;
@@ -261,8 +265,9 @@ static void fit_work(uv_work_t *req)
         feat[i] = f->sample[i].f;
     }
     f->clv_rc = f->do_clv ? patron_clv_fit(c, f->n, PATRON_CLV_BANDS_DEFAULT, &f->clv) : -1;
-    f->clusters_rc =
-        patron_clusters_fit(feat, f->n, f->seen.customers, f->clusters_k, &f->clusters);
+    f->clusters_rc = f->do_clusters ? patron_clusters_fit(feat, f->n, f->seen.customers,
+                                                          f->clusters_k, &f->clusters)
+                                    : -1;
     free(c);
     free(feat);
 }
@@ -336,6 +341,8 @@ json_t *api_model_to_json(const struct api_model *m)
     json_t *o = json_object(), *clusters = json_null(), *snap = json_null();
     if (m->clusters.k > 0) {
         clusters = json_object();
+        json_object_set_new(clusters, "source",
+                            json_string(m->cfg->has_clusters_override ? "override" : "fitted"));
         json_object_set_new(clusters, "fitted_at_ms", json_integer(m->clusters.fitted_at_ms));
         json_object_set_new(clusters, "as_of_ms", json_integer(m->clusters.as_of_ms));
         json_object_set_new(clusters, "customers", json_integer((json_int_t)m->clusters.customers));
@@ -368,6 +375,8 @@ struct api_model *api_model_start(const struct api_model_options *opt)
         m->clv = m->cfg->clv_override;
     else
         patron_clv_model_default(&m->clv);
+    if (m->cfg->has_clusters_override)
+        m->clusters = m->cfg->clusters_override;
     snprintf(m->lease_token, sizeof(m->lease_token), "%ld-%" PRId64, (long)getpid(),
              patron_wall_ms());
     m->m_fits = patron_metrics_counter(opt->metrics, "patron_api_model_fits_total",

@@ -17,7 +17,8 @@
  * a fit exists, the defaults (patron_clv_model_default, no clusters).
  * PATRON_CLV_MODEL fixes the churn and value parameters: that process
  * neither fits nor reads them (it still fits and reads the clusters);
- * PATRON_CLUSTERS_K fixes k.
+ * PATRON_CLUSTERS_MODEL fixes the clusters the same way; PATRON_CLUSTERS_K
+ * fixes k.
  *
  * Ownership: borrows everything in its options. api_model_stop closes its
  * timer; free it only after the loop ran (a fit in flight completes, and

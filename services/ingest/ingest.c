@@ -42,6 +42,19 @@ struct position *ingest_position_find(struct position *v, size_t n, enum topic_k
     return NULL;
 }
 
+void ingest_position_learn(struct ingest *ing, enum topic_kind t, int32_t p, int64_t offset)
+{
+    if (ingest_position_find(ing->positions, ing->n_positions, t, p))
+        return;
+    if (ing->n_positions == ing->cap_positions) {
+        ing->cap_positions = ing->cap_positions ? ing->cap_positions * 2 : 16;
+        ing->positions =
+            patron_realloc(ing->positions, ing->cap_positions * sizeof(*ing->positions));
+    }
+    ing->positions[ing->n_positions++] =
+        (struct position){.topic = t, .partition = p, .next_offset = offset};
+}
+
 const char *ingest_topic_name(const struct ingest *ing, enum topic_kind t)
 {
     return t == TOPIC_EVENTS ? ing->cfg->topic_events : ing->cfg->topic_catalog;
@@ -49,16 +62,78 @@ const char *ingest_topic_name(const struct ingest *ing, enum topic_kind t)
 
 /* ---- the pump ------------------------------------------------------------- */
 
+static size_t msg_bytes(const rd_kafka_message_t *m)
+{
+    return m->len + m->key_len;
+}
+
+/* What the pipeline holds: the in-flight batches (their records and
+ * arenas) and the messages polled for the next one. */
+static size_t inflight_bytes(const struct ingest *ing)
+{
+    size_t n = ing->carry_bytes;
+    for (const struct batch *b = ing->head; b; b = b->next)
+        n += ingest_batch_bytes(b);
+    return n;
+}
+
+/* The messages polled and not in a batch go; a seek brings them back. A
+ * partition first seen among them is learned at its first one, so that the
+ * seek goes there (a partition given up meanwhile is forgotten again when
+ * it is assigned: on_assign). */
+static void drop_carry(struct ingest *ing)
+{
+    for (size_t i = 0; i < ing->n_carry; i++) {
+        rd_kafka_message_t *m = ing->poll_buf[i];
+        enum topic_kind t = strcmp(rd_kafka_topic_name(m->rkt), ing->cfg->topic_events) == 0
+                                ? TOPIC_EVENTS
+                                : TOPIC_CATALOG;
+        ingest_position_learn(ing, t, m->partition, m->offset);
+        rd_kafka_message_destroy(m);
+    }
+    ing->n_carry = 0;
+    ing->carry_bytes = 0;
+    ing->carry_stale = false;
+}
+
+/* Batches by count and by bytes: a batch takes what was polled up to
+ * PATRON_BATCH_MAX_BYTES (ingest_batch_start), the rest waits for the next
+ * one, and no batch starts while the pipeline holds
+ * PATRON_INFLIGHT_MAX_BYTES (but for the first: a record is never too big
+ * to go through). Not reentrant: a batch started here may settle at once
+ * and call back; the loop below goes on in its stead. */
 void ingest_pump(struct ingest *ing)
 {
-    size_t max = (size_t)ing->cfg->batch_max;
+    if (ing->pumping)
+        return;
+    ing->pumping = true;
+    size_t max = (size_t)ing->cfg->batch_max, max_bytes = (size_t)ing->cfg->batch_max_bytes;
     while (!ing->resetting && !ing->stopping &&
-           ing->inflight < (size_t)ing->cfg->inflight_batches && ing->redis_up && ing->graph_up) {
-        size_t n = patron_consumer_poll(ing->consumer, ing->poll_buf, max);
-        if (n == 0)
-            return;
-        ingest_batch_start(ing, ing->poll_buf, n);
+           ing->inflight < (size_t)ing->cfg->inflight_batches && ing->redis_up && ing->graph_up &&
+           (!ing->head || inflight_bytes(ing) < (size_t)ing->cfg->inflight_max_bytes)) {
+        if (ing->n_carry < max && ing->carry_bytes < max_bytes) {
+            size_t n = patron_consumer_poll_bytes(ing->consumer, ing->poll_buf + ing->n_carry,
+                                                  max - ing->n_carry, max_bytes - ing->carry_bytes);
+            for (size_t i = ing->n_carry; i < ing->n_carry + n; i++)
+                ing->carry_bytes += msg_bytes(ing->poll_buf[i]);
+            ing->n_carry += n;
+        }
+        if (ing->n_carry == 0 || ing->carry_stale)
+            break;
+        struct batch *b;
+        size_t taken = ingest_batch_start(ing, ing->poll_buf, ing->n_carry, &b);
+        for (size_t i = 0; i < taken; i++)
+            ing->carry_bytes -= msg_bytes(ing->poll_buf[i]);
+        ing->n_carry -= taken;
+        memmove(ing->poll_buf, ing->poll_buf + taken, ing->n_carry * sizeof(*ing->poll_buf));
+        ingest_batch_go(b);
     }
+    ing->pumping = false;
+    if (ing->carry_stale)
+        drop_carry(ing);
+    patron_gauge_set(ing->m_inflight_bytes, (double)inflight_bytes(ing));
+    if (ing->resetting)
+        ingest_reset(ing, NULL); /* what waited for the pump to let go of its messages */
 }
 
 static void on_consumer_ready(void *ud)
@@ -87,6 +162,11 @@ void ingest_reset(struct ingest *ing, const char *why)
         ing->graph_reader = NULL;
         if (patron_consumer_pause_all(ing->consumer))
             patron_log(ing->log, PATRON_LOG_WARN, "pause failed", NULL);
+        /* what was polled for the next batch comes again after the seek */
+        if (ing->pumping)
+            ing->carry_stale = true; /* the pump drops it when it lets go */
+        else
+            drop_carry(ing);
     }
     if (!ing->resetting)
         return;
@@ -100,7 +180,8 @@ void ingest_reset(struct ingest *ing, const char *why)
             ingest_batch_free(b);
         }
     }
-    if (ing->head || !ing->redis_up || !ing->graph_up || ing->stopping)
+    if (ing->head || !ing->redis_up || !ing->graph_up || ing->stopping || ing->pumping ||
+        ing->n_carry)
         return;
     for (size_t i = 0; i < ing->n_positions; i++) {
         const struct position *p = &ing->positions[i];
@@ -158,16 +239,27 @@ static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts)
         if (p)
             *p = ing->positions[--ing->n_positions];
     }
-    if (ing->head)
+    if (ing->head || ing->n_carry)
         ingest_reset(ing, "partitions revoked");
     else
         patron_lru_clear(&ing->cache); /* their customers may get another writer */
 }
 
+/* A partition (re)assigned starts where its first message says: a position
+ * kept from an earlier assignment is stale. */
 static void on_assign(void *ud, const rd_kafka_topic_partition_list_t *parts)
 {
     struct ingest *ing = ud;
     patron_log(ing->log, PATRON_LOG_INFO, "partitions assigned", "\"count\":%d", parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        enum topic_kind t = strcmp(parts->elems[i].topic, ing->cfg->topic_events) == 0
+                                ? TOPIC_EVENTS
+                                : TOPIC_CATALOG;
+        struct position *p =
+            ingest_position_find(ing->positions, ing->n_positions, t, parts->elems[i].partition);
+        if (p)
+            *p = ing->positions[--ing->n_positions];
+    }
 }
 
 /* ---- the tick: idle partitions, retries, shutdown --------------------------- */
@@ -250,6 +342,32 @@ static void make_metrics(struct ingest *ing)
                                             "ProfileUpdates produced", NULL);
     ing->m_inflight =
         patron_metrics_gauge(m, "patron_ingest_inflight_batches", "Batches in flight", NULL);
+    ing->m_inflight_bytes = patron_metrics_gauge(
+        m, "patron_ingest_inflight_bytes",
+        "Bytes the pipeline holds: in-flight batches' records and arenas, and records polled for "
+        "the next batch",
+        NULL);
+    ing->m_dlq = patron_metrics_counter(m, "patron_ingest_dlq_total",
+                                        "Messages sent to the dead-letter topic", NULL);
+    ing->m_dlq_truncated = patron_metrics_counter(
+        m, "patron_ingest_dlq_truncated_total",
+        "Dead letters cut to what the producer or the DLQ topic takes (header original.size)",
+        NULL);
+    ing->m_erasure_copies = patron_metrics_counter(
+        m, "patron_ingest_erasure_copies_total",
+        "Erasure updates copied to the other partitions of patron.profile-updates", NULL);
+    const char *inv = "patron_ingest_stored_invalid_total";
+    const char *inv_help = "Stored values ingest will not write over (kept for an operator): "
+                           "profiles whose customer's events go to the DLQ, neighbour lists left "
+                           "out";
+    ing->m_profile_unreadable =
+        patron_metrics_counter(m, inv, inv_help, "key=\"profile\",reason=\"unreadable\"");
+    ing->m_profile_wrong_type =
+        patron_metrics_counter(m, inv, inv_help, "key=\"profile\",reason=\"wrong_type\"");
+    ing->m_rows_wrong_type =
+        patron_metrics_counter(m, inv, inv_help, "key=\"neighbours\",reason=\"wrong_type\"");
+    ing->m_items_wrong_type =
+        patron_metrics_counter(m, inv, inv_help, "key=\"item\",reason=\"wrong_type\"");
     ing->m_graph_conflicts = patron_metrics_counter(
         m, "patron_ingest_graph_conflicts_total",
         "Neighbour-list writes lost to another writer, read and merged again", NULL);
@@ -368,6 +486,13 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
         goto out_close_producer;
     }
     patron_consumer_set_ready_cb(ing->consumer, on_consumer_ready, ing);
+    /* An erasure's update goes to every partition of the updates (see
+     * publish): their count, known now or at the first erasure. */
+    int parts = patron_producer_partitions(ing->producer, cfg->topic_profile_updates, 5000);
+    ing->update_partitions = parts > 0 ? parts : 0;
+    if (parts <= 0)
+        patron_log(log, PATRON_LOG_WARN, "partitions of the profile updates not known yet",
+                   "\"error\":\"%s\"", patron_strerror(parts));
 
     uv_timer_init(loop, &ing->tick);
     ing->tick.data = ing;
@@ -418,6 +543,8 @@ void ingest_stop(struct ingest *ing, void (*on_stopped)(void *ud), void *ud)
 
 void ingest_free(struct ingest *ing)
 {
+    for (size_t i = 0; i < ing->n_carry; i++)
+        rd_kafka_message_destroy(ing->poll_buf[i]); /* not stored: the next owner reads them */
     while (ing->head) {
         struct batch *b = ing->head;
         ing->head = b->next;

@@ -28,6 +28,19 @@
  *   during a rebalance), a Redis failure or a failed delivery cancels every
  *   in-flight batch, pauses consumption and, once Redis is back, seeks each
  *   partition to the last stored offset: nothing is lost, nothing doubled.
+ * - A record that cannot be applied, and never will, goes to the DLQ with
+ *   its reason and the partition moves on: one that does not decode or
+ *   breaks the contract, one too big to dead-letter whole (cut, with its
+ *   size), a customer whose stored profile does not decode or is of another
+ *   Redis type (its events; the value is kept for an operator, never
+ *   written over). ingest_fault.c is the one place that tells these poison
+ *   pills from the retriable faults above.
+ * - Memory is bounded: a record's decode by its size plus ~90 KiB
+ *   (event_codec.h), a batch by PATRON_BATCH_MAX_BYTES, what is in flight
+ *   by PATRON_INFLIGHT_MAX_BYTES, librdkafka's queues by their settings.
+ * - An erasure's ProfileUpdate goes to every partition of the updates (in
+ *   order on its event's, a flagged copy on the others): whichever holds
+ *   the customer's campaign state sees it, whatever the site's partitioner.
  * - The neighbour lists are exactly once. A list another ingest wrote in
  *   between is read and merged again (no reset: lists are shared by every
  *   partition), in batch order. The lists go before the profiles, so a

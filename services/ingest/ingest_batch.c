@@ -117,13 +117,86 @@ static void complete_ready(struct ingest *ing)
 
 /* ---- publishing ----------------------------------------------------------- */
 
-static void on_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
+/* One ProfileUpdate on its way (arena): a broker that refuses it for its
+ * size will refuse it for ever, so its event goes to the DLQ instead (its
+ * effects are in the profile; the trigger misses this one update). */
+struct published {
+    struct batch *b;
+    struct event *e;
+};
+
+static void on_published(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
 {
     (void)msg;
-    struct batch *b = ud;
-    if (err)
-        ingest_batch_fail(b, rd_kafka_err2str(err));
+    struct published *pu = ud;
+    struct batch *b = pu->b;
+    if (err) {
+        enum ingest_fault f = ingest_fault_of_delivery(err);
+        if (ingest_fault_poison(f) && !b->cancelled)
+            ingest_dead_letter(b, pu->e, f, "profile_update_too_large");
+        else
+            ingest_batch_fail(b, rd_kafka_err2str(err));
+    }
     ingest_batch_release(b);
+}
+
+/* Sends one update of e to a partition of the updates (RD_KAFKA_PARTITION_UA:
+ * by key). Nonzero when the batch failed. */
+static int send_update(struct batch *b, struct event *e, int32_t partition, const uint8_t *bytes,
+                       size_t len)
+{
+    struct ingest *ing = b->ing;
+    struct published *pu = patron_arena_alloc(&b->arena, sizeof(*pu));
+    *pu = (struct published){b, e};
+    /* the customer's: a merged visitor's event is its customer's update */
+    const struct customer *to = e->update_cust ? e->update_cust : e->cust;
+    int err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates, partition,
+                                   to->id, to->id_len, bytes, len, NULL, on_published, pu);
+    if (err == PATRON_EINVAL && partition != RD_KAFKA_PARTITION_UA)
+        err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
+                                   RD_KAFKA_PARTITION_UA, to->id, to->id_len, bytes, len, NULL,
+                                   on_published, pu);
+    if (err) {
+        enum ingest_fault f = ingest_fault_of_send(err);
+        if (!ingest_fault_poison(f)) {
+            ingest_batch_fail(b, "profile update not produced");
+            return -1;
+        }
+        ingest_dead_letter(b, e, f, "profile_update_too_large");
+        return b->failed ? -1 : 0;
+    }
+    b->pending++;
+    patron_counter_add(ing->m_updates, 1);
+    return 0;
+}
+
+/* An erasure reaches every partition of the updates: the site's producer
+ * may have put the customer's events (so its campaign state, timers and
+ * outbox) on any of them, by any partitioner. Its own partition gets it in
+ * order, as every update; the others a copy flagged fanout, in their
+ * order at this point of the batch. The partition count is asked for again
+ * if it was not known at start (a short wait of the loop, only then). */
+static int send_erasure_copies(struct batch *b, struct event *e, int32_t own)
+{
+    struct ingest *ing = b->ing;
+    if (ing->update_partitions <= 0) {
+        int n = patron_producer_partitions(ing->producer, ing->cfg->topic_profile_updates, 1000);
+        if (n <= 0) {
+            ingest_batch_fail(b, "partitions of the profile updates unknown");
+            return -1;
+        }
+        ing->update_partitions = n;
+    }
+    uint8_t *copy = patron_arena_alloc(&b->arena, e->update_len + PATRON_UPDATE_FANOUT_EXTRA);
+    size_t len = patron_profile_update_fanout(e->update, e->update_len, copy);
+    for (int32_t p = 0; p < ing->update_partitions; p++) {
+        if (p == own)
+            continue;
+        if (send_update(b, e, p, copy, len))
+            return -1;
+        patron_counter_add(ing->m_erasure_copies, 1);
+    }
+    return 0;
 }
 
 static void publish(struct batch *b)
@@ -140,36 +213,15 @@ static void publish(struct batch *b)
          * customer's campaign state is: in that partition's order as far as
          * the two partitions of events keep pace (trigger.c counts the late
          * ones). Only if patron.profile-updates has fewer partitions, by key. */
-        const struct customer *to = e->update_cust;
-        int err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
-                                       e->update_partition, to->id, to->id_len, e->update,
-                                       e->update_len, NULL, on_delivered, b);
-        if (err == PATRON_EINVAL)
-            err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
-                                       RD_KAFKA_PARTITION_UA, to->id, to->id_len, e->update,
-                                       e->update_len, NULL, on_delivered, b);
-        if (err) {
-            ingest_batch_fail(b, "profile update not produced");
+        int32_t part = e->update_partition >= 0 ? e->update_partition : e->msg->partition;
+        int32_t own = ing->update_partitions <= 0 || part < ing->update_partitions
+                          ? part
+                          : RD_KAFKA_PARTITION_UA;
+        if (send_update(b, e, own, e->update, e->update_len))
             return;
-        }
-        b->pending++;
-        patron_counter_add(ing->m_updates, 1);
+        if (e->ev->kind_case == PATRON__V1__EVENT__KIND_ERASURE && send_erasure_copies(b, e, own))
+            return;
     }
-}
-
-void ingest_send_dlq(struct batch *b, struct event *e, const char *reason)
-{
-    struct ingest *ing = b->ing;
-    patron_counter_add(patron_metrics_counter(ing->metrics, "patron_ingest_dlq_total",
-                                              "Messages sent to the dead-letter topic", NULL),
-                       1);
-    patron_log(ing->log, PATRON_LOG_WARN, "message to DLQ", "\"partition\":%d,\"offset\":%" PRId64,
-               e->msg->partition, e->msg->offset);
-    if (patron_dlq_send(ing->producer, ing->cfg->topic_dlq, e->msg, reason, on_delivered, b)) {
-        ingest_batch_fail(b, "dlq not produced");
-        return;
-    }
-    b->pending++;
 }
 
 /* ---- applying ------------------------------------------------------------- */
@@ -247,9 +299,9 @@ static void build_update(struct batch *b, struct event *e, struct customer *c,
     e->update = patron_arena_alloc(&b->arena, len);
     rc = patron_profile_update_pack(e->ev, p, out, e->msg->partition, e->msg->offset, e->update,
                                     len, &e->update_len);
-    if (rc) { /* the room it asked for: cannot happen */
+    if (rc) { /* the room it asked for: cannot happen, but must not stall */
         e->update = NULL;
-        ingest_batch_fail(b, "profile update does not pack");
+        ingest_dead_letter(b, e, FAULT_UNAPPLICABLE, "profile_update_unpackable");
     }
 }
 
@@ -265,7 +317,8 @@ static struct event *next_event(struct event **own, struct event **redirected)
 
 /* Applies one event of c's to its profile p: an Identify, a merged
  * visitor's event, or its own (whose erasure reaches its visitors too).
- * Nonzero when the batch failed. */
+ * 0 when applied (whatever its result), 1 when it went to the DLQ, < 0
+ * when the batch failed. */
 static int apply_event(struct batch *b, struct customer *c, struct patron_profile *p,
                        struct event *e, struct patron_apply_outcome *out, const char **refused)
 {
@@ -273,8 +326,9 @@ static int apply_event(struct batch *b, struct customer *c, struct patron_profil
     *refused = PATRON_APPLY_REFUSED_REASON;
     if (e->ev->kind_case == PATRON__V1__EVENT__KIND_IDENTIFY) {
         struct patron_identify_outcome io;
-        if (ingest_identity_identify(b, c, p, e, &io))
-            return -1;
+        int rc = ingest_identity_identify(b, c, p, e, &io);
+        if (rc)
+            return rc;
         *out = io.apply;
         if (io.reason)
             *refused = io.reason;
@@ -290,13 +344,16 @@ static int apply_event(struct batch *b, struct customer *c, struct patron_profil
             memcpy(aliases[i], p->aliases[i].anonymous_id, sizeof(aliases[i]));
     }
     if (e->cust != c) {
-        if (ingest_identity_redirected(b, c, p, e, out))
-            return -1;
+        int rc = ingest_identity_redirected(b, c, p, e, out);
+        if (rc)
+            return rc;
     } else if (patron_profile_apply(p, e->ev, e->msg->partition, e->msg->offset, &ing->cfg->profile,
                                     out)) {
-        /* event_check accepted it, so apply must too: a bug, not input */
-        ingest_batch_fail(b, "apply rejected a checked event");
-        return -1;
+        /* event_check accepted it, so apply must too: a bug, not input,
+         * but one that would fail again on every replay. The profile is
+         * as before it (apply refuses before it changes anything). */
+        ingest_dead_letter(b, e, FAULT_UNAPPLICABLE, "apply_refused");
+        return b->failed ? -1 : 1;
     }
     if (out->erased && n_aliases && ingest_identity_erase_visitors(b, c, e, aliases, n_aliases))
         return -1;
@@ -313,9 +370,10 @@ static void apply_customer(struct batch *b, struct customer *c)
 
     if (!c->first && !c->redirected)
         return; /* read for another's sake (ingest_identity.c) */
-    if (ingest_profile_load(b, c, p)) {
-        /* Never overwrite what we cannot read: stop and let a human look. */
-        ingest_batch_fail(b, "stored profile does not decode");
+    enum ingest_fault fault = ingest_profile_load(b, c, p);
+    if (fault) {
+        /* never written over, never waited on: the rest of the batch goes on */
+        ingest_poison_profile(b, c, fault);
         return;
     }
 
@@ -328,8 +386,11 @@ static void apply_customer(struct batch *b, struct customer *c)
             n_prior = p->n_bought;
             memcpy(prior, p->bought, n_prior * sizeof(p->bought[0]));
         }
-        if (apply_event(b, c, p, e, &out, &refused))
+        int rc = apply_event(b, c, p, e, &out, &refused);
+        if (rc < 0)
             return;
+        if (rc > 0)
+            continue; /* dead-lettered */
         switch (out.result) {
         case PATRON_APPLY_DUPLICATE:
             patron_counter_add(ing->m_events_duplicate, 1);
@@ -341,9 +402,7 @@ static void apply_customer(struct batch *b, struct customer *c)
             /* counts, and the ledger cannot say it is new: kept aside, never
              * counted twice; or an Identify of another's visitor */
             patron_counter_add(ing->m_events_refused, 1);
-            ingest_send_dlq(b, e, refused);
-            if (b->failed)
-                return;
+            ingest_dead_letter(b, e, FAULT_REFUSED, refused);
             continue;
         case PATRON_APPLY_REPLAYED:
             patron_counter_add(ing->m_events_replayed, 1);
@@ -359,8 +418,12 @@ static void apply_customer(struct batch *b, struct customer *c)
         build_update(b, e, c, p, &out);
     }
 
-    if (changed && ingest_profile_store(b, c, p, erasure, c->after_visitors ? 2 : 1))
-        ingest_batch_fail(b, "profile does not encode");
+    if (changed && ingest_profile_store(b, c, p, erasure, c->after_visitors ? 2 : 1)) {
+        /* its lists are bounded below PATRON_PROFILE_ENCODED_MAX: cannot
+         * happen, but must not stall. Nothing is written for it (its
+         * purchases already count in the item statistics of this batch). */
+        ingest_poison_profile(b, c, FAULT_UNAPPLICABLE);
+    }
 }
 
 /* Applies the batch (in batch order) and sets its writes on their way:
@@ -557,21 +620,6 @@ static int topic_of(const struct ingest *ing, const rd_kafka_message_t *m, enum 
     return 0;
 }
 
-/* The first message of a partition after an assignment or a seek tells
- * where consumption stands, should the pipeline have to seek back. */
-static void position_learn(struct ingest *ing, enum topic_kind t, int32_t p, int64_t offset)
-{
-    if (ingest_position_find(ing->positions, ing->n_positions, t, p))
-        return;
-    if (ing->n_positions == ing->cap_positions) {
-        ing->cap_positions = ing->cap_positions ? ing->cap_positions * 2 : 16;
-        ing->positions =
-            patron_realloc(ing->positions, ing->cap_positions * sizeof(*ing->positions));
-    }
-    ing->positions[ing->n_positions++] =
-        (struct position){.topic = t, .partition = p, .next_offset = offset};
-}
-
 static void batch_position(struct batch *b, enum topic_kind t, const rd_kafka_message_t *m,
                            int64_t event_ms)
 {
@@ -618,29 +666,34 @@ static void batch_classify(struct batch *b)
 {
     struct ingest *ing = b->ing;
     for (size_t i = 0; i < b->n_events; i++) {
+        if (i > 0 && ingest_batch_bytes(b) >= (size_t)ing->cfg->batch_max_bytes) {
+            b->n_events = i; /* the rest waits for the next batch */
+            break;
+        }
         struct event *e = &b->events[i];
+        b->input_bytes += e->msg->len + e->msg->key_len;
         e->update_partition = -1;
         enum topic_kind t;
         if (topic_of(ing, e->msg, &t)) {
-            ingest_send_dlq(b, e, "unexpected topic");
+            ingest_dead_letter(b, e, FAULT_UNDECODABLE, "unexpected topic");
             continue;
         }
-        position_learn(ing, t, e->msg->partition, e->msg->offset);
+        ingest_position_learn(ing, t, e->msg->partition, e->msg->offset);
         const char *reason = NULL;
         char why[PATRON_WIRE_REASON_MAX];
         if (t == TOPIC_CATALOG) {
             batch_position(b, t, e->msg, 0);
             Patron__V1__ItemUpdate *u;
             if (patron_item_update_decode(&b->pb, e->msg->payload, e->msg->len, &u, why)) {
-                ingest_send_dlq(b, e, why);
+                ingest_dead_letter(b, e, FAULT_UNDECODABLE, why);
                 continue;
             }
-            ingest_write_catalog(b, u);
+            ingest_write_catalog(b, e, u);
             continue;
         }
         if (decode_event(b, e, &reason, why)) {
             batch_position(b, t, e->msg, 0);
-            ingest_send_dlq(b, e, reason);
+            ingest_dead_letter(b, e, FAULT_UNDECODABLE, reason);
             continue;
         }
         if (!ingest_identity_attach(b, e)) {
@@ -663,9 +716,13 @@ static void presize(struct patron_strmap *m, size_t n)
     m->count = 0;
 }
 
-/* A batch of msgs[0 .. n), or of its first messages up to one it cannot
- * take (batch_classify); returns how many it took (at least one). */
-static size_t batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
+size_t ingest_batch_bytes(const struct batch *b)
+{
+    return b->input_bytes + patron_arena_bytes(&b->arena);
+}
+
+size_t ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n,
+                          struct batch **out)
 {
     struct batch *b = patron_calloc(1, sizeof(*b));
     b->ing = ing;
@@ -697,27 +754,16 @@ static size_t batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t 
 
     ing->reading++;
     b->phase = PHASE_READING;
-    b->pending++; /* held while the batch is being set up */
+    b->pending++; /* held while the batch is set up: ingest_batch_go lets go */
     batch_classify(b);
-    size_t taken = b->n_events;
+    *out = b;
+    return b->n_events;
+}
+
+void ingest_batch_go(struct batch *b)
+{
     ingest_clock_busy(b);
     if (!b->failed)
         ingest_read_profiles(b, 0);
     ingest_batch_release(b);
-    return taken;
-}
-
-void ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n)
-{
-    while (n > 0) {
-        if (ing->resetting) {
-            /* not taken: consumed again after the seek to the stored offsets */
-            for (size_t i = 0; i < n; i++)
-                rd_kafka_message_destroy(msgs[i]);
-            return;
-        }
-        size_t taken = batch_start(ing, msgs, n);
-        msgs += taken;
-        n -= taken;
-    }
 }

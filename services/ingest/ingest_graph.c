@@ -86,6 +86,7 @@ void ingest_graph_collect(struct batch *b)
         gk->v.key_len = (size_t)klen;
         gk->v.group = patron_kv_key_group(ing->redis, gk->v.key, gk->v.key_len);
         gk->v.stored = NULL;
+        gk->v.wrong_type = false;
         gk->v.ttl = "0";
         gk->row = row;
         gk->todo = true;
@@ -251,6 +252,19 @@ void ingest_graph_write(struct batch *b)
         struct graph_key *gk = &b->rows[i];
         if (!gk->todo)
             continue;
+        if (gk->v.wrong_type) {
+            /* A list is statistics: one that does not decode is rebuilt
+             * (graph_merge), but a key of another Redis type is someone
+             * else's. It is left as it is, and the item's pairs of this
+             * batch go uncounted: never written over, never retried. */
+            char key[2 * PATRON_KEY_MAX + 8];
+            (void)patron_json_escape_n(key, sizeof(key), gk->v.key, gk->v.key_len, NULL);
+            patron_log(ing->log, PATRON_LOG_WARN, "neighbour list key of another type: left out",
+                       "\"key\":\"%s\"", key);
+            patron_counter_add(ing->m_rows_wrong_type, 1);
+            gk->todo = false;
+            continue;
+        }
         graph_merge(b, gk);
         struct patron_lru_entry *e = patron_lru_peek(&ing->rows, gk->v.key, gk->v.key_len);
         if (first || (e && e->pin == b->seq))

@@ -268,6 +268,17 @@ static int fail(struct batch *b, const char *why)
     return -1;
 }
 
+/* e cannot be applied, and never will be (its visitor's stored profile is
+ * not usable, or apply refused a checked event): to the DLQ, 1. */
+static int poison(struct batch *b, struct event *e, enum ingest_fault f)
+{
+    ingest_dead_letter(b, e, f,
+                       f == FAULT_STORED_WRONG_TYPE   ? "stored_profile_wrong_type"
+                       : f == FAULT_STORED_UNREADABLE ? "stored_profile_unreadable"
+                                                      : "apply_refused");
+    return b->failed ? -1 : 1;
+}
+
 int ingest_identity_identify(struct batch *b, struct customer *c, struct patron_profile *p,
                              struct event *e, struct patron_identify_outcome *out)
 {
@@ -312,22 +323,25 @@ int ingest_identity_redirected(struct batch *b, struct customer *c, struct patro
     const struct patron_profile *pending = NULL;
     if (patron_profile_alias_find(p, e->ev->anonymous_id) < 0) {
         /* frozen into c, the merge still to come: the visitor counts too */
-        if (ingest_profile_load(b, vc, v))
-            return fail(b, "stored profile does not decode");
+        enum ingest_fault f = ingest_profile_load(b, vc, v);
+        if (f)
+            return poison(b, e, f);
         pending = v;
     }
     if (patron_profile_apply_redirected(p, pending, e->ev, e->msg->partition, e->msg->offset,
                                         &ing->cfg->profile, out))
-        return fail(b, "identity: a merged visitor's event is not its customer's");
+        return poison(b, e, FAULT_UNAPPLICABLE);
     patron_counter_add(ing->m_redirected, 1);
     if (pending && out->result == PATRON_APPLY_APPLIED) {
         if (ingest_profile_store(b, vc, v, false, 1))
             return fail(b, "profile does not encode");
         c->after_visitors = true;
-    } else if (!pending && vc->holds_contents && !vc->compact && !vc->stage) {
-        /* merged earlier, its contents still there: its alias alone now */
-        if (ingest_profile_load(b, vc, v) || prepare_compaction(b, vc, v))
-            return fail(b, "stored profile does not decode");
+    } else if (!pending && vc->holds_contents && !vc->compact && !vc->stage &&
+               ingest_profile_load(b, vc, v) == FAULT_NONE) {
+        /* merged earlier, its contents still there: its alias alone now
+         * (best effort: an unusable value is left as it is) */
+        if (prepare_compaction(b, vc, v))
+            return fail(b, "profile does not encode");
     }
     return 0;
 }
@@ -345,7 +359,7 @@ int ingest_identity_erase_visitors(struct batch *b, struct customer *c, const st
         if (!vc)
             return -1;
         if (ingest_profile_load(b, vc, v))
-            return fail(b, "stored profile does not decode");
+            continue; /* not usable: never written over (its events go to the DLQ) */
         /* only while it is c's: a fresh visitor under that id is left alone */
         if (!patron_profile_erase_visitor(v, id, e->ev->occurred_at_ms))
             continue;

@@ -5,8 +5,11 @@
  *   ingest.c        lifecycle, the pump, reset and recovery, rebalance
  *                   callbacks, the tick, metrics, positions
  *   ingest_batch.c  the batch machine: start, classify, apply, the ordering
- *                   (apply_ready, write_ready, settle, complete), publish,
- *                   the DLQ
+ *                   (apply_ready, write_ready, settle, complete), publish
+ *   ingest_fault.c  what goes wrong: the one place that tells a poison pill
+ *                   (to the DLQ, the partition moves on) from a retriable
+ *                   fault (pause, replay from the stored offsets), and the
+ *                   dead letters
  *   ingest_store.c  the Redis store protocol: versioned reads, grouped
  *                   compare-and-set calls, profile writes and erasures,
  *                   item statistics, catalog writes, the event clock
@@ -73,8 +76,9 @@ struct versioned {
     char key[PATRON_KEY_MAX];
     size_t key_len;
     unsigned group;  /* patron_kv_key_group of key */
-    uint8_t *stored; /* as read (arena), or NULL: absent */
+    uint8_t *stored; /* as read (arena), or NULL: absent (or not a string) */
     size_t stored_len;
+    bool wrong_type; /* the key holds another Redis type: never written */
     uint8_t expected[PATRON_PROFILE_VERSION_LEN]; /* the version written over */
     size_t expected_len;                          /* 0: the key was absent */
     const char *ttl;                              /* seconds, or "0" */
@@ -88,6 +92,8 @@ struct multi_call {
     struct batch *b;
     size_t n;
     struct versioned **v;
+    size_t present;       /* MGET: the strings it found (the rest: nil) */
+    struct patron_kv *kv; /* MGET: its connection, for the TYPE probes */
 };
 
 /* One consumed message and what became of it. */
@@ -166,6 +172,7 @@ struct position {
 struct batch {
     struct ingest *ing;
     uint64_t seq;
+    size_t input_bytes; /* its records' keys and values */
     struct patron_arena arena;
     ProtobufCAllocator pb; /* over arena, for the event decoder */
     struct event *events;
@@ -248,7 +255,14 @@ struct ingest {
     struct position *positions;       /* last stored per partition */
     size_t n_positions, cap_positions;
 
+    /* Messages polled and not in a batch yet (a batch stops taking at
+     * PATRON_BATCH_MAX_BYTES), oldest first, and their bytes. Their
+     * positions are learned: a reset drops them and seeks back. */
     rd_kafka_message_t **poll_buf;
+    size_t n_carry, carry_bytes;
+    bool pumping;            /* ingest_pump is on the stack */
+    bool carry_stale;        /* a reset began while pumping: the carry goes */
+    int update_partitions;   /* of topic_profile_updates: 0 while unknown */
     bool redis_up, graph_up; /* each connection usable */
     bool resetting;
     bool stopping;
@@ -264,9 +278,63 @@ struct ingest {
     struct patron_counter *m_identify[6]; /* merged, replayed, duplicate, stale, conflict, limit */
     struct patron_counter *m_redirected, *m_visitors_erased, *m_compacted, *m_not_read;
     struct patron_counter *m_shared_counted, *m_conflicts;
-    struct patron_gauge *m_inflight;
+    struct patron_counter *m_dlq, *m_dlq_truncated, *m_erasure_copies;
+    struct patron_counter *m_profile_unreadable, *m_profile_wrong_type, *m_rows_wrong_type;
+    struct patron_counter *m_items_wrong_type;
+    struct patron_gauge *m_inflight, *m_inflight_bytes;
     struct patron_histogram *m_batch_seconds;
 };
+
+/* ---- faults: poison or retriable (ingest_fault.c) ------------------------- */
+
+/*
+ * What can go wrong, and so what becomes of it. Two kinds, told apart in one
+ * place (ingest_fault_poison):
+ * - retriable: the world's fault (Redis or Kafka down or slow, another
+ *   writer). The batch fails, the pipeline pauses, and once the cause is
+ *   gone everything since the stored offsets is replayed: nothing lost,
+ *   nothing doubled (ingest.h);
+ * - poison: the record's own, and it would fail the same way for ever. It
+ *   goes to the DLQ with its reason and the partition moves on; a replay
+ *   sends the same dead letter again (at least once, same source headers).
+ */
+enum ingest_fault {
+    FAULT_NONE,              /* nothing went wrong */
+    FAULT_REDIS,             /* retriable: no connection, an error reply, a timeout */
+    FAULT_KAFKA,             /* retriable: a send refused for now, a delivery failed */
+    FAULT_CONFLICT,          /* retriable: another writer changed a profile we read */
+    FAULT_UNDECODABLE,       /* poison: does not decode, or breaks the contract */
+    FAULT_REFUSED,           /* poison: its profile refused it (late_beyond_ledger) */
+    FAULT_STORED_UNREADABLE, /* poison: the customer's stored profile does not decode */
+    FAULT_STORED_WRONG_TYPE, /* poison: the record's key holds another Redis type */
+    FAULT_UNAPPLICABLE,      /* poison: apply, encode or pack refused a checked event */
+    FAULT_TOO_LARGE,         /* poison: a message the producer or a broker never takes */
+};
+
+bool ingest_fault_poison(enum ingest_fault f);
+
+/* The fault of a failed delivery or send (a PATRON_E* from
+ * patron_producer_send), and of a Redis reply that is an error. */
+enum ingest_fault ingest_fault_of_delivery(rd_kafka_resp_err_t err);
+enum ingest_fault ingest_fault_of_send(int rc);
+
+/* The fault of a Redis reply to a command on a key of the record's own (an
+ * item's hash): FAULT_NONE for a reply that is not an error, WRONGTYPE is
+ * the record's poison, anything else (no reply, OOM, READONLY, LOADING...)
+ * the world's. On Patron's shared keys ({items}:*, {clock}) every error is
+ * retriable: no record is at fault. */
+enum ingest_fault ingest_fault_of_reply(const redisReply *reply);
+
+/* Sends e to the DLQ with the reason (copied) for poison f: counted, logged,
+ * a delivery the batch waits for. A dead letter the DLQ topic refuses as too
+ * large goes again as its headers and key only. A send that fails fails the
+ * batch (retriable). */
+void ingest_dead_letter(struct batch *b, struct event *e, enum ingest_fault f, const char *reason);
+
+/* Every event of c in the batch to the DLQ for the same poison, and c's
+ * stored value left as it is: logged once with the customer, counted. */
+void ingest_poison_customer(struct batch *b, struct customer *c, enum ingest_fault f,
+                            const char *reason);
 
 /* ---- ingest.c ------------------------------------------------------------ */
 
@@ -281,14 +349,26 @@ void ingest_reset(struct ingest *ing, const char *why);
 /* The position of (t, p) among v[0 .. n), or NULL. */
 struct position *ingest_position_find(struct position *v, size_t n, enum topic_kind t, int32_t p);
 
+/* The first message of a partition after an assignment or a seek tells
+ * where consumption stands, should the pipeline have to seek back. */
+void ingest_position_learn(struct ingest *ing, enum topic_kind t, int32_t p, int64_t offset);
+
 const char *ingest_topic_name(const struct ingest *ing, enum topic_kind t);
 
 /* ---- ingest_batch.c ------------------------------------------------------ */
 
-/* Starts a batch of msgs[0 .. n) (taken over: freed with the batch), or
- * several in a row when one cannot take them all in order
- * (ingest_identity_attach). */
-void ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n);
+/* Sets up a batch of msgs[0 .. n) in *out: decodes and sorts them, taking
+ * msgs[0 .. k) (freed with the batch) and returning k >= 1; it stops taking
+ * once its records and what decoding them took reach
+ * PATRON_BATCH_MAX_BYTES, or at a message it cannot take in order
+ * (ingest_identity_attach). ingest_batch_go then sets it on its way (its
+ * reads; it may settle, and call ingest_pump, before returning). */
+size_t ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n,
+                          struct batch **out);
+void ingest_batch_go(struct batch *b);
+
+/* What the batch costs in memory now: its records and its arena. */
+size_t ingest_batch_bytes(const struct batch *b);
 
 /* Fails the batch (once; a cancelled batch stays quiet): resets the
  * pipeline, which cancels every batch in flight. why is borrowed. */
@@ -307,9 +387,6 @@ void ingest_batch_free(struct batch *b);
 /* A copy of the NUL-terminated s that lives as long as the batch, the
  * same pointer for equal strings. */
 const char *ingest_batch_intern(struct batch *b, const char *s);
-
-/* Sends e to the DLQ with the reason (static), counted. */
-void ingest_send_dlq(struct batch *b, struct event *e, const char *reason);
 
 /* ---- ingest_store.c ------------------------------------------------------ */
 
@@ -331,7 +408,11 @@ int ingest_cas_grouped(struct batch *b, struct versioned **v, size_t n,
                        int (*send)(struct batch *b, struct multi_call *mc));
 
 /* Sends an MGET of mc's keys on kv; the values land in their versioned
- * (stored, stored_len; copied into the batch's arena). */
+ * (stored, stored_len; copied into the batch's arena). MGET answers nil for
+ * a key of another type as for an absent one: an EXISTS of the same keys
+ * follows it (the caller counts the MGET; this counts the EXISTS and, when
+ * the two disagree, a TYPE of each nil key), and a key of another type is
+ * marked wrong_type, so that it is never written over. */
 int ingest_store_mget(struct patron_kv *kv, struct multi_call *mc) PATRON_MUST_USE;
 
 /* Sends mc's values in one compare-and-set call on kv (script: the
@@ -353,10 +434,17 @@ void ingest_read_profiles(struct batch *b, size_t from);
 const uint8_t *ingest_profile_current(struct batch *b, struct customer *c, size_t *len);
 
 /* Decodes c's current profile into p (an empty one when absent); the first
- * load records the base its write will be built on. PATRON_EINVAL when the
- * value does not decode or is not c's. */
-int ingest_profile_load(struct batch *b, struct customer *c,
-                        struct patron_profile *p) PATRON_MUST_USE;
+ * load records the base its write will be built on. FAULT_NONE, or the
+ * poison that keeps it from being used: FAULT_STORED_WRONG_TYPE (the key
+ * holds another Redis type), FAULT_STORED_UNREADABLE (the value does not
+ * decode, or is not c's). */
+enum ingest_fault ingest_profile_load(struct batch *b, struct customer *c,
+                                      struct patron_profile *p) PATRON_MUST_USE;
+
+/* c's profile cannot be used (poison f): it is never written over, and
+ * every event of c's in the batch, its merged visitors' too, goes to the
+ * DLQ (ingest_poison_customer). */
+void ingest_poison_profile(struct batch *b, struct customer *c, enum ingest_fault f);
 
 /* Sets p as c's new value (arena) to be written over c's base in the given
  * stage (a later call replaces the value and keeps the higher stage); the
@@ -382,7 +470,7 @@ void ingest_clock_busy(struct batch *b);
 void ingest_mark_idle_partitions(struct ingest *ing);
 
 /* A catalog message's writes: the item's hash, stock, category. */
-void ingest_write_catalog(struct batch *b, const Patron__V1__ItemUpdate *u);
+void ingest_write_catalog(struct batch *b, struct event *e, const Patron__V1__ItemUpdate *u);
 
 /* ---- ingest_identity.c ---------------------------------------------------- */
 
@@ -411,7 +499,9 @@ void ingest_identity_route(struct batch *b);
  * profile p, loaded) with the visitor in ing->profile2: an Identify, a
  * merged visitor's event, and, after an erasure of c, its visitors'
  * erasure (aliases: c's anonymous ids before it). They write the visitors
- * (stage 1) and ask c's write for stage 2. Nonzero when the batch failed. */
+ * (stage 1) and ask c's write for stage 2. 0 when applied, 1 when the event
+ * went to the DLQ (its visitor's stored profile cannot be used; a checked
+ * event apply refused), < 0 when the batch failed. */
 int ingest_identity_identify(struct batch *b, struct customer *c, struct patron_profile *p,
                              struct event *e, struct patron_identify_outcome *out);
 int ingest_identity_redirected(struct batch *b, struct customer *c, struct patron_profile *p,

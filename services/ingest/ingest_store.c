@@ -98,6 +98,7 @@ static void on_read(void *ud, redisReply *reply)
 {
     struct multi_call *mc = ud;
     struct batch *b = mc->b;
+    mc->present = 0;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         ingest_batch_fail(b, reply ? reply->str : "redis disconnected");
     } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != mc->n) {
@@ -106,13 +107,65 @@ static void on_read(void *ud, redisReply *reply)
         for (size_t i = 0; i < mc->n; i++) {
             const redisReply *r = reply->element[i];
             struct versioned *v = mc->v[i];
-            v->stored = NULL; /* nil: absent (or not a string) */
+            v->stored = NULL; /* nil: absent, or not a string (on_exists tells) */
             v->stored_len = 0;
+            v->wrong_type = false;
             if (r->type != REDIS_REPLY_STRING)
                 continue;
             v->stored = patron_arena_alloc(&b->arena, (size_t)r->len);
             memcpy(v->stored, r->str, (size_t)r->len);
             v->stored_len = (size_t)r->len;
+            mc->present++;
+        }
+    }
+    ingest_batch_release(b);
+}
+
+/* The type of a key MGET said nil for, when EXISTS counted more keys than
+ * MGET found strings: "none" is absent, "string" was written since the MGET
+ * (the compare-and-set will see the new version and start over), anything
+ * else is never to be written over. */
+struct type_probe {
+    struct batch *b;
+    struct versioned *v;
+};
+
+static void on_type(void *ud, redisReply *reply)
+{
+    struct type_probe *t = ud;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        ingest_batch_fail(t->b, reply ? reply->str : "redis disconnected");
+    else if (reply->type != REDIS_REPLY_STATUS && reply->type != REDIS_REPLY_STRING)
+        ingest_batch_fail(t->b, "TYPE: unexpected reply");
+    else if (strcmp(reply->str, "none") != 0 && strcmp(reply->str, "string") != 0)
+        t->v->wrong_type = true;
+    ingest_batch_release(t->b);
+}
+
+/* Replies come in order on a connection: the MGET's is in. Equal counts,
+ * the usual case, settle it: every nil was absent. */
+static void on_exists(void *ud, redisReply *reply)
+{
+    struct multi_call *mc = ud;
+    struct batch *b = mc->b;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        ingest_batch_fail(b, reply ? reply->str : "redis disconnected");
+    } else if (reply->type != REDIS_REPLY_INTEGER) {
+        ingest_batch_fail(b, "EXISTS: unexpected reply");
+    } else if (!b->cancelled && !b->failed && (size_t)reply->integer > mc->present) {
+        struct patron_kv *kv = mc->kv;
+        for (size_t i = 0; i < mc->n && !b->failed; i++) {
+            struct versioned *v = mc->v[i];
+            if (v->stored)
+                continue;
+            struct type_probe *t = patron_arena_alloc(&b->arena, sizeof(*t));
+            *t = (struct type_probe){b, v};
+            const char *argv[] = {"TYPE", v->key};
+            size_t lens[] = {4, v->key_len};
+            if (patron_kv_commandv(kv, on_type, t, 2, argv, lens))
+                ingest_batch_fail(b, "redis unavailable");
+            else
+                b->pending++;
         }
     }
     ingest_batch_release(b);
@@ -156,7 +209,18 @@ int ingest_store_mget(struct patron_kv *kv, struct multi_call *mc)
         argv[1 + i] = mc->v[i]->key;
         lens[1 + i] = mc->v[i]->key_len;
     }
-    return patron_kv_commandv(kv, on_read, mc, (int)(1 + mc->n), argv, lens);
+    mc->kv = kv;
+    int rc = patron_kv_commandv(kv, on_read, mc, (int)(1 + mc->n), argv, lens);
+    if (rc)
+        return rc;
+    /* right behind it on the same connection, the same keys (one slot) */
+    argv[0] = "EXISTS";
+    lens[0] = 6;
+    if (patron_kv_commandv(kv, on_exists, mc, (int)(1 + mc->n), argv, lens))
+        ingest_batch_fail(mc->b, "redis unavailable"); /* the MGET's callback releases */
+    else
+        mc->b->pending++;
+    return 0;
 }
 
 static int send_mget(struct batch *b, struct multi_call *mc)
@@ -208,19 +272,21 @@ const uint8_t *ingest_profile_current(struct batch *b, struct customer *c, size_
     return c->v.stored;
 }
 
-int ingest_profile_load(struct batch *b, struct customer *c, struct patron_profile *p)
+enum ingest_fault ingest_profile_load(struct batch *b, struct customer *c, struct patron_profile *p)
 {
     size_t len;
     const uint8_t *cur = ingest_profile_current(b, c, &len);
     uint64_t version = 0;
+    if (!cur && c->v.wrong_type && !c->stage)
+        return FAULT_STORED_WRONG_TYPE;
     if (cur && len >= PATRON_PROFILE_VERSION_LEN) {
         if (patron_profile_stored_decode(p, cur, len, &version))
-            return PATRON_EINVAL;
+            return FAULT_STORED_UNREADABLE;
         /* a key holds its own profile only */
         const char *id = c->visitor ? p->anonymous_id : p->customer_id;
         if (c->visitor != patron_profile_is_visitor(p) || strlen(id) != c->id_len ||
             memcmp(id, c->id, c->id_len) != 0)
-            return PATRON_EINVAL;
+            return FAULT_STORED_UNREADABLE;
     } else {
         char id[PATRON_ID_MAX + 1];
         memcpy(id, c->id, c->id_len);
@@ -239,7 +305,21 @@ int ingest_profile_load(struct batch *b, struct customer *c, struct patron_profi
             memcpy(c->base, cur, PATRON_PROFILE_VERSION_LEN);
         c->version = version;
     }
-    return 0;
+    return FAULT_NONE;
+}
+
+void ingest_poison_profile(struct batch *b, struct customer *c, enum ingest_fault f)
+{
+    const char *reason = f == FAULT_STORED_WRONG_TYPE   ? "stored_profile_wrong_type"
+                         : f == FAULT_STORED_UNREADABLE ? "stored_profile_unreadable"
+                                                        : "profile_too_large";
+    ingest_poison_customer(b, c, f, reason);
+    for (struct event *e = c->redirected; e && !b->failed; e = e->next_redirected) {
+        e->update = NULL;
+        ingest_dead_letter(b, e, f, reason);
+    }
+    c->stage = 0; /* never written over */
+    c->compact = NULL;
 }
 
 /* A tombstone expires. The value replaces whatever the batch wrote of the
@@ -305,10 +385,11 @@ static void on_profile_written(void *ud, redisReply *reply)
     ingest_batch_release(mc->b);
 }
 
-/* A value written where none was read, to keep no longer than forever. */
+/* A value written where none was read (not even an empty string: MSETNX
+ * would never write over that one), to keep no longer than forever. */
 static bool is_new(const struct versioned *v)
 {
-    return v->expected_len == 0 && strcmp(v->ttl, "0") == 0;
+    return v->expected_len == 0 && !v->stored && strcmp(v->ttl, "0") == 0;
 }
 
 int ingest_cas_grouped(struct batch *b, struct versioned **v, size_t n,
@@ -571,9 +652,33 @@ static void send_command(struct batch *b, int argc, const char **argv, const siz
     b->pending++;
 }
 
+/* The item's hash: a key of another type there is the record's poison
+ * (ingest_fault_of_reply), not a reason to stop. */
+struct item_write {
+    struct batch *b;
+    struct event *e;
+};
+
+static void on_item_written(void *ud, redisReply *reply)
+{
+    struct item_write *w = ud;
+    enum ingest_fault f = ingest_fault_of_reply(reply);
+    if (f == FAULT_STORED_WRONG_TYPE && !w->b->cancelled) {
+        patron_log(w->b->ing->log, PATRON_LOG_WARN, "item key of another type: update to the DLQ",
+                   "\"partition\":%d,\"offset\":%" PRId64, w->e->msg->partition, w->e->msg->offset);
+        patron_counter_add(w->b->ing->m_items_wrong_type, 1);
+        ingest_dead_letter(w->b, w->e, f, "stored_item_wrong_type");
+    } else if (f != FAULT_NONE) {
+        ingest_batch_fail(w->b, reply ? reply->str : "redis disconnected");
+    }
+    ingest_batch_release(w->b);
+}
+
 /* The item's catalog hash, its category for filters and its stock state
- * (last write wins: the catalog topic is keyed by item, so in order). */
-void ingest_write_catalog(struct batch *b, const Patron__V1__ItemUpdate *u)
+ * (last write wins: the catalog topic is keyed by item, so in order). The
+ * hash goes first: a key of another type sends the update to the DLQ
+ * (the other two are Patron's own keys, written whatever). */
+void ingest_write_catalog(struct batch *b, struct event *e, const Patron__V1__ItemUpdate *u)
 {
     char key[PATRON_KEY_MAX], price[24];
     size_t id_len = strlen(u->item_id);
@@ -585,7 +690,13 @@ void ingest_write_catalog(struct batch *b, const Patron__V1__ItemUpdate *u)
                           u->category, "price_cents", price,   "in_stock", u->in_stock ? "1" : "0"};
     size_t hset_lens[] = {
         4, (size_t)klen, 5, strlen(u->title), 8, strlen(u->category), 11, (size_t)plen, 8, 1};
-    send_command(b, 10, hset, hset_lens);
+    struct item_write *w = patron_arena_alloc(&b->arena, sizeof(*w));
+    *w = (struct item_write){b, e};
+    if (patron_kv_commandv(b->ing->redis, on_item_written, w, 10, hset, hset_lens)) {
+        ingest_batch_fail(b, "redis unavailable");
+        return;
+    }
+    b->pending++;
     const char *stock[] = {u->in_stock ? "SREM" : "SADD", PATRON_KEY_ITEMS_OOS, u->item_id};
     size_t stock_lens[] = {4, strlen(PATRON_KEY_ITEMS_OOS), id_len};
     send_command(b, 3, stock, stock_lens);

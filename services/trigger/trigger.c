@@ -136,6 +136,7 @@ static void on_tick(uv_timer_t *t)
         patron_consumer_paused(tr->consumer))
         if (patron_consumer_resume_all(tr->consumer))
             patron_log(tr->log, PATRON_LOG_WARN, "consumer not resumed", NULL);
+    trigger_models_poll(tr);
     for (struct part *p = tr->parts; p; p = p->next) {
         trigger_part_stopped_check(p);
         trigger_part_take(p);
@@ -244,6 +245,7 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
         snprintf(tr->topics[c], n, "%s%s", cfg->topic_campaign_prefix, name);
     }
     make_metrics(tr);
+    trigger_models_init(tr);
 
     struct patron_kv_options ro;
     patron_service_kv_options(cfg, log, metrics, on_redis_state, tr, &ro);

@@ -23,8 +23,10 @@
  * or ""), then n and (message id, record, customer id) triples, n and
  * (field, delta) pairs, n and (item, count) pairs, n and the customers
  * erased (their outbox entries committed before go), n and the customers
- * whose due entry goes while their state stays (it cannot be used). Returns
- * the outbox entries the erasures removed.
+ * whose due entry goes while their state stays (it cannot be used), then
+ * the daily counters' (trigger_daily.c: KEYS {tp:p}:daily and the job's day
+ * hashes after the state keys). Returns the outbox entries the erasures
+ * removed.
  *
  * Sections: where each list starts; the checks (nothing is written unless
  * every key the script writes is of its type, so that a key another tool
@@ -41,7 +43,9 @@
     "local a_pg = a_rc + 2 * n_rc\n"                                                               \
     "local n_pg = tonumber(ARGV[a_pg]); a_pg = a_pg + 1\n"                                         \
     "local a_un = a_pg + n_pg\n"                                                                   \
-    "local n_un = tonumber(ARGV[a_un]); a_un = a_un + 1\n"
+    "local n_un = tonumber(ARGV[a_un]); a_un = a_un + 1\n"                                         \
+    "local dk = 9 + nc\n"                                                                          \
+    "local n_days = tonumber(ARGV[a_un + n_un])\n"
 
 /* The partition's keys (KEYS[1 .. 8]): each of its type or missing, the
  * strings integers. An error PATRON_BADKEY stops the partition
@@ -70,6 +74,18 @@
     "    if t ~= 'none' and t ~= 'string' then\n"                                                  \
     "      return redis.error_reply('PATRON_BADSTATE ' .. KEYS[8 + i] .. ' is a ' .. t)\n"         \
     "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "local dt = redis.call('TYPE', KEYS[dk]).ok\n"                                                 \
+    "if dt ~= 'none' and dt ~= 'zset' then\n"                                                      \
+    "  return redis.error_reply('PATRON_BADKEY ' .. KEYS[dk] .. ' is a ' .. dt .. ', not a "       \
+    "zset')\n"                                                                                     \
+    "end\n"                                                                                        \
+    "for d = 1, n_days do\n"                                                                       \
+    "  local t = redis.call('TYPE', KEYS[dk + d]).ok\n"                                            \
+    "  if t ~= 'none' and t ~= 'hash' then\n"                                                      \
+    "    return redis.error_reply('PATRON_BADKEY ' .. KEYS[dk + d] .. ' is a ' .. t .. ', not a "  \
+    "hash')\n"                                                                                     \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
     "for i = 0, n_st - 1 do\n"                                                                     \
@@ -115,7 +131,7 @@ const char trigger_commit_lua[] = COMMIT_LUA_LAYOUT COMMIT_LUA_CHECK_KEYS COMMIT
     "ARGV[a_st + 2 * i + 1]) end\n"
     "for i = 0, n_rc - 1 do redis.call('ZINCRBY', KEYS[5], ARGV[a_rc + 2 * i + 1], "
     "ARGV[a_rc + 2 * i]) end\n"
-    "return purged\n";
+    "local a = a_un + n_un\n" TRIGGER_DAILY_LUA "return purged\n";
 
 /* A stopped partition's look at its keys (KEYS as the commit's first 8):
  * the commit's checks, and every statistic an integer. */
@@ -138,15 +154,6 @@ int trigger_fixed_keys(int32_t partition, char keys[TRIGGER_FIXED_KEYS][PATRON_K
             return PATRON_ETOOBIG;
     return 0;
 }
-
-/* Arguments of one command: borrowed strings, plus the ones it owns. */
-struct argv_buf {
-    const char **v;
-    size_t *l;
-    size_t n, cap;
-    char **owned;
-    size_t n_owned, cap_owned;
-};
 
 static void argv_add(struct argv_buf *a, const char *s, size_t len)
 {
@@ -174,6 +181,21 @@ static void argv_int(struct argv_buf *a, int64_t v)
     char buf[24];
     int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
     argv_own(a, patron_strdup(buf), (size_t)n);
+}
+
+void trigger_argv_add(struct argv_buf *a, const char *s, size_t len)
+{
+    argv_add(a, s, len);
+}
+
+void trigger_argv_own(struct argv_buf *a, char *s, size_t len)
+{
+    argv_own(a, s, len);
+}
+
+void trigger_argv_int(struct argv_buf *a, int64_t v)
+{
+    argv_int(a, v);
 }
 
 static void argv_free(struct argv_buf *a)
@@ -306,6 +328,7 @@ static void commit_args(struct job *j, size_t n_changed, struct argv_buf *a)
     for (size_t i = 0; i < j->n_custs; i++)
         if (j->custs[i].unschedule)
             argv_add(a, j->custs[i].id, j->custs[i].id_len);
+    trigger_daily_args(j, a);
 }
 
 void trigger_job_commit(struct job *j)
@@ -347,6 +370,7 @@ void trigger_job_commit(struct job *j)
                                              j->custs[i].id_len);
         argv_own(&a, patron_strdup(key), (size_t)kl);
     }
+    trigger_daily_keys(j, &a);
     size_t nkeys = a.n;
     commit_args(j, n_changed, &a);
     if (patron_kv_evalsha(tr->redis, tr->commit, on_committed, j, (int)nkeys, (int)(a.n - nkeys),

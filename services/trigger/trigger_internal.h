@@ -20,6 +20,9 @@
  *                      there (trigger_fault)
  *   trigger_erase.c    erasures: a customer's state, timer and outbox
  *                      entries deleted on the partition; fan-out copies
+ *   trigger_daily.c    the job's counters by day of event time, and their
+ *                      part of the commit
+ *   trigger_models.c   the fitted models the engine decides with
  *   trigger.c          lifecycle, consuming, the tick, metrics, reloads
  * trigger.c explains the guarantees; each file states its own.
  *
@@ -114,6 +117,24 @@ struct stat_delta {
     int64_t delta;
 };
 
+/* A counter of one day, counted into {tp:p}:daily:<day>. key is
+ * "<YYYY-MM-DD>|<stats field>": sorted, the days come in order. */
+struct daily_delta {
+    int64_t day;
+    int64_t delta;
+    size_t field_at; /* the stats field starts at key + field_at */
+    char key[];      /* the map's key */
+};
+
+/* The models the engine decides with (trigger_models.c). */
+struct trigger_models {
+    struct patron_clv_model clv;      /* the CDNOW defaults until a fit is read */
+    struct patron_clusters clusters;  /* k 0: none yet */
+    uint64_t clv_hash, clusters_hash; /* of the stored values last decoded */
+    int64_t next_poll_mono;
+    struct patron_counter *m_invalid;
+};
+
 /* An item recommended in the job's messages, counted into {tp:p}:reco. */
 struct reco_item {
     int64_t count;
@@ -147,6 +168,7 @@ struct job {
     int64_t outcomes[PATRON_STATS]; /* the same by outcome, for /metrics */
     size_t n_stats, cap_stats;
     struct patron_strmap reco_items; /* item -> struct reco_item (owned) */
+    struct patron_strmap daily;      /* day|field -> struct daily_delta (owned) */
     size_t pending;                  /* lookups out in the current phase */
     bool failed;                     /* redo it: messages go back to the queue */
     int64_t started_mono;
@@ -189,6 +211,7 @@ struct trigger {
     uv_timer_t tick;
     int64_t clock_next_mono;
     rd_kafka_message_t *poll_buf[512];
+    struct trigger_models models;
 
     struct patron_counter *m_updates_applied, *m_updates_duplicate, *m_updates_dlq;
     struct patron_counter *m_outcomes[PATRON_STATS];
@@ -200,6 +223,19 @@ struct trigger {
     struct patron_histogram *m_job_seconds;
     struct patron_gauge *m_buffered;
 };
+
+/* Arguments of one Redis command: borrowed strings, plus the ones it owns
+ * (trigger_commit.c). */
+struct argv_buf {
+    const char **v;
+    size_t *l;
+    size_t n, cap;
+    char **owned;
+    size_t n_owned, cap_owned;
+};
+void trigger_argv_add(struct argv_buf *a, const char *s, size_t len);
+void trigger_argv_own(struct argv_buf *a, char *s, size_t len); /* takes s */
+void trigger_argv_int(struct argv_buf *a, int64_t v);
 
 /* ---- trigger.c ---- */
 
@@ -339,6 +375,46 @@ extern const char trigger_ack_lua[];
 /* Removes an acknowledged (or found) message from p's outbox and index. */
 void trigger_outbox_ack(struct trigger *tr, int32_t partition, const char *customer_id,
                         const char *message_id);
+/* ---- trigger_daily.c ---- */
+
+/* Adds a counter of the event-time day of at_ms to j. */
+void trigger_daily_add(struct job *j, const char *field, int64_t at_ms, int64_t delta);
+/* Frees j's daily counters. */
+void trigger_daily_free(struct job *j);
+/* The commit script's daily part, a string literal pasted into
+ * trigger_commit_lua: dk is the index in KEYS of {tp:p}:daily, `a` the
+ * first of its arguments. */
+#define TRIGGER_DAILY_LUA                                                                          \
+    "local ndays = tonumber(ARGV[a]); a = a + 1\n"                                                 \
+    "for d = 1, ndays do\n"                                                                        \
+    "  local date, num, nf = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]); a = a + 3\n"             \
+    "  for i = 1, nf do redis.call('HINCRBY', KEYS[dk + d], ARGV[a], ARGV[a + 1]); a = a + 2 "     \
+    "end\n"                                                                                        \
+    "  redis.call('ZADD', KEYS[dk], num, date)\n"                                                  \
+    "end\n"                                                                                        \
+    "local over = redis.call('ZCARD', KEYS[dk]) - tonumber(ARGV[a])\n"                             \
+    "if over > 0 then\n"                                                                           \
+    "  for _, old in ipairs(redis.call('ZRANGE', KEYS[dk], 0, over - 1)) do\n"                     \
+    "    redis.call('DEL', KEYS[dk] .. ':' .. old)\n"                                              \
+    "  end\n"                                                                                      \
+    "  redis.call('ZREMRANGEBYRANK', KEYS[dk], 0, over - 1)\n"                                     \
+    "end\n"
+/* The keys: {tp:p}:daily, then one per day of j's counters, in day order. */
+void trigger_daily_keys(struct job *j, struct argv_buf *a);
+/* The arguments: the days (date, number, n, field/delta pairs), then the
+ * number of days kept. */
+void trigger_daily_args(struct job *j, struct argv_buf *a);
+
+/* ---- trigger_models.c ---- */
+
+/* The CDNOW defaults, or the overrides of the configuration. */
+void trigger_models_init(struct trigger *tr);
+/* Reads {model}:clv and {model}:clusters when due (the tick), unless fixed
+ * or no campaign needs them. */
+void trigger_models_poll(struct trigger *tr);
+/* The engine's inputs: valid until the next loop iteration. */
+const struct patron_clv_model *trigger_models_clv(const struct trigger *tr);
+const struct patron_clusters *trigger_models_clusters(const struct trigger *tr); /* NULL: none */
 
 /* ---- trigger_timers.c ---- */
 

@@ -59,6 +59,7 @@ static void job_free(struct job *j)
         if (j->reco_items.slots[i].key)
             free(j->reco_items.slots[i].value);
     patron_strmap_free(&j->reco_items);
+    trigger_daily_free(j);
     free(j->outs);
     free(j->stats);
     free(j->custs);
@@ -90,12 +91,21 @@ static void stat_add(struct job *j, const char *campaign, const char *variant,
     s->delta = delta;
 }
 
+/* The same counter by its event-time day (trigger_daily.c). */
+static void daily_count(struct job *j, const struct patron_engine_count *k)
+{
+    char field[PATRON_STATS_FIELD_MAX];
+    if (patron_stats_field_format(field, k->campaign_id, k->variant, k->stat) >= 0)
+        trigger_daily_add(j, field, k->at_ms, k->delta);
+}
+
 /* Takes what the engine produced for customer c into the job. */
 static void job_collect(struct job *j, struct cust *c, struct patron_engine_out *out)
 {
     for (size_t i = 0; i < out->n_counts; i++) {
         const struct patron_engine_count *k = &out->counts[i];
         stat_add(j, k->campaign_id, k->variant, k->stat, k->delta);
+        daily_count(j, k);
         j->outcomes[k->stat] += k->delta;
     }
     for (size_t i = 0; i < out->n_sends; i++) {
@@ -119,7 +129,10 @@ static void job_collect(struct job *j, struct cust *c, struct patron_engine_out 
 static void job_run_engine(struct job *j)
 {
     struct trigger *tr = j->tr;
-    struct patron_engine e = {.campaigns = j->campaigns, .profile = &tr->cfg->profile};
+    struct patron_engine e = {.campaigns = j->campaigns,
+                              .profile = &tr->cfg->profile,
+                              .clv = trigger_models_clv(tr),
+                              .clusters = trigger_models_clusters(tr)};
     struct patron_engine_out out = {0};
     if (j->kind == JOB_UPDATES) {
         j->stream_ms = j->p->stream_ms;
@@ -247,6 +260,7 @@ struct job *trigger_job_new(struct part *p, enum job_kind kind, size_t n_custs_m
     j->custs = patron_calloc(n_custs_max + 1, sizeof(*j->custs));
     j->started_mono = patron_monotonic_ms();
     patron_strmap_init(&j->reco_items);
+    patron_strmap_init(&j->daily);
     p->job = j;
     tr->jobs++;
     return j;

@@ -85,9 +85,13 @@ struct title_req {
     size_t i;
 };
 
+/* A catalog title for a message: cut to cap - 1 bytes on a character
+ * boundary, and to its valid UTF-8 prefix (a title written before ingest
+ * checked them may be anything): a message's strings are UTF-8, or its
+ * readers fail on it. */
 static void copy_reply_str(char *dst, size_t cap, const redisReply *r)
 {
-    size_t l = (size_t)r->len < cap - 1 ? (size_t)r->len : cap - 1;
+    size_t l = patron_utf8_prefix(r->str, (size_t)r->len, cap - 1);
     memcpy(dst, r->str, l);
     dst[l] = 0;
 }

@@ -8,8 +8,13 @@
 - GET /v1/dashboard/recommended: {tp:<p>}:reco summed over the listed
   partitions (only the top 200 of each), titles and prices from the
   catalog, ties by item id, limit checked; garbage skipped and counted.
+- GET /v1/dashboard/history: each snapshot recorded under its day, the
+  history bounded to 400 days by the write, one writer at a time (a second
+  process does not write while the first holds the lease), the window,
+  bad parameters, garbage skipped and counted.
 - The static files: /, /dashboard/<file>, content types, 404, 405, HEAD.
 """
+import datetime as dt
 import os
 import sys
 import time
@@ -95,6 +100,50 @@ def fill_reco(r):
     r.set("{i:q1}", "not a hash")
 
 
+def old_days(n):
+    """n valid history entries, days from 2000-01-01 on."""
+    entry = ('{"version":1,"as_of_ms":946684800000,"customers":1,"segments":{"new":1,"champion":0,"loyal":0,'
+             '"at_risk":0,"promising":0,"hibernating":0,"lost":0,"needs_attention":0},'
+             '"tiers":{"silver":1,"gold":0,"platinum":0},"clusters":[]}')
+    return {(dt.date(2000, 1, 1) + dt.timedelta(days=i)).isoformat(): entry for i in range(n)}
+
+
+def check_history(st, r, port, want):
+    """The first snapshot's day, the bound, a second writer held off, the window, garbage."""
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    status, body = http(port, "GET", "/v1/dashboard/history")
+    assert status == 200 and list(body) == ["from", "to", "days"], body
+    assert body["to"] == today, body
+    days = body["days"]
+    assert [d["day"] for d in days] == [today], [d["day"] for d in days]  # 2000's days: out of the window
+    d = days[0]
+    assert (d["customers"], d["segments"], d["tiers"]) == (want["customers"], want["segments"], want["tiers"]), d
+    # before the first fit no cluster; after it, every customer (all bought) in one
+    assert d["clusters"] == [] or sum(c["size"] for c in d["clusters"]) == want["customers"], d["clusters"]
+    # 405 days were there before: the write kept the 400 most recent
+    assert r.hlen("{dashboard}:history") == 400, r.hlen("{dashboard}:history")
+    assert not r.hexists("{dashboard}:history", "2000-01-06") and r.hexists("{dashboard}:history", "2000-01-07")
+    assert metric(port, "patron_api_dashboard_history_writes_total") >= 1
+    # a second process snapshots every second, but the first holds the lease
+    other = st.start_service("patron-api", log_name="patron-api-2", PATRON_DASHBOARD_REFRESH_MS="1000")
+    time.sleep(4)
+    assert metric(other.http_port, "patron_api_dashboard_snapshots_total") >= 2
+    assert metric(other.http_port, "patron_api_dashboard_history_writes_total") == 0
+    assert st.stop(other) == 0
+    # the window and its bad values
+    status, body = http(port, "GET", "/v1/dashboard/history?days=1")
+    assert status == 200 and [d["day"] for d in body["days"]] == [today] and body["from"] == today, body
+    for q in ("days=0", "days=401", "days=x", "days="):
+        status, body = http(port, "GET", f"/v1/dashboard/history?{q}")
+        assert status == 400 and body["error"] == "bad_request", (q, status, body)
+    # garbage: skipped and counted, never a failure
+    before = metric(port, "patron_api_dashboard_skipped_total", 'reason="history"')
+    r.hset("{dashboard}:history", mapping={"yesterday": "{}", today[:8] + "00": "{}", "2000-12-31": "garbage"})
+    status, body = http(port, "GET", "/v1/dashboard/history")
+    assert status == 200 and [d["day"] for d in body["days"]] == [today], body
+    assert metric(port, "patron_api_dashboard_skipped_total", 'reason="history"') == before + 3
+
+
 def check_static(port):
     status, headers, body = get_raw(port, "GET", "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html"), (status, headers)
@@ -133,6 +182,7 @@ def main():
         r = st.start_redis()
         now = int(time.time() * 1000)
         want = fill_profiles(r, pb, now)
+        r.hset("{dashboard}:history", mapping=old_days(405))
         st.start_kafka(TOPICS)
         api = st.start_service("patron-api")
         port = api.http_port
@@ -184,6 +234,8 @@ def main():
         # skipped: zz, the string at {tp:2}, the \xff member, the inf score
         assert metric(port, "patron_api_dashboard_skipped_total", 'reason="recommended"') >= 4
 
+        check_history(st, r, port, want)
+
         # Redis gone: the snapshot still answers, the recommendations say 503.
         st.stop(st.redis)
         status, body = http(port, "GET", "/v1/dashboard/customers")
@@ -191,7 +243,7 @@ def main():
         status, body = http(port, "GET", "/v1/dashboard/recommended")
         assert status == 503, body
         assert st.stop(api) == 0
-        print("dashboard endpoints: snapshot, recommended items, static files as expected")
+        print("dashboard endpoints: snapshot, recommended items, history, static files as expected")
 
 
 if __name__ == "__main__":

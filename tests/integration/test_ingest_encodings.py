@@ -31,9 +31,10 @@ from harness import (BIN, SUBSET, Stack, consume_all, expected_profiles, http, m
 
 from confluent_kafka import Producer  # noqa: E402
 
-# the embedded Kafka keeps 5 MiB a partition: ingest reads while the copies
-# are produced, and 8 partitions hold what it has not read yet
-TOPICS = {"patron.events": 8, "patron.catalog": 2, "patron.profile-updates": 8, "patron.dlq": 1}
+# the embedded Kafka keeps 5 MiB a partition and drops the oldest beyond:
+# ingest reads while the copies are produced, one copy at a time (the JSON
+# one is 30 MB), over 16 partitions
+TOPICS = {"patron.events": 16, "patron.catalog": 2, "patron.profile-updates": 16, "patron.dlq": 1}
 PREFIXES = ("p-", "r-", "j-")
 # fields that differ by construction between the three copies
 SKIP = {"customer_id"}
@@ -123,13 +124,17 @@ def main():
         ctx = SerializationContext("patron.events", MessageField.VALUE)
         producer = Producer({"bootstrap.servers": brokers, "linger.ms": 20})
         firsts = {}
-        for prefix in PREFIXES:
+        for k, prefix in enumerate(PREFIXES):
             enc = serialize[prefix]
             for ev in events:
                 copy = renamed(ev, event_pb2, prefix)
                 value = enc(copy, ctx) if prefix == "r-" else enc(copy)
                 firsts.setdefault(prefix, value)
                 send(producer, "patron.events", (copy.customer_id or copy.anonymous_id).encode(), value)
+            assert producer.flush(60) == 0
+            wait_for(f"ingest to read the {prefix} copy",
+                     lambda k=k: metric(ingest.http_port, "patron_ingest_events_total") >= (k + 1) * len(events),
+                     timeout=300, interval=0.5)
         assert firsts["r-"][0] == 0 and firsts["j-"][:1] == b"{" and firsts["p-"][0] not in (0, 0x7b), firsts
 
         items = []

@@ -17,19 +17,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from harness import (BIN, SUBSET, Stack, assert_profiles_exact, expected_profiles, http, metric,  # noqa: E402
-                     run_tool, wait_for)
-
-from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from harness import (BIN, SUBSET, Stack, assert_profiles_exact, committed, expected_profiles, http,  # noqa: E402
+                     metric, run_tool, wait_for)
 
 TOPICS = {"patron.events": 4, "patron.catalog": 1, "patron.profile-updates": 4, "patron.dlq": 1}
-
-
-def committed(brokers, group="patron-ingest"):
-    c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
-    parts = c.committed([TopicPartition("patron.events", p) for p in range(TOPICS["patron.events"])], timeout=10)
-    c.close()
-    return {tp.partition: tp.offset for tp in parts}
 
 
 def main():
@@ -52,11 +43,11 @@ def main():
                      timeout=10, interval=0.1)
             seen_after = time.monotonic() - t0
             time.sleep(1.0)  # let any commit in flight land
-            frozen = committed(brokers)
+            frozen = committed(brokers, TOPICS["patron.events"])
             time.sleep(3.0)
             assert http(ingest.http_port, "GET", "/healthz")[0] == 200, "ingest must stay alive"
             assert http(ingest.http_port, "GET", "/readyz")[0] == 503
-            assert committed(brokers) == frozen, "offsets moved while Redis was stalled"
+            assert committed(brokers, TOPICS["patron.events"]) == frozen, "offsets moved while Redis was stalled"
             assert ingest.poll() is None, "ingest exited on a stalled Redis"
         finally:
             st.redis.send_signal(signal.SIGCONT)

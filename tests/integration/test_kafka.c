@@ -137,6 +137,7 @@ struct reader {
     bool store;           /* store every message's next offset */
     int64_t store_limit;  /* only below this offset (single-partition tests) */
     bool store_on_revoke; /* single-partition tests: store the last read on revoke */
+    bool pause_on_revoke; /* as ingest's reset does: pause everything on a revoke */
 };
 
 static void reader_ready(void *ud)
@@ -188,6 +189,8 @@ static void reader_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts
         cr_assert_eq(patron_consumer_store(r->c, parts->elems[0].topic, parts->elems[0].partition,
                                            r->last_offset + 1),
                      0);
+    if (r->pause_on_revoke)
+        cr_assert_eq(patron_consumer_pause_all(r->c), 0);
 }
 
 static void reader_open(struct reader *r, const char *group, const char *t)
@@ -546,7 +549,7 @@ Test(kafka, backlog_is_bounded_and_close_reports_everything, .init = setup, .fin
             break;
         accepted++;
     }
-    cr_assert_eq(rc, PATRON_ETOOBIG);
+    cr_assert_eq(rc, PATRON_EAGAIN, "full for now, not too big");
     cr_assert_geq(accepted, PATRON_PRODUCER_BACKLOG_MAX);
     cr_assert_leq(accepted, PATRON_PRODUCER_BACKLOG_MAX + 10);
     cr_assert_eq(patron_producer_outstanding(p), (size_t)accepted);
@@ -715,6 +718,147 @@ Test(kafka, pause_seek_resume_and_lag, .init = setup, .fini = teardown, .timeout
     cr_assert_eq(r->count, 22);
     stack_run_for(&loop, PATRON_LAG_SETTLE_MS);
     cr_assert_eq(patron_consumer_lag(r->c, "seekable", 0, 10), 5, "settled: the new watermark");
+    patron_consumer_close(r->c);
+    finish_loop();
+    free(r);
+}
+
+/* ---- hostile sizes and lost assignments ------------------------------------- */
+
+/* A topic may take records larger than librdkafka's message.max.bytes (a
+ * broker's default max.message.bytes is 1048588): such a record cannot be
+ * dead-lettered whole. It goes cut, with its size, never fails for it. */
+Test(kafka, dlq_of_a_record_too_big_is_truncated, .init = setup, .fini = teardown, .timeout = 120)
+{
+    topic("in", 1);
+    topic("dlq", 1);
+    static const char *const big_props[] = {"message.max.bytes", "2000000"};
+    struct patron_producer *site = producer(big_props, 1);
+    struct deliveries d;
+    struct dslot *slots = deliveries_init(&d, 2);
+    size_t big = 1020000;
+    char *value = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        value[i] = (char)('a' + i % 26);
+    d.n = 1;
+    cr_assert_eq(
+        patron_producer_send(site, "in", 0, "cust-9", 6, value, big, NULL, on_delivery, &slots[0]),
+        0);
+    cr_assert(stack_run_until(&loop, all_delivered, &d, 20000));
+    cr_assert_eq(d.errors, 0, "the topic takes it");
+
+    struct dlq_check in = {.c = open_plain("big-in", "in")};
+    patron_consumer_set_ready_cb(in.c, grab_one, &in);
+    cr_assert(stack_run_until(&loop, got_one, &in, 30000));
+    cr_assert_eq(in.got->len, big);
+    struct patron_producer *p = producer(NULL, 0); /* message.max.bytes: 1000000 */
+    cr_assert_eq(
+        patron_producer_send(p, "dlq", 0, "k", 1, value, big, NULL, on_delivery, &slots[1]),
+        PATRON_ETOOBIG, "whole, it never fits");
+    d.n = 2;
+    cr_assert_eq(patron_dlq_send(p, "dlq", in.got, "decode: event too big", on_delivery, &slots[1]),
+                 0);
+    cr_assert(stack_run_until(&loop, all_delivered, &d, 20000));
+    cr_assert_eq(d.errors, 0);
+
+    struct dlq_check out = {.c = open_plain("big-reader", "dlq")};
+    patron_consumer_set_ready_cb(out.c, grab_one, &out);
+    cr_assert(stack_run_until(&loop, got_one, &out, 30000));
+    const rd_kafka_message_t *m = out.got;
+    cr_assert_eq(m->key_len, 6);
+    cr_assert_lt(m->len, 1000000);
+    cr_assert_gt(m->len, 990000, "as much as fits: %zu", m->len);
+    cr_assert(memcmp(m->payload, value, m->len) == 0, "a prefix of the original");
+    expect_header(m, "error", "decode: event too big");
+    expect_header(m, "original.size", "1020000");
+    expect_header(m, "truncated", "true");
+    expect_header(m, "source.partition", "0");
+
+    /* a DLQ topic that refuses even that: the key and headers alone */
+    rd_kafka_message_destroy(out.got);
+    out.got = NULL;
+    struct deliveries d2;
+    struct dslot *s2 = deliveries_init(&d2, 1);
+    cr_assert_eq(patron_dlq_send_max(p, "dlq", in.got, "x", 0, on_delivery, &s2[0]), 0);
+    cr_assert(stack_run_until(&loop, all_delivered, &d2, 20000));
+    cr_assert(stack_run_until(&loop, got_one, &out, 30000));
+    cr_assert_eq(out.got->len, 0);
+    expect_header(out.got, "original.size", "1020000");
+
+    rd_kafka_message_destroy(in.got);
+    rd_kafka_message_destroy(out.got);
+    patron_consumer_close(in.c);
+    patron_consumer_close(out.c);
+    cr_assert_eq(patron_producer_close(p, 1000), 0);
+    cr_assert_eq(patron_producer_close(site, 1000), 0);
+    finish_loop();
+    free(value);
+    free(slots);
+    free(d.calls);
+    free(s2);
+    free(d2.calls);
+}
+
+static bool was_revoked(void *ud)
+{
+    return ((struct reader *)ud)->revoke_calls > 0;
+}
+
+struct assigned_count {
+    int n;
+};
+
+static bool read_20_to_39(void *ud)
+{
+    const struct reader *r = ud;
+    for (int i = 20; i < 40; i++)
+        if (!r->seen[i])
+            return false;
+    return true;
+}
+
+static void count_assigned(void *ud, const char *t, int32_t partition, int64_t lag)
+{
+    (void)t;
+    (void)partition;
+    (void)lag;
+    ((struct assigned_count *)ud)->n++;
+}
+
+/* The consumer pauses everything when its partitions are revoked (ingest's
+ * reset does), its session is lost (no clean hand-over), and it resumes
+ * while nothing is assigned; the group gives the partitions back. They must
+ * be fetched again: librdkafka keeps a partition's pause across a revoke
+ * and an assign, so a consumer that resumed nothing would read nothing for
+ * ever (librdkafka issue #1849). */
+Test(kafka, partitions_come_back_fetching_after_a_lost_assignment, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+    topic("lossy", 2);
+    produce_n("lossy", RD_KAFKA_PARTITION_UA, 0, 20);
+    struct reader *r = calloc(1, sizeof *r);
+    reader_open(r, "lossy-group", "lossy");
+    read_n(r, 20, 30000);
+    r->pause_on_revoke = true;
+    /* The coordinator forgets the member (a session timeout as seen by the
+     * client: its heartbeat is refused), and its rejoin is slowed down, so
+     * that the resume below finds nothing assigned. Heartbeat is API 12,
+     * JoinGroup 11. */
+    rd_kafka_mock_push_request_errors(mock, 12, 1, RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID);
+    rd_kafka_mock_push_request_errors(mock, 11, 3, RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+                                      RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+                                      RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+    cr_assert(stack_run_until(&loop, was_revoked, r, 30000), "the assignment was never lost");
+    cr_assert(patron_consumer_paused(r->c));
+    struct assigned_count ac = {0};
+    cr_assert_eq(patron_consumer_lag_each(r->c, count_assigned, &ac), 0,
+                 "nothing assigned when the reset resumes");
+    cr_assert_eq(patron_consumer_resume_all(r->c), 0);
+    cr_assert(stack_run_until(&loop, is_assigned, r, 60000), "never assigned again");
+    produce_n("lossy", RD_KAFKA_PARTITION_UA, 20, 20);
+    /* the first 20 may come again (nothing was stored), then the new ones */
+    cr_assert(stack_run_until(&loop, read_20_to_39, r, 30000),
+              "read %d after the partitions came back: they stayed paused", r->count);
     patron_consumer_close(r->c);
     finish_loop();
     free(r);

@@ -445,7 +445,8 @@ Test(redis_cluster, master_killed_replica_promoted)
         stack_sleep_ms(1);
     }
     cr_expect(st.downs >= 1 || down);
-    cr_assert(stack_run_until_flag(&loop, &st.up, 20000), "not connected again after the failover");
+    /* the replica's election takes a few node timeouts (2 s); a loaded machine more */
+    cr_assert(stack_run_until_flag(&loop, &st.up, 45000), "not connected again after the failover");
     incr_many(c, &t, 2000, 100);
     cr_expect_eq(t.ints, 2000, "nulls %d errors %d (%s)", t.nulls, t.errors, t.last_error);
     t = (struct tally){.expected = 1};

@@ -191,6 +191,18 @@ def check_bad_campaigns(st):
     assert "line 4" in err and "chanel" in err, err
 
 
+def without_model_campaigns(text):
+    """The example campaigns but those deciding with the fitted models
+    (churn_risk_above, audience clusters): patron-api refits those while the
+    story runs, so their messages, and the caps they take, are not the
+    story's to predict. test_trigger_backtest.py runs them on fixed models."""
+    import yaml  # Debian's python3-yaml
+    doc = yaml.safe_load(text)
+    doc["campaigns"] = [c for c in doc["campaigns"] if "churn_risk_above" not in c["when"]
+                        and "clusters" not in c.get("audience", {})]
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
 def check_reloads(st, trig, campaigns, good):
     """A reload that fails keeps the running campaigns; a good one is taken."""
     log = st.log_path("patron-trigger")
@@ -221,7 +233,7 @@ def run(pods):
         # partition is in time order, as a live site's would be
         events = sorted(background(st, pb) + s.events, key=lambda e: e.occurred_at_ms)
         campaigns = os.path.join(st.dir, "campaigns.yaml")
-        good = open(CAMPAIGNS).read()
+        good = without_model_campaigns(open(CAMPAIGNS).read())
         with open(campaigns, "w") as f:
             f.write(good)
         env = {"PATRON_CLOCK": "event", "PATRON_CAMPAIGNS": campaigns,

@@ -29,6 +29,7 @@ EXTRA_RUNTIME = {"ca-certificates": "librdkafka verifies the brokers' TLS certif
 NOT_FOR_IMAGE = {
     "libcriterion-dev": "tests are off (-DPATRON_TESTS=OFF)",
     "protobuf-compiler": "protoc serves the Python tests; the build uses protoc-c",
+    "libclang-rt-14-dev": "libFuzzer's runtime, for scripts/fuzz.sh; the image has no fuzz targets",
 }
 BUILD_TOOLS = {"cmake", "ninja-build", "pkg-config"}
 DEBIAN_IMAGE = re.compile(r"(?:docker\.io/(?:library/)?)?debian:([a-z]+)(-slim)?"

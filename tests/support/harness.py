@@ -410,6 +410,15 @@ def campaign_messages(brokers, campaign_pb2):
     return out
 
 
+
+def committed(brokers, partitions, topic="patron.events", group="patron-ingest"):
+    """{partition: offset} the consumer group has committed on the topic."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
+    parts = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    c.close()
+    return {tp.partition: tp.offset for tp in parts}
+
 def run_tool(argv, timeout=300):
     r = subprocess.run(argv, capture_output=True, timeout=timeout)
     if r.returncode != 0:

@@ -271,7 +271,99 @@ static inline bool same_event(const Patron__V1__Event *got, const Patron__V1__Ev
     }
 }
 
-/* Both decoders on one buffer: the same verdict and struct, and no free. */
+/* ---- the oracle's limits ---- */
+
+/* The limits patron_event_unpack holds and protobuf-c does not
+ * (event_codec.h), computed independently on protobuf-c's result: each
+ * string's copied length comes from the sized allocator, so a NUL inside it
+ * is seen. The reasons broken are collected (the decoder reports the first
+ * it meets, in its own order). */
+#define LIMITS_MAX 16
+
+struct limits {
+    const char *broken[LIMITS_MAX];
+    size_t n;
+};
+
+static inline void limit_str(struct limits *l, const char *s, size_t max, const char *too_long,
+                             const char *bad)
+{
+    if (!s || s == protobuf_c_empty_string || l->n + 2 > LIMITS_MAX)
+        return;
+    size_t n = sized_len(s) - 1; /* the copy, NULs included, less the final one */
+    if (n > max)
+        l->broken[l->n++] = too_long;
+    if (memchr(s, 0, n))
+        l->broken[l->n++] = bad;
+}
+
+#define LIMIT_ID(l, s, name) limit_str(l, s, 64, name " too long", name " has invalid bytes")
+
+static inline void limit_lines(struct limits *l, size_t n, Patron__V1__LineItem **items)
+{
+    if (n > 1000 && l->n < LIMITS_MAX)
+        l->broken[l->n++] = "too many lines";
+    for (size_t i = 0; i < n && i < 1000; i++) {
+        LIMIT_ID(l, items[i]->item_id, "item_id");
+        LIMIT_ID(l, items[i]->category, "category");
+    }
+}
+
+static inline void oracle_limits(const Patron__V1__Event *e, struct limits *l)
+{
+    l->n = 0;
+    LIMIT_ID(l, e->event_id, "event_id");
+    LIMIT_ID(l, e->customer_id, "customer_id");
+    LIMIT_ID(l, e->anonymous_id, "anonymous_id");
+    switch (e->kind_case) {
+    case PATRON__V1__EVENT__KIND_VIEW:
+        LIMIT_ID(l, e->view->item_id, "item_id");
+        LIMIT_ID(l, e->view->category, "category");
+        break;
+    case PATRON__V1__EVENT__KIND_CART_ADD:
+        if (e->cart_add->item)
+            limit_lines(l, 1, &e->cart_add->item);
+        break;
+    case PATRON__V1__EVENT__KIND_CART_REMOVE:
+        LIMIT_ID(l, e->cart_remove->item_id, "item_id");
+        break;
+    case PATRON__V1__EVENT__KIND_PURCHASE:
+        LIMIT_ID(l, e->purchase->order_id, "order_id");
+        limit_str(l, e->purchase->currency, 64, "currency too long", "currency has invalid bytes");
+        limit_lines(l, e->purchase->n_items, e->purchase->items);
+        break;
+    case PATRON__V1__EVENT__KIND_REFUND:
+        LIMIT_ID(l, e->refund->order_id, "order_id");
+        limit_lines(l, e->refund->n_items, e->refund->items);
+        break;
+    case PATRON__V1__EVENT__KIND_REVIEW:
+        LIMIT_ID(l, e->review->item_id, "item_id");
+        break;
+    case PATRON__V1__EVENT__KIND_CUSTOMER:
+        limit_str(l, e->customer->birthday, 5, "invalid birthday", "invalid birthday");
+        limit_str(l, e->customer->time_zone, 63, "time_zone too long", "invalid time_zone");
+        limit_str(l, e->customer->locale, 35, "locale too long", "locale has invalid bytes");
+        limit_str(l, e->customer->country, 63, "country too long", "country has invalid bytes");
+        break;
+    case PATRON__V1__EVENT__KIND_IDENTIFY:
+        LIMIT_ID(l, e->identify->anonymous_id, "anonymous_id");
+        break;
+    default:
+        break;
+    }
+}
+
+static inline bool limits_have(const struct limits *l, const char *why)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (why && strcmp(l->broken[i], why) == 0)
+            return true;
+    return false;
+}
+
+/* Both decoders on one buffer: the oracle is protobuf-c followed by the
+ * limits above. The same verdict, the same struct when accepted, a limit's
+ * reason when only the limits refuse, and no free. */
 static inline bool decoders_agree(struct tarena *a, const uint8_t *buf, size_t len, bool *accepted,
                                   char *why, size_t cap)
 {
@@ -280,15 +372,29 @@ static inline bool decoders_agree(struct tarena *a, const uint8_t *buf, size_t l
     tarena_reset(a);
     a->fail_after = SIZE_MAX;
     Patron__V1__Event *want = patron__v1__event__unpack(&sized, len, buf);
-    Patron__V1__Event *got = patron_event_unpack(&alloc, buf, len);
+    struct limits lim = {.n = 0};
+    if (want)
+        oracle_limits(want, &lim);
+    bool want_accept = want && lim.n == 0;
+    const char *reason = NULL;
+    Patron__V1__Event *got = patron_event_unpack_why(&alloc, buf, len, &reason);
     *accepted = got != NULL;
     bool ok = true;
-    if ((got == NULL) != (want == NULL)) {
-        snprintf(why, cap, "verdict %s, protobuf-c %s", got ? "accept" : "reject",
-                 want ? "accept" : "reject");
+    if ((got != NULL) != want_accept) {
+        snprintf(why, cap, "verdict %s (%s), protobuf-c %s, limits broken %zu (first: %s)",
+                 got ? "accept" : "reject", reason ? reason : "-", want ? "accept" : "reject",
+                 lim.n, lim.n ? lim.broken[0] : "-");
         ok = false;
     } else if (got) {
-        ok = same_event(got, want, true, why, cap);
+        ok = same_event(got, want, true, why, cap) && reason == NULL;
+    } else if (want && !limits_have(&lim, reason)) {
+        snprintf(why, cap, "refused with \"%s\", not one of the %zu limits broken (first: %s)",
+                 reason ? reason : "(null)", lim.n, lim.broken[0]);
+        ok = false;
+    } else if (!want && !reason) {
+        /* a limit met before the framing error protobuf-c saw may be the reason */
+        snprintf(why, cap, "refused as protobuf-c does, without a reason");
+        ok = false;
     }
     if (ok && a->frees) {
         snprintf(why, cap, "alloc->free called %zu times", a->frees);
@@ -304,17 +410,21 @@ static inline bool decoders_agree(struct tarena *a, const uint8_t *buf, size_t l
 #define STR_MAX 200
 
 /* Text without NUL (protobuf-c packs strings through strlen): empty often,
- * ASCII mostly, some UTF-8, control and high bytes, now and then long. */
-static inline char *rnd_str(struct rng *r, char *dst)
+ * ASCII mostly, some UTF-8, control and high bytes, now and then up to its
+ * field's limit (max), rarely past it (the decoder refuses it then). */
+static inline char *rnd_str(struct rng *r, char *dst, size_t max)
 {
     static const char *const glyphs[] = {
         "a", "Z", "0", "-", " ", "\xc3\xa9", "\xe2\x82\xac", "\x01", "\x7f", "\xff"};
-    size_t want = chance(r, 25) ? 0 : chance(r, 5) ? 130 + rnd_below(r, 60) : rnd_below(r, 20);
+    size_t want = chance(r, 25)  ? 0
+                  : chance(r, 1) ? max + 1 + rnd_below(r, 60)
+                  : chance(r, 5) ? max / 2 + rnd_below(r, max / 2 + 1)
+                                 : rnd_below(r, max < 20 ? max + 1 : 20);
     size_t n = 0;
     while (n < want) {
         const char *g = glyphs[chance(r, 80) ? rnd_below(r, 5) : rnd_below(r, 10)];
         size_t gl = strlen(g);
-        if (n + gl > STR_MAX)
+        if (n + gl > STR_MAX || (want <= max && n + gl > max))
             break;
         memcpy(dst + n, g, gl);
         n += gl;
@@ -364,10 +474,17 @@ struct gen {
     size_t n_strs;
 };
 
-static inline char *gen_str(struct rng *r, struct gen *g)
+/* A string of a field whose limit is max bytes. */
+static inline char *gen_str_max(struct rng *r, struct gen *g, size_t max)
 {
     cr_assert_lt(g->n_strs, GEN_STRS);
-    return rnd_str(r, g->strs[g->n_strs++]);
+    return rnd_str(r, g->strs[g->n_strs++], max);
+}
+
+/* An id's (or a category's): 64 bytes. */
+static inline char *gen_str(struct rng *r, struct gen *g)
+{
+    return gen_str_max(r, g, 64);
 }
 
 static inline size_t gen_lines(struct rng *r, struct gen *g)
@@ -385,7 +502,7 @@ static inline size_t gen_lines(struct rng *r, struct gen *g)
 }
 
 /* A random event of the given kind (0: none). */
-static Patron__V1__Event *gen_event(struct rng *r, struct gen *g, int kind)
+static inline Patron__V1__Event *gen_event(struct rng *r, struct gen *g, int kind)
 {
     memset(g, 0, sizeof(*g));
     patron__v1__event__init(&g->ev);
@@ -442,10 +559,10 @@ static Patron__V1__Event *gen_event(struct rng *r, struct gen *g, int kind)
         break;
     case PATRON__V1__EVENT__KIND_CUSTOMER:
         patron__v1__customer_update__init(&g->customer);
-        g->customer.birthday = gen_str(r, g);
-        g->customer.time_zone = gen_str(r, g);
-        g->customer.locale = gen_str(r, g);
-        g->customer.country = gen_str(r, g);
+        g->customer.birthday = gen_str_max(r, g, 5);
+        g->customer.time_zone = gen_str_max(r, g, 63);
+        g->customer.locale = gen_str_max(r, g, 35);
+        g->customer.country = gen_str_max(r, g, 63);
         g->ev.customer = &g->customer;
         break;
     case PATRON__V1__EVENT__KIND_CONSENT:

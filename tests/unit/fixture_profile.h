@@ -238,11 +238,40 @@ static inline struct patron_profile full_profile(void)
  * The oracle is the decoder patron_profile_decode replaced, kept verbatim in
  * substance: protobuf-c's unpack, then the checks and the copy. The new one
  * must agree with it on every buffer: accept or reject alike and, when both
- * accept, give the same profile. */
+ * accept, give the same profile. One rule the old one did not have: a
+ * string holding a NUL is refused, where the old one read it up to the NUL
+ * (a stored id "victim\0x" read as "victim"); the oracle's allocator keeps
+ * each copy's size to see the NUL. */
+
+#define REF_SIZED_HDR 16
+
+static inline void *ref_sized_alloc(void *ud, size_t n)
+{
+    (void)ud;
+    uint8_t *p = malloc(REF_SIZED_HDR + n);
+    cr_assert_not_null(p);
+    memcpy(p, &n, sizeof(n));
+    return p + REF_SIZED_HDR;
+}
+
+static inline void ref_sized_free(void *ud, void *p)
+{
+    (void)ud;
+    if (p)
+        free((uint8_t *)p - REF_SIZED_HDR);
+}
+
+static ProtobufCAllocator ref_sized = {.alloc = ref_sized_alloc, .free = ref_sized_free};
 
 static inline bool ref_text_ok(const char *src, size_t max, bool required)
 {
     size_t len = src ? strlen(src) : 0;
+    if (len == 0 && (!src || src == protobuf_c_empty_string))
+        return !required;
+    size_t copied; /* the whole copy, a NUL inside included */
+    memcpy(&copied, (const uint8_t *)src - REF_SIZED_HDR, sizeof(copied));
+    if (copied - 1 != len)
+        return false;
     if (len == 0)
         return !required;
     return len <= max && patron_event_text_valid(src, len);
@@ -410,13 +439,14 @@ static inline int ref_decode(struct patron_profile *p, const uint8_t *buf, size_
     if (len > PATRON_PROFILE_ENCODED_MAX)
         return PATRON_ETOOBIG;
     static const uint8_t empty[1];
-    Patron__V1__ProfileState *m = patron__v1__profile_state__unpack(NULL, len, buf ? buf : empty);
+    Patron__V1__ProfileState *m =
+        patron__v1__profile_state__unpack(&ref_sized, len, buf ? buf : empty);
     if (!m)
         return PATRON_EINVAL;
     int rc = ref_check(m);
     if (rc == 0)
         ref_fill(p, m);
-    patron__v1__profile_state__free_unpacked(m, NULL);
+    patron__v1__profile_state__free_unpacked(m, &ref_sized);
     return rc;
 }
 

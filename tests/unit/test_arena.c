@@ -208,3 +208,35 @@ Test(arena, no_spares_and_reuse)
         cr_expect_null(a.head);
     }
 }
+
+/* What an arena costs is the chunks it holds, used or not: what a caller
+ * that bounds its memory (a batch of ingest) adds up. */
+Test(arena, bytes_counts_the_chunks_held)
+{
+    static const struct {
+        size_t alloc, bytes_after; /* cumulative */
+    } steps[] = {
+        {0, CHUNK},              /* the first allocation takes a chunk */
+        {100, CHUNK},            /* bumped */
+        {CHUNK - 50, 2 * CHUNK}, /* more than the head has left: a chunk behind it */
+        {100, 2 * CHUNK},        /* bumped in the head, which kept its room */
+        {3 * CHUNK, 5 * CHUNK},  /* larger than a chunk: exactly its size */
+        {CHUNK / 2, 5 * CHUNK},  /* the head still has room */
+    };
+    struct patron_arena_spares spares;
+    patron_arena_spares_init(&spares, 4);
+    struct patron_arena a;
+    patron_arena_init(&a, &spares);
+    cr_expect_eq(patron_arena_bytes(&a), 0);
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(steps); i++) {
+        (void)patron_arena_alloc(&a, steps[i].alloc);
+        cr_expect_eq(patron_arena_bytes(&a), steps[i].bytes_after, "step %zu: %zu", i,
+                     patron_arena_bytes(&a));
+    }
+    patron_arena_free(&a);
+    cr_expect_eq(patron_arena_bytes(&a), 0);
+    (void)patron_arena_alloc(&a, 1); /* from the spares: counted all the same */
+    cr_expect_eq(patron_arena_bytes(&a), CHUNK);
+    patron_arena_free(&a);
+    patron_arena_spares_free(&spares);
+}

@@ -72,7 +72,22 @@ static const char example[] =
     "    when: { birthday: true }\n"
     "    at: \"10:00\"                          # local time on the day\n"
     "    channel: sms\n"
-    "    template: birthday_gift\n";
+    "    template: birthday_gift\n"
+    "  - id: churn-save\n"
+    "    when: { churn_risk_above: 0.7 }      # the fitted churn risk (no purchase in 90 days) "
+    "passes 70%\n"
+    "    channel: email\n"
+    "    template: stay_with_us\n"
+    "    cooldown: 30d\n"
+    "    params: { coupon: STAYWITHUS }\n"
+    "  - id: vip-early-access\n"
+    "    when: { event: purchase }\n"
+    "    wait: 1d\n"
+    "    audience: { clusters: [0] }          # the K-Means cluster that spends most (ids go by "
+    "spend)\n"
+    "    channel: push\n"
+    "    template: vip_early_access\n"
+    "    cooldown: 30d\n";
 
 #define KIND(k) (1u << PATRON__V1__EVENT_KIND__##k)
 #define SEG(s) (1u << PATRON_SEGMENT_##s)
@@ -107,7 +122,7 @@ Test(campaign_parse, design_example)
     cr_expect_eq(d->caps[3].max, 4);
     cr_expect_eq(d->control_group_bp, 500);
     cr_expect_eq(d->attribution_window_ms, 7 * DAY);
-    cr_assert_eq(cs->count, 8);
+    cr_assert_eq(cs->count, 10);
 
     const struct patron_campaign *c = &cs->campaigns[0];
     cr_expect_str_eq(c->id, "cart-abandonment");
@@ -173,6 +188,18 @@ Test(campaign_parse, design_example)
     cr_expect_eq(c->at_min, 600);
     cr_expect_eq(c->line, 53);
 
+    c = &cs->campaigns[8];
+    cr_expect_str_eq(c->id, "churn-save");
+    cr_expect_eq(c->when, PATRON_CAMPAIGN_WHEN_CHURN_RISK);
+    cr_expect_eq(c->churn_above, 0.7);
+    cr_expect_eq(c->cooldown_ms, 30 * DAY);
+    c = &cs->campaigns[9];
+    cr_expect_str_eq(c->id, "vip-early-access");
+    cr_expect_eq(c->wait_ms, DAY);
+    cr_expect_eq(c->clusters.n, 1);
+    cr_expect_eq(c->clusters.ids, 1u);
+    cr_expect_eq(c->audience_segments, PATRON_AUDIENCE_ANY_SEGMENT);
+
     cr_expect_eq(patron_campaigns_find(cs, "at-risk"), &cs->campaigns[5]);
     cr_expect_null(patron_campaigns_find(cs, "nope"));
     patron_campaigns_free(cs);
@@ -225,6 +252,50 @@ Test(campaign_parse, minimal_and_optional_forms)
                   "campaigns: []\n");
     cr_expect_eq(cs->defaults.control_group_bp, 10000);
     cr_expect_eq(cs->defaults.attribution_window_ms, 30000);
+    patron_campaigns_free(cs);
+}
+
+Test(campaign_parse, predictions)
+{
+    struct patron_campaigns *cs =
+        parse_ok("campaigns:\n"
+                 "  - id: churn\n"
+                 "    when: { churn_risk_above: 0.7 }\n"
+                 "    channel: email\n"
+                 "    template: t\n"
+                 "  - id: vip\n"
+                 "    when: { event: purchase }\n"
+                 "    audience: { clusters: [0, 2, \"lapsed, rare, low spend\"], tiers: gold }\n"
+                 "    channel: push\n"
+                 "    template: t\n"
+                 "  - id: one\n"
+                 "    when: { churn_risk_above: 0.0625 }\n"
+                 "    audience: { clusters: 15 }\n"
+                 "    channel: sms\n"
+                 "    template: t\n"
+                 "  - id: label\n"
+                 "    when: { tier_up: true }\n"
+                 "    audience: { clusters: \"12\" }\n"
+                 "    channel: sms\n"
+                 "    template: t\n");
+    cr_assert_eq(cs->count, 4);
+    const struct patron_campaign *c = &cs->campaigns[0];
+    cr_expect_eq(c->when, PATRON_CAMPAIGN_WHEN_CHURN_RISK);
+    cr_expect_eq(c->churn_above, 0.7);
+    cr_expect_eq(c->clusters.n, 0, "no cluster filter");
+    c = &cs->campaigns[1];
+    cr_expect_eq(c->clusters.n, 3);
+    cr_expect_eq(c->clusters.ids, (1u << 0) | (1u << 2));
+    cr_assert_eq(c->clusters.n_labels, 1);
+    cr_expect_str_eq(c->clusters.labels[0], "lapsed, rare, low spend");
+    cr_expect_eq(c->audience_tiers, 1u << PATRON_TIER_GOLD);
+    c = &cs->campaigns[2];
+    cr_expect_eq(c->churn_above, 0.0625);
+    cr_expect_eq(c->clusters.ids, 1u << 15);
+    c = &cs->campaigns[3];
+    cr_expect_eq(c->clusters.ids, 0, "a quoted number is a label");
+    cr_assert_eq(c->clusters.n_labels, 1);
+    cr_expect_str_eq(c->clusters.labels[0], "12");
     patron_campaigns_free(cs);
 }
 
@@ -330,6 +401,20 @@ Test(campaign_parse, every_error_with_its_line)
         {C0 "- id: c\n  when: {birthday: true}\n  channel: sms\n  template: t\n", 2, "needs 'at'"},
         {C0 "- id: c\n  when: {birthday: true}\n  at: \"25:00\"\n", 4, "at must be a time"},
         {C0 "- id: c\n  when: {when: purchase}\n", 3, "unknown field 'when' in when"},
+        {C0 "- id: c\n  when: {churn_risk_above: 1}\n", 3, "strictly between 0 and 1"},
+        {C0 "- id: c\n  when: {churn_risk_above: 0}\n", 3, "strictly between 0 and 1"},
+        {C0 "- id: c\n  when: {churn_risk_above: 0.0}\n", 3, "strictly between 0 and 1"},
+        {C0 "- id: c\n  when: {churn_risk_above: 1.0}\n", 3, "strictly between 0 and 1"},
+        {C0 "- id: c\n  when: {churn_risk_above: .7}\n", 3, "strictly between 0 and 1"},
+        {C0 "- id: c\n  when: {churn_risk_above: 0.12345}\n", 3, "at most four decimals"},
+        {C0 "- id: c\n  when: {churn_risk_above: 70%}\n", 3, "when.churn_risk_above"},
+        {C0 "- id: c\n  when: {churn_risk_above: \"0.7\"}\n", 3,
+         "when.churn_risk_above must be a number"},
+        {C0 "- id: c\n  when: {churn_risk_above: [0.7]}\n", 3, "when.churn_risk_above"},
+        {C0 "- id: c\n  when: {churn_risk_above: 0.7, tier_up: true}\n", 3, "exactly one of"},
+        {C0 "- id: c\n  when: {churn_risk_above: 0.7}\n  channel: sms\n  template: t\n"
+            "  wait: 1d\n",
+         6, "'wait' is only for event campaigns"},
         /* the rest of a campaign */
         {C0 HEAD "  template: t\n  at: \"10:00\"\n", 6, "'at' is only for birthday campaigns"},
         {C0 "- id: c\n  when: {tier_up: true}\n  channel: sms\n  template: t\n  wait: 1h\n", 6,
@@ -351,6 +436,20 @@ Test(campaign_parse, every_error_with_its_line)
         {C0 HEAD "  template: t\n  audience: {countries: [fr]}\n", 6,
          "unknown field 'countries' in audience"},
         {C0 HEAD "  template: t\n  audience: [any]\n", 6, "audience must be a mapping"},
+        {C0 HEAD "  template: t\n  audience: {clusters: [16]}\n", 6, "a cluster id is 0 to 15"},
+        {C0 HEAD "  template: t\n  audience: {clusters: [100]}\n", 6, "a cluster id is 0 to 15"},
+        {C0 HEAD "  template: t\n  audience: {clusters: [01]}\n", 6, "a cluster id is 0 to 15"},
+        {C0 HEAD "  template: t\n  audience: {clusters: [1, 1]}\n", 6, "lists cluster 1 twice"},
+        {C0 HEAD "  template: t\n  audience: {clusters: [a, a]}\n", 6, "lists 'a' twice"},
+        {C0 HEAD "  template: t\n  audience: {clusters: []}\n", 6, "must not be an empty list"},
+        {C0 HEAD "  template: t\n  audience: {clusters: {id: 1}}\n", 6,
+         "audience.clusters must be a cluster id or label"},
+        {C0 HEAD "  template: t\n  audience: {clusters: [[0]]}\n", 6,
+         "audience.clusters must be a scalar"},
+        {C0 HEAD "  template: t\n  audience: {clusters: [\"\"]}\n", 6, "must not be empty"},
+        {C0 HEAD "  template: t\n  audience: {clusters: "
+                 "[\"recent, frequent, high spend and then a little more\"]}\n",
+         6, "longer than 47 bytes"},
         {C0 "- id: c\n  when: {event: purchase}\n  channel: any\n", 4,
          "channel must be one of sms, push, email, not 'any'"},
         {C0 "- id: c\n  when: {event: purchase}\n  channel: fax\n", 4, "channel must be one of"},

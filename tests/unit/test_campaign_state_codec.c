@@ -64,6 +64,7 @@ static void expect_same_state(const struct patron_customer_state *a,
     cr_expect_eq(a->orders, b->orders);
     cr_expect_eq(a->net_spend_cents, b->net_spend_cents);
     cr_expect_eq(a->last_purchase_ms, b->last_purchase_ms);
+    cr_expect_eq(a->first_purchase_ms, b->first_purchase_ms);
     cr_assert_eq(a->n_timers, b->n_timers);
     for (size_t i = 0; i < a->n_timers; i++) {
         cr_expect_str_eq(a->timers[i].campaign_id, b->timers[i].campaign_id);
@@ -97,6 +98,7 @@ Test(campaign_state_codec, round_trip)
     struct fx f;
     fx_open(&f, example, false);
     busy_customer(&f);
+    f.st.first_purchase_ms = T - 30 * DAY;
     f.st.touches[0].converted = true;
     f.st.consent[PATRON_CAMPAIGN_CHANNEL_SMS] = false;
     uint8_t *buf = NULL;
@@ -303,7 +305,9 @@ struct oversize {
 static uint8_t *oversize_pack(size_t *len)
 {
     struct oversize *o = patron_calloc(1, sizeof(*o));
-    memset(o->long_string, 'z', sizeof(o->long_string) - 1);
+    /* strings at their fields' limits (one more byte refuses the state:
+     * strings_that_do_not_fit_are_refused_table) */
+    memset(o->long_string, 'z', 7);
     patron__v1__trigger_state__init(&o->m);
     o->m.customer_id = o->long_string;
     o->m.last_offset = 77;
@@ -370,8 +374,8 @@ Test(campaign_state_codec, lists_over_their_bounds_are_cut)
     struct patron_customer_state st;
     int rc = patron_customer_state_decode(&st, buf, len);
     free(buf);
-    /* cut, or refused: never taken whole */
-    cr_assert(rc == 0 || rc == PATRON_EINVAL, "%d", rc);
+    /* lists are cut to their bounds */
+    cr_assert_eq(rc, 0, "%d", rc);
     cr_expect_leq(st.n_recent, PATRON_ENGINE_RECENT_EVENTS);
     cr_expect_leq(st.n_ledger, PATRON_ENGINE_LEDGER_MAX);
     cr_expect_leq(st.n_timers, PATRON_CAMPAIGNS_MAX);
@@ -406,6 +410,102 @@ Test(campaign_state_codec, lists_over_their_bounds_are_cut)
         free(again);
     }
     patron_customer_state_free(&st);
+}
+
+/* A stored string longer than its field, or holding a NUL, refuses the
+ * state: cut, an id would be another customer's or campaign's. */
+static Patron__V1__TriggerState *
+one_of_each(Patron__V1__TriggerState *m, Patron__V1__TriggerTimer *t, Patron__V1__TriggerTimer **tp,
+            Patron__V1__TriggerLastSent *l, Patron__V1__TriggerLastSent **lp,
+            Patron__V1__TriggerTouch *h, Patron__V1__TriggerTouch **hp)
+{
+    patron__v1__trigger_state__init(m);
+    patron__v1__trigger_timer__init(t);
+    patron__v1__trigger_last_sent__init(l);
+    patron__v1__trigger_touch__init(h);
+    m->customer_id = "c";
+    t->campaign_id = "camp";
+    t->kind = PATRON_TIMER_WAIT;
+    t->fire_at_ms = t->trigger_at_ms = T;
+    t->trigger_event_id = "e";
+    l->campaign_id = "camp";
+    l->at_ms = T;
+    h->campaign_id = "camp";
+    h->variant = "A";
+    h->at_ms = T;
+    *tp = t;
+    *lp = l;
+    *hp = h;
+    m->n_timers = m->n_last_sent = m->n_touches = 1;
+    m->timers = tp;
+    m->last_sent = lp;
+    m->touches = hp;
+    return m;
+}
+
+Test(campaign_state_codec, strings_that_do_not_fit_are_refused_table)
+{
+    struct patron_customer_state probe;
+    enum {
+        F_CUSTOMER,
+        F_SEGMENT,
+        F_TIER,
+        F_TIME_ZONE,
+        F_LOCALE,
+        F_BIRTHDAY,
+        F_TIMER_CAMPAIGN,
+        F_TIMER_EVENT,
+        F_LAST_CAMPAIGN,
+        F_TOUCH_CAMPAIGN,
+        F_TOUCH_VARIANT
+    };
+    static const struct {
+        int field;
+        size_t cap; /* the buffer, its NUL included */
+    } rows[] = {
+        {F_CUSTOMER, sizeof(probe.customer_id)},
+        {F_SEGMENT, sizeof(probe.segment)},
+        {F_TIER, sizeof(probe.tier)},
+        {F_TIME_ZONE, sizeof(probe.time_zone)},
+        {F_LOCALE, sizeof(probe.locale)},
+        {F_BIRTHDAY, sizeof(probe.birthday)},
+        {F_TIMER_CAMPAIGN, PATRON_CAMPAIGN_ID_MAX + 1},
+        {F_TIMER_EVENT, PATRON_ID_MAX + 1},
+        {F_LAST_CAMPAIGN, PATRON_CAMPAIGN_ID_MAX + 1},
+        {F_TOUCH_CAMPAIGN, PATRON_CAMPAIGN_ID_MAX + 1},
+        {F_TOUCH_VARIANT, PATRON_CAMPAIGN_ID_MAX + 1},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++) {
+        /* at the limit, one past it, and the limit's length with a NUL inside */
+        for (int k = 0; k < 3; k++) {
+            char v[512];
+            size_t n = rows[i].cap - 1 + (k == 1);
+            memset(v, 'v', n);
+            v[n] = '\0';
+            Patron__V1__TriggerState m;
+            Patron__V1__TriggerTimer t, *tp;
+            Patron__V1__TriggerLastSent l, *lp;
+            Patron__V1__TriggerTouch h, *hp;
+            one_of_each(&m, &t, &tp, &l, &lp, &h, &hp);
+            char **at[] = {&m.customer_id, &m.segment,     &m.tier,        &m.time_zone,
+                           &m.locale,      &m.birthday,    &t.campaign_id, &t.trigger_event_id,
+                           &l.campaign_id, &h.campaign_id, &h.variant};
+            *at[rows[i].field] = v;
+            size_t len = patron__v1__trigger_state__get_packed_size(&m);
+            uint8_t *buf = patron_malloc(len);
+            cr_assert_eq(patron__v1__trigger_state__pack(&m, buf), len);
+            if (k == 2) { /* a NUL where protobuf-c's strlen would have stopped */
+                uint8_t *hit = memmem(buf, len, v, n);
+                cr_assert_not_null(hit);
+                hit[n / 2] = 0;
+            }
+            struct patron_customer_state st;
+            int rc = patron_customer_state_decode(&st, buf, len);
+            cr_expect_eq(rc, k == 0 ? 0 : PATRON_EINVAL, "row %zu case %d: %d", i, k, rc);
+            patron_customer_state_free(&st);
+            free(buf);
+        }
+    }
 }
 
 /* The send history and the touches are oldest first, and the engine drops
@@ -456,7 +556,7 @@ Test(campaign_state_codec, extreme_times_in_a_stored_state_table)
         fx_open(&f, example, false);
         m.customer_id = f.customer;
         m.last_offset = -1;
-        m.last_purchase_ms = c->other_at;
+        m.last_purchase_ms = m.first_purchase_ms = c->other_at;
         m.orders = 5;
         m.birthday = "07-20";
         timer.campaign_id = BDAY;
@@ -513,7 +613,8 @@ Test(campaign_state_codec, unknown_timer_kinds_and_channels_are_dropped_table)
         {PATRON_TIMER_INACTIVITY, true},
         {PATRON_TIMER_BIRTHDAY, true},
         {PATRON_TIMER_SEGMENT, true},
-        {PATRON_TIMER_SEGMENT + 1, false},
+        {PATRON_TIMER_CHURN, true},
+        {PATRON_TIMER_CHURN + 1, false},
         {99, false},
         {-1, false},
         {INT32_MIN, false},

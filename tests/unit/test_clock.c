@@ -244,3 +244,68 @@ Test(clock, wall_and_monotonic)
     int64_t m1 = patron_monotonic_ms(), m2 = patron_monotonic_ms();
     cr_assert_geq(m2, m1);
 }
+
+/* ---- UTC days ------------------------------------------------------------------- */
+
+Test(clock, utc_day_and_date_table)
+{
+    static const struct {
+        int64_t ms, day;
+        const char *date;
+    } cases[] = {
+        {0, 0, "1970-01-01"},
+        {PATRON_DAY_MS - 1, 0, "1970-01-01"},
+        {PATRON_DAY_MS, 1, "1970-01-02"},
+        {INT64_C(951782400000), 11016, "2000-02-29"}, /* a leap day of a century leap year */
+        {INT64_C(951868800000), 11017, "2000-03-01"},
+        {INT64_C(1291192000000), 14944, "2010-12-01"}, /* Online Retail's first day */
+        {INT64_C(1323475199999), 15317, "2011-12-09"},
+        {INT64_C(4107542400000), 47541, "2100-03-01"}, /* 2100 is not a leap year */
+        {PATRON_TIME_MAX_MS, PATRON_DAY_MAX, "9999-12-31"},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++) {
+        cr_expect_eq(patron_utc_day(cases[i].ms), cases[i].day, "%s", cases[i].date);
+        char d[PATRON_DATE_LEN + 1];
+        cr_assert_eq(patron_utc_date_format(cases[i].day, d), 0);
+        cr_expect_str_eq(d, cases[i].date);
+        int64_t back = -1;
+        cr_assert_eq(patron_utc_date_parse(d, strlen(d), &back), 0, "%s", d);
+        cr_expect_eq(back, cases[i].day, "%s", d);
+    }
+    cr_expect_eq(patron_utc_day(-1), -1, "floor, not truncation");
+    cr_expect_eq(patron_utc_day(-PATRON_DAY_MS), -1);
+}
+
+Test(clock, utc_dates_round_trip_every_day)
+{
+    char d[PATRON_DATE_LEN + 1], prev[PATRON_DATE_LEN + 1] = "";
+    for (int64_t day = 0; day <= PATRON_DAY_MAX; day += 7) {
+        cr_assert_eq(patron_utc_date_format(day, d), 0);
+        int64_t back;
+        cr_assert_eq(patron_utc_date_parse(d, strlen(d), &back), 0, "%s", d);
+        cr_assert_eq(back, day, "%s", d);
+        cr_assert_gt(strcmp(d, prev), 0, "dates sort as days: %s after %s", d, prev);
+        memcpy(prev, d, sizeof(d));
+    }
+}
+
+Test(clock, utc_date_errors)
+{
+    char d[PATRON_DATE_LEN + 1];
+    cr_expect_eq(patron_utc_date_format(-1, d), PATRON_EINVAL);
+    cr_expect_str_eq(d, "");
+    cr_expect_eq(patron_utc_date_format(PATRON_DAY_MAX + 1, d), PATRON_EINVAL);
+    static const char *const bad[] = {
+        "",           "2011-1-01",  "2011-01-1",   "2011/01/01", "2011-13-01", "2011-00-10",
+        "2011-02-29", "2100-02-29", "2011-04-31",  "1969-12-31", "+011-01-01", "2011-01-01 ",
+        "20110101",   "2011-01-0x", "10000-01-01", "2011-01-00",
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(bad); i++) {
+        int64_t day = 42;
+        cr_expect_eq(patron_utc_date_parse(bad[i], strlen(bad[i]), &day), PATRON_EINVAL, "'%s'",
+                     bad[i]);
+        cr_expect_eq(day, 42, "untouched on '%s'", bad[i]);
+    }
+    int64_t day;
+    cr_expect_eq(patron_utc_date_parse("2012-02-29", 10, &day), 0, "a leap day");
+}

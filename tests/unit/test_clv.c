@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "patron/clock.h"
 #include "patron/clv.h"
+#include "patron/model_codec.h"
 #include "patron/optim.h"
 #include "patron/profile.h"
 #include "../support/leak_check.h"
@@ -438,4 +440,91 @@ Test(clv, nelder_mead)
     bad = o;
     bad.max_evals = 2;
     cr_expect_eq(patron_optim_nelder_mead(rosenbrock, NULL, x, 2, &bad, &f), PATRON_EINVAL);
+}
+
+/* ---- churn risk through time ------------------------------------------------------ */
+
+Test(clv, churn_crossing_table)
+{
+    struct patron_clv_model def, fitted;
+    patron_clv_model_default(&def);
+    char why[128];
+    cr_assert_eq(patron_clv_model_parse("0.39,29,0.22,1.24,2.08,4.42,59008.6;19691.5:0.72,44.9,"
+                                        "0.012,2.65",
+                                        &fitted, why, sizeof(why)),
+                 0, "%s", why);
+    const struct {
+        const char *name;
+        const struct patron_clv_model *m;
+        struct patron_clv_history h;
+        double horizon, threshold;
+        int64_t after;
+    } cases[] = {
+        {"one order, fitted, 0.7", &fitted, {1, NOW, NOW, 5000}, 90, 0.7, NOW},
+        {"one order, fitted, 0.9", &fitted, {1, NOW, NOW, 5000}, 90, 0.9, NOW},
+        {"repeat buyer, default", &def, {6, NOW - 200 * DAY, NOW, 60000}, 90, 0.7, NOW},
+        {"repeat buyer, high band", &fitted, {3, NOW - 60 * DAY, NOW, 3000000}, 90, 0.5, NOW},
+        {"one year horizon", &fitted, {4, NOW - 90 * DAY, NOW, 40000}, 365, 0.6, NOW},
+        {"asked from later on", &fitted, {2, NOW - 10 * DAY, NOW, 8000}, 90, 0.8, NOW + 5 * DAY},
+        {"first purchase unknown", &fitted, {2, 0, NOW, 8000}, 90, 0.8, NOW},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++) {
+        const struct patron_clv_model *m = cases[i].m;
+        const struct patron_clv_history *h = &cases[i].h;
+        double hz = cases[i].horizon, th = cases[i].threshold;
+        cr_assert_leq(patron_clv_churn_risk_at(m, h, hz, cases[i].after), th, "%s: below at first",
+                      cases[i].name);
+        int64_t c = patron_clv_churn_crossing(m, h, hz, th, cases[i].after);
+        cr_assert_gt(c, cases[i].after, "%s", cases[i].name);
+        cr_assert_lt(c, PATRON_TIME_MAX_MS, "%s", cases[i].name);
+        cr_expect_gt(patron_clv_churn_risk_at(m, h, hz, c), th, "%s: above at the crossing",
+                     cases[i].name);
+        cr_expect_leq(patron_clv_churn_risk_at(m, h, hz, c - 1), th, "%s: not a moment before",
+                      cases[i].name);
+        /* the profile's churn_risk is the same function */
+        struct patron_profile *p = calloc(1, sizeof(*p));
+        p->orders = h->orders;
+        p->first_purchase_ms = h->first_purchase_ms;
+        p->last_purchase_ms = h->last_purchase_ms;
+        p->net_spend_cents = h->net_spend_cents;
+        struct patron_clv_view v;
+        patron_clv_view_of(p, c, m, (int64_t)hz, &v);
+        cr_expect_eq(v.churn_risk, patron_clv_churn_risk_at(m, h, hz, c), "%s", cases[i].name);
+        free(p);
+    }
+}
+
+/* One order: P(alive) is 1 and the risk is ((alpha + T) / (alpha + T + h))^r, so the
+ * crossing of theta solves T = h q / (1 - q) - alpha with q = theta^(1/r). */
+Test(clv, churn_crossing_of_one_order_in_closed_form)
+{
+    struct patron_clv_model m;
+    patron_clv_model_default(&m);
+    m.bands[0].bgnbd.r = 0.39;
+    m.bands[0].bgnbd.alpha = 29.0;
+    const double thetas[] = {0.6, 0.7, 0.85, 0.95};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(thetas); i++) {
+        struct patron_clv_history h = {1, NOW, NOW, 1000};
+        double q = pow(thetas[i], 1 / 0.39);
+        double T = 90.0 * q / (1 - q) - 29.0;
+        int64_t c = patron_clv_churn_crossing(&m, &h, 90, thetas[i], NOW);
+        cr_expect(fabs((double)(c - NOW) - T * (double)DAY) < 2.0, "theta %.2f: %lld ms, want %.1f",
+                  thetas[i], (long long)(c - NOW), T * (double)DAY);
+    }
+}
+
+Test(clv, churn_crossing_edges)
+{
+    struct patron_clv_model m;
+    patron_clv_model_default(&m);
+    struct patron_clv_history none = {0, 0, 0, 0};
+    cr_expect_eq(patron_clv_churn_risk_at(&m, &none, 90, NOW), 1.0, "no purchase: risk 1");
+    cr_expect_eq(patron_clv_churn_crossing(&m, &none, 90, 0.5, NOW), INT64_MAX);
+    /* already above: the next millisecond */
+    struct patron_clv_history one = {1, NOW, NOW, 1000};
+    cr_expect_gt(patron_clv_churn_risk_at(&m, &one, 90, NOW), 0.7, "CDNOW: one order is at 0.79");
+    cr_expect_eq(patron_clv_churn_crossing(&m, &one, 90, 0.7, NOW), NOW + 1);
+    /* a threshold the risk never passes before the year 9999 */
+    cr_expect_eq(patron_clv_churn_crossing(&m, &one, 90, 1.0, NOW), INT64_MAX);
+    cr_expect_eq(patron_clv_churn_crossing(&m, &one, 90, 0.5, PATRON_TIME_MAX_MS), INT64_MAX);
 }

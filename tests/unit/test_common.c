@@ -77,3 +77,38 @@ Test(common, put_score_round_trip)
         prev_back = back;
     }
 }
+
+/* Cutting text to a byte budget keeps it UTF-8: a multi-byte character at
+ * the boundary goes whole or not at all, and an invalid byte ends it. */
+Test(common, utf8_prefix_table)
+{
+    static const struct {
+        const char *s;
+        size_t max, want;
+    } rows[] = {
+        {"abc", 3, 3},
+        {"abc", 2, 2},
+        {"abc", 0, 0},
+        {"a\xc3\xa9", 3, 3},           /* é fits */
+        {"a\xc3\xa9", 2, 1},           /* é (2 bytes) does not: cut before it */
+        {"ab\xe2\x82\xac", 4, 2},      /* € (3 bytes) cut before, not inside */
+        {"ab\xe2\x82\xac", 5, 5},      /* € fits exactly */
+        {"\xf0\x9f\x8e\x81x", 3, 0},   /* a 4-byte emoji first: nothing fits */
+        {"\xf0\x9f\x8e\x81x", 4, 4},   /* the emoji alone */
+        {"ok\xff rest", 10, 2},        /* an invalid byte ends the text */
+        {"ok\xc3", 10, 2},             /* a sequence cut short at the end */
+        {"ok\xed\xa0\x80", 10, 2},     /* a surrogate */
+        {"ok\xc0\x80", 10, 2},         /* an overlong NUL */
+        {"ok\xf4\x90\x80\x80", 10, 2}, /* past U+10FFFF */
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++)
+        cr_expect_eq(patron_utf8_prefix(rows[i].s, strlen(rows[i].s), rows[i].max), rows[i].want,
+                     "row %zu", i);
+    /* a 256-byte slot and a title of é's: 256 is even, so 128 of them; one
+     * byte less and the last é goes whole */
+    char title[600];
+    for (size_t i = 0; i < 300; i++)
+        memcpy(title + 2 * i, "\xc3\xa9", 2);
+    cr_expect_eq(patron_utf8_prefix(title, 600, 256), 256);
+    cr_expect_eq(patron_utf8_prefix(title, 600, 255), 254);
+}

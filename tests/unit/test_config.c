@@ -11,6 +11,16 @@ PATRON_LEAK_CHECKED_SUITE(config);
 
 #define ENV_MAX 8
 
+/* {model}:clusters as the API stores it: two clusters */
+#define CLUSTERS_JSON                                                                              \
+    "{\"version\":1,\"fitted_at_ms\":0,\"customers\":10,\"sample\":10,\"mean\":[1,1,5],"           \
+    "\"sd\":[1,0.5,2],\"k\":2,\"as_of_ms\":1323388800000,\"clusters\":["                           \
+    "{\"id\":0,\"label\":\"recent, frequent, high spend\",\"size\":4,\"centroid\":"                \
+    "{\"recency_days\":3,\"orders\":9,\"net_spend_cents\":90000},\"z\":[-1,1,1]},"                 \
+    "{\"id\":1,\"label\":\"lapsed, rare, low spend\",\"size\":6,\"centroid\":"                     \
+    "{\"recency_days\":200,\"orders\":1,\"net_spend_cents\":1500},\"z\":[1,-1,-1]}],"              \
+    "\"silhouette\":0.5}"
+
 /* A field of the configuration as text, so that one table can check any. */
 static void field_str(const struct patron_config *c, const char *field, char *out, size_t cap)
 {
@@ -55,6 +65,8 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("n_rdkafka_props", c->n_rdkafka_props);
     I("batch_max", c->batch_max);
     I("inflight_batches", c->inflight_batches);
+    I("batch_max_bytes", c->batch_max_bytes);
+    I("inflight_max_bytes", c->inflight_max_bytes);
     I("graph_history", c->graph_history);
     I("graph_topk", c->graph_topk);
     I("reco_cache_items", c->reco_cache_items);
@@ -72,6 +84,9 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("dashboard_refresh_ms", c->dashboard_refresh_ms);
     I("has_clv_override", c->has_clv_override);
     I("clv_override.n_bands", c->clv_override.n_bands);
+    I("has_clusters_override", c->has_clusters_override);
+    I("clusters_override.k", c->clusters_override.k);
+    S("clusters_override.c[1].label", c->clusters_override.c[1].label);
 #undef S
 #undef I
 #undef L4
@@ -120,6 +135,8 @@ static const struct env_case CASES[] = {
     OK("n_rdkafka_props", "0", NULL),
     OK("batch_max", "5000", NULL),
     OK("inflight_batches", "16", NULL),
+    OK("batch_max_bytes", "16777216", NULL),
+    OK("inflight_max_bytes", "67108864", NULL),
     OK("graph_history", "8", NULL),
     OK("graph_topk", "50", NULL),
     OK("reco_cache_items", "65536", NULL),
@@ -136,6 +153,7 @@ static const struct env_case CASES[] = {
     OK("clusters_k", "0", NULL),
     OK("dashboard_refresh_ms", "30000", NULL),
     OK("has_clv_override", "0", NULL),
+    OK("has_clusters_override", "0", NULL),
 
     /* overrides */
     OK("kafka_brokers", "k1:9092,k2:9092", "PATRON_KAFKA_BROKERS=k1:9092,k2:9092"),
@@ -178,6 +196,9 @@ static const struct env_case CASES[] = {
     OK("batch_max", "1", "PATRON_BATCH_MAX=1"),
     OK("batch_max", "100000", "PATRON_BATCH_MAX=100000"),
     OK("inflight_batches", "64", "PATRON_INFLIGHT_BATCHES=64"),
+    OK("batch_max_bytes", "1048576", "PATRON_BATCH_MAX_BYTES=1048576"),
+    OK("batch_max_bytes", "1073741824", "PATRON_BATCH_MAX_BYTES=1073741824"),
+    OK("inflight_max_bytes", "4294967296", "PATRON_INFLIGHT_MAX_BYTES=4294967296"),
     OK("graph_history", "0", "PATRON_GRAPH_HISTORY=0"),
     OK("graph_topk", "1000", "PATRON_GRAPH_TOPK=1000"),
     OK("reco_cache_items", "1024", "PATRON_RECO_CACHE_ITEMS=1024"),
@@ -196,6 +217,10 @@ static const struct env_case CASES[] = {
     OK("dashboard_refresh_ms", "1000", "PATRON_DASHBOARD_REFRESH_MS=1000"),
     OK("has_clv_override", "1", "PATRON_CLV_MODEL=0.6,40,0.05,1.6,2,3.5,40000"),
     OK("clv_override.n_bands", "2", "PATRON_CLV_MODEL=0.6,40,0.05,1.6,2,3.5,40000;20000:1,50,1,9"),
+    OK("has_clusters_override", "1", "PATRON_CLUSTERS_MODEL=" CLUSTERS_JSON),
+    OK("clusters_override.k", "2", "PATRON_CLUSTERS_MODEL=" CLUSTERS_JSON),
+    OK("clusters_override.c[1].label", "lapsed, rare, low spend",
+       "PATRON_CLUSTERS_MODEL=" CLUSTERS_JSON),
     /* empty counts as unset */
     OK("kafka_brokers", "127.0.0.1:9092", "PATRON_KAFKA_BROKERS="),
     OK("redis_timeout_ms", "5000", "PATRON_REDIS_TIMEOUT_MS="),
@@ -246,6 +271,10 @@ static const struct env_case CASES[] = {
     BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=1e3"),
     BAD("PATRON_BATCH_MAX", "PATRON_BATCH_MAX=99999999999999999999999"),
     BAD("PATRON_INFLIGHT_BATCHES", "PATRON_INFLIGHT_BATCHES=65"),
+    BAD("PATRON_BATCH_MAX_BYTES", "PATRON_BATCH_MAX_BYTES=1048575"),
+    BAD("PATRON_BATCH_MAX_BYTES", "PATRON_BATCH_MAX_BYTES=1073741825"),
+    BAD("PATRON_BATCH_MAX_BYTES", "PATRON_BATCH_MAX_BYTES=16M"),
+    BAD("PATRON_INFLIGHT_MAX_BYTES", "PATRON_INFLIGHT_MAX_BYTES=4294967297"),
     BAD("PATRON_GRAPH_HISTORY", "PATRON_GRAPH_HISTORY=-1"),
     BAD("PATRON_GRAPH_TOPK", "PATRON_GRAPH_TOPK=0"),
     BAD("PATRON_RECO_CACHE_ITEMS", "PATRON_RECO_CACHE_ITEMS=1023"),
@@ -274,6 +303,8 @@ static const struct env_case CASES[] = {
     BAD("PATRON_CLUSTERS_K", "PATRON_CLUSTERS_K=17"),
     BAD("PATRON_DASHBOARD_REFRESH_MS", "PATRON_DASHBOARD_REFRESH_MS=999"),
     BAD("PATRON_CLV_MODEL", "PATRON_CLV_MODEL=1,2,3"),
+    BAD("PATRON_CLUSTERS_MODEL", "PATRON_CLUSTERS_MODEL={\"k\":2}"),
+    BAD("PATRON_CLUSTERS_MODEL", "PATRON_CLUSTERS_MODEL=3"),
     BAD("PATRON_CLV_MODEL", "PATRON_CLV_MODEL=1,2,3,4,5,6,-7"),
     /* a token set but empty or short fails closed; unset is allowed (above) */
     BAD("PATRON_API_TOKEN", "PATRON_API_TOKEN="),

@@ -4,6 +4,7 @@
 
 #include "fixture_events.h"
 #include "patron/event_check.h"
+#include "patron/event_wire.h"
 #include "../support/leak_check.h"
 
 PATRON_LEAK_CHECKED_SUITE(event_check);
@@ -115,6 +116,8 @@ enum mutation {
     M_CART_REMOVE_ITEM,
     M_ORDER_ID,
     M_NULL_SUBMESSAGE,
+    M_ANONYMOUS_ID,
+    M_CURRENCY,
 };
 
 /* One row per rejection reason: a base event, one mutation, the reason. */
@@ -188,6 +191,11 @@ static const struct {
     {M_CART_ADD_NO_LINE, NULL, 0, "missing line"},
     {M_CART_REMOVE_ITEM, "", 0, "missing item_id"},
     {M_ORDER_ID, LONG_ID, 0, "order_id too long"},
+    {M_ORDER_ID, "o\x1b", 0, "order_id has invalid bytes"},
+    {M_ANONYMOUS_ID, LONG_ID, 0, "anonymous_id too long"},
+    {M_ANONYMOUS_ID, "a\x80", 0, "anonymous_id has invalid bytes"},
+    {M_CURRENCY, LONG_ID, 0, "currency too long"},
+    {M_CURRENCY, "EU\x7f\xfe", 0, "currency has invalid bytes"},
 };
 
 static Patron__V1__Event *mutate(struct fx_event *f, size_t row)
@@ -273,6 +281,12 @@ static Patron__V1__Event *mutate(struct fx_event *f, size_t row)
         break;
     case M_ORDER_ID:
         f->purchase.order_id = (char *)s;
+        break;
+    case M_ANONYMOUS_ID:
+        ev->anonymous_id = (char *)s;
+        break;
+    case M_CURRENCY:
+        f->purchase.currency = (char *)s;
         break;
     }
     return ev;

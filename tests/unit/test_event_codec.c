@@ -1,6 +1,8 @@
 /* patron_event_unpack against its oracle, protobuf-c 1.4.1's
- * patron__v1__event__unpack (fixture_event_codec.h): hand-written edge cases
- * must get the same verdict and, when accepted, the same struct; then the
+ * patron__v1__event__unpack followed by the decoder's limits (a string over
+ * its length or holding a NUL, over 1,000 lines: fixture_event_codec.h):
+ * hand-written edge cases must get the same verdict and, when accepted, the
+ * same struct; then the
  * values they decode to, order, allocation failures, bad arguments and
  * garbage. Random valid events and their mutations are in
  * test_event_codec_fuzz.c. */
@@ -283,16 +285,49 @@ static const struct wire_row wire_rows[] = {
     ROW("every member, the last wins",
         "\x52\x00\x5a\x00\x62\x00\x6a\x00\x72\x00\x7a\x00\x82\x01\x00\x8a\x01\x00\x92\x01\x00",
         true),
+    /* limits: protobuf-c accepts, the contract does not */
     ROW("event_id with a NUL",
         "\x0a\x04"
         "a\0bc",
-        true),
-    ROW("event_id NUL first", "\x0a\x02\0c", true),
+        false),
+    ROW("event_id NUL first", "\x0a\x02\0c", false),
     ROW("item_id with a NUL, merged",
         "\x5a\x0c\x0a\x06\x0a\x04"
         "a\0bc"
         "\x0a\x02\x20\x01",
+        false),
+    ROW("item_id with a NUL, replaced by a later one: only the winner counts",
+        "\x5a\x0c\x0a\x06\x0a\x04"
+        "a\0bc"
+        "\x0a\x02\x20\x01"
+        "\x5a\x04\x0a\x02\x0a\x00",
         true),
+    ROW("view replaced by another kind: its NUL is never copied",
+        "\x52\x03\x0a\x01\0"
+        "\x92\x01\x00",
+        true),
+    ROW("customer_id of 65 bytes",
+        "\x12\x41"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        false),
+    ROW("customer_id of 64 bytes",
+        "\x12\x40"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        true),
+    ROW("a replaced customer_id of 65 bytes is never copied",
+        "\x12\x41"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "\x12\x01"
+        "c",
+        true),
+    ROW("birthday of 6 bytes",
+        "\x82\x01\x08\x0a\x06"
+        "01-02x",
+        false),
+    ROW("identify.anonymous_id with a NUL",
+        "\x9a\x01\x04\x0a\x02"
+        "a\0",
+        false),
     ROW("event_id last wins",
         "\x0a\x01"
         "a"
@@ -343,10 +378,22 @@ Test(event_codec, values_of_the_edge_cases)
     cr_expect_neq(e->event_id, protobuf_c_empty_string, "present empty: a copy");
     cr_expect_str_eq(e->event_id, "");
 
-    e = UNPACK(&a, "\x0a\x04"
-                   "a\0bc");
-    cr_assert_not_null(e);
-    cr_expect_eq(memcmp(e->event_id, "a\0bc", 5), 0);
+    /* an id holding a NUL would read as another id: refused, with why */
+    ProtobufCAllocator alloc = {
+        .alloc = tarena_alloc, .free = tarena_free_one, .allocator_data = &a};
+    const char *why = NULL;
+    cr_expect_null(patron_event_unpack_why(&alloc,
+                                           (const uint8_t *)"\x0a\x04"
+                                                            "a\0bc",
+                                           6, &why));
+    cr_expect_str_eq(why, "event_id has invalid bytes");
+    cr_expect_null(patron_event_unpack_why(&alloc, (const uint8_t *)"\x0a\x01", 2, &why));
+    cr_expect_str_eq(why, "decode: not a patron.v1.Event");
+    cr_expect_not_null(patron_event_unpack_why(&alloc,
+                                               (const uint8_t *)"\x0a\x01"
+                                                                "x",
+                                               3, &why));
+    cr_expect_null(why);
 
     e = UNPACK(&a, "\x52\x06\x0a\x01"
                    "a"

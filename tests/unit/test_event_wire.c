@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../support/leak_check.h"
+#include "patron/catalog.h"
 #include "patron/event_wire.h"
 
 PATRON_LEAK_CHECKED_SUITE(wire);
@@ -336,5 +337,74 @@ Test(wire, item_updates_in_every_encoding)
     cr_expect_null(
         patron_item_update_decode_wire(&alloc, (const uint8_t *)"{\"priceCents\":\"x\"}", 18, why));
     cr_expect(strstr(why, "price_cents") != NULL, "%s", why);
+    pool_clear(&pool);
+}
+
+static void put_varint(uint8_t **p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *(*p)++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *(*p)++ = (uint8_t)v;
+}
+
+/* The catalog contract (catalog.h), table-driven, through every check: ids
+ * and categories as events' (UTF-8 without control bytes, 1..64 bytes),
+ * titles UTF-8 without control bytes up to 512, and no string holding a
+ * NUL (protobuf-c would copy it, and "item\0x" would be the item "item"). */
+Test(wire, catalog_limits_table)
+{
+    static char long_title[PATRON_TITLE_MAX + 2];
+    memset(long_title, 't', PATRON_TITLE_MAX + 1);
+    static const struct {
+        const char *item, *category, *title;
+        size_t item_len; /* 0: strlen */
+        int64_t price;
+        const char *reason; /* NULL: accepted */
+    } rows[] = {
+        {"i1", "home", "A title \xe2\x9c\x93", 0, 1, NULL},
+        {"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "", "", 0, 0, NULL},
+        {"", "", "", 0, 0, "missing or invalid item_id"},
+        {"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "", "", 0, 0,
+         "missing or invalid item_id"},
+        {"i\x01", "", "", 0, 0, "missing or invalid item_id"},
+        {"i\xff", "", "", 0, 0, "missing or invalid item_id"},
+        {"i\0x", "", "", 3, 0, "item_id has invalid bytes"},
+        {"i", "c\xc0\x80", "", 0, 0, "invalid category"},
+        {"i", "", "bad \xed\xa0\x80", 0, 0, "invalid title"},
+        {"i", "", "line\nbreak", 0, 0, "invalid title"},
+        {"i", "", long_title, 0, 0, "title too long"},
+        {"i", "", "", 0, -1, "negative price"},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++) {
+        uint8_t buf[1024], *p = buf;
+        size_t ilen = rows[i].item_len ? rows[i].item_len : strlen(rows[i].item);
+        const char *strs[3] = {rows[i].item, rows[i].category, rows[i].title};
+        size_t lens[3] = {ilen, strlen(rows[i].category), strlen(rows[i].title)};
+        uint8_t tags[3] = {0x0a, 0x12, 0x2a};
+        for (size_t k = 0; k < 3; k++) {
+            if (!lens[k])
+                continue;
+            *p++ = tags[k];
+            put_varint(&p, lens[k]);
+            memcpy(p, strs[k], lens[k]);
+            p += lens[k];
+        }
+        if (rows[i].price) {
+            *p++ = 0x18;
+            put_varint(&p, (uint64_t)rows[i].price);
+        }
+        Patron__V1__ItemUpdate *u = NULL;
+        char why[PATRON_WIRE_REASON_MAX] = "";
+        int rc = patron_item_update_decode(&alloc, buf, (size_t)(p - buf), &u, why);
+        if (!rows[i].reason) {
+            cr_expect_eq(rc, 0, "row %zu: %s", i, why);
+            cr_expect_not_null(u, "row %zu", i);
+        } else {
+            cr_expect_neq(rc, 0, "row %zu", i);
+            cr_expect_str_eq(why, rows[i].reason, "row %zu", i);
+        }
+    }
     pool_clear(&pool);
 }

@@ -119,6 +119,16 @@ Test(hash_slot, patron_keys_share_slots)
     cr_assert_gt(patron_key_item(a, sizeof a, "85123A", 6), 0);
     cr_assert_gt(patron_key_item_cooc(b, sizeof b, "85123A", 6), 0);
     cr_expect_eq(slot_of(a), slot_of(b), "%s vs %s", a, b);
+    /* a trigger partition's daily counters, with its other keys */
+    cr_assert_gt(patron_key_trigger(a, sizeof a, 7, "stats"), 0);
+    cr_assert_gt(patron_key_trigger_daily(b, sizeof b, 7, 15317), 0);
+    cr_expect_str_eq(b, "{tp:7}:daily:2011-12-09");
+    cr_expect_eq(slot_of(a), slot_of(b), "%s vs %s", a, b);
+    cr_assert_gt(patron_key_trigger(b, sizeof b, 7, "daily"), 0);
+    cr_expect_eq(slot_of(a), slot_of(b), "%s vs %s", a, b);
+    cr_expect_eq(patron_key_trigger_daily(b, sizeof b, 7, -1), PATRON_EINVAL);
+    cr_expect_eq(patron_key_trigger_daily(b, 12, 7, 15317), PATRON_ETOOBIG);
+    cr_expect_eq(slot_of(PATRON_KEY_DASHBOARD_HISTORY), slot_of(PATRON_KEY_DASHBOARD_LEASE));
 }
 
 /* Garbage: binary keys with NUL bytes and braces, every slot in range, the

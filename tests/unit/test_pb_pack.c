@@ -202,6 +202,7 @@ Test(pb_pack, profile_update)
     u.consent_granted = 1;
     u.partition = 15;
     u.offset = 1LL << 40;
+    u.first_purchase_ms = 1291192000000;
     u.anonymous_id = "cookie-7";
     same_update(&u, "every field");
     u.partition = -1;

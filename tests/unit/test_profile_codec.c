@@ -544,10 +544,14 @@ static const struct wire_row wire_rows[] = {
         CID "\x0a\x01"
             "d",
         0, .customer_id = "d"),
-    ROW("customer_id cut at a NUL",
+    ROW("customer_id holding a NUL: refused, never cut to another id",
         "\x0a\x04"
         "c\0xy",
-        0, .customer_id = "c"),
+        PATRON_EINVAL),
+    ROW("customer_id holding a NUL, replaced by a later one",
+        "\x0a\x04"
+        "c\0xy" CID,
+        0),
     ROW("customer_id NUL first", "\x0a\x02\0c", PATRON_EINVAL),
     ROW("customer_id too long, then fine",
         "\x0a\x41"
@@ -558,6 +562,9 @@ static const struct wire_row wire_rows[] = {
             "12345678901234567890123456789012345678901234567890123456789012345",
         PATRON_EINVAL),
     ROW("viewed NUL first", CID "\x5a\x02\0v", PATRON_EINVAL),
+    ROW("viewed NUL last", CID "\x5a\x02v\0", PATRON_EINVAL),
+    ROW("category holding a NUL", CID "\x52\x0d\x0a\x02k\0\x11\x00\x00\x00\x00\x00\x00\xf0\x3f",
+        PATRON_EINVAL),
     ROW("viewed as invalid UTF-8", CID "\x5a\x01\xc3", PATRON_EINVAL),
     ROW("source twice: the later replaces", CID "\xb2\x01\x04\x08\x05\x10\x07\xb2\x01\x02\x08\x09",
         0, .source_partition = 9),

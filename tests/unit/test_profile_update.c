@@ -21,6 +21,7 @@ static const struct patron_profile *a_profile(void)
     profile.net_spend_cents = -1250;
     profile.points = 4321;
     profile.last_purchase_ms = FX_T0 - FX_DAY;
+    profile.first_purchase_ms = FX_T0 - 40 * FX_DAY;
     profile.consent_sms = true;
     profile.consent_push = false;
     profile.consent_email = true;
@@ -174,6 +175,7 @@ Test(profile_update, every_field_for_each_kind)
         cr_expect_eq(u->net_spend_cents, -1250, "%s", tc->name);
         cr_expect_eq(u->points, 4321, "%s", tc->name);
         cr_expect_eq(u->last_purchase_ms, FX_T0 - FX_DAY, "%s", tc->name);
+        cr_expect_eq(u->first_purchase_ms, FX_T0 - 40 * FX_DAY, "%s", tc->name);
         cr_expect(u->consent_sms && !u->consent_push && u->consent_email, "%s", tc->name);
         cr_expect_str_eq(u->time_zone, "Europe/Paris", "%s", tc->name);
         cr_expect_str_eq(u->locale, "fr-FR", "%s", tc->name);
@@ -183,6 +185,22 @@ Test(profile_update, every_field_for_each_kind)
         cr_expect_eq(u->partition, 11, "%s", tc->name);
         cr_expect_eq(u->offset, 123456789012 + (int64_t)i, "%s", tc->name);
         cr_expect_eq(patron__v1__profile_update__get_packed_size(u), len, "%s: length", tc->name);
+        cr_expect_not(u->fanout, "%s", tc->name);
+        /* the erasure's fan-out copy for the other partitions: the same
+         * update, flagged, and the bytes protobuf-c packs for it */
+        uint8_t copy[4096 + PATRON_UPDATE_FANOUT_EXTRA], want[4096 + PATRON_UPDATE_FANOUT_EXTRA];
+        size_t clen = patron_profile_update_fanout(buf, len, copy);
+        cr_expect_eq(clen, len + PATRON_UPDATE_FANOUT_EXTRA);
+        u->fanout = true;
+        cr_assert_eq(patron__v1__profile_update__get_packed_size(u), clen, "%s", tc->name);
+        cr_assert_eq(patron__v1__profile_update__pack(u, want), clen);
+        cr_expect(memcmp(copy, want, clen) == 0, "%s: copy bytes", tc->name);
+        patron__v1__profile_update__free_unpacked(u, NULL);
+        u = patron__v1__profile_update__unpack(NULL, clen, copy);
+        cr_assert_not_null(u, "%s: the copy does not decode", tc->name);
+        cr_expect(u->fanout);
+        cr_expect_str_eq(u->event_id, ev->event_id, "%s", tc->name);
+        cr_expect_eq(u->partition, 11, "%s", tc->name);
         patron__v1__profile_update__free_unpacked(u, NULL);
     }
 }

@@ -1,7 +1,7 @@
 /*
  * Patron's dashboard: reads the API's JSON every 5 s and draws it.
  *
- * No framework and no network beyond the three endpoints below. Every number
+ * No framework and no network beyond the API's endpoints. Every number
  * a test checks is an element with data-testid="<what>-<campaign>[-<variant>]"
  * (or "<what>-<name>"), its text formatted for people and its data-value the
  * JSON value as the API gave it. Data is always put in with textContent or
@@ -286,6 +286,200 @@
     document.getElementById('reco-empty').hidden = rows.length > 0;
   }
 
+  // ---- campaigns by day -------------------------------------------------------
+
+  const DAILY_DAYS = [30, 90, 365];
+  let dailyDays = 90;
+
+  function dailyPath() {
+    return '/v1/campaigns/daily?days=' + dailyDays;
+  }
+
+  // A point a test reads: its testid and data-value, and a <title> whose text
+  // starts with the value formatted for people.
+  function plotted(tag, attrs, testid, value, text) {
+    const e = svg(tag, Object.assign({ 'data-testid': testid, 'data-value': String(value) }, attrs));
+    e.append(svg('title', {}, text));
+    return e;
+  }
+
+  // Sent and converted as bars, revenue as a line on its own scale.
+  function dailyChart(c) {
+    const n = c.days.length, w = 640, h = 130, top = 14, bottom = 18, left = 34, right = 56;
+    const plotH = h - top - bottom, step = (w - left - right) / Math.max(n, 1);
+    const maxN = Math.max(1, ...c.days.map((d) => d.sent));
+    const maxR = Math.max(1, ...c.days.map((d) => d.revenue_cents));
+    const y = (v) => top + plotH - (plotH * v) / maxN;
+    const yr = (v) => top + plotH - (plotH * v) / maxR;
+    const s = svg('svg', { class: 'daily', viewBox: `0 0 ${w} ${h}`, role: 'img',
+      'aria-label': c.campaign_id + ' by day' });
+    s.append(svg('line', { class: 'axis', x1: left, x2: w - right, y1: top + plotH, y2: top + plotH }));
+    s.append(svg('text', { class: 'tick', x: left - 4, y: top + 4, 'text-anchor': 'end' }, fmtInt(maxN)));
+    s.append(svg('text', { class: 'tick', x: left - 4, y: top + plotH, 'text-anchor': 'end' }, '0'));
+    s.append(svg('text', { class: 'tick rev', x: w - right + 4, y: top + 4 }, fmtMoney(maxR)));
+    s.append(svg('text', { class: 'tick', x: left, y: h - 4 }, c.days[0].day));
+    s.append(svg('text', { class: 'tick', x: w - right, y: h - 4, 'text-anchor': 'end' }, c.days[n - 1].day));
+    const bw = Math.max(0.6, step * 0.8);
+    let path = '';
+    c.days.forEach((d, i) => {
+      const x = left + i * step + (step - bw) / 2;
+      s.append(plotted('rect', { class: 'sent', x: x, y: y(d.sent), width: bw, height: top + plotH - y(d.sent) },
+        'daily-sent-' + c.campaign_id + '-' + d.day, d.sent, fmtInt(d.sent) + ' sent on ' + d.day));
+      s.append(plotted('rect', { class: 'converted', x: x + bw * 0.25, y: y(d.conversions), width: bw * 0.5,
+        height: top + plotH - y(d.conversions) },
+      'daily-conversions-' + c.campaign_id + '-' + d.day, d.conversions,
+      fmtInt(d.conversions) + ' converted on ' + d.day));
+      const cx = left + (i + 0.5) * step, cy = yr(d.revenue_cents);
+      path += (i ? ' L' : 'M') + cx.toFixed(1) + ' ' + cy.toFixed(1);
+    });
+    s.append(svg('path', { class: 'revline', d: path }));
+    c.days.forEach((d, i) => {
+      s.append(plotted('circle', { class: 'rev', cx: left + (i + 0.5) * step, cy: yr(d.revenue_cents), r: 1.6 },
+        'daily-revenue-' + c.campaign_id + '-' + d.day, d.revenue_cents,
+        fmtMoney(d.revenue_cents) + ' revenue on ' + d.day));
+    });
+    return s;
+  }
+
+  function renderDaily(daily) {
+    setNum(document.querySelector('[data-testid="daily-from"]'), daily.from, daily.from);
+    setNum(document.querySelector('[data-testid="daily-to"]'), daily.to, daily.to);
+    document.getElementById('daily').replaceChildren(...daily.campaigns.map((c) =>
+      el('figure', { class: 'multiple', 'data-campaign': c.campaign_id }, [
+        el('figcaption', { class: 'cid', text: c.campaign_id }), dailyChart(c)])));
+    document.getElementById('daily-empty').hidden = daily.campaigns.length > 0;
+  }
+
+  function watchDailyDays(onChange) {
+    const sel = document.getElementById('daily-days');
+    if (sel.dataset.bound) return;
+    sel.dataset.bound = '1';
+    sel.addEventListener('change', () => {
+      const v = Number(sel.value);
+      if (DAILY_DAYS.includes(v)) {
+        dailyDays = v;
+        onChange();
+      }
+    });
+  }
+
+  // ---- clusters --------------------------------------------------------------
+
+  // GET /v1/segments/clusters answers 503 until the first fit: shown as none.
+  async function getClusters() {
+    try {
+      return await getJSON('/v1/segments/clusters');
+    } catch (e) {
+      if (/HTTP 503$/.test(e.message)) return null;
+      throw e;
+    }
+  }
+
+  function renderClusters(cl) {
+    const k = document.querySelector('[data-testid="clusters-k"]');
+    const asOf = document.querySelector('[data-testid="clusters-as-of"]');
+    const sil = document.querySelector('[data-testid="clusters-silhouette"]');
+    const list = cl ? cl.clusters : [];
+    if (cl) {
+      setNum(k, cl.k, fmtInt(cl.k));
+      setNum(asOf, cl.as_of_ms, fmtTime(cl.as_of_ms));
+      setNum(sil, cl.silhouette, cl.silhouette === null ? '–' : cl.silhouette.toFixed(2));
+    } else {
+      for (const e of [k, asOf, sil]) { delete e.dataset.value; e.textContent = '–'; }
+    }
+    const max = Math.max(1, ...list.map((c) => c.size));
+    const oneDec = (v) => v.toFixed(1);
+    document.getElementById('clusters').replaceChildren(...list.map((c) => el('tr', {}, [
+      el('td', { class: 'rank' }, [el('i', { class: 'sw k' + (c.id % 8) })]),
+      el('td', {}, [num('cluster-label-' + c.id, c.label, c.label, 'label')]),
+      el('td', { class: 'count' }, [bar([[c.size, 'kbar k' + (c.id % 8)]], max),
+        num('cluster-size-' + c.id, c.size, fmtInt(c.size))]),
+      el('td', { class: 'r' }, [num('cluster-recency-' + c.id, c.centroid.recency_days,
+        oneDec(c.centroid.recency_days))]),
+      el('td', { class: 'r' }, [num('cluster-orders-' + c.id, c.centroid.orders, oneDec(c.centroid.orders))]),
+      el('td', { class: 'r' }, [num('cluster-spend-' + c.id, c.centroid.net_spend_cents,
+        fmtMoney(c.centroid.net_spend_cents))]),
+    ])));
+    document.getElementById('clusters-empty').hidden = list.length > 0;
+  }
+
+  // ---- customers over time ---------------------------------------------------
+
+  // One line per series over the recorded days, a point per value.
+  function historyChart(days, series, what) {
+    const w = 680, h = 170, top = 10, bottom = 18, left = 44, right = 200;
+    const plotH = h - top - bottom, n = days.length;
+    const x = (i) => left + (n > 1 ? ((w - left - right) * i) / (n - 1) : (w - left - right) / 2);
+    const max = Math.max(1, ...series.flatMap((sr) => sr.values.filter((v) => v !== null)));
+    const y = (v) => top + plotH - (plotH * v) / max;
+    const s = svg('svg', { class: 'history', viewBox: `0 0 ${w} ${h}`, role: 'img',
+      'aria-label': what + ' over time' });
+    s.append(svg('line', { class: 'axis', x1: left, x2: w - right, y1: top + plotH, y2: top + plotH }));
+    s.append(svg('text', { class: 'tick', x: left - 4, y: top + 4, 'text-anchor': 'end' }, fmtInt(max)));
+    s.append(svg('text', { class: 'tick', x: left - 4, y: top + plotH, 'text-anchor': 'end' }, '0'));
+    s.append(svg('text', { class: 'tick', x: left, y: h - 4 }, days[0].day));
+    if (n > 1) s.append(svg('text', { class: 'tick', x: w - right, y: h - 4, 'text-anchor': 'end' }, days[n - 1].day));
+    series.forEach((sr, k) => {
+      let path = '';
+      sr.values.forEach((v, i) => {
+        if (v === null) return;
+        path += (path ? ' L' : 'M') + x(i).toFixed(1) + ' ' + y(v).toFixed(1);
+      });
+      s.append(svg('path', { class: 'hline ' + sr.cls, d: path }));
+      sr.values.forEach((v, i) => {
+        if (v === null) return;
+        s.append(plotted('circle', { class: 'hpt ' + sr.cls, cx: x(i), cy: y(v), r: 2.2 },
+          'history-' + what + '-' + sr.key + '-' + days[i].day, v,
+          fmtInt(v) + ' ' + sr.label + ' on ' + days[i].day));
+      });
+      s.append(svg('text', { class: 'lbl ' + sr.cls, x: w - right + 8, y: top + 10 + k * 15 }, sr.label));
+    });
+    return s;
+  }
+
+  function renderHistory(hist) {
+    const days = hist.days;
+    const boxes = ['segments', 'tiers', 'clusters'].map((b) => document.getElementById('history-' + b));
+    document.getElementById('history-empty').hidden = days.length > 0;
+    if (!days.length) {
+      boxes.forEach((b) => b.replaceChildren());
+      return;
+    }
+    const names = (key) => Object.keys(days[days.length - 1][key]);
+    const segs = SEGMENTS.filter((sg) => names('segments').includes(sg));
+    boxes[0].replaceChildren(historyChart(days, segs.map((sg, i) => ({
+      key: sg, label: sg.replace('_', ' '), cls: 'k' + i, values: days.map((d) => d.segments[sg]),
+    })), 'segment'));
+    const tiers = TIERS.filter((t) => names('tiers').includes(t));
+    boxes[1].replaceChildren(historyChart(days, tiers.map((t) => ({
+      key: t, label: t, cls: 'tier-' + t, values: days.map((d) => d.tiers[t]),
+    })), 'tier'));
+    // clusters by id; a day without that id (another fit) has no point
+    const ids = [...new Set(days.flatMap((d) => d.clusters.map((c) => c.id)))].sort((a, b) => a - b);
+    const label = (id) => {
+      for (let i = days.length - 1; i >= 0; i--) {
+        const c = days[i].clusters.find((x) => x.id === id);
+        if (c) return id + ' ' + c.label;
+      }
+      return String(id);
+    };
+    boxes[2].replaceChildren(ids.length ? historyChart(days, ids.map((id) => ({
+      key: String(id), label: label(id), cls: 'k' + (id % 8),
+      values: days.map((d) => { const c = d.clusters.find((x) => x.id === id); return c ? c.size : null; }),
+    })), 'cluster') : el('p', { class: 'empty', text: 'No clusters fitted on these days.' }));
+  }
+
+  // What the time panels need, fetched beside the rest.
+  function loadInsights() {
+    return Promise.all([getJSON(dailyPath()), getJSON('/v1/dashboard/history'), getClusters()]);
+  }
+
+  function renderInsights([daily, hist, clusters]) {
+    renderDaily(daily);
+    renderHistory(hist);
+    renderClusters(clusters);
+  }
+
   // ---- refresh ---------------------------------------------------------------
 
   async function getJSON(path) {
@@ -297,14 +491,16 @@
   async function refresh() {
     const status = document.getElementById('status');
     try {
-      const [stats, customers, reco] = await Promise.all([
+      const [stats, customers, reco, insights] = await Promise.all([
         getJSON('/v1/campaigns/stats'),
         getJSON('/v1/dashboard/customers'),
         getJSON('/v1/dashboard/recommended?limit=20'),
+        loadInsights(),
       ]);
       renderCampaigns(stats);
       renderCustomers(customers);
       renderRecommended(reco);
+      renderInsights(insights);
       status.dataset.state = 'ok';
       status.dataset.refreshes = String(Number(status.dataset.refreshes || 0) + 1);
       status.textContent = 'updated ' + new Date().toLocaleTimeString('en-GB');
@@ -317,5 +513,6 @@
     }
   }
 
+  watchDailyDays(() => loadInsights().then(renderInsights).catch(() => {}));
   refresh();
 })();

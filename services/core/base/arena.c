@@ -25,6 +25,7 @@ void patron_arena_init(struct patron_arena *a, struct patron_arena_spares *spare
 {
     a->head = NULL;
     a->spares = spares;
+    a->bytes = 0;
 }
 
 void *patron_arena_alloc_chunk(struct patron_arena *a, size_t n)
@@ -41,6 +42,7 @@ void *patron_arena_alloc_chunk(struct patron_arena *a, size_t n)
         c->cap = cap;
     }
     c->used = n;
+    a->bytes += c->cap;
     if (a->head && n > PATRON_ARENA_CHUNK / 2) {
         c->next = a->head->next; /* a big one-off: the head keeps its room */
         a->head->next = c;
@@ -74,4 +76,5 @@ void patron_arena_free(struct patron_arena *a)
         }
     }
     a->head = NULL;
+    a->bytes = 0;
 }

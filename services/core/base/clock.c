@@ -49,6 +49,79 @@ int64_t patron_monotonic_ms(void)
     return read_ms(CLOCK_MONOTONIC);
 }
 
+/* ---- UTC days ---------------------------------------------------------------- */
+
+int64_t patron_utc_day(int64_t ms)
+{
+    int64_t d = ms / PATRON_DAY_MS;
+    return ms % PATRON_DAY_MS < 0 ? d - 1 : d;
+}
+
+static bool leap(int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int month_days(int64_t y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && leap(y) ? 29 : days[m - 1];
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date, counted in 400-year
+ * cycles of 146,097 days from 0000-03-01 (so that the leap day ends a year). */
+static int64_t days_of(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t cycle = y / 400; /* y >= 0 here: years 1970..9999 */
+    int64_t yoc = y - cycle * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doc = yoc * 365 + yoc / 4 - yoc / 100 + doy;
+    return cycle * 146097 + doc - 719468;
+}
+
+int patron_utc_date_format(int64_t day, char dst[PATRON_DATE_LEN + 1])
+{
+    dst[0] = 0;
+    if (day < 0 || day > PATRON_DAY_MAX)
+        return PATRON_EINVAL;
+    /* the inverse of days_of */
+    int64_t z = day + 719468;
+    int64_t cycle = z / 146097, doc = z - cycle * 146097;
+    int64_t yoc = (doc - doc / 1460 + doc / 36524 - doc / 146096) / 365;
+    int64_t doy = doc - (365 * yoc + yoc / 4 - yoc / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    int64_t y = yoc + cycle * 400 + (m <= 2);
+    const int v[3] = {(int)y, m, d}, at[3] = {0, 5, 8}, n[3] = {4, 2, 2};
+    for (int f = 0; f < 3; f++)
+        for (int i = n[f] - 1, x = v[f]; i >= 0; i--, x /= 10)
+            dst[at[f] + i] = (char)('0' + x % 10);
+    dst[4] = dst[7] = '-';
+    dst[PATRON_DATE_LEN] = 0;
+    return 0;
+}
+
+int patron_utc_date_parse(const char *s, size_t len, int64_t *day)
+{
+    if (len != PATRON_DATE_LEN || s[4] != '-' || s[7] != '-')
+        return PATRON_EINVAL;
+    int v[3] = {0, 0, 0};
+    static const int at[3] = {0, 5, 8}, n[3] = {4, 2, 2};
+    for (int f = 0; f < 3; f++)
+        for (int i = 0; i < n[f]; i++) {
+            char c = s[at[f] + i];
+            if (c < '0' || c > '9')
+                return PATRON_EINVAL;
+            v[f] = v[f] * 10 + (c - '0');
+        }
+    if (v[0] < 1970 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > month_days(v[0], v[1]))
+        return PATRON_EINVAL;
+    *day = days_of(v[0], v[1], v[2]);
+    return 0;
+}
+
 int64_t patron_clock_now_ms(const struct patron_clock *c)
 {
     return c->kind == PATRON_CLOCK_EVENT ? c->event_now_ms : patron_wall_ms();

@@ -48,6 +48,55 @@ void patron_copy_str(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+size_t patron_utf8_seq_len(const unsigned char *s, size_t left)
+{
+    if (left == 0)
+        return 0;
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (left < n)
+        return 0;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+size_t patron_utf8_prefix(const char *s, size_t len, size_t max)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        size_t n = patron_utf8_seq_len(u + i, len - i);
+        if (n == 0 || i + n > max)
+            break;
+        i += n;
+    }
+    return i;
+}
+
 char *patron_put_decimal(char *p, uint64_t v)
 {
     char tmp[20];
@@ -97,6 +146,8 @@ const char *patron_strerror(int err)
         return "not found";
     case PATRON_ECONFLICT:
         return "conflict";
+    case PATRON_EAGAIN:
+        return "try again";
     }
     return "unknown error";
 }

@@ -41,40 +41,6 @@ const char *patron_log_level_name(int level)
     return LEVEL_NAMES[level];
 }
 
-/* Length of the valid UTF-8 sequence starting at s (at most `left` bytes), or
- * 0 if the bytes there are not one. Overlong forms and surrogates are invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
-
 size_t patron_json_escape_n(char *dst, size_t cap, const char *src, size_t len, size_t *consumed)
 {
     static const char hex[] = "0123456789abcdef";
@@ -124,7 +90,7 @@ size_t patron_json_escape_n(char *dst, size_t cap, const char *src, size_t len, 
             piece = (const char *)s + i;
             plen = 1;
         } else {
-            in = utf8_seq_len(s + i, len - i);
+            in = patron_utf8_seq_len(s + i, len - i);
             if (in) {
                 piece = (const char *)s + i;
                 plen = in;

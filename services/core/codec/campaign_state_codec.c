@@ -1,6 +1,8 @@
 /* The stored form of a customer's campaign state (patron.v1.TriggerState).
- * Decoding never trusts the bytes: every list is cut to its bound, every
- * string to its buffer, and unknown channels or timer kinds are dropped. */
+ * Decoding never trusts the bytes: every list is cut to its bound, unknown
+ * channels or timer kinds are dropped, and a string that does not fit its
+ * buffer, or holds a NUL, refuses the state: cut, an id would become
+ * another id ("victim\0x" or a 65-byte id read as "victim"). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,32 +18,78 @@ static bool time_ok(int64_t ms)
     return ms >= 0 && ms <= TIME_MAX_MS;
 }
 
+/* protobuf-c's allocations with their size in front, so that a string's
+ * whole copy is known past a NUL inside it. */
+#define SIZED_HDR 16
+
+static void *sized_alloc(void *ud, size_t n)
+{
+    (void)ud;
+    uint8_t *p = patron_malloc(SIZED_HDR + n);
+    memcpy(p, &n, sizeof(n));
+    return p + SIZED_HDR;
+}
+
+static void sized_free(void *ud, void *p)
+{
+    (void)ud;
+    if (p)
+        free((uint8_t *)p - SIZED_HDR);
+}
+
+static ProtobufCAllocator sized = {.alloc = sized_alloc, .free = sized_free};
+
+/* Copies a decoded string into dst[cap], or false when it does not fit or
+ * holds a NUL: refused, never cut. */
+static bool take(char *dst, size_t cap, const char *src)
+{
+    size_t len = 0;
+    if (src && src != protobuf_c_empty_string) {
+        size_t copied;
+        memcpy(&copied, (const uint8_t *)src - SIZED_HDR, sizeof(copied));
+        len = copied - 1;
+        if (len >= cap || memchr(src, 0, len))
+            return false;
+    }
+    if (len)
+        memcpy(dst, src, len);
+    dst[len] = '\0';
+    return true;
+}
+
+#define TAKE(dst, src)                                                                             \
+    do {                                                                                           \
+        if (!take(dst, sizeof(dst), src))                                                          \
+            goto out_refused;                                                                      \
+    } while (0)
+
 int patron_customer_state_decode(struct patron_customer_state *st, const void *data, size_t len)
 {
     patron_customer_state_init(st, "");
     if (len > PATRON_ENGINE_STATE_MAX)
         return PATRON_ETOOBIG;
-    Patron__V1__TriggerState *m = patron__v1__trigger_state__unpack(NULL, len, data);
+    Patron__V1__TriggerState *m = patron__v1__trigger_state__unpack(&sized, len, data);
     if (m == NULL)
         return PATRON_EINVAL;
-    patron_copy_str(st->customer_id, sizeof(st->customer_id), m->customer_id);
+    TAKE(st->customer_id, m->customer_id);
     st->last_offset = m->last_offset;
     for (size_t i = 0; i < m->n_recent_event_ids && i < PATRON_ENGINE_RECENT_EVENTS; i++)
         st->recent_events[st->n_recent++] = m->recent_event_ids[i];
     for (size_t i = 0; i < m->n_ledger && i < PATRON_ENGINE_LEDGER_MAX; i++)
         st->ledger[st->n_ledger++] = m->ledger[i];
-    patron_copy_str(st->segment, sizeof(st->segment), m->segment);
-    patron_copy_str(st->tier, sizeof(st->tier), m->tier);
+    TAKE(st->segment, m->segment);
+    TAKE(st->tier, m->tier);
     st->consent[PATRON_CAMPAIGN_CHANNEL_SMS] = m->consent_sms;
     st->consent[PATRON_CAMPAIGN_CHANNEL_PUSH] = m->consent_push;
     st->consent[PATRON_CAMPAIGN_CHANNEL_EMAIL] = m->consent_email;
-    patron_copy_str(st->time_zone, sizeof(st->time_zone), m->time_zone);
-    patron_copy_str(st->locale, sizeof(st->locale), m->locale);
-    patron_copy_str(st->birthday, sizeof(st->birthday), m->birthday);
+    TAKE(st->time_zone, m->time_zone);
+    TAKE(st->locale, m->locale);
+    TAKE(st->birthday, m->birthday);
     st->points = m->points;
     st->orders = m->orders;
     st->net_spend_cents = m->net_spend_cents;
     st->last_purchase_ms = time_ok(m->last_purchase_ms) ? m->last_purchase_ms : 0;
+    st->first_purchase_ms = time_ok(m->first_purchase_ms) ? m->first_purchase_ms : 0;
 
     size_t nt = m->n_timers < PATRON_CAMPAIGNS_MAX ? m->n_timers : PATRON_CAMPAIGNS_MAX;
     if (nt > 0) {
@@ -50,15 +98,15 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
     }
     for (size_t i = 0; i < nt; i++) {
         const Patron__V1__TriggerTimer *t = m->timers[i];
-        if (t->kind < PATRON_TIMER_NONE || t->kind > PATRON_TIMER_SEGMENT ||
+        if (t->kind < PATRON_TIMER_NONE || t->kind > PATRON_TIMER_CHURN ||
             !time_ok(t->fire_at_ms) || !time_ok(t->trigger_at_ms))
             continue;
         struct patron_engine_timer *d = &st->timers[st->n_timers++];
-        patron_copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
+        TAKE(d->campaign_id, t->campaign_id);
         d->kind = (enum patron_timer_kind)t->kind;
         d->fire_at_ms = t->fire_at_ms;
         d->trigger_at_ms = t->trigger_at_ms;
-        patron_copy_str(d->trigger_event_id, sizeof(d->trigger_event_id), t->trigger_event_id);
+        TAKE(d->trigger_event_id, t->trigger_event_id);
     }
     /* Lists are stored oldest first: a cut keeps the most recent. */
     size_t first = m->n_sends > PATRON_SEND_HISTORY_MAX ? m->n_sends - PATRON_SEND_HISTORY_MAX : 0;
@@ -79,7 +127,7 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
         if (!time_ok(m->last_sent[i]->at_ms))
             continue;
         struct patron_engine_last_sent *l = &st->last_sent[st->n_last_sent++];
-        patron_copy_str(l->campaign_id, sizeof(l->campaign_id), m->last_sent[i]->campaign_id);
+        TAKE(l->campaign_id, m->last_sent[i]->campaign_id);
         l->at_ms = m->last_sent[i]->at_ms;
     }
     first = m->n_touches > PATRON_ENGINE_TOUCHES_MAX ? m->n_touches - PATRON_ENGINE_TOUCHES_MAX : 0;
@@ -88,14 +136,18 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
         if (!time_ok(t->at_ms))
             continue;
         struct patron_engine_touch *d = &st->touches[st->n_touches++];
-        patron_copy_str(d->campaign_id, sizeof(d->campaign_id), t->campaign_id);
-        patron_copy_str(d->variant, sizeof(d->variant), t->variant);
+        TAKE(d->campaign_id, t->campaign_id);
+        TAKE(d->variant, t->variant);
         d->at_ms = t->at_ms;
         d->control = t->control;
         d->converted = t->converted;
     }
-    patron__v1__trigger_state__free_unpacked(m, NULL);
+    patron__v1__trigger_state__free_unpacked(m, &sized);
     return 0;
+
+out_refused:
+    patron__v1__trigger_state__free_unpacked(m, &sized);
+    return PATRON_EINVAL;
 }
 
 size_t patron_customer_state_encode(const struct patron_customer_state *st, uint8_t **out)
@@ -119,6 +171,7 @@ size_t patron_customer_state_encode(const struct patron_customer_state *st, uint
     m.orders = st->orders;
     m.net_spend_cents = st->net_spend_cents;
     m.last_purchase_ms = st->last_purchase_ms;
+    m.first_purchase_ms = st->first_purchase_ms;
 
     Patron__V1__TriggerTimer *timers = patron_calloc(st->n_timers + 1, sizeof(*timers));
     Patron__V1__TriggerTimer **tp = patron_calloc(st->n_timers + 1, sizeof(*tp));

@@ -7,392 +7,13 @@
  */
 #include "patron/campaign_yaml.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
+#include "campaign_yaml_internal.h"
 #include "patron/v1/profile.pb-c.h"
-
-#define MS_PER_S 1000LL
-/* Longest duration accepted: 100 years, far beyond any campaign's wait. */
-#define DURATION_MAX_MS (100LL * 365 * 86400 * MS_PER_S)
-#define DEFAULT_ATTRIBUTION_MS (7LL * 86400 * MS_PER_S)
-
-struct pctx {
-    yaml_document_t *doc;
-    char *err;
-    size_t errlen;
-};
-
-PATRON_PRINTF(3, 4)
-static int fail(struct pctx *p, const yaml_node_t *at, const char *fmt, ...)
-{
-    if (p->errlen == 0)
-        return PATRON_EINVAL;
-    int n = snprintf(p->err, p->errlen, "line %zu, column %zu: ", at->start_mark.line + 1,
-                     at->start_mark.column + 1);
-    if (n >= 0 && (size_t)n < p->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        (void)vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
-    return PATRON_EINVAL;
-}
-
-static const char *node_type_name(const yaml_node_t *n)
-{
-    switch (n->type) {
-    case YAML_SCALAR_NODE:
-        return "a scalar";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    case YAML_MAPPING_NODE:
-        return "a mapping";
-    default:
-        return "nothing";
-    }
-}
-
-/* Scalar text for messages: at most 64 bytes, so that a huge key cannot
- * crowd out the line number. */
-#define SHOW(n)                                                                                    \
-    (int)((n)->data.scalar.length > 64 ? 64 : (n)->data.scalar.length),                            \
-        (const char *)(n)->data.scalar.value
-
-static int want_scalar(struct pctx *p, const yaml_node_t *n, const char *what)
-{
-    if (n->type != YAML_SCALAR_NODE)
-        return fail(p, n, "%s must be a scalar, not %s", what, node_type_name(n));
-    return 0;
-}
-
-/* A plain (unquoted) scalar: numbers and booleans, whose quoting would
- * signal a string where a number was meant. */
-static int want_plain(struct pctx *p, const yaml_node_t *n, const char *what, const char *kind)
-{
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return fail(p, n, "%s must be %s", what, kind);
-    return 0;
-}
-
-static bool scalar_is(const yaml_node_t *n, const char *s)
-{
-    size_t len = strlen(s);
-    return n->type == YAML_SCALAR_NODE && n->data.scalar.length == len &&
-           memcmp(n->data.scalar.value, s, len) == 0;
-}
-
-/* Copies a non-empty scalar of at most `max` bytes into dst[max + 1]. */
-static int get_string(struct pctx *p, const yaml_node_t *n, char *dst, size_t max, const char *what)
-{
-    int rc = want_scalar(p, n, what);
-    if (rc)
-        return rc;
-    size_t len = n->data.scalar.length;
-    if (len == 0)
-        return fail(p, n, "%s must not be empty", what);
-    if (len > max)
-        return fail(p, n, "%s is longer than %zu bytes", what, max);
-    if (memchr(n->data.scalar.value, 0, len) != NULL)
-        return fail(p, n, "%s contains a NUL byte", what);
-    memcpy(dst, n->data.scalar.value, len);
-    dst[len] = 0;
-    return 0;
-}
-
-static bool valid_id(const char *s, bool upper)
-{
-    for (; *s; s++) {
-        char ch = *s;
-        if (!((ch >= 'a' && ch <= 'z') || (upper && ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-            return false;
-    }
-    return true;
-}
-
-/* Campaign ids are lower case; variant ids may be upper case too ("A", "B"). */
-static int get_id(struct pctx *p, const yaml_node_t *n, char *dst, bool upper, const char *what)
-{
-    int rc = get_string(p, n, dst, PATRON_CAMPAIGN_ID_MAX, what);
-    if (rc)
-        return rc;
-    if (!valid_id(dst, upper))
-        return fail(p, n, "%s '%s' must match %s{1,64}", what, dst,
-                    upper ? "[A-Za-z0-9_-]" : "[a-z0-9_-]");
-    return 0;
-}
-
-static int get_bool(struct pctx *p, const yaml_node_t *n, bool *out, const char *what)
-{
-    int rc = want_plain(p, n, what, "true or false");
-    if (rc)
-        return rc;
-    if (scalar_is(n, "true"))
-        *out = true;
-    else if (scalar_is(n, "false"))
-        *out = false;
-    else
-        return fail(p, n, "%s must be true or false, not '%.*s'", what, SHOW(n));
-    return 0;
-}
-
-/* Decimal digits only: no sign, no spaces, no hex, at most 9 digits. */
-static int get_uint(struct pctx *p, const yaml_node_t *n, uint32_t min, uint32_t max, uint32_t *out,
-                    const char *what)
-{
-    int rc = want_plain(p, n, what, "an integer");
-    if (rc)
-        return rc;
-    size_t len = n->data.scalar.length;
-    const unsigned char *s = n->data.scalar.value;
-    uint64_t v = 0;
-    if (len == 0 || len > 9)
-        goto out_bad;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            goto out_bad;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v < min || v > max)
-        return fail(p, n, "%s must be between %u and %u, not %llu", what, min, max,
-                    (unsigned long long)v);
-    *out = (uint32_t)v;
-    return 0;
-out_bad:
-    return fail(p, n, "%s must be an integer between %u and %u, not '%.*s'", what, min, max,
-                SHOW(n));
-}
-
-int patron_duration_parse(const char *s, int64_t *out_ms)
-{
-    size_t len = strlen(s);
-    if (len < 2 || len > 13)
-        return PATRON_EINVAL;
-    int64_t v = 0;
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return PATRON_EINVAL;
-        v = v * 10 + (s[i] - '0'); /* at most 12 digits: no overflow */
-    }
-    int64_t unit;
-    switch (s[len - 1]) {
-    case 's':
-        unit = MS_PER_S;
-        break;
-    case 'm':
-        unit = 60 * MS_PER_S;
-        break;
-    case 'h':
-        unit = 3600 * MS_PER_S;
-        break;
-    case 'd':
-        unit = 86400 * MS_PER_S;
-        break;
-    case 'w':
-        unit = 7 * 86400 * MS_PER_S;
-        break;
-    default:
-        return PATRON_EINVAL;
-    }
-    if (v == 0 || v > DURATION_MAX_MS / unit)
-        return PATRON_EINVAL;
-    *out_ms = v * unit;
-    return 0;
-}
-
-static int get_duration(struct pctx *p, const yaml_node_t *n, int64_t *out, const char *what)
-{
-    char buf[32];
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.length >= sizeof(buf) ||
-        memchr(n->data.scalar.value, 0, n->data.scalar.length) != NULL)
-        goto out_bad;
-    memcpy(buf, n->data.scalar.value, n->data.scalar.length);
-    buf[n->data.scalar.length] = 0;
-    if (patron_duration_parse(buf, out) == 0)
-        return 0;
-out_bad:
-    if (n->type != YAML_SCALAR_NODE)
-        return fail(p, n, "%s must be a duration such as 30s, 15m, 1h, 3d, 2w, not %s", what,
-                    node_type_name(n));
-    return fail(p, n,
-                "%s must be a positive duration such as 30s, 15m, 1h, 3d, 2w (at most 100 "
-                "years), not '%.*s'",
-                what, SHOW(n));
-}
-
-int patron_clock_time_parse(const char *s, int *out_min)
-{
-    if (strlen(s) != 5 || s[2] != ':')
-        return PATRON_EINVAL;
-    for (int i = 0; i < 5; i++)
-        if (i != 2 && (s[i] < '0' || s[i] > '9'))
-            return PATRON_EINVAL;
-    int h = (s[0] - '0') * 10 + (s[1] - '0');
-    int m = (s[3] - '0') * 10 + (s[4] - '0');
-    if (h > 23 || m > 59)
-        return PATRON_EINVAL;
-    *out_min = h * 60 + m;
-    return 0;
-}
-
-static int get_clock(struct pctx *p, const yaml_node_t *n, int *out, const char *what)
-{
-    char buf[8];
-    if (n->type == YAML_SCALAR_NODE && n->data.scalar.length == 5) {
-        memcpy(buf, n->data.scalar.value, 5);
-        buf[5] = 0;
-        if (patron_clock_time_parse(buf, out) == 0)
-            return 0;
-    }
-    if (n->type != YAML_SCALAR_NODE)
-        return fail(p, n, "%s must be a time \"HH:MM\", not %s", what, node_type_name(n));
-    return fail(p, n, "%s must be a time \"HH:MM\" (00:00 to 23:59), not '%.*s'", what, SHOW(n));
-}
-
-/* "5", "5.5", "0.25": at most two decimals, in basis points. */
-static int get_percent(struct pctx *p, const yaml_node_t *n, uint32_t *out_bp, const char *what)
-{
-    int rc = want_plain(p, n, what, "a number from 0 to 100");
-    if (rc)
-        return rc;
-    size_t len = n->data.scalar.length;
-    const unsigned char *s = n->data.scalar.value;
-    uint32_t whole = 0, frac = 0;
-    size_t i = 0, digits = 0, fdigits = 0;
-    for (; i < len && s[i] >= '0' && s[i] <= '9' && digits < 4; i++, digits++)
-        whole = whole * 10 + (uint32_t)(s[i] - '0');
-    if (digits == 0)
-        goto out_bad;
-    if (i < len && s[i] == '.') {
-        for (i++; i < len && s[i] >= '0' && s[i] <= '9' && fdigits < 2; i++, fdigits++)
-            frac = frac * 10 + (uint32_t)(s[i] - '0');
-        if (fdigits == 0)
-            goto out_bad;
-        if (fdigits == 1)
-            frac *= 10;
-    }
-    if (i != len)
-        goto out_bad;
-    uint32_t bp = whole * 100 + frac;
-    if (bp > 10000)
-        goto out_bad;
-    *out_bp = bp;
-    return 0;
-out_bad:
-    return fail(p, n, "%s must be a number from 0 to 100 with at most two decimals, not '%.*s'",
-                what, SHOW(n));
-}
-
-static int get_channel(struct pctx *p, const yaml_node_t *n, bool allow_any,
-                       enum patron_campaign_channel *out, const char *what)
-{
-    int rc = want_scalar(p, n, what);
-    if (rc)
-        return rc;
-    for (int i = allow_any ? 0 : 1; i < PATRON_CAMPAIGN_CHANNELS; i++) {
-        if (scalar_is(n, patron_campaign_channel_names[i])) {
-            *out = (enum patron_campaign_channel)i;
-            return 0;
-        }
-    }
-    return fail(p, n, "%s must be one of %ssms, push, email, not '%.*s'", what,
-                allow_any ? "any, " : "", SHOW(n));
-}
-
-/* A scalar or a non-empty list of scalars, each resolved by `one`. */
-typedef int (*item_fn)(struct pctx *p, const yaml_node_t *n, uint32_t *mask, const char *what);
-
-static int get_set(struct pctx *p, const yaml_node_t *n, item_fn one, uint32_t *mask,
-                   const char *what)
-{
-    *mask = 0;
-    if (n->type == YAML_SCALAR_NODE)
-        return one(p, n, mask, what);
-    if (n->type != YAML_SEQUENCE_NODE)
-        return fail(p, n, "%s must be a name or a list of names, not %s", what, node_type_name(n));
-    yaml_node_item_t *it = n->data.sequence.items.start;
-    if (it == n->data.sequence.items.top)
-        return fail(p, n, "%s must not be an empty list", what);
-    for (; it < n->data.sequence.items.top; it++) {
-        const yaml_node_t *item = yaml_document_get_node(p->doc, *it);
-        int rc = one(p, item, mask, what);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-static bool scalar_cstr(const yaml_node_t *n, char *buf, size_t cap)
-{
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.length >= cap ||
-        memchr(n->data.scalar.value, 0, n->data.scalar.length) != NULL)
-        return false;
-    memcpy(buf, n->data.scalar.value, n->data.scalar.length);
-    buf[n->data.scalar.length] = 0;
-    return true;
-}
-
-static int one_event_kind(struct pctx *p, const yaml_node_t *n, uint32_t *mask, const char *what)
-{
-    int rc = want_scalar(p, n, what);
-    if (rc)
-        return rc;
-    char name[16];
-    int kind = scalar_cstr(n, name, sizeof(name)) ? patron_campaign_event_kind_parse(name) : 0;
-    if (kind) {
-        uint32_t bit = 1u << kind;
-        if (*mask & bit)
-            return fail(p, n, "%s lists '%s' twice", what, name);
-        *mask |= bit;
-        return 0;
-    }
-    return fail(p, n,
-                "%s: unknown event kind '%.*s' (view, cart_add, cart_remove, purchase, refund, "
-                "review, customer, consent)",
-                what, SHOW(n));
-}
-
-/* Names are short; anything longer cannot match and is reported as unknown. */
-static int one_segment(struct pctx *p, const yaml_node_t *n, uint32_t *mask, const char *what)
-{
-    int rc = want_scalar(p, n, what);
-    if (rc)
-        return rc;
-    char buf[32];
-    enum patron_segment seg;
-    if (scalar_is(n, "any")) {
-        *mask |= PATRON_AUDIENCE_ANY_SEGMENT;
-        return 0;
-    }
-    if (!scalar_cstr(n, buf, sizeof(buf)) || patron_segment_parse(buf, &seg) != 0)
-        return fail(p, n,
-                    "%s: unknown segment '%.*s' (new, champion, loyal, at_risk, promising, "
-                    "hibernating, lost, needs_attention, any)",
-                    what, SHOW(n));
-    *mask |= 1u << seg;
-    return 0;
-}
-
-static int one_tier(struct pctx *p, const yaml_node_t *n, uint32_t *mask, const char *what)
-{
-    int rc = want_scalar(p, n, what);
-    if (rc)
-        return rc;
-    char buf[32];
-    enum patron_tier tier;
-    if (scalar_is(n, "any")) {
-        *mask |= PATRON_AUDIENCE_ANY_TIER;
-        return 0;
-    }
-    if (!scalar_cstr(n, buf, sizeof(buf)) || patron_tier_parse(buf, &tier) != 0)
-        return fail(p, n, "%s: unknown tier '%.*s' (silver, gold, platinum, any)", what, SHOW(n));
-    *mask |= 1u << tier;
-    return 0;
-}
 
 /* ---- field tables ---------------------------------------------------------- */
 
@@ -412,7 +33,7 @@ static int parse_map(struct pctx *p, const yaml_node_t *map, const char *what,
                      const yaml_node_t **keys)
 {
     if (map->type != YAML_MAPPING_NODE)
-        return fail(p, map, "%s must be a mapping, not %s", what, node_type_name(map));
+        return cy_fail(p, map, "%s must be a mapping, not %s", what, cy_node_type_name(map));
     for (size_t i = 0; i < n_fields; i++)
         keys[i] = NULL;
     for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top;
@@ -420,14 +41,15 @@ static int parse_map(struct pctx *p, const yaml_node_t *map, const char *what,
         const yaml_node_t *key = yaml_document_get_node(p->doc, pair->key);
         const yaml_node_t *value = yaml_document_get_node(p->doc, pair->value);
         if (key->type != YAML_SCALAR_NODE)
-            return fail(p, key, "a key of %s must be a scalar, not %s", what, node_type_name(key));
+            return cy_fail(p, key, "a key of %s must be a scalar, not %s", what,
+                           cy_node_type_name(key));
         size_t i = 0;
-        while (i < n_fields && !scalar_is(key, fields[i].name))
+        while (i < n_fields && !cy_scalar_is(key, fields[i].name))
             i++;
         if (i == n_fields)
-            return fail(p, key, "unknown field '%.*s' in %s", SHOW(key), what);
+            return cy_fail(p, key, "unknown field '%.*s' in %s", SHOW(key), what);
         if (keys[i] != NULL)
-            return fail(p, key, "duplicate field '%s' in %s", fields[i].name, what);
+            return cy_fail(p, key, "duplicate field '%s' in %s", fields[i].name, what);
         keys[i] = key;
         int rc = fields[i].parse(p, value, obj);
         if (rc)
@@ -440,7 +62,7 @@ static int require(struct pctx *p, const yaml_node_t *map, const yaml_node_t **k
                    const struct field *fields, size_t i, const char *what)
 {
     if (keys[i] == NULL)
-        return fail(p, map, "%s is missing the required field '%s'", what, fields[i].name);
+        return cy_fail(p, map, "%s is missing the required field '%s'", what, fields[i].name);
     return 0;
 }
 
@@ -448,12 +70,12 @@ static int require(struct pctx *p, const yaml_node_t *map, const yaml_node_t **k
 
 static int qh_start(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_clock(p, v, &((struct patron_quiet_hours *)obj)->start_min, "quiet_hours.start");
+    return cy_get_clock(p, v, &((struct patron_quiet_hours *)obj)->start_min, "quiet_hours.start");
 }
 
 static int qh_end(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_clock(p, v, &((struct patron_quiet_hours *)obj)->end_min, "quiet_hours.end");
+    return cy_get_clock(p, v, &((struct patron_quiet_hours *)obj)->end_min, "quiet_hours.end");
 }
 
 static const struct field qh_fields[] = {{"start", qh_start}, {"end", qh_end}};
@@ -467,7 +89,7 @@ static int parse_quiet_hours(struct pctx *p, const yaml_node_t *n, struct patron
     if (rc)
         return rc;
     if (qh->start_min == qh->end_min)
-        return fail(p, n, "quiet_hours start and end are equal");
+        return cy_fail(p, n, "quiet_hours start and end are equal");
     qh->set = true;
     return 0;
 }
@@ -476,19 +98,20 @@ static int parse_quiet_hours(struct pctx *p, const yaml_node_t *n, struct patron
 
 static int cap_channel(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_channel(p, v, true, &((struct patron_frequency_cap *)obj)->channel,
-                       "frequency_caps.channel");
+    return cy_get_channel(p, v, true, &((struct patron_frequency_cap *)obj)->channel,
+                          "frequency_caps.channel");
 }
 
 static int cap_max(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_uint(p, v, 0, 1000000, &((struct patron_frequency_cap *)obj)->max,
-                    "frequency_caps.max");
+    return cy_get_uint(p, v, 0, 1000000, &((struct patron_frequency_cap *)obj)->max,
+                       "frequency_caps.max");
 }
 
 static int cap_per(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_duration(p, v, &((struct patron_frequency_cap *)obj)->per_ms, "frequency_caps.per");
+    return cy_get_duration(p, v, &((struct patron_frequency_cap *)obj)->per_ms,
+                           "frequency_caps.per");
 }
 
 static const struct field cap_fields[] = {
@@ -503,12 +126,12 @@ static int def_caps(struct pctx *p, const yaml_node_t *v, void *obj)
 {
     struct patron_campaign_defaults *d = obj;
     if (v->type != YAML_SEQUENCE_NODE)
-        return fail(p, v, "frequency_caps must be a list, not %s", node_type_name(v));
+        return cy_fail(p, v, "frequency_caps must be a list, not %s", cy_node_type_name(v));
     for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
          it++) {
         const yaml_node_t *item = yaml_document_get_node(p->doc, *it);
         if (d->n_caps == PATRON_CAMPAIGN_CAPS_MAX)
-            return fail(p, item, "more than %d frequency caps", PATRON_CAMPAIGN_CAPS_MAX);
+            return cy_fail(p, item, "more than %d frequency caps", PATRON_CAMPAIGN_CAPS_MAX);
         struct patron_frequency_cap *cap = &d->caps[d->n_caps];
         const yaml_node_t *keys[FIELDS_MAX] = {0};
         int rc = parse_map(p, item, "a frequency cap", cap_fields, PATRON_ARRAY_LEN(cap_fields),
@@ -524,14 +147,14 @@ static int def_caps(struct pctx *p, const yaml_node_t *v, void *obj)
 
 static int def_control(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_percent(p, v, &((struct patron_campaign_defaults *)obj)->control_group_bp,
-                       "control_group_percent");
+    return cy_get_percent(p, v, &((struct patron_campaign_defaults *)obj)->control_group_bp,
+                          "control_group_percent");
 }
 
 static int def_attribution(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_duration(p, v, &((struct patron_campaign_defaults *)obj)->attribution_window_ms,
-                        "attribution_window");
+    return cy_get_duration(p, v, &((struct patron_campaign_defaults *)obj)->attribution_window_ms,
+                           "attribution_window");
 }
 
 static const struct field defaults_fields[] = {
@@ -547,14 +170,14 @@ static int when_event(struct pctx *p, const yaml_node_t *v, void *obj)
 {
     struct patron_campaign *c = obj;
     c->when = PATRON_CAMPAIGN_WHEN_EVENT;
-    return get_set(p, v, one_event_kind, &c->events, "when.event");
+    return cy_get_set(p, v, cy_one_event_kind, &c->events, "when.event");
 }
 
 static int when_inactive(struct pctx *p, const yaml_node_t *v, void *obj)
 {
     struct patron_campaign *c = obj;
     c->when = PATRON_CAMPAIGN_WHEN_INACTIVE_FOR;
-    return get_duration(p, v, &c->inactive_for_ms, "when.inactive_for");
+    return cy_get_duration(p, v, &c->inactive_for_ms, "when.inactive_for");
 }
 
 static int when_segment(struct pctx *p, const yaml_node_t *v, void *obj)
@@ -562,9 +185,9 @@ static int when_segment(struct pctx *p, const yaml_node_t *v, void *obj)
     struct patron_campaign *c = obj;
     c->when = PATRON_CAMPAIGN_WHEN_SEGMENT_BECOMES;
     uint32_t mask = 0;
-    if (scalar_is(v, "any"))
-        return fail(p, v, "when.segment_becomes needs one segment, not 'any'");
-    int rc = one_segment(p, v, &mask, "when.segment_becomes");
+    if (cy_scalar_is(v, "any"))
+        return cy_fail(p, v, "when.segment_becomes needs one segment, not 'any'");
+    int rc = cy_one_segment(p, v, &mask, "when.segment_becomes");
     if (rc)
         return rc;
     c->segment = (enum patron_segment)__builtin_ctz(mask);
@@ -574,9 +197,9 @@ static int when_segment(struct pctx *p, const yaml_node_t *v, void *obj)
 static int must_be_true(struct pctx *p, const yaml_node_t *v, const char *what)
 {
     bool b = false;
-    int rc = get_bool(p, v, &b, what);
+    int rc = cy_get_bool(p, v, &b, what);
     if (rc == 0 && !b)
-        return fail(p, v, "%s must be true (omit the trigger instead)", what);
+        return cy_fail(p, v, "%s must be true (omit the trigger instead)", what);
     return rc;
 }
 
@@ -592,14 +215,21 @@ static int when_birthday(struct pctx *p, const yaml_node_t *v, void *obj)
     return must_be_true(p, v, "when.birthday");
 }
 
+static int when_churn(struct pctx *p, const yaml_node_t *v, void *obj)
+{
+    struct patron_campaign *c = obj;
+    c->when = PATRON_CAMPAIGN_WHEN_CHURN_RISK;
+    return cy_get_probability(p, v, &c->churn_above, "when.churn_risk_above");
+}
+
 static const struct field when_fields[] = {
     {"event", when_event},     {"inactive_for", when_inactive}, {"segment_becomes", when_segment},
-    {"tier_up", when_tier_up}, {"birthday", when_birthday},
+    {"tier_up", when_tier_up}, {"birthday", when_birthday},     {"churn_risk_above", when_churn},
 };
 
 static int c_id(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_id(p, v, ((struct patron_campaign *)obj)->id, false, "id");
+    return cy_get_id(p, v, ((struct patron_campaign *)obj)->id, false, "id");
 }
 
 static int c_when(struct pctx *p, const yaml_node_t *v, void *obj)
@@ -612,26 +242,27 @@ static int c_when(struct pctx *p, const yaml_node_t *v, void *obj)
     for (size_t i = 0; i < PATRON_ARRAY_LEN(when_fields); i++)
         n += keys[i] != NULL;
     if (n != 1)
-        return fail(p, v,
-                    "when needs exactly one of event, inactive_for, segment_becomes, tier_up, "
-                    "birthday (found %d)",
-                    n);
+        return cy_fail(p, v,
+                       "when needs exactly one of event, inactive_for, segment_becomes, tier_up, "
+                       "birthday, churn_risk_above (found %d)",
+                       n);
     return 0;
 }
 
 static int c_at(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_clock(p, v, &((struct patron_campaign *)obj)->at_min, "at");
+    return cy_get_clock(p, v, &((struct patron_campaign *)obj)->at_min, "at");
 }
 
 static int c_wait(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_duration(p, v, &((struct patron_campaign *)obj)->wait_ms, "wait");
+    return cy_get_duration(p, v, &((struct patron_campaign *)obj)->wait_ms, "wait");
 }
 
 static int unless_event(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_set(p, v, one_event_kind, &((struct patron_campaign *)obj)->unless, "unless.event");
+    return cy_get_set(p, v, cy_one_event_kind, &((struct patron_campaign *)obj)->unless,
+                      "unless.event");
 }
 
 static const struct field unless_fields[] = {{"event", unless_event}};
@@ -645,17 +276,23 @@ static int c_unless(struct pctx *p, const yaml_node_t *v, void *obj)
 
 static int aud_segments(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_set(p, v, one_segment, &((struct patron_campaign *)obj)->audience_segments,
-                   "audience.segments");
+    return cy_get_set(p, v, cy_one_segment, &((struct patron_campaign *)obj)->audience_segments,
+                      "audience.segments");
 }
 
 static int aud_tiers(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_set(p, v, one_tier, &((struct patron_campaign *)obj)->audience_tiers,
-                   "audience.tiers");
+    return cy_get_set(p, v, cy_one_tier, &((struct patron_campaign *)obj)->audience_tiers,
+                      "audience.tiers");
 }
 
-static const struct field audience_fields[] = {{"segments", aud_segments}, {"tiers", aud_tiers}};
+static int aud_clusters(struct pctx *p, const yaml_node_t *v, void *obj)
+{
+    return cy_get_clusters(p, v, &((struct patron_campaign *)obj)->clusters, "audience.clusters");
+}
+
+static const struct field audience_fields[] = {
+    {"segments", aud_segments}, {"tiers", aud_tiers}, {"clusters", aud_clusters}};
 
 static int c_audience(struct pctx *p, const yaml_node_t *v, void *obj)
 {
@@ -666,29 +303,29 @@ static int c_audience(struct pctx *p, const yaml_node_t *v, void *obj)
 
 static int c_channel(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_channel(p, v, false, &((struct patron_campaign *)obj)->channel, "channel");
+    return cy_get_channel(p, v, false, &((struct patron_campaign *)obj)->channel, "channel");
 }
 
 static int c_template(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_string(p, v, ((struct patron_campaign *)obj)->template_name,
-                      PATRON_CAMPAIGN_STRING_MAX, "template");
+    return cy_get_string(p, v, ((struct patron_campaign *)obj)->template_name,
+                         PATRON_CAMPAIGN_STRING_MAX, "template");
 }
 
 static int c_recommendations(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_uint(p, v, 0, PATRON_CAMPAIGN_RECOMMENDATIONS_MAX,
-                    &((struct patron_campaign *)obj)->recommendations, "recommendations");
+    return cy_get_uint(p, v, 0, PATRON_CAMPAIGN_RECOMMENDATIONS_MAX,
+                       &((struct patron_campaign *)obj)->recommendations, "recommendations");
 }
 
 static int c_cooldown(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_duration(p, v, &((struct patron_campaign *)obj)->cooldown_ms, "cooldown");
+    return cy_get_duration(p, v, &((struct patron_campaign *)obj)->cooldown_ms, "cooldown");
 }
 
 static int c_ignore_caps(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_bool(p, v, &((struct patron_campaign *)obj)->ignore_caps, "ignore_caps");
+    return cy_get_bool(p, v, &((struct patron_campaign *)obj)->ignore_caps, "ignore_caps");
 }
 
 static const char *const reserved_params[] = {"points", "tier", "segment"};
@@ -697,10 +334,10 @@ static int c_params(struct pctx *p, const yaml_node_t *v, void *obj)
 {
     struct patron_campaign *c = obj;
     if (v->type != YAML_MAPPING_NODE)
-        return fail(p, v, "params must be a mapping of strings, not %s", node_type_name(v));
+        return cy_fail(p, v, "params must be a mapping of strings, not %s", cy_node_type_name(v));
     size_t n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
     if (n > PATRON_CAMPAIGN_PARAMS_MAX)
-        return fail(p, v, "params has more than %d entries", PATRON_CAMPAIGN_PARAMS_MAX);
+        return cy_fail(p, v, "params has more than %d entries", PATRON_CAMPAIGN_PARAMS_MAX);
     if (n == 0)
         return 0;
     c->params = patron_calloc(n, sizeof(*c->params));
@@ -709,20 +346,20 @@ static int c_params(struct pctx *p, const yaml_node_t *v, void *obj)
         const yaml_node_t *key = yaml_document_get_node(p->doc, pair->key);
         const yaml_node_t *value = yaml_document_get_node(p->doc, pair->value);
         struct patron_campaign_param *prm = &c->params[c->n_params];
-        int rc = get_string(p, key, prm->key, PATRON_CAMPAIGN_STRING_MAX, "a params key");
+        int rc = cy_get_string(p, key, prm->key, PATRON_CAMPAIGN_STRING_MAX, "a params key");
         if (rc)
             return rc;
         for (size_t i = 0; i < PATRON_ARRAY_LEN(reserved_params); i++)
             if (strcmp(prm->key, reserved_params[i]) == 0)
-                return fail(p, key, "params key '%s' is reserved (computed for every message)",
-                            prm->key);
+                return cy_fail(p, key, "params key '%s' is reserved (computed for every message)",
+                               prm->key);
         for (size_t i = 0; i < c->n_params; i++)
             if (strcmp(c->params[i].key, prm->key) == 0)
-                return fail(p, key, "duplicate params key '%s'", prm->key);
+                return cy_fail(p, key, "duplicate params key '%s'", prm->key);
         if (value->type == YAML_SCALAR_NODE && value->data.scalar.length == 0)
             prm->value[0] = 0; /* an explicitly empty value is a value */
-        else if ((rc = get_string(p, value, prm->value, PATRON_CAMPAIGN_STRING_MAX,
-                                  "a params value")) != 0)
+        else if ((rc = cy_get_string(p, value, prm->value, PATRON_CAMPAIGN_STRING_MAX,
+                                     "a params value")) != 0)
             return rc;
         c->n_params++;
     }
@@ -731,19 +368,19 @@ static int c_params(struct pctx *p, const yaml_node_t *v, void *obj)
 
 static int var_id(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_id(p, v, ((struct patron_campaign_variant *)obj)->id, true, "variant id");
+    return cy_get_id(p, v, ((struct patron_campaign_variant *)obj)->id, true, "variant id");
 }
 
 static int var_weight(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_uint(p, v, 1, PATRON_CAMPAIGN_VARIANT_WEIGHT_MAX,
-                    &((struct patron_campaign_variant *)obj)->weight, "variant weight");
+    return cy_get_uint(p, v, 1, PATRON_CAMPAIGN_VARIANT_WEIGHT_MAX,
+                       &((struct patron_campaign_variant *)obj)->weight, "variant weight");
 }
 
 static int var_template(struct pctx *p, const yaml_node_t *v, void *obj)
 {
-    return get_string(p, v, ((struct patron_campaign_variant *)obj)->template_name,
-                      PATRON_CAMPAIGN_STRING_MAX, "variant template");
+    return cy_get_string(p, v, ((struct patron_campaign_variant *)obj)->template_name,
+                         PATRON_CAMPAIGN_STRING_MAX, "variant template");
 }
 
 static const struct field variant_fields[] = {
@@ -753,14 +390,14 @@ static int c_variants(struct pctx *p, const yaml_node_t *v, void *obj)
 {
     struct patron_campaign *c = obj;
     if (v->type != YAML_SEQUENCE_NODE)
-        return fail(p, v, "variants must be a list, not %s", node_type_name(v));
+        return cy_fail(p, v, "variants must be a list, not %s", cy_node_type_name(v));
     if (v->data.sequence.items.start == v->data.sequence.items.top)
-        return fail(p, v, "variants must not be an empty list");
+        return cy_fail(p, v, "variants must not be an empty list");
     for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
          it++) {
         const yaml_node_t *item = yaml_document_get_node(p->doc, *it);
         if (c->n_variants == PATRON_CAMPAIGN_VARIANTS_MAX)
-            return fail(p, item, "more than %d variants", PATRON_CAMPAIGN_VARIANTS_MAX);
+            return cy_fail(p, item, "more than %d variants", PATRON_CAMPAIGN_VARIANTS_MAX);
         struct patron_campaign_variant *var = &c->variants[c->n_variants];
         const yaml_node_t *keys[FIELDS_MAX] = {0};
         int rc = parse_map(p, item, "a variant", variant_fields, PATRON_ARRAY_LEN(variant_fields),
@@ -773,7 +410,7 @@ static int c_variants(struct pctx *p, const yaml_node_t *v, void *obj)
             return rc;
         for (size_t i = 0; i < c->n_variants; i++)
             if (strcmp(c->variants[i].id, var->id) == 0)
-                return fail(p, item, "duplicate variant id '%s'", var->id);
+                return cy_fail(p, item, "duplicate variant id '%s'", var->id);
         c->n_variants++;
     }
     return 0;
@@ -833,21 +470,22 @@ static int parse_campaign(struct pctx *p, const yaml_node_t *n, struct patron_ca
         if ((rc = require(p, n, keys, campaign_fields, (size_t)required[i], "a campaign")) != 0)
             return rc;
     if (c->when == PATRON_CAMPAIGN_WHEN_BIRTHDAY && keys[F_AT] == NULL)
-        return fail(p, n, "campaign '%s': a birthday campaign needs 'at' (\"HH:MM\" local)", c->id);
+        return cy_fail(p, n, "campaign '%s': a birthday campaign needs 'at' (\"HH:MM\" local)",
+                       c->id);
     if (c->when != PATRON_CAMPAIGN_WHEN_BIRTHDAY && keys[F_AT] != NULL)
-        return fail(p, keys[F_AT], "campaign '%s': 'at' is only for birthday campaigns", c->id);
+        return cy_fail(p, keys[F_AT], "campaign '%s': 'at' is only for birthday campaigns", c->id);
     if (c->when != PATRON_CAMPAIGN_WHEN_EVENT && keys[F_WAIT] != NULL)
-        return fail(p, keys[F_WAIT], "campaign '%s': 'wait' is only for event campaigns", c->id);
+        return cy_fail(p, keys[F_WAIT], "campaign '%s': 'wait' is only for event campaigns", c->id);
     if (keys[F_UNLESS] != NULL && keys[F_WAIT] == NULL)
-        return fail(p, keys[F_UNLESS], "campaign '%s': 'unless' needs a 'wait'", c->id);
+        return cy_fail(p, keys[F_UNLESS], "campaign '%s': 'unless' needs a 'wait'", c->id);
     if (keys[F_TEMPLATE] == NULL) {
         if (c->n_variants == 0)
-            return fail(p, n, "campaign '%s' is missing the required field 'template'", c->id);
+            return cy_fail(p, n, "campaign '%s' is missing the required field 'template'", c->id);
         for (size_t i = 0; i < c->n_variants; i++)
             if (c->variants[i].template_name[0] == 0)
-                return fail(p, keys[F_VARIANTS],
-                            "campaign '%s': variant '%s' has no template and the campaign none",
-                            c->id, c->variants[i].id);
+                return cy_fail(p, keys[F_VARIANTS],
+                               "campaign '%s': variant '%s' has no template and the campaign none",
+                               c->id, c->variants[i].id);
     }
     return 0;
 }
@@ -870,12 +508,12 @@ static int root_campaigns(struct pctx *p, const yaml_node_t *v, void *obj)
 {
     struct patron_campaigns *cs = ((struct root *)obj)->cs;
     if (v->type != YAML_SEQUENCE_NODE)
-        return fail(p, v, "campaigns must be a list, not %s", node_type_name(v));
+        return cy_fail(p, v, "campaigns must be a list, not %s", cy_node_type_name(v));
     size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     if (n > PATRON_CAMPAIGNS_MAX) {
         const yaml_node_t *extra =
             yaml_document_get_node(p->doc, v->data.sequence.items.start[PATRON_CAMPAIGNS_MAX]);
-        return fail(p, extra, "more than %d campaigns", PATRON_CAMPAIGNS_MAX);
+        return cy_fail(p, extra, "more than %d campaigns", PATRON_CAMPAIGNS_MAX);
     }
     if (n == 0)
         return 0;
@@ -889,8 +527,8 @@ static int root_campaigns(struct pctx *p, const yaml_node_t *v, void *obj)
             return rc;
         for (size_t i = 0; i < k; i++)
             if (strcmp(cs->campaigns[i].id, c->id) == 0)
-                return fail(p, item, "duplicate campaign id '%s' (first on line %d)", c->id,
-                            cs->campaigns[i].line);
+                return cy_fail(p, item, "duplicate campaign id '%s' (first on line %d)", c->id,
+                               cs->campaigns[i].line);
     }
     return 0;
 }
@@ -1005,7 +643,7 @@ int patron_campaigns_parse(const char *yaml, size_t len, struct patron_campaigns
     }
     const yaml_node_t *second = yaml_document_get_root_node(&extra);
     if (second != NULL) {
-        (void)fail(&p, second, "more than one YAML document");
+        (void)cy_fail(&p, second, "more than one YAML document");
         yaml_document_delete(&extra);
         goto out_free_doc;
     }

@@ -3,15 +3,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "patron/event_check.h"
+
+/* As event_check's: strict UTF-8 without control bytes, 1..64 bytes. The
+ * decoder refused a NUL, so strlen sees the whole value. */
 static bool id_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > PATRON_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20)
-            return false;
-    return true;
+    return n > 0 && n <= PATRON_ID_MAX && patron_event_text_valid(s, n);
 }
 
 int patron_item_update_decode(ProtobufCAllocator *alloc, const void *buf, size_t len,
@@ -34,6 +33,8 @@ int patron_item_update_decode(ProtobufCAllocator *alloc, const void *buf, size_t
         reason = "negative price";
     else if (strlen(u->title) > PATRON_TITLE_MAX)
         reason = "title too long";
+    else if (!patron_event_text_valid(u->title, strlen(u->title)))
+        reason = "invalid title"; /* it leaves Patron in messages and answers */
     if (reason) {
         snprintf(why, PATRON_WIRE_REASON_MAX, "%s", reason);
         return PATRON_EINVAL;

@@ -64,6 +64,8 @@ static int parse_tiers(struct patron_config *cfg, const struct var *v, const cha
                        size_t whylen);
 static int parse_clv_model(struct patron_config *cfg, const struct var *v, const char *value,
                            char *why, size_t whylen);
+static int parse_clusters_model(struct patron_config *cfg, const struct var *v, const char *value,
+                                char *why, size_t whylen);
 
 #define FIELD(f) offsetof(struct patron_config, f)
 
@@ -91,6 +93,11 @@ static const struct var VARS[] = {
     {"PATRON_BATCH_MAX", "5000", parse_int, FIELD(batch_max), 1, 100000, false},
     {"PATRON_HTTP_WORKERS", "1", parse_int, FIELD(http_workers), 1, 64, false},
     {"PATRON_INFLIGHT_BATCHES", "16", parse_int, FIELD(inflight_batches), 1, 64, false},
+    /* Memory of ingest's batches (docs/operations.md, "Memory"): 1 MiB .. 1 GiB, 4 GiB */
+    {"PATRON_BATCH_MAX_BYTES", "16777216", parse_int64, FIELD(batch_max_bytes), 1048576,
+     INT64_C(1073741824), false},
+    {"PATRON_INFLIGHT_MAX_BYTES", "67108864", parse_int64, FIELD(inflight_max_bytes), 1048576,
+     INT64_C(4294967296), false},
     {"PATRON_GRAPH_HISTORY", "8", parse_int, FIELD(graph_history), 0, 64, false},
     {"PATRON_GRAPH_TOPK", "50", parse_int, FIELD(graph_topk), 1, 1000, false},
     {"PATRON_RECO_CACHE_ITEMS", "65536", parse_int, FIELD(reco_cache_items), 1024, 16777216, false},
@@ -118,6 +125,7 @@ static const struct var VARS[] = {
      false},
     {"PATRON_CLV_MODEL", NULL, parse_clv_model, 0, 0, 0, false},
     {"PATRON_CLUSTERS_K", NULL, parse_int, FIELD(clusters_k), 2, 16, false},
+    {"PATRON_CLUSTERS_MODEL", NULL, parse_clusters_model, 0, 0, 0, false},
     {"PATRON_DASHBOARD_REFRESH_MS", "30000", parse_int, FIELD(dashboard_refresh_ms), 1000, 3600000,
      false},
 };
@@ -205,15 +213,21 @@ static int parse_topic(struct patron_config *cfg, const struct var *v, const cha
     return 0;
 }
 
+/* An integer within [v->min, v->max], or the message that says so. */
+static int int_value(const struct var *v, const char *value, int64_t *n, char *why, size_t whylen)
+{
+    if (patron_parse_i64_str(value, v->min, v->max, n) == 0)
+        return 0;
+    why_set(why, whylen, "must be an integer in %lld..%lld", (long long)v->min, (long long)v->max);
+    return PATRON_EINVAL;
+}
+
 static int parse_int(struct patron_config *cfg, const struct var *v, const char *value, char *why,
                      size_t whylen)
 {
     int64_t n;
-    if (patron_parse_i64_str(value, v->min, v->max, &n) != 0) {
-        why_set(why, whylen, "must be an integer in %lld..%lld", (long long)v->min,
-                (long long)v->max);
+    if (int_value(v, value, &n, why, whylen))
         return PATRON_EINVAL;
-    }
     *(int *)((char *)cfg + v->offset) = (int)n;
     return 0;
 }
@@ -228,17 +242,23 @@ static int parse_clv_model(struct patron_config *cfg, const struct var *v, const
     return 0;
 }
 
+static int parse_clusters_model(struct patron_config *cfg, const struct var *v, const char *value,
+                                char *why, size_t whylen)
+{
+    (void)v;
+    if (patron_clusters_decode(value, strlen(value), &cfg->clusters_override) != 0) {
+        why_set(why, whylen, "must be the JSON of {model}:clusters (version %d)",
+                PATRON_CLUSTERS_VERSION);
+        return PATRON_EINVAL;
+    }
+    cfg->has_clusters_override = true;
+    return 0;
+}
+
 static int parse_int64(struct patron_config *cfg, const struct var *v, const char *value, char *why,
                        size_t whylen)
 {
-    int64_t n;
-    if (patron_parse_i64_str(value, v->min, v->max, &n) != 0) {
-        why_set(why, whylen, "must be an integer in %lld..%lld", (long long)v->min,
-                (long long)v->max);
-        return PATRON_EINVAL;
-    }
-    *(int64_t *)((char *)cfg + v->offset) = n;
-    return 0;
+    return int_value(v, value, (int64_t *)((char *)cfg + v->offset), why, whylen);
 }
 
 /* Exactly `count` comma-separated integers within [v->min, v->max], strictly

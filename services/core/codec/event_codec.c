@@ -15,12 +15,30 @@
  *     protobuf_c_empty_string; a present empty sub-message is allocated with
  *     its defaults; items is NULL when there are none.
  * Fewer allocations than protobuf-c: each message is one block with its
- * strings after the struct (and a Purchase's or Refund's item pointers). */
+ * strings after the struct (and a Purchase's or Refund's item pointers).
+ *
+ * Where it refuses what protobuf-c accepts (event_codec.h, "Limits"): a
+ * string over its contract length or holding a NUL, more than
+ * PATRON_EVENT_LINES_MAX lines, each checked before the memory is spent; an
+ * occurrence of the kind oneof that a later one replaces is only validated
+ * (read, nothing allocated), so that memory follows the winning values
+ * alone. */
 #include "patron/event_codec.h"
 
 #include <string.h>
 
+#include "patron/event_check.h"
 #include "patron/pb_unpack.h"
+#include "patron/profile.h"
+
+/* One decode: where its memory comes from, and the limit it broke. */
+struct dec {
+    ProtobufCAllocator *alloc; /* NULL: validate only, allocate nothing */
+    const char *why;           /* a limit's reason, when one was broken */
+};
+
+/* What a member validated without allocating returns: not NULL. */
+static const char validated[1];
 
 /* A string field as found in the buffer; p is NULL while absent. */
 struct span {
@@ -43,10 +61,33 @@ struct flat {
     uint64_t v[FLAT_FIELDS];
 };
 
-static void *block_alloc(ProtobufCAllocator *alloc, size_t n)
+static void *block_alloc(struct dec *d, size_t n)
 {
-    return alloc->alloc(alloc->allocator_data, n);
+    return d->alloc->alloc(d->alloc->allocator_data, n);
 }
+
+/* A string's contract limits (event_check.c's reasons, the same words),
+ * checked on the values that win before their copy is made: at most max
+ * bytes, and no NUL, which a C string would cut the value at (an id
+ * "victim\0x" must not become "victim"). Validation only checks framing. */
+static bool text_fits(struct dec *d, struct span s, size_t max, const char *too_long,
+                      const char *bad)
+{
+    if (!d->alloc || !s.p)
+        return true;
+    if (s.len > max) {
+        d->why = too_long;
+        return false;
+    }
+    if (s.len && memchr(s.p, 0, s.len)) {
+        d->why = bad;
+        return false;
+    }
+    return true;
+}
+
+#define ID_FITS(d, s, name)                                                                        \
+    text_fits(d, s, PATRON_ID_MAX, name " too long", name " has invalid bytes")
 
 static size_t span_size(struct span s)
 {
@@ -133,12 +174,21 @@ static void line_put(Patron__V1__LineItem *li, char **room, const struct flat *m
     li->unit_price_cents = (int64_t)m->v[4];
 }
 
-static Patron__V1__LineItem *line_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+static bool line_fits(struct dec *d, const struct flat *m)
+{
+    return ID_FITS(d, m->s[1], "item_id") && ID_FITS(d, m->s[2], "category");
+}
+
+static Patron__V1__LineItem *line_unpack(struct dec *d, const uint8_t *p, size_t n)
 {
     struct flat m = {0};
     if (FLAT_READ(p, n, line_kinds, &m))
         return NULL;
-    Patron__V1__LineItem *li = block_alloc(alloc, line_size(&m));
+    if (!d->alloc)
+        return (Patron__V1__LineItem *)(void *)validated;
+    if (!line_fits(d, &m))
+        return NULL;
+    Patron__V1__LineItem *li = block_alloc(d, line_size(&m));
     if (!li)
         return NULL;
     char *room = (char *)(li + 1);
@@ -146,13 +196,16 @@ static Patron__V1__LineItem *line_unpack(ProtobufCAllocator *alloc, const uint8_
     return li;
 }
 
-static void *view_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+static void *view_unpack(struct dec *d, const uint8_t *p, size_t n)
 {
     struct flat m = {0};
     if (FLAT_READ(p, n, view_kinds, &m))
         return NULL;
-    Patron__V1__ProductView *v =
-        block_alloc(alloc, sizeof(*v) + span_size(m.s[1]) + span_size(m.s[2]));
+    if (!d->alloc)
+        return (void *)validated;
+    if (!ID_FITS(d, m.s[1], "item_id") || !ID_FITS(d, m.s[2], "category"))
+        return NULL;
+    Patron__V1__ProductView *v = block_alloc(d, sizeof(*v) + span_size(m.s[1]) + span_size(m.s[2]));
     if (!v)
         return NULL;
     char *room = (char *)(v + 1);
@@ -163,7 +216,7 @@ static void *view_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
 }
 
 /* Every occurrence of item merges into the one before (see the top). */
-static void *cart_add_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+static void *cart_add_unpack(struct dec *d, const uint8_t *p, size_t n)
 {
     struct flat item = {0};
     bool has_item = false;
@@ -178,7 +231,11 @@ static void *cart_add_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t
             return NULL;
         has_item = true;
     }
-    Patron__V1__CartAdd *c = block_alloc(alloc, sizeof(*c) + (has_item ? line_size(&item) : 0));
+    if (!d->alloc)
+        return (void *)validated;
+    if (has_item && !line_fits(d, &item))
+        return NULL;
+    Patron__V1__CartAdd *c = block_alloc(d, sizeof(*c) + (has_item ? line_size(&item) : 0));
     if (!c)
         return NULL;
     *c = (Patron__V1__CartAdd)PATRON__V1__CART_ADD__INIT;
@@ -191,12 +248,16 @@ static void *cart_add_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t
     return c;
 }
 
-static void *cart_remove_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+static void *cart_remove_unpack(struct dec *d, const uint8_t *p, size_t n)
 {
     struct flat m = {0};
     if (FLAT_READ(p, n, cart_remove_kinds, &m))
         return NULL;
-    Patron__V1__CartRemove *c = block_alloc(alloc, sizeof(*c) + span_size(m.s[1]));
+    if (!d->alloc)
+        return (void *)validated;
+    if (!ID_FITS(d, m.s[1], "item_id"))
+        return NULL;
+    Patron__V1__CartRemove *c = block_alloc(d, sizeof(*c) + span_size(m.s[1]));
     if (!c)
         return NULL;
     char *room = (char *)(c + 1);
@@ -207,7 +268,9 @@ static void *cart_remove_unpack(ProtobufCAllocator *alloc, const uint8_t *p, siz
 
 /* The LineItems of a Purchase or Refund, in order: on the stack for the
  * usual few, then in blocks of the allocator, doubling (the outgrown ones
- * are left to it, as everything else). */
+ * are left to it, as everything else). At most PATRON_EVENT_LINES_MAX:
+ * the one after is refused before it is decoded, so that a purchase of a
+ * million empty lines costs what a thousand do. Validation counts none. */
 #define LINES_ON_STACK 16
 
 struct lines {
@@ -216,16 +279,22 @@ struct lines {
     size_t n, cap;
 };
 
-static int lines_add(ProtobufCAllocator *alloc, struct lines *l, const struct patron_pb_field *f)
+static int lines_add(struct dec *d, struct lines *l, const struct patron_pb_field *f)
 {
     if (f->wire != PATRON_PB_LEN)
         return PATRON_EINVAL;
-    Patron__V1__LineItem *li = line_unpack(alloc, f->data, f->len);
+    if (d->alloc && l->n == PATRON_EVENT_LINES_MAX) {
+        d->why = "too many lines";
+        return PATRON_ETOOBIG;
+    }
+    Patron__V1__LineItem *li = line_unpack(d, f->data, f->len);
     if (!li)
         return PATRON_EINVAL;
+    if (!d->alloc)
+        return 0;
     if (l->n == l->cap) {
-        /* each item takes at least 2 bytes of the buffer: no overflow */
-        Patron__V1__LineItem **v = block_alloc(alloc, 2 * l->cap * sizeof(*v));
+        /* at most PATRON_EVENT_LINES_MAX: no overflow */
+        Patron__V1__LineItem **v = block_alloc(d, 2 * l->cap * sizeof(*v));
         if (!v)
             return PATRON_ENOMEM;
         memcpy(v, l->v, l->n * sizeof(*v));
@@ -249,7 +318,7 @@ static Patron__V1__LineItem **lines_put(char **room, const struct lines *l)
 
 /* Purchase {order_id 1, items 2, currency 3}, Refund {order_id 1,
  * amount_cents 2, items 3}. */
-static void *purchase_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n, bool refund)
+static void *purchase_unpack(struct dec *d, const uint8_t *p, size_t n, bool refund)
 {
     struct span order_id = {0}, currency = {0};
     uint64_t amount = 0;
@@ -264,7 +333,7 @@ static void *purchase_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t
         if (patron_pb_unpack_field(&at, end, &f))
             return NULL;
         if (f.number == items) {
-            if (lines_add(alloc, &l, &f))
+            if (lines_add(d, &l, &f))
                 return NULL;
         } else if (f.number == 1) {
             if (f.wire != PATRON_PB_LEN)
@@ -279,10 +348,16 @@ static void *purchase_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t
                 currency = (struct span){f.data, f.len};
         }
     }
+    if (!d->alloc)
+        return (void *)validated;
+    if (!ID_FITS(d, order_id, "order_id") ||
+        (!refund && !text_fits(d, currency, PATRON_EVENT_CURRENCY_MAX, "currency too long",
+                               "currency has invalid bytes")))
+        return NULL;
     /* the struct and the pointer array are pointer-aligned, strings last */
     size_t size = (refund ? sizeof(Patron__V1__Refund) : sizeof(Patron__V1__Purchase)) +
                   l.n * sizeof(l.v[0]) + span_size(order_id) + span_size(currency);
-    void *block = block_alloc(alloc, size);
+    void *block = block_alloc(d, size);
     if (!block)
         return NULL;
     if (refund) {
@@ -305,12 +380,16 @@ static void *purchase_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t
     return block;
 }
 
-static void *review_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+static void *review_unpack(struct dec *d, const uint8_t *p, size_t n)
 {
     struct flat m = {0};
     if (FLAT_READ(p, n, review_kinds, &m))
         return NULL;
-    Patron__V1__Review *r = block_alloc(alloc, sizeof(*r) + span_size(m.s[1]));
+    if (!d->alloc)
+        return (void *)validated;
+    if (!ID_FITS(d, m.s[1], "item_id"))
+        return NULL;
+    Patron__V1__Review *r = block_alloc(d, sizeof(*r) + span_size(m.s[1]));
     if (!r)
         return NULL;
     char *room = (char *)(r + 1);
@@ -320,15 +399,26 @@ static void *review_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n
     return r;
 }
 
-static void *customer_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+static void *customer_unpack(struct dec *d, const uint8_t *p, size_t n)
 {
     struct flat m = {0};
     if (FLAT_READ(p, n, customer_kinds, &m))
         return NULL;
+    if (!d->alloc)
+        return (void *)validated;
+    if (!text_fits(d, m.s[1], PATRON_PROFILE_BIRTHDAY_LEN, "invalid birthday",
+                   "invalid birthday") ||
+        !text_fits(d, m.s[2], PATRON_PROFILE_TIME_ZONE_MAX, "time_zone too long",
+                   "invalid time_zone") ||
+        !text_fits(d, m.s[3], PATRON_PROFILE_LOCALE_MAX, "locale too long",
+                   "locale has invalid bytes") ||
+        !text_fits(d, m.s[4], PATRON_PROFILE_COUNTRY_MAX, "country too long",
+                   "country has invalid bytes"))
+        return NULL;
     size_t size = sizeof(Patron__V1__CustomerUpdate);
     for (size_t i = 1; i <= 4; i++)
         size += span_size(m.s[i]);
-    Patron__V1__CustomerUpdate *c = block_alloc(alloc, size);
+    Patron__V1__CustomerUpdate *c = block_alloc(d, size);
     if (!c)
         return NULL;
     char *room = (char *)(c + 1);
@@ -340,12 +430,14 @@ static void *customer_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t
     return c;
 }
 
-static void *consent_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+static void *consent_unpack(struct dec *d, const uint8_t *p, size_t n)
 {
     struct flat m = {0};
     if (FLAT_READ(p, n, consent_kinds, &m))
         return NULL;
-    Patron__V1__ConsentChange *c = block_alloc(alloc, sizeof(*c));
+    if (!d->alloc)
+        return (void *)validated;
+    Patron__V1__ConsentChange *c = block_alloc(d, sizeof(*c));
     if (!c)
         return NULL;
     *c = (Patron__V1__ConsentChange)PATRON__V1__CONSENT_CHANGE__INIT;
@@ -355,12 +447,16 @@ static void *consent_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t 
     return c;
 }
 
-static void *identify_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+static void *identify_unpack(struct dec *d, const uint8_t *p, size_t n)
 {
     struct flat m = {0};
     if (FLAT_READ(p, n, identify_kinds, &m))
         return NULL;
-    Patron__V1__Identify *c = block_alloc(alloc, sizeof(*c) + span_size(m.s[1]));
+    if (!d->alloc)
+        return (void *)validated;
+    if (!ID_FITS(d, m.s[1], "anonymous_id"))
+        return NULL;
+    Patron__V1__Identify *c = block_alloc(d, sizeof(*c) + span_size(m.s[1]));
     if (!c)
         return NULL;
     char *room = (char *)(c + 1);
@@ -369,12 +465,14 @@ static void *identify_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t
     return c;
 }
 
-static void *erasure_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t n)
+static void *erasure_unpack(struct dec *d, const uint8_t *p, size_t n)
 {
     struct flat m;
     if (flat_read(p, n, NULL, 0, &m)) /* no fields, but the framing must hold */
         return NULL;
-    Patron__V1__ErasureRequest *e = block_alloc(alloc, sizeof(*e));
+    if (!d->alloc)
+        return (void *)validated;
+    Patron__V1__ErasureRequest *e = block_alloc(d, sizeof(*e));
     if (!e)
         return NULL;
     *e = (Patron__V1__ErasureRequest)PATRON__V1__ERASURE_REQUEST__INIT;
@@ -382,47 +480,56 @@ static void *erasure_unpack(ProtobufCAllocator *alloc, const uint8_t *p, size_t 
 }
 
 /* A member of the kind oneof (field numbers 10 to 19, as kind_case). */
-static void *kind_unpack(ProtobufCAllocator *alloc, uint32_t number, const uint8_t *p, size_t n)
+static void *kind_unpack(struct dec *d, uint32_t number, const uint8_t *p, size_t n)
 {
     switch (number) {
     case PATRON__V1__EVENT__KIND_VIEW:
-        return view_unpack(alloc, p, n);
+        return view_unpack(d, p, n);
     case PATRON__V1__EVENT__KIND_CART_ADD:
-        return cart_add_unpack(alloc, p, n);
+        return cart_add_unpack(d, p, n);
     case PATRON__V1__EVENT__KIND_CART_REMOVE:
-        return cart_remove_unpack(alloc, p, n);
+        return cart_remove_unpack(d, p, n);
     case PATRON__V1__EVENT__KIND_PURCHASE:
-        return purchase_unpack(alloc, p, n, false);
+        return purchase_unpack(d, p, n, false);
     case PATRON__V1__EVENT__KIND_REFUND:
-        return purchase_unpack(alloc, p, n, true);
+        return purchase_unpack(d, p, n, true);
     case PATRON__V1__EVENT__KIND_REVIEW:
-        return review_unpack(alloc, p, n);
+        return review_unpack(d, p, n);
     case PATRON__V1__EVENT__KIND_CUSTOMER:
-        return customer_unpack(alloc, p, n);
+        return customer_unpack(d, p, n);
     case PATRON__V1__EVENT__KIND_CONSENT:
-        return consent_unpack(alloc, p, n);
+        return consent_unpack(d, p, n);
     case PATRON__V1__EVENT__KIND_IDENTIFY:
-        return identify_unpack(alloc, p, n);
+        return identify_unpack(d, p, n);
     default:
-        return erasure_unpack(alloc, p, n);
+        return erasure_unpack(d, p, n);
     }
 }
 
 /* flatten: with five callers, the compiler keeps patron_pb_unpack_field out
  * of line, and the calls were a quarter of a view's decode (callgrind: 811
- * instructions a view, 615 flattened; 2444 and 1718 a 3-line purchase). */
-__attribute__((flatten)) Patron__V1__Event *patron_event_unpack(ProtobufCAllocator *alloc,
-                                                                const uint8_t *buf, size_t len)
+ * instructions a view, 615 flattened; 2444 and 1718 a 3-line purchase).
+ *
+ * The kind oneof: each occurrence replaces the one before (protobuf-c), so
+ * an occurrence is decoded only once the next one shows it was not the
+ * last; the one before is then validated, allocating nothing, and the last
+ * is decoded after the loop. */
+__attribute__((flatten)) Patron__V1__Event *
+patron_event_unpack_why(ProtobufCAllocator *alloc, const uint8_t *buf, size_t len, const char **why)
 {
     static const uint8_t empty[1];
+    const char *unused;
+    if (!why)
+        why = &unused;
+    *why = "decode: not a patron.v1.Event";
     if (!alloc || (!buf && len))
         return NULL;
     if (!buf)
         buf = empty;
-    struct span event_id = {0}, customer_id = {0}, anonymous_id = {0};
+    struct dec validate = {NULL, NULL}, d = {alloc, NULL};
+    struct span event_id = {0}, customer_id = {0}, anonymous_id = {0}, member = {0};
     uint64_t occurred_at_ms = 0;
     uint32_t kind = PATRON__V1__EVENT__KIND__NOT_SET;
-    void *member = NULL;
     const uint8_t *at = buf, *end = buf + len;
     while (at < end) {
         struct patron_pb_field f;
@@ -455,17 +562,25 @@ __attribute__((flatten)) Patron__V1__Event *patron_event_unpack(ProtobufCAllocat
         case 19:
             if (f.wire != PATRON_PB_LEN)
                 return NULL;
-            member = kind_unpack(alloc, f.number, f.data, f.len);
-            if (!member)
+            if (kind != PATRON__V1__EVENT__KIND__NOT_SET &&
+                !kind_unpack(&validate, kind, member.p, member.len))
                 return NULL;
+            member = (struct span){f.data, f.len};
             kind = f.number;
             break;
         default:
             break;
         }
     }
-    Patron__V1__Event *e = block_alloc(alloc, sizeof(*e) + span_size(event_id) +
-                                                  span_size(customer_id) + span_size(anonymous_id));
+    void *decoded = NULL;
+    if (kind != PATRON__V1__EVENT__KIND__NOT_SET &&
+        !(decoded = kind_unpack(&d, kind, member.p, member.len)))
+        goto out_refused;
+    if (!ID_FITS(&d, event_id, "event_id") || !ID_FITS(&d, customer_id, "customer_id") ||
+        !ID_FITS(&d, anonymous_id, "anonymous_id"))
+        goto out_refused;
+    Patron__V1__Event *e = block_alloc(&d, sizeof(*e) + span_size(event_id) +
+                                               span_size(customer_id) + span_size(anonymous_id));
     if (!e)
         return NULL;
     char *room = (char *)(e + 1);
@@ -476,6 +591,17 @@ __attribute__((flatten)) Patron__V1__Event *patron_event_unpack(ProtobufCAllocat
     e->occurred_at_ms = (int64_t)occurred_at_ms;
     e->kind_case = (Patron__V1__Event__KindCase)kind;
     /* the union's members are all message pointers at the same place */
-    e->view = member;
+    e->view = decoded;
+    *why = NULL;
     return e;
+
+out_refused:
+    if (d.why)
+        *why = d.why;
+    return NULL;
+}
+
+Patron__V1__Event *patron_event_unpack(ProtobufCAllocator *alloc, const uint8_t *buf, size_t len)
+{
+    return patron_event_unpack_why(alloc, buf, len, NULL);
 }

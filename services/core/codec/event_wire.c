@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "patron/event_check.h"
 #include "patron/event_codec.h"
 #include "patron/pb_unpack.h"
 
@@ -91,10 +92,68 @@ Patron__V1__Event *patron_event_decode_wire(ProtobufCAllocator *alloc, const uin
         return (Patron__V1__Event *)patron_pb_from_json(&patron__v1__event__descriptor, alloc,
                                                         (const char *)body, body_len,
                                                         PATRON_WIRE_REPEATED_MAX, why);
-    Patron__V1__Event *ev = patron_event_unpack(alloc, body, body_len);
+    const char *reason;
+    Patron__V1__Event *ev = patron_event_unpack_why(alloc, body, body_len, &reason);
     if (!ev)
-        snprintf(why, PATRON_WIRE_REASON_MAX, "decode: not a patron.v1.Event");
+        snprintf(why, PATRON_WIRE_REASON_MAX, "%s", reason);
     return ev;
+}
+
+/* The first string field of d, at any depth of its sub-messages, whose
+ * value in buf holds a NUL, or NULL. protobuf-c copies every byte, and a
+ * C string ends at the NUL: "item\0x" would read as "item". Any occurrence
+ * counts, a replaced one too. buf has decoded already: its framing holds
+ * (and nesting is bounded by its length). */
+static const char *nul_string(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len)
+{
+    const uint8_t *at = buf, *end = buf + len;
+    while (at < end) {
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f))
+            return NULL;
+        if (f.wire != PATRON_PB_LEN || !f.len)
+            continue;
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.number);
+        if (!fd)
+            continue;
+        if (fd->type == PROTOBUF_C_TYPE_STRING && memchr(f.data, 0, f.len))
+            return fd->name;
+        if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+            const char *in = nul_string(fd->descriptor, f.data, f.len);
+            if (in)
+                return in;
+        }
+    }
+    return NULL;
+}
+
+int patron_event_decode(const void *buf, size_t len, Patron__V1__Event **out, const char **reason)
+{
+    *out = NULL;
+    if (len > PATRON_EVENT_MAX_BYTES) {
+        *reason = "decode: event too big";
+        return PATRON_ETOOBIG;
+    }
+    static const uint8_t empty[1];
+    const uint8_t *bytes = buf ? buf : empty;
+    Patron__V1__Event *ev = patron__v1__event__unpack(NULL, len, bytes);
+    if (!ev) {
+        *reason = "decode: not a patron.v1.Event";
+        return PATRON_EINVAL;
+    }
+    int rc = 0;
+    if (nul_string(&patron__v1__event__descriptor, bytes, len)) {
+        *reason = "decode: a string holds a NUL";
+        rc = PATRON_EINVAL;
+    } else {
+        rc = patron_event_check(ev, reason);
+    }
+    if (rc < 0) {
+        patron__v1__event__free_unpacked(ev, NULL);
+        return rc;
+    }
+    *out = ev;
+    return 0;
 }
 
 Patron__V1__ItemUpdate *patron_item_update_decode_wire(ProtobufCAllocator *alloc,
@@ -114,7 +173,14 @@ Patron__V1__ItemUpdate *patron_item_update_decode_wire(ProtobufCAllocator *alloc
     static const uint8_t empty[1];
     Patron__V1__ItemUpdate *u =
         patron__v1__item_update__unpack(alloc, body_len, body_len ? body : empty);
-    if (!u)
+    if (!u) {
         snprintf(why, PATRON_WIRE_REASON_MAX, "decode: not an ItemUpdate");
+        return NULL;
+    }
+    const char *nul = nul_string(&patron__v1__item_update__descriptor, body, body_len);
+    if (nul) {
+        snprintf(why, PATRON_WIRE_REASON_MAX, "%s has invalid bytes", nul);
+        return NULL; /* the arena has it */
+    }
     return u;
 }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "patron/clock.h"
+
 /* None today: patron-trigger keeps its per-customer state under the
  * partition's tag and deletes it on the erasure's ProfileUpdate itself. */
 const char *const PATRON_CUSTOMER_KEY_SUFFIXES[] = {NULL};
@@ -93,6 +95,15 @@ int patron_key_trigger_customer(char *dst, size_t cap, int32_t partition, const 
     if (id_len > PATRON_ID_MAX)
         return PATRON_ETOOBIG;
     int n = snprintf(dst, cap, "{tp:%" PRId32 "}:c:%.*s", partition, (int)id_len, customer_id);
+    return n < 0 || (size_t)n >= cap ? PATRON_ETOOBIG : n;
+}
+
+int patron_key_trigger_daily(char *dst, size_t cap, int32_t partition, int64_t day)
+{
+    char date[PATRON_DATE_LEN + 1];
+    if (patron_utc_date_format(day, date) != 0)
+        return PATRON_EINVAL;
+    int n = snprintf(dst, cap, "{tp:%" PRId32 "}:daily:%s", partition, date);
     return n < 0 || (size_t)n >= cap ? PATRON_ETOOBIG : n;
 }
 

@@ -300,6 +300,8 @@ int patron_pb_pack_profile_update(const Patron__V1__ProfileUpdate *m, uint8_t *o
     f_bool(&w, 23, m->consent_granted);
     f_int(&w, 24, m->partition);
     f_int(&w, 25, m->offset);
+    f_bool(&w, 26, m->fanout);
+    f_int(&w, 27, m->first_purchase_ms);
     f_string(&w, 30, m->anonymous_id);
     return finish(&w, out, len);
 }

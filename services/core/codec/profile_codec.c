@@ -252,23 +252,18 @@ static struct text text_of(const struct patron_pb_field *f)
     return (struct text){f->data, f->len};
 }
 
-/* At most max bytes of valid text; an id is also required. Cuts *t at its
- * first NUL, as strlen did protobuf-c's copy; valid text has no NUL, so a
- * string that passes whole needs no search for one. */
-static bool text_ok(struct text *t, size_t max, bool required)
+/* At most max bytes of valid text; an id is also required. A value holding
+ * a NUL is refused, never cut there (protobuf-c's copy read through strlen
+ * did cut it: a stored id "victim\0x" read as "victim", another customer's
+ * id); valid text has no NUL, so text that passes needs no search for one. */
+static bool text_ok(const struct text *t, size_t max, bool required)
 {
-    if (t->len && t->len <= max && patron_event_text_valid((const char *)t->s, t->len))
-        return true;
-    const uint8_t *nul = t->len ? memchr(t->s, 0, t->len) : NULL;
-    if (!nul) /* what strlen saw is what failed above */
-        return t->len == 0 && !required;
-    t->len = (size_t)(nul - t->s);
     if (t->len == 0)
         return !required;
     return t->len <= max && patron_event_text_valid((const char *)t->s, t->len);
 }
 
-static bool id_ok(struct text *t)
+static bool id_ok(const struct text *t)
 {
     return text_ok(t, PATRON_ID_MAX, true);
 }
@@ -440,24 +435,33 @@ static int alias_read(const struct patron_pb_field *outer, struct text *id,
     return 0;
 }
 
+/* The values of one occurrence of a repeated fixed32 (width 4) or fixed64
+ * (width 8) field: packed (one LEN of whole values) or one value;
+ * occurrences concatenate. PATRON_EINVAL for another wire type or a packed
+ * length that is not whole values. */
+static int fixed_values(const struct patron_pb_field *f, size_t width, const uint8_t **v, size_t *n)
+{
+    if (f->wire == PATRON_PB_LEN) {
+        if (f->len % width)
+            return PATRON_EINVAL;
+        *n = f->len / width;
+        *v = f->data;
+        return 0;
+    }
+    if (f->wire != (width == 8 ? PATRON_PB_I64 : PATRON_PB_I32))
+        return PATRON_EINVAL;
+    *n = 1;
+    *v = f->raw;
+    return 0;
+}
+
 /* Repeated fixed64 and fixed32 come packed (one LEN of whole values) or one
  * value per field; occurrences concatenate. */
 static int event_ids_read(const struct patron_pb_field *f, struct decoded *d)
 {
     size_t n;
     const uint8_t *v;
-    if (f->wire == PATRON_PB_LEN) {
-        if (f->len % 8)
-            return PATRON_EINVAL;
-        n = f->len / 8;
-        v = f->data;
-    } else if (f->wire == PATRON_PB_I64) {
-        n = 1;
-        v = f->raw;
-    } else {
-        return PATRON_EINVAL;
-    }
-    if (n > PATRON_PROFILE_EVENT_IDS_MAX - d->n_event_ids)
+    if (fixed_values(f, 8, &v, &n) || n > PATRON_PROFILE_EVENT_IDS_MAX - d->n_event_ids)
         return PATRON_EINVAL;
     for (size_t i = 0; i < n; i++)
         d->event_ids[d->n_event_ids++] = patron_pb_unpack_le64(v + 8 * i);
@@ -491,18 +495,7 @@ static int counted_read(const struct patron_pb_field *f, struct decoded *d)
 {
     size_t n;
     const uint8_t *v;
-    if (f->wire == PATRON_PB_LEN) {
-        if (f->len % 8)
-            return PATRON_EINVAL;
-        n = f->len / 8;
-        v = f->data;
-    } else if (f->wire == PATRON_PB_I64) {
-        n = 1;
-        v = f->raw;
-    } else {
-        return PATRON_EINVAL;
-    }
-    if (n > PATRON_PROFILE_COUNTED_MAX - d->n_counted)
+    if (fixed_values(f, 8, &v, &n) || n > PATRON_PROFILE_COUNTED_MAX - d->n_counted)
         return PATRON_EINVAL;
     for (size_t i = 0; i < n; i++) {
         uint64_t e = patron_pb_unpack_le64(v + 8 * i);
@@ -520,18 +513,7 @@ static int bought_earlier_read(const struct patron_pb_field *f, struct decoded *
 {
     size_t n;
     const uint8_t *v;
-    if (f->wire == PATRON_PB_LEN) {
-        if (f->len % 4)
-            return PATRON_EINVAL;
-        n = f->len / 4;
-        v = f->data;
-    } else if (f->wire == PATRON_PB_I32) {
-        n = 1;
-        v = f->raw;
-    } else {
-        return PATRON_EINVAL;
-    }
-    if (n > PATRON_PROFILE_BOUGHT_EARLIER_MAX - d->n_bought_earlier)
+    if (fixed_values(f, 4, &v, &n) || n > PATRON_PROFILE_BOUGHT_EARLIER_MAX - d->n_bought_earlier)
         return PATRON_EINVAL;
     for (size_t i = 0; i < n; i++) {
         uint32_t h = patron_pb_unpack_le32(v + 4 * i);

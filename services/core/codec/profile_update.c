@@ -1,7 +1,10 @@
 /* The ProfileUpdate of one event (see patron/profile_update.h). */
 #include "patron/profile_update.h"
 
+#include <string.h>
+
 #include "patron/pb_pack.h"
+#include "patron/pb_unpack.h"
 #include "patron/rfm.h"
 
 Patron__V1__EventKind patron_event_kind(const Patron__V1__Event *ev)
@@ -98,6 +101,7 @@ int patron_profile_update_pack(const Patron__V1__Event *ev, const struct patron_
     u.net_spend_cents = p->net_spend_cents;
     u.points = p->points;
     u.last_purchase_ms = p->last_purchase_ms;
+    u.first_purchase_ms = p->first_purchase_ms;
     u.consent_sms = p->consent_sms;
     u.consent_push = p->consent_push;
     u.consent_email = p->consent_email;
@@ -114,4 +118,26 @@ int patron_profile_update_pack(const Patron__V1__Event *ev, const struct patron_
         return 0;
     *len = patron__v1__profile_update__get_packed_size(&u);
     return PATRON_ETOOBIG;
+}
+
+size_t patron_profile_update_fanout(const uint8_t *update, size_t len, uint8_t *out)
+{
+    /* tag (26 << 3 | varint) = 208 as a varint, then 1 */
+    static const uint8_t flag[PATRON_UPDATE_FANOUT_EXTRA] = {0xd0, 0x01, 0x01};
+    const uint8_t *at = update, *end = update + len;
+    while (at < end) {
+        const uint8_t *field = at;
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f) || f.number > 26) {
+            at = field; /* the flag goes before it (or before what does not scan) */
+            break;
+        }
+    }
+    size_t head = (size_t)(at - update);
+    if (head)
+        memcpy(out, update, head);
+    memcpy(out + head, flag, sizeof(flag));
+    if (len > head)
+        memcpy(out + head + sizeof(flag), update + head, len - head);
+    return len + sizeof(flag);
 }

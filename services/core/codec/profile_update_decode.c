@@ -24,8 +24,8 @@ static const struct str_bound STR_BOUNDS[] = {
     {20, PATRON_ID_MAX, "locale too long"},     {21, 7, "birthday too long"},
 };
 
-/* The field numbers ProfileUpdate declares (1 .. 26). */
-#define KNOWN_FIELD_MAX 26
+/* The field numbers ProfileUpdate declares (1 .. 27). */
+#define KNOWN_FIELD_MAX 27
 
 static const struct str_bound *str_bound_of(uint32_t number)
 {

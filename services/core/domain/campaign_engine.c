@@ -66,7 +66,8 @@ void patron_engine_out_free(struct patron_engine_out *out)
 /* ---- small collections ------------------------------------------------------------- */
 
 static void count(struct patron_engine_out *out, const struct patron_campaign *c,
-                  const struct patron_campaign_variant *v, enum patron_stat s, int64_t delta)
+                  const struct patron_campaign_variant *v, enum patron_stat s, int64_t delta,
+                  int64_t at_ms)
 {
     if (out->n_counts == out->cap_counts) {
         out->cap_counts = out->cap_counts ? 2 * out->cap_counts : 16;
@@ -77,6 +78,7 @@ static void count(struct patron_engine_out *out, const struct patron_campaign *c
     patron_copy_str(k->variant, sizeof(k->variant), v ? v->id : "");
     k->stat = s;
     k->delta = delta;
+    k->at_ms = at_ms;
 }
 
 static bool ring_has(const uint64_t *ring, size_t n, uint64_t h)
@@ -213,6 +215,21 @@ static enum patron_segment segment_at(const struct patron_engine *e,
     return patron_segment_of(&rfm, st->orders);
 }
 
+/* The customer's K-Means cluster at now_ms, for audience.clusters: like the
+ * segment, recency moves it between updates. */
+static void cluster_at(const struct patron_engine *e, const struct patron_customer_state *st,
+                       int64_t now_ms, struct patron_customer_view *view)
+{
+    struct patron_cluster_features f;
+    if (e->clusters == NULL || e->clusters->k < 1 ||
+        !patron_cluster_features_at(st->orders, st->last_purchase_ms, st->net_spend_cents, now_ms,
+                                    &f))
+        return;
+    view->cluster = patron_cluster_of(&f, e->clusters);
+    if (view->cluster >= 0 && view->cluster < PATRON_CLUSTERS_MAX)
+        view->cluster_label = e->clusters->c[view->cluster].label;
+}
+
 /* Decides campaign c for the customer at now_ms and records the outcome.
  * The timer that led here (if any) has been removed by the caller; a quiet-
  * hours delay sets it again, with the same trigger, hence the same id. */
@@ -227,7 +244,10 @@ static int decide(const struct patron_engine *e, struct patron_customer_state *s
         .segment = segment,
         .tier = st->tier,
         .time_zone = st->time_zone,
+        .cluster = -1,
     };
+    if (c->clusters.n > 0)
+        cluster_at(e, st, now_ms, &view);
     memcpy(view.consent, st->consent, sizeof(view.consent));
     struct patron_decision_input in = {
         .cs = e->campaigns,
@@ -254,7 +274,7 @@ static int decide(const struct patron_engine *e, struct patron_customer_state *s
     ring_push(st->ledger, &st->n_ledger, PATRON_ENGINE_LEDGER_MAX, h);
     switch (d.outcome) {
     case PATRON_OUTCOME_SENT:
-        count(out, c, d.variant, PATRON_STAT_SENT, 1);
+        count(out, c, d.variant, PATRON_STAT_SENT, 1, now_ms);
         send_push(st, now_ms, c->channel);
         last_sent_set(st, c->id, now_ms);
         touch_push(st, c, d.variant, now_ms, false);
@@ -271,22 +291,22 @@ static int decide(const struct patron_engine *e, struct patron_customer_state *s
     case PATRON_OUTCOME_SUPPRESSED_CONTROL_GROUP:
         /* "would have been sent": in the history too, so that the holdout
          * meets the same caps and cooldowns as the treated group */
-        count(out, c, d.variant, PATRON_STAT_CONTROL_GROUP, 1);
+        count(out, c, d.variant, PATRON_STAT_CONTROL_GROUP, 1, now_ms);
         send_push(st, now_ms, c->channel);
         last_sent_set(st, c->id, now_ms);
         touch_push(st, c, d.variant, now_ms, true);
         break;
     case PATRON_OUTCOME_SUPPRESSED_CONSENT:
-        count(out, c, d.variant, PATRON_STAT_CONSENT, 1);
+        count(out, c, d.variant, PATRON_STAT_CONSENT, 1, now_ms);
         break;
     case PATRON_OUTCOME_SUPPRESSED_AUDIENCE:
-        count(out, c, d.variant, PATRON_STAT_AUDIENCE, 1);
+        count(out, c, d.variant, PATRON_STAT_AUDIENCE, 1, now_ms);
         break;
     case PATRON_OUTCOME_SUPPRESSED_COOLDOWN:
-        count(out, c, d.variant, PATRON_STAT_COOLDOWN, 1);
+        count(out, c, d.variant, PATRON_STAT_COOLDOWN, 1, now_ms);
         break;
     case PATRON_OUTCOME_SUPPRESSED_FREQUENCY_CAP:
-        count(out, c, d.variant, PATRON_STAT_FREQUENCY_CAP, 1);
+        count(out, c, d.variant, PATRON_STAT_FREQUENCY_CAP, 1, now_ms);
         break;
     default:
         return PATRON_EINVAL;
@@ -364,6 +384,128 @@ static int fire_segment(const struct patron_engine *e, struct patron_customer_st
     return rc;
 }
 
+/* ---- churn_risk_above ----------------------------------------------------------- */
+
+static bool churn_campaign(const struct patron_engine *e, const struct patron_campaign *c)
+{
+    return c->when == PATRON_CAMPAIGN_WHEN_CHURN_RISK && e->clv != NULL;
+}
+
+static double churn_horizon_days(const struct patron_engine *e)
+{
+    return e->profile->churn_horizon_days > 0 ? (double)e->profile->churn_horizon_days : 90.0;
+}
+
+static struct patron_clv_history history_of(const struct patron_customer_state *st)
+{
+    return (struct patron_clv_history){
+        .orders = st->orders,
+        .first_purchase_ms = st->first_purchase_ms,
+        .last_purchase_ms = st->last_purchase_ms,
+        .net_spend_cents = st->net_spend_cents,
+    };
+}
+
+static bool churn_above(const struct patron_engine *e, const struct patron_customer_state *st,
+                        const struct patron_campaign *c, int64_t at_ms)
+{
+    struct patron_clv_history h = history_of(st);
+    return patron_clv_churn_risk_at(e->clv, &h, churn_horizon_days(e), at_ms) > c->churn_above;
+}
+
+static void timer_drop(struct patron_customer_state *st, const char *campaign_id)
+{
+    for (size_t k = 0; k < st->n_timers; k++)
+        if (strcmp(st->timers[k].campaign_id, campaign_id) == 0) {
+            timer_remove(st, k);
+            return;
+        }
+}
+
+/* The customer is at or below c's threshold at after_ms: a timer at the
+ * crossing, if there is one. A decision waiting for quiet hours stays. */
+static void arm_churn(const struct patron_engine *e, struct patron_customer_state *st,
+                      const struct patron_campaign *c, int64_t after_ms)
+{
+    const struct patron_engine_timer *cur = timer_find(st, c->id);
+    if (cur != NULL && timer_pending_send(cur))
+        return;
+    struct patron_clv_history h = history_of(st);
+    int64_t at =
+        patron_clv_churn_crossing(e->clv, &h, churn_horizon_days(e), c->churn_above, after_ms);
+    if (at == INT64_MAX)
+        timer_drop(st, c->id);
+    else
+        timer_set(st, c, PATRON_TIMER_CHURN, at, at, "");
+}
+
+/* Before an update changes the history, at its time t: for each campaign
+ * (indexed as in the file), whether the customer was at or below its
+ * threshold. An armed timer says so (it was armed below, under the model
+ * of the time); without one, the risk says. A decision waiting for quiet
+ * hours counts as above. The caller frees the array. */
+static bool *churn_before(const struct patron_engine *e, struct patron_customer_state *st,
+                          int64_t t)
+{
+    size_t n = e->campaigns->count;
+    bool *below = patron_calloc(n ? n : 1, sizeof(*below));
+    for (size_t i = 0; i < n; i++) {
+        const struct patron_campaign *c = &e->campaigns->campaigns[i];
+        if (!churn_campaign(e, c))
+            continue;
+        const struct patron_engine_timer *cur = timer_find(st, c->id);
+        if (cur != NULL)
+            below[i] = cur->kind == PATRON_TIMER_CHURN && !timer_pending_send(cur);
+        else
+            below[i] = !churn_above(e, st, c, t);
+    }
+    return below;
+}
+
+/* After the update: decides the campaigns it carried over their threshold,
+ * then arms (or disarms) their timers from the new history. */
+static int churn_after(const struct patron_engine *e, struct patron_customer_state *st,
+                       const Patron__V1__ProfileUpdate *u, const bool *below,
+                       struct patron_engine_out *out)
+{
+    int64_t t = u->occurred_at_ms;
+    for (size_t i = 0; i < e->campaigns->count; i++) {
+        const struct patron_campaign *c = &e->campaigns->campaigns[i];
+        if (!churn_campaign(e, c))
+            continue;
+        bool above = churn_above(e, st, c, t);
+        if (above && below[i]) {
+            timer_drop(st, c->id); /* the armed crossing: this is it */
+            int rc = decide(e, st, c, PATRON_TIMER_CHURN, u->event_id, t, t, out);
+            if (rc)
+                return rc;
+        }
+        if (!above) {
+            arm_churn(e, st, c, t);
+        } else {
+            const struct patron_engine_timer *cur = timer_find(st, c->id);
+            if (cur != NULL && !timer_pending_send(cur))
+                timer_drop(st, c->id);
+        }
+    }
+    return 0;
+}
+
+/* A churn timer at its crossing: decided if the risk is above the threshold
+ * there (it is, unless the model changed since it was armed: then armed
+ * again at the new crossing). Nothing is armed after a decision: the risk
+ * is above until an update brings it down. */
+static int fire_churn(const struct patron_engine *e, struct patron_customer_state *st,
+                      const struct patron_campaign *c, int64_t at_ms, struct patron_engine_out *out)
+{
+    if (!churn_campaign(e, c))
+        return 0; /* no model any more: dormant */
+    if (churn_above(e, st, c, at_ms))
+        return decide(e, st, c, PATRON_TIMER_CHURN, "", at_ms, at_ms, out);
+    arm_churn(e, st, c, at_ms);
+    return 0;
+}
+
 int patron_engine_fire_due(const struct patron_engine *e, struct patron_customer_state *st,
                            int64_t bound_ms, struct patron_engine_out *out)
 {
@@ -389,9 +531,11 @@ int patron_engine_fire_due(const struct patron_engine *e, struct patron_customer
         const struct patron_campaign *c = patron_campaigns_find(e->campaigns, t.campaign_id);
         if (c == NULL)
             continue; /* the campaign left the file: its timers go with it */
+        bool armed = t.trigger_at_ms == t.fire_at_ms; /* not a decision delayed by quiet hours */
         int rc =
-            t.kind == PATRON_TIMER_SEGMENT && t.trigger_at_ms == t.fire_at_ms
-                ? fire_segment(e, st, c, t.fire_at_ms, out)
+            t.kind == PATRON_TIMER_SEGMENT && armed ? fire_segment(e, st, c, t.fire_at_ms, out)
+            : t.kind == PATRON_TIMER_CHURN && armed
+                ? fire_churn(e, st, c, t.fire_at_ms, out)
                 : decide(e, st, c, t.kind, t.trigger_event_id, t.trigger_at_ms, t.fire_at_ms, out);
         if (rc)
             return rc;
@@ -420,6 +564,7 @@ static void view_of_update(struct patron_customer_state *st, const Patron__V1__P
     st->orders = u->orders;
     st->net_spend_cents = u->net_spend_cents;
     st->last_purchase_ms = u->last_purchase_ms;
+    st->first_purchase_ms = u->first_purchase_ms;
 }
 
 /* Waiting campaigns that this update ends: consent revoked for their channel
@@ -436,14 +581,14 @@ static void end_waits(const struct patron_engine *e, struct patron_customer_stat
         }
         const struct patron_campaign_variant *v = patron_campaign_variant_of(c, st->customer_id);
         if (timer_pending_send(t) && patron_campaign_consent_revoked(c, u)) {
-            count(out, c, v, PATRON_STAT_CONSENT, 1);
+            count(out, c, v, PATRON_STAT_CONSENT, 1, u->occurred_at_ms);
         } else if (t->kind == PATRON_TIMER_WAIT &&
                    u->occurred_at_ms >= t->trigger_at_ms - c->wait_ms &&
                    patron_campaign_wait_cancelled(c, (int)u->kind, u->occurred_at_ms,
                                                   t->trigger_at_ms)) {
             /* "during the wait": from the trigger to the wait's end (not
              * the end of a quiet-hours delay that followed it) */
-            count(out, c, v, PATRON_STAT_EXITED, 1);
+            count(out, c, v, PATRON_STAT_EXITED, 1, u->occurred_at_ms);
         } else {
             i++;
             continue;
@@ -479,11 +624,11 @@ static int attribute(const struct patron_engine *e, struct patron_customer_state
         struct patron_campaign_variant v = {.weight = 1};
         patron_copy_str(v.id, sizeof(v.id), t->variant);
         const struct patron_campaign_variant *vp = t->variant[0] ? &v : NULL;
-        count(out, c, vp, t->control ? PATRON_STAT_CONTROL_CONVERSIONS : PATRON_STAT_CONVERSIONS,
-              1);
+        count(out, c, vp, t->control ? PATRON_STAT_CONTROL_CONVERSIONS : PATRON_STAT_CONVERSIONS, 1,
+              u->occurred_at_ms);
         count(out, c, vp,
               t->control ? PATRON_STAT_CONTROL_REVENUE_CENTS : PATRON_STAT_REVENUE_CENTS,
-              u->value_cents);
+              u->value_cents, u->occurred_at_ms);
     }
     return 0;
 }
@@ -560,10 +705,13 @@ int patron_engine_on_update(const struct patron_engine *e, struct patron_custome
         return 0;
     }
 
+    bool *churn_below = churn_before(e, st, t);
     view_of_update(st, u);
     end_waits(e, st, u, out);
-    if (u->kind == PATRON__V1__EVENT_KIND__PURCHASE && (rc = attribute(e, st, u, out)))
+    if (u->kind == PATRON__V1__EVENT_KIND__PURCHASE && (rc = attribute(e, st, u, out))) {
+        free(churn_below);
         return rc;
+    }
 
     struct patron_trigger *trig = patron_malloc((e->campaigns->count + 1) * sizeof(*trig));
     size_t n = 0;
@@ -580,6 +728,9 @@ int patron_engine_on_update(const struct patron_engine *e, struct patron_custome
         }
     }
     free(trig);
+    if (rc == 0)
+        rc = churn_after(e, st, u, churn_below, out);
+    free(churn_below);
     if (rc)
         return rc;
     arm_segment_timers(e, st, t);

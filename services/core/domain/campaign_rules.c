@@ -245,6 +245,8 @@ int patron_campaign_triggers(const struct patron_campaigns *cs, const Patron__V1
             hit = before > 0 && tier_rank(u->tier) > before;
             break;
         }
+        case PATRON_CAMPAIGN_WHEN_CHURN_RISK:
+            break; /* the engine's: it needs the model (campaign_engine.h) */
         case PATRON_CAMPAIGN_WHEN_BIRTHDAY:
             hit = kind == PATRON__V1__EVENT_KIND__CUSTOMER &&
                   patron_campaign_birthday_next(u->birthday, c->at_min, u->time_zone,
@@ -286,6 +288,7 @@ void patron_customer_view_of(const Patron__V1__ProfileUpdate *u, struct patron_c
     v->consent[PATRON_CAMPAIGN_CHANNEL_PUSH] = u->consent_push;
     v->consent[PATRON_CAMPAIGN_CHANNEL_EMAIL] = u->consent_email;
     v->time_zone = u->time_zone;
+    v->cluster = -1;
 }
 
 /* ---- the decision ---------------------------------------------------------------------- */
@@ -341,6 +344,21 @@ int patron_quiet_hours_next(const struct patron_quiet_hours *qh, const char *zon
     return 0;
 }
 
+/* A customer is in a cluster audience by the id or the label of their
+ * cluster; without one (no purchase, nothing fitted), in none. */
+static bool in_clusters(const struct patron_cluster_audience *a,
+                        const struct patron_customer_view *v)
+{
+    if (v->cluster < 0 || v->cluster >= PATRON_CLUSTERS_MAX)
+        return false;
+    if (a->ids & (1u << v->cluster))
+        return true;
+    for (size_t i = 0; v->cluster_label != NULL && i < a->n_labels; i++)
+        if (strcmp(a->labels[i], v->cluster_label) == 0)
+            return true;
+    return false;
+}
+
 static bool in_audience(const struct patron_campaign *c, const struct patron_customer_view *v)
 {
     if (c->audience_segments != PATRON_AUDIENCE_ANY_SEGMENT) {
@@ -355,7 +373,7 @@ static bool in_audience(const struct patron_campaign *c, const struct patron_cus
             (c->audience_tiers & (1u << t)) == 0)
             return false;
     }
-    return true;
+    return c->clusters.n == 0 || in_clusters(&c->clusters, v);
 }
 
 static bool capped(const struct patron_campaign_defaults *d, const struct patron_campaign *c,

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "patron/clock.h"
 #include "patron/optim.h"
 #include "patron/profile.h"
 
@@ -60,25 +61,32 @@ static double clamp(double v, double lo, double hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-bool patron_clv_summary_of(const struct patron_profile *p, int64_t now_ms,
-                           struct patron_clv_customer *out)
+bool patron_clv_summary_at(int64_t orders, int64_t first_purchase_ms, int64_t last_purchase_ms,
+                           int64_t net_spend_cents, int64_t now_ms, struct patron_clv_customer *out)
 {
-    if (p->last_purchase_ms <= 0 || p->orders < 1)
+    if (last_purchase_ms <= 0 || orders < 1)
         return false;
-    double last = (double)p->last_purchase_ms;
-    double first = p->first_purchase_ms > 0 ? (double)p->first_purchase_ms : last;
+    double last = (double)last_purchase_ms;
+    double first = first_purchase_ms > 0 ? (double)first_purchase_ms : last;
     if (first > last)
         first = last;
     double t_x = clamp((last - first) / DAY_MS, 0, DAYS_MAX);
     double T = clamp(((double)now_ms - first) / DAY_MS, t_x, DAYS_MAX);
-    double spend = p->net_spend_cents > 0 ? (double)p->net_spend_cents : 0.0;
+    double spend = net_spend_cents > 0 ? (double)net_spend_cents : 0.0;
     *out = (struct patron_clv_customer){
-        .x = clamp((double)(p->orders - 1), 0, X_MAX),
+        .x = clamp((double)(orders - 1), 0, X_MAX),
         .t_x = t_x,
         .T = T,
-        .m = spend / (double)p->orders,
+        .m = spend / (double)orders,
     };
     return true;
+}
+
+bool patron_clv_summary_of(const struct patron_profile *p, int64_t now_ms,
+                           struct patron_clv_customer *out)
+{
+    return patron_clv_summary_at(p->orders, p->first_purchase_ms, p->last_purchase_ms,
+                                 p->net_spend_cents, now_ms, out);
 }
 
 const struct patron_clv_band *patron_clv_band_of(const struct patron_clv_model *m, double m_cents)
@@ -274,6 +282,41 @@ void patron_clv_view_of(const struct patron_profile *p, int64_t now_ms,
                                      : value >= 9223372036854775808.0 ? INT64_MAX
                                                                       : (int64_t)value,
     };
+}
+
+/* ---- churn risk through time --------------------------------------------------- */
+
+double patron_clv_churn_risk_at(const struct patron_clv_model *m,
+                                const struct patron_clv_history *h, double horizon_days,
+                                int64_t now_ms)
+{
+    struct patron_clv_customer c;
+    if (!patron_clv_summary_at(h->orders, h->first_purchase_ms, h->last_purchase_ms,
+                               h->net_spend_cents, now_ms, &c))
+        return 1.0;
+    return patron_bgnbd_p_no_purchase(&patron_clv_band_of(m, c.m)->bgnbd, &c, horizon_days);
+}
+
+int64_t patron_clv_churn_crossing(const struct patron_clv_model *m,
+                                  const struct patron_clv_history *h, double horizon_days,
+                                  double threshold, int64_t after_ms)
+{
+    if (h->last_purchase_ms <= 0 || h->orders < 1 || after_ms >= PATRON_TIME_MAX_MS)
+        return INT64_MAX;
+    /* lo: at or below the threshold; hi: above it */
+    int64_t lo = after_ms, hi = PATRON_TIME_MAX_MS;
+    if (patron_clv_churn_risk_at(m, h, horizon_days, lo + 1) > threshold)
+        return lo + 1;
+    if (!(patron_clv_churn_risk_at(m, h, horizon_days, hi) > threshold))
+        return INT64_MAX;
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (patron_clv_churn_risk_at(m, h, horizon_days, mid) > threshold)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi;
 }
 
 /* ---- the fits ----------------------------------------------------------------- */

@@ -124,6 +124,8 @@ static const struct field_reasons ANONYMOUS_ID = {NULL, "anonymous_id too long",
 static const struct field_reasons IDENTIFY_ANONYMOUS_ID = {
     "missing identify.anonymous_id", "identify.anonymous_id too long",
     "identify.anonymous_id has invalid bytes"};
+static const struct field_reasons CURRENCY = {NULL, "currency too long",
+                                              "currency has invalid bytes"};
 static const struct field_reasons LOCALE = {NULL, "locale too long", "locale has invalid bytes"};
 static const struct field_reasons COUNTRY = {NULL, "country too long", "country has invalid bytes"};
 
@@ -237,6 +239,8 @@ static const char *check_kind(const Patron__V1__Event *ev)
             return "missing kind";
         if ((why = check_text(pu->order_id, PATRON_ID_MAX, OPTIONAL, &ORDER_ID)))
             return why;
+        if ((why = check_text(pu->currency, PATRON_EVENT_CURRENCY_MAX, OPTIONAL, &CURRENCY)))
+            return why;
         if (pu->n_items == 0)
             return "purchase without lines";
         return check_lines(pu->items, pu->n_items);
@@ -340,28 +344,6 @@ int patron_event_check(const Patron__V1__Event *ev, const char **reason)
 out_reject:
     *reason = why;
     return PATRON_EINVAL;
-}
-
-int patron_event_decode(const void *buf, size_t len, Patron__V1__Event **out, const char **reason)
-{
-    *out = NULL;
-    if (len > PATRON_EVENT_MAX_BYTES) {
-        *reason = "decode: event too big";
-        return PATRON_ETOOBIG;
-    }
-    static const uint8_t empty[1];
-    Patron__V1__Event *ev = patron__v1__event__unpack(NULL, len, buf ? buf : empty);
-    if (!ev) {
-        *reason = "decode: not a patron.v1.Event";
-        return PATRON_EINVAL;
-    }
-    int rc = patron_event_check(ev, reason);
-    if (rc < 0) {
-        patron__v1__event__free_unpacked(ev, NULL);
-        return rc;
-    }
-    *out = ev;
-    return 0;
 }
 
 int64_t patron_event_value_cents(const Patron__V1__Event *ev)

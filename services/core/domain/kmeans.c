@@ -10,18 +10,25 @@
 #define D PATRON_CLUSTER_DIM
 #define DAY_MS 86400000.0
 
+bool patron_cluster_features_at(int64_t orders, int64_t last_purchase_ms, int64_t net_spend_cents,
+                                int64_t now_ms, struct patron_cluster_features *out)
+{
+    if (last_purchase_ms <= 0 || orders < 1)
+        return false;
+    double since = ((double)now_ms - (double)last_purchase_ms) / DAY_MS;
+    *out = (struct patron_cluster_features){
+        .recency_days = since > 0 ? since : 0,
+        .orders = (double)orders,
+        .net_spend_cents = (double)net_spend_cents,
+    };
+    return true;
+}
+
 bool patron_cluster_features_of(const struct patron_profile *p, int64_t now_ms,
                                 struct patron_cluster_features *out)
 {
-    if (p->last_purchase_ms <= 0 || p->orders < 1)
-        return false;
-    double since = ((double)now_ms - (double)p->last_purchase_ms) / DAY_MS;
-    *out = (struct patron_cluster_features){
-        .recency_days = since > 0 ? since : 0,
-        .orders = (double)p->orders,
-        .net_spend_cents = (double)p->net_spend_cents,
-    };
-    return true;
+    return patron_cluster_features_at(p->orders, p->last_purchase_ms, p->net_spend_cents, now_ms,
+                                      out);
 }
 
 void patron_cluster_transform(const struct patron_cluster_features *f, double out[D])

@@ -264,8 +264,21 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_assign(rk, parts);
         else
             aerr = rd_kafka_assign(rk, parts);
-        if (c->paused && parts->cnt > 0 && rd_kafka_pause_partitions(rk, parts))
-            klog(&c->common, PATRON_LOG_ERROR, "kafka pause of new partitions failed", NULL);
+        /* librdkafka keeps a partition's pause flag across a revoke and a
+         * new assign (its issue #1849): a partition paused before a lost
+         * assignment comes back paused, and a resume_all made while the
+         * assignment was empty reached none. So the new partitions take
+         * the consumer's state here, whichever it is. Only assigned
+         * partitions can be paused or resumed: after the assign. */
+        if (parts->cnt > 0) {
+            rd_kafka_resp_err_t perr = c->paused ? rd_kafka_pause_partitions(rk, parts)
+                                                 : rd_kafka_resume_partitions(rk, parts);
+            if (perr)
+                klog(&c->common, PATRON_LOG_ERROR,
+                     c->paused ? "kafka pause of new partitions failed"
+                               : "kafka resume of new partitions failed",
+                     rd_kafka_err2str(perr));
+        }
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         if (c->on_revoke && parts->cnt > 0)
             c->on_revoke(c->ud, parts);
@@ -335,6 +348,16 @@ int patron_consumer_open(struct patron_consumer **out, uv_loop_t *loop,
          * latency from a purchase to the recommendation that reflects it */
         "fetch.wait.max.ms",
         "100",
+        /* Memory: what librdkafka fetches ahead of the application. The
+         * queue of fetched messages not yet polled (its default is 64 MiB)
+         * and one fetch response (default 50 MiB; it may exceed this by one
+         * record, and librdkafka raises it to message.max.bytes at least):
+         * with the application's own bounds, a service's memory stays
+         * within its pod's limit (docs/operations.md, "Memory"). */
+        "queued.max.messages.kbytes",
+        "32768",
+        "fetch.max.bytes",
+        "16777216",
     };
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     int rc;
@@ -409,12 +432,18 @@ static void consumer_error(struct patron_consumer *c, const rd_kafka_message_t *
 
 size_t patron_consumer_poll(struct patron_consumer *c, rd_kafka_message_t **msgs, size_t max)
 {
-    size_t n = 0;
+    return patron_consumer_poll_bytes(c, msgs, max, SIZE_MAX);
+}
+
+size_t patron_consumer_poll_bytes(struct patron_consumer *c, rd_kafka_message_t **msgs, size_t max,
+                                  size_t max_bytes)
+{
+    size_t n = 0, bytes = 0;
     if (!c || c->closing || !msgs)
         return 0;
     /* Error events do not count against max; bound them so that a storm of
      * errors cannot hold the loop. */
-    for (size_t served = 0; n < max && served < max + 1000; served++) {
+    for (size_t served = 0; n < max && bytes < max_bytes && served < max + 1000; served++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
         if (!m)
             break;
@@ -423,6 +452,7 @@ size_t patron_consumer_poll(struct patron_consumer *c, rd_kafka_message_t **msgs
             rd_kafka_message_destroy(m);
             continue;
         }
+        bytes += m->len + m->key_len;
         msgs[n++] = m;
     }
     return n;
@@ -721,6 +751,10 @@ int patron_producer_open_log(struct patron_producer **out, uv_loop_t *loop, cons
         "none",
         "queue.buffering.max.messages",
         "1000000",
+        /* bytes of messages waiting for delivery (default 1 GiB): beyond,
+         * sends wait in the backlog below, then fail for now */
+        "queue.buffering.max.kbytes",
+        "65536",
         "partitioner",
         "murmur2_random",
     };
@@ -777,7 +811,7 @@ static int backlog_push(struct patron_producer *p, const char *topic, int32_t pa
 {
     if (p->bl_count >= PATRON_PRODUCER_BACKLOG_MAX ||
         p->bl_bytes + keylen + len > PATRON_PRODUCER_BACKLOG_MAX_BYTES)
-        return PATRON_ETOOBIG;
+        return PATRON_EAGAIN;
     size_t tlen = strlen(topic) + 1;
     struct backlog_msg *b = patron_malloc(sizeof *b + tlen + keylen + len);
     char *data = (char *)(b + 1);
@@ -912,24 +946,28 @@ size_t patron_producer_close(struct patron_producer *p, int timeout_ms)
     return undelivered;
 }
 
-int patron_dlq_send(struct patron_producer *p, const char *dlq_topic,
-                    const rd_kafka_message_t *orig, const char *error, patron_delivery_cb cb,
-                    void *ud)
+size_t patron_producer_max_message_bytes(const struct patron_producer *p)
 {
-    if (!p || !dlq_topic || !orig || !cb)
+    return p->max_message_bytes;
+}
+
+int patron_producer_partitions(struct patron_producer *p, const char *topic, int timeout_ms)
+{
+    if (!p || !p->rk || !topic || !topic[0])
         return PATRON_EINVAL;
-    const char *why = error ? error : "";
-    size_t whylen = strnlen(why, PATRON_DLQ_ERROR_MAX);
-    const char *topic = orig->rkt ? rd_kafka_topic_name(orig->rkt) : "";
-    char part[16], off[24];
-    (void)snprintf(part, sizeof part, "%" PRId32, orig->partition);
-    (void)snprintf(off, sizeof off, "%" PRId64, orig->offset);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-    /* rd_kafka_header_add only fails for a read-only header list. */
-    (void)rd_kafka_header_add(h, "error", -1, why, (ssize_t)whylen);
-    (void)rd_kafka_header_add(h, "source.topic", -1, topic, -1);
-    (void)rd_kafka_header_add(h, "source.partition", -1, part, -1);
-    (void)rd_kafka_header_add(h, "source.offset", -1, off, -1);
-    return patron_producer_send(p, dlq_topic, RD_KAFKA_PARTITION_UA, orig->key, orig->key_len,
-                                orig->payload, orig->len, h, cb, ud);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+    if (!rkt)
+        return PATRON_EINVAL;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
+    int n = PATRON_EIO;
+    if (!err && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0)
+        n = md->topics[0].partition_cnt;
+    else if (!err && md->topic_cnt == 1 &&
+             md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        n = PATRON_ENOTFOUND;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return n;
 }

@@ -148,13 +148,17 @@ PATRON_MUST_USE static inline int replay_parse_int32(const char *s, size_t len, 
     if (i == len)
         return PATRON_EINVAL;
     int64_t v = 0;
+    bool big = false; /* too many digits: said once all bytes are known digits */
     for (; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
             return PATRON_EINVAL;
-        v = v * 10 + (s[i] - '0');
-        if (v > (int64_t)INT32_MAX + 1)
-            return PATRON_ETOOBIG;
+        if (!big) {
+            v = v * 10 + (s[i] - '0');
+            big = v > (int64_t)INT32_MAX + 1;
+        }
     }
+    if (big)
+        return PATRON_ETOOBIG;
     if (neg)
         v = -v;
     if (v > INT32_MAX || v < INT32_MIN)

@@ -50,6 +50,7 @@ struct patron_arena_spares {
 struct patron_arena {
     struct patron_arena_chunk *head; /* where allocations go; NULL when empty */
     struct patron_arena_spares *spares;
+    size_t bytes; /* data bytes of the chunks held: what the arena costs */
 };
 
 /* An empty spares list that keeps max chunks at most (0: none). */
@@ -84,6 +85,13 @@ static inline void *patron_arena_alloc(struct patron_arena *a, size_t n)
         return p;
     }
     return patron_arena_alloc_chunk(a, n);
+}
+
+/* The data bytes of the chunks the arena holds (used or not): what it
+ * costs in memory, for a caller that bounds it. */
+static inline size_t patron_arena_bytes(const struct patron_arena *a)
+{
+    return a->bytes;
 }
 
 /* count * n zeroed bytes; aborts when the product overflows. */

@@ -38,6 +38,23 @@ int64_t patron_clock_advance(struct patron_clock *c, int64_t watermark);
  * 9999-12-31T23:59:59.999Z, epoch ms. The earliest is 0, 1970. */
 #define PATRON_TIME_MAX_MS INT64_C(253402300799999)
 
+/* UTC calendar days, for what is counted per day of event time (the
+ * trigger's daily counters, the dashboard's history): the day number of
+ * an instant, days since 1970-01-01 rounded down, and its ISO date
+ * "YYYY-MM-DD". Days run from 0 (1970-01-01) to PATRON_DAY_MAX
+ * (9999-12-31), as times do. */
+#define PATRON_DAY_MS INT64_C(86400000)
+#define PATRON_DAY_MAX INT64_C(2932896)
+#define PATRON_DATE_LEN 10
+/* The day of ms (any int64: floor division). */
+int64_t patron_utc_day(int64_t ms);
+/* Writes the date and its NUL into dst; PATRON_EINVAL for a day outside
+ * 0..PATRON_DAY_MAX (dst then ""). */
+int patron_utc_date_format(int64_t day, char dst[PATRON_DATE_LEN + 1]) PATRON_MUST_USE;
+/* Strict: exactly "YYYY-MM-DD", a real date within 0..PATRON_DAY_MAX;
+ * anything else is PATRON_EINVAL. */
+int patron_utc_date_parse(const char *s, size_t len, int64_t *day) PATRON_MUST_USE;
+
 int64_t patron_wall_ms(void);      /* CLOCK_REALTIME, epoch ms */
 int64_t patron_monotonic_ms(void); /* CLOCK_MONOTONIC, for timeouts and durations */
 

@@ -28,6 +28,7 @@ enum patron_error {
     PATRON_EIO = -4,     /* a peer (Kafka, Redis, socket) failed */
     PATRON_ENOTFOUND = -5,
     PATRON_ECONFLICT = -6, /* a compare-and-set lost the race */
+    PATRON_EAGAIN = -7,    /* a queue is full for now: the same call may work later */
 };
 
 /* Identifiers (customer, event, item, order, category) are at most this many
@@ -44,6 +45,17 @@ char *patron_strndup(const char *s, size_t n);
 /* Copies src (NULL: "") into dst of cap > 0 bytes, cut at cap - 1 bytes,
  * always NUL-terminated. */
 void patron_copy_str(char *dst, size_t cap, const char *src);
+
+/* Length of the valid UTF-8 sequence (one character) at s, of at most
+ * `left` bytes, or 0 when the bytes there are not one: strict UTF-8 (no
+ * overlong forms, surrogates, nor code points past U+10FFFF). ASCII is 1. */
+size_t patron_utf8_seq_len(const unsigned char *s, size_t left);
+
+/* The length of the longest prefix of s[0 .. len) that is valid UTF-8, at
+ * most max bytes, and ends on a character boundary: what to keep of a text
+ * that must be cut to max bytes (a title in a fixed slot) and must stay
+ * UTF-8 for whoever reads it next. Stops at the first invalid byte. */
+size_t patron_utf8_prefix(const char *s, size_t len, size_t max);
 
 /* Writes the decimal digits of v at p (room for 20) and returns the end;
  * no NUL. For hot paths that would otherwise call snprintf. */

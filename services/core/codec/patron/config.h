@@ -15,6 +15,7 @@
 #include "patron/clock.h"
 #include "patron/clv.h"
 #include "patron/common.h"
+#include "patron/kmeans.h"
 #include "patron/profile.h"
 
 /* Bounds on what the environment can make us hold. */
@@ -69,9 +70,14 @@ struct patron_config {
     char **rdkafka_props;
     size_t n_rdkafka_props;
 
-    int batch_max;            /* events per ingest batch, 1..100000 */
-    int http_workers;         /* patron-api processes sharing PATRON_HTTP_ADDR, 1..64 */
-    int inflight_batches;     /* ingest batches in flight, 1..64 */
+    int batch_max;        /* events per ingest batch, 1..100000 */
+    int http_workers;     /* patron-api processes sharing PATRON_HTTP_ADDR, 1..64 */
+    int inflight_batches; /* ingest batches in flight, 1..64 */
+    /* Bytes an ingest batch stops taking records at (its records and what
+     * decoding them took; the last record may pass it), 1 MiB .. 1 GiB;
+     * and the in-flight batches' bytes at which no new batch starts, 1 MiB
+     * .. 4 GiB. */
+    int64_t batch_max_bytes, inflight_max_bytes;
     int graph_history;        /* recent items a purchase pairs with, 0..64 */
     int graph_topk;           /* neighbours kept per item, 1..1000 */
     int reco_cache_items;     /* items the recommendation cache holds, 1024..16777216 */
@@ -92,6 +98,10 @@ struct patron_config {
      * (PATRON_CONFIG_REDIS_TIMEOUT_API_MS for patron-api, else
      * PATRON_CONFIG_REDIS_TIMEOUT_MS). */
     int redis_timeout_ms;
+    /* PATRON_CLUSTERS_MODEL: fixed clusters (the stored JSON of
+     * {model}:clusters, model_codec.h), no fit. */
+    bool has_clusters_override;
+    struct patron_clusters clusters_override;
 
     /* patron_profile_config_default, then PATRON_RFM_RECENCY_DAYS,
      * PATRON_RFM_FREQUENCY, PATRON_RFM_MONETARY_CENTS (4 values each, from the

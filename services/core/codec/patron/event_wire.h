@@ -9,8 +9,8 @@
  *         indexes; a lone 0x00 means [0]), then the message. The index
  *         must be [0]: Event and ItemUpdate are the first message of their
  *         .proto files (the count of one is read zig-zag encoded, as the
- *         format defines it, or not, as older clients wrote it). The schema id is not looked up (no registry is
- *         consulted): what follows must decode, that is all. A JSON body
+ *         format defines it, or not, as older clients wrote it). The schema id is not looked up (no
+ * registry is consulted): what follows must decode, that is all. A JSON body
  *         ('{' after the schema id, as Confluent's JSON Schema serializer
  *         writes it) is read as JSON.
  *   '{'   protobuf's canonical JSON mapping (pb_json.h).
@@ -18,8 +18,11 @@
  *         nor with '{', a group start of field 15).
  *
  * Decoding applies no contract check (event_check.h and catalog.h do), but
- * every bound of the decoders holds. Everything returned comes from the
- * caller's allocator and is never freed here: pass an arena. Pure.
+ * every bound of the decoders holds, and no string holds a NUL (a C string
+ * would end there and read as another id): the Event decoder's limits
+ * (event_codec.h) refuse one, the JSON reader too, and an ItemUpdate whose
+ * string field holds one is refused ("<field> has invalid bytes"). Everything returned comes from
+ * the caller's allocator and is never freed here: pass an arena. Pure.
  */
 #ifndef PATRON_EVENT_WIRE_H
 #define PATRON_EVENT_WIRE_H
@@ -46,6 +49,17 @@ enum patron_wire patron_wire_of(const uint8_t *buf, size_t len);
 Patron__V1__Event *patron_event_decode_wire(ProtobufCAllocator *alloc, const uint8_t *buf,
                                             size_t len,
                                             char why[PATRON_WIRE_REASON_MAX]) PATRON_MUST_USE;
+
+/* Decodes (protobuf-c's unpack, plain protobuf only) and checks
+ * (event_check.h) a patron.events payload, for tools and tests that want a
+ * malloc'd Event: ingest decodes through patron_event_decode_wire into its
+ * arena. PATRON_ETOOBIG above PATRON_EVENT_MAX_BYTES, PATRON_EINVAL when it
+ * does not decode, a string holds a NUL, or it fails patron_event_check; on
+ * failure *out is NULL and *reason says why ("decode: ...", "missing
+ * customer_id", ...). On success *reason is NULL and *out belongs to the
+ * caller: patron__v1__event__free_unpacked(*out, NULL). */
+int patron_event_decode(const void *buf, size_t len, Patron__V1__Event **out,
+                        const char **reason) PATRON_MUST_USE;
 
 /* The same for a patron.v1.ItemUpdate. */
 Patron__V1__ItemUpdate *

@@ -25,6 +25,10 @@
  *   {model}:clusters    string: the K-Means clusters, JSON (model_codec.h)
  *   {model}:lease       string: the patron-api process fitting the models now,
  *                       with an expiry (so that one process fits, not all)
+ *   {dashboard}:history hash: "YYYY-MM-DD" -> that day's customer counts, JSON
+ *                       (dashboard_history.h), the last PATRON_HISTORY_DAYS_MAX days
+ *   {dashboard}:lease   string: the patron-api process writing the history,
+ *                       renewed with each write (one writer at a time)
  *
  * patron-trigger's state is per partition p of patron.profile-updates, like a
  * Kafka Streams state store, so that one atomic script commits a whole batch
@@ -37,6 +41,10 @@
  *                       outbox entry (an erasure's range of a customer's)
  *   {tp:<p>}:stats      hash: "<campaign>|<variant>|<counter>" -> integer
  *   {tp:<p>}:reco       sorted set: item -> times recommended in a message
+ *   {tp:<p>}:daily      sorted set: "YYYY-MM-DD" -> its day number, the days that
+ *                       have counters (the last PATRON_DAILY_DAYS_MAX)
+ *   {tp:<p>}:daily:<YYYY-MM-DD> hash: the day's counters, fields as in :stats,
+ *                       by the decision's or the conversion's event time (UTC)
  *   {tp:<p>}:epoch      integer: the owner's fencing token (INCR on assignment)
  *   {tp:<p>}:stream     integer: the latest event time committed (the partition's
  *                       stream time, so that timers fire after a restart too)
@@ -71,6 +79,13 @@ extern const char *const PATRON_CUSTOMER_KEY_SUFFIXES[];
 #define PATRON_KEY_MODEL_CLV "{model}:clv"
 #define PATRON_KEY_MODEL_CLUSTERS "{model}:clusters"
 #define PATRON_KEY_MODEL_LEASE "{model}:lease"
+#define PATRON_KEY_DASHBOARD_HISTORY "{dashboard}:history"
+#define PATRON_KEY_DASHBOARD_LEASE "{dashboard}:lease"
+/* Days of campaign counters a partition keeps ({tp:<p>}:daily), and days of
+ * customer counts the dashboard keeps ({dashboard}:history): the most recent
+ * ones, the oldest dropped first. */
+#define PATRON_DAILY_DAYS_MAX 400
+#define PATRON_HISTORY_DAYS_MAX 400
 
 /* Each returns the key length, or PATRON_ETOOBIG if it would not fit. */
 int patron_key_customer(char *dst, size_t cap, const char *customer_id,
@@ -88,6 +103,9 @@ int patron_key_trigger(char *dst, size_t cap, int32_t partition,
                        const char *suffix) PATRON_MUST_USE;
 int patron_key_trigger_customer(char *dst, size_t cap, int32_t partition, const char *customer_id,
                                 size_t id_len) PATRON_MUST_USE;
+/* "{tp:<partition>}:daily:<YYYY-MM-DD>" of a day number (clock.h); PATRON_EINVAL
+ * for a day outside 0..PATRON_DAY_MAX. */
+int patron_key_trigger_daily(char *dst, size_t cap, int32_t partition, int64_t day) PATRON_MUST_USE;
 
 /* The stored profile value: version prefix, then the encoded ProfileState. */
 #define PATRON_PROFILE_VERSION_LEN 8

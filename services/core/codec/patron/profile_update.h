@@ -43,4 +43,16 @@ int patron_profile_update_pack(const Patron__V1__Event *ev, const struct patron_
                                int64_t offset, uint8_t *buf, size_t cap,
                                size_t *len) PATRON_MUST_USE;
 
+/* Bytes the fan-out flag adds to an update: the field fanout (26, varint)
+ * set to true. */
+#define PATRON_UPDATE_FANOUT_EXTRA 3
+
+/* The fan-out copy of an erasure's packed update, for the other partitions
+ * of patron.profile-updates (profile.proto, fanout): update[0 .. len) with
+ * fanout = true, into out (room for len + PATRON_UPDATE_FANOUT_EXTRA);
+ * returns its length. The flag goes in before the first field numbered
+ * past it, so these are protobuf-c's bytes for the same update with the
+ * flag set (update must be patron_profile_update_pack's, fields in order). */
+size_t patron_profile_update_fanout(const uint8_t *update, size_t len, uint8_t *out);
+
 #endif

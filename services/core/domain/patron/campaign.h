@@ -22,6 +22,7 @@
 #define PATRON_CAMPAIGN_H
 
 #include "patron/common.h"
+#include "patron/kmeans.h"
 #include "patron/rfm.h"
 
 #define PATRON_CAMPAIGNS_FILE_MAX (1024 * 1024) /* bytes of YAML */
@@ -50,6 +51,7 @@ enum patron_campaign_trigger {
     PATRON_CAMPAIGN_WHEN_SEGMENT_BECOMES, /* when: {segment_becomes: segment} */
     PATRON_CAMPAIGN_WHEN_TIER_UP,         /* when: {tier_up: true} */
     PATRON_CAMPAIGN_WHEN_BIRTHDAY,        /* when: {birthday: true}, at: "HH:MM" */
+    PATRON_CAMPAIGN_WHEN_CHURN_RISK,      /* when: {churn_risk_above: 0.7} */
 };
 
 /* Bit (1u << PATRON__V1__EVENT_KIND__X) for each event kind in a set. */
@@ -88,19 +90,32 @@ struct patron_campaign_param {
     char value[PATRON_CAMPAIGN_STRING_MAX + 1];
 };
 
+/* audience: {clusters: [...]}: K-Means clusters (kmeans.h) by id (bit (1u
+ * << id) of ids) or by label (labels[0..n_labels)), a customer matching
+ * either is in; a customer without a cluster (no purchase, no clusters
+ * fitted) is not. */
+struct patron_cluster_audience {
+    uint32_t ids;
+    char labels[PATRON_CLUSTERS_MAX][PATRON_CLUSTER_LABEL_MAX + 1];
+    size_t n_labels;
+    size_t n; /* ids and labels listed; 0: no cluster filter */
+};
+
 struct patron_campaign {
     char id[PATRON_CAMPAIGN_ID_MAX + 1];
     int line; /* 1-based line of the campaign in the file, for logs */
     enum patron_campaign_trigger when;
-    patron_event_kinds events;            /* WHEN_EVENT */
-    int64_t inactive_for_ms;              /* WHEN_INACTIVE_FOR */
-    enum patron_segment segment;          /* WHEN_SEGMENT_BECOMES */
-    int at_min;                           /* WHEN_BIRTHDAY: local minutes after midnight */
-    int64_t wait_ms;                      /* 0: fire at once */
-    patron_event_kinds unless;            /* cancels a wait */
-    uint32_t audience_segments;           /* bit (1u << enum patron_segment); all bits = any */
-    uint32_t audience_tiers;              /* bit (1u << enum patron_tier); all bits = any */
-    enum patron_campaign_channel channel; /* never ANY */
+    patron_event_kinds events;               /* WHEN_EVENT */
+    int64_t inactive_for_ms;                 /* WHEN_INACTIVE_FOR */
+    enum patron_segment segment;             /* WHEN_SEGMENT_BECOMES */
+    double churn_above;                      /* WHEN_CHURN_RISK: 0 < threshold < 1 */
+    int at_min;                              /* WHEN_BIRTHDAY: local minutes after midnight */
+    int64_t wait_ms;                         /* 0: fire at once */
+    patron_event_kinds unless;               /* cancels a wait */
+    uint32_t audience_segments;              /* bit (1u << enum patron_segment); all bits = any */
+    uint32_t audience_tiers;                 /* bit (1u << enum patron_tier); all bits = any */
+    struct patron_cluster_audience clusters; /* n == 0: any cluster (or none) */
+    enum patron_campaign_channel channel;    /* never ANY */
     char template_name[PATRON_CAMPAIGN_STRING_MAX + 1];
     uint32_t recommendations;             /* 0..PATRON_CAMPAIGN_RECOMMENDATIONS_MAX */
     int64_t cooldown_ms;                  /* 0: none */

@@ -29,6 +29,8 @@
 #define PATRON_CAMPAIGN_ENGINE_H
 
 #include "patron/campaign_rules.h"
+#include "patron/clv.h"
+#include "patron/kmeans.h"
 #include "patron/profile.h"
 #include "patron/tz.h"
 
@@ -75,6 +77,7 @@ struct patron_customer_state {
     char locale[PATRON_ID_MAX + 1];
     char birthday[8]; /* "MM-DD" or "" */
     int64_t points, orders, net_spend_cents, last_purchase_ms;
+    int64_t first_purchase_ms; /* 0: none, or unknown (an update from before the field) */
 
     struct patron_engine_timer *timers; /* at most one per campaign */
     size_t n_timers, cap_timers;
@@ -118,6 +121,7 @@ struct patron_engine_count {
     char variant[PATRON_CAMPAIGN_ID_MAX + 1]; /* "" without variants */
     enum patron_stat stat;
     int64_t delta;
+    int64_t at_ms; /* the event time it belongs to: the decision's, or the converting purchase's */
 };
 
 /* A decision that sends a message; the shell builds it (template.h) and adds
@@ -143,10 +147,27 @@ void patron_engine_out_free(struct patron_engine_out *out);
 
 struct patron_engine {
     const struct patron_campaigns *campaigns;    /* borrowed */
-    const struct patron_profile_config *profile; /* borrowed: RFM thresholds */
+    const struct patron_profile_config *profile; /* borrowed: RFM thresholds, churn horizon */
+    /* The fitted models (borrowed; the shell reads them from Redis, or a
+     * backtest fixes them): churn_risk_above campaigns are dormant without
+     * clv, and a cluster audience matches nobody without clusters. Decisions
+     * depend on them, so a replay is deterministic only with fixed ones. */
+    const struct patron_clv_model *clv;
+    const struct patron_clusters *clusters;
 };
 
-/* Applies one profile update (from partition offset `offset`, -1 when not
+/* churn_risk_above campaigns fire once per crossing: when the churn risk
+ * (patron_clv_churn_risk_at, the profile's churn_risk) goes from at or
+ * below the threshold to above it. Time alone raises it: the customer
+ * carries a timer at the instant it will cross if nothing is bought
+ * (patron_clv_churn_crossing), decided there if the risk is then above
+ * (else, the model having moved, armed again at the new crossing). An
+ * update that carries it over (a refund, a new model) decides at once.
+ * Above, nothing is armed: it re-arms once an update finds the risk at or
+ * below the threshold again (a purchase). A customer without a purchase
+ * is outside the model (risk 1) and never crosses.
+ *
+ * Applies one profile update (from partition offset `offset`, -1 when not
  * from Kafka): fires the timers due at or before its event time, then
  * erasure, consent revocations (waiting campaigns of that channel end as
  * suppressed:consent), `unless` exits, purchase attribution, and the

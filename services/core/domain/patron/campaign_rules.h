@@ -26,6 +26,8 @@ enum patron_timer_kind {
     PATRON_TIMER_BIRTHDAY,   /* next birthday at `at` local; re-armed after firing */
     PATRON_TIMER_SEGMENT,    /* the next instant recency alone can change the segment
                                 (segment_becomes without an event; campaign_engine.h) */
+    PATRON_TIMER_CHURN,      /* the instant the churn risk passes a churn_risk_above
+                                campaign's threshold if nothing is bought (campaign_engine.h) */
 };
 
 /* A campaign an update triggered. For kind NONE fire_at_ms is the event
@@ -80,6 +82,8 @@ struct patron_customer_view {
     const char *tier;
     bool consent[PATRON_CAMPAIGN_CHANNELS]; /* indexed by channel; [ANY] unused */
     const char *time_zone;                  /* IANA; unknown -> UTC */
+    int cluster;                            /* K-Means cluster id; -1: none (audience.clusters) */
+    const char *cluster_label;              /* its label; NULL: none */
 };
 
 /* Fills a view from an update (pointers into `u`). */
@@ -132,7 +136,7 @@ struct patron_decision {
 
 /* The decision, checks in this fixed order, the first failing one wins:
  *   1. consent for the campaign's channel        -> SUPPRESSED_CONSENT
- *   2. audience (segment and tier)               -> SUPPRESSED_AUDIENCE
+ *   2. audience (segment, tier, cluster)         -> SUPPRESSED_AUDIENCE
  *   3. cooldown since this campaign's last send  -> SUPPRESSED_COOLDOWN
  *   4. frequency caps, per channel and `any`, sliding windows (now - per, now]
  *                                                -> SUPPRESSED_FREQUENCY_CAP

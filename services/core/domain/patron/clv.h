@@ -97,6 +97,13 @@ bool patron_clv_model_valid(const struct patron_clv_model *m);
 bool patron_clv_summary_of(const struct patron_profile *p, int64_t now_ms,
                            struct patron_clv_customer *out);
 
+/* The same from the purchase history alone (orders, first and last
+ * purchase, net spend: what a ProfileUpdate carries); first_purchase_ms 0
+ * (unknown) is taken as the last purchase. false without a purchase. */
+bool patron_clv_summary_at(int64_t orders, int64_t first_purchase_ms, int64_t last_purchase_ms,
+                           int64_t net_spend_cents, int64_t now_ms,
+                           struct patron_clv_customer *out);
+
 /* The band of a mean order value. */
 const struct patron_clv_band *patron_clv_band_of(const struct patron_clv_model *m, double m_cents);
 
@@ -153,6 +160,32 @@ struct patron_clv_view {
 void patron_clv_view_of(const struct patron_profile *p, int64_t now_ms,
                         const struct patron_clv_model *m, int64_t churn_horizon_days,
                         struct patron_clv_view *out);
+
+/* ---- churn risk through time ----------------------------------------------- */
+
+/* A customer's purchase history, as the trigger keeps it. */
+struct patron_clv_history {
+    int64_t orders, first_purchase_ms, last_purchase_ms, net_spend_cents;
+};
+
+/* churn_risk at now_ms exactly as the profile shows it (unrounded): P(no
+ * purchase within horizon_days) of the customer's band; 1 for a customer
+ * without a purchase (outside the model). horizon_days > 0. */
+double patron_clv_churn_risk_at(const struct patron_clv_model *m,
+                                const struct patron_clv_history *h, double horizon_days,
+                                int64_t now_ms);
+
+/* The first instant t > after_ms at which the churn risk of a customer who
+ * buys nothing more is above `threshold` (0 < threshold < 1), i.e.
+ * patron_clv_churn_risk_at(t) > threshold and not at t - 1 (when it is not
+ * already above at after_ms + 1). Only T grows with time, and the risk
+ * never falls as T grows (P(alive) falls, the Poisson quiet probability
+ * rises), so the crossing is found by bisection on the millisecond: about
+ * 45 evaluations, each a few logarithms. INT64_MAX when the risk stays at
+ * or below the threshold up to PATRON_TIME_MAX_MS, or without a purchase. */
+int64_t patron_clv_churn_crossing(const struct patron_clv_model *m,
+                                  const struct patron_clv_history *h, double horizon_days,
+                                  double threshold, int64_t after_ms);
 
 /* ---- the fit ---------------------------------------------------------------- */
 

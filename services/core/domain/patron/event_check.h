@@ -5,7 +5,9 @@
  * Reasons are static strings (never freed, valid forever). Pure; safe from
  * any thread. A checked event is safe for the domain: ids fit PATRON_ID_MAX,
  * strings are UTF-8 without control bytes, times and money fit int64
- * arithmetic with room to spare.
+ * arithmetic with room to spare. Strings are measured with strlen: the
+ * decoders (event_wire.h) refuse one holding a NUL, which would otherwise
+ * end it early and make "victim\0x" pass as "victim".
  */
 #ifndef PATRON_EVENT_CHECK_H
 #define PATRON_EVENT_CHECK_H
@@ -16,19 +18,12 @@
 
 #define PATRON_EVENT_MAX_BYTES (1024 * 1024) /* largest payload decoded */
 #define PATRON_EVENT_LINES_MAX 1000          /* lines in a purchase or refund */
+#define PATRON_EVENT_CURRENCY_MAX 64         /* bytes of a purchase's currency */
 /* occurred_at_ms must be in 1 .. 9999-12-31T23:59:59.999Z. */
 #define PATRON_EVENT_TIME_MAX_MS PATRON_TIME_MAX_MS
 /* A purchase's value, a refund's amount and each line's quantity x price are
  * at most this (10^15 cents, ten trillion currency units). */
 #define PATRON_EVENT_VALUE_MAX_CENTS INT64_C(1000000000000000)
-
-/* Decodes and checks a patron.events payload. PATRON_ETOOBIG above
- * PATRON_EVENT_MAX_BYTES, PATRON_EINVAL when it does not decode or fails
- * patron_event_check; on failure *out is NULL and *reason says why ("decode:
- * ...", "missing customer_id", ...). On success *reason is NULL and *out
- * belongs to the caller: patron__v1__event__free_unpacked(*out, NULL). */
-int patron_event_decode(const void *buf, size_t len, Patron__V1__Event **out,
-                        const char **reason) PATRON_MUST_USE;
 
 /* PATRON_EINVAL with *reason set when ev breaks the contract, else 0 and
  * *reason = NULL. A checked event has a customer_id, or else an

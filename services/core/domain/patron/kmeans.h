@@ -68,6 +68,10 @@ struct patron_clusters {
 bool patron_cluster_features_of(const struct patron_profile *p, int64_t now_ms,
                                 struct patron_cluster_features *out);
 
+/* The same from the history alone (orders, last purchase, net spend). */
+bool patron_cluster_features_at(int64_t orders, int64_t last_purchase_ms, int64_t net_spend_cents,
+                                int64_t now_ms, struct patron_cluster_features *out);
+
 /* The transformed (not yet standardised) features. */
 void patron_cluster_transform(const struct patron_cluster_features *f,
                               double out[PATRON_CLUSTER_DIM]);

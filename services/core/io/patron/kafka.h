@@ -59,7 +59,11 @@ struct patron_consumer_options {
 };
 
 /* Joins the group and subscribes. On failure `err` says why (a bad
- * property is named) and nothing needs closing. */
+ * property is named) and nothing needs closing. Defaults (overridden by
+ * props): auto-commit of stored offsets only, earliest, the
+ * cooperative-sticky assignor, fetch.wait.max.ms=100, and for memory
+ * queued.max.messages.kbytes=32768 (fetched, not yet polled) and
+ * fetch.max.bytes=16777216 (one fetch response). */
 int patron_consumer_open(struct patron_consumer **out, uv_loop_t *loop,
                          const struct patron_consumer_options *o, char *err,
                          size_t errlen) PATRON_MUST_USE;
@@ -69,6 +73,12 @@ int patron_consumer_open(struct patron_consumer **out, uv_loop_t *loop,
  * rebalances are served by this call (librdkafka leaves the group when it is
  * not called within max.poll.interval.ms). */
 size_t patron_consumer_poll(struct patron_consumer *c, rd_kafka_message_t **msgs, size_t max);
+
+/* The same, stopping once the messages taken hold max_bytes of keys and
+ * values (the last one may pass it): what the caller holds stays bounded
+ * by bytes too. */
+size_t patron_consumer_poll_bytes(struct patron_consumer *c, rd_kafka_message_t **msgs, size_t max,
+                                  size_t max_bytes);
 
 /* `ready` runs on the loop when the consumer's queue turns non-empty, and
  * every 100 ms; it should call patron_consumer_poll. A caller that leaves
@@ -84,8 +94,10 @@ int patron_consumer_store(struct patron_consumer *c, const char *topic, int32_t 
                           int64_t next_offset) PATRON_MUST_USE;
 
 /* Stop / restart fetching on every assigned partition; partitions assigned
- * while paused start paused. Backpressure: messages fetched before the
- * pause may still come out of poll. */
+ * later take the state of the last call (paused, or fetching: librdkafka
+ * would otherwise keep a revoked partition's pause when it is assigned
+ * again). Backpressure: messages fetched before the pause may still come
+ * out of poll. */
 int patron_consumer_pause_all(struct patron_consumer *c) PATRON_MUST_USE;
 int patron_consumer_resume_all(struct patron_consumer *c) PATRON_MUST_USE;
 bool patron_consumer_paused(const struct patron_consumer *c);
@@ -128,8 +140,9 @@ void patron_consumer_close(struct patron_consumer *c);
 
 /* props: n_props key, value pairs as above. Defaults (overridden by props): acks=all,
  * enable.idempotence=true, linger.ms=5, batch.num.messages=10000, compression none,
- * queue.buffering.max.messages=1000000, partitioner=murmur2_random (the
- * Java client's, so that keys land where other producers put them). */
+ * queue.buffering.max.messages=1000000, queue.buffering.max.kbytes=65536,
+ * partitioner=murmur2_random (the Java client's, so that keys land where
+ * other producers put them). */
 int patron_producer_open(struct patron_producer **out, uv_loop_t *loop, const char *brokers,
                          const char *const *props, size_t n_props, char *err,
                          size_t errlen) PATRON_MUST_USE;
@@ -146,10 +159,11 @@ typedef void (*patron_delivery_cb)(void *ud, rd_kafka_resp_err_t err,
 
 /* Copies topic, key and value; takes `headers` (may be NULL) even when it
  * fails. Messages keep their order per partition, through the backlog too.
- * PATRON_ETOOBIG when the backlog is full or the message exceeds
- * message.max.bytes, PATRON_EINVAL for bad arguments or an unknown
- * partition, PATRON_EIO when closing or after a fatal error. On failure the
- * callback never runs. */
+ * PATRON_ETOOBIG when the message exceeds message.max.bytes (it never will
+ * fit), PATRON_EAGAIN when the backlog is full (try again once deliveries
+ * came back), PATRON_EINVAL for bad arguments or an unknown partition,
+ * PATRON_EIO when closing or after a fatal error. On failure the callback
+ * never runs. */
 int patron_producer_send(struct patron_producer *p, const char *topic, int32_t partition,
                          const void *key, size_t keylen, const void *value, size_t len,
                          rd_kafka_headers_t *headers, patron_delivery_cb cb,
@@ -164,10 +178,38 @@ size_t patron_producer_outstanding(const struct patron_producer *p);
  * inside a delivery callback. */
 size_t patron_producer_close(struct patron_producer *p, int timeout_ms);
 
+/* The producer's message.max.bytes (librdkafka's limit on key + value). */
+size_t patron_producer_max_message_bytes(const struct patron_producer *p);
+
+/* The partition count of `topic`, from a metadata request that blocks the
+ * loop for up to timeout_ms (at start, or rarely): > 0, PATRON_ENOTFOUND
+ * when the topic does not exist, PATRON_EIO when the brokers did not
+ * answer in time. */
+int patron_producer_partitions(struct patron_producer *p, const char *topic,
+                               int timeout_ms) PATRON_MUST_USE;
+
 /* Sends `orig`'s key and value to the dead-letter topic (partitioned by the
- * key) with headers error, source.topic, source.partition, source.offset. */
+ * key) with headers error, source.topic, source.partition, source.offset.
+ * A record too big for the producer (a topic may take records larger than
+ * librdkafka's message.max.bytes) is cut to what it can send: its value
+ * (and, past that, its key) cut to fit, with the headers original.size
+ * (the value's bytes, decimal), truncated ("true") and, when the key was
+ * cut, original.key.size. So a dead letter never fails for its size. */
 int patron_dlq_send(struct patron_producer *p, const char *dlq_topic,
                     const rd_kafka_message_t *orig, const char *error, patron_delivery_cb cb,
                     void *ud) PATRON_MUST_USE;
+
+/* What of orig's key and value a dead letter with that error carries
+ * whole: a larger one is cut to this many bytes. */
+size_t patron_dlq_room(const struct patron_producer *p, const rd_kafka_message_t *orig,
+                       const char *error);
+
+/* The same with the value cut to value_max bytes at most (0: headers and
+ * key only), for a dead letter whose topic refused it as too large
+ * (RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: its max.message.bytes is below
+ * the producer's message.max.bytes). */
+int patron_dlq_send_max(struct patron_producer *p, const char *dlq_topic,
+                        const rd_kafka_message_t *orig, const char *error, size_t value_max,
+                        patron_delivery_cb cb, void *ud) PATRON_MUST_USE;
 
 #endif
