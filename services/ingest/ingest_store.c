@@ -279,7 +279,8 @@ enum ingest_fault ingest_profile_load(struct batch *b, struct customer *c, struc
     uint64_t version = 0;
     if (!cur && c->v.wrong_type && !c->stage)
         return FAULT_STORED_WRONG_TYPE;
-    if (cur && len >= PATRON_PROFILE_VERSION_LEN) {
+    if (cur) {
+        /* shorter than its version too: not ours to write over */
         if (patron_profile_stored_decode(p, cur, len, &version))
             return FAULT_STORED_UNREADABLE;
         /* a key holds its own profile only */
