@@ -143,8 +143,8 @@ static void check_bounds(const struct patron_customer_state *st)
                "n_timers %zu (cap %zu)", st->n_timers, st->cap_timers);
     for (size_t i = 0; i < st->n_timers; i++) {
         const struct patron_engine_timer *t = &st->timers[i];
-        FUZZ_CHECK(t->kind >= PATRON_TIMER_NONE && t->kind <= PATRON_TIMER_SEGMENT, "timer kind %d",
-                   (int)t->kind);
+        FUZZ_CHECK(t->kind >= PATRON_TIMER_NONE && t->kind <= PATRON_TIMER_KIND_LAST,
+                   "timer kind %d", (int)t->kind);
         FUZZ_CHECK(t->fire_at_ms >= 0 && t->fire_at_ms <= PATRON_TIME_MAX_MS &&
                        t->trigger_at_ms >= 0 && t->trigger_at_ms <= PATRON_TIME_MAX_MS,
                    "timer times %lld %lld", (long long)t->fire_at_ms, (long long)t->trigger_at_ms);

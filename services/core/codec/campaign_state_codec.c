@@ -98,7 +98,7 @@ int patron_customer_state_decode(struct patron_customer_state *st, const void *d
     }
     for (size_t i = 0; i < nt; i++) {
         const Patron__V1__TriggerTimer *t = m->timers[i];
-        if (t->kind < PATRON_TIMER_NONE || t->kind > PATRON_TIMER_CHURN ||
+        if (t->kind < PATRON_TIMER_NONE || t->kind > PATRON_TIMER_KIND_LAST ||
             !time_ok(t->fire_at_ms) || !time_ok(t->trigger_at_ms))
             continue;
         struct patron_engine_timer *d = &st->timers[st->n_timers++];

@@ -28,6 +28,8 @@ enum patron_timer_kind {
                                 (segment_becomes without an event; campaign_engine.h) */
     PATRON_TIMER_CHURN,      /* the instant the churn risk passes a churn_risk_above
                                 campaign's threshold if nothing is bought (campaign_engine.h) */
+    PATRON_TIMER_KIND_LAST = PATRON_TIMER_CHURN, /* the decoders' bound: a kind added above
+                                                    moves it, so no check goes stale */
 };
 
 /* A campaign an update triggered. For kind NONE fire_at_ms is the event
