@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from harness import Stack, free_port, http, metric, proto_modules, wait_for  # noqa: E402
+from harness import Stack, consume_all, free_port, http, metric, proto_modules, wait_for  # noqa: E402
 
 TOPICS = {"patron.events": 2, "patron.catalog": 1, "patron.profile-updates": 2, "patron.dlq": 1}
 T0 = int(time.time() * 1000) - 3_600_000
@@ -200,16 +200,36 @@ def crash_at_many_points(pb):
               f"({caught} left a merge half done)")
 
 
+def explain(st, r, brokers):
+    """What a failure needs to be understood: the DLQ, the resets, the
+    visitors' and customers' stored ledgers."""
+    from patron.v1 import profile_pb2
+    for m in consume_all(brokers, "patron.dlq", timeout=5):
+        print("dlq:", m.key(), dict(m.headers()).get("error"))
+    for name in ("ingest-a", "ingest-b"):
+        with open(st.log_path(name)) as f:
+            for line in f:
+                if "CONFWARN" not in line and "connected" not in line:
+                    print(f"{name}:", line.rstrip()[:300])
+    for key in sorted(r.scan_iter("{*}")):
+        raw = r.get(key) if r.type(key) == b"string" else None
+        if not raw or not (key.startswith(b"{v:") or key.startswith(b"{c:")):
+            continue
+        s = profile_pb2.ProfileState()
+        s.ParseFromString(raw[8:])
+        print("state:", key, "version", int.from_bytes(raw[:8], "big"), str(s)[:1500].replace("\n", " "))
+
+
 def racing_ingests(pb):
     with Stack("identity-race") as st:
-        st.start_redis()
+        r = st.start_redis()
         brokers = st.start_kafka(TOPICS)
         env = {"PATRON_BATCH_MAX": "8", "PATRON_INFLIGHT_BATCHES": "4",
                "PATRON_RDKAFKA_SESSION_TIMEOUT_MS": "6000", "PATRON_RDKAFKA_HEARTBEAT_INTERVAL_MS": "500"}
-        a = st.start_service("patron-ingest", **env)
-        b = st.start_service("patron-ingest", **env)
-        wait_for("two members with a partition each",
-                 lambda: open(st.log_path("patron-ingest")).read().count("partitions assigned") >= 2, timeout=90)
+        a = st.start_service("patron-ingest", log_name="ingest-a", **env)
+        b = st.start_service("patron-ingest", log_name="ingest-b", **env)
+        wait_for("two members with a partition each", lambda: all(
+            "partitions assigned" in open(st.log_path(n)).read() for n in ("ingest-a", "ingest-b")), timeout=90)
         time.sleep(3)  # the rebalance settles
         load = Load(pb, brokers)
         customers = 6
@@ -233,6 +253,8 @@ def racing_ingests(pb):
         except AssertionError:
             pass
         bad = differences(api, load)
+        if bad:
+            explain(st, r, brokers)
         assert not bad, f"{len(bad)} differ, first: {bad[:5]}"
         conflicts = sum(metric(p.http_port, "patron_ingest_profile_conflicts_total") for p in (a, b))
         resets = sum(metric(p.http_port, "patron_ingest_resets_total") for p in (a, b))
