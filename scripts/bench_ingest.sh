@@ -18,11 +18,17 @@
 #   patron-devkafka (/proc/PID/stat), and Redis' total_commands_processed.
 # - B/customer: Redis used_memory after the run minus that of the empty
 #   server, divided by the distinct customers of the load (cross-checked with
-#   a SCAN count of profile keys); the item graph and item statistics count.
+#   a SCAN count of profile keys); the item graph and item statistics count,
+#   and so do the visitors' profiles and aliases ({v:*}): a visitor is
+#   charged to the customers, as the shop's budget is per customer. B/profile
+#   divides the same by customers + visitors.
+# - The mix has BENCH_ANONYMOUS (30) percent of visitors' events, a third of
+#   the visitors identified by a customer (data/README.md, synthetic).
 #
 # Knobs (environment):
 #   BENCH_EVENTS=1000000    events of the synthetic mix
 #   BENCH_SEED=1            generator seed
+#   BENCH_ANONYMOUS=30      percent of events from anonymous visitors
 #   BENCH_PARTITIONS=       partitions of patron.events (default: max(16,
 #                           patron-replay's --partitions-hint))
 #   BENCH_INGEST_ENV=""     extra "NAME=value ..." for patron-ingest, e.g.
@@ -62,14 +68,18 @@ info_field() { redis-cli -p "$1" INFO "$2" | tr -d '\r' | sed -n "s/^$3://p"; }
 # ---- 1. the load --------------------------------------------------------------
 say "generating $EVENTS events (seed $SEED)"
 GEN=(synthetic --events "$EVENTS" --customers "$CUSTOMERS" --regulars "$REGULARS"
-  --items "$ITEMS" --seed "$SEED")
+  --items "$ITEMS" --seed "$SEED" --anonymous-percent "${BENCH_ANONYMOUS:-30}")
 HINT="$("$BIN/patron-replay" "${GEN[@]}" --partitions-hint | tail -n1)"
 P="${BENCH_PARTITIONS:-$(json_field "$HINT" partitions)}"
 [ -z "${BENCH_PARTITIONS:-}" ] && [ "$P" -lt 16 ] && P=16
 SUMMARY="$("$BIN/patron-replay" "${GEN[@]}" --out "$WORK/events.bin" | tail -n1)"
 N="$(json_field "$SUMMARY" events)"
 NCUST="$(json_field "$SUMMARY" customers)"
-say "$N events, $NCUST distinct customers, $P partitions"
+NVIS="$(json_field "$SUMMARY" visitors 2>/dev/null || echo 0)"
+NVIS="${NVIS:-0}"
+NIDENT="$(json_field "$SUMMARY" identifies 2>/dev/null || echo 0)"
+NIDENT="${NIDENT:-0}"
+say "$N events, $NCUST distinct customers, $NVIS visitors ($NIDENT Identify events), $P partitions"
 
 # ---- 2. Kafka and Redis, the load produced before any consumer ---------------
 bench_redis ingest
@@ -179,6 +189,7 @@ say "ingest: $MEASURE"
 sleep 0.5 # the last batch's replies are in; let Redis settle its memory figure
 MEM1="$(info_field "$REDIS_INGEST_PORT" memory used_memory)"
 PROFILES="$(redis-cli -p "$REDIS_INGEST_PORT" --scan --pattern '{c:*}' | wc -l)"
+VPROFILES="$(redis-cli -p "$REDIS_INGEST_PORT" --scan --pattern '{v:*}' | wc -l)"
 DBSIZE="$(redis-cli -p "$REDIS_INGEST_PORT" DBSIZE)"
 redis-cli -p "$REDIS_INGEST_PORT" INFO commandstats | tr -d '\r' >"$WORK/commandstats.txt"
 redis-cli -p "$REDIS_INGEST_PORT" INFO memory | tr -d '\r' >"$WORK/redis-memory.txt"
@@ -252,15 +263,27 @@ fi
 
 # ---- 5. the table --------------------------------------------------------------
 $PY - "$MEASURE" "$N" "$NCUST" "$PROFILES" "$DBSIZE" "$MEM0" "$MEM1" "$SET_OPS" "$GET_OPS" \
-  "$EVAL_OPS" "$PEER_EPS" "$PEER_BPC" "$P" "${BENCH_INGEST_ENV:-}" "$PEER_STATS" <<'PY'
+  "$EVAL_OPS" "$PEER_EPS" "$PEER_BPC" "$P" "${BENCH_INGEST_ENV:-}" "$PEER_STATS" "$NVIS" \
+  "$VPROFILES" "$NIDENT" "$WORK/metrics.txt" <<'PY'
 import json, os, sys
 m = json.loads(sys.argv[1])
 n, ncust, profiles, dbsize, mem0, mem1 = map(int, sys.argv[2:8])
 set_ops, get_ops, eval_ops = map(float, sys.argv[8:11])
 peer, peer_bpc, parts, extra = float(sys.argv[11] or 0), int(sys.argv[12]), int(sys.argv[13]), sys.argv[14]
 ps = json.loads(sys.argv[15])
+nvis, vprofiles, nident = int(sys.argv[16] or 0), int(sys.argv[17] or 0), int(sys.argv[18] or 0)
+counters = {}  # ingest's /metrics at the end: resets and identity outcomes
+try:
+    for line in open(sys.argv[19]):
+        if line.startswith(("patron_ingest_resets_total", "patron_ingest_identify_total",
+                            "patron_ingest_redirected_total", "patron_ingest_profile_conflicts_total")):
+            name, value = line.rsplit(" ", 1)
+            counters[name] = int(float(value))
+except OSError:
+    pass
 eps = m["events_per_s"]
 bpc = (mem1 - mem0) / ncust
+bpp = (mem1 - mem0) / (ncust + nvis)
 cmds = m["redis_commands_per_s"]
 cpu = m["cpu_s"]
 others = cpu["machine"] - cpu["ingest"] - cpu["redis"] - cpu["kafka"]
@@ -285,11 +308,16 @@ rows = [
     # ingest reads and writes up to 256 keys per call: its calls/s are not
     # comparable with SETs; Redis' CPU per event (above) is the figure
     ("patron Redis calls", f"{cmds:,.0f} calls/s", "MGET and scripts of many keys", ""),
-    ("Redis per customer", f"{bpc:,.0f} B", "budget <= 512 B", "ok" if bpc <= 512 else "MISSED"),
+    ("Redis per customer", f"{bpc:,.0f} B", "visitors included; budget <= 512 B",
+     "ok" if bpc <= 512 else "MISSED"),
+    ("Redis per profile", f"{bpp:,.0f} B", f"{ncust:,} customers + {nvis:,} visitors", ""),
     ("python peer per customer", f"{peer_bpc:,} B" if peer else "-", "", ""),
 ]
 print(f"\npatron-ingest benchmark: {n:,} events, {ncust:,} customers ({profiles:,} profiles, "
-      f"{dbsize:,} keys), {parts} partitions{', ' + extra if extra else ''}")
+      f"{dbsize:,} keys), {nvis:,} visitors ({vprofiles:,} keys, {nident:,} Identify events), "
+      f"{parts} partitions{', ' + extra if extra else ''}")
+if counters:
+    print("ingest counters: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items())))
 print(f"patron-ingest peak RSS {m['ingest_peak_rss_mib']} MiB")
 print(f"window {m['seconds']} s; CPU s in it: ingest {cpu['ingest']} ({us('ingest'):.1f} us/event), "
       f"redis {cpu['redis']} ({us('redis'):.1f} us/event), kafka {cpu['kafka']}; other processes "
@@ -310,6 +338,8 @@ print(json.dumps({
     "redis_benchmark_ops_per_s": {"set": set_ops, "get": get_ops, "evalsha": eval_ops},
     "redis_calls_per_s": cmds,
     "bytes_per_customer": round(bpc), "peer_bytes_per_customer": peer_bpc if peer else None,
+    "visitors": nvis, "visitor_keys": vprofiles, "identifies": nident,
+    "bytes_per_profile": round(bpp), "ingest_counters": counters,
     "used_memory": mem1, "profiles": profiles, "keys": dbsize,
     "targets_met": eps >= 150000 and bpc <= 512,
 }))

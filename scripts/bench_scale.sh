@@ -31,6 +31,10 @@
 # Knobs (environment):
 #   BENCH_EVENTS=500000     events of the synthetic mix
 #   BENCH_SEED=1            generator seed
+#   BENCH_ANONYMOUS=30      percent of events from anonymous visitors (as bench_ingest.sh);
+#                           with two pods, a merged visitor's partition and its
+#                           customer's may belong to both: their lost
+#                           compare-and-sets (each a reset) are counted
 #   BENCH_PARTITIONS=16     partitions of patron.events
 #   BENCH_INGEST_ENV=""     extra "NAME=value ..." for every patron-ingest
 #   BENCH_POD_CPU=0.5       each pod's CPU limit in cores; 0: none
@@ -102,7 +106,8 @@ start_store() {
 # ---- 1. the load, produced once --------------------------------------------------
 say "this machine has $(nproc) cores: pods, Redis nodes and Kafka share them"
 say "generating $EVENTS events (seed $SEED)"
-SUMMARY="$("$BIN/patron-replay" synthetic --events "$EVENTS" --seed "$SEED" --out "$WORK/events.bin" | tail -n1)"
+SUMMARY="$("$BIN/patron-replay" synthetic --events "$EVENTS" --seed "$SEED" \
+  --anonymous-percent "${BENCH_ANONYMOUS:-30}" --out "$WORK/events.bin" | tail -n1)"
 N="$(json_field "$SUMMARY" events)"
 bench_kafka "$P"
 say "producing $N events to $P partitions"
@@ -150,7 +155,7 @@ def cpu():
             "redis": sum(proc_cpu(p) for p in redis)}
 
 conns = {}
-def count(port):
+def count(port, name="patron_ingest_events_total{"):
     try:
         c = conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conns[port] = c
@@ -160,7 +165,7 @@ def count(port):
         conns.pop(port, None)
         return 0
     return sum(int(float(l.rsplit(" ", 1)[1])) for l in body.splitlines()
-               if l.startswith("patron_ingest_events_total{"))
+               if l.startswith(name))
 
 first, seen, deadline = None, 0, time.time() + 60
 while True:
@@ -180,7 +185,9 @@ while True:
 secs = last[0] - first[0]
 print(json.dumps({"events_per_s": round((n - first[1]) / secs), "seconds": round(secs, 2),
                   "window_events": n - first[1],
-                  "cpu_s": {k: round(last[2][k] - first[2][k], 2) for k in last[2]}}))
+                  "cpu_s": {k: round(last[2][k] - first[2][k], 2) for k in last[2]},
+                  "conflicts": sum(count(p, "patron_ingest_profile_conflicts_total ") for p in ports),
+                  "resets": sum(count(p, "patron_ingest_resets_total ") for p in ports)}))
 PY
 )" || { say "$store, $pods pod(s): measurement failed"; tail -n 20 "$WORK/ingest-$store-$pods.log" >&2; exit 1; }
   for i in "${pids[@]}"; do stop_pid "$i"; done
@@ -228,7 +235,8 @@ rows = [("one Redis, 1 pod", "s1"), ("one Redis, 2 pods", "s2"),
 for name, k in rows:
     c = runs[k]["cpu_s"]
     print(f"  {name:<26} {eps[k]:>10,} events/s   machine busy {busy[k]:.2f} of {cores} cores "
-          f"(ingest {c['ingest'] / runs[k]['seconds']:.2f}, redis {c['redis'] / runs[k]['seconds']:.2f})")
+          f"(ingest {c['ingest'] / runs[k]['seconds']:.2f}, redis {c['redis'] / runs[k]['seconds']:.2f}); "
+          f"{runs[k].get('conflicts', 0)} profile conflicts, {runs[k].get('resets', 0)} resets")
 ratios = {"two_vs_one_single": round(eps["s2"] / eps["s1"], 2),
           "two_vs_one_cluster": round(eps["c2"] / eps["c1"], 2),
           "cluster_vs_single_one_pod": round(eps["c1"] / eps["s1"], 2),

@@ -6,8 +6,9 @@ and what each campaign did.
 
 Reads the customer ids from the CSV and everything else from patron-api:
 segments and tiers (/v1/dashboard/customers), the K-Means clusters
-(/v1/segments/clusters), profiles, recommendations, each campaign's sent /
-suppressed / exited / converted / uplift (/v1/campaigns/stats) and its
+(/v1/segments/clusters), profiles (with the anonymous visitors merged into
+them at login, and what those brought), recommendations, each campaign's
+sent / suppressed / exited / converted / uplift (/v1/campaigns/stats) and its
 messages per month of event time (/v1/campaigns/daily). It first waits until the campaign statistics hold
 still (patron-trigger has caught up) and the dashboard's customer snapshot
 was taken after that. Standard library only.
@@ -98,6 +99,8 @@ def main():
     if not total or not profiles:
         return
 
+    visitors(args.api, profiles)
+
     if customers:
         for title, key in (("Segments (RFM, as of the last event)", "segments"), ("Loyalty tiers", "tiers")):
             print(f"\n{title}")
@@ -134,6 +137,25 @@ def main():
         print("\nMost recommended in campaign messages")
         for it in reco["items"]:
             print(f"  {it['item_id']:<10} {it['count']:>5}  {it['title'] or ''}")
+
+
+def visitors(api, profiles):
+    """The anonymous visitors merged into customers at login, and what they brought."""
+    merged = [(p["customer_id"], v) for p in profiles for v in p.get("merged_visitors", [])]
+    print(f"\nVisitors identified at login: {len(merged)} merged into "
+          f"{len({c for c, _ in merged})} customers")
+    if not merged:
+        return
+    print(f"  what they brought to the merge: {sum(v['viewed'] for _, v in merged)} recently viewed "
+          f"items, {sum(v['cart_lines'] for _, v in merged)} cart lines, "
+          f"{sum(v['orders'] for _, v in merged)} guest orders")
+    print("  (a visitor's events applied after its merge, its partition being behind its "
+          "customer's, went to the customer directly)")
+    cid, v = max(merged, key=lambda cv: (cv[1]["orders"], cv[1]["viewed"]))
+    status, body = get(api, f"/v1/visitors/{v['anonymous_id']}/profile")
+    if status == 200:
+        print(f"  e.g. {v['anonymous_id']} is now customer {body['customer_id']}: "
+              f"{body['orders']} orders, {len(body['recent_items']['viewed'])} items viewed")
 
 
 def clusters(api):

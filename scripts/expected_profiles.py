@@ -12,6 +12,14 @@ sorted. --from-events computes the same from a file of length-prefixed events
 (uint32 big-endian length + patron.v1.Event bytes, what `patron-replay ...
 --out` writes) with a protobuf decoder of its own, so the C tool's events can
 be compared with the CSV. --stats prints counts on stderr.
+
+Identity (data/README.md "Derived identity"): a customer who first came as
+an anonymous visitor is one customer all the same: its guest purchase is one
+of its orders, as the CSV says. From the CSV nothing changes; from events,
+an Identify names the customer of an anonymous id, and every event of that id
+(before or after the Identify in the file: a merge takes what came before)
+is the customer's. Events of a visitor never identified belong to no
+customer and are only counted (--stats).
 """
 import argparse
 import csv
@@ -235,9 +243,10 @@ def _message(buf, spec):
 
 LINE = {1: ("item_id", 2, "str"), 2: ("category", 2, "str"), 3: ("quantity", 0, "int"),
         4: ("unit_price_cents", 0, "int")}
-EVENT = {1: ("event_id", 2, "str"), 2: ("customer_id", 2, "str"), 3: ("occurred_at_ms", 0, "int")}
+EVENT = {1: ("event_id", 2, "str"), 2: ("customer_id", 2, "str"), 3: ("occurred_at_ms", 0, "int"),
+         4: ("anonymous_id", 2, "str")}
 KINDS = {10: "view", 11: "cart_add", 12: "cart_remove", 13: "purchase", 14: "refund", 15: "review",
-         16: "customer", 17: "consent", 18: "erasure"}
+         16: "customer", 17: "consent", 18: "erasure", 19: "identify"}
 
 
 def decode_event(buf):
@@ -248,10 +257,19 @@ def decode_event(buf):
             if wt != 2:
                 raise ValueError("kind not a message")
             kind, body = KINDS[num], v
-    if kind is None or not ev.get("event_id") or not ev.get("customer_id"):
+    # a visitor's event has an anonymous_id instead of a customer_id; an
+    # Identify has both the customer and identify.anonymous_id
+    if kind is None or not ev.get("event_id") or not (ev.get("customer_id") or ev.get("anonymous_id")) \
+            or (kind == "identify" and not ev.get("customer_id")):
         raise ValueError("contract: no kind, event_id or customer_id")
-    out = {"id": ev["event_id"], "customer": ev["customer_id"], "ms": ev.get("occurred_at_ms", 0),
+    out = {"id": ev["event_id"], "customer": ev.get("customer_id", ""), "ms": ev.get("occurred_at_ms", 0),
            "kind": kind, "value": 0}
+    if not out["customer"]:
+        out["anonymous"] = ev["anonymous_id"]
+    if kind == "identify":
+        out["anonymous"] = _message(body, {1: ("anonymous_id", 2, "str")}).get("anonymous_id", "")
+        if not out["anonymous"]:
+            raise ValueError("contract: identify without anonymous_id")
     if kind == "purchase":
         p = _message(body, {1: ("order_id", 2, "str"), 2: ("items", 2, "list")})
         lines = [_message(x, LINE) for x in p.get("items", [])]
@@ -272,6 +290,26 @@ def decode_event(buf):
 
 
 def file_events(path, stats):
+    """The file's events, each visitor's given to the customer an Identify
+    names for its anonymous id (wherever the Identify is in the file); a
+    visitor never identified is left out."""
+    events, owner = list(_file_events(path, stats)), {}
+    for ev in events:
+        if ev["kind"] == "identify":
+            owner.setdefault(ev["anonymous"], ev["customer"])  # the first link stands
+    for ev in events:
+        if ev["kind"] == "identify":
+            continue
+        if not ev["customer"]:
+            if ev["anonymous"] not in owner:
+                stats["visitor_events_unidentified"] += 1
+                continue
+            stats["visitor_events_merged"] += 1
+            ev = dict(ev, customer=owner[ev["anonymous"]])
+        yield ev
+
+
+def _file_events(path, stats):
     seen = set()
     with open(path, "rb") as f:
         while True:

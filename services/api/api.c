@@ -59,6 +59,8 @@ struct pending {
     struct api *api;
     struct patron_http_response *res;
     char customer_id[PATRON_ID_MAX + 1];
+    char anonymous_id[PATRON_ID_MAX + 1]; /* a visitor's request */
+    struct patron_profile *visitor;       /* its frozen profile, while its customer is read */
 };
 
 static void count_status(struct api *api, int status)
@@ -174,6 +176,121 @@ static void get_profile(struct api *api, const char *id, size_t id_len,
     }
 }
 
+/* ---- GET /v1/visitors/{anonymous_id}/profile -------------------------------- */
+
+static void visitor_answer(struct api *api, struct pending *pd, struct patron_profile *p)
+{
+    struct patron_profile_models models = {api_model_clv(api->model),
+                                           api_model_clusters(api->model)};
+    json_t *body = patron_profile_to_json_models(p, patron_clock_now_ms(&api->clock),
+                                                 &api->cfg->profile, &models);
+    json_object_set_new(body, "anonymous_id", json_string(pd->anonymous_id));
+    respond_json(api, pd->res, 200, body);
+}
+
+/* A stored profile, or why there is none to answer with (answered here). */
+static struct patron_profile *stored_profile(struct api *api, struct pending *pd, redisReply *reply,
+                                             const char *unknown)
+{
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        respond_error(api, pd->res, 503, "unavailable", "redis unavailable");
+        return NULL;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
+        respond_error(api, pd->res, 404, "not_found", unknown);
+        return NULL;
+    }
+    struct patron_profile *p = patron_malloc(sizeof(*p));
+    size_t len = (size_t)reply->len;
+    if (patron_profile_stored_decode(p, reply->str, len, NULL)) {
+        patron_log(api->log, PATRON_LOG_ERROR, "stored profile does not decode", "\"bytes\":%zu",
+                   len);
+        respond_error(api, pd->res, 500, "internal", "stored profile does not decode");
+    } else if (p->erased) {
+        respond_error(api, pd->res, 404, "not_found", unknown);
+    } else {
+        return p;
+    }
+    free(p);
+    return NULL;
+}
+
+static void pending_free(struct pending *pd)
+{
+    free(pd->visitor);
+    free(pd);
+}
+
+/* The customer an identified visitor was merged into. Not there yet (its
+ * merge's second write is still to come): the frozen visitor, whose
+ * contents are about to be that customer's, answered under its id. */
+static void on_visitor_customer(void *ud, redisReply *reply)
+{
+    struct pending *pd = ud;
+    struct api *api = pd->api;
+    if (reply && reply->type == REDIS_REPLY_NIL &&
+        pd->visitor->n_event_ids + pd->visitor->n_counted) {
+        struct patron_profile *v = pd->visitor;
+        memcpy(v->customer_id, v->merged_into, sizeof(v->customer_id));
+        memset(v->anonymous_id, 0, sizeof(v->anonymous_id));
+        visitor_answer(api, pd, v);
+        pending_free(pd);
+        return;
+    }
+    struct patron_profile *p = stored_profile(api, pd, reply, "unknown visitor");
+    if (p)
+        visitor_answer(api, pd, p);
+    free(p);
+    pending_free(pd);
+}
+
+static void on_visitor(void *ud, redisReply *reply)
+{
+    struct pending *pd = ud;
+    struct api *api = pd->api;
+    struct patron_profile *p = stored_profile(api, pd, reply, "unknown visitor");
+    if (!p) {
+        pending_free(pd);
+        return;
+    }
+    if (!p->merged_into[0]) {
+        visitor_answer(api, pd, p);
+        free(p);
+        pending_free(pd);
+        return;
+    }
+    char key[PATRON_KEY_MAX];
+    int klen = patron_key_customer(key, sizeof(key), p->merged_into, strlen(p->merged_into));
+    pd->visitor = p;
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, klen > 0 ? (size_t)klen : 0};
+    if (klen < 0 || patron_kv_commandv(api->redis, on_visitor_customer, pd, 2, argv, lens)) {
+        respond_error(api, pd->res, 503, "unavailable", "redis unavailable");
+        pending_free(pd);
+    }
+}
+
+static void get_visitor_profile(struct api *api, const char *id, size_t id_len,
+                                struct patron_http_response *res)
+{
+    char key[PATRON_KEY_MAX];
+    int klen = patron_key_visitor(key, sizeof(key), id, id_len);
+    if (klen < 0) {
+        respond_error(api, res, 400, "bad_request", "anonymous id too long");
+        return;
+    }
+    struct pending *pd = patron_calloc(1, sizeof(*pd));
+    pd->api = api;
+    memcpy(pd->anonymous_id, id, id_len);
+    pd->res = patron_http_defer(res);
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, (size_t)klen};
+    if (patron_kv_commandv(api->redis, on_visitor, pd, 2, argv, lens)) {
+        respond_error(api, pd->res, 503, "unavailable", "redis unavailable");
+        pending_free(pd);
+    }
+}
+
 /* ---- DELETE /v1/customers/{id} -------------------------------------------- */
 
 static void on_erasure_delivered(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
@@ -230,6 +347,7 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
 {
     struct api *api = ud;
     static const char customers[] = "/v1/customers/", items[] = "/v1/items/";
+    static const char visitors[] = "/v1/visitors/";
     const char *path = req->path;
     if (!api_auth_gate(api->auth, api, req, res))
         return;
@@ -263,6 +381,25 @@ void api_route(void *ud, const struct patron_http_request *req, struct patron_ht
                 respond_error(api, res, 405, "method_not_allowed", "use DELETE");
             else
                 delete_customer(api, id, id_len, res);
+            return;
+        }
+    }
+    if (strncmp(path, visitors, sizeof(visitors) - 1) == 0) {
+        const char *id = path + sizeof(visitors) - 1;
+        const char *slash = strchr(id, '/');
+        size_t id_len = slash ? (size_t)(slash - id) : strlen(id);
+        const char *rest = slash ? slash : "";
+        bool profile = strcmp(rest, "/profile") == 0;
+        if (profile || strcmp(rest, "/recommendations") == 0) {
+            if (!id_valid(id, id_len))
+                respond_error(api, res, 400, "bad_request", "invalid anonymous id");
+            else if (strcmp(req->method, "GET") != 0)
+                respond_error(api, res, 405, "method_not_allowed", "use GET");
+            else if (profile)
+                get_visitor_profile(api, id, id_len, res);
+            else
+                api_visitor_recommendations(api, api->reco, patron_clock_now_ms(&api->clock), id,
+                                            id_len, req, res);
             return;
         }
     }

@@ -45,6 +45,7 @@ struct pending_reco {
     struct api *api;
     struct patron_http_response *res;
     bool customer; /* else similar items */
+    bool visitor;  /* a customer's answer asked for by a visitor's id */
     char id[PATRON_ID_MAX + 1];
 };
 
@@ -67,16 +68,31 @@ static size_t put_string(char *dst, const char *s)
 /* Each id at most PATRON_ID_MAX bytes, doubled by escapes, plus the quotes,
  * the score and the punctuation. */
 #define ITEM_JSON_MAX (2 * PATRON_ID_MAX + 64)
-#define ANSWER_JSON_MAX (ITEM_JSON_MAX * (PATRON_RECO_LIMIT_MAX + 1) + 64)
+#define ANSWER_JSON_MAX (ITEM_JSON_MAX * (PATRON_RECO_LIMIT_MAX + 2) + 64)
 
-/* {"customer_id":..,"strategy":..,"items":[{"item_id":..,"score":..}]} or
+/* {"customer_id":..,"strategy":..,"items":[{"item_id":..,"score":..}]},
+ * {"anonymous_id":..,"customer_id":..|null,"strategy":..,"items":[..]} or
  * {"item_id":..,"items":[..]}, rendered directly into out (ANSWER_JSON_MAX
  * bytes): the answer is the hot path. Items whose id is not valid text are
  * left out (ingest never writes one). Returns the length. */
 static size_t render(const struct pending_reco *pd, const struct patron_reco_answer *a, char *out)
 {
     char *p = out;
-    if (pd->customer) {
+    if (pd->visitor) {
+        memcpy(p, "{\"anonymous_id\":", 16);
+        p += 16;
+        p += put_string(p, pd->id);
+        memcpy(p, ",\"customer_id\":", 15);
+        p += 15;
+        if (a->customer_id[0] && patron_event_text_valid(a->customer_id, strlen(a->customer_id))) {
+            p += put_string(p, a->customer_id);
+        } else {
+            memcpy(p, "null", 4);
+            p += 4;
+        }
+        p += snprintf(p, 64, ",\"strategy\":\"%s\",\"items\":[",
+                      patron_reco_strategy_name(a->strategy));
+    } else if (pd->customer) {
         memcpy(p, "{\"customer_id\":", 15);
         p += 15;
         p += put_string(p, pd->id);
@@ -135,32 +151,52 @@ static struct pending_reco *pending_new(struct api *api, struct patron_http_resp
     return pd;
 }
 
-void api_recommendations(struct api *api, struct patron_reco_fetcher *f, int64_t now_ms,
-                         const char *customer_id, size_t id_len,
-                         const struct patron_http_request *req, struct patron_http_response *res)
+static void recommendations(struct api *api, struct patron_reco_fetcher *f, int64_t now_ms,
+                            bool visitor, const char *id, size_t id_len,
+                            const struct patron_http_request *req, struct patron_http_response *res)
 {
+    const char *invalid = visitor ? "invalid anonymous id" : "invalid customer id";
     struct api_reco_query q;
     const char *why = api_reco_query_parse(req->query, true, &q);
     if (why) {
         api_respond_error(api, res, 400, "bad_request", why);
         return;
     }
-    if (!patron_event_text_valid(customer_id, id_len)) {
-        api_respond_error(api, res, 400, "bad_request", "invalid customer id");
+    if (!patron_event_text_valid(id, id_len)) {
+        api_respond_error(api, res, 400, "bad_request", invalid);
         return;
     }
-    struct pending_reco *pd = pending_new(api, res, true, customer_id, id_len);
-    int rc = patron_reco_fetch_customer(f, customer_id, id_len, q.has_category ? q.category : NULL,
-                                        q.limit, now_ms, on_answer, pd);
+    struct pending_reco *pd = pending_new(api, res, true, id, id_len);
+    pd->visitor = visitor;
+    const char *category = q.has_category ? q.category : NULL;
+    int rc =
+        visitor
+            ? patron_reco_fetch_visitor(f, id, id_len, category, q.limit, now_ms, on_answer, pd)
+            : patron_reco_fetch_customer(f, id, id_len, category, q.limit, now_ms, on_answer, pd);
     if (rc) {
         free(pd);
         if (rc == PATRON_EINVAL)
-            api_respond_error(api, res, 400, "bad_request", "invalid customer id");
+            api_respond_error(api, res, 400, "bad_request", invalid);
         else
             api_respond_error(api, res, 503, "unavailable", "redis unavailable");
         return;
     }
     pd->res = patron_http_defer(res);
+}
+
+void api_recommendations(struct api *api, struct patron_reco_fetcher *f, int64_t now_ms,
+                         const char *customer_id, size_t id_len,
+                         const struct patron_http_request *req, struct patron_http_response *res)
+{
+    recommendations(api, f, now_ms, false, customer_id, id_len, req, res);
+}
+
+void api_visitor_recommendations(struct api *api, struct patron_reco_fetcher *f, int64_t now_ms,
+                                 const char *anonymous_id, size_t id_len,
+                                 const struct patron_http_request *req,
+                                 struct patron_http_response *res)
+{
+    recommendations(api, f, now_ms, true, anonymous_id, id_len, req, res);
 }
 
 void api_similar(struct api *api, struct patron_reco_fetcher *f, const char *item_id, size_t id_len,

@@ -1,6 +1,7 @@
 /*
  * patron-api's recommendation routes (docs/contracts/api.md):
  *   GET /v1/customers/{id}/recommendations?limit=10&category=C
+ *   GET /v1/visitors/{anonymous_id}/recommendations?limit=10&category=C
  *   GET /v1/items/{id}/similar?limit=10
  * Parameters are checked here (400 with the reason), the answer comes from
  * the shared fetch plan (patron/recommend_fetch.h) and is rendered here.
@@ -30,6 +31,11 @@ const char *api_reco_query_parse(const char *query, bool category_allowed,
 void api_recommendations(struct api *api, struct patron_reco_fetcher *f, int64_t now_ms,
                          const char *customer_id, size_t id_len,
                          const struct patron_http_request *req, struct patron_http_response *res);
+/* For a visitor: its own profile's, or its customer's once identified. */
+void api_visitor_recommendations(struct api *api, struct patron_reco_fetcher *f, int64_t now_ms,
+                                 const char *anonymous_id, size_t id_len,
+                                 const struct patron_http_request *req,
+                                 struct patron_http_response *res);
 void api_similar(struct api *api, struct patron_reco_fetcher *f, const char *item_id, size_t id_len,
                  const struct patron_http_request *req, struct patron_http_response *res);
 

@@ -5,6 +5,7 @@
  * callbacks, the tick, metrics.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -378,6 +379,38 @@ static void make_metrics(struct ingest *ing)
         "Co-occurrence pairs of replayed purchases that their neighbour list counted already, "
         "not counted again",
         NULL);
+    static const char *const identify[] = {"merged", "replayed", "duplicate",
+                                           "stale",  "conflict", "limit"};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(identify); i++) {
+        char label[32];
+        snprintf(label, sizeof(label), "result=\"%s\"", identify[i]);
+        ing->m_identify[i] = patron_metrics_counter(
+            m, "patron_ingest_identify_total",
+            "Identify events by outcome: merged (a visitor into its customer), replayed, "
+            "duplicate, stale, conflict and limit (to the DLQ)",
+            label);
+    }
+    ing->m_redirected = patron_metrics_counter(
+        m, "patron_ingest_redirected_total",
+        "Events of merged visitors applied to their customer (whatever the result)", NULL);
+    ing->m_visitors_erased =
+        patron_metrics_counter(m, "patron_ingest_visitors_erased_total",
+                               "Visitors erased with the customer they merged into", NULL);
+    ing->m_compacted = patron_metrics_counter(
+        m, "patron_ingest_visitors_compacted_total",
+        "Merged visitors whose key was cut down to the alias, their customer holding the rest",
+        NULL);
+    ing->m_not_read = patron_metrics_counter(
+        m, "patron_ingest_identity_unread_total",
+        "Batches started over because a profile an identity change needs was not read", NULL);
+    ing->m_shared_counted = patron_metrics_counter(
+        m, "patron_ingest_identify_shared_counted_total",
+        "Counted events found on both sides of a merge (sent under both identities): counted "
+        "twice before it",
+        NULL);
+    ing->m_conflicts = patron_metrics_counter(
+        m, "patron_ingest_profile_conflicts_total",
+        "Profile compare-and-sets lost to another writer (each resets the pipeline)", NULL);
     static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
     ing->m_batch_seconds =
         patron_metrics_histogram(m, "patron_ingest_batch_seconds", "From consume to offsets stored",
@@ -408,6 +441,7 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     ing->marks = patron_malloc(PATRON_GRAPH_MARKS_MAX * sizeof(*ing->marks));
     ing->marks_out = patron_malloc(PATRON_GRAPH_MARKS_MAX * sizeof(*ing->marks_out));
     ing->profile = patron_malloc(sizeof(*ing->profile));
+    ing->profile2 = patron_malloc(sizeof(*ing->profile2));
     ing->prior = patron_malloc(PATRON_PROFILE_BOUGHT_MAX * sizeof(*ing->prior));
     ing->pairs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*ing->pairs));
     ing->poll_buf = patron_calloc((size_t)cfg->batch_max, sizeof(*ing->poll_buf));
@@ -484,6 +518,7 @@ out_free:
     free(ing->pairs);
     free(ing->prior);
     free(ing->profile);
+    free(ing->profile2);
     free(ing->poll_buf);
     free(ing);
     return rc ? rc : PATRON_EIO;
@@ -525,6 +560,7 @@ void ingest_free(struct ingest *ing)
     free(ing->encoded);
     patron_arena_spares_free(&ing->spares);
     free(ing->profile);
+    free(ing->profile2);
     free(ing->prior);
     free(ing->pairs);
     free(ing->positions);

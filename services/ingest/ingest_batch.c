@@ -28,6 +28,7 @@ void ingest_batch_free(struct batch *b)
     for (size_t i = 0; i < b->n_events; i++)
         rd_kafka_message_destroy(b->events[i].msg);
     patron_strmap_free(&b->by_customer);
+    patron_strmap_free(&b->by_visitor);
     ingest_graph_free(b);
     patron_strmap_free(&b->stats);
     patron_strmap_free(&b->strings);
@@ -92,7 +93,7 @@ static void store_offsets(struct ingest *ing, const struct batch *b)
 static void cache_release(struct ingest *ing, const struct batch *b)
 {
     for (size_t i = 0; i < b->n_customers; i++) {
-        struct patron_lru_entry *e = b->customers[i].entry;
+        struct patron_lru_entry *e = b->customers[i]->entry;
         if (e)
             patron_lru_unpin(e, b->seq);
     }
@@ -147,13 +148,14 @@ static int send_update(struct batch *b, struct event *e, int32_t partition, cons
     struct ingest *ing = b->ing;
     struct published *pu = patron_arena_alloc(&b->arena, sizeof(*pu));
     *pu = (struct published){b, e};
-    int err =
-        patron_producer_send(ing->producer, ing->cfg->topic_profile_updates, partition, e->cust->id,
-                             e->cust->id_len, bytes, len, NULL, on_published, pu);
+    /* the customer's: a merged visitor's event is its customer's update */
+    const struct customer *to = e->update_cust ? e->update_cust : e->cust;
+    int err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates, partition,
+                                   to->id, to->id_len, bytes, len, NULL, on_published, pu);
     if (err == PATRON_EINVAL && partition != RD_KAFKA_PARTITION_UA)
         err = patron_producer_send(ing->producer, ing->cfg->topic_profile_updates,
-                                   RD_KAFKA_PARTITION_UA, e->cust->id, e->cust->id_len, bytes, len,
-                                   NULL, on_published, pu);
+                                   RD_KAFKA_PARTITION_UA, to->id, to->id_len, bytes, len, NULL,
+                                   on_published, pu);
     if (err) {
         enum ingest_fault f = ingest_fault_of_send(err);
         if (!ingest_fault_poison(f)) {
@@ -206,10 +208,14 @@ static void publish(struct batch *b)
             continue;
         /* To the partition its event came from: the trigger's timers rely on
          * each partition of updates being in the event-time order of one
-         * partition of events, whatever partitioner the site used. Only if
-         * patron.profile-updates has fewer partitions, by key. */
-        int32_t own = ing->update_partitions <= 0 || e->msg->partition < ing->update_partitions
-                          ? e->msg->partition
+         * partition of events, whatever partitioner the site used. A merged
+         * visitor's event goes to its customer's (its Identify's), where the
+         * customer's campaign state is: in that partition's order as far as
+         * the two partitions of events keep pace (trigger.c counts the late
+         * ones). Only if patron.profile-updates has fewer partitions, by key. */
+        int32_t part = e->update_partition >= 0 ? e->update_partition : e->msg->partition;
+        int32_t own = ing->update_partitions <= 0 || part < ing->update_partitions
+                          ? part
                           : RD_KAFKA_PARTITION_UA;
         if (send_update(b, e, own, e->update, e->update_len))
             return;
@@ -266,12 +272,20 @@ static void batch_note_purchase(struct batch *b, const char (*prior)[PATRON_ID_M
     ingest_graph_note(b, prior, n_prior, e);
 }
 
-/* The ProfileUpdate of one event, as the profile stands right after it, in
- * the batch's arena: through the scratch, or, when more than the scratch
- * holds (a purchase of a thousand lines), straight into its exact room. */
-static void build_update(struct batch *b, struct event *e, const struct patron_profile *p,
-                         const struct patron_apply_outcome *out)
+/* The ProfileUpdate of one event, as customer c's profile p stands right
+ * after it, in the batch's arena: through the scratch, or, when more than
+ * the scratch holds (a purchase of a thousand lines), straight into its
+ * exact room. A visitor's own event publishes nothing (a visitor cannot be
+ * messaged: the trigger keeps nothing of it). */
+static void build_update(struct batch *b, struct event *e, struct customer *c,
+                         const struct patron_profile *p, const struct patron_apply_outcome *out)
 {
+    if (out->visitor || c->visitor)
+        return;
+    e->update_cust = c;
+    e->update_partition = e->cust->visitor && e->cust->target_partition >= 0
+                              ? e->cust->target_partition
+                              : e->msg->partition;
     uint8_t *scratch = b->ing->encoded;
     size_t len;
     int rc = patron_profile_update_pack(e->ev, p, out, e->msg->partition, e->msg->offset, scratch,
@@ -291,36 +305,59 @@ static void build_update(struct batch *b, struct event *e, const struct patron_p
     }
 }
 
-/* The stored profile read for c, or why it is poison: NULL (absent: a new
- * profile) and *reason NULL, or the value. A value of another Redis type,
- * one that does not decode, or one of another customer (its id is not the
- * key's) is never written over nor waited on: *reason says which. */
-static const uint8_t *stored_profile(struct batch *b, struct customer *c, struct patron_profile *p,
-                                     uint64_t *version, enum ingest_fault *f, const char **reason)
+/* The next event of c's: its own and its merged visitors', in batch order. */
+static struct event *next_event(struct event **own, struct event **redirected)
 {
-    *reason = NULL;
-    /* What a batch in flight wrote after our read is in the cache (see
-     * apply_ready); so is what we wrote before it, unchanged since. */
-    const uint8_t *stored = c->v.stored;
-    size_t stored_len = c->v.stored_len;
-    struct patron_lru_entry *hit = patron_lru_get(&b->ing->cache, c->id, c->id_len);
-    if (hit) {
-        stored = hit->value;
-        stored_len = hit->len;
-    } else if (c->v.wrong_type) {
-        *f = FAULT_STORED_WRONG_TYPE;
-        *reason = "stored_profile_wrong_type";
-        return NULL;
+    struct event **pick = *own && (!*redirected || *own < *redirected) ? own : redirected;
+    struct event *e = *pick;
+    if (e)
+        *pick = pick == own ? e->next_of_customer : e->next_redirected;
+    return e;
+}
+
+/* Applies one event of c's to its profile p: an Identify, a merged
+ * visitor's event, or its own (whose erasure reaches its visitors too).
+ * 0 when applied (whatever its result), 1 when it went to the DLQ, < 0
+ * when the batch failed. */
+static int apply_event(struct batch *b, struct customer *c, struct patron_profile *p,
+                       struct event *e, struct patron_apply_outcome *out, const char **refused)
+{
+    struct ingest *ing = b->ing;
+    *refused = PATRON_APPLY_REFUSED_REASON;
+    if (e->ev->kind_case == PATRON__V1__EVENT__KIND_IDENTIFY) {
+        struct patron_identify_outcome io;
+        int rc = ingest_identity_identify(b, c, p, e, &io);
+        if (rc)
+            return rc;
+        *out = io.apply;
+        if (io.reason)
+            *refused = io.reason;
+        return 0;
     }
-    if (!stored)
-        return NULL;
-    if (patron_profile_stored_decode(p, stored, stored_len, version) ||
-        strlen(p->customer_id) != c->id_len || memcmp(p->customer_id, c->id, c->id_len) != 0) {
-        *f = FAULT_STORED_UNREADABLE;
-        *reason = "stored_profile_unreadable";
-        return NULL;
+    /* an erasure reaches the visitors c lists before it */
+    char(*aliases)[PATRON_ID_MAX + 1] = NULL;
+    size_t n_aliases = 0;
+    if (e->ev->kind_case == PATRON__V1__EVENT__KIND_ERASURE && p->n_aliases) {
+        n_aliases = p->n_aliases;
+        aliases = patron_arena_alloc(&b->arena, n_aliases * sizeof(*aliases));
+        for (size_t i = 0; i < n_aliases; i++)
+            memcpy(aliases[i], p->aliases[i].anonymous_id, sizeof(aliases[i]));
     }
-    return stored;
+    if (e->cust != c) {
+        int rc = ingest_identity_redirected(b, c, p, e, out);
+        if (rc)
+            return rc;
+    } else if (patron_profile_apply(p, e->ev, e->msg->partition, e->msg->offset, &ing->cfg->profile,
+                                    out)) {
+        /* event_check accepted it, so apply must too: a bug, not input,
+         * but one that would fail again on every replay. The profile is
+         * as before it (apply refuses before it changes anything). */
+        ingest_dead_letter(b, e, FAULT_UNAPPLICABLE, "apply_refused");
+        return b->failed ? -1 : 1;
+    }
+    if (out->erased && n_aliases && ingest_identity_erase_visitors(b, c, e, aliases, n_aliases))
+        return -1;
+    return 0;
 }
 
 static void apply_customer(struct batch *b, struct customer *c)
@@ -329,39 +366,31 @@ static void apply_customer(struct batch *b, struct customer *c)
     struct patron_profile *p = ing->profile;
     char(*prior)[PATRON_ID_MAX + 1] = ing->prior;
     size_t n_prior = 0;
-    uint64_t version = 0;
     bool changed = false, erasure = false;
 
-    enum ingest_fault fault;
-    const char *poison;
-    const uint8_t *base = stored_profile(b, c, p, &version, &fault, &poison);
-    if (poison) {
+    if (!c->first && !c->redirected)
+        return; /* read for another's sake (ingest_identity.c) */
+    enum ingest_fault fault = ingest_profile_load(b, c, p);
+    if (fault) {
         /* never written over, never waited on: the rest of the batch goes on */
-        ingest_poison_customer(b, c, fault, poison);
+        ingest_poison_profile(b, c, fault);
         return;
     }
-    if (!base) {
-        char id[PATRON_ID_MAX + 1];
-        memcpy(id, c->id, c->id_len);
-        id[c->id_len] = '\0';
-        patron_profile_init(p, id);
-    }
 
-    for (struct event *e = c->first; e; e = e->next_of_customer) {
+    struct event *own = c->first, *redirected = c->redirected, *e;
+    while ((e = next_event(&own, &redirected))) {
         struct patron_apply_outcome out;
+        const char *refused;
         bool purchase = e->ev->kind_case == PATRON__V1__EVENT__KIND_PURCHASE;
         if (purchase) {
             n_prior = p->n_bought;
             memcpy(prior, p->bought, n_prior * sizeof(p->bought[0]));
         }
-        if (patron_profile_apply(p, e->ev, e->msg->partition, e->msg->offset, &ing->cfg->profile,
-                                 &out)) {
-            /* event_check accepted it, so apply must too: a bug, not input,
-             * but one that would fail again on every replay. The profile is
-             * as before it (apply refuses before it changes anything). */
-            ingest_dead_letter(b, e, FAULT_UNAPPLICABLE, "apply_refused");
-            continue;
-        }
+        int rc = apply_event(b, c, p, e, &out, &refused);
+        if (rc < 0)
+            return;
+        if (rc > 0)
+            continue; /* dead-lettered */
         switch (out.result) {
         case PATRON_APPLY_DUPLICATE:
             patron_counter_add(ing->m_events_duplicate, 1);
@@ -370,9 +399,10 @@ static void apply_customer(struct batch *b, struct customer *c)
             patron_counter_add(ing->m_events_stale, 1);
             continue;
         case PATRON_APPLY_REFUSED:
-            /* counts, and the ledger cannot say it is new: kept aside, never counted twice */
+            /* counts, and the ledger cannot say it is new: kept aside, never
+             * counted twice; or an Identify of another's visitor */
             patron_counter_add(ing->m_events_refused, 1);
-            ingest_dead_letter(b, e, FAULT_REFUSED, PATRON_APPLY_REFUSED_REASON);
+            ingest_dead_letter(b, e, FAULT_REFUSED, refused);
             continue;
         case PATRON_APPLY_REPLAYED:
             patron_counter_add(ing->m_events_replayed, 1);
@@ -385,34 +415,32 @@ static void apply_customer(struct batch *b, struct customer *c)
                 batch_note_purchase(b, (const char(*)[PATRON_ID_MAX + 1]) prior, n_prior, e);
             break;
         }
-        build_update(b, e, p, &out);
+        build_update(b, e, c, p, &out);
     }
 
-    if (changed) {
-        size_t len;
-        uint8_t *scratch = ing->encoded;
-        if (patron_profile_encode_into(p, scratch + PATRON_PROFILE_VERSION_LEN,
-                                       PATRON_PROFILE_ENCODED_MAX, &len)) {
-            /* its lists are bounded below PATRON_PROFILE_ENCODED_MAX: cannot
-             * happen, but must not stall. Nothing is written for it (its
-             * purchases already count in the item statistics of this batch). */
-            ingest_poison_customer(b, c, FAULT_UNAPPLICABLE, "profile_too_large");
-            return;
-        }
-        patron_profile_version_put(scratch, version + 1);
-        size_t value_len = PATRON_PROFILE_VERSION_LEN + len;
-        uint8_t *value = patron_arena_alloc(&b->arena, value_len);
-        memcpy(value, scratch, value_len);
-        ingest_store_profile(b, c, base, erasure, p->erased, value, value_len);
+    if (changed && ingest_profile_store(b, c, p, erasure, c->after_visitors ? 2 : 1)) {
+        /* its lists are bounded below PATRON_PROFILE_ENCODED_MAX: cannot
+         * happen, but must not stall. Nothing is written for it (its
+         * purchases already count in the item statistics of this batch). */
+        ingest_poison_profile(b, c, FAULT_UNAPPLICABLE);
     }
 }
 
 /* Applies the batch (in batch order) and sets its writes on their way:
- * the neighbour lists first, when the batch before has merged its own. */
+ * the neighbour lists first, when the batch before has merged its own.
+ * Visitors go before customers: an Identify merges what the batch applied
+ * to its visitor (of another partition, or earlier in its own: see
+ * ingest_identity_attach), and a merged visitor's events are applied with
+ * its customer's. */
 static void apply_and_write(struct batch *b)
 {
-    for (size_t i = 0; i < b->n_customers && !b->failed; i++)
-        apply_customer(b, &b->customers[i]);
+    ingest_identity_route(b);
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < b->n_customers && !b->failed; i++) {
+            struct customer *c = b->customers[i];
+            if (c->visitor == (pass == 0) && !c->target)
+                apply_customer(b, c);
+        }
     if (b->failed)
         return;
     ingest_graph_collect(b);
@@ -457,12 +485,20 @@ static void apply_ready(struct ingest *ing)
     ingest_pump(ing);
 }
 
+/* Whether all of b's profile writes are sent (stage 2 waits for stage 1). */
+static bool writes_sent(const struct batch *b)
+{
+    return b->phase == PHASE_DONE || b->phase == PHASE_WRITING2 ||
+           (b->phase == PHASE_WRITING && !b->stage2);
+}
+
 /*
  * Batches write their profiles in batch order, each once its neighbour
  * lists are written (a crash in between replays the batch: statistics at
  * least once) and its predecessors sent theirs: a profile's compare-and-set
  * expects the version the batch before wrote, which must be in Redis
- * first. A batch without lists would otherwise overtake one still merging.
+ * first. A batch without lists would otherwise overtake one still merging;
+ * and none overtakes a batch whose second stage is still to go.
  */
 static void write_ready(struct ingest *ing)
 {
@@ -471,13 +507,13 @@ static void write_ready(struct ingest *ing)
     ing->starting_writes = true;
     for (;;) {
         struct batch *b = ing->head;
-        while (b && (b->phase == PHASE_WRITING || b->phase == PHASE_DONE))
+        while (b && writes_sent(b))
             b = b->next;
         if (!b || b->phase != PHASE_GRAPH_WRITE || !b->graph_done || b->cancelled || b->failed)
             break;
         b->phase = PHASE_WRITING;
         b->pending++; /* held while sending */
-        ingest_write_profiles(b);
+        ingest_write_profiles(b, 1);
         if (!b->failed)
             ingest_write_item_stats(b); /* the statistics follow what was applied */
         if (!b->failed)
@@ -488,7 +524,9 @@ static void write_ready(struct ingest *ing)
 }
 
 /* Moves a batch on when its outstanding callbacks are all back:
- * READING -> apply and write (in order); WRITING -> publish; then DONE. */
+ * READING -> (another round of reads, for visitors) -> apply and write (in
+ * order); WRITING -> (WRITING2: the customers that rely on the visitors
+ * written) -> publish and the visitors' aliases; then DONE. */
 static void batch_settle(struct batch *b)
 {
     struct ingest *ing = b->ing;
@@ -505,6 +543,14 @@ static void batch_settle(struct batch *b)
     }
     switch (b->phase) {
     case PHASE_READING:
+        if (!b->resolved) {
+            /* held, as in apply_ready: a failure must not free b under us */
+            b->pending++;
+            if (!ingest_identity_resolve(b))
+                b->resolved = true; /* else another round of reads is out */
+            ingest_batch_release(b);
+            return;
+        }
         b->read = true;
         apply_ready(ing);
         return;
@@ -527,9 +573,28 @@ static void batch_settle(struct batch *b)
     case PHASE_GRAPH_RETRY:
         return; /* ingest_graph_retry_next starts it */
     case PHASE_WRITING:
+        if (b->stage2) {
+            /* the tests' kill -9 between an Identify's (or erasure's) two writes */
+            int crash = ing->cfg->fault_crash_after_visitor_writes;
+            if (crash && ++ing->two_stage_batches == (uint64_t)crash) {
+                patron_log(ing->log, PATRON_LOG_WARN, "fault injected: crash after visitor writes",
+                           NULL);
+                abort();
+            }
+            b->phase = PHASE_WRITING2;
+            b->pending++; /* as above */
+            ingest_write_profiles(b, 2);
+            ingest_batch_release(b);
+            write_ready(ing); /* the batches after it may write now */
+            return;
+        }
+        /* fall through */
+    case PHASE_WRITING2:
         b->phase = PHASE_DONE;
         b->pending++; /* as above */
         publish(b);   /* DLQ entries were sent at the start */
+        if (!b->failed)
+            ingest_write_compactions(b);
         ingest_batch_release(b);
         return;
     case PHASE_DONE:
@@ -593,8 +658,10 @@ static int decode_event(struct batch *b, struct event *e, const char **reason,
     return 0;
 }
 
-/* Sorts the messages into customers; bad ones go to the DLQ, catalog
- * updates straight to their item (they carry no profile). */
+/* Sorts the messages into customers and visitors; bad ones go to the DLQ,
+ * catalog updates straight to their item (they carry no profile). A
+ * message the batch cannot take in order (ingest_identity_attach) ends it:
+ * it and the rest go to the next batch. */
 static void batch_classify(struct batch *b)
 {
     struct ingest *ing = b->ing;
@@ -605,6 +672,7 @@ static void batch_classify(struct batch *b)
         }
         struct event *e = &b->events[i];
         b->input_bytes += e->msg->len + e->msg->key_len;
+        e->update_partition = -1;
         enum topic_kind t;
         if (topic_of(ing, e->msg, &t)) {
             ingest_dead_letter(b, e, FAULT_UNDECODABLE, "unexpected topic");
@@ -628,24 +696,11 @@ static void batch_classify(struct batch *b)
             ingest_dead_letter(b, e, FAULT_UNDECODABLE, reason);
             continue;
         }
-        batch_position(b, t, e->msg, e->ev->occurred_at_ms);
-        const char *id = e->ev->customer_id;
-        size_t id_len = strlen(id);
-        struct customer *c = patron_strmap_get(&b->by_customer, id, id_len);
-        if (!c) {
-            c = &b->customers[b->n_customers++];
-            *c = (struct customer){.b = b, .id = id, .id_len = id_len};
-            int klen = patron_key_customer(c->v.key, sizeof(c->v.key), id, id_len);
-            c->v.key_len = klen > 0 ? (size_t)klen : 0; /* ids were checked: always fits */
-            c->v.group = patron_kv_key_group(ing->redis, c->v.key, c->v.key_len);
-            patron_strmap_put(&b->by_customer, id, id_len, c);
+        if (!ingest_identity_attach(b, e)) {
+            b->n_events = i; /* i > 0: an event of this batch came before it */
+            return;
         }
-        e->cust = c;
-        if (c->last)
-            c->last->next_of_customer = e;
-        else
-            c->first = e;
-        c->last = e;
+        batch_position(b, t, e->msg, e->ev->occurred_at_ms);
     }
 }
 
@@ -676,13 +731,13 @@ size_t ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t 
     patron_arena_init(&b->arena, &ing->spares);
     b->pb = patron_pb_arena_allocator(&b->arena);
     b->events = patron_arena_calloc(&b->arena, n, sizeof(*b->events));
-    /* room for n; each taken one is initialised (most batches touch fewer) */
+    /* room for n profiles; more grow it (ingest_identity_add) */
     b->customers = patron_arena_alloc(&b->arena, n * sizeof(*b->customers));
+    b->cap_customers = n;
     b->positions = patron_arena_calloc(&b->arena, n, sizeof(*b->positions));
-    b->writes = patron_arena_alloc(&b->arena, n * sizeof(*b->writes));
-    b->erasures = patron_arena_alloc(&b->arena, n * sizeof(*b->erasures));
     b->n_events = n;
     presize(&b->by_customer, n);
+    patron_strmap_init(&b->by_visitor);
     patron_strmap_init(&b->strings);
     patron_strmap_init(&b->graph);
     patron_strmap_init(&b->stats);
@@ -709,6 +764,6 @@ void ingest_batch_go(struct batch *b)
 {
     ingest_clock_busy(b);
     if (!b->failed)
-        ingest_read_profiles(b);
+        ingest_read_profiles(b, 0);
     ingest_batch_release(b);
 }

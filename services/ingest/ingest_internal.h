@@ -15,6 +15,11 @@
  *                   item statistics, catalog writes, the event clock
  *   ingest_graph.c  the item neighbour lists: pairs, collect, read, merge
  *                   with marks, write, retry ordering
+ *   ingest_identity.c  visitors: the profiles a batch must read besides its
+ *                   events' own (the customers of merged visitors, the
+ *                   visitors of erased customers), routing a merged
+ *                   visitor's events to its customer, an Identify's two
+ *                   writes, the erasure of a customer's visitors
  *
  * The store and the graph act on a batch through two calls only: a call
  * they send adds one to b->pending and its callback ends with
@@ -95,22 +100,44 @@ struct multi_call {
 struct event {
     rd_kafka_message_t *msg;
     Patron__V1__Event *ev; /* NULL for DLQ and catalog messages */
-    struct customer *cust;
+    struct customer *cust; /* whose key it came with: a customer's, or a visitor's */
     struct event *next_of_customer;
-    uint8_t *update; /* packed ProfileUpdate to publish (arena), or NULL */
+    struct event *next_redirected; /* a merged visitor's, in its customer's chain */
+    uint8_t *update;               /* packed ProfileUpdate to publish (arena), or NULL */
     size_t update_len;
+    int32_t update_partition;     /* of patron.profile-updates: the customer's */
+    struct customer *update_cust; /* whose update it is (its key) */
 };
 
-/* A customer touched by a batch: the profile read, then written. */
+/* A profile touched by a batch, a customer's or a visitor's: read, then
+ * written. Stage 1 writes go first; a customer whose new value relies on
+ * visitors the batch writes (an Identify's merge, an erasure of its
+ * visitors) writes in stage 2, once stage 1 is acknowledged. */
 struct customer {
     struct batch *b;
-    const char *id; /* borrowed from its first event */
+    const char *id; /* borrowed from its first event (or the batch's strings) */
     size_t id_len;
-    char key[PATRON_KEY_MAX];
-    size_t key_len;
-    struct event *first, *last;
+    bool visitor;                   /* keyed {v:<anonymous id>} */
+    struct event *first, *last;     /* its own events, in batch order */
     struct versioned v;             /* the profile */
     struct patron_lru_entry *entry; /* the cache entry the batch wrote, or NULL */
+    bool erases;                    /* an erasure among its own events */
+    /* identity (ingest_identity.c) */
+    struct customer *identified_by; /* visitor: the customer of its Identify in this batch */
+    int32_t identify_partition;     /* ... and that Identify's partition */
+    struct customer *target;        /* visitor: merged, its events go to this customer */
+    int32_t target_partition;       /* ... whose ProfileUpdates go to this partition */
+    struct event *redirected, *redirected_last; /* customer: its merged visitors' events */
+    bool holds_contents; /* visitor, merged: its key still holds what it brought */
+    bool after_visitors; /* customer: written in stage 2, after the visitors it relies on */
+    bool loaded;         /* base and version below are known (apply) */
+    bool has_base;       /* the batch's write is built on a value (else: absent) */
+    uint8_t base[PATRON_PROFILE_VERSION_LEN]; /* ... whose version prefix is this */
+    uint64_t version;                         /* ... that is, this version */
+    int stage;                                /* 0: not written; 1, 2: the write's stage */
+    bool erasure;           /* the write erases a customer (its other keys go too) */
+    const uint8_t *compact; /* a merged visitor's alias alone, written last, best effort */
+    size_t compact_len;
 };
 
 /* A batch's way: its profiles are read (READING), then, in batch order,
@@ -128,7 +155,8 @@ enum phase {
     PHASE_GRAPH_READ,
     PHASE_GRAPH_WRITE,
     PHASE_GRAPH_RETRY,
-    PHASE_WRITING,
+    PHASE_WRITING,  /* stage 1 */
+    PHASE_WRITING2, /* stage 2: the customers that rely on stage 1's visitors */
     PHASE_DONE
 };
 
@@ -149,15 +177,13 @@ struct batch {
     ProtobufCAllocator pb; /* over arena, for the event decoder */
     struct event *events;
     size_t n_events;
-    struct customer *customers;
-    size_t n_customers;
-    struct patron_strmap by_customer;
+    struct customer **customers; /* every profile touched: customers and visitors */
+    size_t n_customers, cap_customers;
+    struct patron_strmap by_customer, by_visitor;
     struct position *positions;
     size_t n_positions;
-    struct versioned **writes; /* the profiles to write: one per customer at most */
-    size_t n_writes;
-    struct customer **erasures; /* the profiles to write that erase their customer */
-    size_t n_erasures;
+    bool has_identity;      /* visitors' events or Identifies: ingest_identity.c has work */
+    bool stage2;            /* writes in stage 2 */
     struct graph_key *rows; /* the neighbour lists the batch changes */
     size_t n_rows;
     bool graph_conflict; /* a round of neighbour lists lost to another writer */
@@ -171,7 +197,8 @@ struct batch {
     enum phase phase;
     bool failed;
     bool cancelled;
-    bool read; /* every read is back: the batch applies when its predecessors did */
+    bool read;     /* every read is back: the batch applies when its predecessors did */
+    bool resolved; /* the rounds of reads for visitors are done (ingest_identity_resolve) */
     int64_t started_ms;
     struct batch *next;
 };
@@ -205,9 +232,10 @@ struct ingest {
     struct batch *head, *tail; /* in-flight batches, oldest first */
     size_t inflight;
     uint64_t next_seq;
-    size_t reading;       /* batches between read and write */
-    bool applying;        /* apply_ready is on the stack */
-    bool starting_writes; /* write_ready is on the stack */
+    size_t reading;             /* batches between read and write */
+    bool applying;              /* apply_ready is on the stack */
+    uint64_t two_stage_batches; /* batches that wrote in two stages (fault injection) */
+    bool starting_writes;       /* write_ready is on the stack */
 
     /* The caches, values this process wrote (pin: the seq of the in-flight
      * batch that wrote it last): */
@@ -221,6 +249,7 @@ struct ingest {
     uint8_t *encoded;                            /* scratch of the encoders, ENCODED_MAX bytes */
     struct patron_arena_spares spares;
     struct patron_profile *profile;   /* scratch of apply_customer */
+    struct patron_profile *profile2;  /* ... the visitor of an Identify, redirect or erasure */
     char (*prior)[PATRON_ID_MAX + 1]; /* the bought list before a purchase */
     struct patron_graph_pair *pairs;  /* scratch of ingest_graph_note */
     struct position *positions;       /* last stored per partition */
@@ -246,6 +275,9 @@ struct ingest {
     struct patron_counter *m_events_stale, *m_events_refused;
     struct patron_counter *m_catalog, *m_batches, *m_resets, *m_updates;
     struct patron_counter *m_graph_conflicts, *m_graph_rebuilt, *m_graph_replayed;
+    struct patron_counter *m_identify[6]; /* merged, replayed, duplicate, stale, conflict, limit */
+    struct patron_counter *m_redirected, *m_visitors_erased, *m_compacted, *m_not_read;
+    struct patron_counter *m_shared_counted, *m_conflicts;
     struct patron_counter *m_dlq, *m_dlq_truncated, *m_erasure_copies;
     struct patron_counter *m_profile_unreadable, *m_profile_wrong_type, *m_rows_wrong_type;
     struct patron_counter *m_items_wrong_type;
@@ -328,7 +360,8 @@ const char *ingest_topic_name(const struct ingest *ing, enum topic_kind t);
 /* Sets up a batch of msgs[0 .. n) in *out: decodes and sorts them, taking
  * msgs[0 .. k) (freed with the batch) and returning k >= 1; it stops taking
  * once its records and what decoding them took reach
- * PATRON_BATCH_MAX_BYTES. ingest_batch_go then sets it on its way (its
+ * PATRON_BATCH_MAX_BYTES, or at a message it cannot take in order
+ * (ingest_identity_attach). ingest_batch_go then sets it on its way (its
  * reads; it may settle, and call ingest_pump, before returning). */
 size_t ingest_batch_start(struct ingest *ing, rd_kafka_message_t **msgs, size_t n,
                           struct batch **out);
@@ -392,18 +425,39 @@ int ingest_store_cas(struct multi_call *mc, patron_redis_cb cb, struct patron_kv
  * nothing was); -1 for an error, the batch failed. */
 int ingest_cas_outcome(struct batch *b, const redisReply *reply);
 
-/* Reads the batch's profiles: the cache's first, the rest by MGET. */
-void ingest_read_profiles(struct batch *b);
+/* Reads the batch's profiles from b->customers[from] on: the cache's
+ * first, the rest by MGET. */
+void ingest_read_profiles(struct batch *b, size_t from);
 
-/* Sets c's new profile value (arena) to be written over `base` (the value
- * it was built on; NULL: new) in the batch's turn; the cache has it from
- * now on, pinned by the batch. */
-void ingest_store_profile(struct batch *b, struct customer *c, const uint8_t *base, bool erasure,
-                          bool tombstone, const uint8_t *value, size_t len);
+/* c's profile as the apply sees it (what the batch wrote of it, else the
+ * cache's, else what was read; NULL: absent), and its length. */
+const uint8_t *ingest_profile_current(struct batch *b, struct customer *c, size_t *len);
 
-/* The batch's writes, in its turn: profiles and erasures, item statistics,
- * its partitions' event clock. */
-void ingest_write_profiles(struct batch *b);
+/* Decodes c's current profile into p (an empty one when absent); the first
+ * load records the base its write will be built on. FAULT_NONE, or the
+ * poison that keeps it from being used: FAULT_STORED_WRONG_TYPE (the key
+ * holds another Redis type), FAULT_STORED_UNREADABLE (the value does not
+ * decode, or is not c's). */
+enum ingest_fault ingest_profile_load(struct batch *b, struct customer *c,
+                                      struct patron_profile *p) PATRON_MUST_USE;
+
+/* c's profile cannot be used (poison f): it is never written over, and
+ * every event of c's in the batch, its merged visitors' too, goes to the
+ * DLQ (ingest_poison_customer). */
+void ingest_poison_profile(struct batch *b, struct customer *c, enum ingest_fault f);
+
+/* Sets p as c's new value (arena) to be written over c's base in the given
+ * stage (a later call replaces the value and keeps the higher stage); the
+ * cache has it from now on, pinned by the batch. PATRON_EINVAL when p does
+ * not encode. */
+int ingest_profile_store(struct batch *b, struct customer *c, const struct patron_profile *p,
+                         bool erasure, int stage) PATRON_MUST_USE;
+
+/* The batch's writes, in its turn: the profiles of a stage (1, then 2),
+ * item statistics, its partitions' event clock; last, best effort, the
+ * merged visitors' aliases (ingest_identity.c sets c->compact). */
+void ingest_write_profiles(struct batch *b, int stage);
+void ingest_write_compactions(struct batch *b);
 void ingest_write_item_stats(struct batch *b);
 void ingest_write_clock(struct batch *b);
 
@@ -417,6 +471,43 @@ void ingest_mark_idle_partitions(struct ingest *ing);
 
 /* A catalog message's writes: the item's hash, stock, category. */
 void ingest_write_catalog(struct batch *b, struct event *e, const Patron__V1__ItemUpdate *u);
+
+/* ---- ingest_identity.c ---------------------------------------------------- */
+
+/* The profile of a customer (visitor false) or a visitor id of the batch,
+ * NULL if it has none yet; ingest_identity_add adds it (not read yet). */
+struct customer *ingest_identity_get(struct batch *b, bool visitor, const char *id, size_t len);
+struct customer *ingest_identity_add(struct batch *b, bool visitor, const char *id, size_t len);
+
+/* Sorts a checked event to its profile (and, for an Identify, adds the
+ * visitor's). False, changing nothing, when e must begin the next batch:
+ * an event of a visitor after its Identify from the same partition, or an
+ * Identify of a visitor another customer identified in this batch (the
+ * batch applies visitors before customers). */
+bool ingest_identity_attach(struct batch *b, struct event *e);
+
+/* After a round of reads: adds the profiles the apply will need besides
+ * the events' own (the customer of a merged visitor, the visitors of an
+ * erased customer) and reads them; true when it sent reads (another round). */
+bool ingest_identity_resolve(struct batch *b);
+
+/* Before the apply: the events of merged visitors go to their customers'
+ * chains (redirected), in batch order. */
+void ingest_identity_route(struct batch *b);
+
+/* The three events that concern two profiles, applied to customer c (its
+ * profile p, loaded) with the visitor in ing->profile2: an Identify, a
+ * merged visitor's event, and, after an erasure of c, its visitors'
+ * erasure (aliases: c's anonymous ids before it). They write the visitors
+ * (stage 1) and ask c's write for stage 2. 0 when applied, 1 when the event
+ * went to the DLQ (its visitor's stored profile cannot be used; a checked
+ * event apply refused), < 0 when the batch failed. */
+int ingest_identity_identify(struct batch *b, struct customer *c, struct patron_profile *p,
+                             struct event *e, struct patron_identify_outcome *out);
+int ingest_identity_redirected(struct batch *b, struct customer *c, struct patron_profile *p,
+                               struct event *e, struct patron_apply_outcome *out);
+int ingest_identity_erase_visitors(struct batch *b, struct customer *c, const struct event *e,
+                                   char (*aliases)[PATRON_ID_MAX + 1], size_t n);
 
 /* ---- ingest_graph.c ------------------------------------------------------ */
 

@@ -231,15 +231,17 @@ static int send_mget(struct batch *b, struct multi_call *mc)
 /* Customers this process wrote recently come from the cache (which holds
  * what the batches in flight wrote, too); the others from Redis, an MGET
  * per READ_CHUNK of one key group. A copy is kept in case the entry is
- * evicted before the batch applies. */
-void ingest_read_profiles(struct batch *b)
+ * evicted before the batch applies. Only the profiles from `from` on: a
+ * batch reads in rounds (ingest_identity_resolve adds some). */
+void ingest_read_profiles(struct batch *b, size_t from)
 {
     struct ingest *ing = b->ing;
-    struct versioned **miss = patron_arena_alloc(&b->arena, b->n_customers * sizeof(*miss));
+    size_t n = b->n_customers - from;
+    struct versioned **miss = patron_arena_alloc(&b->arena, (n ? n : 1) * sizeof(*miss));
     size_t n_miss = 0;
-    for (size_t i = 0; i < b->n_customers; i++) {
-        struct customer *c = &b->customers[i];
-        struct patron_lru_entry *hit = patron_lru_get(&ing->cache, c->id, c->id_len);
+    for (size_t i = from; i < b->n_customers; i++) {
+        struct customer *c = b->customers[i];
+        struct patron_lru_entry *hit = patron_lru_get(&ing->cache, c->v.key, c->v.key_len);
         if (hit) {
             c->v.stored = patron_arena_alloc(&b->arena, hit->len);
             memcpy(c->v.stored, hit->value, hit->len);
@@ -249,6 +251,107 @@ void ingest_read_profiles(struct batch *b)
         miss[n_miss++] = &c->v;
     }
     (void)ingest_send_grouped(b, miss, n_miss, READ_CHUNK, send_mget);
+}
+
+/* ---- profiles as the apply sees them ------------------------------------------- */
+
+const uint8_t *ingest_profile_current(struct batch *b, struct customer *c, size_t *len)
+{
+    if (c->stage) { /* this batch wrote it already */
+        *len = c->v.len;
+        return c->v.value;
+    }
+    /* What a batch in flight wrote after our read is in the cache (see
+     * apply_ready); so is what we wrote before it, unchanged since. */
+    struct patron_lru_entry *hit = patron_lru_get(&b->ing->cache, c->v.key, c->v.key_len);
+    if (hit) {
+        *len = hit->len;
+        return hit->value;
+    }
+    *len = c->v.stored_len;
+    return c->v.stored;
+}
+
+enum ingest_fault ingest_profile_load(struct batch *b, struct customer *c, struct patron_profile *p)
+{
+    size_t len;
+    const uint8_t *cur = ingest_profile_current(b, c, &len);
+    uint64_t version = 0;
+    if (!cur && c->v.wrong_type && !c->stage)
+        return FAULT_STORED_WRONG_TYPE;
+    if (cur) {
+        /* shorter than its version too: not ours to write over */
+        if (patron_profile_stored_decode(p, cur, len, &version))
+            return FAULT_STORED_UNREADABLE;
+        /* a key holds its own profile only */
+        const char *id = c->visitor ? p->anonymous_id : p->customer_id;
+        if (c->visitor != patron_profile_is_visitor(p) || strlen(id) != c->id_len ||
+            memcmp(id, c->id, c->id_len) != 0)
+            return FAULT_STORED_UNREADABLE;
+    } else {
+        char id[PATRON_ID_MAX + 1];
+        memcpy(id, c->id, c->id_len);
+        id[c->id_len] = '\0';
+        if (c->visitor)
+            patron_profile_init_visitor(p, id);
+        else
+            patron_profile_init(p, id);
+        cur = NULL;
+    }
+    if (!c->loaded) {
+        /* its prefix, copied: a cache entry's value does not outlive a put */
+        c->loaded = true;
+        c->has_base = cur != NULL;
+        if (cur)
+            memcpy(c->base, cur, PATRON_PROFILE_VERSION_LEN);
+        c->version = version;
+    }
+    return FAULT_NONE;
+}
+
+void ingest_poison_profile(struct batch *b, struct customer *c, enum ingest_fault f)
+{
+    const char *reason = f == FAULT_STORED_WRONG_TYPE   ? "stored_profile_wrong_type"
+                         : f == FAULT_STORED_UNREADABLE ? "stored_profile_unreadable"
+                                                        : "profile_too_large";
+    ingest_poison_customer(b, c, f, reason);
+    for (struct event *e = c->redirected; e && !b->failed; e = e->next_redirected) {
+        e->update = NULL;
+        ingest_dead_letter(b, e, f, reason);
+    }
+    c->stage = 0; /* never written over */
+    c->compact = NULL;
+}
+
+/* A tombstone expires. The value replaces whatever the batch wrote of the
+ * profile before: one compare-and-set per profile, over the version read. */
+int ingest_profile_store(struct batch *b, struct customer *c, const struct patron_profile *p,
+                         bool erasure, int stage)
+{
+    size_t len;
+    uint8_t *scratch = b->ing->encoded;
+    if (patron_profile_encode_into(p, scratch + PATRON_PROFILE_VERSION_LEN,
+                                   PATRON_PROFILE_ENCODED_MAX, &len))
+        return PATRON_EINVAL;
+    patron_profile_version_put(scratch, c->version + 1);
+    size_t value_len = PATRON_PROFILE_VERSION_LEN + len;
+    uint8_t *value = patron_arena_alloc(&b->arena, value_len);
+    memcpy(value, scratch, value_len);
+    struct versioned *v = &c->v;
+    v->expected_len = c->has_base ? PATRON_PROFILE_VERSION_LEN : 0;
+    if (c->has_base)
+        memcpy(v->expected, c->base, PATRON_PROFILE_VERSION_LEN);
+    v->ttl = p->erased ? TOMBSTONE_TTL_S : "0";
+    v->value = value;
+    v->len = value_len;
+    if (stage > c->stage)
+        c->stage = stage;
+    if (stage == 2)
+        b->stage2 = true;
+    /* only a customer's erasure deletes other keys (a visitor has none) */
+    c->erasure |= erasure && !c->visitor;
+    c->entry = patron_lru_put(&b->ing->cache, v->key, v->key_len, value, value_len, b->seq);
+    return 0;
 }
 
 /* ---- compare-and-set ------------------------------------------------------ */
@@ -270,12 +373,16 @@ int ingest_cas_outcome(struct batch *b, const redisReply *reply)
 }
 
 /* Profiles: another writer means another ingest took the partition (or a
- * zombie of ours wrote late): start over from the stored offsets. */
+ * zombie of ours wrote late), or, for the profiles two partitions write (a
+ * customer and its merged visitors' events), the other partition's ingest
+ * won: start over from the stored offsets. */
 static void on_profile_written(void *ud, redisReply *reply)
 {
     struct multi_call *mc = ud;
-    if (ingest_cas_outcome(mc->b, reply) == 0)
+    if (ingest_cas_outcome(mc->b, reply) == 0) {
+        patron_counter_add(mc->b->ing->m_conflicts, 1);
         ingest_batch_fail(mc->b, "profile version conflict");
+    }
     ingest_batch_release(mc->b);
 }
 
@@ -353,24 +460,6 @@ static void on_written(void *ud, redisReply *reply)
 
 /* ---- profiles --------------------------------------------------------------- */
 
-/* A tombstone expires. */
-void ingest_store_profile(struct batch *b, struct customer *c, const uint8_t *base, bool erasure,
-                          bool tombstone, const uint8_t *value, size_t len)
-{
-    struct versioned *v = &c->v;
-    v->expected_len = base ? PATRON_PROFILE_VERSION_LEN : 0;
-    if (base)
-        memcpy(v->expected, base, PATRON_PROFILE_VERSION_LEN);
-    v->ttl = tombstone ? TOMBSTONE_TTL_S : "0";
-    v->value = value;
-    v->len = len;
-    if (erasure)
-        b->erasures[b->n_erasures++] = c;
-    else
-        b->writes[b->n_writes++] = v;
-    c->entry = patron_lru_put(&b->ing->cache, c->id, c->id_len, value, len, b->seq);
-}
-
 /* An erasure's compare-and-set, which also deletes the customer's other
  * keys (their hash tag is the profile's: one slot). */
 static int send_erasure(struct batch *b, struct customer *c)
@@ -406,18 +495,96 @@ static int send_erasure(struct batch *b, struct customer *c)
 }
 
 /* One compare-and-set call per CAS_CHUNK profiles of one key group, then
- * one per erasure. */
-void ingest_write_profiles(struct batch *b)
+ * one per erasure: the profiles of the stage. */
+void ingest_write_profiles(struct batch *b, int stage)
 {
-    if (ingest_cas_grouped(b, b->writes, b->n_writes, send_profile_cas))
+    struct versioned **writes =
+        patron_arena_alloc(&b->arena, (b->n_customers + 1) * sizeof(*writes));
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_customers; i++) {
+        struct customer *c = b->customers[i];
+        if (c->stage == stage && !c->erasure)
+            writes[n++] = &c->v;
+    }
+    if (ingest_cas_grouped(b, writes, n, send_profile_cas))
         return;
-    for (size_t i = 0; i < b->n_erasures; i++) {
-        if (send_erasure(b, b->erasures[i])) {
+    for (size_t i = 0; i < b->n_customers; i++) {
+        struct customer *c = b->customers[i];
+        if (c->stage != stage || !c->erasure)
+            continue;
+        if (send_erasure(b, c)) {
             ingest_batch_fail(b, "redis unavailable");
             return;
         }
         b->pending++;
     }
+}
+
+/* A compaction: the alias alone over the visitor's current value. */
+struct compaction {
+    struct versioned v;
+    struct customer *c;
+};
+
+/* A compaction call's reply, for up to CAS_CHUNK visitors of one key group,
+ * all or none: best effort (a visitor left whole keeps what it brought,
+ * which nothing reads; a later batch tries again). Once written, the cache
+ * holds the alias, unless a later batch wrote the visitor meanwhile. */
+static void on_compacted(void *ud, redisReply *reply)
+{
+    struct multi_call *mc = ud;
+    struct batch *b = mc->b;
+    bool written = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    for (size_t i = 0; written && !b->cancelled && i < mc->n; i++) {
+        struct compaction *k = (struct compaction *)mc->v[i]; /* v is its first member */
+        patron_counter_add(b->ing->m_compacted, 1);
+        struct patron_lru_entry *e = patron_lru_peek(&b->ing->cache, k->v.key, k->v.key_len);
+        if (e && (e->pin == 0 || e->pin == b->seq))
+            k->c->entry = patron_lru_put(&b->ing->cache, k->v.key, k->v.key_len, k->v.value,
+                                         k->v.len, e->pin);
+    }
+    ingest_batch_release(b);
+}
+
+static int send_compaction(struct batch *b, struct multi_call *mc)
+{
+    return ingest_store_cas(mc, on_compacted, b->ing->redis, b->ing->cas_many);
+}
+
+/* The merged visitors whose customers now hold what they brought: their
+ * keys keep the alias alone. After the batch's profile writes; grouped as
+ * they are (CAS_CHUNK keys of one group per call). */
+void ingest_write_compactions(struct batch *b)
+{
+    struct versioned **v = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_customers; i++) {
+        struct customer *c = b->customers[i];
+        size_t len;
+        const uint8_t *cur = c->compact ? ingest_profile_current(b, c, &len) : NULL;
+        if (!cur || len < PATRON_PROFILE_VERSION_LEN)
+            continue;
+        if (!v)
+            v = patron_arena_alloc(&b->arena, b->n_customers * sizeof(*v));
+        struct compaction *k = patron_arena_calloc(&b->arena, 1, sizeof(*k));
+        k->c = c;
+        k->v = c->v;
+        /* over what the batch wrote of it, or what it read */
+        memcpy(k->v.expected, cur, PATRON_PROFILE_VERSION_LEN);
+        k->v.expected_len = PATRON_PROFILE_VERSION_LEN;
+        k->v.ttl = "0";
+        /* c->compact leaves room for the version: the one after cur's */
+        uint8_t *value = patron_arena_alloc(&b->arena, c->compact_len);
+        memcpy(value, c->compact, c->compact_len);
+        patron_profile_version_put(value, patron_profile_version_get(cur, len) + 1);
+        k->v.value = value;
+        k->v.len = c->compact_len;
+        v[n++] = &k->v;
+    }
+    /* best effort: a call that could not be sent fails the batch like any
+     * write would (Redis is gone; the reset replays) */
+    if (n)
+        (void)ingest_send_grouped(b, v, n, CAS_CHUNK, send_compaction);
 }
 
 /* ---- item statistics and the catalog ---------------------------------------- */

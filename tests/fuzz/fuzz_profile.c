@@ -3,7 +3,7 @@
  * patron_profile_stored_decode.
  *
  * Properties: a refused value leaves the profile untouched; an accepted one
- * keeps the decoder's promises (a non-empty customer_id, lists within their
+ * keeps the decoder's promises (a customer's id or a visitor's, lists within their
  * capacity, bought_earlier strictly ascending) and re-encodes into bytes
  * that decode again to the same encoding: the round trip is stable. Then
  * what the services do with a stored profile must hold whatever it holds:
@@ -22,8 +22,18 @@
 
 static void check_invariants(const struct patron_profile *p)
 {
-    FUZZ_CHECK(p->customer_id[0] != '\0', "empty customer_id accepted");
+    /* a customer's profile, or a visitor's: exactly one of the two ids */
+    FUZZ_CHECK((p->customer_id[0] != '\0') != (p->anonymous_id[0] != '\0'),
+               "a profile of both or neither a customer and a visitor accepted");
     FUZZ_CHECK(strlen(p->customer_id) <= PATRON_ID_MAX, "customer_id too long");
+    FUZZ_CHECK(p->customer_id[0] == '\0' || !p->merged_into[0], "a customer merged into someone");
+    FUZZ_CHECK(p->customer_id[0] != '\0' || p->n_aliases == 0, "a visitor with aliases");
+    FUZZ_CHECK(p->n_marks <= PATRON_PROFILE_MARKS_MAX, "n_marks %zu", p->n_marks);
+    FUZZ_CHECK(p->n_aliases <= PATRON_PROFILE_ALIASES_MAX, "n_aliases %zu", p->n_aliases);
+    for (size_t i = 0; i < p->n_aliases; i++)
+        FUZZ_CHECK(p->aliases[i].anonymous_id[0] &&
+                       p->aliases[i].n_marks <= PATRON_PROFILE_MARKS_MAX,
+                   "alias %zu", i);
     FUZZ_CHECK(p->n_months <= PATRON_PROFILE_MONTHS, "n_months %zu", p->n_months);
     FUZZ_CHECK(p->n_categories <= PATRON_PROFILE_CATEGORIES_MAX, "n_categories %zu",
                p->n_categories);
@@ -65,9 +75,15 @@ static void consume(struct patron_profile *p)
 
     static struct fx_event f;
     static const struct fx_line lines[] = {{"85123A", "851", 6, 255}, {"71053", "710", 2, 339}};
-    /* a fixture event's customer is FX_CUSTOMER: apply to that profile */
+    /* a fixture event's customer is FX_CUSTOMER: apply to that profile (a
+     * visitor's becomes a customer's) */
     memcpy(p->customer_id, FX_CUSTOMER, sizeof(FX_CUSTOMER));
-    int64_t t = NOW_MS, off = p->has_source ? p->source_offset : 0;
+    memset(p->anonymous_id, 0, sizeof(p->anonymous_id));
+    memset(p->merged_into, 0, sizeof(p->merged_into));
+    int64_t t = NOW_MS, off = 0; /* past partition 0's mark: applied, not replayed */
+    for (size_t i = 0; i < p->n_marks && i < PATRON_PROFILE_MARKS_MAX; i++)
+        if (p->marks[i].partition == 0)
+            off = p->marks[i].offset;
     for (int k = 0; k < 8; k++) {
         char id[16];
         snprintf(id, sizeof(id), "f-%d", k);

@@ -364,7 +364,8 @@ def produce_events(brokers, pb, cpb):
         nonlocal n
         n += 1
         ev.event_id = f"oa-{n}"
-        p.produce("patron.events", key=ev.customer_id.encode(), value=ev.SerializeToString())
+        p.produce("patron.events", key=(ev.customer_id or ev.anonymous_id).encode(),
+                  value=ev.SerializeToString())
 
     for i, basket in enumerate(baskets):
         c = f"c{i}"
@@ -410,6 +411,14 @@ def produce_events(brokers, pb, cpb):
     e.cart_add.item.quantity = 2
     e.cart_add.item.unit_price_cents = 1500
     send(e)
+    # visitors: one still anonymous, one identified by c3 (its profile then c3's)
+    for v in ("visitor-1", "visitor-2"):
+        e = pb.Event(anonymous_id=v, occurred_at_ms=t0 + 3200)
+        e.view.item_id, e.view.category = "i4", "fashion"
+        send(e)
+    e = pb.Event(customer_id="c3", occurred_at_ms=t0 + 3300)
+    e.identify.anonymous_id = "visitor-2"
+    send(e)
     assert p.flush(15) == 0
 
 
@@ -449,9 +458,12 @@ def main():
             converted = sum(r["conversions"] + r["control"]["conversions"] for r in stats["campaigns"]) \
                 if s == 200 else 0
             s5, model = json_of(port, "/v1/model", AUTH)
+            s6, c3 = json_of(port, "/v1/customers/c3/profile", AUTH)
+            s7, _ = json_of(port, "/v1/visitors/visitor-1/profile", AUTH)
             return decided >= 8 and converted >= 1 and s2 == 200 and rec["items"] and s3 == 200 \
                 and s4 == 200 and prof2["cart"] and s5 == 200 and model["clusters"] \
-                and model["clusters"]["customers"] == model["snapshot"]["customers"]
+                and model["clusters"]["customers"] == model["snapshot"]["customers"] \
+                and s6 == 200 and c3["merged_visitors"] and s7 == 200
         wait_for("events applied, campaigns decided and converted", settled, timeout=90, interval=0.5)
 
         calls = []
@@ -473,8 +485,12 @@ def main():
         call("GET", "/v1/customers/stranger/recommendations?limit=2", want=200)
         call("GET", "/v1/items/i1/similar?limit=5", want=200)
         call("GET", "/v1/items/nothing-like-it/similar", want=200)
-        for c in ("c0", "c1", "c6", "browser"):
+        for c in ("c0", "c1", "c3", "c6", "browser"):
             call("GET", f"/v1/customers/{c}/profile", AUTH, want=200)
+        for v in ("visitor-1", "visitor-2"):  # a visitor, and one identified: its customer's
+            call("GET", f"/v1/visitors/{v}/profile", AUTH, want=200)
+            call("GET", f"/v1/visitors/{v}/recommendations?limit=3", want=200)
+        call("GET", "/v1/visitors/stranger/recommendations?category=home", want=200)
         call("GET", "/v1/campaigns/stats", want=200)
         call("GET", "/v1/campaigns/daily", want=200)
         call("GET", "/v1/campaigns/daily?days=7&campaign=cross-sell", want=200)
@@ -520,6 +536,14 @@ def main():
         for path in ("/healthz", "/readyz", "/metrics"):
             call("GET", path, {}, want=200)
         call("GET", "/v1/customers/nobody/profile", AUTH, want=404)
+        call("GET", "/v1/visitors/nobody/profile", AUTH, want=404)
+        call("GET", f"/v1/visitors/{long_id}/profile", AUTH, want=400)
+        call("GET", f"/v1/visitors/{long_id}/recommendations", want=400)
+        call("GET", "/v1/visitors/visitor-1/recommendations?limit=0", want=400)
+        call("POST", "/v1/visitors/visitor-1/profile", AUTH, want=405)
+        call("DELETE", "/v1/visitors/visitor-1/recommendations", want=405)
+        call("GET", "/v1/visitors/visitor-1/profile", {}, want=401)
+        call("GET", "/v1/visitors/visitor-1/recommendations", {}, want=401)
         call("GET", f"/v1/customers/{long_id}/profile", AUTH, want=400)
         call("POST", "/v1/customers/c0/profile", AUTH, want=405)
         call("GET", "/v1/customers/c0", AUTH, want=405)
@@ -560,6 +584,8 @@ def main():
         wait_for("api not ready", lambda: request(port, "GET", "/readyz")[0] == 503, timeout=30)
         call("GET", "/readyz", want=503)
         call("GET", "/v1/customers/c0/profile", AUTH, want=503)
+        call("GET", "/v1/visitors/visitor-1/profile", AUTH, want=503)
+        call("GET", "/v1/visitors/stranger/recommendations", want=503)
         call("GET", "/v1/customers/stranger/recommendations", want=503)
         call("GET", "/v1/campaigns/stats", want=503)
         call("GET", "/v1/campaigns/daily", want=503)

@@ -388,11 +388,12 @@ def proto_modules(build_dir):
 
 
 def produce(brokers, events, topic="patron.events", timeout=60):
-    """Events (event_pb2.Event) keyed by their customer, every one delivered."""
+    """Events (event_pb2.Event) keyed by their customer (a visitor's by its
+    anonymous id), every one delivered."""
     from confluent_kafka import Producer
     p = Producer({"bootstrap.servers": brokers, "linger.ms": 20, "queue.buffering.max.messages": 1000000})
     for e in events:
-        p.produce(topic, key=e.customer_id.encode(), value=e.SerializeToString())
+        p.produce(topic, key=(e.customer_id or e.anonymous_id).encode(), value=e.SerializeToString())
         p.poll(0)
     assert p.flush(timeout) == 0
 

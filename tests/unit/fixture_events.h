@@ -36,6 +36,7 @@ struct fx_event {
     Patron__V1__CustomerUpdate customer;
     Patron__V1__ConsentChange consent;
     Patron__V1__ErasureRequest erasure;
+    Patron__V1__Identify identify;
     Patron__V1__LineItem lines[FX_LINES_MAX];
     Patron__V1__LineItem *line_ptrs[FX_LINES_MAX];
 };
@@ -171,6 +172,26 @@ static inline Patron__V1__Event *fx_erasure(struct fx_event *f, const char *id, 
     f->ev.kind_case = PATRON__V1__EVENT__KIND_ERASURE;
     f->ev.erasure = &f->erasure;
     return &f->ev;
+}
+
+/* An Identify: customer FX_CUSTOMER was visitor anonymous_id. */
+static inline Patron__V1__Event *fx_identify(struct fx_event *f, const char *id, int64_t t,
+                                             const char *anonymous_id)
+{
+    fx_base(f, id, t);
+    patron__v1__identify__init(&f->identify);
+    f->identify.anonymous_id = (char *)anonymous_id;
+    f->ev.kind_case = PATRON__V1__EVENT__KIND_IDENTIFY;
+    f->ev.identify = &f->identify;
+    return &f->ev;
+}
+
+/* Makes ev a visitor's: no customer_id, anonymous_id instead. */
+static inline Patron__V1__Event *fx_anon(Patron__V1__Event *ev, const char *anonymous_id)
+{
+    ev->customer_id = (char *)"";
+    ev->anonymous_id = (char *)anonymous_id;
+    return ev;
 }
 
 #endif

@@ -72,12 +72,32 @@ static inline void expect_same(const struct patron_profile *a, const struct patr
     SAME(consent_ms[2]);
     SAME(customer_ms);
     SAME(erased_at_ms);
-    SAME(has_source);
-    SAME(source_partition);
-    SAME(source_offset);
+    SAME(n_marks);
+    SAME(merged_partition);
+    SAME(n_aliases);
     SAME(erased);
     SAME(n_bought_earlier);
 #undef SAME
+    cr_expect_str_eq(a->anonymous_id, b->anonymous_id);
+    cr_expect_str_eq(a->merged_into, b->merged_into);
+    for (size_t i = 0; i < a->n_marks; i++) {
+        cr_expect_eq(a->marks[i].partition, b->marks[i].partition);
+        cr_expect_eq(a->marks[i].offset, b->marks[i].offset);
+    }
+    for (size_t i = 0; i < a->n_aliases; i++) {
+        const struct patron_profile_alias *x = &a->aliases[i], *y = &b->aliases[i];
+        cr_expect_str_eq(x->anonymous_id, y->anonymous_id);
+        cr_expect_eq(x->merged_at_ms, y->merged_at_ms);
+        cr_expect_eq(x->floor_ms, y->floor_ms);
+        cr_expect_eq(x->viewed, y->viewed);
+        cr_expect_eq(x->cart_lines, y->cart_lines);
+        cr_expect_eq(x->orders, y->orders);
+        cr_expect_eq(x->n_marks, y->n_marks);
+        for (size_t k = 0; k < x->n_marks; k++) {
+            cr_expect_eq(x->marks[k].partition, y->marks[k].partition);
+            cr_expect_eq(x->marks[k].offset, y->marks[k].offset);
+        }
+    }
     for (size_t i = 0; i < a->n_months; i++) {
         cr_expect_eq(a->months[i].month, b->months[i].month);
         cr_expect_eq(a->months[i].cents, b->months[i].cents);
@@ -192,9 +212,23 @@ static inline struct patron_profile full_profile(void)
     p.consent_ms[2] = INT64_MAX;
     p.customer_ms = 1;
     p.erased_at_ms = FX_T0 - 7;
-    p.has_source = true;
-    p.source_partition = 2147483647;
-    p.source_offset = INT64_MAX;
+    for (size_t i = 0; i < PATRON_PROFILE_MARKS_MAX; i++)
+        p.marks[i] =
+            (struct patron_profile_mark){i ? (int32_t)i : INT32_MAX, INT64_MAX - (int64_t)i};
+    p.n_marks = PATRON_PROFILE_MARKS_MAX;
+    for (size_t i = 0; i < PATRON_PROFILE_ALIASES_MAX; i++) {
+        struct patron_profile_alias *a = &p.aliases[i];
+        memset(a->anonymous_id, 'a' + (int)i, PATRON_ID_MAX);
+        a->merged_at_ms = FX_T0 + (int64_t)i;
+        a->floor_ms = i % 2 ? FX_T0 - 1 : 0;
+        for (size_t k = 0; k < PATRON_PROFILE_MARKS_MAX; k++)
+            a->marks[k] = (struct patron_profile_mark){(int32_t)k, INT64_MAX - (int64_t)k};
+        a->n_marks = PATRON_PROFILE_MARKS_MAX;
+        a->viewed = 10;
+        a->cart_lines = INT64_MAX;
+        a->orders = -1;
+    }
+    p.n_aliases = PATRON_PROFILE_ALIASES_MAX;
     p.erased = true;
     return p;
 }
@@ -250,8 +284,21 @@ static inline bool ref_id_ok(const char *src)
 
 static inline int ref_check(const Patron__V1__ProfileState *m)
 {
-    if (!ref_id_ok(m->customer_id))
+    /* a customer (customer_id) or a visitor (anonymous_id), not both */
+    bool visitor = !m->customer_id || !m->customer_id[0];
+    if (visitor ? (!ref_id_ok(m->anonymous_id) || m->n_aliases)
+                : (!ref_id_ok(m->customer_id) || (m->anonymous_id && m->anonymous_id[0]) ||
+                   (m->merged_into && m->merged_into[0])))
         return PATRON_EINVAL;
+    if (!ref_text_ok(m->merged_into, PATRON_ID_MAX, false) ||
+        m->n_aliases > PATRON_PROFILE_ALIASES_MAX ||
+        (m->source != NULL) + m->n_more_sources > PATRON_PROFILE_MARKS_MAX ||
+        (m->n_more_sources && !m->source))
+        return PATRON_EINVAL;
+    for (size_t i = 0; i < m->n_aliases; i++)
+        if (!ref_id_ok(m->aliases[i]->anonymous_id) ||
+            m->aliases[i]->n_marks > PATRON_PROFILE_MARKS_MAX)
+            return PATRON_EINVAL;
     if (m->n_months > PATRON_PROFILE_MONTHS || m->n_categories > PATRON_PROFILE_CATEGORIES_MAX ||
         m->n_viewed > PATRON_PROFILE_VIEWED_MAX || m->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
         m->n_cart > PATRON_PROFILE_CART_MAX ||
@@ -356,9 +403,30 @@ static inline void ref_fill(struct patron_profile *p, const Patron__V1__ProfileS
     p->consent_ms[2] = m->consent_email_ms;
     p->customer_ms = m->customer_updated_ms;
     p->erased_at_ms = m->erased_at_ms;
-    p->has_source = m->source != NULL;
-    p->source_partition = m->source ? m->source->partition : 0;
-    p->source_offset = m->source ? m->source->offset : 0;
+    p->n_marks = 0;
+    if (m->source)
+        p->marks[p->n_marks++] =
+            (struct patron_profile_mark){m->source->partition, m->source->offset};
+    for (size_t i = 0; i < m->n_more_sources; i++)
+        p->marks[p->n_marks++] =
+            (struct patron_profile_mark){m->more_sources[i]->partition, m->more_sources[i]->offset};
+    ref_take(p->anonymous_id, m->anonymous_id);
+    ref_take(p->merged_into, m->merged_into);
+    p->merged_partition = m->merged_partition;
+    for (size_t i = 0; i < m->n_aliases; i++) {
+        const Patron__V1__MergedAlias *x = m->aliases[i];
+        struct patron_profile_alias *a = &p->aliases[i];
+        ref_take(a->anonymous_id, x->anonymous_id);
+        a->merged_at_ms = x->merged_at_ms;
+        a->floor_ms = x->floor_ms;
+        a->viewed = x->viewed;
+        a->cart_lines = x->cart_lines;
+        a->orders = x->orders;
+        a->n_marks = x->n_marks;
+        for (size_t k = 0; k < x->n_marks; k++)
+            a->marks[k] = (struct patron_profile_mark){x->marks[k]->partition, x->marks[k]->offset};
+    }
+    p->n_aliases = m->n_aliases;
     p->erased = m->erased != 0;
     if (m->n_bought_earlier)
         memcpy(p->bought_earlier, m->bought_earlier,
@@ -425,9 +493,28 @@ static inline bool same_profile(const struct patron_profile *a, const struct pat
     NE(consent_ms[2]);
     NE(customer_ms);
     NE(erased_at_ms);
-    NE(has_source);
-    NE(source_partition);
-    NE(source_offset);
+    NE(n_marks);
+    NE(merged_partition);
+    NE(n_aliases);
+    STRNE(anonymous_id);
+    STRNE(merged_into);
+    for (size_t i = 0; i < a->n_marks; i++) {
+        NE(marks[i].partition);
+        NE(marks[i].offset);
+    }
+    for (size_t i = 0; i < a->n_aliases; i++) {
+        STRNE(aliases[i].anonymous_id);
+        NE(aliases[i].merged_at_ms);
+        NE(aliases[i].floor_ms);
+        NE(aliases[i].viewed);
+        NE(aliases[i].cart_lines);
+        NE(aliases[i].orders);
+        NE(aliases[i].n_marks);
+        for (size_t k = 0; k < a->aliases[i].n_marks; k++) {
+            NE(aliases[i].marks[k].partition);
+            NE(aliases[i].marks[k].offset);
+        }
+    }
     NE(erased);
     NE(n_bought_earlier);
     STRNE(time_zone);

@@ -342,8 +342,8 @@ Test(event_check, cart_add_without_line_on_the_wire)
 
 Test(event_check, unknown_oneof_number_is_missing_kind)
 {
-    /* field 19 (not in the oneof): kept as an unknown field */
-    static const uint8_t buf[] = {0x0a, 1, 'e', 0x12, 1, 'c', 0x18, 1, 0x9a, 0x01, 0};
+    /* field 20 (not in the oneof): kept as an unknown field */
+    static const uint8_t buf[] = {0x0a, 1, 'e', 0x12, 1, 'c', 0x18, 1, 0xa2, 0x01, 0};
     Patron__V1__Event *out;
     const char *reason;
     cr_expect_eq(patron_event_decode(buf, sizeof(buf), &out, &reason), PATRON_EINVAL);
@@ -489,4 +489,90 @@ Test(event_check, text_validation_table)
     for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++)
         cr_expect_eq(patron_event_text_valid(rows[i].s, strlen(rows[i].s)), rows[i].ok, "row %zu",
                      i);
+}
+
+/* A visitor's event has an anonymous_id instead of a customer_id; an
+ * Identify needs both the customer and the visitor's id. */
+Test(event_check, visitors_and_identify)
+{
+    struct fx_event *f = malloc(sizeof(*f));
+    cr_assert_not_null(f);
+    enum {
+        VISITOR_VIEW,
+        VISITOR_PURCHASE,
+        NEITHER,
+        ANON_TOO_LONG,
+        ANON_BAD,
+        BOTH,
+        IDENTIFY,
+        IDENTIFY_ANONYMOUS,
+        IDENTIFY_NO_ID,
+        IDENTIFY_LONG,
+        IDENTIFY_NULL
+    };
+    static const struct {
+        int what;
+        const char *reason; /* NULL: valid */
+    } rows[] = {
+        {VISITOR_VIEW, NULL},
+        {VISITOR_PURCHASE, NULL},
+        {NEITHER, "missing customer_id"},
+        {ANON_TOO_LONG, "anonymous_id too long"},
+        {ANON_BAD, "anonymous_id has invalid bytes"},
+        {BOTH, NULL},
+        {IDENTIFY, NULL},
+        {IDENTIFY_ANONYMOUS, "missing customer_id"},
+        {IDENTIFY_NO_ID, "missing identify.anonymous_id"},
+        {IDENTIFY_LONG, "identify.anonymous_id too long"},
+        {IDENTIFY_NULL, "missing kind"},
+    };
+    struct fx_line one = {"a", "", 1, 100};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++) {
+        Patron__V1__Event *ev = fx_view(f, "e", FX_T0, "i", "cat");
+        switch (rows[i].what) {
+        case VISITOR_VIEW:
+            fx_anon(ev, "cookie-1");
+            break;
+        case VISITOR_PURCHASE:
+            fx_anon(fx_purchase(f, "e", FX_T0, 1, &one), MAX_ID);
+            break;
+        case NEITHER:
+            fx_anon(ev, "");
+            break;
+        case ANON_TOO_LONG:
+            fx_anon(ev, LONG_ID);
+            break;
+        case ANON_BAD:
+            fx_anon(ev, "a\x01");
+            break;
+        case BOTH:
+            ev->anonymous_id = "cookie-1"; /* a logged-in event: the customer's */
+            break;
+        case IDENTIFY:
+            ev = fx_identify(f, "e", FX_T0, "cookie-1");
+            break;
+        case IDENTIFY_ANONYMOUS:
+            ev = fx_anon(fx_identify(f, "e", FX_T0, "cookie-1"), "cookie-1");
+            break;
+        case IDENTIFY_NO_ID:
+            ev = fx_identify(f, "e", FX_T0, "");
+            break;
+        case IDENTIFY_LONG:
+            ev = fx_identify(f, "e", FX_T0, LONG_ID);
+            break;
+        case IDENTIFY_NULL:
+            ev = fx_identify(f, "e", FX_T0, "x");
+            ev->identify = NULL;
+            break;
+        }
+        const char *reason = "unset";
+        int rc = patron_event_check(ev, &reason);
+        if (rows[i].reason) {
+            cr_expect_eq(rc, PATRON_EINVAL, "row %zu", i);
+            cr_expect_str_eq(reason, rows[i].reason, "row %zu", i);
+        } else {
+            cr_expect_eq(rc, 0, "row %zu: %s", i, reason);
+        }
+    }
+    free(f);
 }

@@ -143,6 +143,34 @@ Test(pb_pack, profile_state_lists_and_nested)
     m.n_recent_event_ms = 128;
     m.recent_event_ms = big;
     same_state(&m, "long packed times, negative month");
+    /* identity: a visitor's ids, a customer's aliases with their marks,
+     * more positions than `source` */
+    m.anonymous_id = "cookie-1";
+    m.merged_into = "alice";
+    m.merged_partition = -3;
+    Patron__V1__SourcePosition pos[3] = {PATRON__V1__SOURCE_POSITION__INIT,
+                                         PATRON__V1__SOURCE_POSITION__INIT,
+                                         PATRON__V1__SOURCE_POSITION__INIT};
+    pos[0].partition = 2;
+    pos[0].offset = 1LL << 50;
+    pos[2].offset = -1;
+    Patron__V1__SourcePosition *pp[] = {&pos[0], &pos[1], &pos[2]};
+    m.n_more_sources = 3;
+    m.more_sources = pp;
+    Patron__V1__MergedAlias al[2] = {PATRON__V1__MERGED_ALIAS__INIT,
+                                     PATRON__V1__MERGED_ALIAS__INIT};
+    al[0].anonymous_id = long_id;
+    al[0].merged_at_ms = 1300000000000;
+    al[0].floor_ms = -5;
+    al[0].n_marks = 3;
+    al[0].marks = pp;
+    al[0].viewed = 10;
+    al[0].cart_lines = 32;
+    al[0].orders = INT64_MIN;
+    Patron__V1__MergedAlias *ap[] = {&al[0], &al[1]}; /* the second empty: still written */
+    m.n_aliases = 2;
+    m.aliases = ap;
+    same_state(&m, "identity");
 }
 
 Test(pb_pack, profile_update)
@@ -175,6 +203,7 @@ Test(pb_pack, profile_update)
     u.partition = 15;
     u.offset = 1LL << 40;
     u.first_purchase_ms = 1291192000000;
+    u.anonymous_id = "cookie-7";
     same_update(&u, "every field");
     u.partition = -1;
     u.kind = (Patron__V1__EventKind)-3; /* an enum is an int32: negatives are ten bytes */

@@ -77,7 +77,7 @@ Test(profile, init_is_empty_and_cuts_long_ids)
     cr_expect_str_eq(p.customer_id, "abc");
     cr_expect_eq(p.orders, 0);
     cr_expect_eq(p.n_viewed + p.n_bought + p.n_cart + p.n_categories + p.n_months, 0);
-    cr_expect_eq(p.has_source, false);
+    cr_expect_eq(p.n_marks, 0);
     cr_expect_eq(p.erased, false);
     cr_expect_eq(p.consent_sms || p.consent_push || p.consent_email, false);
 
@@ -489,9 +489,11 @@ Test(profile, replays_and_resends_change_nothing)
         {"b", 3, 12, PATRON_APPLY_APPLIED, 2},
         {"c", 3, -1, PATRON_APPLY_APPLIED, 3},   /* no position: no offset check */
         {"c", 3, -1, PATRON_APPLY_DUPLICATE, 3}, /* ... but the id check */
-        {"d", 5, 1, PATRON_APPLY_APPLIED, 4},    /* another partition overwrites */
-        {"e", 3, 100, PATRON_APPLY_APPLIED, 5},  /* and back: partition differs */
+        {"d", 5, 1, PATRON_APPLY_APPLIED, 4},    /* another partition: a mark of its own */
+        {"e", 3, 100, PATRON_APPLY_APPLIED, 5},  /* and back */
         {"f", 3, 50, PATRON_APPLY_REPLAYED, 5},
+        {"g", 5, 1, PATRON_APPLY_REPLAYED, 5}, /* partition 5's mark is still there */
+        {"g", 5, 2, PATRON_APPLY_APPLIED, 6},
     };
     struct patron_profile p = fresh();
     struct fx_event f;
@@ -506,9 +508,11 @@ Test(profile, replays_and_resends_change_nothing)
         if (rows[i].expect != PATRON_APPLY_APPLIED)
             cr_expect_eq(memcmp(&before, &p, sizeof(p)), 0, "row %zu: unchanged", i);
     }
-    cr_expect(p.has_source);
-    cr_expect_eq(p.source_partition, 3);
-    cr_expect_eq(p.source_offset, 100);
+    cr_expect_eq(p.n_marks, 2);
+    cr_expect_eq(p.marks[0].partition, 5, "most recently written first");
+    cr_expect_eq(p.marks[0].offset, 2);
+    cr_expect_eq(p.marks[1].partition, 3);
+    cr_expect_eq(p.marks[1].offset, 100);
 }
 
 Test(profile, counting_events_are_remembered_beyond_any_ring)
@@ -546,7 +550,7 @@ Test(profile, erasure_leaves_a_tombstone_that_revives_empty)
     cr_expect_eq(out.tier_after, PATRON_TIER_SILVER);
     cr_expect(p.erased);
     cr_expect_str_eq(p.customer_id, FX_CUSTOMER);
-    cr_expect_eq(p.source_offset, 12);
+    cr_expect_eq(p.marks[0].offset, 12);
     cr_expect_eq(p.n_event_ids, 5, "the purchase was in the ledger, which goes");
     cr_expect_eq(p.n_counted, 0);
     cr_expect_eq(p.erased_at_ms, FX_T0 + 1);
@@ -558,9 +562,8 @@ Test(profile, erasure_leaves_a_tombstone_that_revives_empty)
     memcpy(expect.event_ms, p.event_ms, sizeof(expect.event_ms));
     expect.n_event_ids = p.n_event_ids;
     expect.erased_at_ms = FX_T0 + 1;
-    expect.has_source = true;
-    expect.source_partition = 2;
-    expect.source_offset = 12;
+    expect.marks[0] = (struct patron_profile_mark){2, 12};
+    expect.n_marks = 1;
     expect.erased = true;
     cr_expect_eq(memcmp(&expect, &p, sizeof(p)), 0);
 
@@ -727,7 +730,7 @@ Test(profile, a_customer_history_end_to_end)
     cr_expect_str_eq(p.bought[0], "71053");
     cr_expect_str_eq(p.viewed[0], "85123A");
     cr_expect(p.consent_email);
-    cr_expect_eq(p.source_offset, off - 1);
+    cr_expect_eq(p.marks[0].offset, off - 1);
     struct patron_rfm rfm = patron_rfm_score(&p, FX_T0 + 3000 + 10 * FX_DAY, &c);
     cr_expect_eq(rfm.recency_days, 10);
     cr_expect_eq(patron_segment_of(&rfm, p.orders), PATRON_SEGMENT_NEW);

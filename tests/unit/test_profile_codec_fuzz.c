@@ -61,7 +61,15 @@ static void rnd_profile(struct rng *r, struct patron_profile *p)
 {
     char id[PATRON_ID_MAX + 1];
     rnd_text(r, id, PATRON_ID_MAX, true);
-    patron_profile_init(p, id);
+    bool visitor = chance(r, 15);
+    if (visitor)
+        patron_profile_init_visitor(p, id);
+    else
+        patron_profile_init(p, id);
+    if (visitor && chance(r, 50)) {
+        rnd_text(r, p->merged_into, PATRON_ID_MAX, true);
+        p->merged_partition = (int32_t)rnd(r);
+    }
     bool big = chance(r, 10);
     p->orders = rnd_i64(r);
     p->net_spend_cents = rnd_i64(r);
@@ -123,10 +131,21 @@ static void rnd_profile(struct rng *r, struct patron_profile *p)
         p->consent_ms[i] = chance(r, 50) ? 0 : rnd_i64(r);
     p->customer_ms = chance(r, 50) ? 0 : rnd_i64(r);
     p->erased_at_ms = chance(r, 80) ? 0 : rnd_i64(r);
-    p->has_source = chance(r, 70);
-    if (p->has_source) {
-        p->source_partition = (int32_t)rnd(r);
-        p->source_offset = rnd_i64(r);
+    p->n_marks = chance(r, 30) ? 0 : 1 + rnd_below(r, PATRON_PROFILE_MARKS_MAX);
+    for (size_t i = 0; i < p->n_marks; i++)
+        p->marks[i] = (struct patron_profile_mark){(int32_t)rnd(r), rnd_i64(r)};
+    p->n_aliases = visitor || chance(r, 70) ? 0 : rnd_below(r, PATRON_PROFILE_ALIASES_MAX + 1);
+    for (size_t i = 0; i < p->n_aliases; i++) {
+        struct patron_profile_alias *a = &p->aliases[i];
+        snprintf(a->anonymous_id, sizeof(a->anonymous_id), "anon-%zu-%u", i, (unsigned)rnd(r));
+        a->merged_at_ms = rnd_i64(r);
+        a->floor_ms = chance(r, 80) ? 0 : rnd_i64(r);
+        a->n_marks = rnd_below(r, PATRON_PROFILE_MARKS_MAX + 1);
+        for (size_t k = 0; k < a->n_marks; k++)
+            a->marks[k] = (struct patron_profile_mark){(int32_t)rnd(r), rnd_i64(r)};
+        a->viewed = (int64_t)rnd_below(r, 11);
+        a->cart_lines = (int64_t)rnd_below(r, 33);
+        a->orders = rnd_i64(r);
     }
     p->erased = chance(r, 10);
     p->n_bought_earlier =

@@ -57,6 +57,7 @@ Test(profile_json, has_exactly_the_contract_fields)
         "country",
         "reviews",
         "refunds",
+        "merged_visitors",
     };
     struct patron_profile p;
     patron_profile_init(&p, "17850");
@@ -163,5 +164,36 @@ Test(profile_json, full_profile_serializes)
     cr_expect_eq(json_array_size(json_object_get(j, "cart")), PATRON_PROFILE_CART_MAX);
     cr_expect_eq(json_array_size(json_object_get(json_object_get(j, "recent_items"), "bought")),
                  PATRON_PROFILE_BOUGHT_MAX);
+    json_decref(j);
+}
+
+/* A visitor's profile says whose it is not (customer_id null) and which
+ * visitor; a customer's lists the visitors merged into it. */
+Test(profile_json, identity)
+{
+    static struct patron_profile p;
+    patron_profile_init_visitor(&p, "cookie-1");
+    json_t *j = profile_json(&p, FX_T0);
+    cr_expect(json_is_null(json_object_get(j, "customer_id")));
+    cr_expect_str_eq(json_string_value(json_object_get(j, "anonymous_id")), "cookie-1");
+    cr_expect_eq(json_array_size(json_object_get(j, "merged_visitors")), 0);
+    json_decref(j);
+
+    patron_profile_init(&p, "17850");
+    patron_copy_str(p.aliases[0].anonymous_id, sizeof(p.aliases[0].anonymous_id), "cookie-1");
+    p.aliases[0].merged_at_ms = FX_T0;
+    p.aliases[0].viewed = 3;
+    p.aliases[0].cart_lines = 1;
+    p.aliases[0].orders = 2;
+    p.n_aliases = 1;
+    j = profile_json(&p, FX_T0);
+    cr_expect_null(json_object_get(j, "anonymous_id"));
+    json_t *m = json_array_get(json_object_get(j, "merged_visitors"), 0);
+    cr_assert_not_null(m);
+    cr_expect_str_eq(json_string_value(json_object_get(m, "anonymous_id")), "cookie-1");
+    cr_expect_eq(json_integer_value(json_object_get(m, "merged_at_ms")), FX_T0);
+    cr_expect_eq(json_integer_value(json_object_get(m, "viewed")), 3);
+    cr_expect_eq(json_integer_value(json_object_get(m, "cart_lines")), 1);
+    cr_expect_eq(json_integer_value(json_object_get(m, "orders")), 2);
     json_decref(j);
 }

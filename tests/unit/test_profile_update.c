@@ -300,3 +300,63 @@ Test(profile_update, too_small_a_buffer)
     free(ref);
     free(small);
 }
+
+/* An Identify's update: kind IDENTIFY, the anonymous id merged, and the
+ * merged cart's items only when the visitor brought cart lines; a merged
+ * visitor's event: its customer's update, saying whose it was. */
+Test(profile_update, identity)
+{
+    struct patron_profile *p = &profile;
+    a_profile();
+    patron_copy_str(p->cart[0].item_id, sizeof(p->cart[0].item_id), "i-cart-1");
+    p->cart[0].quantity = 1;
+    patron_copy_str(p->cart[1].item_id, sizeof(p->cart[1].item_id), "i-cart-2");
+    p->cart[1].quantity = 2;
+    p->n_cart = 2;
+    static const struct {
+        const char *name;
+        bool identify;
+        int64_t cart_lines;
+        size_t n_items;
+        const char *anonymous_id;
+    } rows[] = {
+        {"identify with a cart", true, 1, 2, "cookie-1"},
+        {"identify without one", true, 0, 0, "cookie-1"},
+        {"a merged visitor's view", false, 0, 1, "cookie-1"},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++) {
+        Patron__V1__Event *ev =
+            rows[i].identify ? fx_identify(&fx, "e-id", FX_T0, "cookie-1")
+                             : fx_anon(fx_view(&fx, "e-v", FX_T0, "i-view", "c"), "cookie-1");
+        struct patron_apply_outcome out = {.result = PATRON_APPLY_APPLIED,
+                                           .cart_lines = rows[i].cart_lines};
+        uint8_t buf[4096];
+        size_t len;
+        cr_assert_eq(patron_profile_update_pack(ev, p, &out, 2, 5, buf, sizeof(buf), &len), 0);
+        Patron__V1__ProfileUpdate *u = patron__v1__profile_update__unpack(NULL, len, buf);
+        cr_assert_not_null(u, "%s", rows[i].name);
+        cr_expect_str_eq(u->customer_id, FX_CUSTOMER, "%s: the customer's", rows[i].name);
+        cr_expect_str_eq(u->anonymous_id, rows[i].anonymous_id, "%s", rows[i].name);
+        cr_expect_eq(u->kind,
+                     rows[i].identify ? PATRON__V1__EVENT_KIND__IDENTIFY
+                                      : PATRON__V1__EVENT_KIND__VIEW,
+                     "%s", rows[i].name);
+        cr_expect_eq(u->n_item_ids, rows[i].n_items, "%s", rows[i].name);
+        if (rows[i].identify && rows[i].n_items == 2) {
+            cr_expect_str_eq(u->item_ids[0], "i-cart-1");
+            cr_expect_str_eq(u->item_ids[1], "i-cart-2");
+        }
+        patron__v1__profile_update__free_unpacked(u, NULL);
+    }
+    /* a customer's own event names no anonymous id, even if it carries one */
+    Patron__V1__Event *ev = fx_view(&fx, "e-own", FX_T0, "i", "c");
+    ev->anonymous_id = "cookie-9";
+    struct patron_apply_outcome out = {.result = PATRON_APPLY_APPLIED};
+    uint8_t buf[4096];
+    size_t len;
+    cr_assert_eq(patron_profile_update_pack(ev, p, &out, 2, 5, buf, sizeof(buf), &len), 0);
+    Patron__V1__ProfileUpdate *u = patron__v1__profile_update__unpack(NULL, len, buf);
+    cr_assert_not_null(u);
+    cr_expect_str_eq(u->anonymous_id, "");
+    patron__v1__profile_update__free_unpacked(u, NULL);
+}

@@ -125,3 +125,28 @@ Test(replay_derive, unknown_channel_is_never_granted)
         cr_assert_eq(replay_consent_percent(bad[i]), 0u);
     }
 }
+
+/* A quarter of the customers first came as visitors, half of those as
+ * guests at checkout; the anonymous id is the customer's hash, fixed. */
+Test(replay_derive, visitors)
+{
+    int kinds[3] = {0};
+    const int n = 100000;
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        int len = snprintf(id, sizeof(id), "%d", 10000 + i);
+        kinds[replay_visitor_of(id, (size_t)len)]++;
+    }
+    cr_assert(kinds[REPLAY_VISITOR_LOGIN] > 12000 && kinds[REPLAY_VISITOR_LOGIN] < 13000, "%d",
+              kinds[REPLAY_VISITOR_LOGIN]);
+    cr_assert(kinds[REPLAY_VISITOR_GUEST] > 12000 && kinds[REPLAY_VISITOR_GUEST] < 13000, "%d",
+              kinds[REPLAY_VISITOR_GUEST]);
+    char a[22], b[22];
+    replay_anonymous_id("17850", 5, a);
+    replay_anonymous_id("17850", 5, b);
+    cr_assert_str_eq(a, b, "a function of the customer");
+    cr_assert_eq(strlen(a), 21);
+    cr_assert_eq(strncmp(a, "anon-", 5), 0);
+    replay_anonymous_id("17851", 5, b);
+    cr_assert_str_neq(a, b);
+}

@@ -431,6 +431,37 @@ Test(replay_parse, event_key_not_a_keyable_event)
     cr_assert_eq(replay_event_key(buf, 0, &id, &len), PATRON_ENOTFOUND, "empty message");
 }
 
+/* A visitor's event is keyed by its anonymous id; an Identify by its
+ * customer (field 19 is a kind). */
+Test(replay_parse, event_key_of_visitors_and_identify)
+{
+    uint8_t buf[256];
+    const char *id;
+    size_t len;
+    Patron__V1__Event ev = PATRON__V1__EVENT__INIT;
+    Patron__V1__ProductView view = PATRON__V1__PRODUCT_VIEW__INIT;
+    view.item_id = "85123A";
+    ev.event_id = "e1";
+    ev.anonymous_id = "cookie-1";
+    ev.occurred_at_ms = 1291191960000;
+    ev.kind_case = PATRON__V1__EVENT__KIND_VIEW;
+    ev.view = &view;
+    size_t n = patron__v1__event__pack(&ev, buf);
+    cr_assert_eq(replay_event_key(buf, n, &id, &len), 0);
+    cr_assert_eq(len, 8);
+    cr_assert(memcmp(id, "cookie-1", 8) == 0);
+
+    Patron__V1__Identify identify = PATRON__V1__IDENTIFY__INIT;
+    identify.anonymous_id = "cookie-1";
+    ev.customer_id = "17850";
+    ev.kind_case = PATRON__V1__EVENT__KIND_IDENTIFY;
+    ev.identify = &identify;
+    n = patron__v1__event__pack(&ev, buf);
+    cr_assert_eq(replay_event_key(buf, n, &id, &len), 0);
+    cr_assert_eq(len, 5, "the customer's, when it has one");
+    cr_assert(memcmp(id, "17850", 5) == 0);
+}
+
 /* What `--garbage` makes must never pass for an event: every truncation of
  * a real event, and a message of another type. */
 Test(replay_parse, event_key_rejects_truncations)
@@ -478,7 +509,7 @@ Test(replay_parse, event_key_bad_wire_format)
         {{0x12, 1, 'k', 0x52, 0x00, 0x07}, 6, PATRON_EINVAL},    /* good, then a bad tag */
         {{0x10, 0x05, 0x52, 0x00}, 4, PATRON_ENOTFOUND},         /* field 2 as a varint */
         {{0x12, 1, 'k', 0x50, 0x01}, 5, PATRON_ENOTFOUND},       /* field 10 as a varint */
-        {{0x12, 1, 'k', 0x9a, 0x01, 0x00}, 6, PATRON_ENOTFOUND}, /* field 19: not a kind */
+        {{0x12, 1, 'k', 0xa2, 0x01, 0x00}, 6, PATRON_ENOTFOUND}, /* field 20: not a kind */
         {{0x1d, 1, 2, 3, 4, 0x12, 1, 'k', 0x52, 0x00}, 10, 0},   /* fixed32 skipped */
         {{0x52, 0x00, 0x12, 1, 'k'}, 5, 0},                      /* fields in any order */
         {{0x12, 1, 'a', 0x12, 1, 'b', 0x92, 0x01, 0x00}, 9, 0},  /* the last id wins; field 18 */

@@ -105,6 +105,8 @@ static const struct var VARS[] = {
      false},
     {"PATRON_SHUTDOWN_TIMEOUT_MS", "10000", parse_int, FIELD(shutdown_timeout_ms), 0, 3600000,
      false},
+    {"PATRON_FAULT_CRASH_AFTER_VISITOR_WRITES", "0", parse_int,
+     FIELD(fault_crash_after_visitor_writes), 0, 1000000, false},
     /* Profile thresholds: the defaults are patron_profile_config_default's. */
     {"PATRON_RFM_RECENCY_DAYS", NULL, parse_rfm_up, FIELD(profile.rfm_recency_days), 0, 36500,
      false},

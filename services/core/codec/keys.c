@@ -48,6 +48,11 @@ int patron_key_customer_sub(char *dst, size_t cap, const char *customer_id, size
     return key_format(dst, cap, "c", customer_id, id_len, suffix);
 }
 
+int patron_key_visitor(char *dst, size_t cap, const char *anonymous_id, size_t id_len)
+{
+    return key_format(dst, cap, "v", anonymous_id, id_len, NULL);
+}
+
 int patron_key_item(char *dst, size_t cap, const char *item_id, size_t id_len)
 {
     return key_format(dst, cap, "i", item_id, id_len, NULL);

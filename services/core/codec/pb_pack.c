@@ -11,8 +11,9 @@
 
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 
-/* Room for a nested message of ours (a CategoryScore is the largest). */
-#define NESTED_MAX 256
+/* Room for a nested message of ours (a MergedAlias with all its marks is
+ * the largest, about 300 bytes). */
+#define NESTED_MAX 512
 
 struct writer {
     uint8_t *p, *end;
@@ -240,6 +241,33 @@ int patron_pb_pack_profile_state(const Patron__V1__ProfileState *m, uint8_t *out
     f_int(&w, 35, m->consent_email_ms);
     f_int(&w, 36, m->customer_updated_ms);
     f_int(&w, 37, m->erased_at_ms);
+    f_string(&w, 38, m->anonymous_id);
+    f_string(&w, 39, m->merged_into);
+    f_int(&w, 40, m->merged_partition);
+    for (size_t i = 0; i < m->n_aliases; i++) {
+        const Patron__V1__MergedAlias *a = m->aliases[i];
+        in = (struct writer){buf, buf + sizeof(buf), false};
+        f_string(&in, 1, a->anonymous_id);
+        f_int(&in, 2, a->merged_at_ms);
+        f_int(&in, 3, a->floor_ms);
+        for (size_t k = 0; k < a->n_marks; k++) {
+            uint8_t mbuf[32];
+            struct writer mw = {mbuf, mbuf + sizeof(mbuf), false};
+            f_int(&mw, 1, a->marks[k]->partition);
+            f_int(&mw, 2, a->marks[k]->offset);
+            f_nested(&in, 4, &mw, mbuf);
+        }
+        f_int(&in, 5, a->viewed);
+        f_int(&in, 6, a->cart_lines);
+        f_int(&in, 7, a->orders);
+        f_nested(&w, 41, &in, buf);
+    }
+    for (size_t i = 0; i < m->n_more_sources; i++) {
+        in = (struct writer){buf, buf + sizeof(buf), false};
+        f_int(&in, 1, m->more_sources[i]->partition);
+        f_int(&in, 2, m->more_sources[i]->offset);
+        f_nested(&w, 42, &in, buf);
+    }
     return finish(&w, out, len);
 }
 
@@ -274,5 +302,6 @@ int patron_pb_pack_profile_update(const Patron__V1__ProfileUpdate *m, uint8_t *o
     f_int(&w, 25, m->offset);
     f_bool(&w, 26, m->fanout);
     f_int(&w, 27, m->first_purchase_ms);
+    f_string(&w, 30, m->anonymous_id);
     return finish(&w, out, len);
 }

@@ -28,8 +28,21 @@ struct encode_scratch {
     Patron__V1__CartLine *cart_ptrs[PATRON_PROFILE_CART_MAX];
     uint64_t event_ids[PATRON_PROFILE_EVENT_IDS_MAX];
     int64_t event_ms[PATRON_PROFILE_EVENT_IDS_MAX];
-    Patron__V1__SourcePosition source;
+    Patron__V1__SourcePosition marks[PATRON_PROFILE_MARKS_MAX];
+    Patron__V1__SourcePosition *mark_ptrs[PATRON_PROFILE_MARKS_MAX];
+    Patron__V1__MergedAlias aliases[PATRON_PROFILE_ALIASES_MAX];
+    Patron__V1__MergedAlias *alias_ptrs[PATRON_PROFILE_ALIASES_MAX];
+    Patron__V1__SourcePosition alias_marks[PATRON_PROFILE_ALIASES_MAX][PATRON_PROFILE_MARKS_MAX];
+    Patron__V1__SourcePosition
+        *alias_mark_ptrs[PATRON_PROFILE_ALIASES_MAX][PATRON_PROFILE_MARKS_MAX];
 };
+
+static void mark_to_pb(Patron__V1__SourcePosition *out, const struct patron_profile_mark *m)
+{
+    patron__v1__source_position__init(out);
+    out->partition = m->partition;
+    out->offset = m->offset;
+}
 
 /* protobuf-c's message structs take char *, never writing through it. */
 static char *text(const char *s)
@@ -44,8 +57,12 @@ int patron_profile_encode_into(const struct patron_profile *p, uint8_t *out, siz
         p->n_viewed > PATRON_PROFILE_VIEWED_MAX || p->n_bought > PATRON_PROFILE_BOUGHT_MAX ||
         p->n_cart > PATRON_PROFILE_CART_MAX || p->n_event_ids > PATRON_PROFILE_EVENT_IDS_MAX ||
         p->n_bought_earlier > PATRON_PROFILE_BOUGHT_EARLIER_MAX ||
-        p->n_counted > PATRON_PROFILE_COUNTED_MAX)
+        p->n_counted > PATRON_PROFILE_COUNTED_MAX || p->n_marks > PATRON_PROFILE_MARKS_MAX ||
+        p->n_aliases > PATRON_PROFILE_ALIASES_MAX)
         return PATRON_EINVAL;
+    for (size_t i = 0; i < p->n_aliases; i++)
+        if (p->aliases[i].n_marks > PATRON_PROFILE_MARKS_MAX)
+            return PATRON_EINVAL;
 
     struct encode_scratch s;
     Patron__V1__ProfileState m = PATRON__V1__PROFILE_STATE__INIT;
@@ -122,12 +139,39 @@ int patron_profile_encode_into(const struct patron_profile *p, uint8_t *out, siz
     m.consent_email_ms = p->consent_ms[2];
     m.customer_updated_ms = p->customer_ms;
     m.erased_at_ms = p->erased_at_ms;
-    if (p->has_source) {
-        patron__v1__source_position__init(&s.source);
-        s.source.partition = p->source_partition;
-        s.source.offset = p->source_offset;
-        m.source = &s.source;
+    /* the first mark where profiles have always kept their one position */
+    for (size_t i = 0; i < p->n_marks; i++) {
+        mark_to_pb(&s.marks[i], &p->marks[i]);
+        s.mark_ptrs[i] = &s.marks[i];
     }
+    if (p->n_marks) {
+        m.source = s.mark_ptrs[0];
+        m.n_more_sources = p->n_marks - 1;
+        m.more_sources = s.mark_ptrs + 1;
+    }
+    m.anonymous_id = text(p->anonymous_id);
+    m.merged_into = text(p->merged_into);
+    m.merged_partition = p->merged_partition;
+    for (size_t i = 0; i < p->n_aliases; i++) {
+        const struct patron_profile_alias *a = &p->aliases[i];
+        Patron__V1__MergedAlias *ma = &s.aliases[i];
+        patron__v1__merged_alias__init(ma);
+        ma->anonymous_id = text(a->anonymous_id);
+        ma->merged_at_ms = a->merged_at_ms;
+        ma->floor_ms = a->floor_ms;
+        for (size_t k = 0; k < a->n_marks; k++) {
+            mark_to_pb(&s.alias_marks[i][k], &a->marks[k]);
+            s.alias_mark_ptrs[i][k] = &s.alias_marks[i][k];
+        }
+        ma->n_marks = a->n_marks;
+        ma->marks = s.alias_mark_ptrs[i];
+        ma->viewed = a->viewed;
+        ma->cart_lines = a->cart_lines;
+        ma->orders = a->orders;
+        s.alias_ptrs[i] = ma;
+    }
+    m.n_aliases = p->n_aliases;
+    m.aliases = s.alias_ptrs;
     m.erased = p->erased;
     m.n_bought_earlier = p->n_bought_earlier;
     m.bought_earlier = (uint32_t *)p->bought_earlier; /* never written through */
@@ -168,17 +212,17 @@ struct text {
  * copied (the ledger of counted events is 32 KiB of it). */
 struct decoded {
     /* scalars and singular strings: zeroed before reading */
-    struct text customer_id, time_zone, locale, birthday, country;
+    struct text customer_id, time_zone, locale, birthday, country, anonymous_id, merged_into;
+    int32_t merged_partition;
     int64_t orders, net_spend_cents, points, reviews, refunds;
     int64_t first_seen_ms, last_seen_ms, first_purchase_ms, last_purchase_ms;
     int64_t last_event_ms, cart_updated_ms;
     bool consent_sms, consent_push, consent_email, erased, has_source;
-    int32_t source_partition;
-    int64_t source_offset;
+    struct patron_profile_mark source; /* field 22: the first mark */
     int64_t recent_floor_ms, consent_ms[3], customer_updated_ms, erased_at_ms;
     int32_t counted_floor_month;
     size_t n_months, n_categories, n_viewed, n_bought, n_cart, n_event_ids, n_bought_earlier;
-    size_t n_event_ms, n_counted;
+    size_t n_event_ms, n_counted, n_more_marks, n_aliases;
     /* lists: written up to their count */
     struct patron_profile_month months[PATRON_PROFILE_MONTHS];
     struct {
@@ -196,6 +240,11 @@ struct decoded {
     int64_t event_ms[PATRON_PROFILE_EVENT_IDS_MAX];
     uint32_t bought_earlier[PATRON_PROFILE_BOUGHT_EARLIER_MAX];
     uint64_t counted[PATRON_PROFILE_COUNTED_MAX];
+    struct patron_profile_mark more_marks[PATRON_PROFILE_MARKS_MAX];
+    struct {
+        struct text anonymous_id;
+        struct patron_profile_alias a; /* but its anonymous_id */
+    } aliases[PATRON_PROFILE_ALIASES_MAX];
 };
 
 static struct text text_of(const struct patron_pb_field *f)
@@ -306,15 +355,15 @@ static int cart_read(const struct patron_pb_field *outer, struct text *item_id, 
     return 0;
 }
 
-/* A second SourcePosition replaces the first whole: protobuf-c's merge of
- * sub-messages keeps none of the earlier proto3 scalars (they have no
- * presence to merge by), so absent fields of the later one read as zero. */
-static int source_read(const struct patron_pb_field *outer, struct decoded *d)
+/* A SourcePosition. A second `source` replaces the first whole:
+ * protobuf-c's merge of sub-messages keeps none of the earlier proto3
+ * scalars (they have no presence to merge by), so absent fields of the
+ * later one read as zero. */
+static int position_read(const struct patron_pb_field *outer, struct patron_profile_mark *m)
 {
     const uint8_t *at = outer->data, *end = at + outer->len;
-    d->has_source = true;
-    d->source_partition = 0;
-    d->source_offset = 0;
+    m->partition = 0;
+    m->offset = 0;
     while (at < end) {
         struct patron_pb_field f;
         if (patron_pb_unpack_field(&at, end, &f))
@@ -323,10 +372,65 @@ static int source_read(const struct patron_pb_field *outer, struct decoded *d)
             if (f.wire != PATRON_PB_VARINT)
                 return PATRON_EINVAL;
             if (f.number == 1)
-                d->source_partition = int32_of(f.value);
+                m->partition = int32_of(f.value);
             else
-                d->source_offset = (int64_t)f.value;
+                m->offset = (int64_t)f.value;
         }
+    }
+    return 0;
+}
+
+static int source_read(const struct patron_pb_field *outer, struct decoded *d)
+{
+    d->has_source = true;
+    return position_read(outer, &d->source);
+}
+
+/* A MergedAlias: its id checked, at most PATRON_PROFILE_MARKS_MAX marks. */
+static int alias_read(const struct patron_pb_field *outer, struct text *id,
+                      struct patron_profile_alias *a)
+{
+    const uint8_t *at = outer->data, *end = at + outer->len;
+    *id = (struct text){NULL, 0};
+    memset(a, 0, sizeof(*a));
+    while (at < end) {
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f))
+            return PATRON_EINVAL;
+        int64_t *scalar = NULL;
+        switch (f.number) {
+        case 1:
+            if (f.wire != PATRON_PB_LEN)
+                return PATRON_EINVAL;
+            *id = text_of(&f);
+            continue;
+        case 2:
+            scalar = &a->merged_at_ms;
+            break;
+        case 3:
+            scalar = &a->floor_ms;
+            break;
+        case 4:
+            if (f.wire != PATRON_PB_LEN || a->n_marks == PATRON_PROFILE_MARKS_MAX ||
+                position_read(&f, &a->marks[a->n_marks]))
+                return PATRON_EINVAL;
+            a->n_marks++;
+            continue;
+        case 5:
+            scalar = &a->viewed;
+            break;
+        case 6:
+            scalar = &a->cart_lines;
+            break;
+        case 7:
+            scalar = &a->orders;
+            break;
+        default:
+            continue;
+        }
+        if (f.wire != PATRON_PB_VARINT)
+            return PATRON_EINVAL;
+        *scalar = (int64_t)f.value;
     }
     return 0;
 }
@@ -568,6 +672,34 @@ static int field_read(const struct patron_pb_field *f, struct decoded *d)
     case 37:
         scalar = &d->erased_at_ms;
         break;
+    case 38:
+        str = &d->anonymous_id;
+        break;
+    case 39:
+        str = &d->merged_into;
+        break;
+    case 40:
+        if (f->wire != PATRON_PB_VARINT)
+            return PATRON_EINVAL;
+        d->merged_partition = int32_of(f->value);
+        return 0;
+    case 41: {
+        if (f->wire != PATRON_PB_LEN || d->n_aliases == PATRON_PROFILE_ALIASES_MAX)
+            return PATRON_EINVAL;
+        size_t i = d->n_aliases;
+        if (alias_read(f, &d->aliases[i].anonymous_id, &d->aliases[i].a) ||
+            !id_ok(&d->aliases[i].anonymous_id))
+            return PATRON_EINVAL;
+        d->n_aliases++;
+        return 0;
+    }
+    case 42:
+        /* with `source`, at most PATRON_PROFILE_MARKS_MAX (checked at the end) */
+        if (f->wire != PATRON_PB_LEN || d->n_more_marks == PATRON_PROFILE_MARKS_MAX ||
+            position_read(f, &d->more_marks[d->n_more_marks]))
+            return PATRON_EINVAL;
+        d->n_more_marks++;
+        return 0;
     default:
         return 0; /* unknown: skipped */
     }
@@ -652,9 +784,19 @@ static void fill(struct patron_profile *p, const struct decoded *d)
     memcpy(p->consent_ms, d->consent_ms, sizeof(p->consent_ms));
     p->customer_ms = d->customer_updated_ms;
     p->erased_at_ms = d->erased_at_ms;
-    p->has_source = d->has_source;
-    p->source_partition = d->source_partition;
-    p->source_offset = d->source_offset;
+    p->n_marks = 0;
+    if (d->has_source)
+        p->marks[p->n_marks++] = d->source;
+    memcpy(&p->marks[p->n_marks], d->more_marks, d->n_more_marks * sizeof(d->more_marks[0]));
+    p->n_marks += d->n_more_marks;
+    take(p->anonymous_id, d->anonymous_id);
+    take(p->merged_into, d->merged_into);
+    p->merged_partition = d->merged_partition;
+    for (size_t i = 0; i < d->n_aliases; i++) {
+        p->aliases[i] = d->aliases[i].a;
+        take(p->aliases[i].anonymous_id, d->aliases[i].anonymous_id);
+    }
+    p->n_aliases = d->n_aliases;
     p->erased = d->erased;
     memcpy(p->bought_earlier, d->bought_earlier,
            d->n_bought_earlier * sizeof(p->bought_earlier[0]));
@@ -685,7 +827,17 @@ int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t l
         return PATRON_EINVAL;
     if (d.counted_floor_month < 0)
         return PATRON_EINVAL;
-    if (!id_ok(&d.customer_id) || !text_ok(&d.time_zone, PATRON_PROFILE_TIME_ZONE_MAX, false) ||
+    /* a customer's profile, or a visitor's: exactly one of the two ids;
+     * only a visitor is merged into someone, only a customer has aliases */
+    if (d.has_source + d.n_more_marks > PATRON_PROFILE_MARKS_MAX ||
+        (d.n_more_marks && !d.has_source))
+        return PATRON_EINVAL;
+    bool visitor = d.customer_id.len == 0;
+    if (visitor ? (!id_ok(&d.anonymous_id) || d.n_aliases)
+                : (!id_ok(&d.customer_id) || d.anonymous_id.len || d.merged_into.len))
+        return PATRON_EINVAL;
+    if (!text_ok(&d.merged_into, PATRON_ID_MAX, false) ||
+        !text_ok(&d.time_zone, PATRON_PROFILE_TIME_ZONE_MAX, false) ||
         !text_ok(&d.locale, PATRON_PROFILE_LOCALE_MAX, false) ||
         !text_ok(&d.birthday, PATRON_PROFILE_BIRTHDAY_LEN, false) ||
         !text_ok(&d.country, PATRON_PROFILE_COUNTRY_MAX, false))
@@ -704,4 +856,65 @@ int patron_profile_stored_decode(struct patron_profile *p, const void *value, si
     if (rc == 0 && version)
         *version = patron_profile_version_get(value, len);
     return rc;
+}
+
+/* ---- identity at a glance ------------------------------------------------- */
+
+static void peek_id(char dst[PATRON_ID_MAX + 1], const struct patron_pb_field *f)
+{
+    size_t n = f->len < PATRON_ID_MAX ? f->len : PATRON_ID_MAX;
+    memcpy(dst, f->data, n);
+    dst[n] = '\0';
+}
+
+int patron_profile_stored_peek(const void *value, size_t len, struct patron_profile_peek *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!value || len < PATRON_PROFILE_VERSION_LEN || len > PATRON_PROFILE_ENCODED_MAX + 8)
+        return PATRON_EINVAL;
+    const uint8_t *at = (const uint8_t *)value + PATRON_PROFILE_VERSION_LEN,
+                  *end = (const uint8_t *)value + len;
+    bool customer = false;
+    while (at < end) {
+        struct patron_pb_field f;
+        if (patron_pb_unpack_field(&at, end, &f))
+            return PATRON_EINVAL;
+        switch (f.number) {
+        case 1:
+            customer = f.wire == PATRON_PB_LEN && f.len > 0;
+            break;
+        case 38:
+            break;
+        case 39:
+            if (f.wire != PATRON_PB_LEN)
+                return PATRON_EINVAL;
+            peek_id(out->merged_into, &f);
+            break;
+        case 40:
+            if (f.wire != PATRON_PB_VARINT)
+                return PATRON_EINVAL;
+            out->merged_partition = int32_of(f.value);
+            break;
+        case 41: {
+            out->contents = true;
+            if (f.wire != PATRON_PB_LEN || out->n_aliases == PATRON_PROFILE_ALIASES_MAX)
+                return PATRON_EINVAL;
+            const uint8_t *in = f.data, *in_end = f.data + f.len;
+            while (in < in_end) {
+                struct patron_pb_field g;
+                if (patron_pb_unpack_field(&in, in_end, &g))
+                    return PATRON_EINVAL;
+                if (g.number == 1 && g.wire == PATRON_PB_LEN)
+                    peek_id(out->aliases[out->n_aliases], &g);
+            }
+            out->n_aliases++;
+            break;
+        }
+        default:
+            out->contents = true;
+            break;
+        }
+    }
+    out->visitor = !customer;
+    return 0;
 }

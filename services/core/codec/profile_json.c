@@ -146,5 +146,21 @@ json_t *patron_profile_to_json_models(const struct patron_profile *p, int64_t no
     set(o, "country", text_or_null(p->country));
     set(o, "reviews", json_integer(p->reviews));
     set(o, "refunds", json_integer(p->refunds));
+
+    /* identity: a visitor says which; a customer lists the visitors merged */
+    if (patron_profile_is_visitor(p))
+        set(o, "anonymous_id", text_or_null(p->anonymous_id));
+    json_t *merged = must(json_array());
+    for (size_t i = 0; i < p->n_aliases && i < PATRON_PROFILE_ALIASES_MAX; i++) {
+        const struct patron_profile_alias *a = &p->aliases[i];
+        json_t *m = must(json_object());
+        set(m, "anonymous_id", text_or_null(a->anonymous_id));
+        set(m, "merged_at_ms", json_integer(a->merged_at_ms));
+        set(m, "viewed", json_integer(a->viewed));
+        set(m, "cart_lines", json_integer(a->cart_lines));
+        set(m, "orders", json_integer(a->orders));
+        push(merged, m);
+    }
+    set(o, "merged_visitors", merged);
     return o;
 }

@@ -28,6 +28,8 @@ Patron__V1__EventKind patron_event_kind(const Patron__V1__Event *ev)
         return PATRON__V1__EVENT_KIND__CONSENT;
     case PATRON__V1__EVENT__KIND_ERASURE:
         return PATRON__V1__EVENT_KIND__ERASURE;
+    case PATRON__V1__EVENT__KIND_IDENTIFY:
+        return PATRON__V1__EVENT_KIND__IDENTIFY;
     default:
         return PATRON__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED;
     }
@@ -72,12 +74,22 @@ int patron_profile_update_pack(const Patron__V1__Event *ev, const struct patron_
     Patron__V1__ProfileUpdate u = PATRON__V1__PROFILE_UPDATE__INIT;
     char *items[PATRON_UPDATE_ITEMS_MAX];
 
-    u.customer_id = ev->customer_id;
+    /* the profile's customer: a merged visitor's event is its customer's */
+    u.customer_id = (char *)p->customer_id;
     u.event_id = ev->event_id;
     u.kind = patron_event_kind(ev);
     u.occurred_at_ms = ev->occurred_at_ms;
     u.replayed = out->result == PATRON_APPLY_REPLAYED;
-    u.n_item_ids = patron_event_items(ev, items, PATRON_UPDATE_ITEMS_MAX);
+    if (ev->kind_case == PATRON__V1__EVENT__KIND_IDENTIFY) {
+        /* the merged cart, when the visitor brought lines to it */
+        u.anonymous_id = ev->identify->anonymous_id;
+        if (out->cart_lines > 0)
+            for (size_t i = 0; i < p->n_cart && u.n_item_ids < PATRON_UPDATE_ITEMS_MAX; i++)
+                items[u.n_item_ids++] = (char *)p->cart[i].item_id;
+    } else {
+        u.anonymous_id = ev->customer_id[0] ? (char *)"" : ev->anonymous_id;
+        u.n_item_ids = patron_event_items(ev, items, PATRON_UPDATE_ITEMS_MAX);
+    }
     u.item_ids = items;
     u.value_cents = out->value_cents;
     /* protobuf-c's struct is not const-correct; packing only reads */

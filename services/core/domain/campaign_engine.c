@@ -686,6 +686,14 @@ int patron_engine_on_update(const struct patron_engine *e, struct patron_custome
     int rc = patron_engine_fire_due(e, st, t, out);
     if (rc)
         return rc;
+    /* A visitor merged at login bringing cart lines: the customer's cart
+     * add, at the login (a visitor could not be messaged before it). */
+    Patron__V1__ProfileUpdate as_cart_add;
+    if (u->kind == PATRON__V1__EVENT_KIND__IDENTIFY && u->n_item_ids > 0) {
+        as_cart_add = *u;
+        as_cart_add.kind = PATRON__V1__EVENT_KIND__CART_ADD;
+        u = &as_cart_add;
+    }
 
     if (u->kind == PATRON__V1__EVENT_KIND__ERASURE) {
         /* Timers, history and ledger go; the shell deletes the state. */

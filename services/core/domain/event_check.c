@@ -121,6 +121,9 @@ static const struct field_reasons ORDER_ID = {NULL, "order_id too long",
                                               "order_id has invalid bytes"};
 static const struct field_reasons ANONYMOUS_ID = {NULL, "anonymous_id too long",
                                                   "anonymous_id has invalid bytes"};
+static const struct field_reasons IDENTIFY_ANONYMOUS_ID = {
+    "missing identify.anonymous_id", "identify.anonymous_id too long",
+    "identify.anonymous_id has invalid bytes"};
 static const struct field_reasons CURRENCY = {NULL, "currency too long",
                                               "currency has invalid bytes"};
 static const struct field_reasons LOCALE = {NULL, "locale too long", "locale has invalid bytes"};
@@ -295,6 +298,14 @@ static const char *check_kind(const Patron__V1__Event *ev)
         }
     case PATRON__V1__EVENT__KIND_ERASURE:
         return ev->erasure ? NULL : "missing kind";
+    case PATRON__V1__EVENT__KIND_IDENTIFY:
+        if (!ev->identify)
+            return "missing kind";
+        /* the customer who logged in, and the visitor they were */
+        if (!ev->customer_id || !ev->customer_id[0])
+            return "missing customer_id";
+        return check_text(ev->identify->anonymous_id, PATRON_ID_MAX, REQUIRED,
+                          &IDENTIFY_ANONYMOUS_ID);
     default:
         /* Unknown oneof numbers stay unknown fields: kind_case is NOT_SET. */
         return "missing kind";
@@ -310,9 +321,12 @@ int patron_event_check(const Patron__V1__Event *ev, const char **reason)
     }
     if ((why = check_text(ev->event_id, PATRON_ID_MAX, REQUIRED, &EVENT_ID)))
         goto out_reject;
-    if ((why = check_text(ev->customer_id, PATRON_ID_MAX, REQUIRED, &CUSTOMER_ID)))
-        goto out_reject;
+    /* A visitor not known yet has no customer_id: its anonymous_id instead. */
     if ((why = check_text(ev->anonymous_id, PATRON_ID_MAX, OPTIONAL, &ANONYMOUS_ID)))
+        goto out_reject;
+    bool anonymous = ev->anonymous_id && ev->anonymous_id[0];
+    if ((why = check_text(ev->customer_id, PATRON_ID_MAX, anonymous ? OPTIONAL : REQUIRED,
+                          &CUSTOMER_ID)))
         goto out_reject;
     if (ev->occurred_at_ms <= 0) {
         why = "occurred_at_ms not positive";

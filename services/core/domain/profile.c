@@ -6,6 +6,7 @@
 
 #include "patron/event_check.h"
 #include "patron/strmap.h"
+#include "profile_internal.h"
 
 #define DAY_MS INT64_C(86400000)
 
@@ -27,48 +28,45 @@ void patron_profile_config_default(struct patron_profile_config *cfg)
     };
 }
 
-/* Profiles decoded from storage may hold any int64: counters saturate
- * instead of overflowing. */
-static int64_t sat_add(int64_t a, int64_t b)
-{
-    int64_t r;
-    if (__builtin_add_overflow(a, b, &r))
-        return b > 0 ? INT64_MAX : INT64_MIN;
-    return r;
-}
-
-static int64_t min_set(int64_t cur, int64_t t)
-{
-    return cur == 0 || t < cur ? t : cur;
-}
-
-static int64_t max64(int64_t a, int64_t b)
-{
-    return a > b ? a : b;
-}
-
-/* Copies a checked id into a fixed slot, zero-filling the rest so that no
- * byte of a previous occupant survives. Every id reaching it passed
- * patron_event_check (at most PATRON_ID_MAX bytes, no NUL: the decoders
- * refuse one), so it always fits whole: the bound below never cuts one. */
-static void set_id(char dst[PATRON_ID_MAX + 1], const char *src)
-{
-    size_t len = strnlen(src, PATRON_ID_MAX);
-    memset(dst, 0, PATRON_ID_MAX + 1);
-    memcpy(dst, src, len);
-}
-
-static void set_text(char *dst, size_t cap, const char *src)
-{
-    size_t len = strnlen(src, cap - 1);
-    memset(dst, 0, cap);
-    memcpy(dst, src, len);
-}
-
 void patron_profile_init(struct patron_profile *p, const char *customer_id)
 {
     memset(p, 0, sizeof(*p));
     set_id(p->customer_id, customer_id);
+}
+
+void patron_profile_init_visitor(struct patron_profile *p, const char *anonymous_id)
+{
+    memset(p, 0, sizeof(*p));
+    set_id(p->anonymous_id, anonymous_id);
+}
+
+/* ---- marks: per partition, the highest offset applied -------------------- */
+
+int64_t profile_mark_get(const struct patron_profile *p, int32_t partition)
+{
+    for (size_t i = 0; i < p->n_marks && i < PATRON_PROFILE_MARKS_MAX; i++)
+        if (p->marks[i].partition == partition)
+            return p->marks[i].offset;
+    return -1;
+}
+
+/* Moves the partition's mark to the front with `offset` (never lower than
+ * it was); a full list forgets its least recently written mark. */
+void profile_mark_set(struct patron_profile *p, int32_t partition, int64_t offset)
+{
+    size_t i = 0;
+    while (i < p->n_marks && p->marks[i].partition != partition)
+        i++;
+    if (i < p->n_marks) {
+        if (p->marks[i].offset > offset)
+            offset = p->marks[i].offset;
+    } else if (p->n_marks < PATRON_PROFILE_MARKS_MAX) {
+        p->n_marks++;
+    } else {
+        i = p->n_marks - 1;
+    }
+    memmove(&p->marks[1], &p->marks[0], i * sizeof(p->marks[0]));
+    p->marks[0] = (struct patron_profile_mark){partition, offset};
 }
 
 int64_t patron_month_of_ms(int64_t ms)
@@ -142,8 +140,8 @@ size_t patron_profile_top_categories(const struct patron_profile *p, int64_t now
  * weight decayed to updated_ms. When the table is full, the lowest score as
  * of the latest event time makes room, unless the newcomer is lower still;
  * on a tie the newcomer wins (recency). */
-static void category_add(struct patron_profile *p, const char *category, double weight, int64_t t,
-                         const struct patron_profile_config *cfg)
+void profile_category_add(struct patron_profile *p, const char *category, double weight, int64_t t,
+                          const struct patron_profile_config *cfg)
 {
     if (!category || !category[0] || !(weight > 0))
         return;
@@ -222,7 +220,11 @@ static size_t earlier_lower_bound(const struct patron_profile *p, uint32_t h)
 
 static void earlier_add(struct patron_profile *p, const char *id)
 {
-    uint32_t h = patron_item_hash32(id, strlen(id));
+    profile_earlier_add_hash(p, patron_item_hash32(id, strlen(id)));
+}
+
+void profile_earlier_add_hash(struct patron_profile *p, uint32_t h)
+{
     size_t i = earlier_lower_bound(p, h);
     if ((i < p->n_bought_earlier && p->bought_earlier[i] == h) ||
         p->n_bought_earlier == PATRON_PROFILE_BOUGHT_EARLIER_MAX)
@@ -297,7 +299,7 @@ static void cart_clear(struct patron_profile *p)
 }
 
 /* Drops the months that left the 12-month window ending at last_event_ms. */
-static void months_prune(struct patron_profile *p)
+void profile_months_prune(struct patron_profile *p)
 {
     int64_t first = patron_month_of_ms(p->last_event_ms) - (PATRON_PROFILE_MONTHS - 1);
     size_t keep = 0;
@@ -340,35 +342,39 @@ static void months_add(struct patron_profile *p, int64_t t, int64_t cents)
 
 /* Erasure at event time t: nothing personal stays; the erasure's time and
  * the replay state do, so that neither a replay nor a late resend of
- * anything before the erasure can bring data back (those are STALE). */
-static void tombstone(struct patron_profile *p, int64_t t)
+ * anything before the erasure can bring data back (those are STALE). A
+ * visitor stays a visitor and is no longer merged into anyone; a customer
+ * keeps no alias (the caller erased the visitors first). */
+void profile_tombstone(struct patron_profile *p, int64_t t)
 {
     uint64_t ids[PATRON_PROFILE_EVENT_IDS_MAX];
     int64_t ms[PATRON_PROFILE_EVENT_IDS_MAX];
+    struct patron_profile_mark marks[PATRON_PROFILE_MARKS_MAX];
     memcpy(ids, p->event_ids, sizeof(ids));
     memcpy(ms, p->event_ms, sizeof(ms));
-    size_t n_ids = p->n_event_ids;
+    memcpy(marks, p->marks, sizeof(marks));
+    size_t n_ids = p->n_event_ids, n_marks = p->n_marks;
     int64_t floor_ms = p->event_ids_floor_ms, erased_at = max64(p->erased_at_ms, t);
-    bool has_source = p->has_source;
-    int32_t partition = p->source_partition;
-    int64_t offset = p->source_offset;
-    char id[PATRON_ID_MAX + 1];
+    char id[PATRON_ID_MAX + 1], anon[PATRON_ID_MAX + 1];
     memcpy(id, p->customer_id, sizeof(id));
+    memcpy(anon, p->anonymous_id, sizeof(anon));
 
-    patron_profile_init(p, id);
+    if (id[0])
+        patron_profile_init(p, id);
+    else
+        patron_profile_init_visitor(p, anon);
     memcpy(p->event_ids, ids, sizeof(ids));
     memcpy(p->event_ms, ms, sizeof(ms));
+    memcpy(p->marks, marks, sizeof(marks));
     p->n_event_ids = n_ids;
+    p->n_marks = n_marks;
     p->event_ids_floor_ms = floor_ms;
-    p->has_source = has_source;
-    p->source_partition = partition;
-    p->source_offset = offset;
     p->erased = true;
     p->erased_at_ms = erased_at;
 }
 
 /* Kinds whose events change a counter: remembered for ever (`counted`). */
-static bool counts(const Patron__V1__Event *ev)
+bool profile_counts(const Patron__V1__Event *ev)
 {
     return ev->kind_case == PATRON__V1__EVENT__KIND_PURCHASE ||
            ev->kind_case == PATRON__V1__EVENT__KIND_REFUND ||
@@ -384,14 +390,14 @@ uint64_t patron_counted_entry(const char *event_id, size_t len, int64_t at_ms)
     return (uint64_t)month << PATRON_COUNTED_HASH_BITS | (patron_hash64(event_id, len) & mask);
 }
 
-static int32_t counted_month(uint64_t entry)
+int32_t profile_counted_month(uint64_t entry)
 {
     return (int32_t)(entry >> PATRON_COUNTED_HASH_BITS) + 1970 * 12;
 }
 
 /* Whether the ledger holds the event id, whatever month it was counted in
  * (a resend whose time was changed is still a resend). */
-static bool counted_has(const struct patron_profile *p, uint64_t entry)
+bool profile_counted_has(const struct patron_profile *p, uint64_t entry)
 {
     const uint64_t mask = (UINT64_C(1) << PATRON_COUNTED_HASH_BITS) - 1;
     for (size_t i = 0; i < p->n_counted; i++)
@@ -405,16 +411,16 @@ static bool counted_has(const struct patron_profile *p, uint64_t entry)
 static void counted_add(struct patron_profile *p, uint64_t entry)
 {
     if (p->n_counted == PATRON_PROFILE_COUNTED_MAX) {
-        int32_t oldest = counted_month(p->counted[0]);
+        int32_t oldest = profile_counted_month(p->counted[0]);
         size_t drop = 0;
-        while (drop < p->n_counted && counted_month(p->counted[drop]) == oldest)
+        while (drop < p->n_counted && profile_counted_month(p->counted[drop]) == oldest)
             drop++;
         memmove(&p->counted[0], &p->counted[drop], (p->n_counted - drop) * sizeof(p->counted[0]));
         p->n_counted -= drop;
         memset(&p->counted[p->n_counted], 0, drop * sizeof(p->counted[0]));
         if (oldest > p->counted_floor_month)
             p->counted_floor_month = oldest;
-        if (counted_month(entry) <= p->counted_floor_month)
+        if (profile_counted_month(entry) <= p->counted_floor_month)
             return; /* its own month was the oldest: refused next time it comes */
     }
     size_t lo = 0, hi = p->n_counted;
@@ -465,7 +471,7 @@ static void ring_add(struct patron_profile *p, uint64_t id_hash, int64_t t, int6
     p->n_event_ids = n + 1;
 }
 
-static bool ring_has(const struct patron_profile *p, uint64_t id_hash)
+bool profile_ring_has(const struct patron_profile *p, uint64_t id_hash)
 {
     for (size_t i = 0; i < p->n_event_ids && i < PATRON_PROFILE_EVENT_IDS_MAX; i++)
         if (p->event_ids[i] == id_hash)
@@ -473,19 +479,16 @@ static bool ring_has(const struct patron_profile *p, uint64_t id_hash)
     return false;
 }
 
-static void remember(struct patron_profile *p, const Patron__V1__Event *ev, int32_t partition,
-                     int64_t offset, const struct patron_profile_config *cfg)
+void profile_remember(struct patron_profile *p, const Patron__V1__Event *ev, int32_t partition,
+                      int64_t offset, const struct patron_profile_config *cfg)
 {
     size_t len = strlen(ev->event_id);
-    if (counts(ev))
+    if (profile_counts(ev))
         counted_add(p, patron_counted_entry(ev->event_id, len, ev->occurred_at_ms));
     else
         ring_add(p, patron_hash64(ev->event_id, len), ev->occurred_at_ms, cfg->dedupe_window_ms);
-    if (offset >= 0) {
-        p->has_source = true;
-        p->source_partition = partition;
-        p->source_offset = offset;
-    }
+    if (offset >= 0)
+        profile_mark_set(p, partition, offset);
 }
 
 /* The consent slot of a channel, or -1. */
@@ -503,15 +506,21 @@ static int consent_slot(Patron__V1__Channel ch)
     }
 }
 
-static bool *consent_of(struct patron_profile *p, int slot)
+bool *profile_consent_of(struct patron_profile *p, int slot)
 {
     return slot == 0 ? &p->consent_sms : slot == 1 ? &p->consent_push : &p->consent_email;
+}
+
+static bool consent_value(const struct patron_profile *p, int slot)
+{
+    return slot == 0 ? p->consent_sms : slot == 1 ? p->consent_push : p->consent_email;
 }
 
 /* Last writer wins, by event time: a consent older than the channel's, or
  * as old and changing nothing, is stale. At the same time a revocation
  * beats a grant, so that the order Kafka delivers them in never matters. */
-static bool consent_stale(struct patron_profile *p, const Patron__V1__ConsentChange *cc, int64_t t)
+static bool consent_stale(const struct patron_profile *p, const Patron__V1__ConsentChange *cc,
+                          int64_t t)
 {
     int slot = consent_slot(cc->channel);
     if (slot < 0)
@@ -520,7 +529,7 @@ static bool consent_stale(struct patron_profile *p, const Patron__V1__ConsentCha
     bool granted = cc->granted != 0;
     if (t < at)
         return true;
-    return t == at && at != 0 && (granted || !*consent_of(p, slot));
+    return t == at && at != 0 && (granted || !consent_value(p, slot));
 }
 
 /* Whether a CustomerUpdate would change any field it sets. */
@@ -540,8 +549,8 @@ static bool customer_changes(const struct patron_profile *p, const Patron__V1__C
 
 /* Whether an event that passed the replay check is a resend, or too old
  * to change anything; fills *out's result when it is. */
-static bool dedupe(struct patron_profile *p, const Patron__V1__Event *ev,
-                   const struct patron_profile_config *cfg, struct patron_apply_outcome *out)
+bool profile_dedupe(const struct patron_profile *p, const Patron__V1__Event *ev,
+                    const struct patron_profile_config *cfg, struct patron_apply_outcome *out)
 {
     int64_t t = ev->occurred_at_ms;
     size_t len = strlen(ev->event_id);
@@ -550,19 +559,19 @@ static bool dedupe(struct patron_profile *p, const Patron__V1__Event *ev,
         out->result = PATRON_APPLY_STALE;
         return true;
     }
-    if (counts(ev)) {
+    if (profile_counts(ev)) {
         uint64_t entry = patron_counted_entry(ev->event_id, len, t);
-        if (counted_has(p, entry)) {
+        if (profile_counted_has(p, entry)) {
             out->result = PATRON_APPLY_DUPLICATE;
             return true;
         }
-        if (p->counted_floor_month && counted_month(entry) <= p->counted_floor_month) {
+        if (p->counted_floor_month && profile_counted_month(entry) <= p->counted_floor_month) {
             out->result = PATRON_APPLY_REFUSED;
             return true;
         }
         return false;
     }
-    if (ring_has(p, patron_hash64(ev->event_id, len))) {
+    if (profile_ring_has(p, patron_hash64(ev->event_id, len))) {
         out->result = PATRON_APPLY_DUPLICATE;
         return true;
     }
@@ -601,7 +610,7 @@ static void apply_purchase(struct patron_profile *p, const Patron__V1__Purchase 
     for (size_t i = 0; i < pu->n_items; i++) {
         const Patron__V1__LineItem *li = pu->items[i];
         bought_push(p, li->item_id);
-        category_add(p, li->category, cfg->weight_purchase, t, cfg);
+        profile_category_add(p, li->category, cfg->weight_purchase, t, cfg);
     }
     cart_clear(p);
     p->cart_updated_ms = max64(p->cart_updated_ms, t);
@@ -634,13 +643,13 @@ static void apply_consent(struct patron_profile *p, const Patron__V1__ConsentCha
     int slot = consent_slot(cc->channel);
     if (slot < 0)
         return; /* rejected by patron_event_check */
-    *consent_of(p, slot) = cc->granted != 0;
+    *profile_consent_of(p, slot) = cc->granted != 0;
     p->consent_ms[slot] = t;
 }
 
-static void evaluate(const struct patron_profile *p, int64_t now_ms,
-                     const struct patron_profile_config *cfg, enum patron_tier *tier,
-                     enum patron_segment *segment)
+void profile_evaluate(const struct patron_profile *p, int64_t now_ms,
+                      const struct patron_profile_config *cfg, enum patron_tier *tier,
+                      enum patron_segment *segment)
 {
     struct patron_rfm rfm = patron_rfm_score(p, now_ms, cfg);
     *tier = patron_tier_of(p, cfg);
@@ -652,42 +661,69 @@ int patron_profile_apply(struct patron_profile *p, const Patron__V1__Event *ev, 
                          struct patron_apply_outcome *out)
 {
     const char *why;
-    if (patron_event_check(ev, &why) < 0)
+    if (patron_event_check(ev, &why) < 0 || ev->kind_case == PATRON__V1__EVENT__KIND_IDENTIFY)
         return PATRON_EINVAL;
-    if (strncmp(ev->customer_id, p->customer_id, PATRON_ID_MAX + 1) != 0)
-        return PATRON_EINVAL;
+    if (!patron_profile_is_visitor(p)) {
+        if (strncmp(ev->customer_id, p->customer_id, PATRON_ID_MAX + 1) != 0)
+            return PATRON_EINVAL;
+    } else if (ev->customer_id[0] != '\0' || p->merged_into[0] != '\0' ||
+               strncmp(ev->anonymous_id, p->anonymous_id, PATRON_ID_MAX + 1) != 0) {
+        return PATRON_EINVAL; /* not its event, or frozen: its events are its customer's */
+    }
+    profile_apply_checked(p, ev, partition, offset, cfg, out);
+    out->visitor = patron_profile_is_visitor(p);
+    return 0;
+}
 
-    int64_t t = ev->occurred_at_ms;
+void profile_outcome_init(const struct patron_profile *p, const Patron__V1__Event *ev,
+                          const struct patron_profile_config *cfg, struct patron_apply_outcome *out)
+{
     memset(out, 0, sizeof(*out));
     out->value_cents = patron_event_value_cents(ev);
     out->erased = ev->kind_case == PATRON__V1__EVENT__KIND_ERASURE;
-    evaluate(p, t, cfg, &out->tier_before, &out->segment_before);
+    profile_evaluate(p, ev->occurred_at_ms, cfg, &out->tier_before, &out->segment_before);
     out->tier_after = out->tier_before;
     out->segment_after = out->segment_before;
+}
 
-    if (offset >= 0 && p->has_source && partition == p->source_partition &&
-        offset <= p->source_offset) {
+void profile_apply_checked(struct patron_profile *p, const Patron__V1__Event *ev, int32_t partition,
+                           int64_t offset, const struct patron_profile_config *cfg,
+                           struct patron_apply_outcome *out)
+{
+    profile_outcome_init(p, ev, cfg, out);
+    if (offset >= 0 && offset <= profile_mark_get(p, partition)) {
         out->result = PATRON_APPLY_REPLAYED;
-        return 0;
+        return;
     }
-    if (dedupe(p, ev, cfg, out))
-        return 0;
+    if (profile_dedupe(p, ev, cfg, out))
+        return;
+    profile_apply_new(p, ev, partition, offset, cfg, out);
+}
 
+void profile_apply_new(struct patron_profile *p, const Patron__V1__Event *ev, int32_t partition,
+                       int64_t offset, const struct patron_profile_config *cfg,
+                       struct patron_apply_outcome *out)
+{
+    int64_t t = ev->occurred_at_ms;
     out->result = PATRON_APPLY_APPLIED;
     p->erased = false; /* a tombstone holds nothing: it starts afresh */
     p->first_seen_ms = min_set(p->first_seen_ms, t);
     p->last_seen_ms = max64(p->last_seen_ms, t);
     p->last_event_ms = max64(p->last_event_ms, t);
-    months_prune(p);
+    profile_months_prune(p);
 
     switch (ev->kind_case) {
     case PATRON__V1__EVENT__KIND_VIEW:
         recent_push(p->viewed, &p->n_viewed, PATRON_PROFILE_VIEWED_MAX, ev->view->item_id);
-        category_add(p, ev->view->category, cfg->weight_view, t, cfg);
+        profile_category_add(p, ev->view->category, cfg->weight_view, t, cfg);
         break;
     case PATRON__V1__EVENT__KIND_CART_ADD:
-        cart_add(p, ev->cart_add->item);
-        category_add(p, ev->cart_add->item->category, cfg->weight_cart_add, t, cfg);
+        /* A purchase after it in event time cleared the cart it was in: one
+         * that arrived first (a merged visitor's events come from another
+         * partition, at their own pace) does not bring it back. */
+        if (t >= p->last_purchase_ms)
+            cart_add(p, ev->cart_add->item);
+        profile_category_add(p, ev->cart_add->item->category, cfg->weight_cart_add, t, cfg);
         p->cart_updated_ms = max64(p->cart_updated_ms, t);
         break;
     case PATRON__V1__EVENT__KIND_CART_REMOVE:
@@ -711,13 +747,12 @@ int patron_profile_apply(struct patron_profile *p, const Patron__V1__Event *ev, 
         apply_consent(p, ev->consent, t);
         break;
     case PATRON__V1__EVENT__KIND_ERASURE:
-        tombstone(p, t);
+        profile_tombstone(p, t);
         break;
     default:
         break; /* rejected by patron_event_check */
     }
 
-    remember(p, ev, partition, offset, cfg);
-    evaluate(p, t, cfg, &out->tier_after, &out->segment_after);
-    return 0;
+    profile_remember(p, ev, partition, offset, cfg);
+    profile_evaluate(p, t, cfg, &out->tier_after, &out->segment_after);
 }

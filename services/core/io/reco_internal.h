@@ -130,6 +130,10 @@ struct request {
 
     /* customers */
     struct patron_profile *profile; /* NULL: unknown */
+    /* a visitor's request (patron_reco_fetch_visitor): the customer it was
+     * merged into, "" while it is a visitor */
+    bool visitor;
+    char customer_id[PATRON_ID_MAX + 1];
     struct patron_reco_seed seeds[PATRON_RECO_SEEDS_MAX];
     size_t n_seeds;
     /* similar items: the item's own list, read for this request only */

@@ -85,6 +85,7 @@ static void answer(struct request *rq, const struct patron_reco_result *res)
     if (f->m_rounds[0] && !rq->err && rq->rounds > 0)
         patron_counter_inc(f->m_rounds[(rq->rounds < 3 ? rq->rounds : 3) - 1]);
     struct patron_reco_answer a = {.err = rq->err, .known = rq->profile != NULL};
+    memcpy(a.customer_id, rq->customer_id, sizeof(a.customer_id));
     if (res && !rq->err) {
         a.strategy = res->strategy;
         a.n = res->n;
@@ -307,6 +308,30 @@ static void phase_done(struct request *rq)
     }
 }
 
+static void on_profile(void *ud, redisReply *reply);
+
+/* A visitor's key held an alias: its customer's profile is read next, in
+ * the same phase (the request waits one more round trip). */
+static void read_customer_of(struct request *rq, const char *customer_id)
+{
+    char key[PATRON_KEY_MAX];
+    size_t len = strnlen(customer_id, PATRON_ID_MAX);
+    int klen = patron_key_customer(key, sizeof(key), customer_id, len);
+    if (klen < 0) {
+        reco_request_fail(rq, PATRON_EINVAL);
+        return;
+    }
+    memcpy(rq->customer_id, customer_id, len);
+    rq->customer_id[len] = '\0';
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, (size_t)klen};
+    if (patron_kv_commandv(rq->f->redis, on_profile, rq, 2, argv, lens)) {
+        reco_request_fail(rq, PATRON_EIO);
+        return;
+    }
+    rq->pending++;
+}
+
 static void on_profile(void *ud, redisReply *reply)
 {
     struct request *rq = ud;
@@ -323,6 +348,9 @@ static void on_profile(void *ud, redisReply *reply)
             free(p);
         } else if (p->erased) {
             free(p); /* a tombstone: an unknown customer */
+        } else if (rq->visitor && !rq->customer_id[0] && p->merged_into[0]) {
+            read_customer_of(rq, p->merged_into); /* identified: its customer's history */
+            free(p);
         } else {
             rq->profile = p;
             rq->n_seeds = patron_reco_seeds(p, &f->cfg, rq->seeds, PATRON_RECO_SEEDS_MAX);
@@ -358,18 +386,22 @@ static struct request *request_new(struct patron_reco_fetcher *f, enum request_k
     return rq;
 }
 
-int patron_reco_fetch_customer(struct patron_reco_fetcher *f, const char *customer_id,
-                               size_t id_len, const char *category, size_t limit, int64_t now_ms,
-                               patron_reco_done_fn cb, void *ud)
+/* A customer's request, or a visitor's: GET the profile (the visitor's key
+ * first, then, once identified, its customer's), then the common plan. */
+static int fetch_profile(struct patron_reco_fetcher *f, bool visitor, const char *id, size_t id_len,
+                         const char *category, size_t limit, int64_t now_ms, patron_reco_done_fn cb,
+                         void *ud)
 {
-    if (!f || !cb || !customer_id || !text_ok(customer_id, id_len) || limit < 1 ||
-        limit > PATRON_RECO_LIMIT_MAX || (category && !text_ok(category, strlen(category))))
+    if (!f || !cb || !id || !text_ok(id, id_len) || limit < 1 || limit > PATRON_RECO_LIMIT_MAX ||
+        (category && !text_ok(category, strlen(category))))
         return PATRON_EINVAL;
     char key[PATRON_KEY_MAX];
-    int klen = patron_key_customer(key, sizeof(key), customer_id, id_len);
+    int klen = visitor ? patron_key_visitor(key, sizeof(key), id, id_len)
+                       : patron_key_customer(key, sizeof(key), id, id_len);
     if (klen < 0)
         return PATRON_EINVAL;
-    struct request *rq = request_new(f, REQ_CUSTOMER, customer_id, id_len, limit, cb, ud);
+    struct request *rq = request_new(f, REQ_CUSTOMER, id, id_len, limit, cb, ud);
+    rq->visitor = visitor;
     rq->now_ms = now_ms;
     if (category) {
         snprintf(rq->category, sizeof(rq->category), "%s", category);
@@ -386,6 +418,20 @@ int patron_reco_fetch_customer(struct patron_reco_fetcher *f, const char *custom
     rq->pending = 1;
     reco_round_sent(rq);
     return 0;
+}
+
+int patron_reco_fetch_customer(struct patron_reco_fetcher *f, const char *customer_id,
+                               size_t id_len, const char *category, size_t limit, int64_t now_ms,
+                               patron_reco_done_fn cb, void *ud)
+{
+    return fetch_profile(f, false, customer_id, id_len, category, limit, now_ms, cb, ud);
+}
+
+int patron_reco_fetch_visitor(struct patron_reco_fetcher *f, const char *anonymous_id,
+                              size_t id_len, const char *category, size_t limit, int64_t now_ms,
+                              patron_reco_done_fn cb, void *ud)
+{
+    return fetch_profile(f, true, anonymous_id, id_len, category, limit, now_ms, cb, ud);
 }
 
 /* The similar list goes to the request too: it is longer than what the cache

@@ -3,9 +3,12 @@
  * customer, so that the demo's campaigns have someone to message: a time
  * zone and locale from the CSV's Country (a table; anything else is UTC and
  * no locale), a birthday, and consent per channel (email 80%, push 60%, SMS
- * 40% granted). Birthday and consent are functions of the customer id alone
- * (FNV-1a 64, mixed per purpose with replay_mix64), not of --seed: the same
- * customer always gets the same answers. data/README.md "Derived profiles".
+ * 40% granted); and whether it first came as an anonymous visitor (25%:
+ * half of them log in at checkout, half check out as a guest and are
+ * identified right after), under which anonymous id. All are functions of
+ * the customer id alone (FNV-1a 64, mixed per purpose with replay_mix64),
+ * not of --seed: the same customer always gets the same answers.
+ * data/README.md "Derived profiles" and "Derived identity".
  * Header-only and pure, like parse.h and rng.h; tests/unit/test_replay_derive.c
  * pins it.
  */
@@ -80,6 +83,9 @@ enum replay_derive_purpose {
     REPLAY_DERIVE_SMS = 2, /* = patron.v1.Channel + 1 */
     REPLAY_DERIVE_PUSH = 3,
     REPLAY_DERIVE_EMAIL = 4,
+    REPLAY_DERIVE_VISITOR = 5,
+    REPLAY_DERIVE_GUEST = 6,
+    REPLAY_DERIVE_ANONYMOUS_ID = 7,
 };
 
 static inline uint64_t replay_customer_draw(const char *id, size_t len,
@@ -132,6 +138,35 @@ static inline bool replay_consent(const char *id, size_t len, int channel)
         return false;
     uint64_t d = replay_customer_draw(id, len, (enum replay_derive_purpose)(channel + 1));
     return d % 100 < replay_consent_percent(channel);
+}
+
+/* Percent of customers whose first purchase follows an anonymous visit. */
+#define REPLAY_VISITOR_PERCENT 25
+
+enum replay_visitor {
+    REPLAY_NOT_A_VISITOR, /* known from its first event */
+    REPLAY_VISITOR_LOGIN, /* browsed anonymously, logged in at its first checkout */
+    REPLAY_VISITOR_GUEST, /* browsed and bought as a guest, identified right after */
+};
+
+static inline enum replay_visitor replay_visitor_of(const char *id, size_t len)
+{
+    if (replay_customer_draw(id, len, REPLAY_DERIVE_VISITOR) % 100 >= REPLAY_VISITOR_PERCENT)
+        return REPLAY_NOT_A_VISITOR;
+    return replay_customer_draw(id, len, REPLAY_DERIVE_GUEST) % 2 ? REPLAY_VISITOR_GUEST
+                                                                  : REPLAY_VISITOR_LOGIN;
+}
+
+/* The visitor's anonymous id: "anon-" and 16 hex digits of the customer's
+ * hash (a cookie says nothing of whom it belongs to). out holds 22 bytes. */
+static inline void replay_anonymous_id(const char *id, size_t len, char out[22])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t h = replay_customer_draw(id, len, REPLAY_DERIVE_ANONYMOUS_ID);
+    memcpy(out, "anon-", 5);
+    for (int i = 0; i < 16; i++)
+        out[5 + i] = hex[(h >> (60 - 4 * i)) & 15];
+    out[21] = '\0';
 }
 
 #endif

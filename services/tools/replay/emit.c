@@ -182,18 +182,34 @@ static void pace_and_report(struct replay_emitter *e)
     }
 }
 
-int replay_emit(struct replay_emitter *e, const char *key, size_t key_len, const uint8_t *buf,
-                size_t len)
+/* Counts a key the first time it is seen: a customer's, or a visitor's
+ * (kept apart by a first byte, so that equal ids of both do not meet). */
+static void count_key(struct replay_emitter *e, const char *key, size_t key_len, bool visitor)
+{
+    char *k = patron_malloc(key_len + 2);
+    k[0] = visitor ? 'v' : 'c';
+    memcpy(k + 1, key, key_len);
+    k[key_len + 1] = '\0';
+    if (patron_strmap_get(&e->customers_seen, k, key_len + 1)) {
+        free(k);
+        return;
+    }
+    (void)patron_strmap_put(&e->customers_seen, k, key_len + 1, k);
+    if (visitor)
+        e->visitors++;
+    else
+        e->customers++;
+}
+
+static int emit(struct replay_emitter *e, const char *key, size_t key_len, const uint8_t *buf,
+                size_t len, bool visitor)
 {
     int rc = replay_sink_put(e->sink, key, key_len, buf, len);
     if (rc < 0)
         return rc;
     e->events++;
-    if (e->count_customers && !patron_strmap_get(&e->customers_seen, key, key_len)) {
-        char *k = patron_strndup(key, key_len);
-        (void)patron_strmap_put(&e->customers_seen, k, key_len, k);
-        e->customers++;
-    }
+    if (e->count_customers)
+        count_key(e, key, key_len, visitor);
     if (e->opt->garbage) {
         e->last = patron_realloc(e->last, len);
         memcpy(e->last, buf, len);
@@ -232,6 +248,18 @@ int replay_emit(struct replay_emitter *e, const char *key, size_t key_len, const
     return 0;
 }
 
+int replay_emit(struct replay_emitter *e, const char *key, size_t key_len, const uint8_t *buf,
+                size_t len)
+{
+    return emit(e, key, key_len, buf, len, false);
+}
+
+int replay_emit_visitor(struct replay_emitter *e, const char *key, size_t key_len,
+                        const uint8_t *buf, size_t len)
+{
+    return emit(e, key, key_len, buf, len, true);
+}
+
 int replay_emitter_finish(struct replay_emitter *e)
 {
     int rc = send_due_resends(e, true);
@@ -258,7 +286,11 @@ void replay_emitter_summary(const struct replay_emitter *e, FILE *out)
 {
     fprintf(out,
             "{\"events\":%" PRIu64 ",\"resent\":%" PRIu64 ",\"garbage\":%" PRIu64
-            ",\"customers\":%" PRIu64 "}\n",
+            ",\"customers\":%" PRIu64,
             e->events, e->resent, e->garbage, e->customers);
+    if (e->visitors || e->identifies)
+        fprintf(out, ",\"visitors\":%" PRIu64 ",\"identifies\":%" PRIu64, e->visitors,
+                e->identifies);
+    fputs("}\n", out);
     fflush(out);
 }

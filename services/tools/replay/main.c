@@ -23,7 +23,7 @@ static const char usage[] =
     "  patron-replay synthetic (--brokers B --topic T | --out FILE) [--events N]\n"
     "      [--customers 1000000] [--regulars 10000] [--items 100000] [--zipf 1.0]\n"
     "      [--step-ms 10] [--seed S] [--resend-percent P] [--garbage N] [--rate R]\n"
-    "      [--progress] [--partitions-hint]\n"
+    "      [--progress] [--partitions-hint] [--anonymous-percent 0] [--visitors 1000000]\n"
     "  patron-replay file --in FILE --brokers B --topic T [--rate R] [--progress]\n"
     "common: -X key=value passes a librdkafka property (repeatable);\n"
     "        --flush-timeout-ms MS (default 300000).\n"
@@ -62,6 +62,8 @@ enum opt_id {
     OPT_FROM,
     OPT_RESEND_DELAY,
     OPT_CATALOG,
+    OPT_ANONYMOUS,
+    OPT_VISITORS,
     OPT_HELP,
 };
 
@@ -101,6 +103,8 @@ static const struct opt_rule rules[] = {
     {{"from", required_argument, NULL, OPT_FROM}, REPLAY_ONLINE_RETAIL, 0, 0},
     {{"resend-delay-max", required_argument, NULL, OPT_RESEND_DELAY}, GENERATORS, 0, 1000000000},
     {{"catalog-topic", required_argument, NULL, OPT_CATALOG}, REPLAY_ONLINE_RETAIL, 0, 0},
+    {{"anonymous-percent", required_argument, NULL, OPT_ANONYMOUS}, REPLAY_SYNTHETIC, 0, 100},
+    {{"visitors", required_argument, NULL, OPT_VISITORS}, REPLAY_SYNTHETIC, 1, 100000000},
     {{"help", no_argument, NULL, OPT_HELP}, ALL_MODES, 0, 0},
 };
 
@@ -194,6 +198,7 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
         .items = 100000,
         .step_ms = 10,
         .zipf_s = 1.0,
+        .visitors = 1000000,
     };
     if (argc < 2) {
         fputs(usage, stderr);
@@ -303,6 +308,12 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
         case OPT_CATALOG:
             o->catalog_topic = optarg;
             break;
+        case OPT_ANONYMOUS:
+            ok = set_number(r, optarg, &o->anonymous_percent);
+            break;
+        case OPT_VISITORS:
+            ok = set_number(r, optarg, &o->visitors);
+            break;
         case OPT_UNTIL:
             ok = replay_london_date_ms(optarg, strlen(optarg), &o->until_ms) == 0;
             if (!ok)
@@ -332,8 +343,8 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
         fprintf(stderr, "patron-replay: file needs --in\n");
         return -1;
     }
-    if (o->regulars > o->customers) {
-        fprintf(stderr, "patron-replay: --regulars must not exceed --customers\n");
+    if (o->regulars > o->customers || o->regulars > o->visitors) {
+        fprintf(stderr, "patron-replay: --regulars must not exceed --customers or --visitors\n");
         return -1;
     }
     bool to_kafka = !o->out_path && !o->partitions_hint;

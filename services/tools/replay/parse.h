@@ -306,25 +306,26 @@ static inline size_t replay_varint(const uint8_t *p, size_t len, uint64_t *v)
 
 /* Field numbers of patron.v1.Event's oneof kind (event.proto). */
 #define REPLAY_EVENT_KIND_FIRST 10
-#define REPLAY_EVENT_KIND_LAST 18
+#define REPLAY_EVENT_KIND_LAST 19
 
 /*
  * The Kafka key of an encoded patron.v1.Event: its customer_id (field 2),
- * found by walking the top-level fields without decoding the rest, so that
+ * or a visitor's anonymous_id (field 4) when it has no customer_id, found
+ * by walking the top-level fields without decoding the rest, so that
  * `patron-replay file` keys a stored event as its producer did, at the cost
  * of a few bytes read. `*id` points into `buf`. Returns 0 only when every
  * top-level field is well-formed up to the end and the event has a non-empty
- * customer_id of at most PATRON_ID_MAX bytes (the last one, as protobuf
- * reads it) and a kind (one of fields 10..18, length-delimited); otherwise
- * PATRON_EINVAL (not a message: bad tag, wire type or length) or
+ * key of at most PATRON_ID_MAX bytes (the last one of its field, as
+ * protobuf reads it) and a kind (one of fields 10..19, length-delimited);
+ * otherwise PATRON_EINVAL (not a message: bad tag, wire type or length) or
  * PATRON_ENOTFOUND (a message, but not a keyable event: garbage to the DLQ).
  */
 PATRON_MUST_USE static inline int replay_event_key(const uint8_t *buf, size_t len, const char **id,
                                                    size_t *id_len)
 {
     size_t i = 0;
-    const uint8_t *cid = NULL;
-    uint64_t cid_len = 0;
+    const uint8_t *cid = NULL, *aid = NULL;
+    uint64_t cid_len = 0, aid_len = 0;
     bool kind = false;
     while (i < len) {
         uint64_t key, v;
@@ -358,6 +359,9 @@ PATRON_MUST_USE static inline int replay_event_key(const uint8_t *buf, size_t le
             if (field == 2) {
                 cid = buf + i;
                 cid_len = v;
+            } else if (field == 4) {
+                aid = buf + i;
+                aid_len = v;
             }
             kind |= field >= REPLAY_EVENT_KIND_FIRST && field <= REPLAY_EVENT_KIND_LAST;
             i += (size_t)v;
@@ -365,6 +369,10 @@ PATRON_MUST_USE static inline int replay_event_key(const uint8_t *buf, size_t le
         default:
             return PATRON_EINVAL;
         }
+    }
+    if (!cid || cid_len == 0) { /* a visitor's event: keyed by its anonymous id */
+        cid = aid;
+        cid_len = aid_len;
     }
     if (!kind || !cid || cid_len == 0 || cid_len > PATRON_ID_MAX)
         return PATRON_ENOTFOUND;

@@ -70,6 +70,7 @@ struct replay_options {
     const char *in_path;
     /* synthetic */
     uint64_t events, customers, regulars, items, step_ms;
+    uint64_t anonymous_percent, visitors; /* --anonymous-percent of events are visitors' */
     double zipf_s;
     bool partitions_hint;
 };
@@ -126,6 +127,9 @@ struct replay_emitter {
     bool count_customers;                /* else the caller sets `customers` */
     struct patron_strmap customers_seen; /* keys owned (strdup) */
     uint64_t customers;
+    /* Set by the caller when it makes visitors' events (the summary says
+     * so then): distinct visitors, and Identify events. */
+    uint64_t visitors, identifies;
     uint8_t *last; /* the last event's bytes, truncated into garbage */
     size_t last_len;
     int64_t start_ms; /* monotonic, for --rate and --progress */
@@ -138,10 +142,15 @@ void replay_emitter_init(struct replay_emitter *e, struct replay_sink *sink,
  * due after it. */
 int replay_emit(struct replay_emitter *e, const char *key, size_t key_len, const uint8_t *buf,
                 size_t len) PATRON_MUST_USE;
+/* The same for a visitor's event (keyed by its anonymous id): counted among
+ * the visitors, not the customers. */
+int replay_emit_visitor(struct replay_emitter *e, const char *key, size_t key_len,
+                        const uint8_t *buf, size_t len) PATRON_MUST_USE;
 /* Sends the resends still waiting and the garbage not placed yet. */
 int replay_emitter_finish(struct replay_emitter *e) PATRON_MUST_USE;
 void replay_emitter_free(struct replay_emitter *e);
-/* The final line: {"events":E,"resent":R,"garbage":G,"customers":C}. */
+/* The final line: {"events":E,"resent":R,"garbage":G,"customers":C}, with
+ * "visitors":V,"identifies":I when visitors were made. */
 void replay_emitter_summary(const struct replay_emitter *e, FILE *out);
 
 /* The modes; each returns a process exit code after printing its summary. */

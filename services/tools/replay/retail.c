@@ -100,6 +100,7 @@ struct retail {
     struct run run;
     struct patron_strmap runs_of;  /* invoice -> struct invoice_runs (owned, holds the key) */
     struct patron_strmap profiled; /* --derive-profile: customers done; key = value, owned */
+    struct patron_strmap bought;   /* --derive-profile: customers past their first purchase */
     struct replay_rng derive_rng;
     struct patron_strmap catalogued; /* --catalog-topic: items sent; key = value, owned */
     bool catalog_pass;               /* the first of two passes: the catalog only */
@@ -235,7 +236,12 @@ static int emit_now(struct retail *r, const Patron__V1__Event *ev)
                 REPLAY_MESSAGE_MAX);
         return PATRON_ETOOBIG;
     }
-    int rc = replay_emit(r->em, ev->customer_id, strlen(ev->customer_id), buf, len);
+    /* keyed by the customer, or by the visitor's anonymous id */
+    int rc = ev->customer_id[0]
+                 ? replay_emit(r->em, ev->customer_id, strlen(ev->customer_id), buf, len)
+                 : replay_emit_visitor(r->em, ev->anonymous_id, strlen(ev->anonymous_id), buf, len);
+    if (rc == 0 && ev->kind_case == PATRON__V1__EVENT__KIND_IDENTIFY)
+        r->em->identifies++;
     if (rc == 0 && ev->occurred_at_ms > r->last_ms)
         r->last_ms = ev->occurred_at_ms;
     return rc;
@@ -255,8 +261,10 @@ static int derived_cmp(const void *a, const void *b)
 }
 
 /* data/README.md "Derived browsing": a view and a cart add per line, 1-30
- * minutes before the purchase, never earlier than what was produced last. */
-static int emit_derived(struct retail *r, const char *suffix, Patron__V1__LineItem *const *items)
+ * minutes before the purchase, never earlier than what was produced last;
+ * a visitor's (anonymous_id, no customer_id) when anon is not NULL. */
+static int emit_derived(struct retail *r, const char *suffix, Patron__V1__LineItem *const *items,
+                        const char *anon)
 {
     struct run *run = &r->run;
     struct derived *d = patron_malloc(2 * run->n_lines * sizeof(*d));
@@ -280,7 +288,8 @@ static int emit_derived(struct retail *r, const char *suffix, Patron__V1__LineIt
         Patron__V1__ProductView view = PATRON__V1__PRODUCT_VIEW__INIT;
         Patron__V1__CartAdd add = PATRON__V1__CART_ADD__INIT;
         ev.event_id = id;
-        ev.customer_id = run->customer;
+        ev.customer_id = anon ? "" : run->customer;
+        ev.anonymous_id = anon ? (char *)anon : "";
         ev.occurred_at_ms = d[k].ms > r->last_ms ? d[k].ms : r->last_ms;
         if (cart) {
             add.item = items[j];
@@ -466,6 +475,38 @@ static int emit_profile(struct retail *r)
     return rc;
 }
 
+/* data/README.md "Derived identity": the visitor the customer was before
+ * its first purchase (NOT_A_VISITOR for any other run), its anonymous id
+ * in anon. */
+static enum replay_visitor first_visit(struct retail *r, char anon[22])
+{
+    struct run *run = &r->run;
+    size_t clen = strlen(run->customer);
+    if (!r->o->derive_profile || run->refund || patron_strmap_get(&r->bought, run->customer, clen))
+        return REPLAY_NOT_A_VISITOR;
+    char *key = patron_strndup(run->customer, clen);
+    (void)patron_strmap_put(&r->bought, key, clen, key);
+    replay_anonymous_id(run->customer, clen, anon);
+    return replay_visitor_of(run->customer, clen);
+}
+
+/* The login: customer and visitor are the same person. */
+static int emit_identify(struct retail *r, const char *anon)
+{
+    struct run *run = &r->run;
+    char id[PATRON_ID_MAX + 1];
+    derived_profile_id(id, "identify", run->customer);
+    Patron__V1__Event ev = PATRON__V1__EVENT__INIT;
+    Patron__V1__Identify identify = PATRON__V1__IDENTIFY__INIT;
+    identify.anonymous_id = (char *)anon;
+    ev.event_id = id;
+    ev.customer_id = run->customer;
+    ev.occurred_at_ms = run->ms > r->last_ms ? run->ms : r->last_ms;
+    ev.kind_case = PATRON__V1__EVENT__KIND_IDENTIFY;
+    ev.identify = &identify;
+    return emit_event(r, &ev);
+}
+
 /* The open run becomes its event (and, with --derive-browse, what led to it). */
 static int close_run(struct retail *r)
 {
@@ -533,12 +574,22 @@ static int close_run(struct retail *r)
     }
 
     int rc = 0;
+    char anon[22];
+    enum replay_visitor visitor = first_visit(r, anon);
     if (r->o->derive_profile)
         rc = emit_profile(r);
     if (rc == 0 && !run->refund && r->o->derive_browse)
-        rc = emit_derived(r, suffix, items);
+        rc = emit_derived(r, suffix, items, visitor ? anon : NULL);
+    if (rc == 0 && visitor == REPLAY_VISITOR_LOGIN)
+        rc = emit_identify(r, anon);
+    if (visitor == REPLAY_VISITOR_GUEST) {
+        ev.customer_id = "";
+        ev.anonymous_id = anon;
+    }
     if (rc == 0)
         rc = emit_event(r, &ev);
+    if (rc == 0 && visitor == REPLAY_VISITOR_GUEST)
+        rc = emit_identify(r, anon);
     if (rc == 0 && !run->refund && r->o->derive_browse)
         schedule_abandoned(r, suffix, items);
     if (rc == 0)
@@ -754,6 +805,7 @@ int replay_online_retail(const struct replay_options *o)
     replay_rng_init(&r.derive_rng, o->seed, RNG_STREAM_DERIVE);
     patron_strmap_init(&r.runs_of);
     patron_strmap_init(&r.profiled);
+    patron_strmap_init(&r.bought);
     patron_strmap_init(&r.catalogued);
     r.rd.chunk = patron_malloc(READ_CHUNK);
     r.rec = patron_malloc(CSV_RECORD_MAX + 1);
@@ -796,6 +848,9 @@ int replay_online_retail(const struct replay_options *o)
     for (size_t i = 0; i < r.profiled.cap; i++)
         free(r.profiled.slots[i].value);
     patron_strmap_free(&r.profiled);
+    for (size_t i = 0; i < r.bought.cap; i++)
+        free(r.bought.slots[i].value);
+    patron_strmap_free(&r.bought);
     for (size_t i = 0; i < r.catalogued.cap; i++)
         free(r.catalogued.slots[i].value);
     patron_strmap_free(&r.catalogued);

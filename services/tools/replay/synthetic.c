@@ -9,6 +9,15 @@
  * ("i<rank>", category "c<rank % 200>", a fixed price per item); event time
  * is start + seq * step_ms. Generation is allocation-free per event, so the
  * generator is not what a benchmark measures.
+ *
+ * Visitors (--anonymous-percent A): A% of events are anonymous, from
+ * visitor "v<k>" (half from the `regulars` first visitors, else uniform
+ * over `visitors`), keyed by that anonymous id, with no customer_id and
+ * the same mix of kinds (a purchase is a guest purchase). One visitor in
+ * three (k % 3 == 0) is a customer's device: a third of its events are an
+ * Identify of it by customer u<mix(k) % customers> (keyed by the customer)
+ * instead, so it is merged at its first and its later events are the
+ * customer's; the other visitors stay anonymous.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -69,9 +78,14 @@ static void pick_item(struct synth *s, struct item_ref *it)
     it->cents = 99 + (int64_t)(replay_mix64(rank) % 20000);
 }
 
-/* Event number `seq`: its bytes in s->buf, its key in `key`. */
-static size_t synth_event(struct synth *s, uint64_t seq, char *key, size_t *key_len,
-                          uint64_t *customer)
+/* What an event's key is. */
+enum who { WHO_CUSTOMER, WHO_VISITOR, WHO_IDENTIFY };
+
+/* Event number `seq`: its bytes in s->buf, its key in `key`; *who says whose
+ * (a customer's, a visitor's, or an Identify keyed by the customer), *id
+ * the customer's or visitor's number. */
+static size_t synth_event(struct synth *s, uint64_t seq, char *key, size_t *key_len, uint64_t *id,
+                          enum who *who)
 {
     const struct replay_options *o = s->o;
     struct replay_rng *rng = &s->rng;
@@ -86,17 +100,42 @@ static size_t synth_event(struct synth *s, uint64_t seq, char *key, size_t *key_
     Patron__V1__Purchase purchase = PATRON__V1__PURCHASE__INIT;
     Patron__V1__Review review = PATRON__V1__REVIEW__INIT;
     Patron__V1__ConsentChange consent = PATRON__V1__CONSENT_CHANGE__INIT;
+    Patron__V1__Identify identify = PATRON__V1__IDENTIFY__INIT;
+    char anonymous_id[32];
 
+    *who = WHO_CUSTOMER;
+    if (o->anonymous_percent && replay_rng_below(rng, 100) < o->anonymous_percent)
+        *who = WHO_VISITOR;
+    uint64_t population = *who == WHO_VISITOR ? o->visitors : o->customers;
     if (o->regulars && replay_rng_below(rng, 2) == 0)
-        *customer = replay_rng_below(rng, o->regulars);
+        *id = replay_rng_below(rng, o->regulars);
     else
-        *customer = replay_rng_below(rng, o->customers);
-    *key_len = put_u64(key, "u", *customer);
+        *id = replay_rng_below(rng, population);
     size_t n = put_u64(event_id, "sy", o->seed);
     put_u64(event_id + n, "-", seq);
     ev.event_id = event_id;
-    ev.customer_id = key;
     ev.occurred_at_ms = SYNTH_START_MS + (int64_t)(seq * o->step_ms);
+    if (*who == WHO_VISITOR && *id % 3 == 0 && replay_rng_below(rng, 3) == 0) {
+        /* the visitor logs in: its customer says so */
+        *who = WHO_IDENTIFY;
+        put_u64(anonymous_id, "v", *id);
+        *key_len = put_u64(key, "u", replay_mix64(*id) % o->customers);
+        ev.customer_id = key;
+        identify.anonymous_id = anonymous_id;
+        ev.kind_case = PATRON__V1__EVENT__KIND_IDENTIFY;
+        ev.identify = &identify;
+        if (patron__v1__event__get_packed_size(&ev) > sizeof(s->buf))
+            return 0;
+        return patron__v1__event__pack(&ev, s->buf);
+    }
+    if (*who == WHO_VISITOR) {
+        *key_len = put_u64(key, "v", *id);
+        ev.customer_id = "";
+        ev.anonymous_id = key;
+    } else {
+        *key_len = put_u64(key, "u", *id);
+        ev.customer_id = key;
+    }
 
     uint64_t dice = replay_rng_below(rng, 100);
     if (dice < 70) {
@@ -176,9 +215,10 @@ static int partitions_hint(struct synth *s)
     uint64_t bytes = 0;
     char key[32];
     size_t key_len;
-    uint64_t customer;
+    uint64_t id;
+    enum who who;
     for (uint64_t seq = 0; seq < o->events; seq++) {
-        size_t len = synth_event(s, seq, key, &key_len, &customer);
+        size_t len = synth_event(s, seq, key, &key_len, &id, &who);
         if (len == 0)
             return 1;
         bytes += len + key_len + KAFKA_RECORD_OVERHEAD;
@@ -213,18 +253,29 @@ int replay_synthetic(const struct replay_options *o)
         goto out_free_zipf;
     replay_emitter_init(&em, &sink, o, false);
     uint64_t *seen = patron_calloc((size_t)(o->customers / 64 + 1), sizeof(*seen));
+    uint64_t *seen_visitors =
+        o->anonymous_percent ? patron_calloc((size_t)(o->visitors / 64 + 1), sizeof(*seen)) : NULL;
 
     int rc = 0;
     char key[32];
     size_t key_len;
-    uint64_t customer;
+    uint64_t id;
+    enum who who;
     for (uint64_t seq = 0; seq < o->events && rc == 0; seq++) {
-        size_t len = synth_event(s, seq, key, &key_len, &customer);
+        size_t len = synth_event(s, seq, key, &key_len, &id, &who);
         if (len == 0) {
             rc = PATRON_ETOOBIG;
             break;
         }
-        bit_set(seen, customer, &em.customers);
+        if (who == WHO_CUSTOMER)
+            bit_set(seen, id, &em.customers);
+        else if (who == WHO_VISITOR)
+            bit_set(seen_visitors, id, &em.visitors);
+        else {
+            bit_set(seen, replay_mix64(id) % o->customers, &em.customers);
+            bit_set(seen_visitors, id, &em.visitors);
+            em.identifies++;
+        }
         rc = replay_emit(&em, key, key_len, s->buf, len);
     }
     if (rc == 0)
@@ -236,6 +287,7 @@ int replay_synthetic(const struct replay_options *o)
         replay_emitter_summary(&em, stdout);
         exit_code = 0;
     }
+    free(seen_visitors);
     free(seen);
     replay_emitter_free(&em);
 out_free_zipf:

@@ -83,6 +83,11 @@ struct patron_config {
     int reco_cache_items;     /* items the recommendation cache holds, 1024..16777216 */
     int reco_list_max_age_ms; /* how old a cached neighbour list may be, 100..3600000 */
     int shutdown_timeout_ms;  /* drain time on SIGTERM, 0..3600000 */
+    /* Fault injection for the tests (0: off): patron-ingest aborts, as a
+     * kill -9 would stop it, once the n-th batch with two stages of writes
+     * has its first (the visitors of an Identify or an erasure) acknowledged
+     * and before its second is sent. */
+    int fault_crash_after_visitor_writes;
     int dashboard_refresh_ms; /* between two customer snapshots (and model fits), 1000..3600000 */
     int clusters_k;           /* PATRON_CLUSTERS_K: 0 = chosen by silhouette in 3..8, else 2..16 */
     /* PATRON_CLV_MODEL: fixed churn and value parameters, no fit. */

@@ -8,6 +8,9 @@
  *   {c:<id>}            string: 8-byte big-endian version + ProfileState protobuf
  *   {c:<id>}:<suffix>   the customer's other keys, if any: PATRON_CUSTOMER_KEY_SUFFIXES
  *                       lists them all, so that an erasure deletes every one
+ *   {v:<anon id>}       string: 8-byte version + ProfileState of an anonymous
+ *                       visitor (customer_id empty); once merged into a
+ *                       customer, only the alias (merged_into) is left
  *   {i:<id>}            hash: catalog fields (title, category, price_cents,
  *                       in_stock)
  *   {i:<id>}:co         string: 8-byte version + ItemNeighbours protobuf, the
@@ -89,6 +92,8 @@ int patron_key_customer(char *dst, size_t cap, const char *customer_id,
                         size_t id_len) PATRON_MUST_USE;
 int patron_key_customer_sub(char *dst, size_t cap, const char *customer_id, size_t id_len,
                             const char *suffix) PATRON_MUST_USE;
+int patron_key_visitor(char *dst, size_t cap, const char *anonymous_id,
+                       size_t id_len) PATRON_MUST_USE;
 int patron_key_item(char *dst, size_t cap, const char *item_id, size_t id_len) PATRON_MUST_USE;
 int patron_key_item_cooc(char *dst, size_t cap, const char *item_id, size_t id_len) PATRON_MUST_USE;
 

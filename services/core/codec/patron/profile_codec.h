@@ -35,4 +35,23 @@ int patron_profile_decode(struct patron_profile *p, const uint8_t *buf, size_t l
 int patron_profile_stored_decode(struct patron_profile *p, const void *value, size_t len,
                                  uint64_t *version) PATRON_MUST_USE;
 
+/* What a stored profile says of identity, read without decoding it all (a
+ * batch decides from it which other profiles to read). */
+struct patron_profile_peek {
+    bool visitor;                          /* no customer_id */
+    char merged_into[PATRON_ID_MAX + 1];   /* a merged visitor's customer, or "" */
+    int32_t merged_partition;
+    size_t n_aliases;                      /* a customer's merged anonymous ids */
+    char aliases[PATRON_PROFILE_ALIASES_MAX][PATRON_ID_MAX + 1];
+    /* anything besides the ids (a merged visitor still holding what it
+     * brought, or any profile with data) */
+    bool contents;
+};
+
+/* Walks the stored value's top-level fields only: no check of the rest,
+ * which patron_profile_stored_decode does (a value that fails it fails
+ * there). PATRON_EINVAL when the walk itself fails. */
+int patron_profile_stored_peek(const void *value, size_t len,
+                               struct patron_profile_peek *out) PATRON_MUST_USE;
+
 #endif

@@ -11,7 +11,9 @@
 #include "patron/profile.h"
 
 /* The profile as GET /v1/customers/{id}/profile returns it (docs/contracts/profile.md), plus
- * reviews, refunds and country; scores are evaluated at now_ms. Returns a new
+ * reviews, refunds, country and merged_visitors (the anonymous ids merged,
+ * with what each brought); a visitor's has customer_id null and its
+ * anonymous_id. Scores are evaluated at now_ms. Returns a new
  * reference (the caller json_decref's it). Absent values are null:
  * last_purchase_ms and rfm.recency_days without a purchase, time_zone,
  * locale, birthday and country when unknown. */

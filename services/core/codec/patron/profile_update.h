@@ -32,7 +32,12 @@ size_t patron_event_items(const Patron__V1__Event *ev, char **out, size_t max);
  * buf[0 .. cap), its length into *len. PATRON_ETOOBIG when it does not fit
  * (a purchase of many lines): *len is then the room it needs, and a call
  * with that much room succeeds. The bytes are protobuf-c's for the same
- * message (patron/pb_pack.h). */
+ * message (patron/pb_pack.h). The update's customer is p's: the event of a
+ * merged visitor (customer_id "") is its customer's, with anonymous_id
+ * saying whose it was. An Identify's update (kind IDENTIFY) carries the
+ * anonymous id merged and, when the visitor brought cart lines
+ * (out->cart_lines > 0), the merged cart's items: patron-trigger takes that
+ * as the customer's cart add. */
 int patron_profile_update_pack(const Patron__V1__Event *ev, const struct patron_profile *p,
                                const struct patron_apply_outcome *out, int32_t partition,
                                int64_t offset, uint8_t *buf, size_t cap,

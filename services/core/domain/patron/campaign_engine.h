@@ -176,7 +176,10 @@ struct patron_engine {
  * at the next instant recency alone can change the segment (last purchase
  * + a recency threshold + 1 day): at_risk is reached by time passing, with
  * no event to announce it; it fires when the segment a moment before that
- * instant was not the target and is at it. Appends to `out` (not reset). PATRON_EINVAL
+ * instant was not the target and is at it. An IDENTIFY that carries items
+ * (the cart a visitor brought to the customer at login) counts as a cart
+ * add at the login's time; one without, as a change of the profile only
+ * (tier and segment campaigns). Appends to `out` (not reset). PATRON_EINVAL
  * on NULL arguments or an update of another customer. */
 int patron_engine_on_update(const struct patron_engine *e, struct patron_customer_state *st,
                             const Patron__V1__ProfileUpdate *u, int64_t offset,

@@ -26,7 +26,9 @@
 #define PATRON_EVENT_VALUE_MAX_CENTS INT64_C(1000000000000000)
 
 /* PATRON_EINVAL with *reason set when ev breaks the contract, else 0 and
- * *reason = NULL. */
+ * *reason = NULL. A checked event has a customer_id, or else an
+ * anonymous_id (a visitor's event; "missing customer_id" when it has
+ * neither); an Identify has both customer_id and identify.anonymous_id. */
 int patron_event_check(const Patron__V1__Event *ev, const char **reason) PATRON_MUST_USE;
 
 /* A checked event's value: sum of quantity x unit price for a purchase; for a

@@ -12,8 +12,9 @@
  *
  * Exactly-once apply (docs/guarantees.md, "Resends"): each event_id counts
  * at most once for its customer, at any distance.
- * - A replayed Kafka offset (at or below the highest applied from the
- *   customer's partition) is REPLAYED.
+ * - A replayed Kafka offset (at or below the highest the profile applied
+ *   from that partition: one mark per partition, PATRON_PROFILE_MARKS_MAX
+ *   of them) is REPLAYED.
  * - Events that count (purchase, refund, review: orders, spend, points,
  *   reviews) are remembered for ever in `counted`, a ledger of 8 bytes per
  *   event: a resend a second or a year later is a DUPLICATE. A customer
@@ -29,6 +30,14 @@
  *   time per field instead, so a resend of one changes nothing (STALE too).
  * - After an erasure, events from before it are STALE (a replay or a late
  *   resend cannot bring data back).
+ *
+ * Visitors (docs/guarantees.md "Identity"): a profile is either a
+ * customer's (customer_id set) or an anonymous visitor's (anonymous_id set,
+ * customer_id ""), in the same form. An Identify merges a visitor into a
+ * customer exactly once (patron_profile_identify): the visitor is frozen
+ * (merged_into), the customer takes its contents and lists the anonymous id
+ * among its aliases; from then on the visitor's events apply to the customer
+ * (patron_profile_apply_redirected). profile_identity.c holds those rules.
  */
 #ifndef PATRON_PROFILE_H
 #define PATRON_PROFILE_H
@@ -59,6 +68,15 @@
 #define PATRON_PROFILE_LOCALE_MAX 35
 #define PATRON_PROFILE_COUNTRY_MAX 63
 #define PATRON_PROFILE_BIRTHDAY_LEN 5 /* "MM-DD" */
+/* Partitions of patron.events whose position a profile remembers: a
+ * customer's own and those of its visitors' events redirected to it. Past
+ * this many, the mark of the lowest offset goes: a replay from that
+ * partition is then recognised by its event id alone (still changes
+ * nothing, but is not published again). */
+#define PATRON_PROFILE_MARKS_MAX 8
+/* Anonymous ids (devices, cookies) one customer may have merged: an Identify
+ * of one more goes to the DLQ (identify_limit). */
+#define PATRON_PROFILE_ALIASES_MAX 16
 
 /* Thresholds and weights; patron_profile_config_default gives docs/contracts/profile.md's
  * defaults and the configuration loader overrides them from the environment.
@@ -96,16 +114,39 @@ struct patron_profile_cart_line {
     int32_t quantity; /* > 0 */
 };
 
+/* The highest offset of a partition of patron.events applied to a profile. */
+struct patron_profile_mark {
+    int32_t partition;
+    int64_t offset;
+};
+
+/* An anonymous id merged into a customer, and what the merge took over. */
+struct patron_profile_alias {
+    char anonymous_id[PATRON_ID_MAX + 1];
+    int64_t merged_at_ms; /* the Identify's event time */
+    /* The visitor's erasure time, if it had one: the anonymous id's events
+     * at or before it stay erased (STALE) once redirected here. */
+    int64_t floor_ms;
+    /* The visitor's own marks when it was merged: an event of the anonymous
+     * id at or below one of them was applied to the visitor (and merged),
+     * so it is a replay, never the customer's anew. */
+    struct patron_profile_mark marks[PATRON_PROFILE_MARKS_MAX];
+    size_t n_marks;
+    /* What the visitor brought (reports; the trigger's merged cart). */
+    int64_t viewed, cart_lines, orders;
+};
+
 /* Times are event times in Unix epoch ms; 0 means "never". Money is in
  * cents of the shop's currency. */
 struct patron_profile {
-    char customer_id[PATRON_ID_MAX + 1];
-    int64_t orders;                      /* purchases applied */
-    int64_t net_spend_cents;             /* purchases minus refunds, lifetime; may be negative */
-    int64_t points;                      /* loyalty balance; may be negative */
-    int64_t reviews;                     /* reviews applied */
-    int64_t refunds;                     /* refunds applied */
-    int64_t first_seen_ms, last_seen_ms; /* earliest and latest event time */
+    char customer_id[PATRON_ID_MAX + 1];  /* "" for a visitor */
+    char anonymous_id[PATRON_ID_MAX + 1]; /* a visitor's; "" for a customer */
+    int64_t orders;                       /* purchases applied */
+    int64_t net_spend_cents;              /* purchases minus refunds, lifetime; may be negative */
+    int64_t points;                       /* loyalty balance; may be negative */
+    int64_t reviews;                      /* reviews applied */
+    int64_t refunds;                      /* refunds applied */
+    int64_t first_seen_ms, last_seen_ms;  /* earliest and latest event time */
     int64_t first_purchase_ms, last_purchase_ms; /* 0 until the first purchase */
     int64_t last_event_ms;                       /* latest event time: anchors the tier window */
     int64_t cart_updated_ms;                     /* latest cart_add, cart_remove or purchase */
@@ -149,9 +190,20 @@ struct patron_profile {
     int64_t consent_ms[3];       /* event time of the consent applied: sms, push, email */
     int64_t customer_ms;         /* event time of the CustomerUpdate applied */
     int64_t erased_at_ms;        /* a tombstone's erasure time */
-    bool has_source;             /* source_* hold a Kafka position */
-    int32_t source_partition;    /* partition of patron.events last applied from */
-    int64_t source_offset;       /* highest offset applied from that partition */
+    /* Per partition of patron.events, the highest offset applied (replays);
+     * most recently written first. */
+    struct patron_profile_mark marks[PATRON_PROFILE_MARKS_MAX];
+    size_t n_marks;
+
+    /* A visitor merged (or being merged) into a customer: frozen, it takes
+     * no event of its own any more; its events go to that customer, whose
+     * ProfileUpdates go to partition merged_partition (the customer's, the
+     * Identify's) of patron.profile-updates. "" until an Identify. */
+    char merged_into[PATRON_ID_MAX + 1];
+    int32_t merged_partition;
+    /* A customer's merged anonymous ids, in merge order. */
+    struct patron_profile_alias aliases[PATRON_PROFILE_ALIASES_MAX];
+    size_t n_aliases;
 
     /* A tombstone after an erasure: no personal data left, only customer_id
      * and the dedupe state (event ids, source position). */
@@ -161,6 +213,14 @@ struct patron_profile {
 /* An empty profile. customer_id must be a checked id (at most PATRON_ID_MAX
  * bytes; a longer one is cut). */
 void patron_profile_init(struct patron_profile *p, const char *customer_id);
+/* An empty visitor profile (customer_id ""), the same way. */
+void patron_profile_init_visitor(struct patron_profile *p, const char *anonymous_id);
+
+/* Whether p is a visitor's profile. */
+static inline bool patron_profile_is_visitor(const struct patron_profile *p)
+{
+    return p->customer_id[0] == '\0';
+}
 
 enum patron_apply_result {
     PATRON_APPLY_APPLIED,   /* the profile changed */
@@ -184,6 +244,13 @@ struct patron_apply_outcome {
      * again what a crash may have left): the caller deletes the customer's
      * other keys and stores the tombstone. */
     bool erased;
+    /* The event is, or was, a visitor's own (applied to an unmerged visitor,
+     * or a replay of one merged since): no ProfileUpdate, a visitor cannot
+     * be messaged. */
+    bool visitor;
+    /* An Identify applied or replayed: cart lines the visitor brought (the
+     * trigger's merged cart). */
+    int64_t cart_lines;
 };
 
 /* Applies one event to the customer's profile. partition/offset are the
@@ -191,7 +258,9 @@ struct patron_apply_outcome {
  * nothing stored. The event is checked with patron_event_check first; an
  * event that fails it, or whose customer_id is not p's, is PATRON_EINVAL and
  * changes nothing. An erased profile comes back to life (empty) on the next
- * applied event. */
+ * applied event. A visitor's profile takes the events of its anonymous_id
+ * (customer_id "") while it is not merged (merged_into ""); an Identify goes
+ * through patron_profile_identify, never here (PATRON_EINVAL). */
 int patron_profile_apply(struct patron_profile *p, const Patron__V1__Event *ev, int32_t partition,
                          int64_t offset, const struct patron_profile_config *cfg,
                          struct patron_apply_outcome *out) PATRON_MUST_USE;
@@ -224,5 +293,91 @@ struct patron_category_rank {
 size_t patron_profile_top_categories(const struct patron_profile *p, int64_t now_ms,
                                      const struct patron_profile_config *cfg,
                                      struct patron_category_rank *out, size_t max);
+
+/* ---- identity: visitors merged into customers (profile_identity.c) ------- */
+
+/* The DLQ reasons of an Identify that is not applied. */
+#define PATRON_IDENTIFY_CONFLICT_REASON "identify_conflict" /* the id is another customer's */
+#define PATRON_IDENTIFY_LIMIT_REASON "identify_limit"       /* PATRON_PROFILE_ALIASES_MAX reached */
+
+/* What a merge took from the visitor. */
+struct patron_merge_stats {
+    int64_t viewed;     /* recently viewed items the visitor had */
+    int64_t cart_lines; /* its cart lines still in the merged cart */
+    int64_t orders;     /* its guest purchases */
+    /* events counted on both sides before the merge (one event id sent
+     * under both identities): each was counted twice and cannot be undone */
+    int64_t shared_counted;
+};
+
+/* Merges visitor v's contents into customer c, as if every event of both
+ * had been applied to c: counters add; first times take the earliest, last
+ * times the latest; month buckets add within c's new 12-month window;
+ * category scores add (decayed to their times); recently viewed and bought
+ * lists join, the more recent side first (bought items pushed off are kept
+ * by hash with v's bought_earlier); a cart whose last change came before
+ * the other side's latest purchase is gone (that purchase cleared it), the
+ * other lines join, older cart first; consent per channel and customer
+ * data: last writer wins by event time; both resend memories join (the
+ * ledger of counted events for ever, the other events within the dedupe
+ * window). Marks and aliases are not merged (patron_profile_identify
+ * records v's marks in its alias). */
+void patron_profile_merge(struct patron_profile *c, const struct patron_profile *v,
+                          const struct patron_profile_config *cfg, struct patron_merge_stats *st);
+
+struct patron_identify_outcome {
+    /* The Identify as an event of the customer: APPLIED (merged now),
+     * REPLAYED (its offset was applied: the ProfileUpdate goes again),
+     * DUPLICATE (the visitor was merged already), STALE (from before the
+     * customer's erasure), or REFUSED: to the DLQ with `reason`. */
+    struct patron_apply_outcome apply;
+    const char *reason; /* REFUSED: PATRON_IDENTIFY_CONFLICT_REASON or _LIMIT_REASON */
+    /* The visitor is now frozen into the customer (v->merged_into set): the
+     * caller writes v, and only once that write is acknowledged, c. */
+    bool freeze;
+    int64_t shared_counted; /* APPLIED: see patron_merge_stats */
+};
+
+/*
+ * Applies Identify ev (customer c, visitor v: the visitor's profile as
+ * stored, or patron_profile_init_visitor'd when it has none) read at Kafka
+ * (partition, offset). Exactly once: the visitor is merged into c unless c
+ * lists it among its aliases already; a visitor frozen into c but not in
+ * its aliases (a crash between the two writes) is merged now. v changes
+ * only when out->freeze. PATRON_EINVAL when ev is not a checked Identify of
+ * c and v (nothing changes).
+ */
+int patron_profile_identify(struct patron_profile *c, struct patron_profile *v,
+                            const Patron__V1__Event *ev, int32_t partition, int64_t offset,
+                            const struct patron_profile_config *cfg,
+                            struct patron_identify_outcome *out) PATRON_MUST_USE;
+
+/* The index of an anonymous id among c's aliases, or -1. */
+int patron_profile_alias_find(const struct patron_profile *c, const char *anonymous_id);
+
+/*
+ * Applies the event of a merged visitor (customer_id "", anonymous_id one
+ * of c's aliases) to its customer c. `pending` is the visitor's frozen
+ * profile when c does not list it yet (the merge's second write is still to
+ * come), else NULL. A replay of an event the visitor applied itself is
+ * REPLAYED with out->visitor (nothing to publish); an event the visitor had
+ * (pending) or that c has is a DUPLICATE; one from before the visitor's
+ * erasure is STALE; otherwise the rules of patron_profile_apply on c.
+ * PATRON_EINVAL when the event is not such an event of c's.
+ */
+int patron_profile_apply_redirected(struct patron_profile *c, const struct patron_profile *pending,
+                                    const Patron__V1__Event *ev, int32_t partition, int64_t offset,
+                                    const struct patron_profile_config *cfg,
+                                    struct patron_apply_outcome *out) PATRON_MUST_USE;
+
+/* A merged visitor's key once its customer holds the merge: the alias alone
+ * (anonymous_id, merged_into, merged_partition), its contents dropped. */
+void patron_profile_alias_only(struct patron_profile *v);
+
+/* The erasure of customer_id reaching one of its visitors: when v is merged
+ * into customer_id it becomes a visitor tombstone at at_ms (no longer
+ * merged; its events from before stay erased) and true is returned; any
+ * other v is left alone (false). */
+bool patron_profile_erase_visitor(struct patron_profile *v, const char *customer_id, int64_t at_ms);
 
 #endif

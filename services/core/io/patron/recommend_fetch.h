@@ -72,6 +72,9 @@ struct patron_reco_answer {
      * profile does not decode (a bug or a corrupt value, logged). */
     int err;
     bool known; /* the customer has a profile (customer answers only) */
+    /* a visitor's answer: the customer it was merged into ("" while it is
+     * a visitor; the recommendations are for whichever it is) */
+    char customer_id[PATRON_ID_MAX + 1];
     enum patron_reco_strategy strategy;
     size_t n;
     struct {
@@ -89,6 +92,13 @@ typedef void (*patron_reco_done_fn)(void *ud, const struct patron_reco_answer *a
 int patron_reco_fetch_customer(struct patron_reco_fetcher *f, const char *customer_id,
                                size_t id_len, const char *category, size_t limit, int64_t now_ms,
                                patron_reco_done_fn cb, void *ud) PATRON_MUST_USE;
+
+/* The same for an anonymous visitor: its own profile ({v:<id>}), or, once
+ * an Identify merged it, its customer's (answer.customer_id says which; one
+ * more round trip). An unknown visitor gets what an unknown customer gets. */
+int patron_reco_fetch_visitor(struct patron_reco_fetcher *f, const char *anonymous_id,
+                              size_t id_len, const char *category, size_t limit, int64_t now_ms,
+                              patron_reco_done_fn cb, void *ud) PATRON_MUST_USE;
 
 /* Items similar to item_id (patron_reco_similar), same errors. */
 int patron_reco_fetch_similar(struct patron_reco_fetcher *f, const char *item_id, size_t id_len,
