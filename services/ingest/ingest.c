@@ -51,8 +51,11 @@ void ingest_position_learn(struct ingest *ing, enum topic_kind t, int32_t p, int
         ing->positions =
             patron_realloc(ing->positions, ing->cap_positions * sizeof(*ing->positions));
     }
-    ing->positions[ing->n_positions++] =
-        (struct position){.topic = t, .partition = p, .next_offset = offset};
+    /* idle until its first batch: a partition not yet busy in {clock} does
+     * not hold the watermark, so the first batch of the pod marks them all
+     * busy (ingest_clock_busy) */
+    ing->positions[ing->n_positions++] = (struct position){
+        .topic = t, .partition = p, .next_offset = offset, .idle = t == TOPIC_EVENTS};
 }
 
 const char *ingest_topic_name(const struct ingest *ing, enum topic_kind t)
@@ -564,6 +567,7 @@ void ingest_free(struct ingest *ing)
     free(ing->prior);
     free(ing->pairs);
     free(ing->positions);
+    free(ing->delivered);
     free(ing->poll_buf);
     free(ing);
 }

@@ -106,6 +106,7 @@ static void complete_ready(struct ingest *ing)
            !ing->head->cancelled) {
         struct batch *b = ing->head;
         store_offsets(ing, b);
+        ingest_write_clock(ing, b);
         cache_release(ing, b);
         patron_counter_add(ing->m_batches, 1);
         patron_histogram_observe(ing->m_batch_seconds,
@@ -127,9 +128,10 @@ struct published {
 
 static void on_published(void *ud, rd_kafka_resp_err_t err, const rd_kafka_message_t *msg)
 {
-    (void)msg;
     struct published *pu = ud;
     struct batch *b = pu->b;
+    if (!err && msg)
+        ingest_note_delivered(b->ing, msg->partition, msg->offset);
     if (err) {
         enum ingest_fault f = ingest_fault_of_delivery(err);
         if (ingest_fault_poison(f) && !b->cancelled)
@@ -516,8 +518,6 @@ static void write_ready(struct ingest *ing)
         ingest_write_profiles(b, 1);
         if (!b->failed)
             ingest_write_item_stats(b); /* the statistics follow what was applied */
-        if (!b->failed)
-            ingest_write_clock(b);
         ingest_batch_release(b);
     }
     ing->starting_writes = false;

@@ -166,8 +166,16 @@ struct position {
     int32_t partition;
     int64_t next_offset;
     int64_t max_event_ms; /* events topic: the batch's latest event time */
-    bool idle;            /* ingest's own: marked idle in the clock, and not busy since */
+    bool idle;            /* ingest's own: not busy in {clock} (marked idle, or not written yet) */
 };
+
+/* How long this pod must have had nothing to apply, on any of its events
+ * partitions, before the event clock stops waiting for them
+ * (ingest_mark_idle_partitions): a producer's batches reach the partitions
+ * milliseconds apart, and a partition marked idle in that gap would let
+ * the clock pass events it is about to receive (Kafka Streams'
+ * max.task.idle.ms plays the same part). */
+#define INGEST_IDLE_QUIET_MS 2000
 
 struct batch {
     struct ingest *ing;
@@ -254,6 +262,12 @@ struct ingest {
     struct patron_graph_pair *pairs;  /* scratch of ingest_graph_note */
     struct position *positions;       /* last stored per partition */
     size_t n_positions, cap_positions;
+    /* Per partition of topic_profile_updates (index), the offset after the
+     * last ProfileUpdate Kafka acknowledged: the event clock's companion
+     * ({clock}:out, ingest_write_clock). At most PATRON_CLOCK_PARTITIONS_MAX. */
+    int64_t *delivered;
+    size_t n_delivered;
+    int64_t events_busy_mono; /* when a batch last held events (monotonic ms); 0: never */
 
     /* Messages polled and not in a batch yet (a batch stops taking at
      * PATRON_BATCH_MAX_BYTES), oldest first, and their bytes. Their
@@ -459,7 +473,16 @@ int ingest_profile_store(struct batch *b, struct customer *c, const struct patro
 void ingest_write_profiles(struct batch *b, int stage);
 void ingest_write_compactions(struct batch *b);
 void ingest_write_item_stats(struct batch *b);
-void ingest_write_clock(struct batch *b);
+
+/* Once a batch is complete (its ProfileUpdates acknowledged, in order):
+ * its partitions' latest event times into {clock}, and with them, in the
+ * same script, the offsets ingest_note_delivered counted into {clock}:out,
+ * so that the trigger lets the clock fire a partition's timers only once it
+ * has applied every update delivered before that time was written
+ * (docs/guarantees.md, "Time"). Best effort: the next batch writes again. */
+void ingest_write_clock(struct ingest *ing, const struct batch *b);
+/* A ProfileUpdate Kafka acknowledged at (partition, offset). */
+void ingest_note_delivered(struct ingest *ing, int32_t partition, int64_t offset);
 
 /* The batch's partitions that the clock holds idle are busy again; sent
  * before any of the batch's writes. */

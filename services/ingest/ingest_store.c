@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ingest_internal.h"
+#include "patron/clock_redis.h"
 
 /* Seconds an erased customer's tombstone (no personal data: its id and its
  * Kafka position) is kept, so that replaying the events before the erasure
@@ -63,15 +64,22 @@ static const char ITEMS_LUA[] =
     "end\n"
     "return 1\n";
 
-/* The event clock: KEYS[1] {clock}; ARGV partition, event_ms, idle triples.
- * A partition's time only moves forward; its idle flag is the latest. */
+/* The event clock: KEYS[1] {clock}, KEYS[2] {clock}:out; ARGV[1] the number
+ * of (partition, event_ms, idle) triples that follow, then (partition of
+ * the updates, offset) pairs. A partition's time and an updates
+ * partition's offset only move forward; an idle flag is the latest. */
 static const char CLOCK_LUA[] =
-    "for i = 1, #ARGV, 3 do\n"
+    "local n = tonumber(ARGV[1])\n"
+    "for i = 2, 1 + 3 * n, 3 do\n"
     "  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"
     "  local ms = tonumber(ARGV[i + 1])\n"
     "  if cur then local c = tonumber(string.match(cur, '^(%d+)')) or 0\n"
     "    if c > ms then ms = c end end\n"
     "  redis.call('HSET', KEYS[1], ARGV[i], ms .. ':' .. ARGV[i + 2])\n"
+    "end\n"
+    "for i = 2 + 3 * n, #ARGV, 2 do\n"
+    "  local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[i])) or 0\n"
+    "  if tonumber(ARGV[i + 1]) > cur then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end\n"
     "end\n"
     "return 1\n";
 
@@ -711,20 +719,25 @@ void ingest_write_catalog(struct batch *b, struct event *e, const Patron__V1__It
 
 /* ---- the event clock ---------------------------------------------------------- */
 
-/* The arguments of one CLOCK_LUA call: the key, then (partition, event ms,
- * idle) triples, the numbers' text held here. */
+/* The arguments of one CLOCK_LUA call: the two keys, the number of
+ * triples, the (partition, event ms, idle) triples, then the (partition,
+ * offset) pairs; the numbers' text held here. */
 struct clock_args {
     const char **argv;
     char (*text)[2][24];
-    size_t argc, n;
+    char count[24];
+    size_t argc, n, cap;
 };
 
-static void clock_args_init(struct clock_args *a, size_t max)
+static void clock_args_init(struct clock_args *a, size_t triples, size_t pairs)
 {
-    a->argv = patron_malloc((1 + 3 * max) * sizeof(*a->argv));
-    a->text = patron_malloc((max ? max : 1) * sizeof(*a->text));
+    a->cap = triples + pairs;
+    a->argv = patron_malloc((3 + 3 * triples + 2 * pairs) * sizeof(*a->argv));
+    a->text = patron_malloc((a->cap ? a->cap : 1) * sizeof(*a->text));
     a->argv[0] = PATRON_KEY_CLOCK;
-    a->argc = 1;
+    a->argv[1] = PATRON_KEY_CLOCK_OUT;
+    a->argv[2] = a->count;
+    a->argc = 3;
     a->n = 0;
 }
 
@@ -738,12 +751,25 @@ static void clock_args_add(struct clock_args *a, int32_t partition, int64_t ms, 
     a->argv[a->argc++] = idle ? "1" : "0";
 }
 
-/* Sends the call when it has a triple; PATRON_ENOTFOUND when it has none. */
-static int clock_args_send(struct ingest *ing, struct clock_args *a, patron_redis_cb cb, void *ud)
+/* After the last triple. */
+static void clock_args_add_out(struct clock_args *a, size_t partition, int64_t offset)
 {
-    int rc = a->n == 0 ? PATRON_ENOTFOUND
-                       : patron_kv_evalsha(ing->redis, ing->clock, cb, ud, 1, (int)a->argc - 1,
-                                           a->argv, NULL);
+    char(*t)[24] = a->text[a->n++];
+    snprintf(t[0], sizeof(t[0]), "%zu", partition);
+    snprintf(t[1], sizeof(t[1]), "%" PRId64, offset);
+    a->argv[a->argc++] = t[0];
+    a->argv[a->argc++] = t[1];
+}
+
+/* Sends the call when it has a triple; PATRON_ENOTFOUND when it has none.
+ * triples: how many clock_args_add made. */
+static int clock_args_send(struct ingest *ing, struct clock_args *a, size_t triples,
+                           patron_redis_cb cb, void *ud)
+{
+    snprintf(a->count, sizeof(a->count), "%zu", triples);
+    int rc = triples == 0 ? PATRON_ENOTFOUND
+                          : patron_kv_evalsha(ing->redis, ing->clock, cb, ud, 2, (int)a->argc - 2,
+                                              a->argv, NULL);
     free(a->text);
     free(a->argv);
     return rc;
@@ -755,62 +781,118 @@ static void on_clock_written(void *ud, redisReply *reply)
     (void)reply; /* best effort: the next tick writes again */
 }
 
-/* Each partition's latest event time, as busy. Only
- * ingest_mark_idle_partitions says a partition is idle, once nothing is in
- * flight: the batch's ProfileUpdates are not delivered yet, and the trigger
- * takes an idle clock as "every update before now is in Kafka". */
-void ingest_write_clock(struct batch *b)
+void ingest_note_delivered(struct ingest *ing, int32_t partition, int64_t offset)
 {
+    if (partition < 0 || partition >= PATRON_CLOCK_PARTITIONS_MAX || offset < 0)
+        return; /* not a partition the trigger reads the clock for */
+    size_t p = (size_t)partition;
+    if (p >= ing->n_delivered) {
+        size_t n = p + 1 < 16 ? 16 : 2 * (p + 1);
+        if (n > PATRON_CLOCK_PARTITIONS_MAX)
+            n = PATRON_CLOCK_PARTITIONS_MAX;
+        ing->delivered = patron_realloc(ing->delivered, n * sizeof(*ing->delivered));
+        for (size_t i = ing->n_delivered; i < n; i++)
+            ing->delivered[i] = 0;
+        ing->n_delivered = n;
+    }
+    if (offset + 1 > ing->delivered[p])
+        ing->delivered[p] = offset + 1;
+}
+
+/* Each partition's latest event time, as busy (only
+ * ingest_mark_idle_partitions says a partition is idle, once nothing is in
+ * flight), with every updates partition's delivered offset. */
+void ingest_write_clock(struct ingest *ing, const struct batch *b)
+{
+    size_t pairs = 0;
+    for (size_t i = 0; i < ing->n_delivered; i++)
+        pairs += ing->delivered[i] > 0;
     struct clock_args a;
-    clock_args_init(&a, b->n_positions);
+    clock_args_init(&a, b->n_positions, pairs);
+    size_t triples = 0;
     for (size_t i = 0; i < b->n_positions; i++) {
         const struct position *bp = &b->positions[i];
-        if (bp->topic == TOPIC_EVENTS && bp->max_event_ms > 0)
+        if (bp->topic == TOPIC_EVENTS && bp->max_event_ms > 0) {
             clock_args_add(&a, bp->partition, bp->max_event_ms, false);
+            triples++;
+        }
     }
-    int rc = clock_args_send(b->ing, &a, on_written, b);
-    if (rc == 0)
-        b->pending++;
-    else if (rc != PATRON_ENOTFOUND)
-        ingest_batch_fail(b, "redis unavailable");
+    for (size_t i = 0; i < ing->n_delivered; i++)
+        if (ing->delivered[i] > 0)
+            clock_args_add_out(&a, i, ing->delivered[i]);
+    /* best effort: the next batch, or the tick's idle marks, write again */
+    (void)clock_args_send(ing, &a, triples, on_clock_written, ing);
 }
 
 /* On the main connection, which keeps the order: an idle clock must not let
  * the trigger fire timers past events polled and not yet applied. A
- * partition's time never goes back: 0 keeps its own. */
+ * partition's time never goes back: 0 keeps its own.
+ *
+ * When one of this pod's partitions wakes up (it was idle), they all turn
+ * busy again, until the pod as a whole has been quiet a while
+ * (ingest_mark_idle_partitions): traffic resuming on one partition is
+ * traffic about to reach the others (a replay, a producer's next batches),
+ * and an idle partition does not hold the clock back. Without this, the
+ * clock would run to the first partition's events and pass the older ones
+ * of its neighbours, and a visitor's event applied to its customer
+ * (another partition of profile updates, docs/guarantees.md "Identity")
+ * would reach the trigger after timers it precedes. Holding the clock back
+ * longer is always safe: timers fire later, each decided at its own time. */
 void ingest_clock_busy(struct batch *b)
 {
     struct ingest *ing = b->ing;
-    struct clock_args a;
-    clock_args_init(&a, b->n_positions);
+    bool events = false, woke = false;
     for (size_t i = 0; i < b->n_positions; i++) {
         const struct position *bp = &b->positions[i];
         struct position *p =
             ingest_position_find(ing->positions, ing->n_positions, bp->topic, bp->partition);
-        if (bp->topic != TOPIC_EVENTS || !p || !p->idle)
+        if (bp->topic != TOPIC_EVENTS)
+            continue;
+        events = true;
+        woke |= p && p->idle;
+    }
+    if (events)
+        ing->events_busy_mono = patron_monotonic_ms();
+    if (!woke)
+        return;
+    struct clock_args a;
+    clock_args_init(&a, ing->n_positions, 0);
+    for (size_t i = 0; i < ing->n_positions; i++) {
+        struct position *p = &ing->positions[i];
+        if (p->topic != TOPIC_EVENTS || !p->idle)
             continue;
         p->idle = false;
-        clock_args_add(&a, bp->partition, 0, false);
+        clock_args_add(&a, p->partition, 0, false);
     }
-    int rc = clock_args_send(ing, &a, on_clock_written, ing);
+    int rc = clock_args_send(ing, &a, a.n, on_clock_written, ing);
     if (rc && rc != PATRON_ENOTFOUND)
         ingest_batch_fail(b, "redis unavailable");
 }
 
-/* So that the event clock's low watermark does not wait for them. Called
- * with no batch in flight: every ProfileUpdate of what the clock counts is
- * delivered. */
+/* So that the event clock's low watermark does not wait for them: every
+ * events partition of the pod, once none has anything left to read and the
+ * pod has had no event to apply for INGEST_IDLE_QUIET_MS. Called with no
+ * batch in flight: every ProfileUpdate of what the clock counts is
+ * delivered. Marked again on every tick (best effort: a lost write is
+ * repeated). */
 void ingest_mark_idle_partitions(struct ingest *ing)
 {
+    if (patron_monotonic_ms() - ing->events_busy_mono < INGEST_IDLE_QUIET_MS)
+        return;
+    for (size_t i = 0; i < ing->n_positions; i++) {
+        const struct position *p = &ing->positions[i];
+        if (p->topic == TOPIC_EVENTS && patron_consumer_lag(ing->consumer, ing->cfg->topic_events,
+                                                            p->partition, p->next_offset) != 0)
+            return;
+    }
     struct clock_args a;
-    clock_args_init(&a, ing->n_positions);
+    clock_args_init(&a, ing->n_positions, 0);
     for (size_t i = 0; i < ing->n_positions; i++) {
         struct position *p = &ing->positions[i];
-        if (p->topic != TOPIC_EVENTS || patron_consumer_lag(ing->consumer, ing->cfg->topic_events,
-                                                            p->partition, p->next_offset) != 0)
+        if (p->topic != TOPIC_EVENTS)
             continue;
         p->idle = true;
         clock_args_add(&a, p->partition, 0, true);
     }
-    (void)clock_args_send(ing, &a, on_clock_written, ing); /* best effort: the next tick again */
+    (void)clock_args_send(ing, &a, a.n, on_clock_written, ing); /* best effort: the next tick */
 }

@@ -106,6 +106,18 @@ static void on_clock(void *ud, redisReply *reply)
     (void)patron_clock_advance_from_reply(&tr->clock, reply, &tr->clock_all_idle);
 }
 
+/* Read after {clock} on the same connection, so the offsets are at least
+ * those written with the now just read: waiting for them is safe. */
+static void on_clock_out(void *ud, redisReply *reply)
+{
+    struct trigger *tr = ud;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return; /* the next read offers again */
+    for (struct part *p = tr->parts; p; p = p->next)
+        patron_clock_gate_offer(&p->gate, tr->clock.event_now_ms,
+                                patron_clock_out_offset(reply, p->id));
+}
+
 static void finish_stop(struct trigger *tr);
 
 static void on_tick(uv_timer_t *t)
@@ -128,7 +140,8 @@ static void on_tick(uv_timer_t *t)
         return;
     if (tr->clock.kind == PATRON_CLOCK_EVENT && patron_monotonic_ms() >= tr->clock_next_mono) {
         tr->clock_next_mono = patron_monotonic_ms() + CLOCK_READ_MS;
-        if (patron_kv_command(tr->redis, on_clock, tr, "HGETALL %s", PATRON_KEY_CLOCK)) {
+        if (patron_kv_command(tr->redis, on_clock, tr, "HGETALL %s", PATRON_KEY_CLOCK) == 0 &&
+            patron_kv_command(tr->redis, on_clock_out, tr, "HGETALL %s", PATRON_KEY_CLOCK_OUT)) {
             /* asked again at the next tick */
         }
     }

@@ -69,9 +69,12 @@ struct part {
     int64_t fired_ms;      /* the highest bound a committed sweep fired timers to */
     int64_t last_msg_mono; /* when the last update arrived */
     int64_t next_offset;   /* every update before it is applied; -1: not known */
-    int64_t retry_mono;    /* a failed job is redone from here on */
-    bool sweeping;         /* a due-timer lookup in flight */
-    bool outbox_busy;      /* an outbox check in flight */
+    /* Event clock: the now this partition's timers may trust, once it has
+     * applied the updates ingest had delivered when that now was written. */
+    struct patron_clock_gate gate;
+    int64_t retry_mono; /* a failed job is redone from here on */
+    bool sweeping;      /* a due-timer lookup in flight */
+    bool outbox_busy;   /* an outbox check in flight */
     int64_t outbox_next_mono;
     /* Stopped (trigger_poison.c): a key of the partition holds what the
      * trigger cannot use; no job runs until a look at the keys finds them

@@ -23,6 +23,8 @@ struct due_req {
 
 /* The bound up to which partition p's timers may fire: the partition's own
  * event time, since its updates are in event-time order; the clock's now
+ * (in event mode, the now p's gate trusts: p has applied every update
+ * delivered before it was written, a merged visitor's too)
  * only once there is nothing left to read — known, not assumed
  * (patron_clock_fire_bound) — and in event mode, once ingest too has applied
  * everything (its ProfileUpdates may be on their way while the clock already
@@ -31,7 +33,9 @@ static int64_t fire_bound(struct trigger *tr, struct part *p)
 {
     struct patron_fire_input in = {
         .kind = tr->clock.kind,
-        .now_ms = patron_clock_now_ms(&tr->clock),
+        .now_ms = tr->clock.kind == PATRON_CLOCK_EVENT
+                      ? patron_clock_gate_pass(&p->gate, p->next_offset)
+                      : patron_clock_now_ms(&tr->clock),
         .stream_ms = p->stream_ms,
         .queued = p->q_n > 0,
         .lag = -1,

@@ -229,6 +229,51 @@ Test(clock, fire_bound_never_passes_now)
     cr_assert_eq(patron_clock_fire_bound(&fresh), 0, "nothing applied, no clock: nothing fires");
 }
 
+/* The trigger's gate: a now is trusted once the partition applied the
+ * updates delivered before it was written. Each step: offer (ms, offset)
+ * when ms >= 0, then pass(applied) must give want. */
+Test(clock, gate_table)
+{
+    static const struct {
+        const char *name;
+        int64_t ms, offset, applied, want;
+    } steps[] = {
+        {"nothing read yet", -1, 0, 0, 0},
+        {"a now with nothing delivered on the partition", 1000, 0, -1, 1000},
+        {"a later now waits for its offset", 2000, 10, 9, 1000},
+        {"an even later one too", 3000, 20, 9, 1000},
+        {"the first offset reached: its now, not the later one", -1, 0, 10, 2000},
+        {"an older read adds nothing", 1500, 5, 10, 2000},
+        {"both reached", -1, 0, 25, 3000},
+        {"an unknown position counts as 0", 4000, 30, -1, 3000},
+        {"reached", -1, 0, 30, 4000},
+    };
+    struct patron_clock_gate g = {0};
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(steps); i++) {
+        if (steps[i].ms >= 0)
+            patron_clock_gate_offer(&g, steps[i].ms, steps[i].offset);
+        cr_assert_eq(patron_clock_gate_pass(&g, steps[i].applied), steps[i].want, "%s: %lld",
+                     steps[i].name, (long long)patron_clock_gate_pass(&g, steps[i].applied));
+    }
+}
+
+Test(clock, gate_full_queue_keeps_waiting_for_the_newest)
+{
+    /* reads every 100 ms while the partition is far behind: the queue
+     * fills, the newest entry takes the later reads, and nothing is trusted
+     * before its offset is applied */
+    struct patron_clock_gate g = {0};
+    for (int i = 1; i <= 100; i++)
+        patron_clock_gate_offer(&g, 1000 * i, 10 * i);
+    cr_assert_eq(g.n, PATRON_CLOCK_GATE_PENDING);
+    cr_assert_eq(patron_clock_gate_pass(&g, 10), 1000);
+    cr_assert_eq(patron_clock_gate_pass(&g, 999), 7000, "the queue's own entries in turn");
+    cr_assert_eq(patron_clock_gate_pass(&g, 1000), 100000);
+    cr_assert_eq(g.n, 0);
+    for (int64_t applied = 0; applied < 2000; applied += 7)
+        cr_assert_leq(patron_clock_gate_pass(&g, applied), 100000, "never past what was offered");
+}
+
 /* Reading the system clock is not I/O; these only check sanity and units. */
 Test(clock, wall_and_monotonic)
 {

@@ -149,6 +149,44 @@ int64_t patron_clock_watermark(const struct patron_partition_time *parts, size_t
     return any_busy ? busy_min : all_max;
 }
 
+void patron_clock_gate_offer(struct patron_clock_gate *g, int64_t ms, int64_t offset)
+{
+    if (offset < 0)
+        offset = 0;
+    if (g->n > 0) {
+        int64_t last_ms = g->pending[g->n - 1].ms, last_off = g->pending[g->n - 1].offset;
+        if (ms < last_ms)
+            ms = last_ms; /* the clock never goes back: an older read adds nothing */
+        if (offset < last_off)
+            offset = last_off;
+        if (offset == last_off || g->n == PATRON_CLOCK_GATE_PENDING) {
+            g->pending[g->n - 1].ms = ms;
+            g->pending[g->n - 1].offset = offset;
+            return;
+        }
+    }
+    g->pending[g->n].ms = ms;
+    g->pending[g->n].offset = offset;
+    g->n++;
+}
+
+int64_t patron_clock_gate_pass(struct patron_clock_gate *g, int64_t applied)
+{
+    if (applied < 0)
+        applied = 0;
+    size_t k = 0;
+    while (k < g->n && g->pending[k].offset <= applied) {
+        if (g->pending[k].ms > g->trusted_ms)
+            g->trusted_ms = g->pending[k].ms;
+        k++;
+    }
+    if (k > 0) {
+        memmove(g->pending, g->pending + k, (g->n - k) * sizeof(g->pending[0]));
+        g->n -= k;
+    }
+    return g->trusted_ms;
+}
+
 int64_t patron_clock_fire_bound(const struct patron_fire_input *in)
 {
     int64_t own = in->now_ms < in->stream_ms ? in->now_ms : in->stream_ms;

@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+#include "patron/num.h"
+
 int64_t patron_clock_advance_from_reply(struct patron_clock *c, const redisReply *reply,
                                         bool *all_idle)
 {
@@ -28,4 +30,19 @@ int64_t patron_clock_advance_from_reply(struct patron_clock *c, const redisReply
     int64_t now = patron_clock_advance(c, patron_clock_watermark(parts, k));
     free(parts);
     return now;
+}
+
+int64_t patron_clock_out_offset(const redisReply *reply, int32_t partition)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *f = reply->element[i], *v = reply->element[i + 1];
+        int64_t p, offset;
+        if (f->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+            patron_parse_i64(f->str, (size_t)f->len, 0, INT32_MAX, &p) == 0 && p == partition &&
+            patron_parse_i64(v->str, (size_t)v->len, 0, INT64_MAX, &offset) == 0)
+            return offset;
+    }
+    return 0;
 }

@@ -89,6 +89,31 @@ struct patron_fire_input {
  * clock only once the partition is quiet and every partition idle. */
 int64_t patron_clock_fire_bound(const struct patron_fire_input *in);
 
+/* Event clock: how far one partition of profile updates may trust the
+ * clock's now. Ingest writes with every clock value the offset after the
+ * last update it had delivered on each partition of profile updates
+ * ({clock}:out). A now read with offset o on partition p is trusted for p's
+ * timers once p has applied every update before o: the updates of a merged
+ * visitor come from another partition of events, so p's own event time
+ * does not say they are in (docs/guarantees.md, "Time"). A plain value
+ * owned by the partition; no allocation. */
+#define PATRON_CLOCK_GATE_PENDING 8
+struct patron_clock_gate {
+    int64_t trusted_ms; /* the latest now trusted; never decreases */
+    size_t n;
+    struct {
+        int64_t ms, offset;
+    } pending[PATRON_CLOCK_GATE_PENDING]; /* oldest first; ms and offset non-decreasing */
+};
+
+/* A now (ms) read together with the partition's delivered offset. When the
+ * queue is full the newest entry takes it: a later now that waits for a
+ * later offset, never an earlier one. */
+void patron_clock_gate_offer(struct patron_clock_gate *g, int64_t ms, int64_t offset);
+/* The partition has applied every update before `applied` (< 0: unknown,
+ * taken as 0): the now it may trust. */
+int64_t patron_clock_gate_pass(struct patron_clock_gate *g, int64_t applied);
+
 /* The stored value "ms:idle", e.g. "1291192000000:1": ms in canonical decimal
  * (no sign, no leading zero), idle 0 or 1. */
 #define PATRON_CLOCK_VALUE_MAX 24 /* 19 digits, ':', flag, NUL, spare */

@@ -72,6 +72,9 @@
 extern const char *const PATRON_CUSTOMER_KEY_SUFFIXES[];
 
 #define PATRON_KEY_CLOCK "{clock}"
+/* per partition of patron.profile-updates: the offset after the last update
+ * ingest had delivered when it last wrote {clock} (clock_redis.h) */
+#define PATRON_KEY_CLOCK_OUT "{clock}:out"
 #define PATRON_KEY_ITEMS_POP "{items}:pop"
 #define PATRON_KEY_ITEMS_TREND "{items}:trend"
 #define PATRON_KEY_ITEMS_CAT "{items}:cat"

@@ -1,7 +1,9 @@
 /*
  * The event clock as services read it from Redis: HGETALL {clock} answers
  * partition -> "ms:idle" (clock.h); this turns the reply into the low
- * watermark and advances the service's clock. Pure over the reply (no I/O);
+ * watermark and advances the service's clock; HGETALL {clock}:out answers
+ * the delivered offsets the trigger's gates wait for (clock.h). Pure over
+ * the reply (no I/O);
  * the caller issues the command on its own timer.
  */
 #ifndef PATRON_CLOCK_REDIS_H
@@ -19,5 +21,10 @@
  * partition was idle: ingest has applied everything it was given. */
 int64_t patron_clock_advance_from_reply(struct patron_clock *c, const redisReply *reply,
                                         bool *all_idle);
+
+/* The offset an HGETALL {clock}:out reply gives partition `partition` of
+ * profile updates (partition -> offset, decimal); 0 when it has none. A
+ * malformed entry counts as absent. */
+int64_t patron_clock_out_offset(const redisReply *reply, int32_t partition);
 
 #endif
