@@ -217,7 +217,9 @@ def explain(st, r, brokers):
             continue
         s = profile_pb2.ProfileState()
         s.ParseFromString(raw[8:])
-        print("state:", key, "version", int.from_bytes(raw[:8], "big"), str(s)[:1500].replace("\n", " "))
+        ids = "merged_into=%r aliases=%s" % (s.merged_into, [str(a).replace("\n", " ") for a in s.aliases])
+        s.ClearField("counted_events")
+        print("state:", key, "version", int.from_bytes(raw[:8], "big"), ids, str(s)[:1500].replace("\n", " "))
 
 
 def racing_ingests(pb):

@@ -17,7 +17,7 @@ static const char usage[] =
     "usage:\n"
     "  patron-replay online-retail --file F.csv[.gz] (--brokers B --topic T | --out FILE)\n"
     "      [--resend-percent P] [--garbage N] [--limit N] [--derive-browse]\n"
-    "      [--derive-profile] [--catalog-topic T] [--seed S]\n"
+    "      [--derive-profile] [--no-visitors] [--catalog-topic T] [--seed S]\n"
     "      [--rate EVENTS_PER_S] [--progress] [--from YYYY-MM-DD] [--until YYYY-MM-DD]\n"
     "      [--resend-delay-max N]\n"
     "  patron-replay synthetic (--brokers B --topic T | --out FILE) [--events N]\n"
@@ -46,6 +46,7 @@ enum opt_id {
     OPT_LIMIT,
     OPT_DERIVE,
     OPT_DERIVE_PROFILE,
+    OPT_NO_VISITORS,
     OPT_RATE,
     OPT_PROGRESS,
     OPT_FILE,
@@ -87,6 +88,7 @@ static const struct opt_rule rules[] = {
     {{"limit", required_argument, NULL, OPT_LIMIT}, REPLAY_ONLINE_RETAIL, 1, UINT64_MAX},
     {{"derive-browse", no_argument, NULL, OPT_DERIVE}, REPLAY_ONLINE_RETAIL, 0, 0},
     {{"derive-profile", no_argument, NULL, OPT_DERIVE_PROFILE}, REPLAY_ONLINE_RETAIL, 0, 0},
+    {{"no-visitors", no_argument, NULL, OPT_NO_VISITORS}, REPLAY_ONLINE_RETAIL, 0, 0},
     {{"rate", required_argument, NULL, OPT_RATE}, ALL_MODES, 1, 1000000000},
     {{"progress", no_argument, NULL, OPT_PROGRESS}, ALL_MODES, 0, 0},
     {{"file", required_argument, NULL, OPT_FILE}, REPLAY_ONLINE_RETAIL, 0, 0},
@@ -268,6 +270,9 @@ static int parse_args(int argc, char **argv, struct replay_options *o)
             break;
         case OPT_DERIVE_PROFILE:
             o->derive_profile = true;
+            break;
+        case OPT_NO_VISITORS:
+            o->no_visitors = true;
             break;
         case OPT_RATE:
             ok = set_number(r, optarg, &o->rate);

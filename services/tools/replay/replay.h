@@ -60,7 +60,9 @@ struct replay_options {
     /* online-retail */
     const char *csv_path;
     bool derive_browse;
-    bool derive_profile;       /* --derive-profile: time zone, birthday, consent */
+    bool derive_profile;       /* --derive-profile: time zone, birthday, consent, visitors */
+    bool no_visitors;          /* --no-visitors: --derive-profile without anonymous visitors
+                                  (a backtest deterministic to the message: guarantees.md) */
     const char *catalog_topic; /* --catalog-topic: an ItemUpdate per item, first seen */
     bool has_until;
     int64_t until_ms; /* --until: only invoices before this (UTC epoch ms) */

@@ -482,7 +482,8 @@ static enum replay_visitor first_visit(struct retail *r, char anon[22])
 {
     struct run *run = &r->run;
     size_t clen = strlen(run->customer);
-    if (!r->o->derive_profile || run->refund || patron_strmap_get(&r->bought, run->customer, clen))
+    if (!r->o->derive_profile || r->o->no_visitors || run->refund ||
+        patron_strmap_get(&r->bought, run->customer, clen))
         return REPLAY_NOT_A_VISITOR;
     char *key = patron_strndup(run->customer, clen);
     (void)patron_strmap_put(&r->bought, key, clen, key);
