@@ -438,6 +438,9 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
      * mistake another writer's list for the one it read. */
     if (uv_random(NULL, NULL, &ing->row_version, sizeof(ing->row_version), 0, NULL))
         ing->row_version = ((uint64_t)patron_wall_ms() << 20) ^ (uint64_t)uv_os_getpid();
+    /* the same for profile versions (ingest_next_version) */
+    if (uv_random(NULL, NULL, &ing->version_tag, sizeof(ing->version_tag), 0, NULL))
+        ing->version_tag = (uint32_t)(ing->row_version >> 17) ^ (uint32_t)ing->row_version;
     ing->cells = patron_malloc((PATRON_GRAPH_ROW_MAX + 1) * sizeof(*ing->cells));
     ing->encoded = patron_malloc(ENCODED_MAX);
     ing->incs = patron_malloc(GRAPH_PAIRS_MAX * sizeof(*ing->incs));

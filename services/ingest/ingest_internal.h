@@ -247,11 +247,12 @@ struct ingest {
 
     /* The caches, values this process wrote (pin: the seq of the in-flight
      * batch that wrote it last): */
-    struct patron_lru cache;                /* profiles, pinned by the batches in flight */
-    struct patron_lru rows;                 /* neighbour lists, pinned by their last merger */
-    struct patron_lru cats;                 /* item -> the category last written to {items}:cat */
-    struct batch *graph_reader;             /* the batch in its first GRAPH_READ */
-    uint64_t row_version;                   /* the next neighbour list's version */
+    struct patron_lru cache;    /* profiles, pinned by the batches in flight */
+    struct patron_lru rows;     /* neighbour lists, pinned by their last merger */
+    struct patron_lru cats;     /* item -> the category last written to {items}:cat */
+    struct batch *graph_reader; /* the batch in its first GRAPH_READ */
+    uint64_t row_version;       /* the next neighbour list's version */
+    uint32_t version_tag;       /* the low half of every profile version this process writes */
     struct patron_graph_cell *cells, *incs; /* scratch of graph_merge (incs: GRAPH_PAIRS_MAX) */
     struct patron_graph_mark *marks, *marks_out; /* the same, PATRON_GRAPH_MARKS_MAX each */
     uint8_t *encoded;                            /* scratch of the encoders, ENCODED_MAX bytes */
@@ -473,6 +474,16 @@ int ingest_profile_store(struct batch *b, struct customer *c, const struct patro
 void ingest_write_profiles(struct batch *b, int stage);
 void ingest_write_compactions(struct batch *b);
 void ingest_write_item_stats(struct batch *b);
+
+/* The version of a profile written over one of version `base`: the high
+ * half counts the writes, the low half is this process's random tag. Two
+ * ingests write a customer (its own partition's events and its merged
+ * visitors'), and a batch built on a write that lost its compare-and-set
+ * expects that write's version: with a plain counter it could equal the
+ * version the other ingest wrote meanwhile, and the batch would land over
+ * a value it never read. With the tag it cannot (unless two processes drew
+ * the same 32 bits). */
+uint64_t ingest_next_version(const struct ingest *ing, uint64_t base);
 
 /* Once a batch is complete (its ProfileUpdates acknowledged, in order):
  * its partitions' latest event times into {clock}, and with them, in the

@@ -341,7 +341,7 @@ int ingest_profile_store(struct batch *b, struct customer *c, const struct patro
     if (patron_profile_encode_into(p, scratch + PATRON_PROFILE_VERSION_LEN,
                                    PATRON_PROFILE_ENCODED_MAX, &len))
         return PATRON_EINVAL;
-    patron_profile_version_put(scratch, c->version + 1);
+    patron_profile_version_put(scratch, ingest_next_version(b->ing, c->version));
     size_t value_len = PATRON_PROFILE_VERSION_LEN + len;
     uint8_t *value = patron_arena_alloc(&b->arena, value_len);
     memcpy(value, scratch, value_len);
@@ -363,6 +363,12 @@ int ingest_profile_store(struct batch *b, struct customer *c, const struct patro
 }
 
 /* ---- compare-and-set ------------------------------------------------------ */
+
+uint64_t ingest_next_version(const struct ingest *ing, uint64_t base)
+{
+    uint64_t writes = (base >> 32) + 1;
+    return (writes & UINT64_C(0xffffffff)) << 32 | ing->version_tag;
+}
 
 /* The script answers 1 or 0, SET NX OK or nil. */
 int ingest_cas_outcome(struct batch *b, const redisReply *reply)
@@ -584,7 +590,8 @@ void ingest_write_compactions(struct batch *b)
         /* c->compact leaves room for the version: the one after cur's */
         uint8_t *value = patron_arena_alloc(&b->arena, c->compact_len);
         memcpy(value, c->compact, c->compact_len);
-        patron_profile_version_put(value, patron_profile_version_get(cur, len) + 1);
+        patron_profile_version_put(
+            value, ingest_next_version(b->ing, patron_profile_version_get(cur, len)));
         k->v.value = value;
         k->v.len = c->compact_len;
         v[n++] = &k->v;

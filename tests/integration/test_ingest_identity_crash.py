@@ -200,12 +200,15 @@ def crash_at_many_points(pb):
               f"({caught} left a merge half done)")
 
 
-def explain(st, r, brokers):
+def explain(st, r, brokers, pods=()):
     """What a failure needs to be understood: the DLQ, the resets, the
     visitors' and customers' stored ledgers."""
     from patron.v1 import profile_pb2
     for m in consume_all(brokers, "patron.dlq", timeout=5):
         print("dlq:", m.key(), dict(m.headers()).get("error"))
+    for name, p in pods:
+        print(f"{name}:", {k: metric(p.http_port, "patron_ingest_events_total", f'result="{k}"')
+                           for k in ("applied", "replayed", "duplicate", "stale", "refused")})
     for name in ("ingest-a", "ingest-b"):
         with open(st.log_path(name)) as f:
             for line in f:
@@ -256,7 +259,7 @@ def racing_ingests(pb):
             pass
         bad = differences(api, load)
         if bad:
-            explain(st, r, brokers)
+            explain(st, r, brokers, (("ingest-a", a), ("ingest-b", b)))
         assert not bad, f"{len(bad)} differ, first: {bad[:5]}"
         conflicts = sum(metric(p.http_port, "patron_ingest_profile_conflicts_total") for p in (a, b))
         resets = sum(metric(p.http_port, "patron_ingest_resets_total") for p in (a, b))
