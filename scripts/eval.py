@@ -2,7 +2,7 @@
 """Offline evaluation of Patron: recommendations, then churn and value.
 
     eval.py BIN_DIR [all|reco|churn] [--online-retail PATH] [--complete-journey PATH]
-            [--json OUT] [--seed N] [--no-patron] [--include-non-products]
+            [--synthetic] [--json OUT] [--seed N] [--no-patron] [--include-non-products]
     eval.py BIN_DIR --self-test
 
 Called by scripts/eval.sh, which builds BIN_DIR first. Prints one table per
@@ -12,11 +12,15 @@ Section 1, recommendations: data sets x protocols x recommenders.
   Data sets: Online Retail (the repository's subset unless --online-retail
   names another file, e.g. the full one) and the 84.51 Complete Journey
   sample (--complete-journey: its directory or transactions_sample.csv.gz,
-  with products.csv.gz beside it; skipped without).
+  with products.csv.gz beside it; skipped without); with --synthetic, a
+  generated shop of another shape (patron_eval/data.py, synthetic_shop:
+  latent genres, one item per order, ~100 orders per customer, 2020,
+  generated from --seed).
   Protocols (NEW items only: items the customer had not bought in training
   and that exist in training; top 10, training items excluded):
     temporal: Online Retail before 2011-10-01 (London), Complete Journey
-      before 2017-10-01 (UTC) trains; the data READMEs' protocol;
+      before 2017-10-01 (UTC), the synthetic shop before 2020-10-01 (UTC)
+      trains; the data READMEs' protocol;
     random 75/25: per customer with at least 4 distinct products,
       round(n/4) of them held out at random (fixed seed), no time split
       (patron_eval/data.py, random_holdout, says exactly how).
@@ -60,7 +64,7 @@ from patron_eval import recommenders as reco  # noqa: E402
 
 SUBSET = os.path.join(ROOT, "data", "online-retail-subset.csv.gz")
 NON_PRODUCTS = os.path.join(ROOT, "data", "non_products.txt")
-TEMPORAL_CUT = {"online-retail": "2011-10-01", "complete-journey": "2017-10-01"}
+TEMPORAL_CUT = {"online-retail": "2011-10-01", "complete-journey": "2017-10-01", "synthetic": "2020-10-01"}
 CHURN_CUTS = (("2011-09-01", None), ("2011-06-01", "2011-09-01"))  # None: the day after the data ends
 METRICS = ("P@10", "R@10", "nDCG@10")
 BASELINES = [name for name, _ in reco.SCORERS]
@@ -79,8 +83,11 @@ def parse_args(argv):
     ap.add_argument("--online-retail", metavar="PATH", help="Online Retail CSV (.gz); default the repository's subset")
     ap.add_argument("--complete-journey", metavar="PATH",
                     help="the Complete Journey directory, or its transactions_sample.csv.gz")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="add the generated shop (latent tastes, one item per order) to section 1")
     ap.add_argument("--json", metavar="OUT", help="also write every figure there")
-    ap.add_argument("--seed", type=int, default=1, help="the random holdout's seed (default 1)")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="the random holdout's seed, and the synthetic shop's (default 1)")
     ap.add_argument("--no-patron", action="store_true", help="baselines only (no stack)")
     ap.add_argument("--include-non-products", action="store_true",
                     help="keep non-products in the baselines and test sets (the data READMEs' exact protocol)")
@@ -300,7 +307,7 @@ def main(argv):
         retail = data.load_online_retail(ctx["online_retail"], patterns, or_name)
         log(f"{or_name}: {len(retail.purchases)} purchase lines, {len(retail.items)} items "
             f"({sum(i.not_a_product for i in retail.items.values())} not products)")
-        summary = {"command": ["scripts/eval.sh", *argv[2:]], "seed": args.seed,
+        summary = {"command": ["scripts/eval.sh", *argv[2:]], "seed": args.seed, "synthetic": args.synthetic,
                    "include_non_products": args.include_non_products, "notes": []}
         status = 0
         if args.section in ("all", "reco"):
@@ -309,6 +316,12 @@ def main(argv):
                 shops.append(data.load_complete_journey(args.complete_journey))
             else:
                 summary["notes"].append("Complete Journey skipped: no --complete-journey PATH")
+            if args.synthetic:
+                t0 = time.time()
+                syn = data.synthetic_shop(args.seed)
+                shops.append(syn)
+                log(f"{syn.name}: {len(syn.purchases)} purchase lines, {len(syn.items)} items, "
+                    f"{len({l.customer for l in syn.purchases})} customers, generated in {time.time() - t0:.0f} s")
             rows = []
             for shop in shops:
                 inc = args.include_non_products

@@ -6,7 +6,7 @@
 # Gamma-Gamma, recency and spend. Prints one table per section.
 #
 #   scripts/eval.sh [all|reco|churn] [--online-retail PATH] [--complete-journey PATH]
-#                   [--json OUT] [--seed N] [--no-patron] [--include-non-products]
+#                   [--synthetic] [--json OUT] [--seed N] [--no-patron] [--include-non-products]
 #   scripts/eval.sh --self-test
 #
 # Without --online-retail, the repository's subset (data/); without

@@ -146,15 +146,24 @@ class Patron:
 
     def wait_applied(self, events, catalog):
         """Until ingest has read every event and catalog update (applied, or
-        dead-lettered) and has no batch in flight; then lets the clock settle."""
+        dead-lettered) and has no batch in flight, twice in a row a second
+        apart with nothing counted in between; then lets the clock settle.
+        The counters count an event again when ingest replays it after a
+        pipeline reset (a Redis timeout under load), so reaching the totals
+        alone does not mean the end: the replay may still be going, and
+        between two batches nothing is in flight."""
         t0 = time.time()
         h, port = self.harness, self.ingest.http_port
+        prev = [None]
 
-        def done():
+        def settled():
             read = h.metric(port, "patron_ingest_events_total") + h.metric(port, "patron_ingest_dlq_total")
             cat = h.metric(port, "patron_ingest_catalog_updates_total")
-            return read + cat >= events + catalog and h.metric(port, "patron_ingest_inflight_batches") == 0
-        h.wait_for("ingest to apply the training events", done, timeout=900, interval=0.5)
+            snap = (read, cat, h.metric(port, "patron_ingest_inflight_batches") == 0)
+            ok = snap[2] and read + cat >= events + catalog and snap == prev[0]
+            prev[0] = snap
+            return ok
+        h.wait_for("ingest to apply the training events", settled, timeout=900, interval=1.0)
         self.dlq = int(h.metric(port, "patron_ingest_dlq_total"))
         time.sleep(CLOCK_SETTLE_S)
         self.timings["apply"] = time.time() - t0
