@@ -494,6 +494,7 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
         goto out_free;
     struct patron_reco_fetcher_options fo = {.list_max_age_ms = cfg->reco_list_max_age_ms,
                                              .cache_items = (size_t)cfg->reco_cache_items,
+                                             .momentum = cfg->reco_momentum,
                                              .log = log,
                                              .metrics = metrics};
     rc = patron_reco_fetcher_open(&api->reco, api->redis, &fo);

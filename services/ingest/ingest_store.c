@@ -690,10 +690,10 @@ static void on_item_written(void *ud, redisReply *reply)
     ingest_batch_release(w->b);
 }
 
-/* The item's catalog hash, its category for filters and its stock state
- * (last write wins: the catalog topic is keyed by item, so in order). The
- * hash goes first: a key of another type sends the update to the DLQ
- * (the other two are Patron's own keys, written whatever). */
+/* The item's catalog hash, its category for filters, its stock state and
+ * whether it is a product (last write wins: the catalog topic is keyed by
+ * item, so in order). The hash goes first: a key of another type sends the
+ * update to the DLQ (the others are Patron's own keys, written whatever). */
 void ingest_write_catalog(struct batch *b, struct event *e, const Patron__V1__ItemUpdate *u)
 {
     char key[PATRON_KEY_MAX], price[24];
@@ -716,6 +716,9 @@ void ingest_write_catalog(struct batch *b, struct event *e, const Patron__V1__It
     const char *stock[] = {u->in_stock ? "SREM" : "SADD", PATRON_KEY_ITEMS_OOS, u->item_id};
     size_t stock_lens[] = {4, strlen(PATRON_KEY_ITEMS_OOS), id_len};
     send_command(b, 3, stock, stock_lens);
+    const char *np[] = {u->not_a_product ? "SADD" : "SREM", PATRON_KEY_ITEMS_NP, u->item_id};
+    size_t np_lens[] = {4, strlen(PATRON_KEY_ITEMS_NP), id_len};
+    send_command(b, 3, np, np_lens);
     if (u->category[0]) {
         const char *cat[] = {"HSET", PATRON_KEY_ITEMS_CAT, u->item_id, u->category};
         size_t cat_lens[] = {4, strlen(PATRON_KEY_ITEMS_CAT), id_len, strlen(u->category)};

@@ -273,6 +273,7 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
         goto out_close_redis;
     struct patron_reco_fetcher_options fo = {.list_max_age_ms = cfg->reco_list_max_age_ms,
                                              .cache_items = (size_t)cfg->reco_cache_items,
+                                             .momentum = cfg->reco_momentum,
                                              .log = log,
                                              .metrics = metrics};
     if ((rc = patron_reco_fetcher_open(&tr->reco, tr->redis, &fo)))

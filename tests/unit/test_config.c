@@ -70,6 +70,7 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("graph_history", c->graph_history);
     I("graph_topk", c->graph_topk);
     I("reco_cache_items", c->reco_cache_items);
+    I("reco_momentum", c->reco_momentum);
     I("reco_list_max_age_ms", c->reco_list_max_age_ms);
     I("shutdown_timeout_ms", c->shutdown_timeout_ms);
     I("redis_timeout_ms", c->redis_timeout_ms);
@@ -137,9 +138,10 @@ static const struct env_case CASES[] = {
     OK("inflight_batches", "16", NULL),
     OK("batch_max_bytes", "16777216", NULL),
     OK("inflight_max_bytes", "67108864", NULL),
-    OK("graph_history", "8", NULL),
-    OK("graph_topk", "50", NULL),
+    OK("graph_history", "16", NULL),
+    OK("graph_topk", "100", NULL),
     OK("reco_cache_items", "65536", NULL),
+    OK("reco_momentum", "0", NULL),
     OK("reco_list_max_age_ms", "60000", NULL),
     OK("shutdown_timeout_ms", "10000", NULL),
     OK("redis_timeout_ms", "5000", NULL), /* patron-ingest's; patron-api's below */
@@ -203,6 +205,8 @@ static const struct env_case CASES[] = {
     OK("graph_topk", "1000", "PATRON_GRAPH_TOPK=1000"),
     OK("reco_cache_items", "1024", "PATRON_RECO_CACHE_ITEMS=1024"),
     OK("reco_cache_items", "16777216", "PATRON_RECO_CACHE_ITEMS=16777216"),
+    OK("reco_momentum", "0", "PATRON_RECO_MOMENTUM=0"),
+    OK("reco_momentum", "4", "PATRON_RECO_MOMENTUM=4"),
     OK("reco_list_max_age_ms", "100", "PATRON_RECO_LIST_MAX_AGE_MS=100"),
     OK("reco_list_max_age_ms", "3600000", "PATRON_RECO_LIST_MAX_AGE_MS=3600000"),
     OK("shutdown_timeout_ms", "0", "PATRON_SHUTDOWN_TIMEOUT_MS=0"),
@@ -278,6 +282,8 @@ static const struct env_case CASES[] = {
     BAD("PATRON_GRAPH_HISTORY", "PATRON_GRAPH_HISTORY=-1"),
     BAD("PATRON_GRAPH_TOPK", "PATRON_GRAPH_TOPK=0"),
     BAD("PATRON_RECO_CACHE_ITEMS", "PATRON_RECO_CACHE_ITEMS=1023"),
+    BAD("PATRON_RECO_MOMENTUM", "PATRON_RECO_MOMENTUM=5"),
+    BAD("PATRON_RECO_MOMENTUM", "PATRON_RECO_MOMENTUM=-1"),
     BAD("PATRON_RECO_CACHE_ITEMS", "PATRON_RECO_CACHE_ITEMS=16777217"),
     BAD("PATRON_RECO_LIST_MAX_AGE_MS", "PATRON_RECO_LIST_MAX_AGE_MS=99"),
     BAD("PATRON_RECO_LIST_MAX_AGE_MS", "PATRON_RECO_LIST_MAX_AGE_MS=3600001"),

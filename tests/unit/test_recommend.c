@@ -18,6 +18,7 @@ struct fact {
     const char *category;
     bool oos;
     double trend;
+    bool np; /* not a product */
 };
 
 #define NB_MAX 64
@@ -43,7 +44,11 @@ static bool lookup(void *ud, const char *item, size_t len, uint64_t hash,
     for (size_t i = 0; i < w->n_facts; i++) {
         const struct fact *f = &w->facts[i];
         if (strlen(f->item) == len && memcmp(f->item, item, len) == 0) {
-            *out = (struct patron_reco_item){f->buyers, f->category, f->oos, f->trend};
+            *out = (struct patron_reco_item){.buyers = f->buyers,
+                                             .category = f->category,
+                                             .out_of_stock = f->oos,
+                                             .not_a_product = f->np,
+                                             .trend = f->trend};
             return true;
         }
     }
@@ -176,9 +181,13 @@ Test(recommend, config_defaults)
     struct patron_reco_config c = defcfg();
     cr_expect(c.weight_purchase > c.weight_cart && c.weight_cart > c.weight_view &&
               c.weight_view > 0);
-    cr_expect_eq(c.half_life_items, 32.0);
+    cr_expect_eq(c.half_life_items, 1000.0);
     cr_expect_eq(c.locality, 2.0);
-    cr_expect_eq(c.trend_exponent, 0.3);
+    cr_expect_eq(c.trend_exponent, 0.0);
+    cr_expect_eq(c.nearest, 10);
+    cr_expect_eq(c.shrink, 30.0);
+    cr_expect_eq(c.popularity, 1.0);
+    cr_expect_eq(c.evidence, 3.0);
     cr_expect_str_eq(patron_reco_strategy_name(PATRON_RECO_CF), "cf");
     cr_expect_str_eq(patron_reco_strategy_name(PATRON_RECO_CF_POPULAR), "cf+popular");
     cr_expect_str_eq(patron_reco_strategy_name(PATRON_RECO_POPULAR), "popular");
@@ -187,6 +196,7 @@ Test(recommend, config_defaults)
 Test(recommend, seeds_weigh_purchase_over_cart_over_view_and_decay_with_position)
 {
     struct patron_reco_config c = defcfg();
+    c.half_life_items = 32;
     /* the cart is oldest first: k2 is its most recent line */
     struct patron_profile p = customer("b0,b1", "k1,k2", "v0,v1");
     struct patron_reco_seed s[16];
@@ -318,9 +328,11 @@ Test(recommend, normalisation_keeps_best_sellers_from_drowning_the_rest)
     struct patron_reco_config c = defcfg();
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
     expect_items(&r, "niche best");
-    /* the scores are the squared cosines */
-    cr_expect_float_eq(r.items[0].score, 36.0 / (10 * 8), 1e-12);
-    cr_expect_float_eq(r.items[1].score, 81.0 / (10 * 1000), 1e-12);
+    /* the squared cosines relative to the best one, times the evidence
+     * s / (s + 30) */
+    double niche = 36.0 / (10 * 8), best = 81.0 / (10 * 1000);
+    cr_expect_float_eq(r.items[0].score, 6.0 / 36, 1e-12);
+    cr_expect_float_eq(r.items[1].score, best / niche * 9 / 39, 1e-12);
 }
 
 Test(recommend, older_history_counts_less)
@@ -336,7 +348,7 @@ Test(recommend, older_history_counts_less)
     struct patron_profile p = customer("x,y", NULL, NULL); /* x is the more recent */
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
     expect_items(&r, "new_nb old_nb");
-    cr_expect_float_eq(r.items[1].score / r.items[0].score, exp2(-1.0 / 32), 1e-12);
+    cr_expect_float_eq(r.items[1].score / r.items[0].score, exp2(-1.0 / c.half_life_items), 1e-12);
     p = customer("y,x", NULL, NULL);
     r = run(&w, &p, NULL, 0, NULL, 10, &c);
     expect_items(&r, "old_nb new_nb");
@@ -367,17 +379,42 @@ Test(recommend, locality_prefers_one_strong_association_to_several_weak_ones)
     expect_items(&r, "weak strong");
 }
 
-Test(recommend, trend_breaks_equal_similarity_towards_what_sells_now)
+Test(recommend, momentum_breaks_equal_similarity_towards_what_sells_now)
 {
+    /* equal buyers and similarity; q sells far more now than p */
     static const struct fact facts[] = {
         {"a", 10, "", false, 0}, {"p", 10, "", false, 0.5}, {"q", 10, "", false, 20}};
     struct world w = {.facts = facts, .n_facts = 3};
     add_list(&w, "a", "p:5 q:5");
     struct patron_profile p = customer("a", NULL, NULL);
     struct patron_reco_config c = defcfg();
+    c.trend_exponent = 1;
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
     expect_items(&r, "q p");
-    cr_expect_float_eq(r.items[0].score / r.items[1].score, pow(21.0 / 1.5, 0.3), 1e-9);
+    /* momentum: trend per buyer 0.05 and 2, their mean 1.025 */
+    cr_expect_float_eq(r.items[0].score / r.items[1].score, (2 + 1.025) / (0.05 + 1.025), 1e-9);
+    c.trend_exponent = 0;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "p q"); /* off: a tie, by id */
+    cr_expect_float_eq(r.items[0].score, r.items[1].score, 1e-12);
+}
+
+/* A best seller's trend is large for its size, not for its time: momentum
+ * is per buyer, so it does not outrank an item selling as fast per buyer. */
+Test(recommend, momentum_does_not_favour_best_sellers)
+{
+    static const struct fact facts[] = {
+        {"a", 100, "", false, 0}, {"big", 1000, "", false, 100}, {"small", 10, "", false, 1}};
+    struct world w = {.facts = facts, .n_facts = 3};
+    /* cos(a, big) = 100 / sqrt(100 * 1000), cos(a, small) = 10 / sqrt(100 * 10): equal */
+    add_list(&w, "a", "big:100 small:10");
+    struct patron_profile p = customer("a", NULL, NULL);
+    struct patron_reco_config c = defcfg();
+    c.shrink = 0;
+    c.trend_exponent = 1;
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    cr_assert_eq(r.n, 2);
+    cr_expect_float_eq(r.items[0].score, r.items[1].score, 1e-12, "same momentum, a tie");
 }
 
 Test(recommend, ties_break_by_item_id)
@@ -444,6 +481,121 @@ Test(recommend, thin_cf_is_topped_up_below_every_cf_item)
     expect_items(&r, "a toy");
 }
 
+/* ---- not products, nearest neighbours, evidence and popularity ------------------- */
+
+/* Postage and fees: never recommended, from CF or from the trending list, and
+ * a history of postage is no taste. */
+Test(recommend, not_a_product_is_never_recommended_nor_evidence)
+{
+    static const struct fact facts[] = {
+        {"a", 10, "", false, 0, false},    {"x", 10, "", false, 0, false},
+        {"post", 900, "", false, 9, true}, {"y", 10, "", false, 0, false},
+        {"hot", 50, "", false, 5, false},
+    };
+    static const struct patron_reco_trending trending[] = {{"post", 9, 900}, {"hot", 5, 50}};
+    struct world w = {.facts = facts, .n_facts = PATRON_ARRAY_LEN(facts)};
+    add_list(&w, "a", "post:9 x:5");
+    add_list(&w, "post", "y:8");
+    struct patron_reco_config c = defcfg();
+    struct patron_profile p = customer("a", NULL, NULL);
+    struct patron_reco_result r = run(&w, &p, trending, 2, NULL, 10, &c);
+    expect_items(&r, "hot x"); /* 5 co-buyers are thin evidence: hot is popular */
+    p = customer("post", NULL, NULL);
+    r = run(&w, &p, trending, 2, NULL, 10, &c);
+    expect_items(&r, "hot"); /* not y: postage says nothing of the customer */
+    cr_expect_eq(r.strategy, PATRON_RECO_POPULAR);
+    r = run(&w, NULL, trending, 2, NULL, 10, &c);
+    expect_items(&r, "hot");
+}
+
+/* Of a history item's neighbours, only the `nearest` most similar count:
+ * by cosine, not by raw count. */
+Test(recommend, only_the_nearest_neighbours_of_a_history_item_count)
+{
+    /* counts fall, but the buyers fall faster: cosine rises along the list */
+    static const struct fact facts[] = {
+        {"a", 100, "", false, 0},  {"n1", 1000, "", false, 0}, {"n2", 400, "", false, 0},
+        {"n3", 100, "", false, 0}, {"n4", 20, "", false, 0},
+    };
+    struct world w = {.facts = facts, .n_facts = PATRON_ARRAY_LEN(facts)};
+    add_list(&w, "a", "n1:40 n2:30 n3:20 n4:10");
+    struct patron_reco_config c = defcfg();
+    c.nearest = 2;
+    struct patron_profile p = customer("a", NULL, NULL);
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    /* cos: n1 0.126, n2 0.15, n3 0.2, n4 0.224 */
+    expect_items(&r, "n3 n4");
+    c.nearest = 4;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    cr_expect_eq(r.n, 4);
+
+    /* a thin list (strongest pair seen fewer than thin_count times): no cut */
+    w.n_lists = 0;
+    add_list(&w, "a", "n1:4 n2:3 n3:2 n4:1");
+    c.nearest = 2;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    cr_expect_eq(r.n, 4);
+    c.thin_count = 4;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    cr_expect_eq(r.n, 2, "4 co-buyers are not thin at thin_count 4");
+}
+
+/* Equal similarity, unequal evidence: a pair seen once is a coincidence. */
+Test(recommend, thin_evidence_is_shrunk)
+{
+    /* cos(a, once) = 1 / sqrt(100 * 1) = cos(a, often) = 10 / sqrt(100 * 100) */
+    static const struct fact facts[] = {
+        {"a", 100, "", false, 0}, {"once", 1, "", false, 0}, {"often", 100, "", false, 0}};
+    struct world w = {.facts = facts, .n_facts = 3};
+    add_list(&w, "a", "often:10 once:1");
+    struct patron_reco_config c = defcfg();
+    struct patron_profile p = customer("a", NULL, NULL);
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "often once");
+    cr_expect_float_eq(r.items[0].score, 10.0 / 40, 1e-12);
+    cr_expect_float_eq(r.items[1].score, 1.0 / 31, 1e-12);
+    c.shrink = 0;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "often once");
+    cr_expect_float_eq(r.items[0].score, r.items[1].score, 1e-12, "a tie without shrinkage");
+}
+
+/* Popularity weighs in as the evidence behind the best CF candidate thins:
+ * a staple outranks a one-off co-purchase, not a pair seen 300 times. */
+Test(recommend, popularity_blends_in_by_the_evidence)
+{
+    static const struct fact facts[] = {
+        {"a", 300, "", false, 0},       {"rare", 2, "", false, 0},     {"pair", 300, "", false, 0},
+        {"staple", 1000, "", false, 0}, {"second", 500, "", false, 0},
+    };
+    static const struct patron_reco_trending trending[] = {
+        {"staple", 40, 1000}, {"second", 20, 500}, {"a", 10, 300}};
+    struct world w = {.facts = facts, .n_facts = PATRON_ARRAY_LEN(facts)};
+    add_list(&w, "a", "rare:1");
+    struct patron_reco_config c = defcfg();
+    struct patron_profile p = customer("a", NULL, NULL);
+    struct patron_reco_result r = run(&w, &p, trending, 3, NULL, 3, &c);
+    expect_items(&r, "staple second rare");
+    cr_expect_eq(r.strategy, PATRON_RECO_CF_POPULAR);
+    /* evidence 1: popularity weighs 3 / (3 + 1) */
+    cr_expect_float_eq(r.items[0].score, 0.75, 1e-12);
+    cr_expect_float_eq(r.items[1].score, 0.75 * 0.5, 1e-12);
+    /* rare's own popularity counts too: 2 buyers of the top 1000 */
+    cr_expect_float_eq(r.items[2].score, 1.0 / 31 + 0.75 * 2 / 1000, 1e-12);
+
+    w.n_lists = 0;
+    add_list(&w, "a", "pair:300 rare:1");
+    r = run(&w, &p, trending, 3, NULL, 3, &c);
+    expect_items(&r, "pair staple second");
+    cr_expect_float_eq(r.items[0].score, 300.0 / 330 + 3.0 / 303 * 300 / 1000, 1e-12);
+    cr_expect_float_eq(r.items[1].score, 3.0 / 303, 1e-12);
+    c.popularity = 0;
+    r = run(&w, &p, trending, 3, NULL, 3, &c);
+    expect_items(&r, "pair rare staple"); /* off: trending items only fill */
+    cr_expect_eq(r.strategy, PATRON_RECO_CF_POPULAR);
+    cr_expect_lt(r.items[2].score, r.items[1].score);
+}
+
 /* ---- bad input ---------------------------------------------------------------------- */
 
 Test(recommend, rejects_bad_requests)
@@ -482,7 +634,24 @@ Test(recommend, rejects_bad_requests)
         b.locality = bad_values[i];
         cr_expect_eq(patron_reco_recommend(&ok, &b, &r), PATRON_EINVAL, "locality %g",
                      bad_values[i]);
+        b = c;
+        b.evidence = bad_values[i];
+        cr_expect_eq(patron_reco_recommend(&ok, &b, &r), PATRON_EINVAL, "evidence %g",
+                     bad_values[i]);
+        if (bad_values[i] != 0) { /* 0 is a valid shrink and popularity */
+            b = c;
+            b.shrink = bad_values[i];
+            cr_expect_eq(patron_reco_recommend(&ok, &b, &r), PATRON_EINVAL, "shrink %g",
+                         bad_values[i]);
+            b = c;
+            b.popularity = bad_values[i];
+            cr_expect_eq(patron_reco_recommend(&ok, &b, &r), PATRON_EINVAL, "popularity %g",
+                         bad_values[i]);
+        }
     }
+    struct patron_reco_config b = c;
+    b.nearest = 0;
+    cr_expect_eq(patron_reco_recommend(&ok, &b, &r), PATRON_EINVAL, "nearest 0");
     cr_expect_eq(patron_reco_recommend(&ok, &c, &r), 0, "the control");
 }
 
@@ -514,7 +683,7 @@ Test(recommend, skips_garbage_neighbours)
  * the bounds have the smallest ids: read, they would win the ties. */
 Test(recommend, reads_no_more_than_its_bounds)
 {
-    enum { N = 3000 };
+    enum { N = (PATRON_RECO_SEEDS_MAX + 6) * PATRON_RECO_NEIGHBOURS_MAX };
     static char names[N][12];
     static struct patron_reco_neighbour v[N];
     static struct patron_reco_trending t[N];
@@ -527,8 +696,9 @@ Test(recommend, reads_no_more_than_its_bounds)
     static struct patron_reco_list lists[PATRON_RECO_SEEDS_MAX + 5];
     for (size_t i = 0; i < PATRON_ARRAY_LEN(seeds); i++) {
         seeds[i] = (struct patron_reco_seed){"s", 1};
-        /* seed i's strongest neighbours are names[20 i ...] */
-        lists[i] = (struct patron_reco_list){v + i * PATRON_RECO_NEIGHBOURS_MAX, N / 2};
+        /* seed i's strongest neighbours are names[PATRON_RECO_NEIGHBOURS_MAX i ...] */
+        lists[i] = (struct patron_reco_list){v + i * PATRON_RECO_NEIGHBOURS_MAX,
+                                             2 * PATRON_RECO_NEIGHBOURS_MAX};
     }
     struct world w = {0};
     struct patron_reco_request rq = {.seeds = seeds,
@@ -538,6 +708,7 @@ Test(recommend, reads_no_more_than_its_bounds)
                                      .lookup_ud = &w,
                                      .limit = PATRON_RECO_LIMIT_MAX};
     struct patron_reco_config c = defcfg();
+    c.nearest = PATRON_RECO_NEIGHBOURS_MAX; /* what is read, not what is kept */
     struct patron_reco_result r;
     cr_assert_eq(patron_reco_recommend(&rq, &c, &r), 0);
     cr_expect_eq(r.n, PATRON_RECO_LIMIT_MAX);

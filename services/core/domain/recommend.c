@@ -13,9 +13,14 @@ void patron_reco_config_default(struct patron_reco_config *cfg)
         .weight_purchase = 1.0,
         .weight_cart = 0.7,
         .weight_view = 0.4,
-        .half_life_items = 32.0,
+        .half_life_items = 1000.0,
         .locality = 2.0,
-        .trend_exponent = 0.3,
+        .trend_exponent = 0.0,
+        .nearest = 10,
+        .shrink = 30.0,
+        .popularity = 1.0,
+        .evidence = 3.0,
+        .thin_count = 12.0,
     };
 }
 
@@ -106,7 +111,8 @@ struct slot {
     uint8_t state;
     double buyers;
     double trend;
-    double acc; /* sum of weighted similarities */
+    double acc;     /* sum of weighted similarities */
+    double support; /* co-buyers linking it to the history: the counts summed */
 };
 
 /* Sized once per call for everything it may hold (at most half full), so it
@@ -258,7 +264,9 @@ static void classify(const struct context *cx, struct slot *s)
     s->buyers = known && it.buyers > 0 ? (double)it.buyers : 0;
     s->trend = known && isfinite(it.trend) && it.trend > 0 ? it.trend : 0;
     s->acc = 0;
-    bool excluded = s->len == 0 || s->len > PATRON_ID_MAX || (known && it.out_of_stock) ||
+    s->support = 0;
+    bool excluded = s->len == 0 || s->len > PATRON_ID_MAX ||
+                    (known && (it.out_of_stock || it.not_a_product)) ||
                     (rq->profile && bought_earlier(rq->profile, s->hash));
     if (rq->category)
         excluded |=
@@ -296,9 +304,68 @@ static double sharpen(double c, double locality)
 static bool config_valid(const struct patron_reco_config *cfg)
 {
     return cfg->half_life_items > 0 && cfg->locality > 0 && cfg->trend_exponent >= 0 &&
-           isfinite(cfg->weight_purchase) && isfinite(cfg->weight_cart) &&
-           isfinite(cfg->weight_view) && isfinite(cfg->half_life_items) &&
-           isfinite(cfg->locality) && isfinite(cfg->trend_exponent);
+           cfg->nearest >= 1 && cfg->shrink >= 0 && cfg->popularity >= 0 && cfg->evidence > 0 &&
+           cfg->thin_count >= 0 && isfinite(cfg->thin_count) && isfinite(cfg->weight_purchase) &&
+           isfinite(cfg->weight_cart) && isfinite(cfg->weight_view) &&
+           isfinite(cfg->half_life_items) && isfinite(cfg->locality) &&
+           isfinite(cfg->trend_exponent) && isfinite(cfg->shrink) && isfinite(cfg->popularity) &&
+           isfinite(cfg->evidence);
+}
+
+/* A neighbour of one history item, before the k-nearest cut. */
+struct near {
+    struct slot *s;
+    double sim;
+    double count;
+};
+
+static int near_cmp(const void *a, const void *b)
+{
+    const struct near *x = a, *y = b;
+    if (x->sim != y->sim)
+        return x->sim > y->sim ? -1 : 1;
+    return strcmp(x->s->item, y->s->item);
+}
+
+/* Adds one history item's nearest candidates to the table; returns false
+ * when the item is no evidence (not a product, or a bad weight). */
+static bool expand(struct context *cx, const struct patron_reco_config *cfg,
+                   const struct patron_reco_seed *seed, const struct patron_reco_list *l)
+{
+    const struct patron_reco_request *rq = cx->rq;
+    if (!(seed->weight > 0) || !isfinite(seed->weight) || !seed->item)
+        return false;
+    struct patron_reco_item it = {0};
+    size_t slen = strnlen(seed->item, PATRON_ID_MAX + 1);
+    bool known = rq->lookup(rq->lookup_ud, seed->item, slen, patron_hash64(seed->item, slen), &it);
+    if (known && it.not_a_product)
+        return false;
+    double buyers_a = known && it.buyers > 0 ? (double)it.buyers : 0;
+    struct near v[PATRON_RECO_NEIGHBOURS_MAX];
+    size_t n = 0, max = l->n < PATRON_RECO_NEIGHBOURS_MAX ? l->n : PATRON_RECO_NEIGHBOURS_MAX;
+    for (size_t j = 0; j < max; j++) {
+        const struct patron_reco_neighbour *nb = &l->v[j];
+        if (!nb->item || !(nb->count > 0) || !isfinite(nb->count))
+            continue;
+        struct slot *s = intern(cx, nb->item);
+        if (s->state != SLOT_CANDIDATE)
+            continue;
+        v[n++] = (struct near){s, sharpen(cosine(nb->count, buyers_a, s->buyers), cfg->locality),
+                               nb->count};
+    }
+    if (n > 1)
+        qsort(v, n, sizeof(v[0]), near_cmp);
+    /* a thin list (its strongest pair seen fewer than thin_count times) has
+     * no nearest neighbours worth the name: cosine would only pick its
+     * rarest items; all count, and the evidence shrink weighs them */
+    size_t keep = cfg->nearest;
+    if (max > 0 && l->v[0].count < cfg->thin_count)
+        keep = PATRON_RECO_NEIGHBOURS_MAX;
+    for (size_t j = 0; j < n && j < keep; j++) {
+        v[j].s->acc += seed->weight * v[j].sim;
+        v[j].s->support += v[j].count;
+    }
+    return true;
 }
 
 int patron_reco_recommend(const struct patron_reco_request *rq,
@@ -310,60 +377,99 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
     size_t n_seeds = rq->n_seeds < PATRON_RECO_SEEDS_MAX ? rq->n_seeds : PATRON_RECO_SEEDS_MAX;
     size_t n_trending =
         rq->n_trending < PATRON_RECO_TRENDING_MAX ? rq->n_trending : PATRON_RECO_TRENDING_MAX;
-    size_t entries = 0;
+    size_t entries = n_trending;
     for (size_t i = 0; i < n_seeds; i++)
         entries += rq->lists[i].n < PATRON_RECO_NEIGHBOURS_MAX ? rq->lists[i].n
                                                                : PATRON_RECO_NEIGHBOURS_MAX;
     struct context cx;
     context_init(&cx, rq, entries + rq->limit);
 
-    /* expand each history item through its strongest neighbours */
-    for (size_t i = 0; i < n_seeds; i++) {
-        const struct patron_reco_seed *seed = &rq->seeds[i];
-        if (!(seed->weight > 0) || !isfinite(seed->weight) || !seed->item)
-            continue;
-        struct patron_reco_item it = {0};
-        size_t slen = strnlen(seed->item, PATRON_ID_MAX + 1);
-        double buyers_a =
-            rq->lookup(rq->lookup_ud, seed->item, slen, patron_hash64(seed->item, slen), &it) &&
-                    it.buyers > 0
-                ? (double)it.buyers
-                : 0;
-        const struct patron_reco_list *l = &rq->lists[i];
-        size_t n = l->n < PATRON_RECO_NEIGHBOURS_MAX ? l->n : PATRON_RECO_NEIGHBOURS_MAX;
-        for (size_t j = 0; j < n; j++) {
-            const struct patron_reco_neighbour *nb = &l->v[j];
-            if (!nb->item || !(nb->count > 0) || !isfinite(nb->count))
+    /* expand each history item through its nearest neighbours */
+    double total_weight = 0;
+    for (size_t i = 0; i < n_seeds; i++)
+        if (expand(&cx, cfg, &rq->seeds[i], &rq->lists[i]))
+            total_weight += rq->seeds[i].weight;
+
+    /* popularity, relative to the best seller among the trending items that
+     * may be recommended; only with a history (an unknown customer gets what
+     * sells now, below) */
+    double top_buyers = 0;
+    if (total_weight > 0 && cfg->popularity > 0)
+        for (size_t i = 0; i < n_trending; i++) {
+            const struct patron_reco_trending *t = &rq->trending[i];
+            if (!t->item || t->buyers <= 0)
                 continue;
-            struct slot *s = intern(&cx, nb->item);
-            if (s->state != SLOT_CANDIDATE)
-                continue;
-            s->acc += seed->weight * sharpen(cosine(nb->count, buyers_a, s->buyers), cfg->locality);
+            struct slot *s = intern(&cx, t->item);
+            if (s->buyers <= 0)
+                s->buyers = (double)t->buyers;
+            /* the buyers the scorer uses (the item's facts, fresher than the
+             * trending list's), so that popularity stays within [0, 1] */
+            if (s->state == SLOT_CANDIDATE && s->buyers > top_buyers)
+                top_buyers = s->buyers;
+        }
+
+    /* the CF term: the similarity relative to the best candidate's, times
+     * the evidence behind it (absolute: a sparse graph stays shrunk) */
+    double top_cf = 0, momentum_sum = 0;
+    size_t momentum_n = 0;
+    for (size_t i = 0; i <= cx.t.mask; i++) {
+        const struct slot *s = &cx.t.slots[i];
+        if (s->state == SLOT_CANDIDATE && s->acc > 0 && s->buyers > 0) {
+            momentum_sum += s->trend / s->buyers;
+            momentum_n++;
         }
     }
-
-    struct patron_reco_scored *top = out->items;
-    size_t n_top = 0;
+    double mean_momentum = momentum_n ? momentum_sum / (double)momentum_n : 0;
     for (size_t i = 0; i <= cx.t.mask; i++) {
         struct slot *s = &cx.t.slots[i];
         if (s->state != SLOT_CANDIDATE || !(s->acc > 0))
             continue;
-        double score = s->acc;
-        /* pow(1, x) is exactly 1: most candidates are not trending */
-        if (cfg->trend_exponent > 0 && s->trend > 0)
-            score *= pow(1.0 + s->trend, cfg->trend_exponent);
-        heap_offer(top, &n_top, rq->limit, (struct patron_reco_scored){s->item, score});
+        /* momentum: the item's recent sales per buyer against the
+         * candidates' mean, so that what sells now more than it usually does
+         * rises, and a best seller is not favoured for its size; the mean
+         * added to both sides keeps an item with no recent sale at half */
+        if (cfg->trend_exponent > 0 && mean_momentum > 0 && s->buyers > 0) {
+            double ratio = (s->trend / s->buyers + mean_momentum) / (2 * mean_momentum);
+            s->acc *= cfg->trend_exponent == 1.0 ? ratio : pow(ratio, cfg->trend_exponent);
+        }
+        if (s->acc > top_cf)
+            top_cf = s->acc;
     }
-    size_t n_cf = n_top;
-    double min_cf = 0;
-    for (size_t i = 0; i < n_cf; i++) {
+    double evidence = 0, best_acc = 0;
+    for (size_t i = 0; i <= cx.t.mask; i++) {
+        struct slot *s = &cx.t.slots[i];
+        if (s->state == SLOT_CANDIDATE && s->acc > best_acc) {
+            best_acc = s->acc;
+            evidence = s->support;
+        }
+    }
+    double pop_weight = cfg->popularity * cfg->evidence / (cfg->evidence + evidence);
+    struct patron_reco_scored *top = out->items;
+    size_t n_top = 0;
+    for (size_t i = 0; i <= cx.t.mask; i++) {
+        struct slot *s = &cx.t.slots[i];
+        if (s->state != SLOT_CANDIDATE)
+            continue;
+        double score = 0;
+        if (s->acc > 0)
+            score = s->acc / top_cf * s->support / (s->support + cfg->shrink);
+        if (top_buyers > 0 && s->buyers > 0)
+            score += pop_weight * (s->buyers < top_buyers ? s->buyers / top_buyers : 1.0);
+        if (score > 0)
+            heap_offer(top, &n_top, rq->limit,
+                       (struct patron_reco_scored){s->item, score, s->acc > 0});
+    }
+    size_t n_scored = n_top, n_cf = 0;
+    double min_score = 0;
+    for (size_t i = 0; i < n_scored; i++) {
         intern(&cx, top[i].item)->state = SLOT_CHOSEN;
-        if (i == 0 || top[i].score < min_cf)
-            min_cf = top[i].score;
+        n_cf += top[i].cf;
+        if (i == 0 || top[i].score < min_score)
+            min_score = top[i].score;
     }
 
-    /* top up from what sells now, below every CF item; only the items chosen
-     * enter the table (at most limit of them) */
+    /* top up from what sells now, below every scored item; only the items
+     * chosen enter the table (at most limit of them) */
     double fill_max = 0;
     for (size_t i = 0; i < n_trending && n_top < rq->limit; i++) {
         const struct patron_reco_trending *t = &rq->trending[i];
@@ -385,11 +491,11 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
         double trend = isfinite(t->trend) && t->trend > 0 ? t->trend : 0;
         if (trend > fill_max)
             fill_max = trend;
-        top[n_top++] = (struct patron_reco_scored){t->item, trend};
+        top[n_top++] = (struct patron_reco_scored){t->item, trend, false};
     }
-    if (n_cf > 0)
-        for (size_t i = n_cf; i < n_top; i++)
-            top[i].score = fill_max > 0 ? 0.5 * min_cf * top[i].score / fill_max : 0;
+    if (n_scored > 0)
+        for (size_t i = n_scored; i < n_top; i++)
+            top[i].score = fill_max > 0 ? 0.5 * min_score * top[i].score / fill_max : 0;
 
     qsort(top, n_top, sizeof(top[0]), scored_cmp);
     out->n = n_top;
@@ -424,8 +530,9 @@ int patron_reco_similar(const char *item, const struct patron_reco_list *neighbo
         if (s->state != SLOT_CANDIDATE)
             continue;
         s->state = SLOT_CHOSEN; /* the first occurrence counts */
-        heap_offer(out->items, &n_top, limit,
-                   (struct patron_reco_scored){nb->item, cosine(nb->count, buyers_a, s->buyers)});
+        heap_offer(
+            out->items, &n_top, limit,
+            (struct patron_reco_scored){nb->item, cosine(nb->count, buyers_a, s->buyers), true});
     }
     qsort(out->items, n_top, sizeof(out->items[0]), scored_cmp);
     out->n = n_top;

@@ -36,7 +36,7 @@ void reco_cache_init(struct reco_cache *c, size_t max)
 
 static void entry_free(struct reco_entry *e)
 {
-    free(e->nb_ids);
+    free(e->nb);
     free(e);
 }
 

@@ -31,13 +31,15 @@ struct reco_entry {
     /* The facts: oos sits with the fields a lookup reads (the first two
      * cache lines), category after them. */
     bool oos;
+    bool np;          /* not a product */
     int64_t facts_ms; /* monotonic ms the facts were read; 0: never */
     int64_t nb_ms;    /* ... the neighbour list */
     int64_t buyers;
     char category[PATRON_ID_MAX + 1];
     size_t n_nb;
-    struct patron_reco_neighbour nb[PATRON_RECO_NEIGHBOURS_MAX];
-    char *nb_ids; /* owned: the neighbours' ids, each NUL-ended */
+    /* owned: at most PATRON_RECO_NEIGHBOURS_MAX, with their ids in the same
+     * allocation (reco_reply_neighbours); NULL when none */
+    struct patron_reco_neighbour *nb;
 };
 
 struct reco_cache_slot {

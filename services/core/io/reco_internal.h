@@ -36,6 +36,8 @@ struct trend_item {
     double raw; /* the stored score (trend.h) */
     char category[PATRON_ID_MAX + 1];
     bool oos;
+    bool np;        /* not a product */
+    int64_t buyers; /* distinct buyers ({items}:pop); 0 unknown */
 };
 
 /* An index slot: the item's hash, so that a probe does not touch the item
@@ -137,9 +139,8 @@ struct request {
     struct patron_reco_seed seeds[PATRON_RECO_SEEDS_MAX];
     size_t n_seeds;
     /* similar items: the item's own list, read for this request only */
-    struct patron_reco_neighbour *sim;
+    struct patron_reco_neighbour *sim; /* owned, as reco_reply_neighbours gives it */
     size_t n_sim;
-    char *sim_ids;
     /* refresh-ahead batches: what they read (owned) */
     struct reco_ahead *ahead;
 };
@@ -162,12 +163,12 @@ bool reco_reply_array(const redisReply *r, size_t n);
 bool reco_reply_id(const redisReply *r);
 /* A finite double in a string reply. */
 bool reco_reply_double(const redisReply *r, double *out);
-/* A GET of a neighbour list (graph_row.h): strongest first. Fills at most
- * max neighbours, their ids copied into *ids_out (owned by the caller);
- * nil (no list yet), a key of another type and a list that does not decode
- * give none. Returns -1 for any other reply (Redis failing). */
-ssize_t reco_reply_neighbours(const redisReply *r, size_t max, struct patron_reco_neighbour *nb,
-                              char **ids_out);
+/* A GET of a neighbour list (graph_row.h): strongest first. At most max
+ * neighbours go to *out, one allocation holding the array and the ids it
+ * points to (owned by the caller: one free; NULL when none); nil (no list
+ * yet), a key of another type and a list that does not decode give none.
+ * Returns -1 for any other reply (Redis failing). */
+ssize_t reco_reply_neighbours(const redisReply *r, size_t max, struct patron_reco_neighbour **out);
 /* Reads item id's neighbour list into the cache, in rq's round. */
 int reco_send_neighbours(struct request *rq, const char *id, size_t len) PATRON_MUST_USE;
 /* Reads the facts of n items (ids copied) into the cache, in rq's round:

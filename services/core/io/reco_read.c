@@ -1,7 +1,7 @@
 /*
  * Reading items into the recommendation cache: an item's neighbour list
  * (GET {i:<a>}:co) and the facts of a batch of items (HMGET {items}:pop,
- * SMISMEMBER {items}:oos, HMGET {items}:cat: the {items}:* keys share a slot,
+ * SMISMEMBER {items}:oos and {items}:np, HMGET {items}:cat: the {items}:* keys share a slot,
  * so each is one command for all the items of a round, on Redis Cluster
  * too). Every reply is checked before it is stored; a reply that is not the
  * expected shape fails the request (PATRON_EIO) and stores nothing of it.
@@ -55,13 +55,12 @@ static int64_t reply_count(const redisReply *r)
     return r->type == REDIS_REPLY_STRING && patron_reply_i64(r, 1, INT64_MAX, &v) == 0 ? v : 0;
 }
 
-ssize_t reco_reply_neighbours(const redisReply *r, size_t max, struct patron_reco_neighbour *nb,
-                              char **ids_out)
+ssize_t reco_reply_neighbours(const redisReply *r, size_t max, struct patron_reco_neighbour **out)
 {
     struct patron_graph_cell cells[PATRON_GRAPH_ROW_MAX];
     uint64_t version;
     size_t n = 0, bytes = 0;
-    *ids_out = NULL;
+    *out = NULL;
     if (r->type == REDIS_REPLY_NIL)
         return 0;
     /* a key of another type (a sorted set from before lists were strings):
@@ -75,16 +74,20 @@ ssize_t reco_reply_neighbours(const redisReply *r, size_t max, struct patron_rec
         return 0;
     if (n > max)
         n = max;
+    if (n == 0)
+        return 0;
     for (size_t i = 0; i < n; i++)
         bytes += cells[i].id_len + 1;
-    char *ids = patron_malloc(bytes ? bytes : 1), *p = ids;
+    /* cells[i].id_len <= PATRON_ID_MAX and n <= PATRON_GRAPH_ROW_MAX: no overflow */
+    struct patron_reco_neighbour *nb = patron_malloc(n * sizeof(*nb) + bytes);
+    char *p = (char *)(nb + n);
     for (size_t i = 0; i < n; i++) {
         memcpy(p, cells[i].id, cells[i].id_len);
         p[cells[i].id_len] = '\0';
         nb[i] = (struct patron_reco_neighbour){p, (double)cells[i].count};
         p += cells[i].id_len + 1;
     }
-    *ids_out = ids;
+    *out = nb;
     return (ssize_t)n;
 }
 
@@ -102,22 +105,20 @@ static void on_neighbours(void *ud, redisReply *reply)
 {
     struct cmd *c = ud;
     struct request *rq = c->rq;
-    struct patron_reco_neighbour nb[PATRON_RECO_NEIGHBOURS_MAX];
-    char *ids = NULL;
-    ssize_t n = reply ? reco_reply_neighbours(reply, PATRON_RECO_NEIGHBOURS_MAX, nb, &ids) : -1;
+    struct patron_reco_neighbour *nb = NULL;
+    ssize_t n = reply ? reco_reply_neighbours(reply, PATRON_RECO_NEIGHBOURS_MAX, &nb) : -1;
     if (n < 0) {
         reco_request_fail(rq, PATRON_EIO);
     } else {
         uint64_t h = patron_hash64(c->id, c->len);
         struct reco_entry *e = reco_cache_put(&c->f->cache, c->id, c->len, h);
         if (e) {
-            free(e->nb_ids);
-            memcpy(e->nb, nb, (size_t)n * sizeof(*nb));
+            free(e->nb);
+            e->nb = nb;
             e->n_nb = (size_t)n;
-            e->nb_ids = ids;
             e->nb_ms = patron_monotonic_ms();
         } else {
-            free(ids);
+            free(nb);
         }
     }
     free(c);
@@ -195,6 +196,11 @@ static void apply_oos(struct reco_entry *e, const redisReply *r)
     e->oos = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
 }
 
+static void apply_np(struct reco_entry *e, const redisReply *r)
+{
+    e->np = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+}
+
 static void apply_category(struct reco_entry *e, const redisReply *r)
 {
     if (reco_reply_id(r)) {
@@ -228,6 +234,11 @@ static void on_buyers(void *ud, redisReply *reply)
 static void on_oos(void *ud, redisReply *reply)
 {
     on_facts(ud, reply, apply_oos);
+}
+
+static void on_np(void *ud, redisReply *reply)
+{
+    on_facts(ud, reply, apply_np);
 }
 
 static void on_category(void *ud, redisReply *reply)
@@ -264,6 +275,7 @@ int reco_send_facts(struct request *rq, const char *const *ids, const size_t *le
     } plan[] = {
         {"HMGET", PATRON_KEY_ITEMS_POP, on_buyers},
         {"SMISMEMBER", PATRON_KEY_ITEMS_OOS, on_oos},
+        {"SMISMEMBER", PATRON_KEY_ITEMS_NP, on_np},
         {"HMGET", PATRON_KEY_ITEMS_CAT, on_category},
     };
     int rc = 0;

@@ -114,6 +114,35 @@ static void on_trend_oos(void *ud, redisReply *reply)
     refresh_release(rf);
 }
 
+static void on_trend_np(void *ud, redisReply *reply)
+{
+    struct refresh *rf = ud;
+    struct trending *t = &rf->f->next;
+    if (!reco_reply_array(reply, t->n))
+        rf->failed = true;
+    else
+        for (size_t i = 0; i < t->n; i++)
+            t->v[i].np =
+                reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 1;
+    refresh_release(rf);
+}
+
+static void on_trend_buyers(void *ud, redisReply *reply)
+{
+    struct refresh *rf = ud;
+    struct trending *t = &rf->f->next;
+    int64_t v;
+    if (!reco_reply_array(reply, t->n))
+        rf->failed = true;
+    else
+        for (size_t i = 0; i < t->n; i++)
+            t->v[i].buyers = reply->element[i]->type == REDIS_REPLY_STRING &&
+                                     patron_reply_i64(reply->element[i], 1, INT64_MAX, &v) == 0
+                                 ? v
+                                 : 0;
+    refresh_release(rf);
+}
+
 static void on_trend(void *ud, redisReply *reply)
 {
     struct patron_reco_fetcher *f = ud;
@@ -156,6 +185,8 @@ static void on_trend(void *ud, redisReply *reply)
     } plan[] = {
         {"HMGET", PATRON_KEY_ITEMS_CAT, on_trend_category},
         {"SMISMEMBER", PATRON_KEY_ITEMS_OOS, on_trend_oos},
+        {"SMISMEMBER", PATRON_KEY_ITEMS_NP, on_trend_np},
+        {"HMGET", PATRON_KEY_ITEMS_POP, on_trend_buyers},
     };
     for (size_t k = 0; k < PATRON_ARRAY_LEN(plan); k++) {
         argv[0] = plan[k].cmd;
@@ -205,8 +236,8 @@ const struct patron_reco_trending *reco_trending_decayed(struct patron_reco_fetc
         f->decayed =
             patron_realloc(f->decayed, (f->trend.n ? f->trend.n : 1) * sizeof(*f->decayed));
         for (size_t i = 0; i < f->trend.n; i++)
-            f->decayed[i] =
-                (struct patron_reco_trending){f->trend.v[i].id, f->trend.v[i].raw * inv_weight_now};
+            f->decayed[i] = (struct patron_reco_trending){
+                f->trend.v[i].id, f->trend.v[i].raw * inv_weight_now, f->trend.v[i].buyers};
         f->n_decayed = f->trend.n;
         f->decayed_now_ms = now_ms;
         f->decayed_stale = false;

@@ -68,9 +68,9 @@ static bool lookup(void *ud, const char *item, size_t len, uint64_t hash,
     const struct reco_entry *e = reco_cache_get(&lc->f->cache, item, len, hash);
     const struct trend_item *t = reco_trending_get(&lc->f->trend, item, len, hash);
     if (e && e->facts_ms) {
-        *out = (struct patron_reco_item){e->buyers, e->category, e->oos, 0};
+        *out = (struct patron_reco_item){e->buyers, e->category, e->oos, e->np, 0};
     } else if (t) {
-        *out = (struct patron_reco_item){0, t->category, t->oos, 0};
+        *out = (struct patron_reco_item){t->buyers, t->category, t->oos, t->np, 0};
     } else {
         return false;
     }
@@ -99,7 +99,6 @@ static void answer(struct request *rq, const struct patron_reco_result *res)
     rq->cb(rq->ud, &a);
     free(rq->profile);
     free(rq->sim);
-    free(rq->sim_ids);
     free(rq);
 }
 
@@ -241,7 +240,8 @@ static void start_candidates(struct request *rq)
     rq->phase = PHASE_CANDIDATES;
     rq->pending++;
     phase_begin(rq);
-    struct probe probes[CANDIDATES_MAX];
+    /* on the heap: 64 history items x 100 neighbours is 150 KiB of probes */
+    struct probe *probes = patron_malloc(CANDIDATES_MAX * sizeof(*probes));
     size_t n_probes = 0;
     if (rq->kind == REQ_SIMILAR) {
         for (size_t j = 0; j < rq->n_sim && n_probes < CANDIDATES_MAX; j++)
@@ -272,13 +272,16 @@ static void start_candidates(struct request *rq)
         if (e)
             __builtin_prefetch(e);
     }
-    const char *ids[CANDIDATES_MAX];
-    size_t lens[CANDIDATES_MAX], n = 0;
+    const char **ids = patron_malloc(CANDIDATES_MAX * sizeof(*ids));
+    size_t *lens = patron_malloc(CANDIDATES_MAX * sizeof(*lens)), n = 0;
     for (size_t k = 0; k < n_probes; k++)
         (void)want_facts_h(rq, probes[k].id, probes[k].len, probes[k].hash, now, f->max_age_ms, ids,
                            lens, &n);
     if (reco_send_facts(rq, ids, lens, n))
         reco_request_fail(rq, PATRON_EIO);
+    free(ids);
+    free(lens);
+    free(probes);
     reco_refresh_maybe_send(f, now);
     reco_reply_back(rq);
 }
@@ -439,9 +442,7 @@ int patron_reco_fetch_visitor(struct patron_reco_fetcher *f, const char *anonymo
 static void on_similar_list(void *ud, redisReply *reply)
 {
     struct request *rq = ud;
-    rq->sim = patron_malloc(PATRON_RECO_SIMILAR_MAX * sizeof(*rq->sim));
-    ssize_t n =
-        reply ? reco_reply_neighbours(reply, PATRON_RECO_SIMILAR_MAX, rq->sim, &rq->sim_ids) : -1;
+    ssize_t n = reply ? reco_reply_neighbours(reply, PATRON_RECO_SIMILAR_MAX, &rq->sim) : -1;
     if (n < 0)
         reco_request_fail(rq, PATRON_EIO);
     else
@@ -492,10 +493,12 @@ int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv 
     f->log = opt->log;
     f->max_age_ms = opt->max_age_ms ? opt->max_age_ms : PATRON_RECO_MAX_AGE_MS;
     f->list_max_age_ms = opt->list_max_age_ms ? opt->list_max_age_ms : PATRON_RECO_LIST_MAX_AGE_MS;
-    if (opt->config)
+    if (opt->config) {
         f->cfg = *opt->config;
-    else
+    } else {
         patron_reco_config_default(&f->cfg);
+        f->cfg.trend_exponent = opt->momentum;
+    }
     reco_cache_init(&f->cache, opt->cache_items ? opt->cache_items : PATRON_RECO_CACHE_ITEMS);
     if (opt->metrics) {
         const char *name = "patron_reco_item_reads_total",

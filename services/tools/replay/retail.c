@@ -634,8 +634,8 @@ static bool is_product(const struct replay_field *stock)
 }
 
 /* --catalog-topic: the item's ItemUpdate the first time it is seen — its
- * Description as title, its price, and in_stock = false for what is not a
- * product, so that postage is never recommended. */
+ * Description as title, its price, and not_a_product for postage, fees and
+ * the like, so that they are never recommended nor taken as a taste. */
 static int emit_catalog(struct retail *r, const struct replay_field *stock,
                         const struct replay_field *description, int64_t cents)
 {
@@ -660,7 +660,8 @@ static int emit_catalog(struct retail *r, const struct replay_field *stock,
     u.item_id = key;
     u.category = category;
     u.price_cents = cents;
-    u.in_stock = is_product(stock);
+    u.in_stock = 1;
+    u.not_a_product = !is_product(stock);
     u.title = title;
     size_t len = patron__v1__item_update__get_packed_size(&u);
     uint8_t buf[PATRON_TITLE_MAX + 4 * PATRON_ID_MAX + 64];

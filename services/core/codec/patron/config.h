@@ -81,6 +81,7 @@ struct patron_config {
     int graph_history;        /* recent items a purchase pairs with, 0..64 */
     int graph_topk;           /* neighbours kept per item, 1..1000 */
     int reco_cache_items;     /* items the recommendation cache holds, 1024..16777216 */
+    int reco_momentum;        /* exponent of an item's momentum in its score, 0..4 */
     int reco_list_max_age_ms; /* how old a cached neighbour list may be, 100..3600000 */
     int shutdown_timeout_ms;  /* drain time on SIGTERM, 0..3600000 */
     /* Fault injection for the tests (0: off): patron-ingest aborts, as a

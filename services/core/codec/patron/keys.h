@@ -20,6 +20,7 @@
  *                       patron_trend_weight (popularity with time decay)
  *   {items}:cat         hash: item -> category
  *   {items}:oos         set: items out of stock
+ *   {items}:np          set: items that are not products (postage, fees)
  *   {clock}             hash: partition -> "event_ms:idle" (the event clock)
  *   {model}:clv         string: the churn and value model, JSON (model_codec.h)
  *   {model}:clusters    string: the K-Means clusters, JSON (model_codec.h)
@@ -79,6 +80,7 @@ extern const char *const PATRON_CUSTOMER_KEY_SUFFIXES[];
 #define PATRON_KEY_ITEMS_TREND "{items}:trend"
 #define PATRON_KEY_ITEMS_CAT "{items}:cat"
 #define PATRON_KEY_ITEMS_OOS "{items}:oos"
+#define PATRON_KEY_ITEMS_NP "{items}:np"
 #define PATRON_KEY_MODEL_CLV "{model}:clv"
 #define PATRON_KEY_MODEL_CLUSTERS "{model}:clusters"
 #define PATRON_KEY_MODEL_LEASE "{model}:lease"

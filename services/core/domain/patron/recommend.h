@@ -4,27 +4,49 @@
  * A customer's history (purchases > cart > views, each list decayed by
  * position, most recent first) expands through each history item's
  * neighbour list in the co-occurrence graph that ingest keeps ({i:<id>}:co,
- * the strongest first). A neighbour b of history item a scores
+ * the strongest by count first). Of the first PATRON_RECO_NEIGHBOURS_MAX
+ * neighbours of history item a, the `nearest` most similar ones that may be
+ * recommended count (a k-nearest-neighbour cut: weak links of a popular
+ * item are noise), each adding
  *
  *     weight(a) * cos(a, b)^locality,   cos(a, b) = c(a, b) / sqrt(n(a) n(b))
  *
- * with c the co-occurrence count and n the distinct buyers ({items}:pop),
- * summed over the history, then multiplied by (1 + trend(b))^trend_exponent
- * with trend(b) the item's popularity decayed to now (trend.h). Cosine is the
- * normalisation because it divides by both popularities symmetrically, so
- * a best seller that co-occurs with everything does not drown the specific
- * neighbours; the locality exponent (cos^2 = P(b|a) * P(a|b)) makes a few
- * strong associations outweigh many weak ones; the trend factor prefers
- * what sells now among equally similar items. The defaults were chosen on the
- * Online Retail evaluation (docs/eval.md), where each idea was
- * measured on its own.
+ * to candidate b, with c the co-occurrence count and n the distinct buyers
+ * ({items}:pop). Cosine divides by both popularities, so a best seller that
+ * co-occurs with everything does not drown the specific neighbours.
+ *
+ * The sum is divided by the history's total weight (a mean similarity, the
+ * same scale for a long and a short history) and shrunk by the evidence
+ * behind it, s / (s + shrink) with s the co-buyers that link b to the
+ * history (the counts summed): a pair seen once is a coincidence on a sparse
+ * catalogue, a pair seen fifty times is not. Then
+ *
+ *     momentum(b) = (trend(b) / n(b) + M) / (2 M)
+ *     cf(b)       = sum * momentum(b)^trend_exponent / (the best candidate's)
+ *                   * s / (s + shrink)
+ *     score(b)    = cf(b) + popularity * evidence / (evidence + S)
+ *                           * min(1, n(b) / n(top trending candidate))
+ *
+ * with trend(b) the item's popularity decayed to now (trend.h), M the mean
+ * of trend / n over the CF candidates (what sells now more than usual
+ * rises; a best seller is not favoured for its size), and S the co-buyers
+ * behind the best CF candidate. So where the graph knows little (a sparse
+ * shop, a thin history) the answer leans to what most customers buy, and
+ * where it knows much the CF term decides. A history item whose list is thin
+ * (its strongest count below thin_count) has every neighbour count: cosine
+ * over single co-purchases would only pick the rarest items. The defaults
+ * were chosen on every data set and protocol of the offline evaluation at
+ * once (docs/eval.md), each idea measured on all of them.
  *
  * Never returned: items the customer bought (the bought list and the hashes
- * of earlier ones, profile.h), items in the cart, items out of stock, and,
- * with a category filter, items of another or an unknown category. When CF
- * finds fewer items than asked, trending items fill the rest ("cf+popular";
- * "popular" when CF found none, e.g. an unknown customer), always scored
- * below the CF items. Order: score descending, then item id ascending.
+ * of earlier ones, profile.h), items in the cart, items out of stock, items
+ * that are not products (postage, fees: ItemUpdate.not_a_product), and,
+ * with a category filter, items of another or an unknown category. A history
+ * item that is not a product is no evidence either. Candidates are the
+ * neighbours found and the trending items; an item with a CF term is "cf",
+ * one with only popularity is "popular". When both fail to fill the answer
+ * (nothing known of the buyers), trending items fill the rest below the
+ * others. Order: score descending, then item id ascending.
  *
  * Pure: the caller fetches the inputs (recommend_fetch.h does, from Redis)
  * and lends them; results borrow the item strings of the inputs. Bounded by
@@ -41,7 +63,7 @@
 #define PATRON_RECO_LIMIT_MAX 100 /* items one answer may hold */
 #define PATRON_RECO_LIMIT_DEFAULT 10
 #define PATRON_RECO_SEEDS_MAX 64      /* history items expanded, the heaviest */
-#define PATRON_RECO_NEIGHBOURS_MAX 20 /* neighbours read per history item, the strongest */
+#define PATRON_RECO_NEIGHBOURS_MAX 50 /* neighbours read per history item, the strongest */
 /* Trending items considered (cold start, top-up, trend factor). */
 #define PATRON_RECO_TRENDING_MAX 1000
 #define PATRON_RECO_SIMILAR_MAX 200 /* neighbours read for "similar items" */
@@ -52,11 +74,17 @@ struct patron_reco_config {
     double weight_view;     /* ... a viewed item */
     double half_life_items; /* positions (most recent first) in which a weight halves; > 0 */
     double locality;        /* exponent on the cosine, >= 1 sharpens; > 0 */
-    double trend_exponent;  /* exponent of (1 + decayed popularity); 0 turns it off */
+    double trend_exponent;  /* exponent of the momentum; 0 turns it off */
+    size_t nearest;         /* most similar neighbours of a history item that count, >= 1 */
+    double shrink;          /* co-buyers at which a similarity counts half; >= 0 */
+    double popularity;      /* weight of buyers(b) / buyers(top) in the score; >= 0 */
+    double evidence;        /* co-buyers behind the best CF candidate at which the
+                             * popularity weight halves; > 0 */
+    double thin_count;      /* a list whose strongest count is below this has every
+                             * neighbour count, not only the nearest; >= 0 */
 };
 
-/* purchase 1, cart 0.7, view 0.4, half-life 32 positions, locality 2,
- * trend exponent 0.3. */
+/* The defaults: see recommend.c. */
 void patron_reco_config_default(struct patron_reco_config *cfg);
 
 /* A history item and its weight; `item` is borrowed from the profile. */
@@ -87,7 +115,8 @@ struct patron_reco_item {
     int64_t buyers;       /* distinct buyers; 0 when unknown */
     const char *category; /* NULL or "" when unknown */
     bool out_of_stock;
-    double trend; /* popularity decayed to now (patron_trend_decayed); 0 if unknown */
+    bool not_a_product; /* postage, fees: never a candidate, never evidence */
+    double trend;       /* popularity decayed to now (patron_trend_decayed); 0 if unknown */
 };
 
 /* Fills *out for `item` (len bytes, hash = patron_hash64 of them, given so
@@ -102,6 +131,7 @@ typedef bool (*patron_reco_lookup_fn)(void *ud, const char *item, size_t len, ui
 struct patron_reco_trending {
     const char *item;
     double trend;
+    int64_t buyers; /* distinct buyers; 0 when unknown */
 };
 
 struct patron_reco_request {
@@ -118,8 +148,8 @@ struct patron_reco_request {
 };
 
 enum patron_reco_strategy {
-    PATRON_RECO_CF,         /* "cf": every item from the history */
-    PATRON_RECO_CF_POPULAR, /* "cf+popular": topped up with trending items */
+    PATRON_RECO_CF,         /* "cf": every item found through the history */
+    PATRON_RECO_CF_POPULAR, /* "cf+popular": some from the history, some by popularity */
     PATRON_RECO_POPULAR,    /* "popular": trending items only */
 };
 
@@ -127,7 +157,8 @@ const char *patron_reco_strategy_name(enum patron_reco_strategy s);
 
 struct patron_reco_scored {
     const char *item; /* borrowed from the request's lists or trending */
-    double score;     /* > 0 for CF items; a popular item's is its decayed popularity */
+    double score;     /* > 0, except for a fill-in item when nothing is known of buyers */
+    bool cf;          /* the history found it (a CF term), else popularity only */
 };
 
 struct patron_reco_result {

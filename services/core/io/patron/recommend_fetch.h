@@ -52,15 +52,18 @@ struct patron_reco_fetcher;
 
 #define PATRON_RECO_MAX_AGE_MS 5000       /* default freshness bound of cached facts */
 #define PATRON_RECO_LIST_MAX_AGE_MS 60000 /* ... of cached neighbour lists */
-#define PATRON_RECO_CACHE_ITEMS 65536     /* default cache size, items (~48 MiB when full) */
+/* default cache size, items: ~90 MiB when full of items with 50 neighbours of
+ * 8-byte ids (216 B each, plus 16 B and the id per neighbour) */
+#define PATRON_RECO_CACHE_ITEMS 65536
 
 struct patron_reco_fetcher_options {
     int64_t max_age_ms;                      /* 0: PATRON_RECO_MAX_AGE_MS; < 0 invalid */
     int64_t list_max_age_ms;                 /* 0: PATRON_RECO_LIST_MAX_AGE_MS; < 0 invalid */
     size_t cache_items;                      /* 0: PATRON_RECO_CACHE_ITEMS */
     const struct patron_reco_config *config; /* copied; NULL: patron_reco_config_default */
-    const struct patron_log *log;            /* borrowed, may be NULL */
-    struct patron_metrics *metrics;          /* borrowed, may be NULL: where the counters go */
+    int momentum; /* with config NULL: the defaults' trend_exponent (PATRON_RECO_MOMENTUM) */
+    const struct patron_log *log;   /* borrowed, may be NULL */
+    struct patron_metrics *metrics; /* borrowed, may be NULL: where the counters go */
 };
 
 int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv *redis,
