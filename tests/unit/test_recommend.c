@@ -144,6 +144,8 @@ static struct patron_reco_result run(struct world *w, const struct patron_profil
         .lookup_ud = w,
         .trending = trending,
         .n_trending = n_trending,
+        .popular = trending, /* the tables below list them by buyers already */
+        .n_popular = n_trending,
         .category = category,
         .limit = limit,
     };
@@ -619,6 +621,9 @@ Test(recommend, rejects_bad_requests)
          NULL},
         {"trending count without list",
          {.n_trending = 3, .lookup = lookup, .lookup_ud = &w, .limit = 1},
+         NULL},
+        {"popular count without list",
+         {.n_popular = 3, .lookup = lookup, .lookup_ud = &w, .limit = 1},
          NULL},
     };
     for (size_t i = 0; i < PATRON_ARRAY_LEN(rows); i++)

@@ -204,7 +204,9 @@ static int scored_cmp(const void *a, const void *b)
 
 struct context {
     const struct patron_reco_request *rq;
-    struct table t; /* the profile's exclusions, then the candidates */
+    struct table t;     /* the profile's exclusions, then the candidates */
+    struct slot **cand; /* the candidates in the order met: what the scans walk */
+    size_t n_cand;
 };
 
 static size_t profile_items(const struct patron_profile *p)
@@ -230,6 +232,8 @@ static void context_init(struct context *cx, const struct patron_reco_request *r
     const struct patron_profile *p = rq->profile;
     cx->rq = rq;
     table_init(&cx->t, profile_items(p) + more);
+    cx->cand = patron_malloc((more ? more : 1) * sizeof(*cx->cand));
+    cx->n_cand = 0;
     if (!p)
         return;
     for (size_t i = 0; i < p->n_bought && i < PATRON_PROFILE_BOUGHT_MAX; i++)
@@ -275,7 +279,7 @@ static void classify(const struct context *cx, struct slot *s)
 }
 
 /* The item's slot, classified and inserted on first sight. */
-static struct slot *intern(const struct context *cx, const char *item)
+static struct slot *intern(struct context *cx, const char *item)
 {
     size_t len = strnlen(item, PATRON_ID_MAX + 1);
     uint64_t h = patron_hash64(item, len);
@@ -283,6 +287,8 @@ static struct slot *intern(const struct context *cx, const char *item)
     if (s->state == SLOT_EMPTY) {
         *s = (struct slot){.item = item, .len = (uint32_t)len, .hash = h};
         classify(cx, s);
+        if (s->state == SLOT_CANDIDATE)
+            cx->cand[cx->n_cand++] = s; /* at most `more` (context_init) */
     }
     return s;
 }
@@ -319,12 +325,32 @@ struct near {
     double count;
 };
 
-static int near_cmp(const void *a, const void *b)
+static bool nearer(const struct near *x, const struct near *y)
 {
-    const struct near *x = a, *y = b;
     if (x->sim != y->sim)
-        return x->sim > y->sim ? -1 : 1;
-    return strcmp(x->s->item, y->s->item);
+        return x->sim > y->sim;
+    return strcmp(x->s->item, y->s->item) < 0;
+}
+
+/* Moves the k nearest of v[0 .. n) to its front, nearest first, and returns
+ * k (< n). An insertion into the first k: most of the others lose their
+ * first comparison, so this is about n comparisons for a small k. */
+static size_t nearest_first(struct near *v, size_t n, size_t k)
+{
+    for (size_t i = 1; i < n; i++) {
+        if (i >= k && !nearer(&v[i], &v[k - 1]))
+            continue;
+        struct near x = v[i];
+        size_t j = i < k ? i : k - 1;
+        if (i >= k)
+            v[i] = v[k - 1]; /* the k-th nearest so far drops out */
+        while (j > 0 && nearer(&x, &v[j - 1])) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
+    return k;
 }
 
 /* Adds one history item's nearest candidates to the table; returns false
@@ -353,15 +379,16 @@ static bool expand(struct context *cx, const struct patron_reco_config *cfg,
         v[n++] = (struct near){s, sharpen(cosine(nb->count, buyers_a, s->buyers), cfg->locality),
                                nb->count};
     }
-    if (n > 1)
-        qsort(v, n, sizeof(v[0]), near_cmp);
+
     /* a thin list (its strongest pair seen fewer than thin_count times) has
      * no nearest neighbours worth the name: cosine would only pick its
      * rarest items; all count, and the evidence shrink weighs them */
     size_t keep = cfg->nearest;
     if (max > 0 && l->v[0].count < cfg->thin_count)
         keep = PATRON_RECO_NEIGHBOURS_MAX;
-    for (size_t j = 0; j < n && j < keep; j++) {
+    if (n > keep)
+        n = nearest_first(v, n, keep);
+    for (size_t j = 0; j < n; j++) {
         v[j].s->acc += seed->weight * v[j].sim;
         v[j].s->support += v[j].count;
     }
@@ -372,12 +399,15 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
                           const struct patron_reco_config *cfg, struct patron_reco_result *out)
 {
     if (rq->limit < 1 || rq->limit > PATRON_RECO_LIMIT_MAX || !rq->lookup ||
-        (rq->n_seeds && !rq->lists) || (rq->n_trending && !rq->trending) || !config_valid(cfg))
+        (rq->n_seeds && !rq->lists) || (rq->n_trending && !rq->trending) ||
+        (rq->n_popular && !rq->popular) || !config_valid(cfg))
         return PATRON_EINVAL;
     size_t n_seeds = rq->n_seeds < PATRON_RECO_SEEDS_MAX ? rq->n_seeds : PATRON_RECO_SEEDS_MAX;
     size_t n_trending =
         rq->n_trending < PATRON_RECO_TRENDING_MAX ? rq->n_trending : PATRON_RECO_TRENDING_MAX;
-    size_t entries = n_trending;
+    size_t n_popular =
+        rq->n_popular < PATRON_RECO_POPULAR_SCAN ? rq->n_popular : PATRON_RECO_POPULAR_SCAN;
+    size_t entries = n_popular;
     for (size_t i = 0; i < n_seeds; i++)
         entries += rq->lists[i].n < PATRON_RECO_NEIGHBOURS_MAX ? rq->lists[i].n
                                                                : PATRON_RECO_NEIGHBOURS_MAX;
@@ -390,66 +420,65 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
         if (expand(&cx, cfg, &rq->seeds[i], &rq->lists[i]))
             total_weight += rq->seeds[i].weight;
 
-    /* popularity, relative to the best seller among the trending items that
-     * may be recommended; only with a history (an unknown customer gets what
-     * sells now, below) */
+    /* popularity, relative to the best seller that may be recommended; only
+     * with a history (an unknown customer gets what sells now, below). The
+     * buyers are the item's facts where the lookup has them (fresher than
+     * the list's), so that popularity stays within [0, 1]. */
     double top_buyers = 0;
     if (total_weight > 0 && cfg->popularity > 0)
-        for (size_t i = 0; i < n_trending; i++) {
-            const struct patron_reco_trending *t = &rq->trending[i];
+        for (size_t i = 0, taken = 0; i < n_popular && taken < rq->limit; i++) {
+            const struct patron_reco_trending *t = &rq->popular[i];
             if (!t->item || t->buyers <= 0)
                 continue;
             struct slot *s = intern(&cx, t->item);
             if (s->buyers <= 0)
                 s->buyers = (double)t->buyers;
-            /* the buyers the scorer uses (the item's facts, fresher than the
-             * trending list's), so that popularity stays within [0, 1] */
-            if (s->state == SLOT_CANDIDATE && s->buyers > top_buyers)
+            if (s->state != SLOT_CANDIDATE)
+                continue;
+            taken++;
+            if (s->buyers > top_buyers)
                 top_buyers = s->buyers;
         }
 
-    /* the CF term: the similarity relative to the best candidate's, times
-     * the evidence behind it (absolute: a sparse graph stays shrunk) */
-    double top_cf = 0, momentum_sum = 0;
-    size_t momentum_n = 0;
-    for (size_t i = 0; i <= cx.t.mask; i++) {
-        const struct slot *s = &cx.t.slots[i];
-        if (s->state == SLOT_CANDIDATE && s->acc > 0 && s->buyers > 0) {
-            momentum_sum += s->trend / s->buyers;
-            momentum_n++;
+    /* momentum: an item's recent sales per buyer against the candidates'
+     * mean, so that what sells now more than it usually does rises, and a
+     * best seller is not favoured for its size; the mean added to both
+     * sides keeps an item with no recent sale at half */
+    double mean_momentum = 0;
+    if (cfg->trend_exponent > 0) {
+        size_t n = 0;
+        for (size_t i = 0; i < cx.n_cand; i++) {
+            const struct slot *s = cx.cand[i];
+            if (s->acc > 0 && s->buyers > 0) {
+                mean_momentum += s->trend / s->buyers;
+                n++;
+            }
         }
+        mean_momentum = n ? mean_momentum / (double)n : 0;
     }
-    double mean_momentum = momentum_n ? momentum_sum / (double)momentum_n : 0;
-    for (size_t i = 0; i <= cx.t.mask; i++) {
-        struct slot *s = &cx.t.slots[i];
-        if (s->state != SLOT_CANDIDATE || !(s->acc > 0))
+    /* the best CF candidate: the scale of the CF term, and the evidence
+     * (its co-buyers) that sets popularity's weight */
+    double top_cf = 0, evidence = 0;
+    for (size_t i = 0; i < cx.n_cand; i++) {
+        struct slot *s = cx.cand[i];
+        if (!(s->acc > 0))
             continue;
-        /* momentum: the item's recent sales per buyer against the
-         * candidates' mean, so that what sells now more than it usually does
-         * rises, and a best seller is not favoured for its size; the mean
-         * added to both sides keeps an item with no recent sale at half */
-        if (cfg->trend_exponent > 0 && mean_momentum > 0 && s->buyers > 0) {
+        if (mean_momentum > 0 && s->buyers > 0) {
             double ratio = (s->trend / s->buyers + mean_momentum) / (2 * mean_momentum);
             s->acc *= cfg->trend_exponent == 1.0 ? ratio : pow(ratio, cfg->trend_exponent);
         }
-        if (s->acc > top_cf)
+        if (s->acc > top_cf) {
             top_cf = s->acc;
-    }
-    double evidence = 0, best_acc = 0;
-    for (size_t i = 0; i <= cx.t.mask; i++) {
-        struct slot *s = &cx.t.slots[i];
-        if (s->state == SLOT_CANDIDATE && s->acc > best_acc) {
-            best_acc = s->acc;
             evidence = s->support;
         }
     }
+    /* the CF term is relative to the best candidate's and shrunk by the
+     * evidence behind it (absolute: a sparse graph stays shrunk) */
     double pop_weight = cfg->popularity * cfg->evidence / (cfg->evidence + evidence);
     struct patron_reco_scored *top = out->items;
     size_t n_top = 0;
-    for (size_t i = 0; i <= cx.t.mask; i++) {
-        struct slot *s = &cx.t.slots[i];
-        if (s->state != SLOT_CANDIDATE)
-            continue;
+    for (size_t i = 0; i < cx.n_cand; i++) {
+        const struct slot *s = cx.cand[i];
         double score = 0;
         if (s->acc > 0)
             score = s->acc / top_cf * s->support / (s->support + cfg->shrink);
@@ -503,6 +532,7 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
                     : n_top > n_cf ? PATRON_RECO_CF_POPULAR
                                    : PATRON_RECO_CF;
     free(cx.t.slots);
+    free(cx.cand);
     return 0;
 }
 
@@ -538,5 +568,6 @@ int patron_reco_similar(const char *item, const struct patron_reco_list *neighbo
     out->n = n_top;
     out->strategy = PATRON_RECO_CF;
     free(cx.t.slots);
+    free(cx.cand);
     return 0;
 }

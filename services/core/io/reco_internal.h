@@ -96,6 +96,9 @@ struct patron_reco_fetcher {
      * half-life makes that a 6e-7 relative change). */
     struct patron_reco_trending *decayed;
     size_t n_decayed;
+    /* the same items by buyers, most first (the scorer's popularity
+     * candidates), rebuilt with decayed; owned, n_decayed of them */
+    struct patron_reco_trending *popular;
     int64_t decayed_now_ms;
     bool decayed_stale;
     uint64_t seq;

@@ -228,6 +228,15 @@ void reco_trending_await(struct request *rq, int64_t now)
 
 /* ---- decay ---------------------------------------------------------------------------- */
 
+/* Most buyers first, ties by id: the order of the popularity candidates. */
+static int by_buyers(const void *a, const void *b)
+{
+    const struct patron_reco_trending *x = a, *y = b;
+    if (x->buyers != y->buyers)
+        return x->buyers > y->buyers ? -1 : 1;
+    return strcmp(x->item, y->item);
+}
+
 const struct patron_reco_trending *reco_trending_decayed(struct patron_reco_fetcher *f,
                                                          int64_t now_ms, double inv_weight_now)
 {
@@ -239,6 +248,10 @@ const struct patron_reco_trending *reco_trending_decayed(struct patron_reco_fetc
             f->decayed[i] = (struct patron_reco_trending){
                 f->trend.v[i].id, f->trend.v[i].raw * inv_weight_now, f->trend.v[i].buyers};
         f->n_decayed = f->trend.n;
+        f->popular =
+            patron_realloc(f->popular, (f->trend.n ? f->trend.n : 1) * sizeof(*f->popular));
+        memcpy(f->popular, f->decayed, f->trend.n * sizeof(*f->popular));
+        qsort(f->popular, f->trend.n, sizeof(*f->popular), by_buyers);
         f->decayed_now_ms = now_ms;
         f->decayed_stale = false;
     }

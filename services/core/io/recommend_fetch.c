@@ -130,6 +130,8 @@ static void score(struct request *rq)
             .lookup_ud = &lc,
             .trending = reco_trending_decayed(f, rq->now_ms, lc.inv_weight_now),
             .n_trending = f->n_decayed,
+            .popular = f->popular,
+            .n_popular = f->n_decayed,
             .category = rq->has_category ? rq->category : NULL,
             .limit = rq->limit,
         };
@@ -529,5 +531,6 @@ void patron_reco_fetcher_free(struct patron_reco_fetcher *f)
     reco_trending_free(&f->trend);
     reco_trending_free(&f->next);
     free(f->decayed);
+    free(f->popular);
     free(f);
 }

@@ -66,7 +66,8 @@
 #define PATRON_RECO_NEIGHBOURS_MAX 50 /* neighbours read per history item, the strongest */
 /* Trending items considered (cold start, top-up, trend factor). */
 #define PATRON_RECO_TRENDING_MAX 1000
-#define PATRON_RECO_SIMILAR_MAX 200 /* neighbours read for "similar items" */
+#define PATRON_RECO_SIMILAR_MAX 200  /* neighbours read for "similar items" */
+#define PATRON_RECO_POPULAR_SCAN 256 /* popularity candidates read at most */
 
 struct patron_reco_config {
     double weight_purchase; /* a bought item's weight before decay */
@@ -142,7 +143,12 @@ struct patron_reco_request {
     patron_reco_lookup_fn lookup;         /* facts about seeds, candidates, trending items */
     void *lookup_ud;
     const struct patron_reco_trending *trending;
-    size_t n_trending;    /* at most PATRON_RECO_TRENDING_MAX are read */
+    size_t n_trending; /* at most PATRON_RECO_TRENDING_MAX are read */
+    /* The popularity candidates: trending items by buyers, most first; at most
+     * PATRON_RECO_POPULAR_SCAN are read, and only until `limit` of them may be
+     * recommended (no other can outscore them on popularity alone). */
+    const struct patron_reco_trending *popular;
+    size_t n_popular;
     const char *category; /* NULL: any; else only items of exactly this category */
     size_t limit;         /* 1 .. PATRON_RECO_LIMIT_MAX */
 };
