@@ -109,6 +109,8 @@ def main():
         reader = threading.Thread(target=requests, args=(api.http_port, args.customers, stop), daemon=True)
         reader.start()
         samples, t0 = [], time.time()
+        if args.out:
+            os.makedirs(args.out, exist_ok=True)
         out = open(os.path.join(args.out, "soak.jsonl"), "w") if args.out else None
         print(f"soak: {args.minutes:g} min at {args.rate} events/s over {args.customers} customers", flush=True)
         print(f"{'min':>5} {'applied':>10} {'keys':>9} {'redis MiB':>9} "
