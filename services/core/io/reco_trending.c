@@ -86,61 +86,65 @@ static void refresh_release(struct refresh *rf)
     refresh_done(f, ok);
 }
 
-static void on_trend_category(void *ud, redisReply *reply)
+/* Applies element i of a facts reply to the snapshot's item i. */
+typedef void (*trend_apply_fn)(struct trend_item *it, const redisReply *r);
+
+static void trend_category(struct trend_item *it, const redisReply *r)
 {
-    struct refresh *rf = ud;
+    if (reco_reply_id(r)) {
+        memcpy(it->category, r->str, (size_t)r->len);
+        it->category[r->len] = '\0';
+    }
+}
+
+static void trend_oos(struct trend_item *it, const redisReply *r)
+{
+    it->oos = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+}
+
+static void trend_np(struct trend_item *it, const redisReply *r)
+{
+    it->np = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+}
+
+static void trend_buyers(struct trend_item *it, const redisReply *r)
+{
+    int64_t v;
+    it->buyers =
+        r->type == REDIS_REPLY_STRING && patron_reply_i64(r, 1, INT64_MAX, &v) == 0 ? v : 0;
+}
+
+/* One reply of the snapshot's facts: an array of one element per item, or
+ * the refresh fails. */
+static void on_trend_facts(struct refresh *rf, redisReply *reply, trend_apply_fn apply)
+{
     struct trending *t = &rf->f->next;
     if (!reco_reply_array(reply, t->n))
         rf->failed = true;
     else
         for (size_t i = 0; i < t->n; i++)
-            if (reco_reply_id(reply->element[i])) {
-                memcpy(t->v[i].category, reply->element[i]->str, (size_t)reply->element[i]->len);
-                t->v[i].category[reply->element[i]->len] = '\0';
-            }
+            apply(&t->v[i], reply->element[i]);
     refresh_release(rf);
+}
+
+static void on_trend_category(void *ud, redisReply *reply)
+{
+    on_trend_facts(ud, reply, trend_category);
 }
 
 static void on_trend_oos(void *ud, redisReply *reply)
 {
-    struct refresh *rf = ud;
-    struct trending *t = &rf->f->next;
-    if (!reco_reply_array(reply, t->n))
-        rf->failed = true;
-    else
-        for (size_t i = 0; i < t->n; i++)
-            t->v[i].oos =
-                reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 1;
-    refresh_release(rf);
+    on_trend_facts(ud, reply, trend_oos);
 }
 
 static void on_trend_np(void *ud, redisReply *reply)
 {
-    struct refresh *rf = ud;
-    struct trending *t = &rf->f->next;
-    if (!reco_reply_array(reply, t->n))
-        rf->failed = true;
-    else
-        for (size_t i = 0; i < t->n; i++)
-            t->v[i].np =
-                reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 1;
-    refresh_release(rf);
+    on_trend_facts(ud, reply, trend_np);
 }
 
 static void on_trend_buyers(void *ud, redisReply *reply)
 {
-    struct refresh *rf = ud;
-    struct trending *t = &rf->f->next;
-    int64_t v;
-    if (!reco_reply_array(reply, t->n))
-        rf->failed = true;
-    else
-        for (size_t i = 0; i < t->n; i++)
-            t->v[i].buyers = reply->element[i]->type == REDIS_REPLY_STRING &&
-                                     patron_reply_i64(reply->element[i], 1, INT64_MAX, &v) == 0
-                                 ? v
-                                 : 0;
-    refresh_release(rf);
+    on_trend_facts(ud, reply, trend_buyers);
 }
 
 static void on_trend(void *ud, redisReply *reply)
