@@ -15,11 +15,11 @@
  * ({items}:pop). Cosine divides by both popularities, so a best seller that
  * co-occurs with everything does not drown the specific neighbours.
  *
- * The sum is divided by the history's total weight (a mean similarity, the
- * same scale for a long and a short history) and shrunk by the evidence
- * behind it, s / (s + shrink) with s the co-buyers that link b to the
- * history (the counts summed): a pair seen once is a coincidence on a sparse
- * catalogue, a pair seen fifty times is not. Then
+ * The sum is taken relative to the best candidate's (the same scale for a
+ * long and a short history) and shrunk by the evidence behind it,
+ * s / (s + shrink) with s the co-buyers that link b to the history (the
+ * counts summed): a pair seen once is a coincidence on a sparse catalogue, a
+ * pair seen fifty times is not. Then
  *
  *     momentum(b) = (trend(b) / n(b) + M) / (2 M)
  *     cf(b)       = sum * momentum(b)^trend_exponent / (the best candidate's)
@@ -43,8 +43,9 @@
  * that are not products (postage, fees: ItemUpdate.not_a_product), and,
  * with a category filter, items of another or an unknown category. A history
  * item that is not a product is no evidence either. Candidates are the
- * neighbours found and the trending items; an item with a CF term is "cf",
- * one with only popularity is "popular". When both fail to fill the answer
+ * neighbours found and the best sellers among the trending items (`popular`
+ * below); an item with a CF term is "cf", one with only popularity is
+ * "popular". When both fail to fill the answer
  * (nothing known of the buyers), trending items fill the rest below the
  * others. Order: score descending, then item id ascending.
  *
