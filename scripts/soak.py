@@ -100,6 +100,10 @@ def main():
                                 PATRON_CAMPAIGNS=os.path.join(ROOT, "examples", "campaigns.yaml"))
         api = st.start_service("patron-api")
         procs = {"ingest": ingest, "trigger": trig, "api": api, "kafka": st.kafka}
+        # before the load starts: nothing after it may fail and leave it running
+        if args.out:
+            os.makedirs(args.out, exist_ok=True)
+        out = open(os.path.join(args.out, "soak.jsonl"), "w") if args.out else None
         load = subprocess.Popen([os.path.join(harness.BIN, "patron-replay"), "synthetic", "--brokers", brokers,
                                  "--topic", "patron.events", "--events", str(events),
                                  "--customers", str(args.customers), "--regulars", str(args.customers // 10),
@@ -109,9 +113,6 @@ def main():
         reader = threading.Thread(target=requests, args=(api.http_port, args.customers, stop), daemon=True)
         reader.start()
         samples, t0 = [], time.time()
-        if args.out:
-            os.makedirs(args.out, exist_ok=True)
-        out = open(os.path.join(args.out, "soak.jsonl"), "w") if args.out else None
         print(f"soak: {args.minutes:g} min at {args.rate} events/s over {args.customers} customers", flush=True)
         print(f"{'min':>5} {'applied':>10} {'keys':>9} {'redis MiB':>9} "
               + " ".join(f"{n + ' MiB':>12}" for n in procs), flush=True)
