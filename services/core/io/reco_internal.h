@@ -80,6 +80,22 @@ static inline const struct trend_item *reco_trending_get(const struct trending *
 
 struct request;
 
+/* Candidates of round 2 at most: every neighbour read of every history
+ * item, or a similar-items list. */
+enum {
+    RECO_CANDIDATES_MAX =
+        PATRON_RECO_SEEDS_MAX * PATRON_RECO_NEIGHBOURS_MAX > PATRON_RECO_SIMILAR_MAX
+            ? PATRON_RECO_SEEDS_MAX *PATRON_RECO_NEIGHBOURS_MAX
+            : PATRON_RECO_SIMILAR_MAX
+};
+
+/* A candidate of round 2, hashed before its cache probe. */
+struct reco_probe {
+    const char *id;
+    size_t len;
+    uint64_t hash;
+};
+
 struct patron_reco_fetcher {
     struct patron_kv *redis;
     const struct patron_log *log;
@@ -87,6 +103,11 @@ struct patron_reco_fetcher {
     int64_t max_age_ms;      /* facts of candidates, trends */
     int64_t list_max_age_ms; /* neighbour lists, and facts of history items */
     struct reco_cache cache;
+    /* round 2's scratch, owned, RECO_CANDIDATES_MAX each: one request at a
+     * time fills and sends it (the loop's thread), so one set serves all */
+    struct reco_probe *probes;
+    const char **probe_ids;
+    size_t *probe_lens;
     struct trending trend; /* the current snapshot */
     struct trending next;  /* being read */
     bool refreshing;

@@ -252,10 +252,13 @@ const struct patron_reco_trending *reco_trending_decayed(struct patron_reco_fetc
             f->decayed[i] = (struct patron_reco_trending){
                 f->trend.v[i].id, f->trend.v[i].raw * inv_weight_now, f->trend.v[i].buyers};
         f->n_decayed = f->trend.n;
-        f->popular =
-            patron_realloc(f->popular, (f->trend.n ? f->trend.n : 1) * sizeof(*f->popular));
-        memcpy(f->popular, f->decayed, f->trend.n * sizeof(*f->popular));
-        qsort(f->popular, f->trend.n, sizeof(*f->popular), by_buyers);
+        /* the order by buyers changes with the snapshot, not with time */
+        if (f->decayed_stale || !f->popular) {
+            f->popular =
+                patron_realloc(f->popular, (f->trend.n ? f->trend.n : 1) * sizeof(*f->popular));
+            memcpy(f->popular, f->decayed, f->trend.n * sizeof(*f->popular));
+            qsort(f->popular, f->trend.n, sizeof(*f->popular), by_buyers);
+        }
         f->decayed_now_ms = now_ms;
         f->decayed_stale = false;
     }

@@ -217,19 +217,6 @@ static void start_history(struct request *rq)
     reco_reply_back(rq);
 }
 
-/* A candidate of round 2, hashed before its cache probe. */
-struct probe {
-    const char *id;
-    size_t len;
-    uint64_t hash;
-};
-
-enum {
-    CANDIDATES_MAX = PATRON_RECO_SEEDS_MAX * PATRON_RECO_NEIGHBOURS_MAX > PATRON_RECO_SIMILAR_MAX
-                         ? PATRON_RECO_SEEDS_MAX *PATRON_RECO_NEIGHBOURS_MAX
-                         : PATRON_RECO_SIMILAR_MAX
-};
-
 /* Round 2: the facts of the candidates found in the neighbour lists. The
  * cache is far bigger than the CPU's caches, so each probe would miss them
  * twice in a row (slot, then entry): all the probes are hashed and their
@@ -242,12 +229,11 @@ static void start_candidates(struct request *rq)
     rq->phase = PHASE_CANDIDATES;
     rq->pending++;
     phase_begin(rq);
-    /* on the heap: 64 history items x 100 neighbours is 150 KiB of probes */
-    struct probe *probes = patron_malloc(CANDIDATES_MAX * sizeof(*probes));
+    struct reco_probe *probes = f->probes;
     size_t n_probes = 0;
     if (rq->kind == REQ_SIMILAR) {
-        for (size_t j = 0; j < rq->n_sim && n_probes < CANDIDATES_MAX; j++)
-            probes[n_probes++] = (struct probe){rq->sim[j].item, strlen(rq->sim[j].item), 0};
+        for (size_t j = 0; j < rq->n_sim && n_probes < RECO_CANDIDATES_MAX; j++)
+            probes[n_probes++] = (struct reco_probe){rq->sim[j].item, strlen(rq->sim[j].item), 0};
     } else {
         /* pinned first: their lists are read while entries are added */
         const struct reco_entry *seed_e[PATRON_RECO_SEEDS_MAX];
@@ -260,9 +246,10 @@ static void start_candidates(struct request *rq)
             seed_e[i] = e;
         }
         for (size_t i = 0; i < rq->n_seeds; i++)
-            for (size_t j = 0; seed_e[i] && j < seed_e[i]->n_nb && n_probes < CANDIDATES_MAX; j++) {
+            for (size_t j = 0; seed_e[i] && j < seed_e[i]->n_nb && n_probes < RECO_CANDIDATES_MAX;
+                 j++) {
                 const char *id = seed_e[i]->nb[j].item;
-                probes[n_probes++] = (struct probe){id, strlen(id), 0};
+                probes[n_probes++] = (struct reco_probe){id, strlen(id), 0};
             }
     }
     for (size_t k = 0; k < n_probes; k++) {
@@ -274,16 +261,13 @@ static void start_candidates(struct request *rq)
         if (e)
             __builtin_prefetch(e);
     }
-    const char **ids = patron_malloc(CANDIDATES_MAX * sizeof(*ids));
-    size_t *lens = patron_malloc(CANDIDATES_MAX * sizeof(*lens)), n = 0;
+    const char **ids = f->probe_ids;
+    size_t *lens = f->probe_lens, n = 0;
     for (size_t k = 0; k < n_probes; k++)
         (void)want_facts_h(rq, probes[k].id, probes[k].len, probes[k].hash, now, f->max_age_ms, ids,
                            lens, &n);
     if (reco_send_facts(rq, ids, lens, n))
         reco_request_fail(rq, PATRON_EIO);
-    free(ids);
-    free(lens);
-    free(probes);
     reco_refresh_maybe_send(f, now);
     reco_reply_back(rq);
 }
@@ -502,6 +486,9 @@ int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv 
         f->cfg.trend_exponent = opt->momentum;
     }
     reco_cache_init(&f->cache, opt->cache_items ? opt->cache_items : PATRON_RECO_CACHE_ITEMS);
+    f->probes = patron_malloc(RECO_CANDIDATES_MAX * sizeof(*f->probes));
+    f->probe_ids = patron_malloc(RECO_CANDIDATES_MAX * sizeof(*f->probe_ids));
+    f->probe_lens = patron_malloc(RECO_CANDIDATES_MAX * sizeof(*f->probe_lens));
     if (opt->metrics) {
         const char *name = "patron_reco_item_reads_total",
                    *help = "Item facts and neighbour lists a recommendation needed, by where from";
@@ -532,5 +519,8 @@ void patron_reco_fetcher_free(struct patron_reco_fetcher *f)
     reco_trending_free(&f->next);
     free(f->decayed);
     free(f->popular);
+    free(f->probes);
+    free(f->probe_ids);
+    free(f->probe_lens);
     free(f);
 }
