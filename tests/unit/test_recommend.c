@@ -739,6 +739,115 @@ Test(recommend, reads_no_more_than_its_bounds)
     cr_expect_eq(r.n, 1);
 }
 
+/* A caller that scores often (the fetcher) hands each list's lengths,
+ * hashes and resolved facts along and lends a scratch reused from call to
+ * call: the answers must be exactly those of the plain path, on requests of
+ * every size in any order (the scratch's stamps, never cleared). */
+Test(recommend, resolved_facts_and_a_reused_scratch_change_nothing)
+{
+    enum { ITEMS = 400, LISTS = 40 };
+    static char names[ITEMS][8];
+    static struct fact facts[ITEMS];
+    static const char *cats[] = {"", "toys", "home"};
+    uint64_t x = 42; /* xorshift: the same world every run */
+#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    for (size_t i = 0; i < ITEMS; i++) {
+        snprintf(names[i], sizeof(names[i]), "i%zu", i);
+        facts[i] = (struct fact){names[i],        (int64_t)(RND() % 50), cats[RND() % 3],
+                                 RND() % 10 == 0, (double)(RND() % 100), RND() % 25 == 0};
+    }
+    struct world w = {.facts = facts, .n_facts = ITEMS - 20}; /* the last 20: unknown */
+    static struct patron_reco_neighbour plain[LISTS][PATRON_RECO_NEIGHBOURS_MAX];
+    static struct patron_reco_neighbour carried[LISTS][PATRON_RECO_NEIGHBOURS_MAX];
+    static struct patron_reco_fact resolved[LISTS][PATRON_RECO_NEIGHBOURS_MAX];
+    size_t len[LISTS];
+    for (size_t l = 0; l < LISTS; l++) {
+        len[l] = RND() % PATRON_RECO_NEIGHBOURS_MAX + 1;
+        for (size_t j = 0; j < len[l]; j++) {
+            const char *id = names[RND() % ITEMS];
+            double count = (double)(len[l] - j) + (double)(RND() % 3);
+            plain[l][j] = (struct patron_reco_neighbour){id, count};
+            carried[l][j] = (struct patron_reco_neighbour){id, count, (uint32_t)strlen(id),
+                                                           patron_hash64(id, strlen(id))};
+            resolved[l][j].known =
+                lookup(&w, id, strlen(id), carried[l][j].hash, &resolved[l][j].item);
+        }
+    }
+    static struct patron_reco_trending trending[60];
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(trending); i++)
+        trending[i] =
+            (struct patron_reco_trending){names[i * 3], 100.0 - (double)i, (int64_t)(60 - i)};
+    struct patron_reco_scratch *scratch = patron_reco_scratch_new();
+    struct patron_reco_config cfg = defcfg();
+    for (int round = 0; round < 300; round++) {
+        size_t n_seeds = round % 7 == 0 ? 0 : RND() % PATRON_RECO_SEEDS_MAX + 1;
+        if (round % 5 == 1)
+            n_seeds = RND() % 3 + 1; /* small after large: stale slots of bigger tables */
+        if (n_seeds > LISTS)
+            n_seeds = LISTS;
+        struct patron_reco_seed seeds[LISTS];
+        struct patron_reco_list a[LISTS], b[LISTS];
+        for (size_t i = 0; i < n_seeds; i++) {
+            size_t l = RND() % LISTS;
+            seeds[i] = (struct patron_reco_seed){names[RND() % ITEMS], 1.0 / (double)(i + 1)};
+            a[i] = (struct patron_reco_list){plain[l], len[l], NULL};
+            b[i] = (struct patron_reco_list){carried[l], len[l], resolved[l]};
+        }
+        char bought[12];
+        snprintf(bought, sizeof(bought), "%s", names[RND() % ITEMS]);
+        struct patron_profile p = customer(bought, NULL, NULL);
+        cfg.trend_exponent = round % 3 == 0 ? 1.0 : 0.0;
+        struct patron_reco_request rq = {
+            .profile = round % 11 == 0 ? NULL : &p,
+            .seeds = seeds,
+            .n_seeds = n_seeds,
+            .lists = a,
+            .lookup = lookup,
+            .lookup_ud = &w,
+            .trending = trending,
+            .n_trending = PATRON_ARRAY_LEN(trending),
+            .popular = trending,
+            .n_popular = PATRON_ARRAY_LEN(trending),
+            .category = round % 4 == 0 ? "toys" : NULL,
+            .limit = RND() % PATRON_RECO_LIMIT_MAX + 1,
+        };
+        struct patron_reco_result ra, rb;
+        cr_assert_eq(patron_reco_recommend(&rq, &cfg, &ra), 0);
+        rq.lists = b;
+        rq.scratch = scratch;
+        cr_assert_eq(patron_reco_recommend(&rq, &cfg, &rb), 0);
+        cr_assert_eq(ra.n, rb.n, "round %d", round);
+        cr_assert_eq(ra.strategy, rb.strategy, "round %d", round);
+        for (size_t i = 0; i < ra.n; i++) {
+            cr_assert_str_eq(ra.items[i].item, rb.items[i].item, "round %d, rank %zu", round, i);
+            cr_assert_eq(ra.items[i].score, rb.items[i].score, "round %d, rank %zu", round, i);
+        }
+    }
+#undef RND
+    /* facts handed along are what counts: the lookup is not asked about
+     * the neighbours, and a fact that says "out of stock" is obeyed */
+    struct patron_reco_neighbour v[] = {{"i1", 5, 2, patron_hash64("i1", 2)},
+                                        {"i2", 4, 2, patron_hash64("i2", 2)}};
+    struct patron_reco_fact fa[] = {{{.buyers = 5}, true},
+                                    {{.buyers = 4, .out_of_stock = true}, true}};
+    struct patron_reco_list l = {v, 2, fa};
+    struct patron_reco_seed seed = {"i0", 1};
+    struct fact in_stock[] = {{"i0", 9, "", false, 0, false}, {"i2", 4, "", false, 0, false}};
+    w = (struct world){.facts = in_stock, .n_facts = 2};
+    struct patron_reco_request rq = {.seeds = &seed,
+                                     .n_seeds = 1,
+                                     .lists = &l,
+                                     .lookup = lookup,
+                                     .lookup_ud = &w,
+                                     .limit = 10,
+                                     .scratch = scratch};
+    struct patron_reco_result r;
+    cr_assert_eq(patron_reco_recommend(&rq, &cfg, &r), 0);
+    expect_items(&r, "i1");
+    cr_expect_eq(w.lookups, 1, "only the history item was looked up");
+    patron_reco_scratch_free(scratch);
+}
+
 /* ---- similar items ------------------------------------------------------------------- */
 
 Test(similar, ranks_neighbours_by_cosine)

@@ -100,14 +100,15 @@ size_t patron_reco_seeds(const struct patron_profile *p, const struct patron_rec
 
 /* ---- small open-addressing tables keyed by item ------------------------------ */
 
-enum slot_state { SLOT_EMPTY, SLOT_CANDIDATE, SLOT_EXCLUDED, SLOT_CHOSEN };
+enum slot_state { SLOT_CANDIDATE, SLOT_EXCLUDED, SLOT_CHOSEN };
 
 /* One item met in a call: excluded by the profile, or a candidate with what
  * is known of it and its accumulated score. */
 struct slot {
     const char *item;
     uint64_t hash;
-    uint32_t len; /* ids are at most PATRON_ID_MAX bytes; longer ones never match */
+    uint32_t gen; /* the call it belongs to: any other's is empty (struct table) */
+    uint16_t len; /* ids are at most PATRON_ID_MAX bytes; longer ones never match */
     uint8_t state;
     double buyers;
     double trend;
@@ -116,14 +117,41 @@ struct slot {
 };
 
 /* Sized once per call for everything it may hold (at most half full), so it
- * never grows. */
+ * never grows. Its slots may be a scratch's, left by earlier calls: a slot
+ * whose gen is not the table's is empty, so nothing is cleared. */
 struct table {
     struct slot *slots;
     size_t mask;
     unsigned shift; /* 64 - log2(capacity) */
+    uint32_t gen;
 };
 
-static void table_init(struct table *t, size_t entries)
+struct patron_reco_scratch {
+    struct slot *slots;
+    size_t cap; /* slots allocated */
+    struct slot **cand;
+    size_t cand_cap;
+    uint32_t gen; /* of the last call */
+};
+
+struct patron_reco_scratch *patron_reco_scratch_new(void)
+{
+    return patron_calloc(1, sizeof(struct patron_reco_scratch));
+}
+
+void patron_reco_scratch_free(struct patron_reco_scratch *s)
+{
+    if (!s)
+        return;
+    free(s->slots);
+    free(s->cand);
+    free(s);
+}
+
+/* A table for `entries` items, and room for as many candidates, from the
+ * scratch (grown if short) or, without one, allocated for the call. */
+static void table_init(struct table *t, struct patron_reco_scratch *sc, size_t entries,
+                       struct slot ***cand)
 {
     size_t cap = 16;
     unsigned bits = 4;
@@ -131,11 +159,36 @@ static void table_init(struct table *t, size_t entries)
         cap *= 2;
         bits++;
     }
-    t->slots = patron_malloc(cap * sizeof(*t->slots));
-    for (size_t i = 0; i < cap; i++)
-        t->slots[i].state = SLOT_EMPTY;
     t->mask = cap - 1;
     t->shift = 64 - bits;
+    size_t n_cand = entries ? entries : 1;
+    if (!sc) {
+        t->slots = patron_calloc(cap, sizeof(*t->slots));
+        t->gen = 1;
+        *cand = patron_malloc(n_cand * sizeof(**cand));
+        return;
+    }
+    if (sc->cap < cap) {
+        free(sc->slots);
+        sc->slots = patron_calloc(cap, sizeof(*sc->slots));
+        sc->cap = cap;
+    } else if (sc->gen == UINT32_MAX) { /* stamps would repeat: clear once */
+        memset(sc->slots, 0, sc->cap * sizeof(*sc->slots));
+        sc->gen = 0;
+    }
+    if (sc->cand_cap < n_cand) {
+        free(sc->cand);
+        sc->cand = patron_malloc(n_cand * sizeof(*sc->cand));
+        sc->cand_cap = n_cand;
+    }
+    t->slots = sc->slots;
+    t->gen = ++sc->gen;
+    *cand = sc->cand;
+}
+
+static bool slot_empty(const struct table *t, const struct slot *s)
+{
+    return s->gen != t->gen;
 }
 
 /* The item's slot: found, or the empty one where it belongs. The home slot
@@ -145,8 +198,8 @@ static struct slot *table_find(const struct table *t, const char *item, size_t l
 {
     for (size_t i = (size_t)((h * 0x9E3779B97F4A7C15ULL) >> t->shift);; i = (i + 1) & t->mask) {
         struct slot *s = &t->slots[i];
-        if (s->state == SLOT_EMPTY ||
-            (s->hash == h && s->len == len && memcmp(s->item, item, len) == 0))
+        if (slot_empty(t, s) ||
+            (s->hash == h && s->len == len && patron_key_equal(s->item, item, len)))
             return s;
     }
 }
@@ -207,7 +260,16 @@ struct context {
     struct table t;     /* the profile's exclusions, then the candidates */
     struct slot **cand; /* the candidates in the order met: what the scans walk */
     size_t n_cand;
+    bool own; /* t.slots and cand are the call's (no scratch): freed at its end */
 };
+
+static void context_free(struct context *cx)
+{
+    if (cx->own) {
+        free(cx->t.slots);
+        free(cx->cand);
+    }
+}
 
 static size_t profile_items(const struct patron_profile *p)
 {
@@ -222,7 +284,8 @@ static void exclude(struct table *t, const char *id)
     size_t len = strnlen(id, PATRON_ID_MAX + 1);
     uint64_t h = patron_hash64(id, len);
     struct slot *s = table_find(t, id, len, h);
-    *s = (struct slot){.item = id, .len = (uint32_t)len, .hash = h, .state = SLOT_EXCLUDED};
+    *s = (struct slot){
+        .item = id, .len = (uint16_t)len, .hash = h, .gen = t->gen, .state = SLOT_EXCLUDED};
 }
 
 /* The table, sized for the profile's items and `more`, holding the profile's
@@ -231,8 +294,8 @@ static void context_init(struct context *cx, const struct patron_reco_request *r
 {
     const struct patron_profile *p = rq->profile;
     cx->rq = rq;
-    table_init(&cx->t, profile_items(p) + more);
-    cx->cand = patron_malloc((more ? more : 1) * sizeof(*cx->cand));
+    table_init(&cx->t, rq->scratch, profile_items(p) + more, &cx->cand);
+    cx->own = rq->scratch == NULL;
     cx->n_cand = 0;
     if (!p)
         return;
@@ -260,11 +323,18 @@ static bool bought_earlier(const struct patron_profile *p, uint64_t h)
 /* Fills s (a slot not in the table yet) with what is known of its item, and
  * whether it may be recommended at all (the profile's own exclusions are in
  * the table already). */
-static void classify(const struct context *cx, struct slot *s)
+static void classify(const struct context *cx, struct slot *s, const struct patron_reco_fact *fact)
 {
     const struct patron_reco_request *rq = cx->rq;
     struct patron_reco_item it = {0};
-    bool known = rq->lookup(rq->lookup_ud, s->item, s->len, s->hash, &it);
+    bool known;
+    if (fact) {
+        known = fact->known;
+        if (known)
+            it = fact->item;
+    } else {
+        known = rq->lookup(rq->lookup_ud, s->item, s->len, s->hash, &it);
+    }
     s->buyers = known && it.buyers > 0 ? (double)it.buyers : 0;
     s->trend = known && isfinite(it.trend) && it.trend > 0 ? it.trend : 0;
     s->acc = 0;
@@ -278,19 +348,37 @@ static void classify(const struct context *cx, struct slot *s)
     s->state = excluded ? SLOT_EXCLUDED : SLOT_CANDIDATE;
 }
 
-/* The item's slot, classified and inserted on first sight. */
-static struct slot *intern(struct context *cx, const char *item)
+/* The item's slot (len bytes, h their hash), classified (by fact if given,
+ * else the lookup) and inserted on first sight. */
+static struct slot *intern_h(struct context *cx, const char *item, size_t len, uint64_t h,
+                             const struct patron_reco_fact *fact)
 {
-    size_t len = strnlen(item, PATRON_ID_MAX + 1);
-    uint64_t h = patron_hash64(item, len);
     struct slot *s = table_find(&cx->t, item, len, h);
-    if (s->state == SLOT_EMPTY) {
-        *s = (struct slot){.item = item, .len = (uint32_t)len, .hash = h};
-        classify(cx, s);
+    if (slot_empty(&cx->t, s)) {
+        *s = (struct slot){.item = item, .len = (uint16_t)len, .hash = h, .gen = cx->t.gen};
+        classify(cx, s, fact);
         if (s->state == SLOT_CANDIDATE)
             cx->cand[cx->n_cand++] = s; /* at most `more` (context_init) */
     }
     return s;
+}
+
+static struct slot *intern(struct context *cx, const char *item)
+{
+    size_t len = strnlen(item, PATRON_ID_MAX + 1);
+    return intern_h(cx, item, len, patron_hash64(item, len), NULL);
+}
+
+/* A neighbour's slot, with the length, hash and facts its list carries if
+ * any. */
+static struct slot *intern_neighbour(struct context *cx, const struct patron_reco_neighbour *nb,
+                                     const struct patron_reco_fact *fact)
+{
+    if (nb->len == 0 || nb->len > PATRON_ID_MAX) {
+        size_t len = strnlen(nb->item, PATRON_ID_MAX + 1);
+        return intern_h(cx, nb->item, len, patron_hash64(nb->item, len), fact);
+    }
+    return intern_h(cx, nb->item, nb->len, nb->hash, fact);
 }
 
 /* cos(a, b) from the count and both buyer counts: a count above a buyer
@@ -302,9 +390,16 @@ static double cosine(double count, double buyers_a, double buyers_b)
     return count / sqrt(na * nb);
 }
 
-static double sharpen(double c, double locality)
+/* cos(a, b)^locality; at the default 2, without the square root. */
+static double sharpened_cosine(double count, double buyers_a, double buyers_b, double locality)
 {
-    return locality == 2.0 ? c * c : locality == 1.0 ? c : pow(c, locality);
+    if (locality == 2.0) {
+        double na = buyers_a > count ? buyers_a : count;
+        double nb = buyers_b > count ? buyers_b : count;
+        return count * count / (na * nb);
+    }
+    double c = cosine(count, buyers_a, buyers_b);
+    return locality == 1.0 ? c : pow(c, locality);
 }
 
 static bool config_valid(const struct patron_reco_config *cfg)
@@ -373,10 +468,10 @@ static bool expand(struct context *cx, const struct patron_reco_config *cfg,
         const struct patron_reco_neighbour *nb = &l->v[j];
         if (!nb->item || !(nb->count > 0) || !isfinite(nb->count))
             continue;
-        struct slot *s = intern(cx, nb->item);
+        struct slot *s = intern_neighbour(cx, nb, l->facts ? &l->facts[j] : NULL);
         if (s->state != SLOT_CANDIDATE)
             continue;
-        v[n++] = (struct near){s, sharpen(cosine(nb->count, buyers_a, s->buyers), cfg->locality),
+        v[n++] = (struct near){s, sharpened_cosine(nb->count, buyers_a, s->buyers, cfg->locality),
                                nb->count};
     }
 
@@ -507,9 +602,9 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
         size_t len = strnlen(t->item, PATRON_ID_MAX + 1);
         uint64_t h = patron_hash64(t->item, len);
         struct slot *s = table_find(&cx.t, t->item, len, h);
-        if (s->state == SLOT_EMPTY) {
-            struct slot probe = {.item = t->item, .len = (uint32_t)len, .hash = h};
-            classify(&cx, &probe);
+        if (slot_empty(&cx.t, s)) {
+            struct slot probe = {.item = t->item, .len = (uint16_t)len, .hash = h, .gen = cx.t.gen};
+            classify(&cx, &probe, NULL);
             if (probe.state != SLOT_CANDIDATE)
                 continue;
             *s = probe;
@@ -531,8 +626,7 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
     out->strategy = n_cf == 0      ? PATRON_RECO_POPULAR
                     : n_top > n_cf ? PATRON_RECO_CF_POPULAR
                                    : PATRON_RECO_CF;
-    free(cx.t.slots);
-    free(cx.cand);
+    context_free(&cx);
     return 0;
 }
 
@@ -556,7 +650,8 @@ int patron_reco_similar(const char *item, const struct patron_reco_list *neighbo
         const struct patron_reco_neighbour *nb = &neighbours->v[j];
         if (!nb->item || !(nb->count > 0) || !isfinite(nb->count))
             continue;
-        struct slot *s = intern(&cx, nb->item);
+        struct slot *s =
+            intern_neighbour(&cx, nb, neighbours->facts ? &neighbours->facts[j] : NULL);
         if (s->state != SLOT_CANDIDATE)
             continue;
         s->state = SLOT_CHOSEN; /* the first occurrence counts */
@@ -567,7 +662,6 @@ int patron_reco_similar(const char *item, const struct patron_reco_list *neighbo
     qsort(out->items, n_top, sizeof(out->items[0]), scored_cmp);
     out->n = n_top;
     out->strategy = PATRON_RECO_CF;
-    free(cx.t.slots);
-    free(cx.cand);
+    context_free(&cx);
     return 0;
 }

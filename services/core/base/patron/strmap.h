@@ -24,6 +24,16 @@ struct patron_strmap {
 
 uint64_t patron_hash64(const void *data, size_t len); /* FNV-1a, 64 bits */
 
+/* a[0 .. n) == b[0 .. n), inline: a probe that found an equal hash confirms
+ * an id of a few bytes, where a call to memcmp costs more than the compare. */
+static inline bool patron_key_equal(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
 void patron_strmap_init(struct patron_strmap *m);
 void patron_strmap_free(struct patron_strmap *m);
 void patron_strmap_clear(struct patron_strmap *m);

@@ -51,9 +51,9 @@
  *
  * Pure: the caller fetches the inputs (recommend_fetch.h does, from Redis)
  * and lends them; results borrow the item strings of the inputs. Bounded by
- * the PATRON_RECO_*_MAX constants; scratch memory is allocated per call and
- * freed before return (aborts on OOM, common.h). No shared state: safe from
- * any thread.
+ * the PATRON_RECO_*_MAX constants; scratch memory is the caller's
+ * (patron_reco_scratch) or allocated per call and freed before return
+ * (aborts on OOM, common.h). No shared state: safe from any thread.
  */
 #ifndef PATRON_RECOMMEND_H
 #define PATRON_RECOMMEND_H
@@ -103,13 +103,11 @@ size_t patron_reco_seeds(const struct patron_profile *p, const struct patron_rec
 struct patron_reco_neighbour {
     const char *item;
     double count; /* co-occurrence count, > 0 */
-};
-
-/* One item's neighbour list, strongest first (only the first
- * PATRON_RECO_NEIGHBOURS_MAX are used for customers). */
-struct patron_reco_list {
-    const struct patron_reco_neighbour *v;
-    size_t n;
+    /* Optional, for a caller that keeps lists and scores them many times:
+     * the id's length and patron_hash64, computed once when the list is
+     * read. len 0: the scorer computes both. */
+    uint32_t len;
+    uint64_t hash;
 };
 
 /* What is known of an item besides its neighbours. */
@@ -119,6 +117,23 @@ struct patron_reco_item {
     bool out_of_stock;
     bool not_a_product; /* postage, fees: never a candidate, never evidence */
     double trend;       /* popularity decayed to now (patron_trend_decayed); 0 if unknown */
+};
+
+/* What the lookup (below) would answer for an item, resolved ahead. */
+struct patron_reco_fact {
+    struct patron_reco_item item;
+    bool known;
+};
+
+/* One item's neighbour list, strongest first (only the first
+ * PATRON_RECO_NEIGHBOURS_MAX are used for customers). */
+struct patron_reco_list {
+    const struct patron_reco_neighbour *v;
+    size_t n;
+    /* Optional: [n] the facts of v[j], as the request's lookup would give
+     * them, for a caller that has them at hand (it just checked each
+     * neighbour's freshness); NULL: the scorer asks the lookup. */
+    const struct patron_reco_fact *facts;
 };
 
 /* Fills *out for `item` (len bytes, hash = patron_hash64 of them, given so
@@ -152,7 +167,20 @@ struct patron_reco_request {
     size_t n_popular;
     const char *category; /* NULL: any; else only items of exactly this category */
     size_t limit;         /* 1 .. PATRON_RECO_LIMIT_MAX */
+    /* Optional, lent: memory reused from call to call (one call at a time);
+     * NULL: the call allocates its own. */
+    struct patron_reco_scratch *scratch;
 };
+
+/* A scorer's working memory, kept by a caller that scores often so that a
+ * call neither allocates nor clears it (its tables are stamped with the
+ * call they belong to). Grows to what the largest call needed, at most
+ * about (PATRON_RECO_SEEDS_MAX * PATRON_RECO_NEIGHBOURS_MAX +
+ * PATRON_RECO_POPULAR_SCAN) * 128 bytes (~0.5 MiB). Owned by the caller:
+ * patron_reco_scratch_free. Aborts on OOM (common.h). */
+struct patron_reco_scratch;
+struct patron_reco_scratch *patron_reco_scratch_new(void);
+void patron_reco_scratch_free(struct patron_reco_scratch *s);
 
 enum patron_reco_strategy {
     PATRON_RECO_CF,         /* "cf": every item found through the history */
