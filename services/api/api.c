@@ -492,7 +492,8 @@ int api_start(struct api **out, uv_loop_t *loop, const struct patron_config *cfg
     int rc = patron_kv_open(&api->redis, loop, &ro);
     if (rc)
         goto out_free;
-    struct patron_reco_fetcher_options fo = {.list_max_age_ms = cfg->reco_list_max_age_ms,
+    struct patron_reco_fetcher_options fo = {.max_age_ms = cfg->reco_max_age_ms,
+                                             .list_max_age_ms = cfg->reco_list_max_age_ms,
                                              .cache_items = (size_t)cfg->reco_cache_items,
                                              .momentum = cfg->reco_momentum,
                                              .log = log,

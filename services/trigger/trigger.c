@@ -271,7 +271,8 @@ int trigger_start(struct trigger **out, uv_loop_t *loop, const struct patron_con
         (rc = patron_kv_script(tr->redis, trigger_check_lua, &tr->check)) ||
         (rc = patron_kv_script(tr->redis, trigger_ack_lua, &tr->ack)))
         goto out_close_redis;
-    struct patron_reco_fetcher_options fo = {.list_max_age_ms = cfg->reco_list_max_age_ms,
+    struct patron_reco_fetcher_options fo = {.max_age_ms = cfg->reco_max_age_ms,
+                                             .list_max_age_ms = cfg->reco_list_max_age_ms,
                                              .cache_items = (size_t)cfg->reco_cache_items,
                                              .momentum = cfg->reco_momentum,
                                              .log = log,

@@ -19,6 +19,7 @@ from confluent_kafka import Producer  # noqa: E402
 TOPICS = {"patron.events": 4, "patron.catalog": 1, "patron.profile-updates": 4, "patron.dlq": 1}
 T0 = 1_300_000_000_000
 LIST_AGE_MS = 3000
+FACTS_AGE_MS = 1000
 CATEGORY = {"a": "home", "b": "home", "c": "home", "d": "home", "x": "toys", "y": "toys", "post": "fees"}
 
 
@@ -203,6 +204,31 @@ def main():
         assert ids(recs(port, "carol", "?category=toys")) == ["y"]
         assert "y" not in ids(recs(port, "carol", "?category=home"))
 
+        # Cached item facts hold their bound (PATRON_RECO_MAX_AGE_MS) however
+        # they are kept (an item's own, or copied with the history item
+        # whose neighbour it is): c going out of stock, requests flowing,
+        # leaves carol's answers within it. An API of its own, whose lists
+        # live long: their re-read would renew the copies, and hide a copy
+        # served past its age.
+        facts_api = st.start_service("patron-api", PATRON_CLOCK="event", PATRON_RECO_LIST_MAX_AGE_MS="600000",
+                                     PATRON_RECO_MAX_AGE_MS=str(FACTS_AGE_MS))
+        assert "c" in ids(recs(facts_api.http_port, "carol", "?limit=10"))
+        t_warm = time.time()
+        while time.time() - t_warm < 2 * FACTS_AGE_MS / 1000:  # the copies made and renewed
+            recs(facts_api.http_port, "carol", "?limit=10")
+            time.sleep(0.02)
+        p.produce("patron.catalog", key=b"c", value=catalog_pb2.ItemUpdate(
+            item_id="c", category="home", price_cents=100, in_stock=False, title="C").SerializeToString())
+        assert p.flush(10) == 0
+        wait_for("c out of stock", lambda: st.r.sismember("{items}:oos", "c"), timeout=30, interval=0.005)
+        t_oos, gone = time.time(), None
+        while time.time() - t_oos < FACTS_AGE_MS / 1000 + 2 and gone is None:
+            if "c" not in ids(recs(facts_api.http_port, "carol", "?limit=10")):
+                gone = time.time() - t_oos
+            time.sleep(0.02)
+        assert gone is not None and gone < FACTS_AGE_MS / 1000 + 0.5, f"an out-of-stock item served for {gone} s"
+        assert st.stop(facts_api) == 0
+
         # Cached neighbour lists, re-read ahead of their expiry while
         # requests keep using them, are never served older than their max
         # age (PATRON_RECO_LIST_MAX_AGE_MS): a list changed in Redis shows
@@ -232,8 +258,8 @@ def main():
         assert "zz" not in ids(body), body  # x's list is gone from the answer, not stale
 
         assert st.stop(ingest) == 0 and st.stop(api) == 0
-        print(f"ok: recommendations, similar items, 4xx paths, freshness (a changed neighbour list "
-              f"showed after {seen:.1f} s)")
+        print(f"ok: recommendations, similar items, 4xx paths, freshness (an item out of stock left "
+              f"after {gone:.1f} s, a changed neighbour list showed after {seen:.1f} s)")
 
 
 if __name__ == "__main__":

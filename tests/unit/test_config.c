@@ -72,6 +72,7 @@ static void field_str(const struct patron_config *c, const char *field, char *ou
     I("reco_cache_items", c->reco_cache_items);
     I("reco_momentum", c->reco_momentum);
     I("reco_list_max_age_ms", c->reco_list_max_age_ms);
+    I("reco_max_age_ms", c->reco_max_age_ms);
     I("shutdown_timeout_ms", c->shutdown_timeout_ms);
     I("redis_timeout_ms", c->redis_timeout_ms);
     L4("rfm_recency_days", p->rfm_recency_days);
@@ -143,6 +144,7 @@ static const struct env_case CASES[] = {
     OK("reco_cache_items", "65536", NULL),
     OK("reco_momentum", "0", NULL),
     OK("reco_list_max_age_ms", "60000", NULL),
+    OK("reco_max_age_ms", "5000", NULL),
     OK("shutdown_timeout_ms", "10000", NULL),
     OK("redis_timeout_ms", "5000", NULL), /* patron-ingest's; patron-api's below */
     OK("rfm_recency_days", "14,30,90,180", NULL),
@@ -208,6 +210,7 @@ static const struct env_case CASES[] = {
     OK("reco_momentum", "0", "PATRON_RECO_MOMENTUM=0"),
     OK("reco_momentum", "4", "PATRON_RECO_MOMENTUM=4"),
     OK("reco_list_max_age_ms", "100", "PATRON_RECO_LIST_MAX_AGE_MS=100"),
+    OK("reco_max_age_ms", "600000", "PATRON_RECO_MAX_AGE_MS=600000"),
     OK("reco_list_max_age_ms", "3600000", "PATRON_RECO_LIST_MAX_AGE_MS=3600000"),
     OK("shutdown_timeout_ms", "0", "PATRON_SHUTDOWN_TIMEOUT_MS=0"),
     OK("rfm_recency_days", "7,14,60,365", "PATRON_RFM_RECENCY_DAYS=7,14,60,365"),
@@ -287,6 +290,8 @@ static const struct env_case CASES[] = {
     BAD("PATRON_RECO_CACHE_ITEMS", "PATRON_RECO_CACHE_ITEMS=16777217"),
     BAD("PATRON_RECO_LIST_MAX_AGE_MS", "PATRON_RECO_LIST_MAX_AGE_MS=99"),
     BAD("PATRON_RECO_LIST_MAX_AGE_MS", "PATRON_RECO_LIST_MAX_AGE_MS=3600001"),
+    BAD("PATRON_RECO_MAX_AGE_MS", "PATRON_RECO_MAX_AGE_MS=99"),
+    BAD("PATRON_RECO_MAX_AGE_MS", "PATRON_RECO_MAX_AGE_MS=600001"),
     BAD("PATRON_SHUTDOWN_TIMEOUT_MS", "PATRON_SHUTDOWN_TIMEOUT_MS=3600001"),
     BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,30,90"),
     BAD("PATRON_RFM_RECENCY_DAYS", "PATRON_RFM_RECENCY_DAYS=14,30,90,180,365"),

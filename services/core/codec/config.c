@@ -104,6 +104,7 @@ static const struct var VARS[] = {
     {"PATRON_RECO_MOMENTUM", "0", parse_int, FIELD(reco_momentum), 0, 4, false},
     {"PATRON_RECO_LIST_MAX_AGE_MS", "60000", parse_int, FIELD(reco_list_max_age_ms), 100, 3600000,
      false},
+    {"PATRON_RECO_MAX_AGE_MS", "5000", parse_int, FIELD(reco_max_age_ms), 100, 600000, false},
     {"PATRON_SHUTDOWN_TIMEOUT_MS", "10000", parse_int, FIELD(shutdown_timeout_ms), 0, 3600000,
      false},
     {"PATRON_FAULT_CRASH_AFTER_VISITOR_WRITES", "0", parse_int,

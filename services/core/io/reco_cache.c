@@ -37,6 +37,7 @@ void reco_cache_init(struct reco_cache *c, size_t max)
 static void entry_free(struct reco_entry *e)
 {
     free(e->nb);
+    free(e->block);
     free(e);
 }
 
@@ -90,7 +91,7 @@ struct reco_entry *reco_cache_put(struct reco_cache *c, const char *id, size_t l
     }
     struct reco_entry *e = patron_calloc(1, sizeof(*e));
     memcpy(e->id, id, len);
-    e->len = len;
+    e->len = (uint8_t)len; /* ids are at most PATRON_ID_MAX bytes */
     e->hash = h;
     c->slots[i] = (struct reco_cache_slot){h, e};
     c->count++;

@@ -16,31 +16,64 @@
 #ifndef PATRON_RECO_CACHE_H
 #define PATRON_RECO_CACHE_H
 
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "patron/common.h"
 #include "patron/recommend.h"
+#include "patron/strmap.h"
 
 struct reco_entry {
-    char id[PATRON_ID_MAX + 1];
-    size_t len;
+    /* The first cache line holds what a probe and a lookup read (a probe
+     * also reads the id, in the second line: reco_cache_prefetch fetches
+     * both), so that a candidate costs two lines, not four. */
     uint64_t hash;
-    uint64_t mark;   /* the last request phase that asked for it: dedupes, and pins it */
-    bool referenced; /* asked for since the clock hand last passed (eviction) */
-    bool facts_queued, nb_queued; /* in a refresh-ahead batch (reco_read.c) */
-    /* The facts: oos sits with the fields a lookup reads (the first two
-     * cache lines), category after them. */
-    bool oos;
-    bool np;          /* not a product */
+    uint64_t mark;    /* the last request phase that asked for it: dedupes, and pins it */
     int64_t facts_ms; /* monotonic ms the facts were read; 0: never */
     int64_t nb_ms;    /* ... the neighbour list */
     int64_t buyers;
-    char category[PATRON_ID_MAX + 1];
-    size_t n_nb;
     /* owned: at most PATRON_RECO_NEIGHBOURS_MAX, with their ids in the same
      * allocation (reco_reply_neighbours); NULL when none */
     struct patron_reco_neighbour *nb;
+    uint32_t n_nb;
+    uint8_t len;                  /* of id: at most PATRON_ID_MAX */
+    bool referenced;              /* asked for since the clock hand last passed (eviction) */
+    bool facts_queued, nb_queued; /* in a refresh-ahead batch (reco_read.c) */
+    bool oos;
+    bool np; /* not a product */
+    char id[PATRON_ID_MAX + 1];
+    char category[PATRON_ID_MAX + 1];
+    /* The facts of the neighbours in nb, as a request that took this item
+     * as a history item resolved them (reco_block_*): [n_nb], owned, NULL
+     * when none. Only read while block_ms, their oldest read, is younger
+     * than the facts' max age, so a request scoring this item's neighbours
+     * skips their probes and breaks no freshness bound. */
+    uint64_t *block;
+    int64_t block_ms;
 };
+
+_Static_assert(PATRON_ID_MAX <= UINT8_MAX, "reco_entry.len is a byte");
+_Static_assert(offsetof(struct reco_entry, id) <= 64, "a probe's fields share the first line");
+
+/* A neighbour's facts in a block: buyers << 3 | not a product << 2 | out
+ * of stock << 1 | known. No category: a block serves requests without a
+ * category filter only. */
+static inline uint64_t reco_block_pack(bool known, int64_t buyers, bool oos, bool np)
+{
+    uint64_t b = buyers > 0 ? (uint64_t)buyers : 0;
+    if (b > (UINT64_MAX >> 3))
+        b = UINT64_MAX >> 3;
+    return b << 3 | (uint64_t)np << 2 | (uint64_t)oos << 1 | (uint64_t)known;
+}
+
+/* Drops e's block (its list changed, or it is being rebuilt). */
+static inline void reco_block_drop(struct reco_entry *e)
+{
+    free(e->block);
+    e->block = NULL;
+    e->block_ms = 0;
+}
 
 struct reco_cache_slot {
     uint64_t hash; /* the entry's, so that a probe does not touch the entry */
@@ -79,7 +112,7 @@ static inline size_t reco_cache_find(const struct reco_cache *c, const char *id,
 {
     for (size_t i = reco_home_slot(h, c->shift);; i = (i + 1) & c->mask) {
         const struct reco_cache_slot *s = &c->slots[i];
-        if (!s->e || (s->hash == h && s->e->len == len && memcmp(s->e->id, id, len) == 0))
+        if (!s->e || (s->hash == h && s->e->len == len && patron_key_equal(s->e->id, id, len)))
             return i;
     }
 }
@@ -89,6 +122,13 @@ static inline struct reco_entry *reco_cache_get(const struct reco_cache *c, cons
                                                 size_t len, uint64_t h)
 {
     return c->slots[reco_cache_find(c, id, len, h)].e;
+}
+
+/* Starts fetching what a probe of e will read (its first two lines). */
+static inline void reco_cache_prefetch(const struct reco_entry *e)
+{
+    __builtin_prefetch(e);
+    __builtin_prefetch((const char *)e + 64);
 }
 
 /* The item's entry, created empty if absent (evicting one when full): never

@@ -71,7 +71,7 @@ static inline const struct trend_item *reco_trending_get(const struct trending *
         if (s->hash != h)
             continue;
         const struct trend_item *it = &t->v[s->pos - 1];
-        if (it->len == len && memcmp(it->id, id, len) == 0)
+        if (it->len == len && patron_key_equal(it->id, id, len))
             return it;
     }
 }
@@ -88,6 +88,12 @@ enum {
             ? PATRON_RECO_SEEDS_MAX *PATRON_RECO_NEIGHBOURS_MAX
             : PATRON_RECO_SIMILAR_MAX
 };
+
+enum { RECO_NO_PROBE = RECO_CANDIDATES_MAX };
+
+/* Decoded profiles kept for reuse (recommend_fetch.c): enough for the
+ * requests in flight at a time on a busy loop, ~54 KB each. */
+enum { RECO_SPARE_PROFILES = 64 };
 
 /* A candidate of round 2, hashed before its cache probe. */
 struct reco_probe {
@@ -108,6 +114,17 @@ struct patron_reco_fetcher {
     struct reco_probe *probes;
     const char **probe_ids;
     size_t *probe_lens;
+    /* each probe's entry, pinned by the phase; valid while probes_owner is
+     * that phase's request and it runs on (reco_reply_back scores
+     * synchronously when no fact was missing) */
+    struct reco_entry **probe_entries;
+    size_t n_probes;
+    size_t probe_first[PATRON_RECO_SEEDS_MAX]; /* history item i's first probe, or RECO_NO_PROBE */
+    const struct request *probes_owner;
+    struct patron_reco_fact *facts;      /* the scorer's view of every probe, in their order */
+    struct patron_reco_scratch *scratch; /* the scorer's, owned: one request at a time too */
+    struct patron_profile *spare[RECO_SPARE_PROFILES]; /* decoded profiles to reuse, owned */
+    size_t n_spare;
     struct trending trend; /* the current snapshot */
     struct trending next;  /* being read */
     bool refreshing;
@@ -162,6 +179,7 @@ struct request {
     char customer_id[PATRON_ID_MAX + 1];
     struct patron_reco_seed seeds[PATRON_RECO_SEEDS_MAX];
     size_t n_seeds;
+    uint64_t blocks_used; /* bit i: round 2 took history item i's neighbours from its block */
     /* similar items: the item's own list, read for this request only */
     struct patron_reco_neighbour *sim; /* owned, as reco_reply_neighbours gives it */
     size_t n_sim;

@@ -84,7 +84,8 @@ ssize_t reco_reply_neighbours(const redisReply *r, size_t max, struct patron_rec
     for (size_t i = 0; i < n; i++) {
         memcpy(p, cells[i].id, cells[i].id_len);
         p[cells[i].id_len] = '\0';
-        nb[i] = (struct patron_reco_neighbour){p, (double)cells[i].count};
+        nb[i] = (struct patron_reco_neighbour){p, (double)cells[i].count, (uint32_t)cells[i].id_len,
+                                               patron_hash64(p, cells[i].id_len)};
         p += cells[i].id_len + 1;
     }
     *out = nb;
@@ -114,8 +115,9 @@ static void on_neighbours(void *ud, redisReply *reply)
         struct reco_entry *e = reco_cache_put(&c->f->cache, c->id, c->len, h);
         if (e) {
             free(e->nb);
+            reco_block_drop(e); /* its facts were of the old list's neighbours */
             e->nb = nb;
-            e->n_nb = (size_t)n;
+            e->n_nb = (uint32_t)n;
             e->nb_ms = patron_monotonic_ms();
         } else {
             free(nb);

@@ -31,6 +31,28 @@ static void count_read(struct patron_reco_fetcher *f, bool hit)
 
 static void phase_done(struct request *rq);
 
+/* ---- decoded profiles --------------------------------------------------------------- */
+
+/* A decoded profile is ~54 KB: kept for reuse rather than freed, up to
+ * RECO_SPARE_PROFILES (a malloc and free of that size per answer cost more
+ * than the scoring of a short history). */
+static struct patron_profile *profile_take(struct patron_reco_fetcher *f)
+{
+    if (f->n_spare > 0)
+        return f->spare[--f->n_spare];
+    return patron_malloc(sizeof(struct patron_profile));
+}
+
+static void profile_give(struct patron_reco_fetcher *f, struct patron_profile *p)
+{
+    if (!p)
+        return;
+    if (f->n_spare < RECO_SPARE_PROFILES)
+        f->spare[f->n_spare++] = p;
+    else
+        free(p);
+}
+
 /* ---- requests ---------------------------------------------------------------------- */
 
 void reco_request_fail(struct request *rq, int err)
@@ -59,15 +81,17 @@ void reco_round_sent(struct request *rq)
 struct lookup_ctx {
     struct patron_reco_fetcher *f;
     double inv_weight_now; /* 1 / patron_trend_weight(now): decays stored trends */
+    bool want_trend;       /* the scorer uses trends (momentum): else a probe saved */
 };
 
-static bool lookup(void *ud, const char *item, size_t len, uint64_t hash,
-                   struct patron_reco_item *out)
+/* The scorer's lookup, e the item's cache entry or NULL. */
+static bool facts_of(const struct lookup_ctx *lc, const struct reco_entry *e, const char *item,
+                     size_t len, uint64_t hash, struct patron_reco_item *out)
 {
-    struct lookup_ctx *lc = ud;
-    const struct reco_entry *e = reco_cache_get(&lc->f->cache, item, len, hash);
-    const struct trend_item *t = reco_trending_get(&lc->f->trend, item, len, hash);
-    if (e && e->facts_ms) {
+    bool facts = e && e->facts_ms;
+    const struct trend_item *t =
+        !facts || lc->want_trend ? reco_trending_get(&lc->f->trend, item, len, hash) : NULL;
+    if (facts) {
         *out = (struct patron_reco_item){e->buyers, e->category, e->oos, e->np, 0};
     } else if (t) {
         *out = (struct patron_reco_item){t->buyers, t->category, t->oos, t->np, 0};
@@ -77,6 +101,106 @@ static bool lookup(void *ud, const char *item, size_t len, uint64_t hash,
     if (t)
         out->trend = t->raw * lc->inv_weight_now;
     return true;
+}
+
+static bool lookup(void *ud, const char *item, size_t len, uint64_t hash,
+                   struct patron_reco_item *out)
+{
+    const struct lookup_ctx *lc = ud;
+    return facts_of(lc, reco_cache_get(&lc->f->cache, item, len, hash), item, len, hash, out);
+}
+
+/* ---- blocks: a history item's neighbours' facts, kept with it (reco_cache.h) ---- */
+
+/* Blocks serve requests whose scoring reads nothing a block leaves out:
+ * no category filter (a block keeps no category), no momentum (no trend). */
+static bool blocks_serve(const struct request *rq)
+{
+    return !rq->has_category && !(rq->f->cfg.trend_exponent > 0);
+}
+
+static bool block_fresh(const struct reco_entry *e, int64_t now, int64_t max_age)
+{
+    return e->block && reco_fresh(e->block_ms, now, max_age);
+}
+
+/* Keeps the facts just resolved for e's list as its block, stamped with the
+ * oldest read among them (0 when one had none: then no block). */
+static void block_store(struct reco_entry *e, const struct patron_reco_fact *fa, size_t n,
+                        int64_t oldest_ms)
+{
+    if (oldest_ms <= 0 || n == 0 || n != e->n_nb) {
+        reco_block_drop(e);
+        return;
+    }
+    if (!e->block)
+        e->block = patron_malloc(n * sizeof(*e->block));
+    for (size_t j = 0; j < n; j++)
+        e->block[j] = reco_block_pack(fa[j].known, fa[j].item.buyers, fa[j].item.out_of_stock,
+                                      fa[j].item.not_a_product);
+    e->block_ms = oldest_ms;
+}
+
+/* Also starts fetching the list the scorer walks next to the block (its
+ * first read of it, on a line of its own every two neighbours). */
+static void block_unpack(const struct reco_entry *e, struct patron_reco_fact *fa, size_t n)
+{
+    for (size_t j = 0; j < n; j += 2)
+        __builtin_prefetch(&e->nb[j]);
+    for (size_t j = 0; j < n; j++) {
+        uint64_t b = e->block[j];
+        fa[j] = (struct patron_reco_fact){
+            .known = b & 1,
+            .item = {.buyers = (int64_t)(b >> 3),
+                     .out_of_stock = b >> 1 & 1,
+                     .not_a_product = b >> 2 & 1},
+        };
+    }
+}
+
+/* The facts of every neighbour of the history items (seed_e[i] the entry of
+ * item i, lists[i] its list), in f->facts, each list pointing at its own:
+ * from the item's block where round 2 used it, else from round 2's probes
+ * when this request's phase still holds them (their entries are at hand),
+ * else from the cache; the latter two then become the item's block. Lists
+ * beyond round 2's bound are left to the lookup. */
+static void resolve_lists(struct request *rq, const struct lookup_ctx *lc,
+                          struct reco_entry *const *seed_e, struct patron_reco_list *lists,
+                          size_t n)
+{
+    struct patron_reco_fetcher *f = rq->f;
+    bool live = f->probes_owner == rq;
+    int64_t now = patron_monotonic_ms();
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct reco_entry *se = seed_e[i];
+        size_t m = lists[i].n;
+        if (!se || m == 0)
+            continue;
+        if (m > RECO_CANDIDATES_MAX - k)
+            return;
+        struct patron_reco_fact *fa = &f->facts[k];
+        lists[i].facts = fa;
+        k += m;
+        if ((rq->blocks_used >> i & 1) && block_fresh(se, now, f->max_age_ms)) {
+            block_unpack(se, fa, m);
+            continue;
+        }
+        size_t p = live ? f->probe_first[i] : RECO_NO_PROBE;
+        int64_t oldest = INT64_MAX;
+        for (size_t j = 0; j < m; j++) {
+            const struct patron_reco_neighbour *nb = &lists[i].v[j];
+            const struct reco_entry *e =
+                p != RECO_NO_PROBE && p + j < f->n_probes && f->probes[p + j].id == nb->item
+                    ? f->probe_entries[p + j]
+                    : reco_cache_get(&f->cache, nb->item, nb->len, nb->hash);
+            fa[j].known = facts_of(lc, e, nb->item, nb->len, nb->hash, &fa[j].item);
+            int64_t at = e ? e->facts_ms : 0;
+            if (at < oldest)
+                oldest = at;
+        }
+        block_store(se, fa, m, oldest);
+    }
 }
 
 static void answer(struct request *rq, const struct patron_reco_result *res)
@@ -97,7 +221,7 @@ static void answer(struct request *rq, const struct patron_reco_result *res)
         }
     }
     rq->cb(rq->ud, &a);
-    free(rq->profile);
+    profile_give(f, rq->profile);
     free(rq->sim);
     free(rq);
 }
@@ -107,7 +231,7 @@ static void score(struct request *rq)
     struct patron_reco_fetcher *f = rq->f;
     if (f->m_cached)
         patron_gauge_set(f->m_cached, (double)f->cache.count);
-    struct lookup_ctx lc = {f, 1.0 / patron_trend_weight(rq->now_ms)};
+    struct lookup_ctx lc = {f, 1.0 / patron_trend_weight(rq->now_ms), f->cfg.trend_exponent > 0};
     struct patron_reco_result res;
     int rc;
     if (rq->kind == REQ_SIMILAR) {
@@ -115,12 +239,16 @@ static void score(struct request *rq)
         rc = patron_reco_similar(rq->id, &l, lookup, &lc, rq->limit, &res);
     } else {
         struct patron_reco_list lists[PATRON_RECO_SEEDS_MAX];
+        struct reco_entry *seed_e[PATRON_RECO_SEEDS_MAX];
         for (size_t i = 0; i < rq->n_seeds; i++) {
             const char *id = rq->seeds[i].item;
             size_t len = strlen(id);
-            const struct reco_entry *e = reco_cache_get(&f->cache, id, len, patron_hash64(id, len));
-            lists[i] = e ? (struct patron_reco_list){e->nb, e->n_nb} : (struct patron_reco_list){0};
+            struct reco_entry *e = reco_cache_get(&f->cache, id, len, patron_hash64(id, len));
+            seed_e[i] = e;
+            lists[i] =
+                e ? (struct patron_reco_list){e->nb, e->n_nb, NULL} : (struct patron_reco_list){0};
         }
+        resolve_lists(rq, &lc, seed_e, lists, rq->n_seeds);
         struct patron_reco_request req = {
             .profile = rq->profile,
             .seeds = rq->seeds,
@@ -134,6 +262,7 @@ static void score(struct request *rq)
             .n_popular = f->n_decayed,
             .category = rq->has_category ? rq->category : NULL,
             .limit = rq->limit,
+            .scratch = f->scratch,
         };
         rc = patron_reco_recommend(&req, &f->cfg, &res);
     }
@@ -217,6 +346,13 @@ static void start_history(struct request *rq)
     reco_reply_back(rq);
 }
 
+/* A neighbour as round 2 probes it: its list carries its length and hash
+ * (reco_reply_neighbours). */
+static struct reco_probe probe_of(const struct patron_reco_neighbour *nb)
+{
+    return (struct reco_probe){nb->item, nb->len, nb->hash};
+}
+
 /* Round 2: the facts of the candidates found in the neighbour lists. The
  * cache is far bigger than the CPU's caches, so each probe would miss them
  * twice in a row (slot, then entry): all the probes are hashed and their
@@ -233,7 +369,7 @@ static void start_candidates(struct request *rq)
     size_t n_probes = 0;
     if (rq->kind == REQ_SIMILAR) {
         for (size_t j = 0; j < rq->n_sim && n_probes < RECO_CANDIDATES_MAX; j++)
-            probes[n_probes++] = (struct reco_probe){rq->sim[j].item, strlen(rq->sim[j].item), 0};
+            probes[n_probes++] = probe_of(&rq->sim[j]);
     } else {
         /* pinned first: their lists are read while entries are added */
         const struct reco_entry *seed_e[PATRON_RECO_SEEDS_MAX];
@@ -245,31 +381,45 @@ static void start_candidates(struct request *rq)
                 e->mark = rq->seq;
             seed_e[i] = e;
         }
-        for (size_t i = 0; i < rq->n_seeds; i++)
-            for (size_t j = 0; seed_e[i] && j < seed_e[i]->n_nb && n_probes < RECO_CANDIDATES_MAX;
-                 j++) {
-                const char *id = seed_e[i]->nb[j].item;
-                probes[n_probes++] = (struct reco_probe){id, strlen(id), 0};
+        /* a history item whose block is fresh (and not yet ageing: a
+         * rebuild then reads its neighbours again, refreshing them ahead)
+         * needs no probe */
+        bool blocks = blocks_serve(rq);
+        rq->blocks_used = 0;
+        for (size_t i = 0; i < rq->n_seeds; i++) {
+            f->probe_first[i] = RECO_NO_PROBE;
+            const struct reco_entry *e = seed_e[i];
+            if (!e)
+                continue;
+            if (blocks && block_fresh(e, now, f->max_age_ms) &&
+                !reco_ageing(e->block_ms, now, f->max_age_ms)) {
+                rq->blocks_used |= (uint64_t)1 << i;
+                continue;
             }
+            f->probe_first[i] = n_probes;
+            for (size_t j = 0; j < e->n_nb && n_probes < RECO_CANDIDATES_MAX; j++)
+                probes[n_probes++] = probe_of(&e->nb[j]);
+        }
     }
-    for (size_t k = 0; k < n_probes; k++) {
-        probes[k].hash = patron_hash64(probes[k].id, probes[k].len);
+    f->n_probes = n_probes;
+    for (size_t k = 0; k < n_probes; k++)
         __builtin_prefetch(&c->slots[reco_home_slot(probes[k].hash, c->shift)]);
-    }
     for (size_t k = 0; k < n_probes; k++) {
         const struct reco_entry *e = c->slots[reco_home_slot(probes[k].hash, c->shift)].e;
         if (e)
-            __builtin_prefetch(e);
+            reco_cache_prefetch(e);
     }
     const char **ids = f->probe_ids;
     size_t *lens = f->probe_lens, n = 0;
     for (size_t k = 0; k < n_probes; k++)
-        (void)want_facts_h(rq, probes[k].id, probes[k].len, probes[k].hash, now, f->max_age_ms, ids,
-                           lens, &n);
+        f->probe_entries[k] = want_facts_h(rq, probes[k].id, probes[k].len, probes[k].hash, now,
+                                           f->max_age_ms, ids, lens, &n);
     if (reco_send_facts(rq, ids, lens, n))
         reco_request_fail(rq, PATRON_EIO);
     reco_refresh_maybe_send(f, now);
+    f->probes_owner = rq; /* while scoring runs from here (nothing was missing) */
     reco_reply_back(rq);
+    f->probes_owner = NULL;
 }
 
 static void phase_done(struct request *rq)
@@ -329,17 +479,17 @@ static void on_profile(void *ud, redisReply *reply)
         reco_request_fail(rq, PATRON_EIO);
     } else if (reply->type == REDIS_REPLY_STRING) {
         size_t len = (size_t)reply->len;
-        struct patron_profile *p = patron_malloc(sizeof(*p));
+        struct patron_profile *p = profile_take(f);
         if (patron_profile_stored_decode(p, reply->str, len, NULL)) {
             patron_log(f->log, PATRON_LOG_ERROR, "stored profile does not decode", "\"bytes\":%zu",
                        len);
             reco_request_fail(rq, PATRON_EINVAL);
-            free(p);
+            profile_give(f, p);
         } else if (p->erased) {
-            free(p); /* a tombstone: an unknown customer */
+            profile_give(f, p); /* a tombstone: an unknown customer */
         } else if (rq->visitor && !rq->customer_id[0] && p->merged_into[0]) {
             read_customer_of(rq, p->merged_into); /* identified: its customer's history */
-            free(p);
+            profile_give(f, p);
         } else {
             rq->profile = p;
             rq->n_seeds = patron_reco_seeds(p, &f->cfg, rq->seeds, PATRON_RECO_SEEDS_MAX);
@@ -489,6 +639,9 @@ int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv 
     f->probes = patron_malloc(RECO_CANDIDATES_MAX * sizeof(*f->probes));
     f->probe_ids = patron_malloc(RECO_CANDIDATES_MAX * sizeof(*f->probe_ids));
     f->probe_lens = patron_malloc(RECO_CANDIDATES_MAX * sizeof(*f->probe_lens));
+    f->scratch = patron_reco_scratch_new();
+    f->probe_entries = patron_malloc(RECO_CANDIDATES_MAX * sizeof(*f->probe_entries));
+    f->facts = patron_malloc(RECO_CANDIDATES_MAX * sizeof(*f->facts));
     if (opt->metrics) {
         const char *name = "patron_reco_item_reads_total",
                    *help = "Item facts and neighbour lists a recommendation needed, by where from";
@@ -522,5 +675,10 @@ void patron_reco_fetcher_free(struct patron_reco_fetcher *f)
     free(f->probes);
     free(f->probe_ids);
     free(f->probe_lens);
+    patron_reco_scratch_free(f->scratch);
+    free(f->probe_entries);
+    free(f->facts);
+    while (f->n_spare > 0)
+        free(f->spare[--f->n_spare]);
     free(f);
 }

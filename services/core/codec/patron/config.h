@@ -83,6 +83,7 @@ struct patron_config {
     int reco_cache_items;     /* items the recommendation cache holds, 1024..16777216 */
     int reco_momentum;        /* exponent of an item's momentum in its score, 0..4 */
     int reco_list_max_age_ms; /* how old a cached neighbour list may be, 100..3600000 */
+    int reco_max_age_ms;      /* how old cached item facts may be, 100..600000 */
     int shutdown_timeout_ms;  /* drain time on SIGTERM, 0..3600000 */
     /* Fault injection for the tests (0: off): patron-ingest aborts, as a
      * kill -9 would stop it, once the n-th batch with two stages of writes
