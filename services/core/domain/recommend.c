@@ -579,7 +579,8 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
             score = s->acc / top_cf * s->support / (s->support + cfg->shrink);
         if (top_buyers > 0 && s->buyers > 0)
             score += pop_weight * (s->buyers < top_buyers ? s->buyers / top_buyers : 1.0);
-        if (score > 0)
+        /* most lose to the heap's worst once it is full: no call for them */
+        if (score > 0 && (n_top < rq->limit || score >= top[0].score))
             heap_offer(top, &n_top, rq->limit,
                        (struct patron_reco_scored){s->item, score, s->acc > 0});
     }

@@ -91,8 +91,9 @@ enum {
 
 enum { RECO_NO_PROBE = RECO_CANDIDATES_MAX };
 
-/* Decoded profiles kept for reuse (recommend_fetch.c): enough for the
- * requests in flight at a time on a busy loop, ~54 KB each. */
+/* Decoded profiles (~54 KB) and requests (~1.5 KB) kept for reuse
+ * (recommend_fetch.c): enough for the requests in flight at a time on a
+ * busy loop. */
 enum { RECO_SPARE_PROFILES = 64 };
 
 /* A candidate of round 2, hashed before its cache probe. */
@@ -125,6 +126,8 @@ struct patron_reco_fetcher {
     struct patron_reco_scratch *scratch; /* the scorer's, owned: one request at a time too */
     struct patron_profile *spare[RECO_SPARE_PROFILES]; /* decoded profiles to reuse, owned */
     size_t n_spare;
+    struct request *spare_rq[RECO_SPARE_PROFILES]; /* finished requests to reuse, owned */
+    size_t n_spare_rq;
     struct trending trend; /* the current snapshot */
     struct trending next;  /* being read */
     bool refreshing;

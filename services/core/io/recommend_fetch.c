@@ -53,6 +53,25 @@ static void profile_give(struct patron_reco_fetcher *f, struct patron_profile *p
         free(p);
 }
 
+/* Requests (~1.5 KB: past the allocator's small-size caches) are reused
+ * the same way; a taken one is zeroed, as calloc would give it. */
+static struct request *request_take(struct patron_reco_fetcher *f)
+{
+    if (f->n_spare_rq == 0)
+        return patron_calloc(1, sizeof(struct request));
+    struct request *rq = f->spare_rq[--f->n_spare_rq];
+    memset(rq, 0, sizeof(*rq));
+    return rq;
+}
+
+static void request_give(struct patron_reco_fetcher *f, struct request *rq)
+{
+    if (f->n_spare_rq < RECO_SPARE_PROFILES)
+        f->spare_rq[f->n_spare_rq++] = rq;
+    else
+        free(rq);
+}
+
 /* ---- requests ---------------------------------------------------------------------- */
 
 void reco_request_fail(struct request *rq, int err)
@@ -141,12 +160,20 @@ static void block_store(struct reco_entry *e, const struct patron_reco_fact *fa,
     e->block_ms = oldest_ms;
 }
 
-/* Also starts fetching the list the scorer walks next to the block (its
- * first read of it, on a line of its own every two neighbours). */
+/* Starts fetching e's block and list, which the scoring reads next, for
+ * all the history items at once: each is a run of lines far from the
+ * others, a miss per line read in turn. */
+static void block_prefetch(const struct reco_entry *e)
+{
+    const char *b = (const char *)e->block, *l = (const char *)e->nb;
+    for (size_t off = 0; off < e->n_nb * sizeof(*e->block); off += 64)
+        __builtin_prefetch(b + off);
+    for (size_t off = 0; off < e->n_nb * sizeof(*e->nb); off += 64)
+        __builtin_prefetch(l + off);
+}
+
 static void block_unpack(const struct reco_entry *e, struct patron_reco_fact *fa, size_t n)
 {
-    for (size_t j = 0; j < n; j += 2)
-        __builtin_prefetch(&e->nb[j]);
     for (size_t j = 0; j < n; j++) {
         uint64_t b = e->block[j];
         fa[j] = (struct patron_reco_fact){
@@ -223,7 +250,7 @@ static void answer(struct request *rq, const struct patron_reco_result *res)
     rq->cb(rq->ud, &a);
     profile_give(f, rq->profile);
     free(rq->sim);
-    free(rq);
+    request_give(f, rq);
 }
 
 static void score(struct request *rq)
@@ -394,6 +421,7 @@ static void start_candidates(struct request *rq)
             if (blocks && block_fresh(e, now, f->max_age_ms) &&
                 !reco_ageing(e->block_ms, now, f->max_age_ms)) {
                 rq->blocks_used |= (uint64_t)1 << i;
+                block_prefetch(e);
                 continue;
             }
             f->probe_first[i] = n_probes;
@@ -514,7 +542,7 @@ static struct request *request_new(struct patron_reco_fetcher *f, enum request_k
                                    const char *id, size_t id_len, size_t limit,
                                    patron_reco_done_fn cb, void *ud)
 {
-    struct request *rq = patron_calloc(1, sizeof(*rq));
+    struct request *rq = request_take(f);
     rq->f = f;
     rq->kind = kind;
     memcpy(rq->id, id, id_len);
@@ -551,7 +579,7 @@ static int fetch_profile(struct patron_reco_fetcher *f, bool visitor, const char
     size_t lens[] = {3, (size_t)klen};
     int rc = patron_kv_commandv(f->redis, on_profile, rq, 2, argv, lens);
     if (rc) {
-        free(rq);
+        request_give(f, rq);
         return PATRON_EIO;
     }
     rq->pending = 1;
@@ -601,7 +629,7 @@ int patron_reco_fetch_similar(struct patron_reco_fetcher *f, const char *item_id
     const char *argv[] = {"GET", key};
     size_t lens[] = {3, (size_t)klen};
     if (patron_kv_commandv(f->redis, on_similar_list, rq, 2, argv, lens)) {
-        free(rq);
+        request_give(f, rq);
         return PATRON_EIO;
     }
     rq->pending = 1;
@@ -680,5 +708,7 @@ void patron_reco_fetcher_free(struct patron_reco_fetcher *f)
     free(f->facts);
     while (f->n_spare > 0)
         free(f->spare[--f->n_spare]);
+    while (f->n_spare_rq > 0)
+        free(f->spare_rq[--f->n_spare_rq]);
     free(f);
 }
