@@ -2,7 +2,7 @@
 # An hour of the benchmark mix through the whole stack with memory sampled
 # (not run in CI): scripts/soak.py's docstring says what is judged.
 #
-#   scripts/soak.sh [--minutes 60] [--rate 2000] [--customers 100000] [--out DIR]
+#   scripts/soak.sh [--minutes 60] [--rate 2000] [--customers 20000] [--items 10000] [--out DIR]
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
