@@ -170,6 +170,7 @@ def main():
                 by_class.append((metric(ingest.http_port, "patron_ingest_events_total"), classes(r)))
             for name, p in procs.items():
                 if p.poll() is not None:
+                    load.kill()  # the load is not the harness's: it would outlive the stack
                     sys.exit(f"soak: {name} exited with {p.returncode}")
             s = {"t": round(time.time() - t0), "applied": metric(ingest.http_port, "patron_ingest_events_total"),
                  "customers": r.dbsize(), "redis": int(r.info("memory")["used_memory"]),

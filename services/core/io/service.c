@@ -20,6 +20,22 @@ static void keep_freed_memory(const struct patron_log *log)
                    NULL);
 }
 
+/* What keep_freed_memory keeps is the heap's peak, and a heap where small
+ * long-lived blocks (cache entries) sit between the holes of large
+ * transient ones (command buffers of 64 KiB to 1 MiB) only grows: the
+ * trigger held 160 MiB of heap for 35 MiB in use after half an hour of the
+ * soak. Every TRIM_INTERVAL_MS the free pages go back to the kernel
+ * (malloc_trim releases those inside the heap too), so resident memory
+ * follows what is in use; a page used again costs one fault per interval,
+ * not per batch. */
+#define TRIM_INTERVAL_MS 10000
+
+static void on_trim(uv_timer_t *t)
+{
+    (void)t;
+    (void)malloc_trim(0); /* returns whether it released any: nothing to do either way */
+}
+
 int patron_service_init(struct patron_service *s, const char *name, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
@@ -140,6 +156,9 @@ int patron_service_listen(struct patron_service *s, const struct patron_service_
         return rc;
     }
     patron_http_server_set_metrics(s->http, s->metrics);
+    uv_timer_init(&s->loop, &s->trim);
+    uv_timer_start(&s->trim, on_trim, TRIM_INTERVAL_MS, TRIM_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&s->trim); /* never what keeps the loop running */
     patron_log(&s->log, PATRON_LOG_INFO, "listening", "\"port\":%d",
                patron_http_server_port(s->http));
     return 0;
@@ -156,6 +175,8 @@ void patron_service_shutdown(struct patron_service *s)
     for (size_t i = 0; i < PATRON_ARRAY_LEN(sigs); i++)
         if (!uv_is_closing((uv_handle_t *)sigs[i]))
             uv_close((uv_handle_t *)sigs[i], NULL);
+    if (s->trim.loop && !uv_is_closing((uv_handle_t *)&s->trim))
+        uv_close((uv_handle_t *)&s->trim, NULL);
     if (s->http) {
         patron_http_server_close(s->http, NULL, NULL);
         s->http = NULL;

@@ -36,6 +36,7 @@ struct patron_service {
     struct patron_metrics *metrics;
     struct patron_http_server *http;
     uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t trim; /* gives the heap's free pages back (service.c) */
     struct patron_service_hooks hooks;
     bool stopping;
 };
