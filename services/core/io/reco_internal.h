@@ -94,7 +94,7 @@ enum { RECO_NO_PROBE = RECO_CANDIDATES_MAX };
 /* Decoded profiles (~54 KB) and requests (~1.5 KB) kept for reuse
  * (recommend_fetch.c): enough for the requests in flight at a time on a
  * busy loop. */
-enum { RECO_SPARE_PROFILES = 64 };
+enum { RECO_SPARES = 64 };
 
 /* A candidate of round 2, hashed before its cache probe. */
 struct reco_probe {
@@ -124,9 +124,9 @@ struct patron_reco_fetcher {
     const struct request *probes_owner;
     struct patron_reco_fact *facts;      /* the scorer's view of every probe, in their order */
     struct patron_reco_scratch *scratch; /* the scorer's, owned: one request at a time too */
-    struct patron_profile *spare[RECO_SPARE_PROFILES]; /* decoded profiles to reuse, owned */
+    struct patron_profile *spare[RECO_SPARES]; /* decoded profiles to reuse, owned */
     size_t n_spare;
-    struct request *spare_rq[RECO_SPARE_PROFILES]; /* finished requests to reuse, owned */
+    struct request *spare_rq[RECO_SPARES]; /* finished requests to reuse, owned */
     size_t n_spare_rq;
     struct trending trend; /* the current snapshot */
     struct trending next;  /* being read */

@@ -34,7 +34,7 @@ static void phase_done(struct request *rq);
 /* ---- decoded profiles --------------------------------------------------------------- */
 
 /* A decoded profile is ~54 KB: kept for reuse rather than freed, up to
- * RECO_SPARE_PROFILES (a malloc and free of that size per answer cost more
+ * RECO_SPARES (a malloc and free of that size per answer cost more
  * than the scoring of a short history). */
 static struct patron_profile *profile_take(struct patron_reco_fetcher *f)
 {
@@ -47,7 +47,7 @@ static void profile_give(struct patron_reco_fetcher *f, struct patron_profile *p
 {
     if (!p)
         return;
-    if (f->n_spare < RECO_SPARE_PROFILES)
+    if (f->n_spare < RECO_SPARES)
         f->spare[f->n_spare++] = p;
     else
         free(p);
@@ -66,7 +66,7 @@ static struct request *request_take(struct patron_reco_fetcher *f)
 
 static void request_give(struct patron_reco_fetcher *f, struct request *rq)
 {
-    if (f->n_spare_rq < RECO_SPARE_PROFILES)
+    if (f->n_spare_rq < RECO_SPARES)
         f->spare_rq[f->n_spare_rq++] = rq;
     else
         free(rq);

@@ -175,8 +175,9 @@ struct patron_reco_request {
 /* A scorer's working memory, kept by a caller that scores often so that a
  * call neither allocates nor clears it (its tables are stamped with the
  * call they belong to). Grows to what the largest call needed, at most
- * about (PATRON_RECO_SEEDS_MAX * PATRON_RECO_NEIGHBOURS_MAX +
- * PATRON_RECO_POPULAR_SCAN) * 128 bytes (~0.5 MiB). Owned by the caller:
+ * 232 bytes (a table slot of 56 at most four times, a candidate pointer)
+ * per item a call may meet: the lists read, the popularity candidates, the
+ * profile's items and the limit (~0.85 MiB). Owned by the caller:
  * patron_reco_scratch_free. Aborts on OOM (common.h). */
 struct patron_reco_scratch;
 struct patron_reco_scratch *patron_reco_scratch_new(void);
