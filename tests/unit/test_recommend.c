@@ -87,6 +87,18 @@ static struct patron_reco_config defcfg(void)
     return c;
 }
 
+/* The defaults with the plain squared cosine as the similarity (asymmetry
+ * 0.5, locality 2, no damping): for the tests of what the scorer does with
+ * similarities, whose figures are easiest to state with cosines. */
+static struct patron_reco_config coscfg(void)
+{
+    struct patron_reco_config c = defcfg();
+    c.asymmetry = 0.5;
+    c.locality = 2;
+    c.history_damping = 0;
+    return c;
+}
+
 /* Comma-separated item lists (NULL: none) into a profile. */
 static struct patron_profile customer(const char *bought_csv, const char *cart_csv,
                                       const char *viewed_csv)
@@ -184,9 +196,11 @@ Test(recommend, config_defaults)
     cr_expect(c.weight_purchase > c.weight_cart && c.weight_cart > c.weight_view &&
               c.weight_view > 0);
     cr_expect_eq(c.half_life_items, 1000.0);
-    cr_expect_eq(c.locality, 2.0);
+    cr_expect_eq(c.locality, 1.5);
+    cr_expect_eq(c.asymmetry, 0.6);
+    cr_expect_eq(c.history_damping, 0.375);
     cr_expect_eq(c.trend_exponent, 0.0);
-    cr_expect_eq(c.nearest, 10);
+    cr_expect_eq(c.nearest, 15);
     cr_expect_eq(c.shrink, 30.0);
     cr_expect_eq(c.popularity, 1.0);
     cr_expect_eq(c.evidence, 3.0);
@@ -329,6 +343,9 @@ Test(recommend, normalisation_keeps_best_sellers_from_drowning_the_rest)
     struct patron_profile p = customer("a", NULL, NULL);
     struct patron_reco_config c = defcfg();
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "niche best"); /* the shipped similarity too */
+    c = coscfg();
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
     expect_items(&r, "niche best");
     /* the squared cosines relative to the best one, times the evidence
      * s / (s + 30) */
@@ -371,7 +388,7 @@ Test(recommend, locality_prefers_one_strong_association_to_several_weak_ones)
     add_list(&w, "s1", "strong:80 weak:50");
     add_list(&w, "s2", "weak:50");
     struct patron_profile p = customer("s1,s2", NULL, NULL);
-    struct patron_reco_config c = defcfg();
+    struct patron_reco_config c = coscfg();
     c.half_life_items = 1e9; /* equal weights: only locality matters */
     c.trend_exponent = 0;
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
@@ -379,6 +396,61 @@ Test(recommend, locality_prefers_one_strong_association_to_several_weak_ones)
     c.locality = 1;
     r = run(&w, &p, NULL, 0, NULL, 10, &c);
     expect_items(&r, "weak strong");
+}
+
+/* The score of `item` in r; NAN when it is not there. */
+static double score_of(const struct patron_reco_result *r, const char *item)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->items[i].item, item) == 0)
+            return r->items[i].score;
+    return NAN;
+}
+
+/* The shipped similarity, figure by figure: an asymmetric cosine
+ * (c / (n(a)^0.6 n(b)^0.4))^1.5, each history item damped by n(a)^-0.375,
+ * a count above a buyer count standing in for it. */
+Test(recommend, asymmetric_similarity_and_history_damping)
+{
+    static const struct fact facts[] = {{"a", 100, "", false, 0},
+                                        {"h", 10, "", false, 0},
+                                        {"x", 50, "", false, 0},
+                                        {"y", 20, "", false, 0},
+                                        {"z", 20, "", false, 0}};
+    struct world w = {.facts = facts, .n_facts = 5};
+    add_list(&w, "a", "x:40");
+    add_list(&w, "h", "y:5 z:30"); /* z: 30 co-buyers of 20 buyers (counted twice) */
+    struct patron_profile p = customer("a,h", NULL, NULL);
+    struct patron_reco_config c = defcfg();
+    c.shrink = 0;
+    c.popularity = 0;
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    double wa = 1, wh = exp2(-1 / c.half_life_items); /* a is the most recent */
+    double x = wa * pow(40 / (pow(100, 0.6) * pow(50, 0.4)), 1.5) / pow(100, 0.375);
+    double y = wh * pow(5 / (pow(10, 0.6) * pow(20, 0.4)), 1.5) / pow(10, 0.375);
+    double z = wh * pow(30 / (pow(30, 0.6) * pow(30, 0.4)), 1.5) / pow(30, 0.375);
+    cr_assert(z > y && y > x, "z %g y %g x %g", z, y, x);
+    expect_items(&r, "z y x");
+    cr_expect_float_eq(score_of(&r, "z"), 1.0, 1e-12);
+    cr_expect_float_eq(score_of(&r, "x"), x / z, 1e-12);
+    cr_expect_float_eq(score_of(&r, "y"), y / z, 1e-12);
+
+    /* without damping the best seller's strong neighbour rises above y */
+    c.history_damping = 0;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    double x0 = x * pow(100, 0.375), y0 = y * pow(10, 0.375), z0 = z * pow(30, 0.375);
+    cr_assert(z0 > x0 && x0 > y0);
+    expect_items(&r, "z x y");
+    cr_expect_float_eq(score_of(&r, "x"), x0 / z0, 1e-12);
+    cr_expect_float_eq(score_of(&r, "y"), y0 / z0, 1e-12);
+
+    /* asymmetry 0.5, locality 2: the squared cosine, z's capped at 1 */
+    c = coscfg();
+    c.shrink = 0;
+    c.popularity = 0;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    cr_expect_float_eq(score_of(&r, "x"), wa * 1600.0 / (100 * 50) / wh, 1e-12);
+    cr_expect_float_eq(score_of(&r, "y"), 25.0 / (10 * 20), 1e-12);
 }
 
 Test(recommend, momentum_breaks_equal_similarity_towards_what_sells_now)
@@ -411,7 +483,7 @@ Test(recommend, momentum_does_not_favour_best_sellers)
     /* cos(a, big) = 100 / sqrt(100 * 1000), cos(a, small) = 10 / sqrt(100 * 10): equal */
     add_list(&w, "a", "big:100 small:10");
     struct patron_profile p = customer("a", NULL, NULL);
-    struct patron_reco_config c = defcfg();
+    struct patron_reco_config c = coscfg();
     c.shrink = 0;
     c.trend_exponent = 1;
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
@@ -550,7 +622,7 @@ Test(recommend, thin_evidence_is_shrunk)
         {"a", 100, "", false, 0}, {"once", 1, "", false, 0}, {"often", 100, "", false, 0}};
     struct world w = {.facts = facts, .n_facts = 3};
     add_list(&w, "a", "often:10 once:1");
-    struct patron_reco_config c = defcfg();
+    struct patron_reco_config c = coscfg();
     struct patron_profile p = customer("a", NULL, NULL);
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
     expect_items(&r, "often once");

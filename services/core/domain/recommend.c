@@ -14,9 +14,11 @@ void patron_reco_config_default(struct patron_reco_config *cfg)
         .weight_cart = 0.7,
         .weight_view = 0.4,
         .half_life_items = 1000.0,
-        .locality = 2.0,
+        .locality = 1.5,
+        .asymmetry = 0.6,
+        .history_damping = 0.375,
         .trend_exponent = 0.0,
-        .nearest = 10,
+        .nearest = 15,
         .shrink = 30.0,
         .popularity = 1.0,
         .evidence = 3.0,
@@ -111,6 +113,7 @@ struct slot {
     uint16_t len; /* ids are at most PATRON_ID_MAX bytes; longer ones never match */
     uint8_t state;
     double buyers;
+    double buyers_pow; /* max(buyers, 1)^-neighbour_exponent (struct powers) */
     double trend;
     double acc;     /* sum of weighted similarities */
     double support; /* co-buyers linking it to the history: the counts summed */
@@ -126,12 +129,27 @@ struct table {
     uint32_t gen;
 };
 
+/* The powers of the similarity (recommend.h): n^locality for a count,
+ * n^-history_exponent for a history item's buyers, n^-neighbour_exponent
+ * for a candidate's. Counts and buyers are whole numbers, mostly small, so a
+ * scratch keeps a table of each for n < POW_TABLE (built on first use, again
+ * when the exponents change); larger or fractional n, or a call without a
+ * scratch, ask pow() for the same value. */
+#define POW_TABLE 4096
+
+struct powers {
+    double count_exp, history_exp, neighbour_exp;
+    double *count, *history, *neighbour; /* [POW_TABLE], or NULL: none kept */
+};
+
 struct patron_reco_scratch {
     struct slot *slots;
     size_t cap; /* slots allocated */
     struct slot **cand;
     size_t cand_cap;
     uint32_t gen; /* of the last call */
+    struct powers pw;
+    double *pw_mem; /* the three tables, one allocation */
 };
 
 struct patron_reco_scratch *patron_reco_scratch_new(void)
@@ -145,7 +163,52 @@ void patron_reco_scratch_free(struct patron_reco_scratch *s)
         return;
     free(s->slots);
     free(s->cand);
+    free(s->pw_mem);
     free(s);
+}
+
+/* The exponents of cfg's similarity. */
+static struct powers powers_of(const struct patron_reco_config *cfg)
+{
+    return (struct powers){.count_exp = cfg->locality,
+                           .history_exp = cfg->asymmetry * cfg->locality + cfg->history_damping,
+                           .neighbour_exp = (1 - cfg->asymmetry) * cfg->locality};
+}
+
+/* The scratch's tables for cfg's exponents, built if it has none for them;
+ * without a scratch, exponents only (every power a pow() call). */
+static struct powers powers_for(struct patron_reco_scratch *sc,
+                                const struct patron_reco_config *cfg)
+{
+    struct powers want = powers_of(cfg);
+    if (!sc)
+        return want;
+    struct powers *have = &sc->pw;
+    if (sc->pw_mem && have->count_exp == want.count_exp && have->history_exp == want.history_exp &&
+        have->neighbour_exp == want.neighbour_exp)
+        return *have;
+    if (!sc->pw_mem)
+        sc->pw_mem = patron_malloc(3 * POW_TABLE * sizeof(double));
+    want.count = sc->pw_mem;
+    want.history = sc->pw_mem + POW_TABLE;
+    want.neighbour = sc->pw_mem + 2 * POW_TABLE;
+    for (size_t n = 0; n < POW_TABLE; n++) {
+        double x = n ? (double)n : 1.0;
+        want.count[n] = pow(x, want.count_exp);
+        want.history[n] = pow(x, -want.history_exp);
+        want.neighbour[n] = pow(x, -want.neighbour_exp);
+    }
+    *have = want;
+    return want;
+}
+
+/* x^e (or x^-e: table and exponent agree) for x >= 1, from the table when x
+ * is a whole number inside it; bit for bit what pow() gives. */
+static inline double power(const double *table, double x, double e)
+{
+    if (table && x < POW_TABLE && x == (double)(size_t)x)
+        return table[(size_t)x];
+    return pow(x, e);
 }
 
 /* A table for `entries` items, and room for as many candidates, from the
@@ -257,6 +320,7 @@ static int scored_cmp(const void *a, const void *b)
 
 struct context {
     const struct patron_reco_request *rq;
+    struct powers pw;   /* of the similarity: the call's config */
     struct table t;     /* the profile's exclusions, then the candidates */
     struct slot **cand; /* the candidates in the order met: what the scans walk */
     size_t n_cand;
@@ -289,11 +353,14 @@ static void exclude(struct table *t, const char *id)
 }
 
 /* The table, sized for the profile's items and `more`, holding the profile's
- * exclusions (bought list and cart). */
-static void context_init(struct context *cx, const struct patron_reco_request *rq, size_t more)
+ * exclusions (bought list and cart); cfg NULL: no similarity powers (the
+ * similar-items call needs only the cosine). */
+static void context_init(struct context *cx, const struct patron_reco_request *rq,
+                         const struct patron_reco_config *cfg, size_t more)
 {
     const struct patron_profile *p = rq->profile;
     cx->rq = rq;
+    cx->pw = cfg ? powers_for(rq->scratch, cfg) : (struct powers){0}; /* similar: cosine only */
     table_init(&cx->t, rq->scratch, profile_items(p) + more, &cx->cand);
     cx->own = rq->scratch == NULL;
     cx->n_cand = 0;
@@ -336,6 +403,10 @@ static void classify(const struct context *cx, struct slot *s, const struct patr
         known = rq->lookup(rq->lookup_ud, s->item, s->len, s->hash, &it);
     }
     s->buyers = known && it.buyers > 0 ? (double)it.buyers : 0;
+    s->buyers_pow =
+        cx->pw.neighbour_exp == 0
+            ? 1.0
+            : power(cx->pw.neighbour, s->buyers >= 1 ? s->buyers : 1, -cx->pw.neighbour_exp);
     s->trend = known && isfinite(it.trend) && it.trend > 0 ? it.trend : 0;
     s->acc = 0;
     s->support = 0;
@@ -390,23 +461,13 @@ static double cosine(double count, double buyers_a, double buyers_b)
     return count / sqrt(na * nb);
 }
 
-/* cos(a, b)^locality; at the default 2, without the square root. */
-static double sharpened_cosine(double count, double buyers_a, double buyers_b, double locality)
-{
-    if (locality == 2.0) {
-        double na = buyers_a > count ? buyers_a : count;
-        double nb = buyers_b > count ? buyers_b : count;
-        return count * count / (na * nb);
-    }
-    double c = cosine(count, buyers_a, buyers_b);
-    return locality == 1.0 ? c : pow(c, locality);
-}
-
 static bool config_valid(const struct patron_reco_config *cfg)
 {
-    return cfg->half_life_items > 0 && cfg->locality > 0 && cfg->trend_exponent >= 0 &&
-           cfg->nearest >= 1 && cfg->shrink >= 0 && cfg->popularity >= 0 && cfg->evidence > 0 &&
-           cfg->thin_count >= 0 && isfinite(cfg->thin_count) && isfinite(cfg->weight_purchase) &&
+    return cfg->half_life_items > 0 && cfg->locality > 0 && cfg->asymmetry >= 0 &&
+           cfg->asymmetry <= 1 && cfg->history_damping >= 0 && isfinite(cfg->history_damping) &&
+           cfg->trend_exponent >= 0 && cfg->nearest >= 1 && cfg->shrink >= 0 &&
+           cfg->popularity >= 0 && cfg->evidence > 0 && cfg->thin_count >= 0 &&
+           isfinite(cfg->thin_count) && isfinite(cfg->weight_purchase) &&
            isfinite(cfg->weight_cart) && isfinite(cfg->weight_view) &&
            isfinite(cfg->half_life_items) && isfinite(cfg->locality) &&
            isfinite(cfg->trend_exponent) && isfinite(cfg->shrink) && isfinite(cfg->popularity) &&
@@ -462,6 +523,8 @@ static bool expand(struct context *cx, const struct patron_reco_config *cfg,
     if (known && it.not_a_product)
         return false;
     double buyers_a = known && it.buyers > 0 ? (double)it.buyers : 0;
+    const struct powers *pw = &cx->pw;
+    double seed_pow = power(pw->history, buyers_a >= 1 ? buyers_a : 1, -pw->history_exp);
     struct near v[PATRON_RECO_NEIGHBOURS_MAX];
     size_t n = 0, max = l->n < PATRON_RECO_NEIGHBOURS_MAX ? l->n : PATRON_RECO_NEIGHBOURS_MAX;
     for (size_t j = 0; j < max; j++) {
@@ -471,8 +534,11 @@ static bool expand(struct context *cx, const struct patron_reco_config *cfg,
         struct slot *s = intern_neighbour(cx, nb, l->facts ? &l->facts[j] : NULL);
         if (s->state != SLOT_CANDIDATE)
             continue;
-        v[n++] = (struct near){s, sharpened_cosine(nb->count, buyers_a, s->buyers, cfg->locality),
-                               nb->count};
+        double c = nb->count; /* above a buyer count (counted twice): that count instead */
+        double sim = power(pw->count, c, pw->count_exp) *
+                     (c > buyers_a ? power(pw->history, c, -pw->history_exp) : seed_pow) *
+                     (c > s->buyers ? power(pw->neighbour, c, -pw->neighbour_exp) : s->buyers_pow);
+        v[n++] = (struct near){s, sim, c};
     }
 
     /* a thin list (its strongest pair seen fewer than thin_count times) has
@@ -507,7 +573,7 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
         entries += rq->lists[i].n < PATRON_RECO_NEIGHBOURS_MAX ? rq->lists[i].n
                                                                : PATRON_RECO_NEIGHBOURS_MAX;
     struct context cx;
-    context_init(&cx, rq, entries + rq->limit);
+    context_init(&cx, rq, cfg, entries + rq->limit);
 
     /* expand each history item through its nearest neighbours */
     double total_weight = 0;
@@ -641,7 +707,7 @@ int patron_reco_similar(const char *item, const struct patron_reco_list *neighbo
     struct patron_reco_request rq = {.lookup = lookup, .lookup_ud = lookup_ud};
     size_t n = neighbours->n < PATRON_RECO_SIMILAR_MAX ? neighbours->n : PATRON_RECO_SIMILAR_MAX;
     struct context cx;
-    context_init(&cx, &rq, n + 1);
+    context_init(&cx, &rq, NULL, n + 1);
     struct slot *self = intern(&cx, item);
     double buyers_a = self->buyers;
     self->state = SLOT_EXCLUDED;

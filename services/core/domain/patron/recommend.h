@@ -9,11 +9,19 @@
  * recommended count (a k-nearest-neighbour cut: weak links of a popular
  * item are noise), each adding
  *
- *     weight(a) * cos(a, b)^locality,   cos(a, b) = c(a, b) / sqrt(n(a) n(b))
+ *     weight(a) * sim(a, b) / n(a)^d,
+ *     sim(a, b) = (c(a, b) / (n(a)^a n(b)^(1 - a)))^q
  *
  * to candidate b, with c the co-occurrence count and n the distinct buyers
- * ({items}:pop). Cosine divides by both popularities, so a best seller that
- * co-occurs with everything does not drown the specific neighbours.
+ * ({items}:pop): an asymmetric cosine (a = asymmetry; 0.5 is the cosine)
+ * sharpened by q = locality (Aiolli, "Efficient top-N recommendation for
+ * very large scale binary rated datasets", RecSys 2013). It divides by both
+ * popularities, so a best seller that co-occurs with everything does not
+ * drown the specific neighbours; a > 0.5 leans towards P(b | a), what the
+ * buyers of a went on to buy. d (history_damping) makes a history item that
+ * everyone bought count less than one that says something about this
+ * customer (an inverse-frequency weight, as in IDF). A count above a buyer
+ * count (a customer counted twice, see graph.h) stands in for that count.
  *
  * The sum is taken relative to the best candidate's (the same scale for a
  * long and a short history) and shrunk by the evidence behind it,
@@ -75,7 +83,11 @@ struct patron_reco_config {
     double weight_cart;     /* ... an item in the cart */
     double weight_view;     /* ... a viewed item */
     double half_life_items; /* positions (most recent first) in which a weight halves; > 0 */
-    double locality;        /* exponent on the cosine, >= 1 sharpens; > 0 */
+    double locality;        /* exponent q of the similarity, > 1 sharpens; > 0 */
+    double asymmetry;       /* share a of the history item in the similarity's
+                             * denominator, in [0, 1]; 0.5 is the cosine */
+    double history_damping; /* exponent d on a history item's buyers: a best
+                             * seller says less about the customer; >= 0 */
     double trend_exponent;  /* exponent of the momentum; 0 turns it off */
     size_t nearest;         /* most similar neighbours of a history item that count, >= 1 */
     double shrink;          /* co-buyers at which a similarity counts half; >= 0 */
