@@ -199,6 +199,7 @@ Test(recommend, config_defaults)
     cr_expect_eq(c.locality, 1.5);
     cr_expect_eq(c.asymmetry, 0.6);
     cr_expect_eq(c.history_damping, 0.375);
+    cr_expect_eq(c.history_prior, 30.0);
     cr_expect_eq(c.trend_exponent, 0.0);
     cr_expect_eq(c.nearest, 15);
     cr_expect_eq(c.shrink, 30.0);
@@ -408,17 +409,17 @@ static double score_of(const struct patron_reco_result *r, const char *item)
 }
 
 /* The shipped similarity, figure by figure: an asymmetric cosine
- * (c / (n(a)^0.6 n(b)^0.4))^1.5, each history item damped by n(a)^-0.375,
- * a count above a buyer count standing in for it. */
+ * (c / (n(a)^0.6 n(b)^0.4))^1.5, each history item damped by
+ * (n(a) + 30)^-0.375, a count above a buyer count standing in for it. */
 Test(recommend, asymmetric_similarity_and_history_damping)
 {
-    static const struct fact facts[] = {{"a", 100, "", false, 0},
+    static const struct fact facts[] = {{"a", 1000, "", false, 0},
                                         {"h", 10, "", false, 0},
-                                        {"x", 50, "", false, 0},
+                                        {"x", 500, "", false, 0},
                                         {"y", 20, "", false, 0},
                                         {"z", 20, "", false, 0}};
     struct world w = {.facts = facts, .n_facts = 5};
-    add_list(&w, "a", "x:40");
+    add_list(&w, "a", "x:400");
     add_list(&w, "h", "y:5 z:30"); /* z: 30 co-buyers of 20 buyers (counted twice) */
     struct patron_profile p = customer("a,h", NULL, NULL);
     struct patron_reco_config c = defcfg();
@@ -426,9 +427,9 @@ Test(recommend, asymmetric_similarity_and_history_damping)
     c.popularity = 0;
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
     double wa = 1, wh = exp2(-1 / c.half_life_items); /* a is the most recent */
-    double x = wa * pow(40 / (pow(100, 0.6) * pow(50, 0.4)), 1.5) / pow(100, 0.375);
-    double y = wh * pow(5 / (pow(10, 0.6) * pow(20, 0.4)), 1.5) / pow(10, 0.375);
-    double z = wh * pow(30 / (pow(30, 0.6) * pow(30, 0.4)), 1.5) / pow(30, 0.375);
+    double x = wa * pow(400 / (pow(1000, 0.6) * pow(500, 0.4)), 1.5) / pow(1030, 0.375);
+    double y = wh * pow(5 / (pow(10, 0.6) * pow(20, 0.4)), 1.5) / pow(40, 0.375);
+    double z = wh * pow(30 / (pow(30, 0.6) * pow(30, 0.4)), 1.5) / pow(40, 0.375);
     cr_assert(z > y && y > x, "z %g y %g x %g", z, y, x);
     expect_items(&r, "z y x");
     cr_expect_float_eq(score_of(&r, "z"), 1.0, 1e-12);
@@ -438,7 +439,7 @@ Test(recommend, asymmetric_similarity_and_history_damping)
     /* without damping the best seller's strong neighbour rises above y */
     c.history_damping = 0;
     r = run(&w, &p, NULL, 0, NULL, 10, &c);
-    double x0 = x * pow(100, 0.375), y0 = y * pow(10, 0.375), z0 = z * pow(30, 0.375);
+    double x0 = x * pow(1030, 0.375), y0 = y * pow(40, 0.375), z0 = z * pow(40, 0.375);
     cr_assert(z0 > x0 && x0 > y0);
     expect_items(&r, "z x y");
     cr_expect_float_eq(score_of(&r, "x"), x0 / z0, 1e-12);
@@ -449,7 +450,7 @@ Test(recommend, asymmetric_similarity_and_history_damping)
     c.shrink = 0;
     c.popularity = 0;
     r = run(&w, &p, NULL, 0, NULL, 10, &c);
-    cr_expect_float_eq(score_of(&r, "x"), wa * 1600.0 / (100 * 50) / wh, 1e-12);
+    cr_expect_float_eq(score_of(&r, "x"), wa * 160000.0 / (1000 * 500) / wh, 1e-12);
     cr_expect_float_eq(score_of(&r, "y"), 25.0 / (10 * 20), 1e-12);
 }
 

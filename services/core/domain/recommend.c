@@ -17,6 +17,7 @@ void patron_reco_config_default(struct patron_reco_config *cfg)
         .locality = 1.5,
         .asymmetry = 0.6,
         .history_damping = 0.375,
+        .history_prior = 30.0,
         .trend_exponent = 0.0,
         .nearest = 15,
         .shrink = 30.0,
@@ -129,17 +130,18 @@ struct table {
     uint32_t gen;
 };
 
-/* The powers of the similarity (recommend.h): n^locality for a count,
- * n^-history_exponent for a history item's buyers, n^-neighbour_exponent
- * for a candidate's. Counts and buyers are whole numbers, mostly small, so a
- * scratch keeps a table of each for n < POW_TABLE (built on first use, again
- * when the exponents change); larger or fractional n, or a call without a
+/* The powers of the score (recommend.h): n^locality for a count,
+ * n^-history_exp for a history item's buyers, n^-neighbour_exp for a
+ * candidate's, and (n + history_prior)^-history_damping, a history item's
+ * damping. Counts and buyers are whole numbers, mostly small, so a scratch
+ * keeps a table of each for n < POW_TABLE (built on first use, again when
+ * the config changes); larger or fractional n, or a call without a
  * scratch, ask pow() for the same value. */
 #define POW_TABLE 4096
 
 struct powers {
-    double count_exp, history_exp, neighbour_exp;
-    double *count, *history, *neighbour; /* [POW_TABLE], or NULL: none kept */
+    double count_exp, history_exp, neighbour_exp, damping_exp, prior;
+    double *count, *history, *neighbour, *damping; /* [POW_TABLE], or NULL: none kept */
 };
 
 struct patron_reco_scratch {
@@ -149,7 +151,7 @@ struct patron_reco_scratch {
     size_t cand_cap;
     uint32_t gen; /* of the last call */
     struct powers pw;
-    double *pw_mem; /* the three tables, one allocation */
+    double *pw_mem; /* the four tables, one allocation */
 };
 
 struct patron_reco_scratch *patron_reco_scratch_new(void)
@@ -167,12 +169,22 @@ void patron_reco_scratch_free(struct patron_reco_scratch *s)
     free(s);
 }
 
+/* A history item's damping for its buyers (0 when unknown): (n + prior)^-d;
+ * 1 when both are 0. */
+static double damping_of(const struct powers *pw, double buyers)
+{
+    double x = buyers + pw->prior;
+    return x > 0 ? pow(x, -pw->damping_exp) : 1.0;
+}
+
 /* The exponents of cfg's similarity. */
 static struct powers powers_of(const struct patron_reco_config *cfg)
 {
     return (struct powers){.count_exp = cfg->locality,
-                           .history_exp = cfg->asymmetry * cfg->locality + cfg->history_damping,
-                           .neighbour_exp = (1 - cfg->asymmetry) * cfg->locality};
+                           .history_exp = cfg->asymmetry * cfg->locality,
+                           .neighbour_exp = (1 - cfg->asymmetry) * cfg->locality,
+                           .damping_exp = cfg->history_damping,
+                           .prior = cfg->history_prior};
 }
 
 /* The scratch's tables for cfg's exponents, built if it has none for them;
@@ -185,18 +197,21 @@ static struct powers powers_for(struct patron_reco_scratch *sc,
         return want;
     struct powers *have = &sc->pw;
     if (sc->pw_mem && have->count_exp == want.count_exp && have->history_exp == want.history_exp &&
-        have->neighbour_exp == want.neighbour_exp)
+        have->neighbour_exp == want.neighbour_exp && have->damping_exp == want.damping_exp &&
+        have->prior == want.prior)
         return *have;
     if (!sc->pw_mem)
-        sc->pw_mem = patron_malloc(3 * POW_TABLE * sizeof(double));
+        sc->pw_mem = patron_malloc(4 * POW_TABLE * sizeof(double));
     want.count = sc->pw_mem;
     want.history = sc->pw_mem + POW_TABLE;
     want.neighbour = sc->pw_mem + 2 * POW_TABLE;
+    want.damping = sc->pw_mem + 3 * POW_TABLE;
     for (size_t n = 0; n < POW_TABLE; n++) {
         double x = n ? (double)n : 1.0;
         want.count[n] = pow(x, want.count_exp);
         want.history[n] = pow(x, -want.history_exp);
         want.neighbour[n] = pow(x, -want.neighbour_exp);
+        want.damping[n] = damping_of(&want, (double)n);
     }
     *have = want;
     return want;
@@ -465,9 +480,9 @@ static bool config_valid(const struct patron_reco_config *cfg)
 {
     return cfg->half_life_items > 0 && cfg->locality > 0 && cfg->asymmetry >= 0 &&
            cfg->asymmetry <= 1 && cfg->history_damping >= 0 && isfinite(cfg->history_damping) &&
-           cfg->trend_exponent >= 0 && cfg->nearest >= 1 && cfg->shrink >= 0 &&
-           cfg->popularity >= 0 && cfg->evidence > 0 && cfg->thin_count >= 0 &&
-           isfinite(cfg->thin_count) && isfinite(cfg->weight_purchase) &&
+           cfg->history_prior >= 0 && isfinite(cfg->history_prior) && cfg->trend_exponent >= 0 &&
+           cfg->nearest >= 1 && cfg->shrink >= 0 && cfg->popularity >= 0 && cfg->evidence > 0 &&
+           cfg->thin_count >= 0 && isfinite(cfg->thin_count) && isfinite(cfg->weight_purchase) &&
            isfinite(cfg->weight_cart) && isfinite(cfg->weight_view) &&
            isfinite(cfg->half_life_items) && isfinite(cfg->locality) &&
            isfinite(cfg->trend_exponent) && isfinite(cfg->shrink) && isfinite(cfg->popularity) &&
@@ -525,6 +540,10 @@ static bool expand(struct context *cx, const struct patron_reco_config *cfg,
     double buyers_a = known && it.buyers > 0 ? (double)it.buyers : 0;
     const struct powers *pw = &cx->pw;
     double seed_pow = power(pw->history, buyers_a >= 1 ? buyers_a : 1, -pw->history_exp);
+    double damp = pw->damping && buyers_a < POW_TABLE && buyers_a == (double)(size_t)buyers_a
+                      ? pw->damping[(size_t)buyers_a]
+                      : damping_of(pw, buyers_a);
+    double weight = seed->weight * damp;
     struct near v[PATRON_RECO_NEIGHBOURS_MAX];
     size_t n = 0, max = l->n < PATRON_RECO_NEIGHBOURS_MAX ? l->n : PATRON_RECO_NEIGHBOURS_MAX;
     for (size_t j = 0; j < max; j++) {
@@ -550,7 +569,7 @@ static bool expand(struct context *cx, const struct patron_reco_config *cfg,
     if (n > keep)
         n = nearest_first(v, n, keep);
     for (size_t j = 0; j < n; j++) {
-        v[j].s->acc += seed->weight * v[j].sim;
+        v[j].s->acc += weight * v[j].sim;
         v[j].s->support += v[j].count;
     }
     return true;

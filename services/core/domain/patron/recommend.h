@@ -9,7 +9,7 @@
  * recommended count (a k-nearest-neighbour cut: weak links of a popular
  * item are noise), each adding
  *
- *     weight(a) * sim(a, b) / n(a)^d,
+ *     weight(a) * sim(a, b) / (n(a) + m)^d,
  *     sim(a, b) = (c(a, b) / (n(a)^a n(b)^(1 - a)))^q
  *
  * to candidate b, with c the co-occurrence count and n the distinct buyers
@@ -20,7 +20,9 @@
  * drown the specific neighbours; a > 0.5 leans towards P(b | a), what the
  * buyers of a went on to buy. d (history_damping) makes a history item that
  * everyone bought count less than one that says something about this
- * customer (an inverse-frequency weight, as in IDF). A count above a buyer
+ * customer (an inverse-frequency weight, as in IDF); the prior m keeps an
+ * item bought by a handful (the customer and one other) from counting most
+ * on a sparse shop. A count above a buyer
  * count (a customer counted twice, see graph.h) stands in for that count.
  *
  * The sum is taken relative to the best candidate's (the same scale for a
@@ -86,8 +88,10 @@ struct patron_reco_config {
     double locality;        /* exponent q of the similarity, > 1 sharpens; > 0 */
     double asymmetry;       /* share a of the history item in the similarity's
                              * denominator, in [0, 1]; 0.5 is the cosine */
-    double history_damping; /* exponent d on a history item's buyers: a best
+    double history_damping; /* exponent d of a history item's damping: a best
                              * seller says less about the customer; >= 0 */
+    double history_prior;   /* buyers m added before damping, so that an item
+                             * few bought is not the most telling; >= 0 */
     double trend_exponent;  /* exponent of the momentum; 0 turns it off */
     size_t nearest;         /* most similar neighbours of a history item that count, >= 1 */
     double shrink;          /* co-buyers at which a similarity counts half; >= 0 */
