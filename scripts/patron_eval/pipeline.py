@@ -133,7 +133,23 @@ class Patron:
         events = self._replay(["file", "--in", path])
         self.timings["produce"] = time.time() - t0
         self.wait_applied(events, n_catalog)
+        self.wait_clock(max((o[2] for o in orders), default=0))
         return events
+
+    def wait_clock(self, last_event_ms, slack_ms=3_600_000):
+        """Until the API's event clock (as_of_ms) has reached the training's
+        last event, within slack_ms (the clock follows ingest's marks, not
+        each event). On a loaded machine the first mark came 50 s after the
+        counters settled, and an API asked before then answered 1,101 of
+        1,753 Online Retail customers with popularity only (P@10 0.059
+        instead of 0.083)."""
+        if last_event_ms <= 0:
+            return
+        t0 = time.time()
+        self.harness.wait_for("the API's event clock to reach the last training event",
+                              lambda: (self.now_ms() or 0) >= last_event_ms - slack_ms,
+                              timeout=180, interval=0.25)
+        self.timings["clock"] = time.time() - t0
 
     def replay_online_retail(self, csv_path, until):
         """patron-replay's own Online Retail mapping (purchases and refunds,
