@@ -139,10 +139,11 @@ class Patron:
     def wait_clock(self, last_event_ms, slack_ms=3_600_000):
         """Until the API's event clock (as_of_ms) has reached the training's
         last event, within slack_ms (the clock follows ingest's marks, not
-        each event). On a loaded machine the first mark came 50 s after the
-        counters settled, and an API asked before then answered 1,101 of
+        each event). On a CPU-starved machine the first mark came 50 s after
+        the counters settled, and an API asked before then answered 1,101 of
         1,753 Online Retail customers with popularity only (P@10 0.059
-        instead of 0.083)."""
+        instead of 0.083): ingest's writes trail its counters there
+        (docs/eval.md), and its clock mark is the later signal."""
         if last_event_ms <= 0:
             return
         t0 = time.time()
