@@ -205,6 +205,7 @@ Test(recommend, config_defaults)
     cr_expect_eq(c.shrink, 30.0);
     cr_expect_eq(c.popularity, 1.0);
     cr_expect_eq(c.evidence, 3.0);
+    cr_expect_eq(c.thin_count, 8.0);
     cr_expect_str_eq(patron_reco_strategy_name(PATRON_RECO_CF), "cf");
     cr_expect_str_eq(patron_reco_strategy_name(PATRON_RECO_CF_POPULAR), "cf+popular");
     cr_expect_str_eq(patron_reco_strategy_name(PATRON_RECO_POPULAR), "popular");

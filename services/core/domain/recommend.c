@@ -23,7 +23,7 @@ void patron_reco_config_default(struct patron_reco_config *cfg)
         .shrink = 30.0,
         .popularity = 1.0,
         .evidence = 3.0,
-        .thin_count = 12.0,
+        .thin_count = 8.0,
     };
 }
 
