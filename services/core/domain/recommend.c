@@ -217,13 +217,23 @@ static struct powers powers_for(struct patron_reco_scratch *sc,
     return want;
 }
 
+/* Whether x (>= 0) is a whole number with a slot in `table`. */
+static inline bool tabled(const double *table, double x)
+{
+    return table && x < POW_TABLE && x == (double)(size_t)x;
+}
+
 /* x^e (or x^-e: table and exponent agree) for x >= 1, from the table when x
  * is a whole number inside it; bit for bit what pow() gives. */
 static inline double power(const double *table, double x, double e)
 {
-    if (table && x < POW_TABLE && x == (double)(size_t)x)
-        return table[(size_t)x];
-    return pow(x, e);
+    return tabled(table, x) ? table[(size_t)x] : pow(x, e);
+}
+
+/* damping_of, from the table when it has the buyers' slot. */
+static inline double history_damping(const struct powers *pw, double buyers)
+{
+    return tabled(pw->damping, buyers) ? pw->damping[(size_t)buyers] : damping_of(pw, buyers);
 }
 
 /* A table for `entries` items, and room for as many candidates, from the
@@ -540,10 +550,7 @@ static bool expand(struct context *cx, const struct patron_reco_config *cfg,
     double buyers_a = known && it.buyers > 0 ? (double)it.buyers : 0;
     const struct powers *pw = &cx->pw;
     double seed_pow = power(pw->history, buyers_a >= 1 ? buyers_a : 1, -pw->history_exp);
-    double damp = pw->damping && buyers_a < POW_TABLE && buyers_a == (double)(size_t)buyers_a
-                      ? pw->damping[(size_t)buyers_a]
-                      : damping_of(pw, buyers_a);
-    double weight = seed->weight * damp;
+    double weight = seed->weight * history_damping(pw, buyers_a);
     struct near v[PATRON_RECO_NEIGHBOURS_MAX];
     size_t n = 0, max = l->n < PATRON_RECO_NEIGHBOURS_MAX ? l->n : PATRON_RECO_NEIGHBOURS_MAX;
     for (size_t j = 0; j < max; j++) {

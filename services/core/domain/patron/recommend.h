@@ -191,10 +191,11 @@ struct patron_reco_request {
 /* A scorer's working memory, kept by a caller that scores often so that a
  * call neither allocates nor clears it (its tables are stamped with the
  * call they belong to). Grows to what the largest call needed, at most
- * 232 bytes (a table slot of 56 at most four times, a candidate pointer)
+ * 264 bytes (a table slot of 64 at most four times, a candidate pointer)
  * per item a call may meet: the lists read, the popularity candidates, the
- * profile's items and the limit (~0.85 MiB). Owned by the caller:
- * patron_reco_scratch_free. Aborts on OOM (common.h). */
+ * profile's items and the limit (~0.95 MiB), plus 128 KiB of the
+ * similarity's powers of small whole numbers, built once per config. Owned
+ * by the caller: patron_reco_scratch_free. Aborts on OOM (common.h). */
 struct patron_reco_scratch;
 struct patron_reco_scratch *patron_reco_scratch_new(void);
 void patron_reco_scratch_free(struct patron_reco_scratch *s);
