@@ -142,8 +142,9 @@ class Patron:
         each event). On a CPU-starved machine the first mark came 50 s after
         the counters settled, and an API asked before then answered 1,101 of
         1,753 Online Retail customers with popularity only (P@10 0.059
-        instead of 0.083): ingest's writes trail its counters there
-        (docs/eval.md), and its clock mark is the later signal."""
+        instead of 0.083): ingest's Redis commands timed out there and it
+        replayed its batches, looking settled between two replays
+        (docs/eval.md); its clock mark comes only with the last batch."""
         if last_event_ms <= 0:
             return
         t0 = time.time()
