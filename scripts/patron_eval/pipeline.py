@@ -144,7 +144,7 @@ class Patron:
         1,753 Online Retail customers with popularity only (P@10 0.059
         instead of 0.083): ingest's Redis commands timed out there and it
         replayed its batches, looking settled between two replays
-        (docs/eval.md); its clock mark comes only with the last batch."""
+        (docs/eval.md); the API's clock moved only once they were over."""
         if last_event_ms <= 0:
             return
         t0 = time.time()
