@@ -156,9 +156,14 @@ int patron_service_listen(struct patron_service *s, const struct patron_service_
         return rc;
     }
     patron_http_server_set_metrics(s->http, s->metrics);
-    uv_timer_init(&s->loop, &s->trim);
-    uv_timer_start(&s->trim, on_trim, TRIM_INTERVAL_MS, TRIM_INTERVAL_MS);
-    uv_unref((uv_handle_t *)&s->trim); /* never what keeps the loop running */
+    /* the trim is housekeeping: a service without it runs, with a warning */
+    if (uv_timer_init(&s->loop, &s->trim) == 0) {
+        if (uv_timer_start(&s->trim, on_trim, TRIM_INTERVAL_MS, TRIM_INTERVAL_MS))
+            patron_log(&s->log, PATRON_LOG_WARN, "heap trim timer did not start", NULL);
+        uv_unref((uv_handle_t *)&s->trim); /* never what keeps the loop running */
+    } else {
+        patron_log(&s->log, PATRON_LOG_WARN, "heap trim timer did not start", NULL);
+    }
     patron_log(&s->log, PATRON_LOG_INFO, "listening", "\"port\":%d",
                patron_http_server_port(s->http));
     return 0;

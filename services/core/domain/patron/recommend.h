@@ -22,8 +22,8 @@
  * everyone bought count less than one that says something about this
  * customer (an inverse-frequency weight, as in IDF); the prior m keeps an
  * item bought by a handful (the customer and one other) from counting most
- * on a sparse shop. A count above a buyer
- * count (a customer counted twice, see graph.h) stands in for that count.
+ * on a sparse shop. A count above a buyer count (a customer counted twice,
+ * see graph.h) stands in for that count.
  *
  * The sum is taken relative to the best candidate's (the same scale for a
  * long and a short history) and shrunk by the evidence behind it,
