@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "patron/kv.h"
 #include "patron/metrics.h"
@@ -201,6 +202,28 @@ Test(redis_timeout, a_slow_answer_within_the_deadline_is_kept, .init = setup, .f
     cr_assert_eq(st.downs, 0);
     cr_assert(patron_redis_connected(r));
     cr_assert_eq(patron_counter_value(timeouts()), 0);
+    close_and_drain(r);
+}
+
+Test(redis_timeout, a_reply_that_came_while_the_loop_was_busy_is_kept, .init = setup,
+     .fini = teardown, .timeout = 30)
+{
+    struct state_log st = {0};
+    struct patron_redis *r = connect_ok(300, &st);
+    /* answered after 0.1 s, while the loop is kept busy for 0.6 s: by the
+     * loop's clock the deadline has passed when it next turns, and its
+     * timers run before it polls; the reply sits in the socket */
+    struct one slow = {0};
+    cr_assert_eq(patron_redis_command(r, one_cb, &slow, "BLPOP %s 0.1", "nothing"), 0);
+    cr_assert_eq(uv_run(&loop, UV_RUN_NOWAIT), 1); /* sent */
+    cr_assert_not(slow.done);
+    usleep(600 * 1000);
+    cr_assert(stack_run_until_flag(&loop, &slow.done, 2000));
+    cr_assert(!slow.null && slow.type == REDIS_REPLY_NIL, "the reply was dropped (type %d)",
+              slow.type);
+    cr_assert_eq(st.downs, 0);
+    cr_assert_eq(patron_counter_value(timeouts()), 0);
+    cr_assert(patron_redis_connected(r));
     close_and_drain(r);
 }
 

@@ -155,6 +155,24 @@ static void timer_closed(uv_handle_t *h)
     handle_closed(h->data);
 }
 
+/* Reads what the socket holds and runs the replies' callbacks; a reply
+ * left unparsed past max_reply_bytes drops the connection. Returns whether
+ * ac is still the live connection. */
+static bool read_replies(struct patron_redis *r, redisAsyncContext *ac)
+{
+    redisAsyncHandleRead(ac);
+    if (ac != r->ac)
+        return false; /* lost meanwhile: its callbacks have run */
+    redisReader *reader = ac->c.reader;
+    if (reader && reader->len - reader->pos > r->max_reply_bytes) {
+        rlog(r, PATRON_LOG_ERROR, "redis reply exceeds max_reply_bytes", NULL);
+        conn_lost(r, ac, "reply too big");
+        redisAsyncFree(ac); /* not inside a hiredis callback: frees now */
+        return false;
+    }
+    return true;
+}
+
 static void io_poll_cb(uv_poll_t *h, int status, int events)
 {
     struct redis_io *io = h->data;
@@ -165,20 +183,8 @@ static void io_poll_cb(uv_poll_t *h, int status, int events)
     if (status < 0)
         io->polling = 0;
     /* A poll error is a socket error: let hiredis find it with read(). */
-    if (io->ac && (status < 0 || (events & UV_READABLE))) {
-        redisAsyncContext *ac = io->ac;
-        redisAsyncHandleRead(ac);
-        struct patron_redis *r = io->r;
-        if (io->ac && ac == r->ac) {
-            redisReader *reader = ac->c.reader;
-            if (reader && reader->len - reader->pos > r->max_reply_bytes) {
-                rlog(r, PATRON_LOG_ERROR, "redis reply exceeds max_reply_bytes", NULL);
-                conn_lost(r, ac, "reply too big");
-                redisAsyncFree(ac); /* not inside a hiredis callback: frees now */
-                return;
-            }
-        }
-    }
+    if (io->ac && (status < 0 || (events & UV_READABLE)) && !read_replies(io->r, io->ac))
+        return;
     if (io->ac && status == 0 && (events & UV_WRITABLE))
         redisAsyncHandleWrite(io->ac);
 }
@@ -487,6 +493,10 @@ static void dl_add(struct patron_redis *r, struct redis_req *req, uint64_t timeo
 {
     if (!r->command_timeout_ms)
         return;
+    /* the loop's clock stands where its turn began: after a long callback
+     * (a batch applied) it is behind, and the command's time would have
+     * begun before it was sent */
+    uv_update_time(r->loop);
     req->deadline = uv_now(r->loop) + timeout;
     req->listed = true;
     req->dl_next = NULL;
@@ -555,11 +565,21 @@ static void deadline_cb(uv_timer_t *t)
     if (r->state != ST_READY || !r->ac)
         return; /* the next handshake arms it again */
     uint64_t now = uv_now(r->loop);
-    if (r->dl_head) {
-        if (now >= r->dl_head->deadline) {
+    if (r->dl_head && now >= r->dl_head->deadline) {
+        /* Late by the loop's clock, but a loop turn runs its timers before
+         * it polls: a loop kept busy past the deadline (a starved CPU, a
+         * long batch) has not yet read a reply that came in time. Read
+         * first; only a socket with nothing for the oldest command is a
+         * stall. */
+        redisAsyncContext *ac = r->ac;
+        if (!read_replies(r, ac) || r->state != ST_READY)
+            return; /* dropped: the next handshake arms the timer again */
+        if (r->dl_head && now >= r->dl_head->deadline) {
             stalled(r);
             return;
         }
+    }
+    if (r->dl_head) {
         (void)uv_timer_start(t, deadline_cb, r->dl_head->deadline - now, 0);
         return;
     }
