@@ -110,9 +110,10 @@ void ingest_pump(struct ingest *ing)
     if (ing->pumping)
         return;
     ing->pumping = true;
-    size_t max = (size_t)ing->cfg->batch_max, max_bytes = (size_t)ing->cfg->batch_max_bytes;
-    while (!ing->resetting && !ing->stopping &&
-           ing->inflight < (size_t)ing->cfg->inflight_batches && ing->redis_up && ing->graph_up &&
+    size_t max = ingest_batch_events_max(ing), max_bytes = ingest_batch_bytes_max(ing);
+    size_t window = patron_pace_scale(&ing->pace, (size_t)ing->cfg->inflight_batches);
+    while (!ing->resetting && !ing->stopping && ing->inflight < window && ing->redis_up &&
+           ing->graph_up &&
            (!ing->head || inflight_bytes(ing) < (size_t)ing->cfg->inflight_max_bytes)) {
         if (ing->n_carry < max && ing->carry_bytes < max_bytes) {
             size_t n = patron_consumer_poll_bytes(ing->consumer, ing->poll_buf + ing->n_carry,
@@ -123,8 +124,10 @@ void ingest_pump(struct ingest *ing)
         }
         if (ing->n_carry == 0 || ing->carry_stale)
             break;
+        /* the carry may hold more than the pace now lets a batch take */
         struct batch *b;
-        size_t taken = ingest_batch_start(ing, ing->poll_buf, ing->n_carry, &b);
+        size_t taken =
+            ingest_batch_start(ing, ing->poll_buf, ing->n_carry < max ? ing->n_carry : max, &b);
         for (size_t i = 0; i < taken; i++)
             ing->carry_bytes -= msg_bytes(ing->poll_buf[i]);
         ing->n_carry -= taken;
@@ -142,6 +145,40 @@ void ingest_pump(struct ingest *ing)
 static void on_consumer_ready(void *ud)
 {
     ingest_pump(ud);
+}
+
+/* ---- the pace (pace.h) ---------------------------------------------------- */
+
+size_t ingest_batch_events_max(const struct ingest *ing)
+{
+    return patron_pace_scale(&ing->pace, (size_t)ing->cfg->batch_max);
+}
+
+size_t ingest_batch_bytes_max(const struct ingest *ing)
+{
+    return patron_pace_scale(&ing->pace, (size_t)ing->cfg->batch_max_bytes);
+}
+
+static void pace_changed(struct ingest *ing, const char *why, int64_t elapsed_ms)
+{
+    patron_gauge_set(ing->m_pace, ing->pace.level);
+    size_t window = patron_pace_scale(&ing->pace, (size_t)ing->cfg->inflight_batches);
+    if (why)
+        patron_log(ing->log, PATRON_LOG_WARN, "slowing down",
+                   "\"why\":\"%s\",\"batch_ms\":%" PRId64
+                   ",\"batch_max\":%zu,\"inflight_batches\":%zu",
+                   why, elapsed_ms, ingest_batch_events_max(ing), window);
+    else if (ing->pace.level >= 1.0)
+        patron_log(ing->log, PATRON_LOG_INFO, "full pace again", NULL);
+}
+
+void ingest_pace_done(struct ingest *ing, const struct batch *b, int64_t elapsed_ms)
+{
+    int moved = patron_pace_done(&ing->pace, b->seq, elapsed_ms, ing->cfg->redis_timeout_ms,
+                                 ing->next_seq + 1);
+    if (moved)
+        pace_changed(ing, moved < 0 ? "a batch took over half the Redis timeout" : NULL,
+                     elapsed_ms);
 }
 
 /* ---- recovering ----------------------------------------------------------- */
@@ -205,6 +242,10 @@ static void redis_state(struct ingest *ing, bool connected)
 {
     patron_log(ing->log, connected ? PATRON_LOG_INFO : PATRON_LOG_WARN,
                connected ? "redis connected" : "redis disconnected", NULL);
+    /* a timeout drops the connection too: what was in flight was too much
+     * for Redis as it is now, and the replay must not send it all again */
+    if (!connected && patron_pace_failed(&ing->pace, ing->next_seq + 1))
+        pace_changed(ing, "redis disconnected or timed out", 0);
     if (!connected)
         ingest_reset(ing, "redis disconnected");
     else if (ing->resetting)
@@ -345,6 +386,12 @@ static void make_metrics(struct ingest *ing)
                                             "ProfileUpdates produced", NULL);
     ing->m_inflight =
         patron_metrics_gauge(m, "patron_ingest_inflight_batches", "Batches in flight", NULL);
+    ing->m_pace = patron_metrics_gauge(
+        m, "patron_ingest_pace",
+        "Part of PATRON_BATCH_MAX and PATRON_INFLIGHT_BATCHES in use: halved when Redis fails or "
+        "answers a batch in over half its timeout, grown back by batches that end quickly",
+        NULL);
+    patron_gauge_set(ing->m_pace, ing->pace.level);
     ing->m_inflight_bytes = patron_metrics_gauge(
         m, "patron_ingest_inflight_bytes",
         "Bytes the pipeline holds: in-flight batches' records and arenas, and records polled for "
@@ -427,6 +474,7 @@ int ingest_start(struct ingest **out, uv_loop_t *loop, const struct patron_confi
     struct ingest *ing = patron_calloc(1, sizeof(*ing));
     ing->loop = loop;
     ing->cfg = cfg;
+    patron_pace_init(&ing->pace);
     ing->log = log;
     ing->metrics = metrics;
     patron_lru_init(&ing->cache, CACHE_MAX_ENTRIES, CACHE_MAX_BYTES);

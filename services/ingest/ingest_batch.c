@@ -109,8 +109,9 @@ static void complete_ready(struct ingest *ing)
         ingest_write_clock(ing, b);
         cache_release(ing, b);
         patron_counter_add(ing->m_batches, 1);
-        patron_histogram_observe(ing->m_batch_seconds,
-                                 (double)(patron_monotonic_ms() - b->started_ms) / 1000.0);
+        int64_t elapsed_ms = patron_monotonic_ms() - b->started_ms;
+        patron_histogram_observe(ing->m_batch_seconds, (double)elapsed_ms / 1000.0);
+        ingest_pace_done(ing, b, elapsed_ms);
         ingest_batch_unlink(ing, b);
         ingest_batch_free(b);
     }
@@ -666,7 +667,7 @@ static void batch_classify(struct batch *b)
 {
     struct ingest *ing = b->ing;
     for (size_t i = 0; i < b->n_events; i++) {
-        if (i > 0 && ingest_batch_bytes(b) >= (size_t)ing->cfg->batch_max_bytes) {
+        if (i > 0 && ingest_batch_bytes(b) >= ingest_batch_bytes_max(ing)) {
             b->n_events = i; /* the rest waits for the next batch */
             break;
         }

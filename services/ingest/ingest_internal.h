@@ -46,6 +46,7 @@
 #include "patron/keys.h"
 #include "patron/kv.h"
 #include "patron/lru.h"
+#include "patron/pace.h"
 #include "patron/profile.h"
 #include "patron/profile_codec.h"
 #include "patron/strmap.h"
@@ -239,6 +240,10 @@ struct ingest {
 
     struct batch *head, *tail; /* in-flight batches, oldest first */
     size_t inflight;
+    /* Of PATRON_BATCH_MAX, PATRON_BATCH_MAX_BYTES and PATRON_INFLIGHT_BATCHES,
+     * the part in use: cut when Redis fails or answers a batch late, grown
+     * back as batches end quickly (pace.h, ingest_pace_*). */
+    struct patron_pace pace;
     uint64_t next_seq;
     size_t reading;             /* batches between read and write */
     bool applying;              /* apply_ready is on the stack */
@@ -296,7 +301,7 @@ struct ingest {
     struct patron_counter *m_dlq, *m_dlq_truncated, *m_erasure_copies;
     struct patron_counter *m_profile_unreadable, *m_profile_wrong_type, *m_rows_wrong_type;
     struct patron_counter *m_items_wrong_type;
-    struct patron_gauge *m_inflight, *m_inflight_bytes;
+    struct patron_gauge *m_inflight, *m_inflight_bytes, *m_pace;
     struct patron_histogram *m_batch_seconds;
 };
 
@@ -355,6 +360,14 @@ void ingest_poison_customer(struct batch *b, struct customer *c, enum ingest_fau
 
 /* Takes batches off the consumer while there is room in the pipeline. */
 void ingest_pump(struct ingest *ing);
+
+/* The pace's limits: events and bytes a batch takes, batches in flight. */
+size_t ingest_batch_events_max(const struct ingest *ing);
+size_t ingest_batch_bytes_max(const struct ingest *ing);
+
+/* A batch ended well (in order, its offsets stored) elapsed_ms after it
+ * started: the pace may change (pace.h). */
+void ingest_pace_done(struct ingest *ing, const struct batch *b, int64_t elapsed_ms);
 
 /* Cancels every in-flight batch and, once their callbacks are back and
  * Redis is up, seeks each partition to its last stored offset. Called
