@@ -172,8 +172,9 @@ static void pace_changed(struct ingest *ing, const char *why, int64_t elapsed_ms
         patron_log(ing->log, PATRON_LOG_INFO, "full pace again", NULL);
 }
 
-void ingest_pace_done(struct ingest *ing, const struct batch *b, int64_t elapsed_ms)
+void ingest_pace_done(struct ingest *ing, const struct batch *b)
 {
+    int64_t elapsed_ms = b->written_ms - b->started_ms;
     int moved = patron_pace_done(&ing->pace, b->seq, elapsed_ms, ing->cfg->redis_timeout_ms,
                                  ing->next_seq + 1);
     if (moved)

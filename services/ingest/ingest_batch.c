@@ -109,9 +109,9 @@ static void complete_ready(struct ingest *ing)
         ingest_write_clock(ing, b);
         cache_release(ing, b);
         patron_counter_add(ing->m_batches, 1);
-        int64_t elapsed_ms = patron_monotonic_ms() - b->started_ms;
-        patron_histogram_observe(ing->m_batch_seconds, (double)elapsed_ms / 1000.0);
-        ingest_pace_done(ing, b, elapsed_ms);
+        patron_histogram_observe(ing->m_batch_seconds,
+                                 (double)(patron_monotonic_ms() - b->started_ms) / 1000.0);
+        ingest_pace_done(ing, b);
         ingest_batch_unlink(ing, b);
         ingest_batch_free(b);
     }
@@ -592,6 +592,7 @@ static void batch_settle(struct batch *b)
         /* fall through */
     case PHASE_WRITING2:
         b->phase = PHASE_DONE;
+        b->written_ms = patron_monotonic_ms();
         b->pending++; /* as above */
         publish(b);   /* DLQ entries were sent at the start */
         if (!b->failed)

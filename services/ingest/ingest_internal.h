@@ -209,6 +209,7 @@ struct batch {
     bool read;     /* every read is back: the batch applies when its predecessors did */
     bool resolved; /* the rounds of reads for visitors are done (ingest_identity_resolve) */
     int64_t started_ms;
+    int64_t written_ms; /* when Redis had acknowledged all its writes (PHASE_DONE) */
     struct batch *next;
 };
 
@@ -365,9 +366,11 @@ void ingest_pump(struct ingest *ing);
 size_t ingest_batch_events_max(const struct ingest *ing);
 size_t ingest_batch_bytes_max(const struct ingest *ing);
 
-/* A batch ended well (in order, its offsets stored) elapsed_ms after it
- * started: the pace may change (pace.h). */
-void ingest_pace_done(struct ingest *ing, const struct batch *b, int64_t elapsed_ms);
+/* A batch ended well (in order, its offsets stored): the pace may change
+ * (pace.h), by the time Redis took from its start to its last write
+ * acknowledged. Kafka's part (the ProfileUpdates' delivery) does not
+ * count: a slow broker is not a reason to send Redis less. */
+void ingest_pace_done(struct ingest *ing, const struct batch *b);
 
 /* Cancels every in-flight batch and, once their callbacks are back and
  * Redis is up, seeks each partition to its last stored offset. Called

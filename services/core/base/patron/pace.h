@@ -14,9 +14,11 @@
  * is in flight scales with its square:
  * - a failure (the store timed out or went away) halves it, once per
  *   round as well;
- * - a batch that took more than half of T from its start to its end halves
- *   it too, before the deadline is missed, but only once per round: a batch
- *   started before the last cut says nothing of the pace since;
+ * - a batch that took the store more than half of T (as the caller
+ *   measures it: ingest, from the batch's start to its last write
+ *   acknowledged) halves it too, before the deadline is missed, but only
+ *   once per round: a batch started before the last cut says nothing of
+ *   the pace since;
  * - a batch done within a quarter of T adds PATRON_PACE_STEP; one in
  *   between leaves it.
  * It never goes below PATRON_PACE_MIN, and patron_pace_scale never gives
