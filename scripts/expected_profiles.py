@@ -28,12 +28,22 @@ import decimal
 import gzip
 import io
 import json
+import re
 import struct
 import sys
 import zoneinfo
 
 HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
           "CustomerID", "Country"]
+# The same columns as UCI's Online Retail II names them (data/README.md, "Other exports").
+HEADER_II = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price",
+             "Customer ID", "Country"]
+# InvoiceDate besides "YYYY-MM-DD HH:MM:SS": ISO without seconds, and a
+# spreadsheet's month-first "M/D/YYYY H:MM[:SS]".
+ISO_MINUTES = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2})", re.ASCII)
+MONTH_FIRST = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4}) ([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?",
+                         re.ASCII)
+FLOAT_ID = re.compile(r"([0-9]+)\.0", re.ASCII)
 LONDON = zoneinfo.ZoneInfo("Europe/London")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 ID_MAX = 64               # bytes, PATRON_ID_MAX
@@ -71,23 +81,43 @@ def parse_quantity(text):
 
 
 def london_ms(text):
-    """'YYYY-MM-DD HH:MM:SS' Europe/London local -> UTC epoch ms (fold=0); None if malformed."""
-    if len(text) != 19 or text[4] != "-" or text[7] != "-" or text[10] != " " \
-            or text[13] != ":" or text[16] != ":":
-        return None
-    parts = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
-    if not all(p.isdigit() and p.isascii() for p in parts):
+    """An InvoiceDate, Europe/London local -> UTC epoch ms (fold=0); None if malformed.
+
+    'YYYY-MM-DD HH:MM:SS', 'YYYY-MM-DD HH:MM' or 'M/D/YYYY H:MM[:SS]' (data/README.md)."""
+    parts = None
+    if len(text) == 19 and text[4] == "-" and text[7] == "-" and text[10] == " " \
+            and text[13] == ":" and text[16] == ":":
+        parts = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+        if not all(p.isdigit() and p.isascii() for p in parts):
+            return None
+        parts = tuple(map(int, parts))
+    elif m := ISO_MINUTES.fullmatch(text):
+        parts = (*map(int, m.groups()), 0)
+    elif m := MONTH_FIRST.fullmatch(text):
+        mo, d, y, h, mi, se = m.groups()
+        parts = (int(y), int(mo), int(d), int(h), int(mi), int(se or 0))
+    if parts is None:
         return None
     try:
-        local = datetime.datetime(*map(int, parts), tzinfo=LONDON)
+        local = datetime.datetime(*parts, tzinfo=LONDON)
     except ValueError:
         return None
     return int(local.timestamp()) * 1000
 
 
+def customer_id(text):
+    """'13085.0' (a spreadsheet's float, in Online Retail II's exports) is '13085'."""
+    m = FLOAT_ID.fullmatch(text)
+    return m.group(1) if m else text
+
+
 def id_ok(text, max_bytes):
-    """Ids become protobuf strings and Kafka keys: not empty, bounded, no control bytes."""
-    b = text.encode("utf-8")
+    """Ids become protobuf strings and Kafka keys: not empty, bounded, UTF-8 (bytes that
+    were not come through as surrogates), no control bytes."""
+    try:
+        b = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     return 0 < len(b) <= max_bytes and not any(c < 0x20 or c == 0x7F for c in b)
 
 
@@ -97,9 +127,11 @@ def category_of(stock_code):
 
 
 def open_text(path):
+    # bytes that are not UTF-8 (a Latin-1 export) come through as surrogates
     if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="surrogateescape",
+                                newline="")
+    return open(path, encoding="utf-8", errors="surrogateescape", newline="")
 
 
 def csv_events(path, stats, limit=None):
@@ -107,7 +139,9 @@ def csv_events(path, stats, limit=None):
     with open_text(path) as f:
         reader = csv.reader(f, strict=True)
         header = next(reader, None)
-        if header != HEADER:
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]  # a byte-order mark
+        if header not in (HEADER, HEADER_II):
             raise SystemExit(f"{path}: unexpected header {header!r}")
         runs_of = {}     # InvoiceNo -> runs seen
         run = None       # the open run: dict
@@ -142,6 +176,7 @@ def csv_events(path, stats, limit=None):
                 print(f"{path}: line {reader.line_num}: {len(row)} fields, skipped", file=sys.stderr)
                 continue
             invoice, stock, _desc, qty_s, date_s, price_s, customer, _country = row
+            customer = customer_id(customer)
             if customer == "":
                 stats["skipped_no_customer"] += 1
                 continue

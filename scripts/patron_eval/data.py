@@ -39,6 +39,14 @@ Refund = collections.namedtuple("Refund", "customer order t_ms amount_cents")
 
 OR_HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
              "CustomerID", "Country"]
+# The same columns as UCI's Online Retail II names them (data/README.md,
+# "Other exports").
+OR_II_HEADER = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price",
+                "Customer ID", "Country"]
+# InvoiceDate as the exports write it: ISO (with or without seconds), or
+# the spreadsheet's M/D/YYYY H:MM.
+OR_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S")
+_FLOAT_ID = re.compile(r"([0-9]+)\.0")
 CJ_COLUMNS = ("household_id", "basket_id", "product_id", "quantity", "sales_value",
               "transaction_timestamp")
 
@@ -125,13 +133,34 @@ def _london_ms_converter():
     london = zoneinfo.ZoneInfo("Europe/London")
     cache = {}
 
+    def parse(text):
+        for fmt in OR_DATE_FORMATS:
+            try:
+                return datetime.datetime.strptime(text, fmt)
+            except ValueError:
+                pass
+        raise ValueError(f"bad InvoiceDate {text!r}")
+
     def convert(text):
         ms = cache.get(text)
         if ms is None:
-            d = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=london)
-            ms = cache[text] = int(d.timestamp() * 1000)
+            ms = cache[text] = int(parse(text).replace(tzinfo=london).timestamp() * 1000)
         return ms
     return convert
+
+
+def or_customer_id(text):
+    """A CustomerID as patron-replay sends it: "13085.0" (a spreadsheet's
+    float, as Online Retail II's CSV exports have it) is "13085"."""
+    m = _FLOAT_ID.fullmatch(text)
+    return m.group(1) if m else text
+
+
+def or_text_ok(text):
+    """A Description fit for a title: no bytes that were not UTF-8 (read as
+    surrogates) and no control characters; else the item has no title, as
+    patron-replay does."""
+    return not any(ord(c) < 0x20 or ord(c) == 0x7f or 0xdc80 <= ord(c) <= 0xdcff for c in text)
 
 
 def load_online_retail(path, non_product_patterns, name):
@@ -146,17 +175,30 @@ def load_online_retail(path, non_product_patterns, name):
     order_time = {}
     titles, prices = {}, collections.defaultdict(list)
     skipped = 0
-    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+    # gzip.open reads a gzip file; a plain CSV is read as it is. Bytes that
+    # are not UTF-8 (Latin-1 descriptions in some exports) come through as
+    # surrogates and only cost their item its title.
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    with opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline="") as f:
         rows = csv.reader(f)
         header = next(rows, None)
-        if header is None or header[:7] != OR_HEADER[:7]:
-            raise SystemExit(f"eval: {path}: not Online Retail (header {header})")
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]  # a byte-order mark
+        if header is None or header[:7] not in (OR_HEADER[:7], OR_II_HEADER[:7]):
+            raise SystemExit(f"eval: {path}: not Online Retail: the header is {header}, not {OR_HEADER} "
+                             f"nor {OR_II_HEADER}")
         for row in rows:
             if len(row) != 8:
                 skipped += 1
                 continue
             invoice, stock, desc, qty, date, price, customer, _country = row
             if not customer:
+                continue
+            customer = or_customer_id(customer)
+            if not (or_text_ok(invoice) and or_text_ok(stock) and or_text_ok(customer)):
+                skipped += 1  # not UTF-8, or control bytes: patron-replay skips it too
                 continue
             try:
                 q = int(qty)
@@ -178,7 +220,7 @@ def load_online_retail(path, non_product_patterns, name):
                 refunds.append(Refund(customer, invoice, t, -q * pc))
                 continue
             purchases.append(Line(customer, invoice, t, stock, q, pc))
-            if desc and stock not in titles:
+            if desc and stock not in titles and or_text_ok(desc):
                 titles[stock] = desc
             prices[stock].append(pc)
     items = {}

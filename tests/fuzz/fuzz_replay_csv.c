@@ -1,13 +1,15 @@
 /*
  * patron-replay's pure parsers (services/tools/replay/parse.h): one CSV
  * record split as the Online Retail reader splits it, then every field
- * through the integer, price and Europe/London date parsers; the raw bytes
+ * through the integer, price, Europe/London date and InvoiceDate parsers,
+ * and the customer id's float suffix; the raw bytes
  * through replay_event_key as a stored event.
  *
  * Properties: fields lie inside the record; quoting every field again
  * (RFC 4180) and splitting gives the same fields; a parsed integer equals
  * an independent reading; a price's sign and `positive` agree; a London
- * time is its UTC reading or one hour earlier; an event key lies inside the
+ * time is its UTC reading or one hour earlier; an InvoiceDate is its ISO
+ * reading when it has one; a customer id loses ".0" or nothing; an event key lies inside the
  * buffer with 1..PATRON_ID_MAX bytes.
  */
 #include "fuzz.h"
@@ -77,6 +79,24 @@ static void check_dates(const char *s, size_t len)
     }
     if (replay_london_date_ms(s, len, &ms) == 0)
         FUZZ_CHECK(len == 10, "a date of %zu bytes", len);
+    /* an export's InvoiceDate: the ISO form's instant when there is one, and
+     * within the years the format can write otherwise */
+    int64_t iso = 0, any = 0;
+    bool is_iso = replay_london_datetime_ms(s, len, &iso) == 0;
+    if (replay_invoice_date_ms(s, len, &any) == 0) {
+        FUZZ_CHECK(len >= 12 && len <= 19, "an InvoiceDate of %zu bytes", len);
+        FUZZ_CHECK(!is_iso || any == iso, "%.*s: %lld, its ISO reading %lld", (int)len, s,
+                   (long long)any, (long long)iso);
+        FUZZ_CHECK(any >= replay_days_from_civil(1, 1, 1) * REPLAY_MS_PER_DAY -
+                               REPLAY_MS_PER_HOUR &&
+                       any < replay_days_from_civil(10000, 1, 1) * REPLAY_MS_PER_DAY,
+                   "%.*s: %lld out of the years 1..9999", (int)len, s, (long long)any);
+    } else {
+        FUZZ_CHECK(!is_iso, "%.*s: ISO but not an InvoiceDate", (int)len, s);
+    }
+    size_t keep = replay_customer_id_len(s, len);
+    FUZZ_CHECK(keep == len || (keep + 2 == len && keep >= 1 && s[keep] == '.'),
+               "a customer id cut from %zu to %zu bytes", len, keep);
 }
 
 /* Every field quoted, quotes doubled, joined by commas. */

@@ -331,6 +331,72 @@ Test(replay_parse, london_datetime_rejects)
     }
 }
 
+/* The exports' forms of one InvoiceDate each (data/README.md, "Other
+ * exports"): the same instant as the ISO form. */
+Test(replay_parse, invoice_date_forms)
+{
+    static const struct {
+        const char *text, *iso;
+    } same[] = {
+        {"2010-12-01 08:26:00", "2010-12-01 08:26:00"},
+        {"2010-12-01 08:26", "2010-12-01 08:26:00"},
+        {"12/1/2010 8:26", "2010-12-01 08:26:00"},
+        {"12/01/2010 08:26", "2010-12-01 08:26:00"},
+        {"12/1/2010 8:26:59", "2010-12-01 08:26:59"},
+        {"12/11/2010 10:26", "2010-12-11 10:26:00"},
+        {"2/29/2012 23:59", "2012-02-29 23:59:00"},
+        {"10/30/2011 1:30", "2011-10-30 01:30:00"}, /* the hour that happens twice: BST */
+        {"3/27/2011 1:30", "2011-03-27 01:30:00"},  /* the hour that does not exist */
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(same); i++) {
+        int64_t got = 0, want = 0;
+        cr_assert_eq(replay_london_datetime_ms(same[i].iso, strlen(same[i].iso), &want), 0);
+        cr_assert_eq(replay_invoice_date_ms(same[i].text, strlen(same[i].text), &got), 0, "%s",
+                     same[i].text);
+        cr_assert_eq(got, want, "%s: %lld, want %lld", same[i].text, (long long)got,
+                     (long long)want);
+    }
+    static const char *bad[] = {
+        "",
+        "2010-12-01",
+        "2010-12-01 8:26",
+        "2010-12-01 08:26:0",
+        "2010-12-01T08:26",
+        "13/1/2010 8:26",  /* month first: no 13th month */
+        "2/30/2012 10:00", /* nor a 30th of February */
+        "12/1/10 8:26",    /* a two-digit year */
+        "12/1/2010 8:6",
+        "12/1/2010 24:00",
+        "12/1/2010 8:26:60",
+        "12/1/2010 8:26:0",
+        "12/1/2010  8:26",
+        "123/1/2010 8:26",
+        "12/1/2010 8:26 PM",
+        "12-1-2010 8:26",
+        "1/1/2010 8:26:00:00",
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(bad); i++) {
+        int64_t ms = 42;
+        cr_assert_eq(replay_invoice_date_ms(bad[i], strlen(bad[i]), &ms), PATRON_EINVAL, "%s",
+                     bad[i]);
+        cr_assert_eq(ms, 42, "%s: output touched", bad[i]);
+    }
+}
+
+Test(replay_parse, customer_id_drops_a_float_zero)
+{
+    static const struct {
+        const char *in;
+        size_t keep;
+    } cases[] = {
+        {"13085.0", 5}, {"17850", 5}, {"1.0", 1},      {".0", 2}, {"13085.00", 8},
+        {"13085.5", 7}, {"a13.0", 5}, {"13085.0 ", 8}, {"", 0},   {"0.0", 1},
+    };
+    for (size_t i = 0; i < PATRON_ARRAY_LEN(cases); i++)
+        cr_assert_eq(replay_customer_id_len(cases[i].in, strlen(cases[i].in)), cases[i].keep, "%s",
+                     cases[i].in);
+}
+
 Test(replay_parse, london_date_is_the_local_midnight)
 {
     int64_t ms;

@@ -249,9 +249,22 @@ static inline bool replay_digits(const char *s, size_t n, int *out)
     return true;
 }
 
-/* Strict "YYYY-MM-DD HH:MM:SS" (year 0001..9999, a real date, seconds
- * 00..59) in Europe/London local time to UTC epoch ms. PATRON_EINVAL if
- * malformed. */
+/* A real date and time (year 0001..9999, seconds 00..59) in Europe/London
+ * local time to UTC epoch ms. PATRON_EINVAL if it is not one. */
+PATRON_MUST_USE static inline int replay_london_civil_ms(int y, int mo, int d, int h, int mi,
+                                                         int se, int64_t *utc_ms)
+{
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > replay_days_in_month(y, mo) || h > 23 ||
+        mi > 59 || se > 59)
+        return PATRON_EINVAL;
+    int64_t local = replay_days_from_civil(y, mo, d) * REPLAY_MS_PER_DAY +
+                    ((int64_t)h * 3600 + mi * 60 + se) * 1000;
+    *utc_ms = replay_london_to_utc_ms(local);
+    return 0;
+}
+
+/* Strict "YYYY-MM-DD HH:MM:SS" in Europe/London local time to UTC epoch ms
+ * (replay_london_civil_ms). PATRON_EINVAL if malformed. */
 PATRON_MUST_USE static inline int replay_london_datetime_ms(const char *s, size_t len,
                                                             int64_t *utc_ms)
 {
@@ -262,13 +275,73 @@ PATRON_MUST_USE static inline int replay_london_datetime_ms(const char *s, size_
         !replay_digits(s + 11, 2, &h) || !replay_digits(s + 14, 2, &mi) ||
         !replay_digits(s + 17, 2, &se))
         return PATRON_EINVAL;
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > replay_days_in_month(y, mo) || h > 23 ||
-        mi > 59 || se > 59)
+    return replay_london_civil_ms(y, mo, d, h, mi, se, utc_ms);
+}
+
+/* Reads 1 to `max` digits at s[*i] up to `stop` (consumed) or, with stop
+ * 0, to the end; false if anything else is there. */
+static inline bool replay_field_digits(const char *s, size_t len, size_t *i, size_t min, size_t max,
+                                       char stop, int *out)
+{
+    size_t start = *i;
+    while (*i < len && *i - start < max && s[*i] >= '0' && s[*i] <= '9')
+        (*i)++;
+    if (*i - start < min || !replay_digits(s + start, *i - start, out))
+        return false;
+    if (!stop)
+        return *i == len;
+    if (*i >= len || s[*i] != stop)
+        return false;
+    (*i)++;
+    return true;
+}
+
+/* An InvoiceDate as the exports of the data set write it (data/README.md,
+ * "Other exports"), Europe/London local time, to UTC epoch ms:
+ * "YYYY-MM-DD HH:MM:SS", "YYYY-MM-DD HH:MM" (UCI's and pandas' ISO), and
+ * "M/D/YYYY H:MM" or "M/D/YYYY H:MM:SS" (a spreadsheet's, month first; M,
+ * D and H of one or two digits). PATRON_EINVAL if it is none of them or
+ * not a real time. */
+PATRON_MUST_USE static inline int replay_invoice_date_ms(const char *s, size_t len, int64_t *utc_ms)
+{
+    int y, mo, d, h, mi, se = 0;
+    size_t i = 0;
+    if (len >= 5 && s[4] == '-') { /* ISO: year first */
+        if (len == 19)
+            return replay_london_datetime_ms(s, len, utc_ms);
+        if (len != 16 || s[7] != '-' || s[10] != ' ' || s[13] != ':' || !replay_digits(s, 4, &y) ||
+            !replay_digits(s + 5, 2, &mo) || !replay_digits(s + 8, 2, &d) ||
+            !replay_digits(s + 11, 2, &h) || !replay_digits(s + 14, 2, &mi))
+            return PATRON_EINVAL;
+        return replay_london_civil_ms(y, mo, d, h, mi, 0, utc_ms);
+    }
+    if (!replay_field_digits(s, len, &i, 1, 2, '/', &mo) ||
+        !replay_field_digits(s, len, &i, 1, 2, '/', &d) ||
+        !replay_field_digits(s, len, &i, 4, 4, ' ', &y) ||
+        !replay_field_digits(s, len, &i, 1, 2, ':', &h))
         return PATRON_EINVAL;
-    int64_t local = replay_days_from_civil(y, mo, d) * REPLAY_MS_PER_DAY +
-                    ((int64_t)h * 3600 + mi * 60 + se) * 1000;
-    *utc_ms = replay_london_to_utc_ms(local);
-    return 0;
+    size_t rest = len - i;
+    if (rest == 2) {
+        if (!replay_field_digits(s, len, &i, 2, 2, 0, &mi))
+            return PATRON_EINVAL;
+    } else if (rest != 5 || !replay_field_digits(s, len, &i, 2, 2, ':', &mi) ||
+               !replay_field_digits(s, len, &i, 2, 2, 0, &se)) {
+        return PATRON_EINVAL;
+    }
+    return replay_london_civil_ms(y, mo, d, h, mi, se, utc_ms);
+}
+
+/* A CustomerID as the mapping takes it (data/README.md): "13085.0", a
+ * spreadsheet's float as Online Retail II's exports write it, is "13085";
+ * any other text is itself. Returns the length to keep. */
+static inline size_t replay_customer_id_len(const char *s, size_t len)
+{
+    if (len < 3 || s[len - 2] != '.' || s[len - 1] != '0')
+        return len;
+    for (size_t i = 0; i < len - 2; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return len;
+    return len - 2;
 }
 
 /* Strict "YYYY-MM-DD": the start of that day in Europe/London local time,

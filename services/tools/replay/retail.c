@@ -21,8 +21,12 @@
 #include "patron/v1/event.pb-c.h"
 #include "replay.h"
 
+/* The header, as UCI's Online Retail names the columns, or as its Online
+ * Retail II does (the same columns: data/README.md, "Other exports"). */
 #define CSV_HEADER                                                                                 \
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+#define CSV_HEADER_II "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country"
+#define UTF8_BOM "\xEF\xBB\xBF"
 #define CSV_FIELDS 8
 /* A record (several lines when a quoted field holds newlines) is at most this
  * many bytes; the data set's longest is under 200. */
@@ -187,14 +191,12 @@ static void warn_row(struct retail *r, const char *why)
 
 /* Identifiers become protobuf strings and Kafka keys: no control bytes (a NUL
  * would cut them), not empty, bounded. */
+/* Ids become protobuf strings and Kafka keys: not empty, bounded, UTF-8
+ * (an export in Latin-1 may hold other bytes) without control bytes. */
 static bool id_ok(const struct replay_field *f, size_t max)
 {
-    if (f->len == 0 || f->len > max)
-        return false;
-    for (size_t i = 0; i < f->len; i++)
-        if ((unsigned char)f->s[i] < 0x20 || f->s[i] == 0x7f)
-            return false;
-    return true;
+    return f->len > 0 && f->len <= max && patron_event_text_valid(f->s, f->len) &&
+           !memchr(f->s, 0x7f, f->len);
 }
 
 static uint8_t *pack_event(struct retail *r, const Patron__V1__Event *ev, size_t *len)
@@ -683,6 +685,7 @@ static int take_row(struct retail *r, size_t len)
         return 0;
     }
     const struct replay_field *invoice = &f[0], *stock = &f[1], *customer = &f[6];
+    f[6].len = replay_customer_id_len(f[6].s, f[6].len);
     if (customer->len == 0) {
         r->n.no_customer++;
         return 0;
@@ -704,7 +707,7 @@ static int take_row(struct retail *r, size_t len)
         warn_row(r, "bad UnitPrice");
         return 0;
     }
-    if (replay_london_datetime_ms(f[4].s, f[4].len, &ms) < 0) {
+    if (replay_invoice_date_ms(f[4].s, f[4].len, &ms) < 0) {
         warn_row(r, "bad InvoiceDate");
         return 0;
     }
@@ -765,8 +768,12 @@ static int run_file(struct retail *r)
                 rc == 0 ? "empty file" : patron_strerror(rc));
         return rc == 0 ? PATRON_EINVAL : rc;
     }
-    if (strcmp(r->rec, CSV_HEADER) != 0) {
-        fprintf(stderr, "patron-replay: %s: the header is not %s\n", r->rd.path, CSV_HEADER);
+    const char *header = r->rec;
+    if (strncmp(header, UTF8_BOM, 3) == 0)
+        header += 3;
+    if (strcmp(header, CSV_HEADER) != 0 && strcmp(header, CSV_HEADER_II) != 0) {
+        fprintf(stderr, "patron-replay: %s: the header is neither %s nor %s\n", r->rd.path,
+                CSV_HEADER, CSV_HEADER_II);
         return PATRON_EINVAL;
     }
     for (;;) {
