@@ -37,16 +37,12 @@ Line = collections.namedtuple("Line", "customer order t_ms item quantity price_c
 # One kept refund line (Online Retail's C invoices), amount > 0.
 Refund = collections.namedtuple("Refund", "customer order t_ms amount_cents")
 
-OR_HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
-             "CustomerID", "Country"]
-# The same columns as UCI's Online Retail II names them (data/README.md,
-# "Other exports").
-OR_II_HEADER = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price",
-                "Customer ID", "Country"]
-# InvoiceDate as the exports write it: ISO (with or without seconds), or
-# the spreadsheet's M/D/YYYY H:MM.
-OR_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S")
-_FLOAT_ID = re.compile(r"([0-9]+)\.0")
+# The Online Retail mapping's own parsers (data/README.md): the header in
+# its forms, InvoiceDate in its forms, CustomerID's float suffix, ids.
+from expected_profiles import HEADER as OR_HEADER  # noqa: E402
+from expected_profiles import HEADER_II as OR_II_HEADER  # noqa: E402
+from expected_profiles import customer_id as or_customer_id  # noqa: E402
+from expected_profiles import id_ok, london_ms  # noqa: E402
 CJ_COLUMNS = ("household_id", "basket_id", "product_id", "quantity", "sales_value",
               "transaction_timestamp")
 
@@ -128,32 +124,18 @@ def local_midnight_ms(day, tz):
 
 
 def _london_ms_converter():
-    """InvoiceDate text (Europe/London, fold=0 as data/README.md says) -> UTC ms, cached."""
-    import zoneinfo
-    london = zoneinfo.ZoneInfo("Europe/London")
+    """InvoiceDate text (Europe/London, fold=0 as data/README.md says) -> UTC ms, cached;
+    ValueError if it is none of the forms."""
     cache = {}
-
-    def parse(text):
-        for fmt in OR_DATE_FORMATS:
-            try:
-                return datetime.datetime.strptime(text, fmt)
-            except ValueError:
-                pass
-        raise ValueError(f"bad InvoiceDate {text!r}")
 
     def convert(text):
         ms = cache.get(text)
         if ms is None:
-            ms = cache[text] = int(parse(text).replace(tzinfo=london).timestamp() * 1000)
+            ms = cache[text] = london_ms(text)
+            if ms is None:
+                raise ValueError(f"bad InvoiceDate {text!r}")
         return ms
     return convert
-
-
-def or_customer_id(text):
-    """A CustomerID as patron-replay sends it: "13085.0" (a spreadsheet's
-    float, as Online Retail II's CSV exports have it) is "13085"."""
-    m = _FLOAT_ID.fullmatch(text)
-    return m.group(1) if m else text
 
 
 def or_text_ok(text):
@@ -197,8 +179,8 @@ def load_online_retail(path, non_product_patterns, name):
             if not customer:
                 continue
             customer = or_customer_id(customer)
-            if not (or_text_ok(invoice) and or_text_ok(stock) and or_text_ok(customer)):
-                skipped += 1  # not UTF-8, or control bytes: patron-replay skips it too
+            if not (id_ok(invoice, 40) and id_ok(stock, 64) and id_ok(customer, 64)):
+                skipped += 1  # as patron-replay: empty, long, not UTF-8 or control bytes
                 continue
             try:
                 q = int(qty)
