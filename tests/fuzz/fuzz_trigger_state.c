@@ -94,8 +94,14 @@ static void run_engine(struct patron_customer_state *st)
         {PATRON__V1__EVENT_KIND__ERASURE, "", "", 94 * DAY},
     };
     char *items[] = {"85123A", "71053"};
-    int64_t offset = st->last_offset + 1;
-    for (size_t i = 0; i < sizeof(U) / sizeof(U[0]); i++) {
+    /* a decoded state may claim any offset: one at the end of the range has
+     * no update after it (Kafka's offsets are far below; the engine is not
+     * asked to wrap) */
+    size_t n_updates = st->last_offset <= INT64_MAX - (int64_t)(sizeof(U) / sizeof(U[0]))
+                           ? sizeof(U) / sizeof(U[0])
+                           : 0;
+    int64_t offset = n_updates ? st->last_offset + 1 : 0;
+    for (size_t i = 0; i < n_updates; i++) {
         Patron__V1__ProfileUpdate u = PATRON__V1__PROFILE_UPDATE__INIT;
         char event_id[16];
         snprintf(event_id, sizeof(event_id), "u-%zu", i);
@@ -110,7 +116,7 @@ static void run_engine(struct patron_customer_state *st)
         u.previous_tier = "silver";
         u.segment = (char *)U[i].segment;
         u.previous_segment = "new";
-        u.orders = st->orders + 1;
+        u.orders = st->orders < INT64_MAX ? st->orders + 1 : st->orders;
         u.net_spend_cents = 1234;
         u.last_purchase_ms = T0 + DAY;
         u.consent_sms = u.consent_push = u.consent_email = true;
