@@ -111,14 +111,18 @@ def customer_id(text):
     return m.group(1) if m else text
 
 
-def id_ok(text, max_bytes):
-    """Ids become protobuf strings and Kafka keys: not empty, bounded, UTF-8 (bytes that
-    were not come through as surrogates), no control bytes."""
+def text_ok(text):
+    """UTF-8 (bytes that were not come through as surrogates) without control bytes."""
     try:
         b = text.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return 0 < len(b) <= max_bytes and not any(c < 0x20 or c == 0x7F for c in b)
+    return not any(c < 0x20 or c == 0x7F for c in b)
+
+
+def id_ok(text, max_bytes):
+    """Ids become protobuf strings and Kafka keys: not empty, bounded, text_ok."""
+    return text_ok(text) and 0 < len(text.encode("utf-8")) <= max_bytes
 
 
 def category_of(stock_code):

@@ -42,7 +42,7 @@ Refund = collections.namedtuple("Refund", "customer order t_ms amount_cents")
 from expected_profiles import HEADER as OR_HEADER  # noqa: E402
 from expected_profiles import HEADER_II as OR_II_HEADER  # noqa: E402
 from expected_profiles import customer_id as or_customer_id  # noqa: E402
-from expected_profiles import id_ok, london_ms  # noqa: E402
+from expected_profiles import ID_MAX, INVOICE_MAX, id_ok, london_ms, text_ok  # noqa: E402
 CJ_COLUMNS = ("household_id", "basket_id", "product_id", "quantity", "sales_value",
               "transaction_timestamp")
 
@@ -138,13 +138,6 @@ def _london_ms_converter():
     return convert
 
 
-def or_text_ok(text):
-    """A Description fit for a title: no bytes that were not UTF-8 (read as
-    surrogates) and no control characters; else the item has no title, as
-    patron-replay does."""
-    return not any(ord(c) < 0x20 or ord(c) == 0x7f or 0xdc80 <= ord(c) <= 0xdcff for c in text)
-
-
 def load_online_retail(path, non_product_patterns, name):
     """Online Retail's kept rows (data/README.md) as purchase and refund lines.
 
@@ -179,7 +172,7 @@ def load_online_retail(path, non_product_patterns, name):
             if not customer:
                 continue
             customer = or_customer_id(customer)
-            if not (id_ok(invoice, 40) and id_ok(stock, 64) and id_ok(customer, 64)):
+            if not (id_ok(invoice, INVOICE_MAX) and id_ok(stock, ID_MAX) and id_ok(customer, ID_MAX)):
                 skipped += 1  # as patron-replay: empty, long, not UTF-8 or control bytes
                 continue
             try:
@@ -202,7 +195,7 @@ def load_online_retail(path, non_product_patterns, name):
                 refunds.append(Refund(customer, invoice, t, -q * pc))
                 continue
             purchases.append(Line(customer, invoice, t, stock, q, pc))
-            if desc and stock not in titles and or_text_ok(desc):
+            if desc and stock not in titles and text_ok(desc):  # else no title, as patron-replay
                 titles[stock] = desc
             prices[stock].append(pc)
     items = {}

@@ -111,7 +111,7 @@ void ingest_pump(struct ingest *ing)
         return;
     ing->pumping = true;
     size_t max = ingest_batch_events_max(ing), max_bytes = ingest_batch_bytes_max(ing);
-    size_t window = patron_pace_scale(&ing->pace, (size_t)ing->cfg->inflight_batches);
+    size_t window = ingest_inflight_max(ing);
     while (!ing->resetting && !ing->stopping && ing->inflight < window && ing->redis_up &&
            ing->graph_up &&
            (!ing->head || inflight_bytes(ing) < (size_t)ing->cfg->inflight_max_bytes)) {
@@ -159,15 +159,19 @@ size_t ingest_batch_bytes_max(const struct ingest *ing)
     return patron_pace_scale(&ing->pace, (size_t)ing->cfg->batch_max_bytes);
 }
 
+size_t ingest_inflight_max(const struct ingest *ing)
+{
+    return patron_pace_scale(&ing->pace, (size_t)ing->cfg->inflight_batches);
+}
+
 static void pace_changed(struct ingest *ing, const char *why, int64_t elapsed_ms)
 {
     patron_gauge_set(ing->m_pace, ing->pace.level);
-    size_t window = patron_pace_scale(&ing->pace, (size_t)ing->cfg->inflight_batches);
     if (why)
         patron_log(ing->log, PATRON_LOG_WARN, "slowing down",
                    "\"why\":\"%s\",\"batch_ms\":%" PRId64
                    ",\"batch_max\":%zu,\"inflight_batches\":%zu",
-                   why, elapsed_ms, ingest_batch_events_max(ing), window);
+                   why, elapsed_ms, ingest_batch_events_max(ing), ingest_inflight_max(ing));
     else if (ing->pace.level >= 1.0)
         patron_log(ing->log, PATRON_LOG_INFO, "full pace again", NULL);
 }

@@ -365,6 +365,7 @@ void ingest_pump(struct ingest *ing);
 /* The pace's limits: events and bytes a batch takes, batches in flight. */
 size_t ingest_batch_events_max(const struct ingest *ing);
 size_t ingest_batch_bytes_max(const struct ingest *ing);
+size_t ingest_inflight_max(const struct ingest *ing);
 
 /* A batch ended well (in order, its offsets stored): the pace may change
  * (pace.h), by the time Redis took from its start to its last write
