@@ -8,9 +8,10 @@ only: the churn section's net spend) and its catalogue. Two readers:
   a normal invoice (a purchase line) and < 0 in a `C` invoice (a refund
   line). InvoiceDate is Europe/London local time. Category = the first 3
   characters of the StockCode, as patron-replay sends it.
-- 84.51 Complete Journey, transactions sample: lines with quantity > 0 and
+- 84.51 Complete Journey, the transactions sample or the whole data set, in
+  the forms load_complete_journey lists: lines with quantity > 0 and
   sales_value > 0 (its README's protocol); a basket is an order; times are
-  UTC; products.csv.gz gives product_category (the category) and
+  UTC; products.csv(.gz) gives product_category (the category) and
   product_type (the title).
 
 And a generator, synthetic_shop: a shop of another shape (one item per
@@ -209,17 +210,49 @@ def load_online_retail(path, non_product_patterns, name):
                 purchases=purchases, refunds=refunds, items=items, skipped_rows=skipped)
 
 
+# The transactions file's names in a data set's directory, first found wins:
+# the repository's sample, then the whole data set (the CRAN package's
+# `transactions`), each gzipped or plain.
+CJ_TRANSACTIONS = ("transactions_sample.csv.gz", "transactions_sample.csv",
+                   "transactions.csv.gz", "transactions.csv")
+CJ_PRODUCTS = ("products.csv.gz", "products.csv")
+
+
+def _first_file(directory, names):
+    """The first of names that is a file in directory, else None."""
+    for name in names:
+        p = os.path.join(directory, name)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
 def complete_journey_paths(path):
-    """(transactions, products) from a directory or the transactions file's path."""
+    """(transactions, products) from a directory or the transactions file's path;
+    products.csv(.gz) sits beside the transactions."""
     if os.path.isdir(path):
-        tx = os.path.join(path, "transactions_sample.csv.gz")
-    else:
+        tx = _first_file(path, CJ_TRANSACTIONS)
+        if tx is None:
+            raise SystemExit(f"eval: --complete-journey {path}: none of {', '.join(CJ_TRANSACTIONS)} there")
+    elif os.path.isfile(path):
         tx = path
-    products = os.path.join(os.path.dirname(tx), "products.csv.gz")
-    for p in (tx, products):
-        if not os.path.isfile(p):
-            raise SystemExit(f"eval: --complete-journey {path}: {p} is missing")
+    else:
+        raise SystemExit(f"eval: --complete-journey {path}: no such file or directory")
+    products = _first_file(os.path.dirname(tx) or ".", CJ_PRODUCTS)
+    if products is None:
+        raise SystemExit(f"eval: --complete-journey {path}: products.csv.gz (or products.csv) is "
+                         f"missing beside {os.path.basename(tx)}")
     return tx, products
+
+
+def _open_csv(path):
+    """A CSV file, gzipped or plain (told by its first bytes, not its name), as
+    text: bytes that are not UTF-8 come through as surrogates; a byte-order
+    mark is dropped."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    return opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def _not_na(text):
@@ -227,52 +260,89 @@ def _not_na(text):
     return "" if text in ("NA", None) else text
 
 
+def cj_time_ms(text):
+    """transaction_timestamp -> UTC epoch ms. The sample writes ISO 8601 in UTC
+    ("2017-01-28T19:06:53Z"); R's write.csv and spreadsheets write
+    "2017-01-28 19:06:53", others add fractions or an offset. A time without
+    an offset is UTC (the data set's zone). ValueError if it is none of them."""
+    text = text.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    d = datetime.datetime.fromisoformat(text)
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=datetime.timezone.utc)
+    return int(d.timestamp() * 1000)
+
+
+def _whole(text):
+    """A count as its exports write it: "2" or "2.0" (a float column) -> 2;
+    ValueError for anything else."""
+    v = decimal.Decimal(text)
+    if v != v.to_integral_value():
+        raise ValueError(f"not a whole quantity {text!r}")
+    return int(v)
+
+
+def _cj_id(text):
+    """An id as the exports write it: "2261", or "2261.0" from a float column."""
+    return text[:-2] if text.endswith(".0") and text[:-2].isdigit() else text
+
+
 def load_complete_journey(path):
-    """The Complete Journey sample's kept lines (quantity > 0, sales_value > 0).
+    """Complete Journey's kept lines (quantity > 0, sales_value > 0): the
+    repository's sample or the whole data set, in any of the forms above.
 
     A basket is an order at its transaction_timestamp (UTC); unit price =
     sales_value / quantity in cents; category = products.csv's
-    product_category, title = its product_type (empty when NA)."""
+    product_category, title = its product_type (empty when NA). A row whose
+    ids are not text Patron accepts (empty, over 64 bytes, control bytes,
+    not UTF-8) or whose figures do not parse is skipped and counted."""
     tx_path, products_path = complete_journey_paths(path)
     purchases, prices = [], collections.defaultdict(list)
     skipped = 0
     time_cache = {}
-    with gzip.open(tx_path, "rt", encoding="utf-8", newline="") as f:
+    with _open_csv(tx_path) as f:
         rows = csv.DictReader(f)
         if rows.fieldnames is None or not set(CJ_COLUMNS) <= set(rows.fieldnames):
             raise SystemExit(f"eval: {tx_path}: not the Complete Journey transactions (columns "
-                             f"{rows.fieldnames})")
+                             f"{rows.fieldnames}, not {', '.join(CJ_COLUMNS)})")
         for row in rows:
             try:
-                q = int(row["quantity"])
+                household, basket, product = (_cj_id(row[k] or "") for k in
+                                              ("household_id", "basket_id", "product_id"))
+                if not (id_ok(household, ID_MAX) and id_ok(basket, INVOICE_MAX) and id_ok(product, ID_MAX)):
+                    raise ValueError("id")
+                q = _whole(row["quantity"])
                 value = decimal.Decimal(row["sales_value"])
                 ts = row["transaction_timestamp"]
                 t = time_cache.get(ts)
                 if t is None:
-                    d = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")
-                    t = time_cache[ts] = int(d.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
-            except (ValueError, decimal.InvalidOperation):
+                    t = time_cache[ts] = cj_time_ms(ts)
+            except (ValueError, TypeError, AttributeError, decimal.InvalidOperation):
                 skipped += 1
                 continue
-            if q <= 0 or value <= 0:
+            if q <= 0 or not value > 0:
                 continue
             pc = int((value * 100 / q).quantize(decimal.Decimal(1), rounding=decimal.ROUND_HALF_UP))
-            line = Line(row["household_id"], row["basket_id"], t, row["product_id"], q, pc)
+            line = Line(household, basket, t, product, q, pc)
             purchases.append(line)
             prices[line.item].append(pc)
     meta = {}
-    with gzip.open(products_path, "rt", encoding="utf-8", newline="") as f:
+    with _open_csv(products_path) as f:
         for row in csv.DictReader(f):
-            if row["product_id"] in prices:
-                meta[row["product_id"]] = (_not_na(row["product_type"]), _not_na(row["product_category"]))
+            pid = _cj_id(row.get("product_id") or "")
+            if pid in prices:
+                title, category = _not_na(row.get("product_type")), _not_na(row.get("product_category"))
+                meta[pid] = (title if text_ok(title) else "", category if text_ok(category) else "")
     items = {}
     for pid, ps in prices.items():
         title, category = meta.get(pid, ("", ""))
         items[pid] = Item(title=title, category=category, price_cents=int(np.median(ps)))
     purchases.sort(key=lambda l: l.t_ms)
-    return Shop(name="Complete Journey (sample)", kind="complete-journey", tz="UTC",
-                event_prefix="cj-", purchases=purchases, refunds=[], items=items,
-                skipped_rows=skipped)
+    name = "Complete Journey (sample)" if "sample" in os.path.basename(tx_path) else \
+        f"Complete Journey ({os.path.basename(tx_path)})"
+    return Shop(name=name, kind="complete-journey", tz="UTC", event_prefix="cj-", purchases=purchases,
+                refunds=[], items=items, skipped_rows=skipped)
 
 
 # synthetic_shop's parameters, tuned so that the baselines on its random
