@@ -269,6 +269,7 @@ static void batch_note_purchase(struct batch *b, const char (*prior)[PATRON_ID_M
         const Patron__V1__LineItem *li = purchase->items[i];
         struct item_stat *st = batch_stat(b, li->item_id);
         st->trend += w;
+        st->lines++;
         if (li->category[0])
             st->category = li->category; /* the event lives as long as the batch */
     }

@@ -217,7 +217,8 @@ struct batch {
 struct item_stat {
     const char *item;
     int64_t buyers; /* new distinct buyers */
-    double trend;   /* sum of patron_trend_weight of its purchases */
+    double trend;   /* sum of patron_trend_weight of its purchase lines */
+    int64_t lines;  /* its purchase lines ({items}:sold) */
     const char *category;
 };
 

@@ -54,13 +54,15 @@ static const char CAS_LUA[] =
     "for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end\n"
     "return 1\n";
 
-/* Item statistics: KEYS {items}:pop, {items}:trend, {items}:cat; ARGV item,
- * new buyers, trend weight, category quadruples ("0"/"" when unchanged). */
+/* Item statistics: KEYS {items}:pop, {items}:trend, {items}:cat,
+ * {items}:sold; ARGV item, new buyers, trend weight, category, purchase
+ * lines quintuples ("0"/"" when unchanged). */
 static const char ITEMS_LUA[] =
-    "for i = 1, #ARGV, 4 do\n"
+    "for i = 1, #ARGV, 5 do\n"
     "  if ARGV[i + 1] ~= '0' then redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
     "  if ARGV[i + 2] ~= '0' then redis.call('ZINCRBY', KEYS[2], ARGV[i + 2], ARGV[i]) end\n"
     "  if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 3]) end\n"
+    "  if ARGV[i + 4] ~= '0' then redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 4]) end\n"
     "end\n"
     "return 1\n";
 
@@ -611,12 +613,13 @@ void ingest_write_item_stats(struct batch *b)
     size_t n = b->stats.count;
     if (n == 0)
         return;
-    const char **argv = patron_malloc((3 + 4 * n) * sizeof(*argv));
-    size_t *lens = patron_malloc((3 + 4 * n) * sizeof(*lens));
-    char(*nums)[2][32] = patron_malloc(n * sizeof(*nums));
+    const char **argv = patron_malloc((4 + 5 * n) * sizeof(*argv));
+    size_t *lens = patron_malloc((4 + 5 * n) * sizeof(*lens));
+    char(*nums)[3][32] = patron_malloc(n * sizeof(*nums));
     size_t argc = 0, k = 0;
-    const char *keys[] = {PATRON_KEY_ITEMS_POP, PATRON_KEY_ITEMS_TREND, PATRON_KEY_ITEMS_CAT};
-    for (size_t i = 0; i < 3; i++) {
+    const char *keys[] = {PATRON_KEY_ITEMS_POP, PATRON_KEY_ITEMS_TREND, PATRON_KEY_ITEMS_CAT,
+                          PATRON_KEY_ITEMS_SOLD};
+    for (size_t i = 0; i < 4; i++) {
         argv[argc] = keys[i];
         lens[argc++] = strlen(keys[i]);
     }
@@ -648,9 +651,11 @@ void ingest_write_item_stats(struct batch *b)
         }
         argv[argc] = cat;
         lens[argc++] = cat_len;
+        argv[argc] = nums[k][2];
+        lens[argc++] = (size_t)snprintf(nums[k][2], sizeof(nums[k][2]), "%" PRId64, st->lines);
         k++;
     }
-    if (patron_kv_evalsha(ing->redis, ing->items, on_written, b, 3, (int)argc - 3, argv, lens))
+    if (patron_kv_evalsha(ing->redis, ing->items, on_written, b, 4, (int)argc - 4, argv, lens))
         ingest_batch_fail(b, "redis unavailable");
     else
         b->pending++;

@@ -78,6 +78,7 @@ extern const char *const PATRON_CUSTOMER_KEY_SUFFIXES[];
 #define PATRON_KEY_CLOCK_OUT "{clock}:out"
 #define PATRON_KEY_ITEMS_POP "{items}:pop"
 #define PATRON_KEY_ITEMS_TREND "{items}:trend"
+#define PATRON_KEY_ITEMS_SOLD "{items}:sold" /* hash: item -> all-time purchase lines */
 #define PATRON_KEY_ITEMS_CAT "{items}:cat"
 #define PATRON_KEY_ITEMS_OOS "{items}:oos"
 #define PATRON_KEY_ITEMS_NP "{items}:np"
