@@ -17,3 +17,39 @@ double patron_trend_decayed(double score, int64_t now_ms)
 {
     return score / patron_trend_weight(now_ms);
 }
+
+void patron_momentum_fit(const double *recent, const double *total, size_t n,
+                         struct patron_momentum *out)
+{
+    *out = (struct patron_momentum){0};
+    double sum_r = 0, sum_t = 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(total[i] > 0) || !isfinite(total[i]) || !(recent[i] >= 0) || !isfinite(recent[i]))
+            continue;
+        sum_r += recent[i];
+        sum_t += total[i];
+        kept++;
+    }
+    if (kept < PATRON_MOMENTUM_MIN_ITEMS || !(sum_r > 0) || !(sum_t > 0))
+        return;
+    double rate = sum_r / sum_t, excess = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(total[i] > 0) || !isfinite(total[i]) || !(recent[i] >= 0) || !isfinite(recent[i]))
+            continue;
+        double e = rate * total[i], d = recent[i] - e;
+        excess += d * d - PATRON_MOMENTUM_DISPERSION * recent[i];
+        scale += e * e;
+    }
+    out->rate = rate;
+    if (excess > 0 && scale > 0 && isfinite(excess / scale))
+        out->alpha = scale / excess;
+}
+
+double patron_momentum_factor(const struct patron_momentum *m, double recent, double total)
+{
+    if (!m || !(m->alpha > 0) || !(m->rate > 0) || !(total > 0) || !(recent >= 0) ||
+        !isfinite(recent) || !isfinite(total))
+        return 1.0;
+    return (recent + m->alpha) / (m->rate * total + m->alpha);
+}
