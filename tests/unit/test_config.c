@@ -142,7 +142,7 @@ static const struct env_case CASES[] = {
     OK("graph_history", "16", NULL),
     OK("graph_topk", "100", NULL),
     OK("reco_cache_items", "65536", NULL),
-    OK("reco_momentum", "0", NULL),
+    OK("reco_momentum", "1", NULL),
     OK("reco_list_max_age_ms", "60000", NULL),
     OK("reco_max_age_ms", "5000", NULL),
     OK("shutdown_timeout_ms", "10000", NULL),

@@ -17,14 +17,16 @@ struct fact {
     int64_t buyers;
     const char *category;
     bool oos;
-    double trend;
-    bool np; /* not a product */
+    double trend; /* recent purchase lines, decayed */
+    bool np;      /* not a product */
+    double sold;  /* all-time purchase lines */
 };
 
 #define NB_MAX 64
 struct world {
     const struct fact *facts;
     size_t n_facts;
+    const struct patron_momentum *momentum; /* the request's, or NULL */
     size_t lookups;
     /* neighbour lists by seed item */
     struct {
@@ -48,7 +50,8 @@ static bool lookup(void *ud, const char *item, size_t len, uint64_t hash,
                                              .category = f->category,
                                              .out_of_stock = f->oos,
                                              .not_a_product = f->np,
-                                             .trend = f->trend};
+                                             .trend = f->trend,
+                                             .sold = f->sold};
             return true;
         }
     }
@@ -160,6 +163,7 @@ static struct patron_reco_result run(struct world *w, const struct patron_profil
         .n_popular = n_trending,
         .category = category,
         .limit = limit,
+        .momentum = w->momentum,
     };
     struct patron_reco_result r;
     memset(&r, 0x5A, sizeof(r));
@@ -200,7 +204,7 @@ Test(recommend, config_defaults)
     cr_expect_eq(c.asymmetry, 0.6);
     cr_expect_eq(c.history_damping, 0.375);
     cr_expect_eq(c.history_prior, 30.0);
-    cr_expect_eq(c.trend_exponent, 0.0);
+    cr_expect_eq(c.trend_exponent, 1.0);
     cr_expect_eq(c.nearest, 15);
     cr_expect_eq(c.shrink, 30.0);
     cr_expect_eq(c.popularity, 1.0);
@@ -455,33 +459,53 @@ Test(recommend, asymmetric_similarity_and_history_damping)
     cr_expect_float_eq(score_of(&r, "y"), 25.0 / (10 * 20), 1e-12);
 }
 
-Test(recommend, momentum_breaks_equal_similarity_towards_what_sells_now)
+Test(recommend, momentum_lifts_what_sells_now_more_than_it_usually_does)
 {
-    /* equal buyers and similarity; q sells far more now than p */
-    static const struct fact facts[] = {
-        {"a", 10, "", false, 0}, {"p", 10, "", false, 0.5}, {"q", 10, "", false, 20}};
-    struct world w = {.facts = facts, .n_facts = 3};
+    /* equal buyers and similarity; both sold 100 lines in all, q 20 of
+     * them lately against the 5 the shop's rate predicts, p 0.5 */
+    static const struct fact facts[] = {{"a", 10, "", false, 0, false, 100},
+                                        {"p", 10, "", false, 0.5, false, 100},
+                                        {"q", 10, "", false, 20, false, 100}};
+    struct patron_momentum m = {.alpha = 2, .rate = 0.05};
+    struct world w = {.facts = facts, .n_facts = 3, .momentum = &m};
     add_list(&w, "a", "p:5 q:5");
     struct patron_profile p = customer("a", NULL, NULL);
     struct patron_reco_config c = defcfg();
-    c.trend_exponent = 1;
+    cr_assert_eq(c.trend_exponent, 1.0);
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
     expect_items(&r, "q p");
-    /* momentum: trend per buyer 0.05 and 2, their mean 1.025 */
-    cr_expect_float_eq(r.items[0].score / r.items[1].score, (2 + 1.025) / (0.05 + 1.025), 1e-9);
+    /* (r + alpha) / (rate * t + alpha): 22 / 7 against 2.5 / 7 */
+    cr_expect_float_eq(r.items[0].score / r.items[1].score, 22.0 / 2.5, 1e-9);
+    c.trend_exponent = 2;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    cr_expect_float_eq(r.items[0].score / r.items[1].score, (22.0 / 2.5) * (22.0 / 2.5), 1e-9);
+
+    /* off, without a model, or with a model that measured none: a tie, by id */
     c.trend_exponent = 0;
     r = run(&w, &p, NULL, 0, NULL, 10, &c);
-    expect_items(&r, "p q"); /* off: a tie, by id */
+    expect_items(&r, "p q");
+    cr_expect_float_eq(r.items[0].score, r.items[1].score, 1e-12);
+    c.trend_exponent = 1;
+    w.momentum = NULL;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "p q");
+    m.alpha = 0;
+    w.momentum = &m;
+    r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "p q");
     cr_expect_float_eq(r.items[0].score, r.items[1].score, 1e-12);
 }
 
-/* A best seller's trend is large for its size, not for its time: momentum
- * is per buyer, so it does not outrank an item selling as fast per buyer. */
+/* A best seller's recent sales are large for its size, not for its time:
+ * momentum weighs them against its own all-time sales, so it does not
+ * outrank an item selling at its usual rate too. */
 Test(recommend, momentum_does_not_favour_best_sellers)
 {
-    static const struct fact facts[] = {
-        {"a", 100, "", false, 0}, {"big", 1000, "", false, 100}, {"small", 10, "", false, 1}};
-    struct world w = {.facts = facts, .n_facts = 3};
+    static const struct fact facts[] = {{"a", 100, "", false, 0, false, 1000},
+                                        {"big", 1000, "", false, 500, false, 10000},
+                                        {"small", 10, "", false, 5, false, 100}};
+    struct patron_momentum m = {.alpha = 1, .rate = 0.05};
+    struct world w = {.facts = facts, .n_facts = 3, .momentum = &m};
     /* cos(a, big) = 100 / sqrt(100 * 1000), cos(a, small) = 10 / sqrt(100 * 10): equal */
     add_list(&w, "a", "big:100 small:10");
     struct patron_profile p = customer("a", NULL, NULL);
@@ -491,6 +515,27 @@ Test(recommend, momentum_does_not_favour_best_sellers)
     struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
     cr_assert_eq(r.n, 2);
     cr_expect_float_eq(r.items[0].score, r.items[1].score, 1e-12, "same momentum, a tie");
+}
+
+/* Two recent sales of an item sold twice in all are a larger ratio than 40
+ * of 200, and much weaker evidence: the prior keeps the thin one near 1. */
+Test(recommend, momentum_shrinks_thin_evidence)
+{
+    static const struct fact facts[] = {{"a", 100, "", false, 0, false, 1000},
+                                        {"thin", 10, "", false, 2, false, 2},
+                                        {"firm", 10, "", false, 40, false, 200},
+                                        {"unknown", 10, "", false, 0, false, 0}};
+    struct patron_momentum m = {.alpha = 5, .rate = 0.05};
+    struct world w = {.facts = facts, .n_facts = 4, .momentum = &m};
+    add_list(&w, "a", "firm:5 thin:5 unknown:5");
+    struct patron_profile p = customer("a", NULL, NULL);
+    struct patron_reco_config c = defcfg();
+    struct patron_reco_result r = run(&w, &p, NULL, 0, NULL, 10, &c);
+    expect_items(&r, "firm thin unknown");
+    double firm = (40 + 5) / (10 + 5.0), thin = (2 + 5) / (0.1 + 5);
+    cr_expect_float_eq(r.items[1].score / r.items[0].score, thin / firm, 1e-9);
+    /* nothing known of its sales: factor 1 */
+    cr_expect_float_eq(r.items[2].score / r.items[0].score, 1 / firm, 1e-9);
 }
 
 Test(recommend, ties_break_by_item_id)

@@ -101,7 +101,7 @@ static const struct var VARS[] = {
     {"PATRON_GRAPH_HISTORY", "16", parse_int, FIELD(graph_history), 0, 64, false},
     {"PATRON_GRAPH_TOPK", "100", parse_int, FIELD(graph_topk), 1, 1000, false},
     {"PATRON_RECO_CACHE_ITEMS", "65536", parse_int, FIELD(reco_cache_items), 1024, 16777216, false},
-    {"PATRON_RECO_MOMENTUM", "0", parse_int, FIELD(reco_momentum), 0, 4, false},
+    {"PATRON_RECO_MOMENTUM", "1", parse_int, FIELD(reco_momentum), 0, 4, false},
     {"PATRON_RECO_LIST_MAX_AGE_MS", "60000", parse_int, FIELD(reco_list_max_age_ms), 100, 3600000,
      false},
     {"PATRON_RECO_MAX_AGE_MS", "5000", parse_int, FIELD(reco_max_age_ms), 100, 600000, false},

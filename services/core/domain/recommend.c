@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "patron/strmap.h"
+#include "patron/trend.h"
 
 void patron_reco_config_default(struct patron_reco_config *cfg)
 {
@@ -18,7 +19,7 @@ void patron_reco_config_default(struct patron_reco_config *cfg)
         .asymmetry = 0.6,
         .history_damping = 0.375,
         .history_prior = 30.0,
-        .trend_exponent = 0.0,
+        .trend_exponent = 1.0,
         .nearest = 15,
         .shrink = 30.0,
         .popularity = 1.0,
@@ -115,9 +116,9 @@ struct slot {
     uint8_t state;
     double buyers;
     double buyers_pow; /* max(buyers, 1)^-neighbour_exponent (struct powers) */
-    double trend;
-    double acc;     /* sum of weighted similarities */
-    double support; /* co-buyers linking it to the history: the counts summed */
+    double momentum;   /* its factor^trend_exponent (trend.h); 1 without a model */
+    double acc;        /* sum of weighted similarities */
+    double support;    /* co-buyers linking it to the history: the counts summed */
 };
 
 /* Sized once per call for everything it may hold (at most half full), so it
@@ -345,9 +346,10 @@ static int scored_cmp(const void *a, const void *b)
 
 struct context {
     const struct patron_reco_request *rq;
-    struct powers pw;   /* of the similarity: the call's config */
-    struct table t;     /* the profile's exclusions, then the candidates */
-    struct slot **cand; /* the candidates in the order met: what the scans walk */
+    struct powers pw;         /* of the similarity: the call's config */
+    double momentum_exponent; /* the config's trend_exponent; 0 for similar items */
+    struct table t;           /* the profile's exclusions, then the candidates */
+    struct slot **cand;       /* the candidates in the order met: what the scans walk */
     size_t n_cand;
     bool own; /* t.slots and cand are the call's (no scratch): freed at its end */
 };
@@ -386,6 +388,7 @@ static void context_init(struct context *cx, const struct patron_reco_request *r
     const struct patron_profile *p = rq->profile;
     cx->rq = rq;
     cx->pw = cfg ? powers_for(rq->scratch, cfg) : (struct powers){0}; /* similar: cosine only */
+    cx->momentum_exponent = cfg ? cfg->trend_exponent : 0;
     table_init(&cx->t, rq->scratch, profile_items(p) + more, &cx->cand);
     cx->own = rq->scratch == NULL;
     cx->n_cand = 0;
@@ -432,7 +435,11 @@ static void classify(const struct context *cx, struct slot *s, const struct patr
         cx->pw.neighbour_exp == 0
             ? 1.0
             : power(cx->pw.neighbour, s->buyers >= 1 ? s->buyers : 1, -cx->pw.neighbour_exp);
-    s->trend = known && isfinite(it.trend) && it.trend > 0 ? it.trend : 0;
+    s->momentum = 1.0;
+    if (known && rq->momentum && cx->momentum_exponent > 0) {
+        double f = patron_momentum_factor(rq->momentum, it.trend, it.sold);
+        s->momentum = cx->momentum_exponent == 1.0 ? f : pow(f, cx->momentum_exponent);
+    }
     s->acc = 0;
     s->support = 0;
     bool excluded = s->len == 0 || s->len > PATRON_ID_MAX ||
@@ -627,33 +634,14 @@ int patron_reco_recommend(const struct patron_reco_request *rq,
                 top_buyers = s->buyers;
         }
 
-    /* momentum: an item's recent sales per buyer against the candidates'
-     * mean, so that what sells now more than it usually does rises, and a
-     * best seller is not favoured for its size; the mean added to both
-     * sides keeps an item with no recent sale at half */
-    double mean_momentum = 0;
-    if (cfg->trend_exponent > 0) {
-        size_t n = 0;
-        for (size_t i = 0; i < cx.n_cand; i++) {
-            const struct slot *s = cx.cand[i];
-            if (s->acc > 0 && s->buyers > 0) {
-                mean_momentum += s->trend / s->buyers;
-                n++;
-            }
-        }
-        mean_momentum = n ? mean_momentum / (double)n : 0;
-    }
-    /* the best CF candidate: the scale of the CF term, and the evidence
-     * (its co-buyers) that sets popularity's weight */
+    /* the best CF candidate, momentum applied: the scale of the CF term,
+     * and the evidence (its co-buyers) that sets popularity's weight */
     double top_cf = 0, evidence = 0;
     for (size_t i = 0; i < cx.n_cand; i++) {
         struct slot *s = cx.cand[i];
         if (!(s->acc > 0))
             continue;
-        if (mean_momentum > 0 && s->buyers > 0) {
-            double ratio = (s->trend / s->buyers + mean_momentum) / (2 * mean_momentum);
-            s->acc *= cfg->trend_exponent == 1.0 ? ratio : pow(ratio, cfg->trend_exponent);
-        }
+        s->acc *= s->momentum;
         if (s->acc > top_cf) {
             top_cf = s->acc;
             evidence = s->support;

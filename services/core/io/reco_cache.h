@@ -24,6 +24,13 @@
 #include "patron/recommend.h"
 #include "patron/strmap.h"
 
+/* A neighbour's facts in a block: packed by reco_block_pack, and its
+ * recent sales (decayed to the momentum model's time) and all-time sales. */
+struct reco_block_cell {
+    uint64_t packed;
+    float recent, sold;
+};
+
 struct reco_entry {
     /* The first cache line holds what a probe and a lookup read (a probe
      * also reads the id, in the second line: reco_cache_prefetch fetches
@@ -44,13 +51,22 @@ struct reco_entry {
     bool np; /* not a product */
     char id[PATRON_ID_MAX + 1];
     char category[PATRON_ID_MAX + 1];
+    /* Momentum's facts, read with the others when the fetcher weighs
+     * momentum: the stored trend score (trend.h) and all-time purchase
+     * lines; 0 when unknown. */
+    double trend_raw;
+    double sold;
+    int64_t mom_ms; /* monotonic ms they were read; 0: never */
     /* The facts of the neighbours in nb, as a request that took this item
      * as a history item resolved them (reco_block_*): [n_nb], owned, NULL
      * when none. Only read while block_ms, their oldest read, is younger
      * than the facts' max age, so a request scoring this item's neighbours
-     * skips their probes and breaks no freshness bound. */
-    uint64_t *block;
+     * skips their probes and breaks no freshness bound. A block also holds
+     * the neighbours' momentum facts as of the momentum model it was made
+     * under (block_model): a refit makes it stale. */
+    struct reco_block_cell *block;
     int64_t block_ms;
+    uint64_t block_model;
 };
 
 _Static_assert(PATRON_ID_MAX <= UINT8_MAX, "reco_entry.len is a byte");

@@ -128,6 +128,15 @@ struct patron_reco_fetcher {
     size_t n_spare;
     struct request *spare_rq[RECO_SPARES]; /* finished requests to reuse, owned */
     size_t n_spare_rq;
+    /* The shop's momentum (trend.h), refitted every list_max_age_ms from a
+     * sample of the catalogue (reco_momentum.c); used while model.alpha > 0
+     * and the config weighs momentum. model_seq counts fits: blocks made
+     * under another are stale. */
+    struct patron_momentum model;
+    double model_inv_weight; /* 1 / patron_trend_weight of the fit's event time */
+    int64_t model_at_ms;     /* monotonic ms of the last fit attempt; 0: none */
+    uint64_t model_seq;
+    bool fitting;
     struct trending trend; /* the current snapshot */
     struct trending next;  /* being read */
     bool refreshing;
@@ -147,6 +156,7 @@ struct patron_reco_fetcher {
     struct patron_counter *m_hits, *m_misses; /* NULL without metrics */
     struct patron_counter *m_rounds[3];       /* answers by Redis round trips waited, 1..3 */
     struct patron_gauge *m_cached;
+    struct patron_gauge *m_alpha, *m_fit_items; /* the momentum model's last fit */
 };
 
 /* REQ_REFRESH: a batch of refresh-ahead reads (reco_read.c), answering no
@@ -237,6 +247,12 @@ void reco_refresh_discard(struct request *rq);
  * waits for it: one more pending, released (reco_reply_back) once the
  * refresh ends, well or not. */
 void reco_trending_await(struct request *rq, int64_t now);
+
+/* Starts a refit of the momentum model (reco_momentum.c) when the config
+ * weighs momentum, none is in flight and the last is older than
+ * list_max_age_ms; event_ms is the requests' clock (the trends' time), now
+ * the monotonic ms. Never waits and never fails a request. */
+void reco_momentum_maybe_fit(struct patron_reco_fetcher *f, int64_t event_ms, int64_t now);
 /* The snapshot decayed to now_ms (f->n_decayed items), for the scorer;
  * valid until the next call. */
 const struct patron_reco_trending *reco_trending_decayed(struct patron_reco_fetcher *f,

@@ -1,7 +1,8 @@
 /*
  * Reading items into the recommendation cache: an item's neighbour list
  * (GET {i:<a>}:co) and the facts of a batch of items (HMGET {items}:pop,
- * SMISMEMBER {items}:oos and {items}:np, HMGET {items}:cat: the {items}:* keys share a slot,
+ * SMISMEMBER {items}:oos and {items}:np, HMGET {items}:cat, and with
+ * momentum ZMSCORE {items}:trend and HMGET {items}:sold: the {items}:* keys share a slot,
  * so each is one command for all the items of a round, on Redis Cluster
  * too). Every reply is checked before it is stored; a reply that is not the
  * expected shape fails the request (PATRON_EIO) and stores nothing of it.
@@ -150,17 +151,45 @@ int reco_send_neighbours(struct request *rq, const char *id, size_t len)
 
 /* ---- facts -------------------------------------------------------------------------- */
 
-/* The facts of a batch of items: three commands over the same ids. */
+/* The facts of a batch of items: four commands over the same ids, and,
+ * when the fetcher weighs momentum, two more over those of them whose
+ * momentum facts are older than list_max_age_ms (recent and all-time
+ * sales move slowly: a minute changes no factor that matters, and reading
+ * them with every 5 s refresh cost a fifth of the API's throughput). */
 struct facts_batch {
     struct patron_reco_fetcher *f;
     struct request *rq;
-    size_t n;
-    const char **ids;
-    size_t *lens;
+    size_t n, n_mom;
+    const char **ids, **mom_ids; /* mom_ids: a subset of ids, pointing into blob */
+    size_t *lens, *mom_lens;
     char *blob;
     int remaining;
     bool failed;
 };
+
+/* Stamps every entry of ids with now: when its facts (or momentum facts) were read. */
+static void stamp(struct patron_reco_fetcher *f, const char *const *ids, const size_t *lens,
+                  size_t n, bool mom, int64_t now)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct reco_entry *e =
+            reco_cache_get(&f->cache, ids[i], lens[i], patron_hash64(ids[i], lens[i]));
+        if (e && mom)
+            e->mom_ms = now;
+        else if (e)
+            e->facts_ms = now;
+    }
+}
+
+static void facts_free(struct facts_batch *b)
+{
+    free(b->ids);
+    free(b->lens);
+    free(b->mom_ids);
+    free(b->mom_lens);
+    free(b->blob);
+    free(b);
+}
 
 static void facts_release(struct facts_batch *b)
 {
@@ -169,19 +198,12 @@ static void facts_release(struct facts_batch *b)
     struct request *rq = b->rq;
     if (!b->failed) {
         int64_t now = patron_monotonic_ms();
-        for (size_t i = 0; i < b->n; i++) {
-            struct reco_entry *e = reco_cache_get(&b->f->cache, b->ids[i], b->lens[i],
-                                                  patron_hash64(b->ids[i], b->lens[i]));
-            if (e)
-                e->facts_ms = now;
-        }
+        stamp(b->f, b->ids, b->lens, b->n, false, now);
+        stamp(b->f, b->mom_ids, b->mom_lens, b->n_mom, true, now);
     } else {
         reco_request_fail(rq, PATRON_EIO);
     }
-    free(b->ids);
-    free(b->lens);
-    free(b->blob);
-    free(b);
+    facts_free(b);
     reco_reply_back(rq);
 }
 
@@ -213,14 +235,29 @@ static void apply_category(struct reco_entry *e, const redisReply *r)
     }
 }
 
-static void on_facts(struct facts_batch *b, redisReply *reply, fact_apply_fn apply)
+/* ZMSCORE's element: a score, or nil for an item never bought. */
+static void apply_trend(struct reco_entry *e, const redisReply *r)
 {
-    if (!reco_reply_array(reply, b->n)) {
+    double v;
+    e->trend_raw = r->type == REDIS_REPLY_STRING && reco_reply_double(r, &v) && v > 0 ? v : 0;
+}
+
+static void apply_sold(struct reco_entry *e, const redisReply *r)
+{
+    e->sold = (double)reply_count(r);
+}
+
+static void on_facts(struct facts_batch *b, redisReply *reply, fact_apply_fn apply, bool mom)
+{
+    const char *const *ids = mom ? b->mom_ids : b->ids;
+    const size_t *lens = mom ? b->mom_lens : b->lens;
+    size_t n = mom ? b->n_mom : b->n;
+    if (!reco_reply_array(reply, n)) {
         b->failed = true;
     } else if (!b->failed) {
-        for (size_t i = 0; i < b->n; i++) {
-            struct reco_entry *e = reco_cache_put(&b->f->cache, b->ids[i], b->lens[i],
-                                                  patron_hash64(b->ids[i], b->lens[i]));
+        for (size_t i = 0; i < n; i++) {
+            struct reco_entry *e =
+                reco_cache_put(&b->f->cache, ids[i], lens[i], patron_hash64(ids[i], lens[i]));
             if (e)
                 apply(e, reply->element[i]);
         }
@@ -230,33 +267,64 @@ static void on_facts(struct facts_batch *b, redisReply *reply, fact_apply_fn app
 
 static void on_buyers(void *ud, redisReply *reply)
 {
-    on_facts(ud, reply, apply_buyers);
+    on_facts(ud, reply, apply_buyers, false);
 }
 
 static void on_oos(void *ud, redisReply *reply)
 {
-    on_facts(ud, reply, apply_oos);
+    on_facts(ud, reply, apply_oos, false);
 }
 
 static void on_np(void *ud, redisReply *reply)
 {
-    on_facts(ud, reply, apply_np);
+    on_facts(ud, reply, apply_np, false);
 }
 
 static void on_category(void *ud, redisReply *reply)
 {
-    on_facts(ud, reply, apply_category);
+    on_facts(ud, reply, apply_category, false);
+}
+
+static void on_trend(void *ud, redisReply *reply)
+{
+    on_facts(ud, reply, apply_trend, true);
+}
+
+static void on_sold(void *ud, redisReply *reply)
+{
+    on_facts(ud, reply, apply_sold, true);
+}
+
+/* Sends `cmd key ids...` for the batch; counts it in remaining when sent. */
+static int send_over(struct facts_batch *b, const char *cmd, const char *key, patron_redis_cb cb,
+                     const char *const *ids, const size_t *lens, size_t n)
+{
+    const char **argv = patron_malloc((n + 2) * sizeof(*argv));
+    size_t *argl = patron_malloc((n + 2) * sizeof(*argl));
+    argv[0] = cmd;
+    argl[0] = strlen(cmd);
+    argv[1] = key;
+    argl[1] = strlen(key);
+    memcpy(argv + 2, ids, n * sizeof(*argv));
+    memcpy(argl + 2, lens, n * sizeof(*argl));
+    int rc = patron_kv_commandv(b->f->redis, cb, b, (int)(n + 2), argv, argl);
+    if (rc == 0)
+        b->remaining++;
+    free(argv);
+    free(argl);
+    return rc;
 }
 
 int reco_send_facts(struct request *rq, const char *const *ids, const size_t *lens, size_t n)
 {
     if (n == 0)
         return 0;
+    struct patron_reco_fetcher *f = rq->f;
     struct facts_batch *b = patron_calloc(1, sizeof(*b));
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
         bytes += lens[i];
-    *b = (struct facts_batch){.f = rq->f, .rq = rq, .n = n};
+    *b = (struct facts_batch){.f = f, .rq = rq, .n = n};
     b->ids = patron_malloc(n * sizeof(*b->ids));
     b->lens = patron_malloc(n * sizeof(*b->lens));
     b->blob = patron_malloc(bytes ? bytes : 1);
@@ -267,36 +335,42 @@ int reco_send_facts(struct request *rq, const char *const *ids, const size_t *le
         b->lens[i] = lens[i];
         p += lens[i];
     }
-    const char **argv = patron_malloc((n + 2) * sizeof(*argv));
-    size_t *argl = patron_malloc((n + 2) * sizeof(*argl));
-    memcpy(argv + 2, b->ids, n * sizeof(*argv));
-    memcpy(argl + 2, b->lens, n * sizeof(*argl));
+    if (f->cfg.trend_exponent > 0) {
+        int64_t now = patron_monotonic_ms();
+        b->mom_ids = patron_malloc(n * sizeof(*b->mom_ids));
+        b->mom_lens = patron_malloc(n * sizeof(*b->mom_lens));
+        for (size_t i = 0; i < n; i++) {
+            const struct reco_entry *e =
+                reco_cache_get(&f->cache, ids[i], lens[i], patron_hash64(ids[i], lens[i]));
+            if (e && reco_fresh(e->mom_ms, now, f->list_max_age_ms))
+                continue;
+            b->mom_ids[b->n_mom] = b->ids[i];
+            b->mom_lens[b->n_mom++] = lens[i];
+        }
+    }
     static const struct {
         const char *cmd, *key;
         patron_redis_cb cb;
+        bool mom;
     } plan[] = {
-        {"HMGET", PATRON_KEY_ITEMS_POP, on_buyers},
-        {"SMISMEMBER", PATRON_KEY_ITEMS_OOS, on_oos},
-        {"SMISMEMBER", PATRON_KEY_ITEMS_NP, on_np},
-        {"HMGET", PATRON_KEY_ITEMS_CAT, on_category},
+        {"HMGET", PATRON_KEY_ITEMS_POP, on_buyers, false},
+        {"SMISMEMBER", PATRON_KEY_ITEMS_OOS, on_oos, false},
+        {"SMISMEMBER", PATRON_KEY_ITEMS_NP, on_np, false},
+        {"HMGET", PATRON_KEY_ITEMS_CAT, on_category, false},
+        {"ZMSCORE", PATRON_KEY_ITEMS_TREND, on_trend, true},
+        {"HMGET", PATRON_KEY_ITEMS_SOLD, on_sold, true},
     };
     int rc = 0;
     for (size_t k = 0; k < PATRON_ARRAY_LEN(plan) && rc == 0; k++) {
-        argv[0] = plan[k].cmd;
-        argl[0] = strlen(plan[k].cmd);
-        argv[1] = plan[k].key;
-        argl[1] = strlen(plan[k].key);
-        rc = patron_kv_commandv(rq->f->redis, plan[k].cb, b, (int)(n + 2), argv, argl);
-        if (rc == 0)
-            b->remaining++;
+        if (plan[k].mom && b->n_mom == 0)
+            continue;
+        rc = plan[k].mom
+                 ? send_over(b, plan[k].cmd, plan[k].key, plan[k].cb, b->mom_ids, b->mom_lens,
+                             b->n_mom)
+                 : send_over(b, plan[k].cmd, plan[k].key, plan[k].cb, b->ids, b->lens, b->n);
     }
-    free(argv);
-    free(argl);
     if (b->remaining == 0) {
-        free(b->ids);
-        free(b->lens);
-        free(b->blob);
-        free(b);
+        facts_free(b);
         return rc;
     }
     rq->pending++;

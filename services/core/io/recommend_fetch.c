@@ -99,26 +99,23 @@ void reco_round_sent(struct request *rq)
 
 struct lookup_ctx {
     struct patron_reco_fetcher *f;
-    double inv_weight_now; /* 1 / patron_trend_weight(now): decays stored trends */
-    bool want_trend;       /* the scorer uses trends (momentum): else a probe saved */
 };
 
-/* The scorer's lookup, e the item's cache entry or NULL. */
+/* The scorer's lookup, e the item's cache entry or NULL: its facts, else
+ * the trending snapshot's (without momentum's: the factor is then 1). A
+ * trend is decayed to the momentum model's time, as the fit saw them. */
 static bool facts_of(const struct lookup_ctx *lc, const struct reco_entry *e, const char *item,
                      size_t len, uint64_t hash, struct patron_reco_item *out)
 {
-    bool facts = e && e->facts_ms;
-    const struct trend_item *t =
-        !facts || lc->want_trend ? reco_trending_get(&lc->f->trend, item, len, hash) : NULL;
-    if (facts) {
-        *out = (struct patron_reco_item){e->buyers, e->category, e->oos, e->np, 0};
-    } else if (t) {
-        *out = (struct patron_reco_item){t->buyers, t->category, t->oos, t->np, 0};
-    } else {
-        return false;
+    if (e && e->facts_ms) {
+        *out = (struct patron_reco_item){
+            e->buyers, e->category, e->oos, e->np, e->trend_raw * lc->f->model_inv_weight, e->sold};
+        return true;
     }
-    if (t)
-        out->trend = t->raw * lc->inv_weight_now;
+    const struct trend_item *t = reco_trending_get(&lc->f->trend, item, len, hash);
+    if (!t)
+        return false;
+    *out = (struct patron_reco_item){t->buyers, t->category, t->oos, t->np, 0, 0};
     return true;
 }
 
@@ -132,21 +129,25 @@ static bool lookup(void *ud, const char *item, size_t len, uint64_t hash,
 /* ---- blocks: a history item's neighbours' facts, kept with it (reco_cache.h) ---- */
 
 /* Blocks serve requests whose scoring reads nothing a block leaves out:
- * no category filter (a block keeps no category), no momentum (no trend). */
+ * no category filter (a block keeps no category). */
 static bool blocks_serve(const struct request *rq)
 {
-    return !rq->has_category && !(rq->f->cfg.trend_exponent > 0);
+    return !rq->has_category;
 }
 
-static bool block_fresh(const struct reco_entry *e, int64_t now, int64_t max_age)
+/* Fresh: younger than max_age, and made under the current momentum model
+ * (its trends are decayed to that model's time). */
+static bool block_fresh(const struct patron_reco_fetcher *f, const struct reco_entry *e,
+                        int64_t now)
 {
-    return e->block && reco_fresh(e->block_ms, now, max_age);
+    return e->block && reco_fresh(e->block_ms, now, f->max_age_ms) &&
+           e->block_model == f->model_seq;
 }
 
 /* Keeps the facts just resolved for e's list as its block, stamped with the
  * oldest read among them (0 when one had none: then no block). */
-static void block_store(struct reco_entry *e, const struct patron_reco_fact *fa, size_t n,
-                        int64_t oldest_ms)
+static void block_store(const struct patron_reco_fetcher *f, struct reco_entry *e,
+                        const struct patron_reco_fact *fa, size_t n, int64_t oldest_ms)
 {
     if (oldest_ms <= 0 || n == 0 || n != e->n_nb) {
         reco_block_drop(e);
@@ -155,9 +156,12 @@ static void block_store(struct reco_entry *e, const struct patron_reco_fact *fa,
     if (!e->block)
         e->block = patron_malloc(n * sizeof(*e->block));
     for (size_t j = 0; j < n; j++)
-        e->block[j] = reco_block_pack(fa[j].known, fa[j].item.buyers, fa[j].item.out_of_stock,
-                                      fa[j].item.not_a_product);
+        e->block[j] = (struct reco_block_cell){reco_block_pack(fa[j].known, fa[j].item.buyers,
+                                                               fa[j].item.out_of_stock,
+                                                               fa[j].item.not_a_product),
+                                               (float)fa[j].item.trend, (float)fa[j].item.sold};
     e->block_ms = oldest_ms;
+    e->block_model = f->model_seq;
 }
 
 /* Starts fetching e's block and list, which the scoring reads next, for
@@ -175,12 +179,14 @@ static void block_prefetch(const struct reco_entry *e)
 static void block_unpack(const struct reco_entry *e, struct patron_reco_fact *fa, size_t n)
 {
     for (size_t j = 0; j < n; j++) {
-        uint64_t b = e->block[j];
+        uint64_t b = e->block[j].packed;
         fa[j] = (struct patron_reco_fact){
             .known = b & 1,
             .item = {.buyers = (int64_t)(b >> 3),
                      .out_of_stock = b >> 1 & 1,
-                     .not_a_product = b >> 2 & 1},
+                     .not_a_product = b >> 2 & 1,
+                     .trend = e->block[j].recent,
+                     .sold = e->block[j].sold},
         };
     }
 }
@@ -209,7 +215,7 @@ static void resolve_lists(struct request *rq, const struct lookup_ctx *lc,
         struct patron_reco_fact *fa = &f->facts[k];
         lists[i].facts = fa;
         k += m;
-        if ((rq->blocks_used >> i & 1) && block_fresh(se, now, f->max_age_ms)) {
+        if ((rq->blocks_used >> i & 1) && block_fresh(f, se, now)) {
             block_unpack(se, fa, m);
             continue;
         }
@@ -226,7 +232,7 @@ static void resolve_lists(struct request *rq, const struct lookup_ctx *lc,
             if (at < oldest)
                 oldest = at;
         }
-        block_store(se, fa, m, oldest);
+        block_store(f, se, fa, m, oldest);
     }
 }
 
@@ -258,7 +264,7 @@ static void score(struct request *rq)
     struct patron_reco_fetcher *f = rq->f;
     if (f->m_cached)
         patron_gauge_set(f->m_cached, (double)f->cache.count);
-    struct lookup_ctx lc = {f, 1.0 / patron_trend_weight(rq->now_ms), f->cfg.trend_exponent > 0};
+    struct lookup_ctx lc = {f};
     struct patron_reco_result res;
     int rc;
     if (rq->kind == REQ_SIMILAR) {
@@ -283,13 +289,14 @@ static void score(struct request *rq)
             .lists = lists,
             .lookup = lookup,
             .lookup_ud = &lc,
-            .trending = reco_trending_decayed(f, rq->now_ms, lc.inv_weight_now),
+            .trending = reco_trending_decayed(f, rq->now_ms, 1.0 / patron_trend_weight(rq->now_ms)),
             .n_trending = f->n_decayed,
             .popular = f->popular,
             .n_popular = f->n_decayed,
             .category = rq->has_category ? rq->category : NULL,
             .limit = rq->limit,
             .scratch = f->scratch,
+            .momentum = f->model.alpha > 0 ? &f->model : NULL,
         };
         rc = patron_reco_recommend(&req, &f->cfg, &res);
     }
@@ -369,6 +376,7 @@ static void start_history(struct request *rq)
     if (reco_send_facts(rq, ids, lens, n))
         reco_request_fail(rq, PATRON_EIO);
     reco_trending_await(rq, now);
+    reco_momentum_maybe_fit(f, rq->now_ms, now);
     reco_refresh_maybe_send(f, now);
     reco_reply_back(rq);
 }
@@ -418,8 +426,7 @@ static void start_candidates(struct request *rq)
             const struct reco_entry *e = seed_e[i];
             if (!e)
                 continue;
-            if (blocks && block_fresh(e, now, f->max_age_ms) &&
-                !reco_ageing(e->block_ms, now, f->max_age_ms)) {
+            if (blocks && block_fresh(f, e, now) && !reco_ageing(e->block_ms, now, f->max_age_ms)) {
                 rq->blocks_used |= (uint64_t)1 << i;
                 block_prefetch(e);
                 continue;
@@ -677,6 +684,11 @@ int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv 
         f->m_misses = patron_metrics_counter(opt->metrics, name, help, "source=\"redis\"");
         f->m_cached = patron_metrics_gauge(opt->metrics, "patron_reco_cache_items",
                                            "Items in the recommendation cache", NULL);
+        f->m_alpha = patron_metrics_gauge(
+            opt->metrics, "patron_reco_momentum_alpha",
+            "The momentum prior fitted to the shop (lower: more momentum); 0: none measured", NULL);
+        f->m_fit_items = patron_metrics_gauge(opt->metrics, "patron_reco_momentum_items",
+                                              "Items the last momentum fit read", NULL);
         static const char *const rounds[] = {"round_trips=\"1\"", "round_trips=\"2\"",
                                              "round_trips=\"3\""};
         for (size_t i = 0; i < PATRON_ARRAY_LEN(rounds); i++)

@@ -31,16 +31,15 @@
  * counts summed): a pair seen once is a coincidence on a sparse catalogue, a
  * pair seen fifty times is not. Then
  *
- *     momentum(b) = (trend(b) / n(b) + M) / (2 M)
  *     cf(b)       = sum * momentum(b)^trend_exponent / (the best candidate's)
  *                   * s / (s + shrink)
  *     score(b)    = cf(b) + popularity * evidence / (evidence + S)
  *                           * min(1, n(b) / n(top trending candidate))
  *
- * with trend(b) the item's popularity decayed to now (trend.h), M the mean
- * of trend / n over the CF candidates (what sells now more than usual
- * rises; a best seller is not favoured for its size), and S the co-buyers
- * behind the best CF candidate. So where the graph knows little (a sparse
+ * with momentum(b) the item's recent sales against its all-time sales,
+ * shrunk by the evidence as far as the shop's own sales move (trend.h: 1
+ * for every item of a shop that sells at a steady rate), and S the
+ * co-buyers behind the best CF candidate. So where the graph knows little (a sparse
  * shop, a thin history) the answer leans to what most customers buy, and
  * where it knows much the CF term decides. A history item whose list is thin
  * (its strongest count below thin_count) has every neighbour count: cosine
@@ -70,6 +69,7 @@
 
 #include "patron/common.h"
 #include "patron/profile.h"
+#include "patron/trend.h"
 
 #define PATRON_RECO_LIMIT_MAX 100 /* items one answer may hold */
 #define PATRON_RECO_LIMIT_DEFAULT 10
@@ -92,7 +92,7 @@ struct patron_reco_config {
                              * seller says less about the customer; >= 0 */
     double history_prior;   /* buyers m added before damping, so that an item
                              * few bought is not the most telling; >= 0 */
-    double trend_exponent;  /* exponent of the momentum; 0 turns it off */
+    double trend_exponent;  /* exponent of the momentum factor; 0 turns it off */
     size_t nearest;         /* most similar neighbours of a history item that count, >= 1 */
     double shrink;          /* co-buyers at which a similarity counts half; >= 0 */
     double popularity;      /* weight of buyers(b) / buyers(top) in the score; >= 0 */
@@ -132,7 +132,8 @@ struct patron_reco_item {
     const char *category; /* NULL or "" when unknown */
     bool out_of_stock;
     bool not_a_product; /* postage, fees: never a candidate, never evidence */
-    double trend;       /* popularity decayed to now (patron_trend_decayed); 0 if unknown */
+    double trend; /* purchase lines decayed to the momentum model's time (trend.h); 0 if unknown */
+    double sold;  /* all-time purchase lines; 0 if unknown (then no momentum) */
 };
 
 /* What the lookup (below) would answer for an item, resolved ahead. */
@@ -183,6 +184,9 @@ struct patron_reco_request {
     size_t n_popular;
     const char *category; /* NULL: any; else only items of exactly this category */
     size_t limit;         /* 1 .. PATRON_RECO_LIMIT_MAX */
+    /* The shop's momentum (trend.h), lent; NULL or alpha 0: none, every
+     * factor 1. The lookup's trend and sold are what it weighs. */
+    const struct patron_momentum *momentum;
     /* Optional, lent: memory reused from call to call (one call at a time);
      * NULL: the call allocates its own. */
     struct patron_reco_scratch *scratch;
