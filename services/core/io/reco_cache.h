@@ -25,7 +25,9 @@
 #include "patron/strmap.h"
 
 /* A neighbour's facts in a block: packed by reco_block_pack, and its
- * recent sales (decayed to the momentum model's time) and all-time sales. */
+ * recent sales (decayed to the momentum model's time) and all-time sales,
+ * as floats: seven digits are more than a momentum factor needs, and a
+ * block stays 16 bytes a neighbour. */
 struct reco_block_cell {
     uint64_t packed;
     float recent, sold;
