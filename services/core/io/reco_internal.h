@@ -157,6 +157,8 @@ struct patron_reco_fetcher {
     struct patron_counter *m_rounds[3];       /* answers by Redis round trips waited, 1..3 */
     struct patron_gauge *m_cached;
     struct patron_gauge *m_alpha, *m_fit_items; /* the momentum model's last fit */
+    struct patron_counter *m_stored_faults;     /* item statistics Redis refused to read */
+    int64_t fault_logged_ms;                    /* monotonic ms of the last such log line */
 };
 
 /* REQ_REFRESH: a batch of refresh-ahead reads (reco_read.c), answering no
@@ -247,6 +249,14 @@ void reco_refresh_discard(struct request *rq);
  * waits for it: one more pending, released (reco_reply_back) once the
  * refresh ends, well or not. */
 void reco_trending_await(struct request *rq, int64_t now);
+
+/* Whether reply is Redis refusing a statistic of {items}:* (WRONGTYPE: a
+ * key of another type there); if so, counts and logs it (at most once a
+ * minute). The caller then goes on without those facts, as with a missing
+ * list, rather than failing every answer until an operator deletes the
+ * key: the facts count as unknown, the trending snapshot stays as it was,
+ * the momentum model too. */
+bool reco_stored_fault(struct patron_reco_fetcher *f, const redisReply *reply);
 
 /* Starts a refit of the momentum model (reco_momentum.c) when the config
  * weighs momentum, none is in flight and the last is older than

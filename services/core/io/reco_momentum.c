@@ -91,6 +91,7 @@ static void on_sold(void *ud, redisReply *reply)
 {
     struct fit *ft = ud;
     if (!reco_reply_array(reply, ft->n)) {
+        (void)reco_stored_fault(ft->f, reply);
         ft->failed = true;
     } else {
         for (size_t i = 0; i < ft->n; i++) {
@@ -109,6 +110,7 @@ static void on_np(void *ud, redisReply *reply)
 {
     struct fit *ft = ud;
     if (!reco_reply_array(reply, ft->n)) {
+        (void)reco_stored_fault(ft->f, reply);
         ft->failed = true;
     } else {
         for (size_t i = 0; i < ft->n; i++)
@@ -124,6 +126,7 @@ static void on_sample(void *ud, redisReply *reply)
     struct fit *ft = ud;
     struct patron_reco_fetcher *f = ft->f;
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        (void)reco_stored_fault(f, reply);
         ft->failed = true;
         fit_done(ft);
         return;

@@ -19,6 +19,8 @@
 #include "patron/graph_row.h"
 #include "patron/keys.h"
 #include "patron/kv.h"
+#include "patron/log.h"
+#include "patron/metrics.h"
 #include "patron/strmap.h"
 #include "reco_internal.h"
 
@@ -247,12 +249,32 @@ static void apply_sold(struct reco_entry *e, const redisReply *r)
     e->sold = (double)reply_count(r);
 }
 
+bool reco_stored_fault(struct patron_reco_fetcher *f, const redisReply *reply)
+{
+    if (!reply || reply->type != REDIS_REPLY_ERROR || reply->len < 9 ||
+        memcmp(reply->str, "WRONGTYPE", 9) != 0)
+        return false;
+    if (f->m_stored_faults)
+        patron_counter_inc(f->m_stored_faults);
+    int64_t now = patron_monotonic_ms();
+    if (f->fault_logged_ms && now - f->fault_logged_ms < 60000)
+        return true;
+    f->fault_logged_ms = now;
+    char why[256];
+    patron_json_escape_n(why, sizeof(why), reply->str, reply->len, NULL);
+    patron_log(f->log, PATRON_LOG_WARN, "item statistics unreadable: answering without them",
+               "\"redis\":\"%s\"", why);
+    return true;
+}
+
 static void on_facts(struct facts_batch *b, redisReply *reply, fact_apply_fn apply, bool mom)
 {
     const char *const *ids = mom ? b->mom_ids : b->ids;
     const size_t *lens = mom ? b->mom_lens : b->lens;
     size_t n = mom ? b->n_mom : b->n;
-    if (!reco_reply_array(reply, n)) {
+    if (reco_stored_fault(b->f, reply)) {
+        /* nothing applied: those facts stay unknown */
+    } else if (!reco_reply_array(reply, n)) {
         b->failed = true;
     } else if (!b->failed) {
         for (size_t i = 0; i < n; i++) {

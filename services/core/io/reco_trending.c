@@ -119,9 +119,10 @@ static void trend_buyers(struct trend_item *it, const redisReply *r)
 static void on_trend_facts(struct refresh *rf, redisReply *reply, trend_apply_fn apply)
 {
     struct trending *t = &rf->f->next;
-    if (!reco_reply_array(reply, t->n))
+    bool refused = reco_stored_fault(rf->f, reply); /* then those facts stay unknown */
+    if (!refused && !reco_reply_array(reply, t->n))
         rf->failed = true;
-    else
+    else if (!refused)
         for (size_t i = 0; i < t->n; i++)
             apply(&t->v[i], reply->element[i]);
     refresh_release(rf);
@@ -151,6 +152,7 @@ static void on_trend(void *ud, redisReply *reply)
 {
     struct patron_reco_fetcher *f = ud;
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        (void)reco_stored_fault(f, reply);
         refresh_done(f, false);
         return;
     }

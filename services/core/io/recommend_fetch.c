@@ -689,6 +689,11 @@ int patron_reco_fetcher_open(struct patron_reco_fetcher **out, struct patron_kv 
             "The momentum prior fitted to the shop (lower: more momentum); 0: none measured", NULL);
         f->m_fit_items = patron_metrics_gauge(opt->metrics, "patron_reco_momentum_items",
                                               "Items the last momentum fit read", NULL);
+        f->m_stored_faults = patron_metrics_counter(
+            opt->metrics, "patron_reco_stored_faults_total",
+            "Reads of the item statistics that Redis refused (a key of another type): answered "
+            "without those facts",
+            NULL);
         static const char *const rounds[] = {"round_trips=\"1\"", "round_trips=\"2\"",
                                              "round_trips=\"3\""};
         for (size_t i = 0; i < PATRON_ARRAY_LEN(rounds); i++)
