@@ -131,7 +131,10 @@ static void on_profile(void *ud, redisReply *reply)
     struct pending *pd = ud;
     struct api *api = pd->api;
     /* the handle stays valid until answered, even if the client left */
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+    if (patron_reply_wrong_type(reply)) {
+        patron_log(api->log, PATRON_LOG_ERROR, "stored profile of another type", NULL);
+        respond_error(api, pd->res, 500, "internal", "stored profile of another type");
+    } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
         respond_error(api, pd->res, 503, "unavailable", "redis unavailable");
     } else if (reply->type != REDIS_REPLY_STRING) {
         respond_error(api, pd->res, 404, "not_found", "unknown customer");
@@ -192,6 +195,11 @@ static void visitor_answer(struct api *api, struct pending *pd, struct patron_pr
 static struct patron_profile *stored_profile(struct api *api, struct pending *pd, redisReply *reply,
                                              const char *unknown)
 {
+    if (patron_reply_wrong_type(reply)) {
+        patron_log(api->log, PATRON_LOG_ERROR, "stored profile of another type", NULL);
+        respond_error(api, pd->res, 500, "internal", "stored profile of another type");
+        return NULL;
+    }
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         respond_error(api, pd->res, 503, "unavailable", "redis unavailable");
         return NULL;

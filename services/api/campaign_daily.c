@@ -91,11 +91,6 @@ static void req_free(struct daily_req *rq)
     free(rq);
 }
 
-static bool wrong_type(const redisReply *reply)
-{
-    return reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) == 0;
-}
-
 static bool campaign_id_ok(const char *s, size_t len)
 {
     if (len == 0 || len > PATRON_CAMPAIGN_ID_MAX)
@@ -223,7 +218,7 @@ static void on_day(void *ud, redisReply *reply)
     struct daily_req *rq = ctx->rq;
     size_t day = ctx->index;
     free(ctx);
-    if (!reply || (reply->type == REDIS_REPLY_ERROR && !wrong_type(reply)))
+    if (!reply || (reply->type == REDIS_REPLY_ERROR && !patron_reply_wrong_type(reply)))
         rq->failed = true;
     else if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
         patron_counter_inc(rq->skip->partition);
@@ -245,7 +240,7 @@ static void on_days(void *ud, redisReply *reply)
     struct daily_req *rq = dc->rq;
     int p = dc->partition;
     free(dc);
-    if (!reply || (reply->type == REDIS_REPLY_ERROR && !wrong_type(reply))) {
+    if (!reply || (reply->type == REDIS_REPLY_ERROR && !patron_reply_wrong_type(reply))) {
         rq->failed = true;
     } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {
         patron_counter_inc(rq->skip->partition);
@@ -283,7 +278,7 @@ static void on_days(void *ud, redisReply *reply)
 static void on_partitions(void *ud, redisReply *reply)
 {
     struct daily_req *rq = ud;
-    if (!reply || (reply->type == REDIS_REPLY_ERROR && !wrong_type(reply))) {
+    if (!reply || (reply->type == REDIS_REPLY_ERROR && !patron_reply_wrong_type(reply))) {
         rq->failed = true;
         settle(rq);
         return;

@@ -104,12 +104,6 @@ static void req_free(struct stats_req *rq)
     free(rq);
 }
 
-/* A key that exists with another type is garbage, not an outage. */
-static bool wrong_type(const redisReply *reply)
-{
-    return reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) == 0;
-}
-
 static void add_field(struct stats_req *rq, const redisReply *f, const redisReply *v)
 {
     struct api_campaign_stats *s = rq->s;
@@ -246,7 +240,7 @@ static void settle(struct stats_req *rq)
 static void on_stats_hash(void *ud, redisReply *reply)
 {
     struct stats_req *rq = ud;
-    if (!reply || (reply->type == REDIS_REPLY_ERROR && !wrong_type(reply))) {
+    if (!reply || (reply->type == REDIS_REPLY_ERROR && !patron_reply_wrong_type(reply))) {
         rq->failed = true;
     } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {
         patron_counter_inc(rq->s->m_skip_partition);
@@ -261,7 +255,7 @@ static void on_partitions(void *ud, redisReply *reply)
 {
     struct stats_req *rq = ud;
     struct api_campaign_stats *s = rq->s;
-    if (!reply || (reply->type == REDIS_REPLY_ERROR && !wrong_type(reply))) {
+    if (!reply || (reply->type == REDIS_REPLY_ERROR && !patron_reply_wrong_type(reply))) {
         rq->failed = true;
         settle(rq);
         return;

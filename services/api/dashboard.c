@@ -502,11 +502,6 @@ static void reco_free(struct reco_req *rq)
     free(rq);
 }
 
-static bool wrong_type(const redisReply *reply)
-{
-    return reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) == 0;
-}
-
 /* A score: a finite non-negative number (ZINCRBY keeps doubles). */
 static bool score_parse(const redisReply *v, double *out)
 {
@@ -602,7 +597,7 @@ static void on_catalog(void *ud, redisReply *reply)
     struct reco_req *rq = cc->rq;
     struct reco_item *it = cc->it;
     free(cc);
-    if (!reply || (reply->type == REDIS_REPLY_ERROR && !wrong_type(reply))) {
+    if (!reply || (reply->type == REDIS_REPLY_ERROR && !patron_reply_wrong_type(reply))) {
         rq->failed = true;
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
         const redisReply *title = reply->element[0];
@@ -660,7 +655,7 @@ static void reco_settle(struct reco_req *rq)
 static void on_reco(void *ud, redisReply *reply)
 {
     struct reco_req *rq = ud;
-    if (!reply || (reply->type == REDIS_REPLY_ERROR && !wrong_type(reply)))
+    if (!reply || (reply->type == REDIS_REPLY_ERROR && !patron_reply_wrong_type(reply)))
         rq->failed = true;
     else if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
         patron_counter_inc(rq->d->m_skip_reco);
@@ -673,7 +668,7 @@ static void on_reco_partitions(void *ud, redisReply *reply)
 {
     struct reco_req *rq = ud;
     struct api_dashboard *d = rq->d;
-    if (!reply || (reply->type == REDIS_REPLY_ERROR && !wrong_type(reply))) {
+    if (!reply || (reply->type == REDIS_REPLY_ERROR && !patron_reply_wrong_type(reply))) {
         rq->failed = true;
     } else if (reply->type == REDIS_REPLY_ARRAY) {
         size_t taken = 0;

@@ -7,7 +7,9 @@ read of it with WRONGTYPE. Before, every recommendation then failed with
 patron-api answers from what it can still read (the customer's profile
 and the neighbour lists), counts each refusal in
 patron_reco_stored_faults_total and says so in its log; nothing stalls.
-Deleting the keys brings the facts back without a restart.
+Deleting the keys brings the facts back without a restart. A customer's
+own key of another type fails that customer's answer alone, with 500 as a
+corrupt profile does (it was 503, as if Redis were away).
 """
 import os
 import sys
@@ -56,6 +58,15 @@ def main():
         assert status == 200 and body["items"] == [], body  # no trending snapshot to give
         status, body = http(port, "GET", "/v1/items/a/similar")
         assert status == 200 and {it["item_id"] for it in body["items"]} == {"b", "c"}, body
+        # one customer's profile key of another type: that answer fails as a
+        # corrupt profile's does (500), the others go on
+        st.r.hset("{c:zed}", "x", "y")
+        status, body = http(port, "GET", "/v1/customers/zed/recommendations")
+        assert status == 500 and body["error"] == "internal", (status, body)
+        status, body = http(port, "GET", "/v1/customers/zed/profile")
+        assert status == 500 and body["message"] == "stored profile of another type", (status, body)
+        status, body = http(port, "GET", "/v1/customers/carol/recommendations")
+        assert status == 200 and body["items"], (status, body)
         faults = metric(port, "patron_reco_stored_faults_total")
         assert faults >= 4, faults
         with open(st.log_path("patron-api")) as f:

@@ -68,7 +68,7 @@ ssize_t reco_reply_neighbours(const redisReply *r, size_t max, struct patron_rec
         return 0;
     /* a key of another type (a sorted set from before lists were strings):
      * no list, until ingest's next merge replaces it */
-    if (r->type == REDIS_REPLY_ERROR && r->len >= 9 && memcmp(r->str, "WRONGTYPE", 9) == 0)
+    if (patron_reply_wrong_type(r))
         return 0;
     if (r->type != REDIS_REPLY_STRING)
         return -1;
@@ -251,8 +251,7 @@ static void apply_sold(struct reco_entry *e, const redisReply *r)
 
 bool reco_stored_fault(struct patron_reco_fetcher *f, const redisReply *reply)
 {
-    if (!reply || reply->type != REDIS_REPLY_ERROR || reply->len < 9 ||
-        memcmp(reply->str, "WRONGTYPE", 9) != 0)
+    if (!patron_reply_wrong_type(reply))
         return false;
     if (f->m_stored_faults)
         patron_counter_inc(f->m_stored_faults);

@@ -510,7 +510,12 @@ static void on_profile(void *ud, redisReply *reply)
 {
     struct request *rq = ud;
     struct patron_reco_fetcher *f = rq->f;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+    if (patron_reply_wrong_type(reply)) {
+        /* this customer's key holds something else: their answer fails
+         * as a corrupt profile's does (500), not as Redis being away */
+        patron_log(f->log, PATRON_LOG_ERROR, "stored profile of another type", NULL);
+        reco_request_fail(rq, PATRON_EINVAL);
+    } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
         reco_request_fail(rq, PATRON_EIO);
     } else if (reply->type == REDIS_REPLY_STRING) {
         size_t len = (size_t)reply->len;

@@ -108,3 +108,8 @@ int patron_reply_i64(const redisReply *r, int64_t min, int64_t max, int64_t *out
         return PATRON_EINVAL;
     return patron_parse_i64(r->str, r->len, min, max, out);
 }
+
+bool patron_reply_wrong_type(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && r->len >= 9 && memcmp(r->str, "WRONGTYPE", 9) == 0;
+}

@@ -123,4 +123,8 @@ void patron_sha1_hex(const void *data, size_t len, char out[41]);
  * keeps them. PATRON_EINVAL for anything else (a NULL reply too). */
 int patron_reply_i64(const redisReply *r, int64_t min, int64_t max, int64_t *out) PATRON_MUST_USE;
 
+/* Whether r is Redis refusing a command on a key of another type
+ * (WRONGTYPE): a stored value's fault, not Redis being away. NULL: false. */
+bool patron_reply_wrong_type(const redisReply *r);
+
 #endif
