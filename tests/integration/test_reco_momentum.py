@@ -13,7 +13,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from harness import Stack, http, metric, produce, proto_modules, wait_for  # noqa: E402
+from harness import Stack, http, metric, produce, proto_modules, purchase_event, wait_for  # noqa: E402
 
 TOPICS = {"patron.events": 4, "patron.catalog": 1, "patron.profile-updates": 4, "patron.dlq": 1}
 DAY = 86_400_000
@@ -21,27 +21,19 @@ T0 = 1_600_000_000_000  # the shop's first day
 EVENTS = "patron_ingest_events_total"
 
 
-def purchase(pb, event_id, customer, t, items):
-    e = pb.Event(event_id=event_id, customer_id=customer, occurred_at_ms=t)
-    e.purchase.order_id = event_id
-    for it in items:
-        e.purchase.items.add(item_id=it, category="c", quantity=1, unit_price_cents=100)
-    return e
-
-
 def shop(pb):
     events = []
     for k in range(20):
         for m in range(12):
             # steady: one sale a month; winter: 12 in days 350..361
-            events.append(purchase(pb, f"s{k}-{m}", f"cs{k}-{m}", T0 + (30 * m + k % 7) * DAY, [f"s{k:02d}"]))
-            events.append(purchase(pb, f"w{k}-{m}", f"cw{k}-{m}", T0 + (350 + m) * DAY + k, [f"w{k:02d}"]))
+            events.append(purchase_event(pb, f"s{k}-{m}", f"cs{k}-{m}", T0 + (30 * m + k % 7) * DAY, [f"s{k:02d}"]))
+            events.append(purchase_event(pb, f"w{k}-{m}", f"cw{k}-{m}", T0 + (350 + m) * DAY + k, [f"w{k:02d}"]))
     # h was bought with s00 by three customers and with w00 by three others,
     # on the same old day; alice bought h alone
     for j in range(3):
-        events.append(purchase(pb, f"hs{j}", f"hs{j}", T0 + 100 * DAY, ["h", "s00"]))
-        events.append(purchase(pb, f"hw{j}", f"hw{j}", T0 + 100 * DAY, ["h", "w00"]))
-    events.append(purchase(pb, "alice-1", "alice", T0 + 100 * DAY, ["h"]))
+        events.append(purchase_event(pb, f"hs{j}", f"hs{j}", T0 + 100 * DAY, ["h", "s00"]))
+        events.append(purchase_event(pb, f"hw{j}", f"hw{j}", T0 + 100 * DAY, ["h", "w00"]))
+    events.append(purchase_event(pb, "alice-1", "alice", T0 + 100 * DAY, ["h"]))
     return events
 
 

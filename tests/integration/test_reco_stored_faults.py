@@ -15,19 +15,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from harness import Stack, http, metric, produce, proto_modules, wait_for  # noqa: E402
+from harness import Stack, http, metric, produce, proto_modules, purchase_event, wait_for  # noqa: E402
 
 TOPICS = {"patron.events": 4, "patron.catalog": 1, "patron.profile-updates": 4, "patron.dlq": 1}
 T0 = 1_300_000_000_000
 STATS = ["{items}:pop", "{items}:trend", "{items}:sold", "{items}:cat", "{items}:oos", "{items}:np"]
-
-
-def purchase(pb, event_id, customer, t, items):
-    e = pb.Event(event_id=event_id, customer_id=customer, occurred_at_ms=t)
-    e.purchase.order_id = event_id
-    for it in items:
-        e.purchase.items.add(item_id=it, category="home", quantity=1, unit_price_cents=100)
-    return e
 
 
 def main():
@@ -36,8 +28,8 @@ def main():
         st.start_redis()
         brokers = st.start_kafka(TOPICS)
         st.start_service("patron-ingest")
-        produce(brokers, [purchase(pb, f"p{i}", f"u{i}", T0 + i, ["a", "b", "c"]) for i in range(3)] +
-                [purchase(pb, "carol-1", "carol", T0 + 10, ["a"])])
+        produce(brokers, [purchase_event(pb, f"p{i}", f"u{i}", T0 + i, ["a", "b", "c"]) for i in range(3)] +
+                [purchase_event(pb, "carol-1", "carol", T0 + 10, ["a"])])
         wait_for("the item graph", lambda: st.r.exists("{i:a}:co") and st.r.exists("{c:carol}"), timeout=30)
         wait_for("the statistics", lambda: int(st.r.hget("{items}:sold", "a") or 0) == 4, timeout=30)
         kept = {k: st.r.dump(k) for k in STATS if st.r.exists(k)}

@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from harness import Stack, http, metric, produce, proto_modules, wait_for  # noqa: E402
+from harness import Stack, http, metric, produce, proto_modules, purchase_event, wait_for  # noqa: E402
 
 from confluent_kafka import Producer  # noqa: E402
 
@@ -24,11 +24,7 @@ CATEGORY = {"a": "home", "b": "home", "c": "home", "d": "home", "x": "toys", "y"
 
 
 def purchase(pb, event_id, customer, t, items):
-    e = pb.Event(event_id=event_id, customer_id=customer, occurred_at_ms=t)
-    e.purchase.order_id = event_id
-    for it in items:
-        e.purchase.items.add(item_id=it, category=CATEGORY[it], quantity=1, unit_price_cents=100)
-    return e
+    return purchase_event(pb, event_id, customer, t, items, category=CATEGORY)
 
 
 def recs(port, customer, query=""):

@@ -387,6 +387,17 @@ def proto_modules(build_dir):
     return event_pb2
 
 
+def purchase_event(pb, event_id, customer, t_ms, items, category="c"):
+    """A purchase Event of one unit of each item at 1.00, order id = event id;
+    category: one for every line, or a dict item -> category."""
+    e = pb.Event(event_id=event_id, customer_id=customer, occurred_at_ms=t_ms)
+    e.purchase.order_id = event_id
+    for it in items:
+        cat = category[it] if isinstance(category, dict) else category
+        e.purchase.items.add(item_id=it, category=cat, quantity=1, unit_price_cents=100)
+    return e
+
+
 def produce(brokers, events, topic="patron.events", timeout=60):
     """Events (event_pb2.Event) keyed by their customer (a visitor's by its
     anonymous id), every one delivered."""
