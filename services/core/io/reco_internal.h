@@ -250,6 +250,19 @@ void reco_refresh_discard(struct request *rq);
  * refresh ends, well or not. */
 void reco_trending_await(struct request *rq, int64_t now);
 
+/* One command of a read over a list of items: `cmd key item...`. */
+struct reco_items_cmd {
+    const char *cmd, *key;
+    patron_redis_cb cb;
+};
+
+/* Sends plan[0 .. n_plan) in order, each as `cmd key` and the n items
+ * already in argv[2 ..] and argl[2 ..] (the first two slots are the
+ * call's), each calling back with ud. Stops at the first that cannot be
+ * sent; returns how many were (their callbacks will run). */
+size_t reco_send_items(struct patron_kv *kv, const struct reco_items_cmd *plan, size_t n_plan,
+                       void *ud, const char **argv, size_t *argl, size_t n);
+
 /* Whether reply is Redis refusing a statistic of {items}:* (WRONGTYPE: a
  * key of another type there); if so, counts and logs it (at most once a
  * minute). The caller then goes on without those facts, as with a missing

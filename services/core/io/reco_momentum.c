@@ -160,24 +160,13 @@ static void on_sample(void *ud, redisReply *reply)
         argv[i + 2] = ft->ids[i];
         argl[i + 2] = ft->lens[i];
     }
-    static const struct {
-        const char *cmd, *key;
-        patron_redis_cb cb;
-    } plan[] = {
+    static const struct reco_items_cmd plan[] = {
         {"HMGET", PATRON_KEY_ITEMS_SOLD, on_sold},
         {"SMISMEMBER", PATRON_KEY_ITEMS_NP, on_np},
     };
-    ft->remaining = 1; /* held while sending */
-    for (size_t k = 0; k < PATRON_ARRAY_LEN(plan); k++) {
-        argv[0] = plan[k].cmd;
-        argl[0] = strlen(plan[k].cmd);
-        argv[1] = plan[k].key;
-        argl[1] = strlen(plan[k].key);
-        if (patron_kv_commandv(f->redis, plan[k].cb, ft, (int)(ft->n + 2), argv, argl) == 0)
-            ft->remaining++;
-        else
-            ft->failed = true;
-    }
+    size_t sent = reco_send_items(f->redis, plan, PATRON_ARRAY_LEN(plan), ft, argv, argl, ft->n);
+    ft->remaining = 1 + (int)sent; /* one held while sending */
+    ft->failed = sent < PATRON_ARRAY_LEN(plan);
     free(argv);
     free(argl);
     fit_release(ft);

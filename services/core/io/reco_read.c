@@ -162,8 +162,13 @@ struct facts_batch {
     struct patron_reco_fetcher *f;
     struct request *rq;
     size_t n, n_mom;
-    const char **ids, **mom_ids; /* mom_ids: a subset of ids, pointing into blob */
-    size_t *lens, *mom_lens;
+    /* the commands' arguments, owned: the ids (into blob) from slot 2, so
+     * that every command of the batch sends them without a copy; the
+     * momentum ones a subset */
+    const char **argv, **mom_argv;
+    size_t *argl, *mom_argl;
+    const char **ids, **mom_ids; /* argv + 2, mom_argv + 2 */
+    size_t *lens, *mom_lens;     /* argl + 2, mom_argl + 2 */
     char *blob;
     int remaining;
     bool failed;
@@ -185,10 +190,10 @@ static void stamp(struct patron_reco_fetcher *f, const char *const *ids, const s
 
 static void facts_free(struct facts_batch *b)
 {
-    free(b->ids);
-    free(b->lens);
-    free(b->mom_ids);
-    free(b->mom_lens);
+    free(b->argv);
+    free(b->argl);
+    free(b->mom_argv);
+    free(b->mom_argl);
     free(b->blob);
     free(b);
 }
@@ -316,24 +321,18 @@ static void on_sold(void *ud, redisReply *reply)
     on_facts(ud, reply, apply_sold, true);
 }
 
-/* Sends `cmd key ids...` for the batch; counts it in remaining when sent. */
-static int send_over(struct facts_batch *b, const char *cmd, const char *key, patron_redis_cb cb,
-                     const char *const *ids, const size_t *lens, size_t n)
+size_t reco_send_items(struct patron_kv *kv, const struct reco_items_cmd *plan, size_t n_plan,
+                       void *ud, const char **argv, size_t *argl, size_t n)
 {
-    const char **argv = patron_malloc((n + 2) * sizeof(*argv));
-    size_t *argl = patron_malloc((n + 2) * sizeof(*argl));
-    argv[0] = cmd;
-    argl[0] = strlen(cmd);
-    argv[1] = key;
-    argl[1] = strlen(key);
-    memcpy(argv + 2, ids, n * sizeof(*argv));
-    memcpy(argl + 2, lens, n * sizeof(*argl));
-    int rc = patron_kv_commandv(b->f->redis, cb, b, (int)(n + 2), argv, argl);
-    if (rc == 0)
-        b->remaining++;
-    free(argv);
-    free(argl);
-    return rc;
+    for (size_t k = 0; k < n_plan; k++) {
+        argv[0] = plan[k].cmd;
+        argl[0] = strlen(plan[k].cmd);
+        argv[1] = plan[k].key;
+        argl[1] = strlen(plan[k].key);
+        if (patron_kv_commandv(kv, plan[k].cb, ud, (int)(n + 2), argv, argl))
+            return k;
+    }
+    return n_plan;
 }
 
 int reco_send_facts(struct request *rq, const char *const *ids, const size_t *lens, size_t n)
@@ -346,8 +345,10 @@ int reco_send_facts(struct request *rq, const char *const *ids, const size_t *le
     for (size_t i = 0; i < n; i++)
         bytes += lens[i];
     *b = (struct facts_batch){.f = f, .rq = rq, .n = n};
-    b->ids = patron_malloc(n * sizeof(*b->ids));
-    b->lens = patron_malloc(n * sizeof(*b->lens));
+    b->argv = patron_malloc((n + 2) * sizeof(*b->argv));
+    b->argl = patron_malloc((n + 2) * sizeof(*b->argl));
+    b->ids = b->argv + 2;
+    b->lens = b->argl + 2;
     b->blob = patron_malloc(bytes ? bytes : 1);
     char *p = b->blob;
     for (size_t i = 0; i < n; i++) {
@@ -358,8 +359,10 @@ int reco_send_facts(struct request *rq, const char *const *ids, const size_t *le
     }
     if (f->cfg.trend_exponent > 0) {
         int64_t now = patron_monotonic_ms();
-        b->mom_ids = patron_malloc(n * sizeof(*b->mom_ids));
-        b->mom_lens = patron_malloc(n * sizeof(*b->mom_lens));
+        b->mom_argv = patron_malloc((n + 2) * sizeof(*b->mom_argv));
+        b->mom_argl = patron_malloc((n + 2) * sizeof(*b->mom_argl));
+        b->mom_ids = b->mom_argv + 2;
+        b->mom_lens = b->mom_argl + 2;
         for (size_t i = 0; i < n; i++) {
             const struct reco_entry *e =
                 reco_cache_get(&f->cache, ids[i], lens[i], patron_hash64(ids[i], lens[i]));
@@ -369,27 +372,26 @@ int reco_send_facts(struct request *rq, const char *const *ids, const size_t *le
             b->mom_lens[b->n_mom++] = lens[i];
         }
     }
-    static const struct {
-        const char *cmd, *key;
-        patron_redis_cb cb;
-        bool mom;
-    } plan[] = {
-        {"HMGET", PATRON_KEY_ITEMS_POP, on_buyers, false},
-        {"SMISMEMBER", PATRON_KEY_ITEMS_OOS, on_oos, false},
-        {"SMISMEMBER", PATRON_KEY_ITEMS_NP, on_np, false},
-        {"HMGET", PATRON_KEY_ITEMS_CAT, on_category, false},
-        {"ZMSCORE", PATRON_KEY_ITEMS_TREND, on_trend, true},
-        {"HMGET", PATRON_KEY_ITEMS_SOLD, on_sold, true},
+    static const struct reco_items_cmd facts[] = {
+        {"HMGET", PATRON_KEY_ITEMS_POP, on_buyers},
+        {"SMISMEMBER", PATRON_KEY_ITEMS_OOS, on_oos},
+        {"SMISMEMBER", PATRON_KEY_ITEMS_NP, on_np},
+        {"HMGET", PATRON_KEY_ITEMS_CAT, on_category},
     };
-    int rc = 0;
-    for (size_t k = 0; k < PATRON_ARRAY_LEN(plan) && rc == 0; k++) {
-        if (plan[k].mom && b->n_mom == 0)
-            continue;
-        rc = plan[k].mom
-                 ? send_over(b, plan[k].cmd, plan[k].key, plan[k].cb, b->mom_ids, b->mom_lens,
-                             b->n_mom)
-                 : send_over(b, plan[k].cmd, plan[k].key, plan[k].cb, b->ids, b->lens, b->n);
+    static const struct reco_items_cmd momentum[] = {
+        {"ZMSCORE", PATRON_KEY_ITEMS_TREND, on_trend},
+        {"HMGET", PATRON_KEY_ITEMS_SOLD, on_sold},
+    };
+    size_t sent = reco_send_items(f->redis, facts, PATRON_ARRAY_LEN(facts), b, b->argv, b->argl, n);
+    bool all = sent == PATRON_ARRAY_LEN(facts);
+    b->remaining = (int)sent;
+    if (all && b->n_mom > 0) {
+        size_t m = reco_send_items(f->redis, momentum, PATRON_ARRAY_LEN(momentum), b, b->mom_argv,
+                                   b->mom_argl, b->n_mom);
+        all = m == PATRON_ARRAY_LEN(momentum);
+        b->remaining += (int)m;
     }
+    int rc = all ? 0 : PATRON_EIO;
     if (b->remaining == 0) {
         facts_free(b);
         return rc;

@@ -185,25 +185,15 @@ static void on_trend(void *ud, redisReply *reply)
         argv[i + 2] = t->v[i].id;
         argl[i + 2] = t->v[i].len;
     }
-    static const struct {
-        const char *cmd, *key;
-        patron_redis_cb cb;
-    } plan[] = {
+    static const struct reco_items_cmd plan[] = {
         {"HMGET", PATRON_KEY_ITEMS_CAT, on_trend_category},
         {"SMISMEMBER", PATRON_KEY_ITEMS_OOS, on_trend_oos},
         {"SMISMEMBER", PATRON_KEY_ITEMS_NP, on_trend_np},
         {"HMGET", PATRON_KEY_ITEMS_POP, on_trend_buyers},
     };
-    for (size_t k = 0; k < PATRON_ARRAY_LEN(plan); k++) {
-        argv[0] = plan[k].cmd;
-        argl[0] = strlen(plan[k].cmd);
-        argv[1] = plan[k].key;
-        argl[1] = strlen(plan[k].key);
-        if (patron_kv_commandv(f->redis, plan[k].cb, rf, (int)(t->n + 2), argv, argl) == 0)
-            rf->remaining++;
-        else
-            rf->failed = true;
-    }
+    size_t sent = reco_send_items(f->redis, plan, PATRON_ARRAY_LEN(plan), rf, argv, argl, t->n);
+    rf->remaining = (int)sent;
+    rf->failed = sent < PATRON_ARRAY_LEN(plan);
     free(argv);
     free(argl);
     if (rf->remaining == 0) {
