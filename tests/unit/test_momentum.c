@@ -70,7 +70,7 @@ Test(momentum, fit_table)
     for (size_t i = 0; i < k; i++) {
         const struct shop *s = &shops[i];
         struct patron_momentum m = {.alpha = -1, .rate = -1};
-        patron_momentum_fit(s->recent, s->total, s->n, &m);
+        patron_momentum_fit(s->recent, s->total, NULL, s->n, &m);
         cr_expect_float_eq(m.alpha, s->want_alpha, 1e-12, "%s: alpha %g, want %g", s->name, m.alpha,
                            s->want_alpha);
         cr_expect_float_eq(m.rate, s->want_rate, 1e-12, "%s: rate %g, want %g", s->name, m.rate,
@@ -81,7 +81,7 @@ Test(momentum, fit_table)
 Test(momentum, fit_of_nothing)
 {
     struct patron_momentum m = {.alpha = 7, .rate = 7};
-    patron_momentum_fit(NULL, NULL, 0, &m);
+    patron_momentum_fit(NULL, NULL, NULL, 0, &m);
     cr_expect_eq(m.alpha, 0);
     cr_expect_eq(m.rate, 0);
 }
@@ -124,8 +124,25 @@ Test(momentum, fit_recovers_the_prior)
         recent[i] = i % 2 ? 75.0 : 25.0; /* momentum 1.5 and 0.5 */
     }
     struct patron_momentum m;
-    patron_momentum_fit(recent, total, 40, &m);
+    patron_momentum_fit(recent, total, NULL, 40, &m);
     cr_expect_float_eq(m.rate, 0.05, 1e-12);
     /* excess per item 625 - 0.5 * r (mean 25), scale 2500: 1/alpha = 600/2500 */
     cr_expect_float_eq(m.alpha, 2500.0 / 600.0, 1e-9);
+}
+
+/* Postage and fees sell at their own pace: left out of the fit. */
+Test(momentum, fit_leaves_out_what_is_not_a_product)
+{
+    double recent[30], total[30];
+    bool np[30] = {0};
+    for (size_t i = 0; i < 20; i++)
+        recent[i] = 5, total[i] = 100; /* steady products */
+    for (size_t i = 20; i < 30; i++)
+        recent[i] = 90, total[i] = 100, np[i] = true; /* postage, all lately */
+    struct patron_momentum m;
+    patron_momentum_fit(recent, total, np, 30, &m);
+    cr_expect_eq(m.alpha, 0);
+    cr_expect_float_eq(m.rate, 0.05, 1e-12);
+    patron_momentum_fit(recent, total, NULL, 30, &m);
+    cr_expect(m.alpha > 0, "counted as products, they look like momentum: %g", m.alpha);
 }

@@ -18,14 +18,22 @@ double patron_trend_decayed(double score, int64_t now_ms)
     return score / patron_trend_weight(now_ms);
 }
 
-void patron_momentum_fit(const double *recent, const double *total, size_t n,
-                         struct patron_momentum *out)
+/* Whether item i counts in the fit. */
+static bool fit_counts(const double *recent, const double *total, const bool *not_a_product,
+                       size_t i)
+{
+    return !(not_a_product && not_a_product[i]) && total[i] > 0 && isfinite(total[i]) &&
+           recent[i] >= 0 && isfinite(recent[i]);
+}
+
+void patron_momentum_fit(const double *recent, const double *total, const bool *not_a_product,
+                         size_t n, struct patron_momentum *out)
 {
     *out = (struct patron_momentum){0};
     double sum_r = 0, sum_t = 0;
     size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!(total[i] > 0) || !isfinite(total[i]) || !(recent[i] >= 0) || !isfinite(recent[i]))
+        if (!fit_counts(recent, total, not_a_product, i))
             continue;
         sum_r += recent[i];
         sum_t += total[i];
@@ -35,7 +43,7 @@ void patron_momentum_fit(const double *recent, const double *total, size_t n,
         return;
     double rate = sum_r / sum_t, excess = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!(total[i] > 0) || !isfinite(total[i]) || !(recent[i] >= 0) || !isfinite(recent[i]))
+        if (!fit_counts(recent, total, not_a_product, i))
             continue;
         double e = rate * total[i], d = recent[i] - e;
         excess += d * d - PATRON_MOMENTUM_DISPERSION * recent[i];

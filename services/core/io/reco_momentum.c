@@ -53,19 +53,13 @@ static void fit_done(struct fit *ft)
     struct patron_reco_fetcher *f = ft->f;
     if (!ft->failed) {
         double inv = 1.0 / patron_trend_weight(ft->event_ms);
-        double *recent = patron_malloc((ft->n ? ft->n : 1) * sizeof(*recent));
-        double *total = patron_malloc((ft->n ? ft->n : 1) * sizeof(*total));
         size_t k = 0;
         for (size_t i = 0; i < ft->n; i++) {
-            if (ft->np[i])
-                continue; /* postage and fees say nothing of what customers like */
-            recent[k] = ft->raw[i] * inv;
-            total[k++] = ft->sold[i];
+            ft->raw[i] *= inv; /* decayed to the fit's time */
+            k += !ft->np[i];
         }
         struct patron_momentum m;
-        patron_momentum_fit(recent, total, k, &m);
-        free(recent);
-        free(total);
+        patron_momentum_fit(ft->raw, ft->sold, ft->np, ft->n, &m);
         if (m.alpha != f->model.alpha || m.rate != f->model.rate)
             patron_log(f->log, PATRON_LOG_DEBUG, "momentum refitted",
                        "\"items\":%zu,\"alpha\":%.6g,\"rate\":%.6g", k, m.alpha, m.rate);

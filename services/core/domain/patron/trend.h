@@ -55,12 +55,13 @@ struct patron_momentum {
 #define PATRON_MOMENTUM_MIN_ITEMS 20   /* fewer items with sales: nothing is fitted */
 
 /* Fits the shop's momentum from n items' recent (decayed) and all-time
- * purchase lines, recent[i] <= total[i] up to rounding; items with a total
- * <= 0 or a value that is not finite are left out. Writes {0, rate} (no
+ * purchase lines, recent[i] <= total[i] up to rounding; items that are not
+ * products (not_a_product[i], NULL: none; postage and fees say nothing of
+ * what sells), with a total <= 0 or a value that is not finite are left out. Writes {0, rate} (no
  * momentum) when fewer than PATRON_MOMENTUM_MIN_ITEMS remain or nothing
  * exceeds the noise. Pure. */
-void patron_momentum_fit(const double *recent, const double *total, size_t n,
-                         struct patron_momentum *out);
+void patron_momentum_fit(const double *recent, const double *total, const bool *not_a_product,
+                         size_t n, struct patron_momentum *out);
 
 /* An item's momentum factor, (recent + alpha) / (rate * total + alpha), or
  * 1 when the model has none or nothing is known of the item (total <= 0). */
